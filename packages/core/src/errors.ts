@@ -1,0 +1,65 @@
+/**
+ * The one error class of tokenpool. Check with {@link isGatewayError}, never `instanceof`
+ * (bundlers and duplicated packages break `instanceof` across package boundaries).
+ */
+
+/** Every error code, mapped to its HTTP status. The single source of truth for statuses. */
+export const ERROR_STATUS = {
+  // request shape
+  INVALID_REQUEST: 400,
+  INVALID_JSON: 400,
+  MISSING_MODEL: 400,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  // downstream key authorisation
+  MISSING_API_KEY: 401,
+  INVALID_API_KEY: 401,
+  KEY_DISABLED: 401,
+  KEY_EXPIRED: 401,
+  KEY_EXHAUSTED: 429,
+  QUOTA_EXHAUSTED: 429,
+  USER_QUOTA_EXHAUSTED: 429,
+  USER_DISABLED: 403,
+  MODEL_NOT_ALLOWED: 403,
+  IP_NOT_ALLOWED: 403,
+  // management
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  // upstream
+  NO_CREDENTIAL_AVAILABLE: 503,
+  UPSTREAM_ERROR: 502,
+  UPSTREAM_TIMEOUT: 504,
+  // configuration and internals
+  INVALID_OPTIONS: 500,
+  STORE_ERROR: 500,
+  INTERNAL: 500,
+} as const;
+
+/** An error code of tokenpool (UPPER_SNAKE). */
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** An error with a code and the HTTP status that code maps to. */
+export class GatewayError extends Error {
+  override readonly name = "GatewayError" as const;
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = options?.status ?? ERROR_STATUS[code];
+  }
+}
+
+/** Whether `e` is a {@link GatewayError}, by name and code rather than `instanceof`. */
+export function isGatewayError(e: unknown): e is GatewayError {
+  return (
+    typeof e === "object" &&
+    e !== null &&
+    (e as { name?: unknown }).name === "GatewayError" &&
+    typeof (e as { code?: unknown }).code === "string" &&
+    (e as { code: string }).code in ERROR_STATUS
+  );
+}

@@ -1,0 +1,281 @@
+import bcrypt from "bcryptjs";
+import { Billing } from "./billing/price.js";
+import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
+import { GatewayError } from "./errors.js";
+import { GatewayEmitter } from "./events.js";
+import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
+import { type Exchange, header, type Reply } from "./http/exchange.js";
+import { healthRoute, Router } from "./http/router.js";
+import { IpAllowList, resolveClientIp } from "./keys/ip.js";
+import { KeyService } from "./keys/service.js";
+import { consoleLogger, type Logger, silentLogger } from "./logger.js";
+import { type GatewayOptions, resolveOptions } from "./options.js";
+import { UpstreamClient } from "./proxy/upstream.js";
+import { SettingsService } from "./settings/service.js";
+import type {
+  CredentialPatch,
+  CredentialRecord,
+  NewUser,
+  Page,
+  RollupQuery,
+  Store,
+  UsageQuery,
+  UsageRecord,
+  UsageRollup,
+  UserPatch,
+  UserRecord,
+} from "./store/types.js";
+import { fromRequest, toResponse } from "./http/web.js";
+import { UsageWriter } from "./usage/writer.js";
+import { randomToken, SecretBox } from "./util/secrets.js";
+
+/** The settings name under which the management key's bcrypt hash is kept (seed layout). */
+const MANAGEMENT_SETTING = "remote-management";
+
+/** Options of `gateway.handler` for fetch-style runtimes. */
+export interface HandlerContext {
+  /** The client's address; fetch-style runtimes do not expose the peer. @default "" */
+  remoteAddress?: string;
+}
+
+/** A running gateway: the router and the domain services. */
+export interface Gateway {
+  /** Serves every route for fetch-style runtimes (Next.js, tests). */
+  handler(request: Request, context?: HandlerContext): Promise<Response>;
+  /** Alias of {@link Gateway.handler}, so a gateway can be passed where `{ fetch }` is expected. */
+  fetch(request: Request, context?: HandlerContext): Promise<Response>;
+  /** Serves one neutral exchange (used by the node:http adapter). */
+  serve(exchange: Exchange): Promise<Reply>;
+  /** Downstream API keys. */
+  keys: KeyService;
+  /** Owners of keys. */
+  users: UsersApi;
+  /** The upstream credential pool. */
+  credentials: CredentialsApi;
+  /** Usage records and roll-ups. */
+  usage: UsageApi;
+  /** Runtime settings. */
+  settings: SettingsService;
+  /** The management key (stored only as a bcrypt hash). */
+  management: ManagementApi;
+  /** Typed events. */
+  events: GatewayEmitter;
+  /** The store this gateway runs on. */
+  store: Store;
+  /** Resolves when the gateway has loaded its state from the store. */
+  ready: Promise<void>;
+  /** Flushes usage, waits for settlements in flight, stops watchers and closes the store. */
+  close(): Promise<void>;
+}
+
+/** Users API of a gateway. */
+export interface UsersApi {
+  /** Creates a user and issues an access token (returned once). */
+  create(input: Partial<NewUser> & { username: string }): Promise<{ accessToken: string; record: UserRecord }>;
+  get(id: number): Promise<UserRecord | null>;
+  list(query?: { offset?: number; limit?: number; keyword?: string }): Promise<Page<UserRecord>>;
+  update(id: number, patch: UserPatch): Promise<UserRecord | null>;
+  delete(id: number): Promise<boolean>;
+  /** Finds the user presenting this access token. */
+  findByAccessToken(token: string): Promise<UserRecord | null>;
+}
+
+/** Credentials API of a gateway. */
+export interface CredentialsApi {
+  add(input: AddCredentialInput): Promise<CredentialRecord>;
+  get(id: string): CredentialRecord | null;
+  /** Every credential with secrets masked. */
+  list(): ReturnType<typeof maskCredential>[];
+  update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null>;
+  remove(id: string): Promise<boolean>;
+  /** The pool itself (selection, health). */
+  pool: CredentialPool;
+}
+
+/** Usage API of a gateway. */
+export interface UsageApi {
+  list(query?: UsageQuery): Promise<Page<UsageRecord>>;
+  rollups(query?: RollupQuery): Promise<UsageRollup[]>;
+  /** Writes queued records to the store now. */
+  flush(): Promise<void>;
+}
+
+/** Management key API of a gateway. */
+export interface ManagementApi {
+  /** Whether a management key is set. */
+  hasKey(): boolean;
+  /** Sets a new management key (stores its bcrypt hash). */
+  setKey(plain: string): Promise<void>;
+  /** Generates, stores and returns a new management key (shown once). */
+  generateKey(): Promise<string>;
+  /** Checks a presented key against the stored hash (bcrypt, constant time). */
+  verify(plain: string | undefined): Promise<boolean>;
+}
+
+/**
+ * Creates a gateway on a store.
+ *
+ * @example
+ * ```ts
+ * import { createGateway, memoryStore } from "@tokenpool/core";
+ * const gateway = createGateway({ store: memoryStore(), secret: process.env.TOKENPOOL_SECRET });
+ * await gateway.credentials.add({ provider: "openai", baseUrl: "https://api.openai.com/v1", secret: { apiKey } });
+ * const { key } = await gateway.keys.create({ name: "my app", remainQuota: 500_000 });
+ * export default { fetch: gateway.handler };
+ * ```
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const opts = resolveOptions(options);
+  const store = opts.store;
+  const logger: Logger =
+    opts.logger === false
+      ? silentLogger
+      : typeof opts.logger === "string"
+        ? consoleLogger(opts.logger)
+        : opts.logger;
+  const events = new GatewayEmitter();
+  const box = new SecretBox(opts.secret);
+  const settings = new SettingsService(store, events, opts.settings);
+  const keys = new KeyService(store, box);
+  const pool = new CredentialPool(store, events, logger);
+  const usageWriter = new UsageWriter(store, events, logger, opts.usage.flushIntervalMs, opts.usage.maxBatch);
+  const upstream = new UpstreamClient(opts.upstream);
+  const billing = new Billing(settings, opts.billing.defaultCompletionTokens);
+  const pending = new Set<Promise<unknown>>();
+  const trusted = opts.trustedProxies.length > 0 ? new IpAllowList(opts.trustedProxies) : null;
+  const clientIp = (ex: Exchange) => resolveClientIp(ex.remoteAddress, header(ex.headers, "x-forwarded-for"), trusted);
+
+  // Keep the in-memory views (settings, pool) in step with the store, including other instances.
+  const unwatch = store.watch((change) => {
+    const task =
+      change.collection === "settings"
+        ? change.id === undefined
+          ? settings.load()
+          : settings.refresh(change.id)
+        : change.collection === "credentials"
+          ? pool.refresh(change.id)
+          : undefined;
+    task?.catch((error: unknown) => logger.warn("could not apply a store change", { change, error: String(error) }));
+  });
+
+  const router = new Router(logger, (_ex, err) => openaiError(err));
+  router.add([
+    healthRoute,
+    ...openaiRoutes({
+      store,
+      pool,
+      upstream,
+      billing,
+      usage: usageWriter,
+      settings,
+      events,
+      logger,
+      pending,
+      keys,
+      maxBodyBytes: opts.maxBodyBytes,
+      clientIp,
+    }),
+  ]);
+
+  let loaded = false;
+  const ready = Promise.all([settings.load(), pool.load()]).then(() => {
+    loaded = true;
+  });
+  // Surface load failures on the first request, not as an unhandled rejection.
+  ready.catch(() => {});
+
+  const serve = async (ex: Exchange): Promise<Reply> => {
+    if (!loaded) {
+      try {
+        await ready;
+      } catch (error) {
+        return openaiError(new GatewayError("STORE_ERROR", `the store could not be read: ${(error as Error).message}`));
+      }
+    }
+    return router.handle(ex);
+  };
+
+  const handler = async (request: Request, context?: HandlerContext) =>
+    toResponse(await serve(fromRequest(request, context?.remoteAddress ?? "")));
+
+  let closed: Promise<void> | null = null;
+  const managementHash = () => {
+    const v = settings.get<{ "secret-key"?: string } | undefined>(MANAGEMENT_SETTING);
+    return v?.["secret-key"] ?? "";
+  };
+
+  return {
+    handler,
+    fetch: handler,
+    serve,
+    keys,
+    users: {
+      async create(input) {
+        const accessToken = randomToken("tpu-", 40);
+        const record = await store.users.create({
+          username: input.username,
+          displayName: input.displayName ?? input.username,
+          role: input.role ?? "user",
+          status: input.status ?? 1,
+          group: input.group ?? "default",
+          quota: input.quota ?? 0,
+          usedQuota: input.usedQuota ?? 0,
+          accessTokenHash: box.hash(accessToken),
+          createdTime: input.createdTime ?? Math.floor(Date.now() / 1000),
+        });
+        return { accessToken, record };
+      },
+      get: (id) => store.users.get(id),
+      list: (q) => store.users.list(q),
+      update: (id, patch) => store.users.update(id, patch),
+      delete: (id) => store.users.delete(id),
+      findByAccessToken: (token) => store.users.getByAccessTokenHash(box.hash(token)),
+    },
+    credentials: {
+      add: (input) => pool.add(input),
+      get: (id) => pool.get(id),
+      list: () => pool.list().map(maskCredential),
+      update: (id, patch) => pool.update(id, patch),
+      remove: (id) => pool.remove(id),
+      pool,
+    },
+    usage: {
+      list: (q) => store.usage.list(q),
+      rollups: (q) => store.usage.rollups(q),
+      flush: () => usageWriter.flush(),
+    },
+    settings,
+    management: {
+      hasKey: () => managementHash() !== "",
+      async setKey(plain) {
+        if (plain.length < 16) throw new GatewayError("INVALID_REQUEST", "a management key needs at least 16 characters");
+        const current = settings.get<Record<string, unknown> | undefined>(MANAGEMENT_SETTING) ?? {};
+        await settings.set({ [MANAGEMENT_SETTING]: { ...current, "secret-key": await bcrypt.hash(plain, 10) } });
+      },
+      async generateKey() {
+        const plain = randomToken("tp-mgmt-", 40);
+        await this.setKey(plain);
+        return plain;
+      },
+      async verify(plain) {
+        const hash = managementHash();
+        if (!plain || !hash) return false;
+        return bcrypt.compare(plain, hash);
+      },
+    },
+    events,
+    store,
+    ready,
+    close() {
+      closed ??= (async () => {
+        await ready.catch(() => {});
+        await Promise.allSettled([...pending]);
+        await usageWriter.flush();
+        unwatch();
+        await upstream.close();
+        await store.close();
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * The neutral request/reply shapes the router works on. The two entry points adapt to them:
+ * `gateway.handler(Request)` for fetch-style runtimes and `toNodeHandler()` for node:http,
+ * which never creates Web `Request`/`Response` objects (they cost CPU on the proxy path).
+ */
+
+/** Incoming headers, lower-case names (node:http's `IncomingHttpHeaders` fits as is). */
+export type HeaderBag = Record<string, string | string[] | undefined>;
+
+/** One incoming request. */
+export interface Exchange {
+  method: string;
+  /** Path without the query string, e.g. `/v1/chat/completions`. */
+  path: string;
+  /** The raw query string without `?` (parse with URLSearchParams when needed). */
+  search: string;
+  headers: HeaderBag;
+  /** The direct peer address. */
+  remoteAddress: string;
+  /** Reads the whole body, at most `limit` bytes (throws BODY_TOO_LARGE beyond). */
+  body(limit: number): Promise<Buffer>;
+  /** Aborted when the client goes away before the reply is finished. */
+  signal: AbortSignal;
+}
+
+/** A reply body: bytes, text, a stream of chunks written as they come, or nothing. */
+export type ReplyBody = string | Uint8Array | AsyncIterable<Uint8Array> | null;
+
+/** One reply. */
+export interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: ReplyBody;
+}
+
+/** A single header value (the first one when repeated). */
+export function header(h: HeaderBag, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** A JSON reply. */
+export function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
+  return { status, headers: { "content-type": "application/json; charset=utf-8", ...headers }, body: JSON.stringify(value) };
+}
+
+/** Whether a reply body streams. */
+export function isStreamBody(body: ReplyBody): body is AsyncIterable<Uint8Array> {
+  return body !== null && typeof body === "object" && Symbol.asyncIterator in body;
+}

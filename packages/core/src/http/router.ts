@@ -1,0 +1,101 @@
+import { GatewayError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import { type Exchange, json, type Reply } from "./exchange.js";
+
+/** One route: a method, a path (exact, or with `:param` segments) and a handler. */
+export interface Route {
+  method: string;
+  path: string;
+  handle(ex: Exchange, params: Record<string, string>): Promise<Reply>;
+  /** Renders errors in the dialect of this route. */
+  onError(error: unknown): Reply;
+}
+
+interface Compiled {
+  route: Route;
+  re: RegExp | null;
+  names: string[];
+}
+
+/** Renders an error for paths no route matches, by the dialect of the path prefix. */
+export type FallbackError = (ex: Exchange, error: GatewayError) => Reply;
+
+/**
+ * The router: `(Exchange) => Promise<Reply>`. Exact paths are one map lookup; parameterised
+ * paths are tried in order. Errors are rendered by the matched route's dialect.
+ */
+export class Router {
+  readonly #exact = new Map<string, Route>();
+  readonly #patterns: Compiled[] = [];
+  readonly #paths = new Set<string>();
+  readonly #logger: Logger;
+  readonly #fallback: FallbackError;
+
+  constructor(logger: Logger, fallback: FallbackError) {
+    this.#logger = logger;
+    this.#fallback = fallback;
+  }
+
+  add(routes: Route[]): this {
+    for (const route of routes) {
+      if (!route.path.includes(":")) {
+        this.#exact.set(`${route.method} ${route.path}`, route);
+        this.#paths.add(route.path);
+        continue;
+      }
+      const names: string[] = [];
+      const re = new RegExp(
+        `^${route.path
+          .split("/")
+          .map((seg) => {
+            if (!seg.startsWith(":")) return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+            names.push(seg.slice(1));
+            return "([^/]+)";
+          })
+          .join("/")}$`,
+      );
+      this.#patterns.push({ route, re, names });
+    }
+    return this;
+  }
+
+  /** Serves one exchange; never throws. */
+  async handle(ex: Exchange): Promise<Reply> {
+    let route = this.#exact.get(`${ex.method} ${ex.path}`);
+    let params: Record<string, string> = {};
+    let pathKnown = route !== undefined || this.#paths.has(ex.path);
+    if (!route) {
+      for (const c of this.#patterns) {
+        const m = c.re!.exec(ex.path);
+        if (!m) continue;
+        pathKnown = true;
+        if (c.route.method !== ex.method) continue;
+        route = c.route;
+        params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1]!)]));
+        break;
+      }
+    }
+    if (!route) {
+      const err = pathKnown
+        ? new GatewayError("METHOD_NOT_ALLOWED", `Method ${ex.method} is not allowed on ${ex.path}.`)
+        : new GatewayError("NOT_FOUND", `Invalid URL (${ex.method} ${ex.path})`);
+      return this.#fallback(ex, err);
+    }
+    try {
+      return await route.handle(ex, params);
+    } catch (error) {
+      if (!(error as { code?: string }).code || (error as GatewayError).status >= 500) {
+        this.#logger.error("request failed", { route: `${route.method} ${route.path}`, error: String(error) });
+      }
+      return route.onError(error);
+    }
+  }
+}
+
+/** A tiny health route. */
+export const healthRoute: Route = {
+  method: "GET",
+  path: "/healthz",
+  onError: () => json(500, { status: "error" }),
+  handle: async () => json(200, { status: "ok" }),
+};

@@ -1,0 +1,196 @@
+import { GatewayError } from "../errors.js";
+import {
+  type ApiKeyPatch,
+  type ApiKeyRecord,
+  type KeyQuery,
+  KeyStatus,
+  type NewApiKey,
+  type Page,
+  type Store,
+  type UserRecord,
+} from "../store/types.js";
+import { maskSecret, randomToken, type SecretBox } from "../util/secrets.js";
+import { IpAllowList, validateIpEntry } from "./ip.js";
+
+/** What {@link KeyService.create} accepts. Everything but `name` has a default. */
+export interface CreateKeyInput {
+  name: string;
+  /** Owner. @default null */
+  userId?: number | null;
+  /** Quota units. @default 0 */
+  remainQuota?: number;
+  /** @default false */
+  unlimitedQuota?: boolean;
+  /** Unix seconds, -1 = never. @default -1 */
+  expiredTime?: number;
+  /** @default false */
+  modelLimitsEnabled?: boolean;
+  /** @default [] */
+  modelLimits?: string[];
+  /** @default [] */
+  allowIps?: string[];
+  /** @default "default" */
+  group?: string;
+  /** @default KeyStatus.Enabled */
+  status?: KeyStatus;
+  /** Import this exact plain key instead of generating one (e.g. keys listed in a config file). */
+  key?: string;
+}
+
+/** What a request presents, for {@link KeyService.authorize}. */
+export interface AuthorizeContext {
+  /** The client address (already resolved through trusted proxies). */
+  ip: string;
+  /** The requested model, when known. */
+  model?: string;
+  /** Unix seconds. @default now */
+  nowSeconds?: number;
+}
+
+/** A key that passed authorisation, with its owner when it has one. */
+export interface AuthorizedKey {
+  key: ApiKeyRecord;
+  user: UserRecord | null;
+}
+
+/** The prefix of generated downstream keys. */
+export const KEY_PREFIX = "sk-";
+
+/**
+ * Downstream API keys: creation (the plain key is returned once), lookup by keyed hash,
+ * masking, reveal, and the authorisation checks run on every proxy request.
+ */
+export class KeyService {
+  readonly #store: Store;
+  readonly #box: SecretBox;
+  readonly #allowLists = new Map<string, IpAllowList>();
+
+  constructor(store: Store, box: SecretBox) {
+    this.#store = store;
+    this.#box = box;
+  }
+
+  /** Creates a key; the result holds the plain key, which is never retrievable in the clear again except by {@link reveal}. */
+  async create(input: CreateKeyInput): Promise<{ key: string; record: ApiKeyRecord }> {
+    const plain = input.key ?? randomToken(KEY_PREFIX, 48);
+    const record = this.#validate({
+      userId: input.userId ?? null,
+      name: input.name,
+      keyHash: this.#box.hash(plain),
+      keyCipher: this.#box.encrypt(plain),
+      keyHint: maskSecret(plain),
+      status: input.status ?? KeyStatus.Enabled,
+      remainQuota: input.remainQuota ?? 0,
+      usedQuota: 0,
+      unlimitedQuota: input.unlimitedQuota ?? false,
+      expiredTime: input.expiredTime ?? -1,
+      modelLimitsEnabled: input.modelLimitsEnabled ?? false,
+      modelLimits: input.modelLimits ?? [],
+      allowIps: input.allowIps ?? [],
+      group: input.group ?? "default",
+      createdTime: Math.floor(Date.now() / 1000),
+      accessedTime: 0,
+    });
+    return { key: plain, record: await this.#store.keys.create(record) };
+  }
+
+  get(id: number): Promise<ApiKeyRecord | null> {
+    return this.#store.keys.get(id);
+  }
+
+  list(query?: KeyQuery): Promise<Page<ApiKeyRecord>> {
+    return this.#store.keys.list(query);
+  }
+
+  /** Applies a validated partial update. */
+  async update(id: number, patch: ApiKeyPatch): Promise<ApiKeyRecord | null> {
+    this.#validate(patch);
+    return this.#store.keys.update(id, patch);
+  }
+
+  delete(ids: number[]): Promise<number> {
+    return this.#store.keys.delete(ids);
+  }
+
+  /** The plain key of a stored key (the explicit reveal call), or null. */
+  async reveal(id: number): Promise<string | null> {
+    const rec = await this.#store.keys.get(id);
+    return rec?.keyCipher ? this.#box.decrypt(rec.keyCipher) : null;
+  }
+
+  /** Finds a key by its plain value: one indexed lookup. */
+  findByPlain(plain: string): Promise<ApiKeyRecord | null> {
+    return this.#store.keys.getByHash(this.#box.hash(plain));
+  }
+
+  /**
+   * Checks a presented key for a request: it exists, is enabled, not expired, not exhausted,
+   * allows the model and the client address, and its owner is enabled.
+   * Throws a {@link GatewayError} naming the first failed check.
+   */
+  async authorize(plain: string | undefined, ctx: AuthorizeContext): Promise<AuthorizedKey> {
+    if (!plain) {
+      throw new GatewayError(
+        "MISSING_API_KEY",
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+      );
+    }
+    const key = await this.findByPlain(plain);
+    if (!key) throw new GatewayError("INVALID_API_KEY", `Incorrect API key provided: ${maskSecret(plain)}.`);
+    const now = ctx.nowSeconds ?? Math.floor(Date.now() / 1000);
+    if (key.status === KeyStatus.Disabled) throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
+    if (key.status === KeyStatus.Expired || (key.expiredTime !== -1 && key.expiredTime <= now)) {
+      throw new GatewayError("KEY_EXPIRED", "This API key has expired.");
+    }
+    if (key.status === KeyStatus.Exhausted || (!key.unlimitedQuota && key.remainQuota <= 0)) {
+      throw new GatewayError("KEY_EXHAUSTED", "This API key has used up its quota.");
+    }
+    if (key.allowIps.length > 0 && !this.#allowList(key).allows(ctx.ip)) {
+      throw new GatewayError("IP_NOT_ALLOWED", `Requests from ${ctx.ip || "this address"} are not allowed for this API key.`);
+    }
+    if (ctx.model !== undefined) this.checkModel(key, ctx.model);
+    let user: UserRecord | null = null;
+    if (key.userId !== null) {
+      user = await this.#store.users.get(key.userId);
+      if (!user || user.status !== 1) throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
+    }
+    return { key, user };
+  }
+
+  /** Throws MODEL_NOT_ALLOWED when the key's model limits exclude `model`. */
+  checkModel(key: ApiKeyRecord, model: string): void {
+    if (key.modelLimitsEnabled && !key.modelLimits.includes(model)) {
+      throw new GatewayError("MODEL_NOT_ALLOWED", `This API key is not allowed to use the model ${model}.`);
+    }
+  }
+
+  #allowList(key: ApiKeyRecord): IpAllowList {
+    const sig = `${key.id}|${key.allowIps.join(",")}`;
+    let list = this.#allowLists.get(sig);
+    if (!list) {
+      if (this.#allowLists.size > 10_000) this.#allowLists.clear();
+      list = new IpAllowList(key.allowIps);
+      this.#allowLists.set(sig, list);
+    }
+    return list;
+  }
+
+  #validate<T extends Partial<NewApiKey>>(k: T): T {
+    const bad = (m: string) => new GatewayError("INVALID_REQUEST", m);
+    if (k.name !== undefined && (typeof k.name !== "string" || [...k.name].length > 30)) {
+      throw bad("key name must be a string of at most 30 characters");
+    }
+    for (const f of ["remainQuota", "usedQuota"] as const) {
+      const v = k[f];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw bad(`${f} must be a non-negative integer`);
+    }
+    if (k.expiredTime !== undefined && (!Number.isSafeInteger(k.expiredTime) || k.expiredTime < -1)) {
+      throw bad("expiredTime must be -1 (never) or a Unix time in seconds");
+    }
+    for (const ip of k.allowIps ?? []) {
+      const err = validateIpEntry(ip);
+      if (err) throw bad(err);
+    }
+    return k;
+  }
+}

@@ -1,0 +1,159 @@
+import { Ajv, type ErrorObject } from "ajv";
+import { GatewayError } from "./errors.js";
+import type { Logger, LogLevel } from "./logger.js";
+import type { Store } from "./store/types.js";
+
+/** Options of {@link createGateway}. */
+export interface GatewayOptions {
+  /** Where everything is persisted. `memoryStore()` from core, or an adapter package. */
+  store: Store;
+  /**
+   * The server secret (at least 32 characters): keys and access tokens are stored as HMACs
+   * keyed by it, and encrypted with it for the reveal call. Changing it invalidates every
+   * stored key. Falls back to the `TOKENPOOL_SECRET` environment variable.
+   */
+  secret?: string;
+  /** A logger, a level for the built-in stderr logger, or `false` for none. @default "info" */
+  logger?: Logger | LogLevel | false;
+  /** Largest request body accepted, in bytes. @default 20971520 (20 MiB) */
+  maxBodyBytes?: number;
+  /**
+   * Proxies (IPs or CIDR ranges) whose `X-Forwarded-For` is believed. Without them the client
+   * address is the direct peer. @default []
+   */
+  trustedProxies?: string[];
+  /** Usage recording. */
+  usage?: {
+    /** Records are written to the store in batches at most this far apart. @default 200 */
+    flushIntervalMs?: number;
+    /** A batch is written at once when it reaches this size. @default 256 */
+    maxBatch?: number;
+  };
+  /** Quota estimation before a request is forwarded. */
+  billing?: {
+    /** Completion tokens reserved when a request sets no `max_tokens`. @default 1024 */
+    defaultCompletionTokens?: number;
+  };
+  /** Upstream connection timeouts. */
+  upstream?: {
+    /** @default 10000 */
+    connectTimeoutMs?: number;
+    /** Time to the response headers (the first byte). @default 120000 */
+    headersTimeoutMs?: number;
+    /** Longest silence between two body chunks. @default 300000 */
+    bodyTimeoutMs?: number;
+  };
+  /** Defaults for runtime settings that the store does not hold yet (see `gateway.settings`). */
+  settings?: Record<string, unknown>;
+}
+
+const positiveInt = { type: "integer", minimum: 1 } as const;
+
+const schema = {
+  type: "object",
+  required: ["store"],
+  properties: {
+    store: { type: "object" },
+    secret: { type: "string", minLength: 32 },
+    logger: {
+      anyOf: [
+        { type: "object" },
+        { enum: ["debug", "info", "warn", "error", "silent", false] },
+      ],
+    },
+    maxBodyBytes: positiveInt,
+    trustedProxies: { type: "array", items: { type: "string", minLength: 1 } },
+    usage: {
+      type: "object",
+      additionalProperties: false,
+      properties: { flushIntervalMs: positiveInt, maxBatch: positiveInt },
+    },
+    billing: {
+      type: "object",
+      additionalProperties: false,
+      properties: { defaultCompletionTokens: { type: "integer", minimum: 0 } },
+    },
+    upstream: {
+      type: "object",
+      additionalProperties: false,
+      properties: { connectTimeoutMs: positiveInt, headersTimeoutMs: positiveInt, bodyTimeoutMs: positiveInt },
+    },
+    settings: { type: "object" },
+  },
+  additionalProperties: false,
+} as const;
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const validate = ajv.compile(schema);
+
+const FIXES: Record<string, string> = {
+  secret:
+    "Pass `secret` (at least 32 random characters, e.g. `openssl rand -hex 32`) or set the TOKENPOOL_SECRET environment variable",
+  store: "Pass a store, e.g. `memoryStore()` from @tokenpool/core or `sqliteStore({ filename })` from @tokenpool/store-sqlite",
+  logger: 'Pass a logger object, a level ("debug" | "info" | "warn" | "error" | "silent") or false',
+};
+
+function describe(err: ErrorObject): string {
+  const path = err.instancePath.replace(/^\//, "").replaceAll("/", ".");
+  if (err.keyword === "additionalProperties") {
+    const extra = (err.params as { additionalProperty: string }).additionalProperty;
+    const where = path ? `${path}.${extra}` : extra;
+    return `Unknown tokenpool option \`${where}\`. Remove it or check its spelling (see GatewayOptions).`;
+  }
+  if (err.keyword === "required") {
+    const missing = (err.params as { missingProperty: string }).missingProperty;
+    return `The tokenpool option \`${missing}\` is missing. ${FIXES[missing] ?? ""}`.trim();
+  }
+  const root = path.split(".")[0] ?? path;
+  return `Invalid tokenpool option \`${path}\`: it ${err.message}. ${FIXES[root] ?? "See GatewayOptions for the expected type."}`;
+}
+
+/** Options with every default filled in. */
+export interface ResolvedOptions {
+  store: Store;
+  secret: string;
+  logger: Logger | LogLevel | false;
+  maxBodyBytes: number;
+  trustedProxies: string[];
+  usage: { flushIntervalMs: number; maxBatch: number };
+  billing: { defaultCompletionTokens: number };
+  upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number };
+  settings: Record<string, unknown>;
+}
+
+const STORE_METHODS = ["reserveQuota", "settleQuota", "recordUsage", "acquireLock", "releaseLock", "watch", "close"];
+
+/**
+ * Validates options once and fills in defaults. Throws a {@link GatewayError} with code
+ * `INVALID_OPTIONS` whose message names the option and the fix.
+ */
+export function resolveOptions(input: GatewayOptions): ResolvedOptions {
+  if (typeof input !== "object" || input === null) {
+    throw new GatewayError("INVALID_OPTIONS", "createGateway() needs an options object: createGateway({ store, secret }).");
+  }
+  const secret = input.secret ?? process.env.TOKENPOOL_SECRET;
+  const candidate = { ...input, ...(secret === undefined ? {} : { secret }) };
+  if (!validate(candidate)) throw new GatewayError("INVALID_OPTIONS", describe(validate.errors![0]!));
+  if (secret === undefined) {
+    throw new GatewayError("INVALID_OPTIONS", `The tokenpool option \`secret\` is missing. ${FIXES.secret}.`);
+  }
+  const store = input.store;
+  const missing = STORE_METHODS.filter((m) => typeof (store as unknown as Record<string, unknown>)[m] !== "function");
+  if (missing.length > 0 || typeof store.keys !== "object") {
+    throw new GatewayError(
+      "INVALID_OPTIONS",
+      `Invalid tokenpool option \`store\`: it does not implement the Store contract (missing ${missing.join(", ") || "keys"}). ${FIXES.store}.`,
+    );
+  }
+  return {
+    store,
+    secret,
+    logger: input.logger ?? "info",
+    maxBodyBytes: input.maxBodyBytes ?? 20 * 1024 * 1024,
+    trustedProxies: input.trustedProxies ?? [],
+    usage: { flushIntervalMs: 200, maxBatch: 256, ...input.usage },
+    billing: { defaultCompletionTokens: 1024, ...input.billing },
+    upstream: { connectTimeoutMs: 10_000, headersTimeoutMs: 120_000, bodyTimeoutMs: 300_000, ...input.upstream },
+    settings: input.settings ?? {},
+  };
+}

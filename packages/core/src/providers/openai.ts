@@ -1,0 +1,73 @@
+import type { TokenUsage } from "../billing/price.js";
+import type { CredentialRecord } from "../store/types.js";
+
+/** The OpenAI wire format: URLs, auth headers and usage. */
+export const openaiProvider = {
+  id: "openai",
+
+  /** `{baseUrl}/{path}`, tolerating a trailing slash on the base. */
+  url(baseUrl: string, path: string): URL {
+    return new URL(`${baseUrl.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`);
+  },
+
+  /** Headers that authenticate a credential upstream. */
+  authHeaders(c: CredentialRecord): Record<string, string> {
+    const token = c.secret.apiKey ?? c.secret.accessToken ?? "";
+    return { authorization: `Bearer ${token}` };
+  },
+
+  /** Maps an OpenAI `usage` object to {@link TokenUsage}; null when it is not one. */
+  usage(u: unknown): TokenUsage | null {
+    if (!u || typeof u !== "object") return null;
+    const o = u as Record<string, unknown>;
+    const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
+    if (typeof o.prompt_tokens !== "number" && typeof o.completion_tokens !== "number") return null;
+    const inputTokens = num(o.prompt_tokens);
+    const outputTokens = num(o.completion_tokens);
+    const pd = o.prompt_tokens_details as Record<string, unknown> | undefined;
+    const cd = o.completion_tokens_details as Record<string, unknown> | undefined;
+    return {
+      inputTokens,
+      outputTokens,
+      reasoningTokens: num(cd?.reasoning_tokens),
+      cachedTokens: num(pd?.cached_tokens),
+      totalTokens: num(o.total_tokens) || inputTokens + outputTokens,
+    };
+  },
+};
+
+/**
+ * Finds the `"usage": {...}` object in a JSON body without parsing the whole body: the last
+ * `"usage"` key, then a brace scan that respects strings. Falls back to a full parse.
+ */
+export function findUsageObject(body: Buffer): unknown {
+  const at = body.lastIndexOf('"usage"');
+  if (at >= 0) {
+    const start = body.indexOf("{", at);
+    const colon = body.indexOf(":", at);
+    if (start > 0 && colon > 0 && colon < start && body.subarray(colon + 1, start).toString().trim() === "") {
+      let depth = 0;
+      let inString = false;
+      for (let i = start; i < body.length; i++) {
+        const ch = body[i];
+        if (inString) {
+          if (ch === 0x5c) i++;
+          else if (ch === 0x22) inString = false;
+        } else if (ch === 0x22) inString = true;
+        else if (ch === 0x7b) depth++;
+        else if (ch === 0x7d && --depth === 0) {
+          try {
+            return JSON.parse(body.subarray(start, i + 1).toString("utf8"));
+          } catch {
+            break;
+          }
+        }
+      }
+    }
+  }
+  try {
+    return (JSON.parse(body.toString("utf8")) as { usage?: unknown }).usage;
+  } catch {
+    return undefined;
+  }
+}

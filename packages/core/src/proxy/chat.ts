@@ -1,0 +1,316 @@
+import { randomUUID } from "node:crypto";
+import type { Dispatcher } from "undici";
+import { type Billing, estimatePromptTokens, type TokenUsage, ZERO_USAGE } from "../billing/price.js";
+import type { CredentialPool } from "../credentials/pool.js";
+import { GatewayError } from "../errors.js";
+import type { GatewayEmitter } from "../events.js";
+import type { Exchange, Reply } from "../http/exchange.js";
+import type { AuthorizedKey } from "../keys/service.js";
+import type { Logger } from "../logger.js";
+import { findUsageObject, openaiProvider } from "../providers/openai.js";
+import type { SettingsService } from "../settings/service.js";
+import type { CredentialRecord, Reservation, Store } from "../store/types.js";
+import type { UsageWriter } from "../usage/writer.js";
+import { redactSecrets } from "../util/secrets.js";
+import { eventData, SseFramer } from "./sse.js";
+import type { UpstreamClient } from "./upstream.js";
+
+/** What the proxy engine needs from the gateway. */
+export interface ProxyDeps {
+  store: Store;
+  pool: CredentialPool;
+  upstream: UpstreamClient;
+  billing: Billing;
+  usage: UsageWriter;
+  settings: SettingsService;
+  events: GatewayEmitter;
+  logger: Logger;
+  /** Settlements in flight, so that `close()` can wait for them. */
+  pending: Set<Promise<unknown>>;
+}
+
+/** A parsed, authorised chat request. */
+export interface ChatRequest {
+  exchange: Exchange;
+  /** `METHOD /path`, for usage records. */
+  route: string;
+  auth: AuthorizedKey;
+  body: Record<string, unknown>;
+  rawBody: Buffer;
+  model: string;
+  stream: boolean;
+}
+
+/** Upstream statuses worth another credential: rate limits, credential problems, server errors. */
+function retriable(status: number): boolean {
+  return status === 429 || status === 401 || status === 403 || status === 408 || status >= 500;
+}
+
+/** `Retry-After` in ms (seconds or an HTTP date), bounded to an hour. */
+function retryAfterMs(h: Dispatcher.ResponseData["headers"]): number | undefined {
+  const v = h["retry-after"];
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  const secs = Number(s);
+  const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(s) - Date.now();
+  return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, 3_600_000) : undefined;
+}
+
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
+
+/**
+ * Proxies one OpenAI-format chat completion: reserve quota, pick a credential, forward with
+ * failover until bytes reach the client, stream the answer back as it arrives, then settle the
+ * reservation to the actual usage and queue a usage record.
+ */
+export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Reply> {
+  const { store, pool, upstream, billing, settings, events } = deps;
+  const { key, user } = req.auth;
+  const group = user?.group ?? key.group;
+  const started = Date.now();
+  const requestId = randomUUID();
+
+  const maxTokens = req.body.max_completion_tokens ?? req.body.max_tokens;
+  const estimate = billing.estimate(
+    req.model,
+    group,
+    estimatePromptTokens(req.body),
+    typeof maxTokens === "number" ? maxTokens : undefined,
+  );
+  const reserved = await store.reserveQuota(key.id, estimate);
+  if (!reserved.ok) {
+    if (reserved.reason === "key_not_found") throw new GatewayError("INVALID_API_KEY", "This API key no longer exists.");
+    events.emit("key.exhausted", { keyId: key.id, reason: reserved.reason });
+    throw reserved.reason === "user_quota"
+      ? new GatewayError("USER_QUOTA_EXHAUSTED", "The owner of this API key has used up their quota.")
+      : new GatewayError(
+          "QUOTA_EXHAUSTED",
+          `This API key's remaining quota (${key.remainQuota}) does not cover this request (${estimate} estimated).`,
+        );
+  }
+
+  let finished = false;
+  /** Settles the reservation and records usage, exactly once per request. */
+  const finish = (
+    usage: TokenUsage,
+    status: number,
+    credential: CredentialRecord | null,
+    error: string | null,
+  ) => {
+    if (finished) return;
+    finished = true;
+    const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
+    const settlement = settle(deps, reserved.reservation, cost).then((charged) => {
+      deps.usage.push({
+        timestamp: started,
+        requestId,
+        keyId: key.id,
+        userId: key.userId,
+        credentialId: credential?.id ?? null,
+        provider: credential?.provider ?? "",
+        route: req.route,
+        model: req.model,
+        stream: req.stream,
+        status,
+        success: status < 400 && error === null,
+        ...usage,
+        quota: charged,
+        durationMs: Date.now() - started,
+        error,
+      });
+    });
+    deps.pending.add(settlement);
+    void settlement.finally(() => deps.pending.delete(settlement));
+  };
+
+  try {
+    const tried = new Set<string>();
+    const retries = Math.max(0, Number(settings.get("request-retry")) || 0);
+    let last: { status: number; body: string; credential: CredentialRecord } | null = null;
+
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      const picked = pool.pick(req.model, { exclude: tried, providers: ["openai"] });
+      if (!picked) break;
+      const { credential, upstreamModel } = picked;
+      tried.add(credential.id);
+
+      const includeUsage = (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+      // Re-serialise only when the upstream must see something else than what the client sent.
+      const needsRewrite = upstreamModel !== req.model || (req.stream && !includeUsage);
+      const body = needsRewrite
+        ? JSON.stringify({
+            ...req.body,
+            model: upstreamModel,
+            ...(req.stream ? { stream_options: { ...(req.body.stream_options as object), include_usage: true } } : {}),
+          })
+        : req.rawBody;
+
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await upstream.request(openaiProvider.url(credential.baseUrl, "chat/completions"), {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            accept: req.stream ? "text/event-stream" : "application/json",
+            ...credential.headers,
+            ...openaiProvider.authHeaders(credential),
+          },
+          body,
+          signal: req.exchange.signal,
+        });
+      } catch (error) {
+        if (req.exchange.signal.aborted) {
+          finish(ZERO_USAGE, 499, credential, "client closed the request");
+          throw new GatewayError("INVALID_REQUEST", "client closed the request", { status: 499 });
+        }
+        const message = redactSecrets((error as Error).message);
+        pool.reportFailure(credential.id, req.model, 0, message);
+        last = { status: 502, body: JSON.stringify(upstreamError(`upstream connection failed: ${message}`)), credential };
+        continue;
+      }
+
+      if (res.statusCode >= 400) {
+        const text = redactSecrets(await res.body.text());
+        if (retriable(res.statusCode)) {
+          pool.reportFailure(credential.id, req.model, res.statusCode, text, retryAfterMs(res.headers));
+          last = { status: res.statusCode, body: text, credential };
+          continue;
+        }
+        // A client error: another credential would answer the same, so pass it through.
+        finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`);
+        return { status: res.statusCode, headers: { "content-type": "application/json" }, body: text };
+      }
+
+      pool.reportSuccess(credential.id);
+      if (!req.stream) {
+        const buf = Buffer.from(await res.body.arrayBuffer());
+        const usage = openaiProvider.usage(findUsageObject(buf));
+        finish(usage ?? ZERO_USAGE, res.statusCode, credential, usage ? null : "upstream reported no usage");
+        return {
+          status: res.statusCode,
+          headers: { "content-type": "application/json", "x-request-id": requestId },
+          body: buf,
+        };
+      }
+      return {
+        status: res.statusCode,
+        headers: { ...SSE_HEADERS, "x-request-id": requestId },
+        body: relayStream(res.body, {
+          stripUsage: !includeUsage,
+          signal: req.exchange.signal,
+          onEnd: (usage, error) =>
+            finish(usage, error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode, credential, error),
+          promptEstimate: estimatePromptTokens(req.body),
+        }),
+      };
+    }
+
+    if (last) {
+      finish(ZERO_USAGE, last.status, last.credential, `upstream ${last.status}`);
+      return { status: last.status, headers: { "content-type": "application/json" }, body: last.body };
+    }
+    throw new GatewayError("NO_CREDENTIAL_AVAILABLE", `No upstream credential is available for the model ${req.model}.`);
+  } catch (error) {
+    finish(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
+    throw error;
+  }
+}
+
+/** Settles a reservation; on a store failure the reservation is kept (logged), never lost silently. */
+async function settle(deps: ProxyDeps, reservation: Reservation, cost: number): Promise<number> {
+  try {
+    const { charged } = await deps.store.settleQuota(reservation, cost, Math.floor(Date.now() / 1000));
+    return charged;
+  } catch (error) {
+    deps.logger.error("quota settlement failed", { keyId: reservation.keyId, error: String(error) });
+    deps.events.emit("error", { where: "quota.settle", error: error as Error });
+    return reservation.units;
+  }
+}
+
+function upstreamError(message: string) {
+  return { error: { message, type: "upstream_error", param: null, code: "upstream_error" } };
+}
+
+interface RelayOptions {
+  /** Drop the usage-only chunk (the client did not ask for it; we did). */
+  stripUsage: boolean;
+  signal: AbortSignal;
+  promptEstimate: number;
+  /** Called once when the stream ends, cleanly or not. */
+  onEnd: (usage: TokenUsage, error: string | null) => void;
+}
+
+/**
+ * Relays an upstream SSE body chunk by chunk. Only event boundaries are looked at; an event is
+ * decoded only when it carries a usage object. If the upstream breaks after bytes were sent,
+ * the client gets an explicit error event and no `[DONE]`, so the stream reads as truncated.
+ */
+async function* relayStream(src: AsyncIterable<Buffer>, opts: RelayOptions): AsyncGenerator<Uint8Array> {
+  const framer = new SseFramer();
+  let usage: TokenUsage | null = null;
+  let contentEvents = 0;
+  let error: string | null = null;
+  let done = false;
+  let completed = false;
+  try {
+    for await (const chunk of src) {
+      const events = framer.push(chunk);
+      if (events.length === 0) continue;
+      let kept: Buffer[] | null = null;
+      for (let i = 0; i < events.length; i++) {
+        const ev = events[i]!;
+        let drop = false;
+        if (ev.includes('"usage":{')) {
+          const data = eventData(ev);
+          if (data !== undefined) {
+            try {
+              const parsed = JSON.parse(data) as { usage?: unknown; choices?: unknown[] };
+              usage = openaiProvider.usage(parsed.usage) ?? usage;
+              drop = opts.stripUsage && Array.isArray(parsed.choices) && parsed.choices.length === 0;
+            } catch {
+              // not JSON: relay as is
+            }
+          }
+        } else if (ev.includes("[DONE]")) done = true;
+        else if (ev.includes('"delta"')) contentEvents++;
+        if (drop && !kept) kept = events.slice(0, i);
+        else if (!drop && kept) kept.push(ev);
+      }
+      const out = kept ?? events;
+      if (out.length === 1) yield out[0]!;
+      else if (out.length > 1) yield Buffer.concat(out);
+    }
+    const rest = framer.rest();
+    if (rest) yield rest;
+    if (!done && !usage) error = "upstream stream ended without [DONE]";
+    completed = true;
+  } catch (e) {
+    if (!opts.signal.aborted) {
+      error = `upstream stream interrupted: ${redactSecrets((e as Error).message)}`;
+      yield Buffer.from(
+        `data: ${JSON.stringify({ error: { message: error, type: "upstream_error", param: null, code: "stream_interrupted" } })}\n\n`,
+      );
+    } else error = "client closed the stream";
+    completed = true;
+  } finally {
+    // The consumer stopped iterating (the client went away) without an error reaching us.
+    if (!completed) error = "client closed the stream";
+    if (!usage) {
+      // No usage block arrived: bill what was sent. OpenAI-style streams carry about one token
+      // per content event; the prompt is the local estimate.
+      usage = {
+        inputTokens: opts.promptEstimate,
+        outputTokens: contentEvents,
+        reasoningTokens: 0,
+        cachedTokens: 0,
+        totalTokens: opts.promptEstimate + contentEvents,
+      };
+    }
+    opts.onEnd(usage, error);
+  }
+}

@@ -1,0 +1,75 @@
+import type { GatewayEmitter } from "../events.js";
+import type { Store } from "../store/types.js";
+
+/**
+ * Defaults of the runtime settings, named as in the management seed's configuration.
+ * Each takes effect on the next request after it changes.
+ */
+export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = Object.freeze({
+  debug: false,
+  "proxy-url": "",
+  "request-retry": 3,
+  "request-log": false,
+  "quota-exceeded": { "switch-project": true, "switch-preview-model": true },
+  "allow-localhost-unauthenticated": false,
+  "force-gpt-5-codex": false,
+  /** Price multiplier per model (1 = 1 quota unit per prompt token); unknown models use `*` or 1. */
+  "model-ratio": {},
+  /** Price of a completion token relative to a prompt token, per model; unknown models use `*` or 1. */
+  "completion-ratio": {},
+  /** Price multiplier per key/user group. */
+  "group-ratio": { default: 1 },
+});
+
+/**
+ * Runtime settings: read synchronously from a cache kept in step with the store (including
+ * changes made by other instances, through `store.watch`), written through the store.
+ */
+export class SettingsService {
+  readonly #store: Store;
+  readonly #events: GatewayEmitter;
+  readonly #defaults: Record<string, unknown>;
+  #values = new Map<string, unknown>();
+
+  constructor(store: Store, events: GatewayEmitter, defaults: Record<string, unknown>) {
+    this.#store = store;
+    this.#events = events;
+    this.#defaults = { ...DEFAULT_SETTINGS, ...defaults };
+  }
+
+  /** Loads every stored setting into the cache. */
+  async load(): Promise<void> {
+    const all = await this.#store.settings.all();
+    this.#values = new Map(Object.entries(all));
+  }
+
+  /** Re-reads one setting after a change notification. */
+  async refresh(name: string): Promise<void> {
+    const value = await this.#store.settings.get(name);
+    if (value === undefined) this.#values.delete(name);
+    else this.#values.set(name, value);
+    this.#events.emit("settings.changed", { name, value: value ?? this.#defaults[name] });
+  }
+
+  /** The current value of a setting: stored, else the default. */
+  get<T = unknown>(name: string): T {
+    return (this.#values.has(name) ? this.#values.get(name) : this.#defaults[name]) as T;
+  }
+
+  /** Every setting with defaults filled in. */
+  all(): Record<string, unknown> {
+    return structuredClone({ ...this.#defaults, ...Object.fromEntries(this.#values) });
+  }
+
+  /** Writes settings through the store (one atomic write) and updates the cache. */
+  async set(values: Record<string, unknown>): Promise<void> {
+    await this.#store.settings.set(values);
+    for (const [k, v] of Object.entries(values)) this.#values.set(k, structuredClone(v));
+  }
+
+  /** Removes a stored setting, so that its default applies again. */
+  async reset(name: string): Promise<void> {
+    await this.#store.settings.delete(name);
+    this.#values.delete(name);
+  }
+}

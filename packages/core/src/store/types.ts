@@ -1,0 +1,422 @@
+/**
+ * The Store contract: everything tokenpool persists goes through this interface.
+ *
+ * Every adapter (memory, file, SQLite, Redis) implements it, and every adapter is checked by
+ * the same conformance suite (`runStoreConformance` from `@tokenpool/testing`). The three HTTP
+ * dialects are views over these collections: nothing is stored twice.
+ *
+ * Conventions:
+ * - Times are milliseconds since the epoch unless a field says otherwise. Fields that mirror
+ *   new-api's token dialect (`expiredTime`, `createdTime`, `accessedTime`) are Unix seconds,
+ *   because that is what the dialect sends and receives.
+ * - Keys and users have numeric ids assigned by the store (the token dialect requires numbers);
+ *   credentials have string ids (they may come from files named by the user).
+ * - Every method returns a Promise, even where the adapter is synchronous underneath.
+ * - Records returned by the store are copies: mutating them never changes stored state.
+ *
+ * @module
+ */
+
+/** new-api's key status values. */
+export const KeyStatus = {
+  Enabled: 1,
+  Disabled: 2,
+  Expired: 3,
+  Exhausted: 4,
+} as const;
+/** One of {@link KeyStatus}. */
+export type KeyStatus = (typeof KeyStatus)[keyof typeof KeyStatus];
+
+/** A downstream API key, as stored. The plain key is never stored. */
+export interface ApiKeyRecord {
+  id: number;
+  /** Owner; `null` for keys that belong to no user (e.g. the management dialect's `api-keys`). */
+  userId: number | null;
+  name: string;
+  /** Keyed hash (HMAC-SHA256 with the server secret) of the plain key: the lookup index. */
+  keyHash: string;
+  /** The plain key encrypted with the server secret (for the explicit reveal call), or null. */
+  keyCipher: string | null;
+  /** A masked form safe to list and to search by fragment, e.g. `sk-Ab12****wxYZ`. */
+  keyHint: string;
+  status: KeyStatus;
+  /** Quota units left (500000 units = 1 USD). Ignored when `unlimitedQuota`. */
+  remainQuota: number;
+  usedQuota: number;
+  unlimitedQuota: boolean;
+  /** Unix seconds; -1 = never expires. */
+  expiredTime: number;
+  modelLimitsEnabled: boolean;
+  modelLimits: string[];
+  /** IPs and CIDR ranges; empty = any address. */
+  allowIps: string[];
+  group: string;
+  /** Unix seconds. */
+  createdTime: number;
+  /** Unix seconds; 0 = never used. */
+  accessedTime: number;
+}
+
+/** What a caller provides to create a key; the store assigns `id`. */
+export type NewApiKey = Omit<ApiKeyRecord, "id">;
+/** A partial update of a key. `id` and `keyHash` cannot change. */
+export type ApiKeyPatch = Partial<Omit<ApiKeyRecord, "id" | "keyHash">>;
+
+/** Filters for {@link KeyCollection.list}. All given filters must match. */
+export interface KeyQuery {
+  userId?: number | null;
+  /** Case-insensitive substring of `name`. */
+  keyword?: string;
+  /** Substring of `keyHint` (the masked key): the only key text the store can search. */
+  hint?: string;
+  /** @default 0 */
+  offset?: number;
+  /** @default 20 */
+  limit?: number;
+}
+
+/** A page of results with the total count of matches (before offset/limit). */
+export interface Page<T> {
+  items: T[];
+  total: number;
+}
+
+/** Owner of keys. */
+export interface UserRecord {
+  id: number;
+  username: string;
+  displayName: string;
+  role: "admin" | "user";
+  /** 1 = enabled, 2 = disabled (new-api's values). */
+  status: 1 | 2;
+  group: string;
+  /** Quota units left. */
+  quota: number;
+  usedQuota: number;
+  /** Keyed hash of the user's access token ("system token"), or null when none was issued. */
+  accessTokenHash: string | null;
+  /** Unix seconds. */
+  createdTime: number;
+}
+export type NewUser = Omit<UserRecord, "id">;
+export type UserPatch = Partial<Omit<UserRecord, "id">>;
+
+/** A model a credential serves, optionally under another name (openai-compatibility `models`). */
+export interface CredentialModel {
+  /** The upstream's model name. */
+  name: string;
+  /** The name clients use; defaults to `name`. */
+  alias?: string;
+}
+
+/** Secret material of a credential. Never logged, never listed in full. */
+export interface CredentialSecret {
+  apiKey?: string;
+  accessToken?: string;
+  refreshToken?: string;
+  /** When the access token expires (ms). */
+  expiresAt?: number;
+  idToken?: string;
+  /** Provider-specific extra secret fields (cookies, account ids ...). */
+  extra?: Record<string, string>;
+}
+
+/** Live health of a credential. Written on errors and state changes, not on every request. */
+export interface CredentialState {
+  /** Per-model cooldown deadlines (ms); the key `*` cools the whole credential down. */
+  cooldowns: Record<string, number>;
+  /** Consecutive failures since the last success. */
+  errorCount: number;
+  lastUsedAt: number;
+  lastError: { at: number; status: number; message: string } | null;
+  /** Why the pool disabled it (null when enabled by choice or never auto-disabled). */
+  disabledReason: string | null;
+}
+
+/** An upstream credential of the pool: a provider API key or an OAuth account. */
+export interface CredentialRecord {
+  id: string;
+  /** Upstream wire format / provider: `openai`, `anthropic`, `gemini`, `codex`, `antigravity`, `qwen` ... */
+  provider: string;
+  kind: "api-key" | "oauth";
+  /** A human label (e.g. the openai-compatibility `name`). */
+  label: string;
+  /** Base URL of the upstream API, e.g. `https://api.openai.com/v1`. */
+  baseUrl: string;
+  secret: CredentialSecret;
+  /** Per-credential proxy (http, https or socks5 URL); empty = the global `proxy-url`. */
+  proxyUrl: string;
+  projectIds: string[];
+  /** Models served; empty = any model the client asks for. */
+  models: CredentialModel[];
+  excludedModels: string[];
+  /** Lower tiers are used only when every credential of a higher tier is unavailable. Higher number = higher tier. */
+  priority: number;
+  weight: number;
+  enabled: boolean;
+  /** Credential groups; a key or user group can be bound to a subset. Empty = the default group. */
+  groups: string[];
+  /** Extra headers sent upstream with this credential. */
+  headers: Record<string, string>;
+  state: CredentialState;
+  createdAt: number;
+  updatedAt: number;
+}
+/** What a caller provides to create a credential; `id` is generated when absent. */
+export type NewCredential = Omit<CredentialRecord, "id" | "createdAt" | "updatedAt"> & {
+  id?: string;
+};
+export type CredentialPatch = Partial<Omit<CredentialRecord, "id" | "createdAt">>;
+
+/** One proxied request, as recorded for usage accounting. */
+export interface UsageRecord {
+  /** Assigned by the store (monotonic within one store). */
+  id: number;
+  /** ms */
+  timestamp: number;
+  requestId: string;
+  keyId: number | null;
+  userId: number | null;
+  credentialId: string | null;
+  provider: string;
+  /** `METHOD /path`, e.g. `POST /v1/chat/completions`. */
+  route: string;
+  model: string;
+  stream: boolean;
+  status: number;
+  success: boolean;
+  inputTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+  cachedTokens: number;
+  totalTokens: number;
+  /** Quota units billed. */
+  quota: number;
+  durationMs: number;
+  /** Short error text (never a secret), or null. */
+  error: string | null;
+}
+export type NewUsageRecord = Omit<UsageRecord, "id">;
+
+/** Filters for {@link UsageCollection.list}. `from` inclusive, `to` exclusive (ms). */
+export interface UsageQuery {
+  from?: number;
+  to?: number;
+  keyId?: number;
+  userId?: number;
+  /** @default 0 */
+  offset?: number;
+  /** @default 100 */
+  limit?: number;
+}
+
+/**
+ * Hourly roll-up of usage for one (hour, route, model, key) tuple. Days, folded hours and
+ * totals are sums of these rows. Roll-ups are kept forever; details may be pruned.
+ */
+export interface UsageRollup {
+  /** UTC hour, `YYYY-MM-DDTHH`. */
+  hour: string;
+  route: string;
+  model: string;
+  keyId: number | null;
+  requests: number;
+  successes: number;
+  failures: number;
+  inputTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+  cachedTokens: number;
+  totalTokens: number;
+  quota: number;
+}
+
+/** Filters for {@link UsageCollection.rollups}: UTC hour strings, `from` inclusive, `to` exclusive. */
+export interface RollupQuery {
+  fromHour?: string;
+  toHour?: string;
+  keyId?: number;
+}
+
+/** A granted quota reservation, to be settled exactly once with {@link Store.settleQuota}. */
+export interface Reservation {
+  keyId: number;
+  /** The owner debited alongside the key, or null when the key has no owner. */
+  userId: number | null;
+  /** Units reserved. */
+  units: number;
+  /** Whether the key's own balance was debited (false for unlimited keys). */
+  keyDebited: boolean;
+}
+
+/** Why a reservation was refused. */
+export type ReserveDenial = "key_not_found" | "key_quota" | "user_quota";
+
+/** The outcome of {@link Store.reserveQuota}. */
+export type ReserveResult =
+  | { ok: true; reservation: Reservation }
+  | { ok: false; reason: ReserveDenial };
+
+/** The outcome of {@link Store.settleQuota}. */
+export interface Settlement {
+  /** Units finally charged: the actual amount, or less when the balance could not cover the extra. */
+  charged: number;
+}
+
+/** A change notification delivered by {@link Store.watch}. */
+export interface StoreChange {
+  collection: "keys" | "users" | "credentials" | "settings";
+  /** The changed record's id (a setting's name); absent when the whole collection changed. */
+  id?: string;
+  op: "upsert" | "delete";
+  /** `local` when made through this store object, `remote` when seen from another process or instance. */
+  origin: "local" | "remote";
+}
+
+/** What an adapter can do; the conformance suite skips tests of capabilities it lacks. */
+export interface StoreCapabilities {
+  /** Several processes may share the same backing data (SQLite file, Redis). */
+  multiProcess: boolean;
+}
+
+/** Downstream keys. */
+export interface KeyCollection {
+  /** Inserts a key and assigns a new id. MUST reject (throw) a `keyHash` that already exists. */
+  create(input: NewApiKey): Promise<ApiKeyRecord>;
+  get(id: number): Promise<ApiKeyRecord | null>;
+  /** The authorisation lookup. MUST be one indexed lookup, whatever the number of keys. */
+  getByHash(keyHash: string): Promise<ApiKeyRecord | null>;
+  /** Newest first (descending id). */
+  list(query?: KeyQuery): Promise<Page<ApiKeyRecord>>;
+  /** Applies the patch atomically; returns the updated record, or null for an unknown id. */
+  update(id: number, patch: ApiKeyPatch): Promise<ApiKeyRecord | null>;
+  /** Deletes the given ids (unknown ones are ignored); returns how many were deleted. */
+  delete(ids: number[]): Promise<number>;
+}
+
+/** Users (owners of keys). */
+export interface UserCollection {
+  /** MUST reject (throw) a duplicate `username`. */
+  create(input: NewUser): Promise<UserRecord>;
+  get(id: number): Promise<UserRecord | null>;
+  getByUsername(username: string): Promise<UserRecord | null>;
+  getByAccessTokenHash(hash: string): Promise<UserRecord | null>;
+  list(query?: { offset?: number; limit?: number; keyword?: string }): Promise<Page<UserRecord>>;
+  update(id: number, patch: UserPatch): Promise<UserRecord | null>;
+  delete(id: number): Promise<boolean>;
+}
+
+/** The upstream credential pool. */
+export interface CredentialCollection {
+  /** Inserts a credential; generates an id when absent. MUST reject (throw) an existing id. */
+  create(input: NewCredential): Promise<CredentialRecord>;
+  get(id: string): Promise<CredentialRecord | null>;
+  /** Every credential, enabled or not, in creation order. */
+  list(): Promise<CredentialRecord[]>;
+  /** Applies the patch atomically (a `state` patch replaces the whole state). */
+  update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null>;
+  delete(id: string): Promise<boolean>;
+}
+
+/** Usage details and roll-ups. Written only through {@link Store.recordUsage}. */
+export interface UsageCollection {
+  /** Details, newest first. */
+  list(query?: UsageQuery): Promise<Page<UsageRecord>>;
+  rollups(query?: RollupQuery): Promise<UsageRollup[]>;
+  /** Deletes details older than `before` (ms); roll-ups are kept. Returns how many were deleted. */
+  prune(before: number): Promise<number>;
+}
+
+/** Runtime settings: JSON values by name (`request-retry`, `proxy-url` ...). */
+export interface SettingsCollection {
+  all(): Promise<Record<string, unknown>>;
+  get(name: string): Promise<unknown>;
+  /** Writes several settings in one atomic step. */
+  set(values: Record<string, unknown>): Promise<void>;
+  delete(name: string): Promise<boolean>;
+}
+
+/** A small key-value space with expiry, for bans, OAuth state and similar short-lived data. */
+export interface KvCollection {
+  /** Returns null for a missing or expired entry. */
+  get(key: string): Promise<string | null>;
+  /** `ttlMs` omitted = no expiry. */
+  set(key: string, value: string, ttlMs?: number): Promise<void>;
+  delete(key: string): Promise<boolean>;
+  /**
+   * Adds `by` to an integer counter and returns the new value, atomically: N concurrent calls
+   * with `by = 1` on a fresh key MUST end at N, across processes where the adapter is multi-process.
+   * The TTL is set when the counter is created (a missing or expired key) and not extended after.
+   */
+  incr(key: string, by: number, ttlMs?: number): Promise<number>;
+}
+
+/** The contract every tokenpool storage adapter implements. */
+export interface Store {
+  /** Adapter name for logs and errors, e.g. `memory`, `sqlite`. */
+  readonly name: string;
+  readonly capabilities: StoreCapabilities;
+  readonly keys: KeyCollection;
+  readonly users: UserCollection;
+  readonly credentials: CredentialCollection;
+  readonly usage: UsageCollection;
+  readonly settings: SettingsCollection;
+  readonly kv: KvCollection;
+
+  /**
+   * Reserves `units` of quota for one request, from the key and from the key's owner.
+   *
+   * MUST check and debit in one atomic step: the key's `remainQuota` is decremented only when it
+   * is `>= units` (skipped entirely for an `unlimitedQuota` key), and the owner's `quota` (when
+   * the key has a `userId` and that user exists) only when it is `>= units`; either both debits
+   * happen or neither does. Under any number of concurrent calls, from one process or (for
+   * multi-process adapters) from several, the sum of granted reservations MUST never exceed what
+   * was available: 200 parallel calls of 1 unit against 50 units succeed exactly 50 times.
+   * It does not check the key's status or expiry (authorisation does that before).
+   * `units` is a non-negative integer; 0 always succeeds for an existing key.
+   */
+  reserveQuota(keyId: number, units: number): Promise<ReserveResult>;
+
+  /**
+   * Settles a reservation to the actual cost, exactly once per reservation (the caller
+   * guarantees it is not called twice).
+   *
+   * MUST, in one atomic step: when `actualUnits < reservation.units`, give the difference back
+   * to the key (if it was debited) and the owner; when it is larger, take the extra, but never
+   * drive a balance below zero (the extra is capped at what the key and the owner both have
+   * left). `usedQuota` of the key and the owner grows by the amount charged, and the key's
+   * `accessedTime` is set to `nowSeconds`. Concurrent settlements and reservations on the same
+   * key MUST NOT lose updates (no read-modify-write outside the atomic step).
+   */
+  settleQuota(reservation: Reservation, actualUnits: number, nowSeconds: number): Promise<Settlement>;
+
+  /**
+   * Appends usage records and bumps their hourly roll-ups (see {@link UsageRollup}), as one
+   * atomic step per call: a reader never sees a record without its roll-up or the reverse.
+   * Concurrent calls MUST NOT lose roll-up increments. Returns the records with their ids.
+   */
+  recordUsage(records: NewUsageRecord[]): Promise<UsageRecord[]>;
+
+  /**
+   * Tries to take the named lock for `ttlMs`. Returns an owner token, or null when another owner
+   * holds an unexpired lock. MUST be exclusive: at any moment at most one caller, across every
+   * process sharing the store for multi-process adapters, holds an unexpired lock of a name. An
+   * expired lock MUST be acquirable again.
+   */
+  acquireLock(name: string, ttlMs: number): Promise<string | null>;
+
+  /** Releases a lock if `token` still owns it; returns whether it did. MUST NOT release another owner's lock. */
+  releaseLock(name: string, token: string): Promise<boolean>;
+
+  /**
+   * Subscribes to changes of keys, users, credentials and settings (not to quota or usage
+   * counters, which change on every request). Changes made through this store object MUST be
+   * delivered (origin `local`), after they are committed. Multi-process adapters MUST also
+   * deliver changes committed by other processes (origin `remote`) within about a second.
+   * Returns an unsubscribe function.
+   */
+  watch(listener: (change: StoreChange) => void): () => void;
+
+  /** Releases resources (connections, timers, watchers). Idempotent. */
+  close(): Promise<void>;
+}

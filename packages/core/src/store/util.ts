@@ -1,0 +1,73 @@
+import { randomBytes } from "node:crypto";
+import type {
+  CredentialRecord,
+  CredentialState,
+  NewCredential,
+  NewUsageRecord,
+  UsageRollup,
+} from "./types.js";
+
+/** The UTC hour bucket of a timestamp, `YYYY-MM-DDTHH`, as used by {@link UsageRollup}. */
+export function hourBucket(timestampMs: number): string {
+  return new Date(timestampMs).toISOString().slice(0, 13);
+}
+
+/** A fresh, healthy credential state. */
+export function emptyCredentialState(): CredentialState {
+  return { cooldowns: {}, errorCount: 0, lastUsedAt: 0, lastError: null, disabledReason: null };
+}
+
+/** A random id for credentials created without one. */
+export function newCredentialId(): string {
+  return `cred_${randomBytes(9).toString("base64url")}`;
+}
+
+/** Completes a {@link NewCredential} into a record (id and timestamps). */
+export function materializeCredential(input: NewCredential, now = Date.now()): CredentialRecord {
+  const { id, ...rest } = input;
+  return structuredClone({ ...rest, id: id ?? newCredentialId(), createdAt: now, updatedAt: now });
+}
+
+/** The roll-up row key of a usage record: `hour|route|model|keyId`. */
+export function rollupKey(r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">): string {
+  return `${hourBucket(r.timestamp)}|${r.route}|${r.model}|${r.keyId ?? ""}`;
+}
+
+/** An empty roll-up row for the record's bucket. */
+export function emptyRollup(r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">): UsageRollup {
+  return {
+    hour: hourBucket(r.timestamp),
+    route: r.route,
+    model: r.model,
+    keyId: r.keyId,
+    requests: 0,
+    successes: 0,
+    failures: 0,
+    inputTokens: 0,
+    outputTokens: 0,
+    reasoningTokens: 0,
+    cachedTokens: 0,
+    totalTokens: 0,
+    quota: 0,
+  };
+}
+
+/** Adds one usage record into a roll-up row (in place). */
+export function addToRollup(row: UsageRollup, r: NewUsageRecord): void {
+  row.requests += 1;
+  if (r.success) row.successes += 1;
+  else row.failures += 1;
+  row.inputTokens += r.inputTokens;
+  row.outputTokens += r.outputTokens;
+  row.reasoningTokens += r.reasoningTokens;
+  row.cachedTokens += r.cachedTokens;
+  row.totalTokens += r.totalTokens;
+  row.quota += r.quota;
+}
+
+/** Validates reservation units: a non-negative safe integer. */
+export function assertUnits(units: number, what = "units"): void {
+  if (!Number.isSafeInteger(units) || units < 0) {
+    throw new TypeError(`${what} must be a non-negative integer, got ${units}`);
+  }
+}

@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import { IpAllowList, resolveClientIp, validateIpEntry } from "../src/keys/ip.js";
+import { findUsageObject } from "../src/providers/openai.js";
+import { eventData, SseFramer } from "../src/proxy/sse.js";
+import { maskSecret, redactSecrets, SecretBox } from "../src/util/secrets.js";
+
+describe("SseFramer", () => {
+  it("yields complete events across arbitrary chunk boundaries", () => {
+    const f = new SseFramer();
+    const stream = 'data: {"a":1}\n\ndata: {"b":2}\r\n\r\ndata: [DONE]\n\n';
+    const out: string[] = [];
+    for (let i = 0; i < stream.length; i += 5) out.push(...f.push(Buffer.from(stream.slice(i, i + 5))).map(String));
+    expect(out).toEqual(['data: {"a":1}\n\n', 'data: {"b":2}\r\n\r\n', "data: [DONE]\n\n"]);
+    expect(f.rest()).toBeNull();
+    expect(eventData(Buffer.from(out[1]!))).toBe('{"b":2}');
+    expect(eventData(Buffer.from(out[2]!))).toBeUndefined();
+  });
+});
+
+describe("findUsageObject", () => {
+  it("finds the usage object without being fooled by strings", () => {
+    const body = { choices: [{ message: { content: 'tricky "usage": {"prompt_tokens": 999} }' } }], usage: { prompt_tokens: 3, completion_tokens: 4 } };
+    expect(findUsageObject(Buffer.from(JSON.stringify(body)))).toEqual({ prompt_tokens: 3, completion_tokens: 4 });
+    expect(findUsageObject(Buffer.from('{"usage": {"prompt_tokens": 1, "x": "}"}}'))).toEqual({ prompt_tokens: 1, x: "}" });
+    expect(findUsageObject(Buffer.from("not json"))).toBeUndefined();
+  });
+});
+
+describe("IP allowlists", () => {
+  it("matches IPv4 and IPv6 addresses and CIDR ranges, including IPv4-mapped peers", () => {
+    const list = new IpAllowList(["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"]);
+    expect(list.allows("10.1.2.3")).toBe(true);
+    expect(list.allows("::ffff:10.1.2.3")).toBe(true);
+    expect(list.allows("192.168.1.7")).toBe(true);
+    expect(list.allows("192.168.1.8")).toBe(false);
+    expect(list.allows("2001:db8::1")).toBe(true);
+    expect(list.allows("2001:db9::1")).toBe(false);
+    expect(list.allows("garbage")).toBe(false);
+  });
+
+  it("validates entries", () => {
+    expect(validateIpEntry("10.0.0.0/8")).toBeNull();
+    expect(validateIpEntry("::1")).toBeNull();
+    expect(validateIpEntry("10.0.0.0/33")).toMatch(/CIDR/);
+    expect(validateIpEntry("300.1.1.1")).toMatch(/invalid/);
+  });
+
+  it("believes X-Forwarded-For only from trusted proxies", () => {
+    const trusted = new IpAllowList(["127.0.0.1", "10.0.0.0/8"]);
+    expect(resolveClientIp("127.0.0.1", "203.0.113.9, 10.0.0.2", trusted)).toBe("203.0.113.9");
+    expect(resolveClientIp("198.51.100.1", "203.0.113.9", trusted)).toBe("198.51.100.1");
+    expect(resolveClientIp("127.0.0.1", "203.0.113.9", null)).toBe("127.0.0.1");
+  });
+});
+
+describe("secrets", () => {
+  it("hashes deterministically, encrypts reversibly, and rejects another secret's cipher", () => {
+    const a = new SecretBox("a".repeat(32));
+    const b = new SecretBox("b".repeat(32));
+    expect(a.hash("sk-1")).toBe(a.hash("sk-1"));
+    expect(a.hash("sk-1")).not.toBe(b.hash("sk-1"));
+    const sealed = a.encrypt("sk-secret-value");
+    expect(sealed).not.toContain("sk-secret-value");
+    expect(a.decrypt(sealed)).toBe("sk-secret-value");
+    expect(b.decrypt(sealed)).toBeNull();
+  });
+
+  it("masks and redacts", () => {
+    expect(maskSecret("sk-abcdefghijklmnopqrstuvwxyz")).toBe("sk-abcd****wxyz");
+    expect(maskSecret("short")).toBe("s****");
+    expect(redactSecrets("Incorrect key: Bearer sk-abcdefghijklmnop")).not.toContain("abcdefghijklmnop");
+  });
+});

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { DEFAULT_STORE, startServer } from "./serve.js";
+
+const USAGE = `Usage: tokenpool serve [options]
+
+Options:
+  --port <n>        port to listen on (default 8317; 0 = any free port)
+  --host <addr>     address to listen on (default 127.0.0.1)
+  --store <spec>    sqlite:<path> (default ${DEFAULT_STORE}) or memory
+  --config <file>   a YAML configuration file (CLIProxyAPI layout)
+  --demo            also start a local mock upstream and a demo key (works offline)
+  --log-level <l>   debug | info | warn | error | silent (default info)
+  -h, --help        show this help
+
+Environment:
+  TOKENPOOL_SECRET  the server secret (otherwise kept in secret.key beside the SQLite file)`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: "string" },
+      host: { type: "string" },
+      store: { type: "string" },
+      config: { type: "string" },
+      demo: { type: "boolean", default: false },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const command = positionals[0] ?? "serve";
+  if (values.help || command === "help") {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (command !== "serve") {
+    process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`);
+    return 2;
+  }
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    process.stderr.write(`--port must be an integer between 0 and 65535, got "${values.port}"\n`);
+    return 2;
+  }
+  const level = values["log-level"];
+  if (level !== undefined && !["debug", "info", "warn", "error", "silent"].includes(level)) {
+    process.stderr.write(`--log-level must be debug, info, warn, error or silent, got "${level}"\n`);
+    return 2;
+  }
+  const running = await startServer({
+    ...(port === undefined ? {} : { port }),
+    ...(values.host === undefined ? {} : { host: values.host }),
+    ...(values.store === undefined ? {} : { store: values.store }),
+    ...(values.config === undefined ? {} : { config: values.config }),
+    ...(level === undefined ? {} : { logLevel: level as "info" }),
+    demo: values.demo,
+  });
+  const stop = (signal: string) => {
+    process.stderr.write(`${signal}: shutting down\n`);
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once("SIGINT", () => stop("SIGINT"));
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  return -1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (error: unknown) => {
+    process.stderr.write(`tokenpool: ${(error as Error).message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,164 @@
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { createGateway, type Gateway, type LogLevel, memoryStore, type Store } from "@tokenpool/core";
+import { toNodeHandler } from "@tokenpool/core/node";
+import { sqliteStore } from "@tokenpool/store-sqlite";
+import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { applyConfig, loadConfig, type ServerConfig } from "./config.js";
+
+/** Options of {@link startServer}; the CLI flags map onto them. */
+export interface ServeOptions {
+  /** @default 8317 */
+  port?: number;
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** `sqlite:<path>` or `memory`. @default "sqlite:./data/tokenpool.db" */
+  store?: string;
+  /** A YAML configuration file in the management seed's layout. */
+  config?: string;
+  /** Start a local mock upstream and a demo key, so a first request works offline. */
+  demo?: boolean;
+  /** @default "info" */
+  logLevel?: LogLevel;
+  /** Where messages for the operator go (the management key, the demo key). @default stdout */
+  print?: (line: string) => void;
+}
+
+/** A running standalone server. */
+export interface RunningServer {
+  url: string;
+  gateway: Gateway;
+  server: Server;
+  /** The management key, when this start created it (shown once). */
+  managementKey: string | null;
+  /** The demo downstream key, with `demo`. */
+  demoKey: string | null;
+  close(): Promise<void>;
+}
+
+/** The default store of the standalone server. */
+export const DEFAULT_STORE = "sqlite:./data/tokenpool.db";
+const DEMO_UPSTREAM_KEY = "demo-upstream-key";
+const DEMO_CREDENTIAL_ID = "demo-upstream";
+
+function openStore(spec: string): { store: Store; dataDir: string | null } {
+  if (spec === "memory") return { store: memoryStore(), dataDir: null };
+  if (spec.startsWith("sqlite:")) {
+    const filename = resolve(spec.slice("sqlite:".length));
+    return { store: sqliteStore({ filename }), dataDir: dirname(filename) };
+  }
+  throw new Error(`unknown --store "${spec}": use sqlite:<path> (the default is ${DEFAULT_STORE}) or memory`);
+}
+
+/**
+ * The server secret: TOKENPOOL_SECRET, the config's `secret`, or a random one kept in
+ * `<data dir>/secret.key` (mode 0600) so that stored keys stay valid across restarts.
+ */
+async function resolveSecret(config: ServerConfig, dataDir: string | null): Promise<string> {
+  const fromEnv = process.env.TOKENPOOL_SECRET ?? config.secret;
+  if (fromEnv) return fromEnv;
+  if (!dataDir) return randomBytes(32).toString("hex");
+  const file = join(dataDir, "secret.key");
+  try {
+    const s = (await readFile(file, "utf8")).trim();
+    if (s.length >= 32) return s;
+  } catch {
+    // first start
+  }
+  const s = randomBytes(32).toString("hex");
+  await writeFile(file, `${s}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return s;
+}
+
+/**
+ * Starts the standalone gateway: opens the store, creates the management key on first start,
+ * applies the configuration file, and listens.
+ */
+export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const config = options.config ? await loadConfig(options.config) : {};
+  const storeSpec = options.store ?? config.store ?? DEFAULT_STORE;
+  if (storeSpec.startsWith("sqlite:")) await mkdir(dirname(resolve(storeSpec.slice(7))), { recursive: true });
+  const { store, dataDir } = openStore(storeSpec);
+  const secret = await resolveSecret(config, dataDir);
+  const gateway = createGateway({ store, secret, logger: options.logLevel ?? "info" });
+  let mock: MockUpstream | null = null;
+  let server: Server | null = null;
+  try {
+    await gateway.ready;
+
+    let managementKey: string | null = null;
+    const configured = config["remote-management"]?.["secret-key"];
+    if (configured && !configured.startsWith("$2")) await gateway.management.setKey(configured);
+    else if (!gateway.management.hasKey()) {
+      managementKey = await gateway.management.generateKey();
+      print(`Management key (shown once; only its bcrypt hash is stored): ${managementKey}`);
+    }
+    await applyConfig(gateway, config);
+
+    let demoKey: string | null = null;
+    if (options.demo) {
+      mock = await createMockUpstream({ apiKeys: [DEMO_UPSTREAM_KEY] });
+      const fields = {
+        provider: "openai",
+        kind: "api-key" as const,
+        label: "demo mock upstream",
+        baseUrl: mock.url,
+        secret: { apiKey: DEMO_UPSTREAM_KEY },
+        models: [{ name: "gpt-4o-mini" }, { name: "gpt-4o" }],
+      };
+      if (gateway.credentials.get(DEMO_CREDENTIAL_ID)) await gateway.credentials.update(DEMO_CREDENTIAL_ID, fields);
+      else await gateway.credentials.add({ id: DEMO_CREDENTIAL_ID, ...fields });
+      const existing = (await gateway.keys.list({ keyword: "demo", limit: 100 })).items.find((k) => k.name === "demo");
+      demoKey = existing ? await gateway.keys.reveal(existing.id) : null;
+      if (!demoKey) demoKey = (await gateway.keys.create({ name: "demo", remainQuota: 500_000 })).key;
+    }
+
+    const srv = createServer(toNodeHandler(gateway));
+    server = srv;
+    const port = options.port ?? config.port ?? 8317;
+    const host = options.host ?? config.host ?? "127.0.0.1";
+    await new Promise<void>((ok, fail) => {
+      srv.once("error", fail);
+      srv.listen(port, host, () => ok());
+    });
+    const addr = srv.address() as AddressInfo;
+    const url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    print(`tokenpool listening on ${url} (store: ${storeSpec})`);
+    if (demoKey) {
+      print(`Demo key: ${demoKey}`);
+      print(
+        `Try it: curl ${url}/v1/chat/completions -H "Authorization: Bearer ${demoKey}" -H "Content-Type: application/json" -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,
+      );
+    }
+
+    let closing: Promise<void> | null = null;
+    return {
+      url,
+      gateway,
+      server: srv,
+      managementKey,
+      demoKey,
+      close() {
+        closing ??= (async () => {
+          await new Promise<void>((ok) => {
+            srv.close(() => ok());
+            srv.closeIdleConnections();
+          });
+          await gateway.close();
+          await mock?.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    server?.close();
+    await gateway.close().catch(() => {});
+    await mock?.close();
+    throw error;
+  }
+}

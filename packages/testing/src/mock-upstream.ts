@@ -1,0 +1,533 @@
+import {
+  createServer,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** The reply text of a mock upstream when no `reply` option is given. */
+export const DEFAULT_MOCK_REPLY = "Hello from the mock upstream, this is a test reply.";
+
+/** The models listed by `GET /v1/models` when no `models` option is given. */
+export const DEFAULT_MOCK_MODELS: readonly string[] = [
+  "gpt-4o-mini",
+  "gpt-4o",
+  "gpt-4.1-mini",
+  "o3-mini",
+];
+
+/** Options of {@link createMockUpstream}. */
+export interface MockUpstreamOptions {
+  /**
+   * Port to listen on; 0 picks a free one.
+   * @default 0
+   */
+  port?: number;
+  /**
+   * Interface to listen on.
+   * @default "127.0.0.1"
+   */
+  host?: string;
+  /**
+   * Accepted upstream API keys. When given, every `/v1` request needs
+   * `Authorization: Bearer <one of them>` and gets a 401 OpenAI error otherwise.
+   * When omitted, any (or no) key is accepted.
+   */
+  apiKeys?: readonly string[];
+  /**
+   * The assistant reply of every chat completion. See {@link splitMockReply} for how it is
+   * cut into stream chunks and counted as completion tokens.
+   * @default DEFAULT_MOCK_REPLY
+   */
+  reply?: string;
+  /**
+   * Model ids listed by `GET /v1/models`.
+   * @default DEFAULT_MOCK_MODELS
+   */
+  models?: readonly string[];
+  /**
+   * Delay between two SSE chunks of a streaming reply, in milliseconds. A request can override
+   * it with the header `x-mock-chunk-delay-ms`.
+   * @default 0
+   */
+  chunkDelayMs?: number;
+  /**
+   * How many requests {@link MockUpstream.requests} keeps (the most recent ones). 0 disables
+   * recording, which the benchmarks use.
+   * @default 1000
+   */
+  maxRecordedRequests?: number;
+}
+
+/**
+ * A fault to inject with {@link MockUpstream.fail}. The parts combine: `delayMs` happens first,
+ * then `status` (an error answer) wins over `resetAfterChunks`; `headers` are added to whatever
+ * answer is sent.
+ */
+export interface MockFault {
+  /** Answer with this HTTP status and an OpenAI error body (or `body`) instead of the normal reply. */
+  status?: number;
+  /** Body of the `status` answer: a string is sent as is, anything else as JSON. */
+  body?: unknown;
+  /** Extra response headers, e.g. `{ "retry-after": "2" }`. */
+  headers?: Record<string, string>;
+  /** Delay before the response starts, in milliseconds. */
+  delayMs?: number;
+  /**
+   * Streaming requests: send this many SSE events (headers flushed), then reset the connection
+   * (TCP RST). Events count in stream order: one per word, the `finish_reason` chunk, the usage
+   * chunk when requested, `[DONE]`. Non-streaming requests: reset the connection before answering.
+   */
+  resetAfterChunks?: number;
+  /**
+   * How many requests this fault applies to.
+   * @default 1
+   */
+  times?: number;
+  /** Only requests whose path starts with this (e.g. `"/v1/chat/completions"`); all when omitted. */
+  path?: string;
+}
+
+/** One request received by a mock upstream. */
+export interface RecordedRequest {
+  method: string;
+  /** The request target as received: path and query string, e.g. `/v1/chat/completions`. */
+  path: string;
+  /** Request headers with lower-case names; repeated headers are joined with `", "`. */
+  headers: Record<string, string>;
+  /** The body parsed as JSON, or `null` when it was empty or not JSON. */
+  body: unknown;
+  /** Arrival time, `Date.now()`. */
+  at: number;
+}
+
+/** A running mock OpenAI-compatible upstream. */
+export interface MockUpstream {
+  /** Base URL including `/v1`, e.g. `http://127.0.0.1:41234/v1`. */
+  readonly url: string;
+  /** Origin without `/v1`, e.g. `http://127.0.0.1:41234`. */
+  readonly origin: string;
+  /** The port the server listens on. */
+  readonly port: number;
+  /** The most recent requests, oldest first (capped by `maxRecordedRequests`). */
+  readonly requests: readonly RecordedRequest[];
+  /** Queue a fault for the next matching request(s); faults apply in the order they were queued. */
+  fail(fault: MockFault): void;
+  /** Forget recorded requests and queued faults. */
+  reset(): void;
+  /** Stop listening and destroy open connections (including streams in progress). */
+  close(): Promise<void>;
+}
+
+/** The body of an OpenAI-style error response. */
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+/**
+ * Cut a reply into the chunks a mock upstream streams: one word per chunk, each word with the
+ * whitespace before it (`"Hello world"` → `["Hello", " world"]`), trailing whitespace kept on the
+ * last chunk; a reply without any word is a single chunk. The completion token count of a mock
+ * reply is the length of this array.
+ */
+export function splitMockReply(reply: string): string[] {
+  const words = reply.match(/\s*\S+/g);
+  if (!words) return [reply];
+  const rest = reply.slice(words.join("").length);
+  if (rest) words[words.length - 1] += rest;
+  return words;
+}
+
+/**
+ * The prompt token count a mock upstream reports for a chat request:
+ * `ceil(total characters of all message contents / 4)`. String contents count whole; array
+ * contents count the `text` of their parts; other contents count 0.
+ */
+export function countMockPromptTokens(messages: unknown): number {
+  if (!Array.isArray(messages)) return 0;
+  let chars = 0;
+  for (const message of messages) {
+    const content = (message as { content?: unknown } | null)?.content;
+    if (typeof content === "string") chars += content.length;
+    else if (Array.isArray(content)) {
+      for (const part of content) {
+        const text = (part as { text?: unknown } | null)?.text;
+        if (typeof text === "string") chars += text.length;
+      }
+    }
+  }
+  return Math.ceil(chars / 4);
+}
+
+/** The OpenAI error body a mock upstream sends for `status`. */
+export function openAIErrorBody(
+  status: number,
+  message: string,
+  code: string | null = null,
+  param: string | null = null,
+): OpenAIErrorBody {
+  let type = "invalid_request_error";
+  if (status === 429) type = "requests";
+  else if (status === 403) type = "permission_error";
+  else if (status >= 500) type = "server_error";
+  return { error: { message, type, param, code } };
+}
+
+interface QueuedFault extends MockFault {
+  remaining: number;
+}
+
+interface StreamPlan {
+  /** Start of a content chunk, up to `"delta":`. */
+  prefix: string;
+  /** End of a content chunk, after the delta. */
+  suffix: string;
+  finalChunk: string;
+  usageChunk: string | null;
+  delay: number;
+  resetAfter: number | undefined;
+  extraHeaders: Record<string, string> | undefined;
+}
+
+interface Reply {
+  /** JSON-encoded chunk texts, so that streaming needs one concatenation per chunk. */
+  chunkJson: string[];
+  /** The whole reply as a JSON string. */
+  json: string;
+  completionTokens: number;
+}
+
+const DEFAULT_MAX_RECORDED = 1000;
+const CHAT_PATH = "/v1/chat/completions";
+const MODELS_PATH = "/v1/models";
+
+/**
+ * Start a mock OpenAI-compatible upstream on node:http, for tests and benchmarks.
+ *
+ * Routes: `POST /v1/chat/completions` (JSON, or SSE with `stream: true`) and `GET /v1/models`.
+ * Usage in every answer: `completion_tokens` = number of chunks of the reply
+ * ({@link splitMockReply}: one per word), `prompt_tokens` = `ceil(total characters of all message
+ * contents / 4)` ({@link countMockPromptTokens}), `total_tokens` = their sum. In a stream, the
+ * usage chunk (`choices: []`) is sent only when `stream_options.include_usage` is true.
+ *
+ * @example
+ * ```ts
+ * const upstream = await createMockUpstream({ apiKeys: ["sk-test"] });
+ * upstream.fail({ status: 429, headers: { "retry-after": "1" } });
+ * // ... point the gateway at upstream.url, send requests, inspect upstream.requests
+ * await upstream.close();
+ * ```
+ */
+export async function createMockUpstream(options: MockUpstreamOptions = {}): Promise<MockUpstream> {
+  const host = options.host ?? "127.0.0.1";
+  const apiKeys = options.apiKeys ? new Set(options.apiKeys) : null;
+  const models = options.models ?? DEFAULT_MOCK_MODELS;
+  const defaultChunkDelay = options.chunkDelayMs ?? 0;
+  const maxRecorded = options.maxRecordedRequests ?? DEFAULT_MAX_RECORDED;
+  const chunks = splitMockReply(options.reply ?? DEFAULT_MOCK_REPLY);
+  const reply: Reply = {
+    chunkJson: chunks.map((chunk) => JSON.stringify(chunk)),
+    json: JSON.stringify(chunks.join("")),
+    completionTokens: chunks.length,
+  };
+  const modelsBody = JSON.stringify({
+    object: "list",
+    data: models.map((id) => ({ id, object: "model", created: 1_700_000_000, owned_by: "mock" })),
+  });
+
+  const requests: RecordedRequest[] = [];
+  const faults: QueuedFault[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  let nextId = 0;
+
+  function takeFault(path: string): QueuedFault | undefined {
+    const index = faults.findIndex((f) => f.path === undefined || path.startsWith(f.path));
+    if (index < 0) return undefined;
+    const fault = faults[index]!;
+    fault.remaining -= 1;
+    if (fault.remaining <= 0) faults.splice(index, 1);
+    return fault;
+  }
+
+  /** Resolves after `ms`, or early (with false) when the response is closed or the mock closes. */
+  function wait(ms: number, res: ServerResponse): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        timers.delete(timer);
+        res.off("close", onClose);
+        resolve(ok);
+      };
+      const onClose = () => done(false);
+      const timer = setTimeout(() => done(!res.destroyed), ms);
+      timers.add(timer);
+      res.once("close", onClose);
+    });
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? "GET";
+    const path = req.url ?? "/";
+    const raw = method === "GET" || method === "HEAD" ? null : await readBody(req);
+    let body: unknown = null;
+    let malformed = false;
+    if (raw && raw.length > 0) {
+      try {
+        body = JSON.parse(raw.toString("utf8"));
+      } catch {
+        malformed = true;
+      }
+    }
+    if (maxRecorded > 0) {
+      if (requests.length >= maxRecorded) requests.shift();
+      requests.push({ method, path, headers: flattenHeaders(req), body, at: Date.now() });
+    }
+
+    const fault = faults.length > 0 ? takeFault(path) : undefined;
+    const extraHeaders = fault?.headers;
+    if (fault?.delayMs && !(await wait(fault.delayMs, res))) return;
+    if (fault?.status !== undefined) {
+      const faultBody =
+        fault.body === undefined
+          ? openAIErrorBody(fault.status, `Mock upstream fault: HTTP ${fault.status}`)
+          : fault.body;
+      sendJson(res, fault.status, faultBody, extraHeaders);
+      return;
+    }
+
+    const queryAt = path.indexOf("?");
+    const pathname = queryAt < 0 ? path : path.slice(0, queryAt);
+    const isChat = pathname === CHAT_PATH && method === "POST";
+    const isModels = pathname === MODELS_PATH && method === "GET";
+    if (!isChat && !isModels) {
+      const error = openAIErrorBody(404, `Invalid URL (${method} ${pathname})`);
+      sendJson(res, 404, error, extraHeaders);
+      return;
+    }
+    if (apiKeys) {
+      const denied = checkAuth(req.headers.authorization, apiKeys);
+      if (denied) {
+        sendJson(res, 401, openAIErrorBody(401, denied, "invalid_api_key"), extraHeaders);
+        return;
+      }
+    }
+    if (isModels) {
+      sendJson(res, 200, modelsBody, extraHeaders);
+      return;
+    }
+
+    if (malformed || body === null || typeof body !== "object" || Array.isArray(body)) {
+      const message =
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't " +
+        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was " +
+        "sent was not valid JSON.)";
+      sendJson(res, 400, openAIErrorBody(400, message), extraHeaders);
+      return;
+    }
+    const chat = body as {
+      model?: unknown;
+      messages?: unknown;
+      stream?: unknown;
+      stream_options?: { include_usage?: unknown } | null;
+    };
+    if (typeof chat.model !== "string" || chat.model === "") {
+      const error = openAIErrorBody(400, "you must provide a model parameter", null, "model");
+      sendJson(res, 400, error, extraHeaders);
+      return;
+    }
+
+    const promptTokens = countMockPromptTokens(chat.messages);
+    const usage =
+      `{"prompt_tokens":${promptTokens},"completion_tokens":${reply.completionTokens},` +
+      `"total_tokens":${promptTokens + reply.completionTokens}}`;
+    const id = `chatcmpl-mock${++nextId}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = JSON.stringify(chat.model);
+
+    if (chat.stream !== true) {
+      if (fault?.resetAfterChunks !== undefined) {
+        resetSocket(res);
+        return;
+      }
+      const json =
+        `{"id":"${id}","object":"chat.completion","created":${created},"model":${model},` +
+        `"choices":[{"index":0,"message":{"role":"assistant","content":${reply.json},` +
+        `"refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":${usage}}`;
+      sendJson(res, 200, json, extraHeaders);
+      return;
+    }
+
+    const includeUsage = chat.stream_options?.include_usage === true;
+    const headerDelay = req.headers["x-mock-chunk-delay-ms"];
+    const delay = headerDelay === undefined ? defaultChunkDelay : Number(headerDelay) || 0;
+    const resetAfter = fault?.resetAfterChunks;
+    await streamReply(res, {
+      prefix:
+        `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},` +
+        `"model":${model},"choices":[{"index":0,"delta":`,
+      // With include_usage, OpenAI sends `"usage":null` on every chunk but the last one.
+      suffix: includeUsage ? `,"logprobs":null,"finish_reason":null}],"usage":null}\n\n` : `,"logprobs":null,"finish_reason":null}]}\n\n`,
+      finalChunk:
+        `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},` +
+        `"model":${model},"choices":[{"index":0,"delta":{},"logprobs":null,` +
+        `"finish_reason":"stop"}]${includeUsage ? `,"usage":null` : ""}}\n\n`,
+      usageChunk: includeUsage
+        ? `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},` +
+          `"model":${model},"choices":[],"usage":${usage}}\n\n`
+        : null,
+      delay,
+      resetAfter,
+      extraHeaders,
+    });
+  }
+
+  async function streamReply(res: ServerResponse, stream: StreamPlan): Promise<void> {
+    const { prefix, suffix, delay, resetAfter } = stream;
+    const words = reply.chunkJson.length;
+    // Events: one per word, the finish_reason chunk, the usage chunk (optional), [DONE].
+    const events = words + (stream.usageChunk ? 3 : 2);
+    const last = resetAfter === undefined ? events : Math.min(resetAfter, events);
+    res.writeHead(200, withExtra(SSE_HEADERS, stream.extraHeaders));
+    // Without a delay the first chunk carries the headers; otherwise the client must see them now.
+    if (delay > 0 || last === 0) res.flushHeaders();
+    for (let i = 0; i < last; i++) {
+      if (i > 0 && i <= words && delay > 0 && !(await wait(delay, res))) return;
+      if (res.destroyed) return;
+      let event: string;
+      if (i === 0 && words > 0) event = `${prefix}{"role":"assistant","content":${reply.chunkJson[0]}}${suffix}`;
+      else if (i < words) event = `${prefix}{"content":${reply.chunkJson[i]}}${suffix}`;
+      else if (i === words) event = stream.finalChunk;
+      else if (i === words + 1 && stream.usageChunk) event = stream.usageChunk;
+      else event = "data: [DONE]\n\n";
+      if (i === events - 1 && resetAfter === undefined) res.end(event);
+      else res.write(event);
+    }
+    if (resetAfter !== undefined) resetWhenFlushed(res);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, openAIErrorBody(500, `Mock upstream error: ${String(error)}`));
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const origin = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  let closing: Promise<void> | undefined;
+
+  return {
+    url: `${origin}/v1`,
+    origin,
+    port,
+    requests,
+    fail(fault: MockFault): void {
+      faults.push({ ...fault, remaining: fault.times ?? 1 });
+    },
+    reset(): void {
+      requests.length = 0;
+      faults.length = 0;
+    },
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        for (const timer of timers) clearTimeout(timer);
+        timers.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+const SSE_HEADERS: OutgoingHttpHeaders = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+};
+
+function withExtra(
+  base: OutgoingHttpHeaders,
+  extra: Record<string, string> | undefined,
+): OutgoingHttpHeaders {
+  return extra ? { ...base, ...extra } : base;
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  extraHeaders?: Record<string, string>,
+): void {
+  if (res.destroyed) return;
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  res.writeHead(
+    status,
+    withExtra(
+      { "content-type": "application/json", "content-length": Buffer.byteLength(text) },
+      extraHeaders,
+    ),
+  );
+  res.end(text);
+}
+
+/** Reset the connection once everything written so far has reached the kernel (the client gets it). */
+function resetWhenFlushed(res: ServerResponse): void {
+  // Node corks chunked writes until the next tick, so look at the socket only after that.
+  setImmediate(() => {
+    const socket = res.socket;
+    if (!socket || socket.destroyed) return;
+    if (socket.writableLength === 0) resetSocket(res);
+    else socket.once("drain", () => resetSocket(res));
+  });
+}
+
+/** Abort the connection with a TCP RST, as a crashed upstream or a broken network would. */
+function resetSocket(res: ServerResponse): void {
+  const socket = res.socket;
+  if (!socket || socket.destroyed) return;
+  if (typeof socket.resetAndDestroy === "function") socket.resetAndDestroy();
+  else socket.destroy();
+}
+
+function checkAuth(header: string | undefined, apiKeys: ReadonlySet<string>): string | null {
+  if (!header) {
+    return (
+      "You didn't provide an API key. You need to provide your API key in an Authorization " +
+      "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+    );
+  }
+  const key = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
+  if (apiKeys.has(key)) return null;
+  return `Incorrect API key provided: ${maskKey(key)}.`;
+}
+
+function maskKey(key: string): string {
+  return key.length <= 8 ? "***" : `${key.slice(0, 3)}***${key.slice(-4)}`;
+}
+
+function flattenHeaders(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  const headers = req.headers;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(", ") : value;
+  }
+  return out;
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => parts.push(chunk));
+    req.on("end", () => resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts)));
+    req.on("error", reject);
+  });
+}

@@ -1,0 +1,11 @@
+/**
+ * The list of Vitest projects. Vitest 4 has no workspace file of its own: vitest.config.ts
+ * passes this list to `test.projects`. Each package's tests run against its sources
+ * (the `source` export condition), so no build is needed first.
+ */
+export const projects = [
+  "packages/core",
+  "packages/testing",
+  "packages/store-sqlite",
+  "packages/server",
+];
