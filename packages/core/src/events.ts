@@ -10,9 +10,19 @@ export interface GatewayEvents {
   /** A credential was chosen for a request. */
   "credential.selected": (info: { credentialId: string; provider: string; model: string }) => void;
   /** A credential was cooled down for a model after a 429/quota error or repeated failures. */
-  "credential.cooldown": (info: { credentialId: string; model: string; until: number; status: number }) => void;
+  "credential.cooldown": (info: {
+    credentialId: string;
+    model: string;
+    until: number;
+    status: number;
+  }) => void;
   /** An upstream call failed (status 0 = connection error). */
-  "credential.error": (info: { credentialId: string; model: string; status: number; message: string }) => void;
+  "credential.error": (info: {
+    credentialId: string;
+    model: string;
+    status: number;
+    message: string;
+  }) => void;
   /** A runtime setting changed (locally or in another instance). */
   "settings.changed": (info: { name: string; value: unknown }) => void;
   /** Something went wrong outside a request's own error handling (store write, flush ...). */

@@ -6,6 +6,7 @@ import { GatewayEmitter } from "./events.js";
 import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
 import { type Exchange, header, type Reply } from "./http/exchange.js";
 import { healthRoute, Router } from "./http/router.js";
+import { fromRequest, toResponse } from "./http/web.js";
 import { IpAllowList, resolveClientIp } from "./keys/ip.js";
 import { KeyService } from "./keys/service.js";
 import { consoleLogger, type Logger, silentLogger } from "./logger.js";
@@ -25,7 +26,6 @@ import type {
   UserPatch,
   UserRecord,
 } from "./store/types.js";
-import { fromRequest, toResponse } from "./http/web.js";
 import { UsageWriter } from "./usage/writer.js";
 import { randomToken, SecretBox } from "./util/secrets.js";
 
@@ -71,7 +71,9 @@ export interface Gateway {
 /** Users API of a gateway. */
 export interface UsersApi {
   /** Creates a user and issues an access token (returned once). */
-  create(input: Partial<NewUser> & { username: string }): Promise<{ accessToken: string; record: UserRecord }>;
+  create(
+    input: Partial<NewUser> & { username: string },
+  ): Promise<{ accessToken: string; record: UserRecord }>;
   get(id: number): Promise<UserRecord | null>;
   list(query?: { offset?: number; limit?: number; keyword?: string }): Promise<Page<UserRecord>>;
   update(id: number, patch: UserPatch): Promise<UserRecord | null>;
@@ -138,12 +140,19 @@ export function createGateway(options: GatewayOptions): Gateway {
   const settings = new SettingsService(store, events, opts.settings);
   const keys = new KeyService(store, box);
   const pool = new CredentialPool(store, events, logger);
-  const usageWriter = new UsageWriter(store, events, logger, opts.usage.flushIntervalMs, opts.usage.maxBatch);
+  const usageWriter = new UsageWriter(
+    store,
+    events,
+    logger,
+    opts.usage.flushIntervalMs,
+    opts.usage.maxBatch,
+  );
   const upstream = new UpstreamClient(opts.upstream);
   const billing = new Billing(settings, opts.billing.defaultCompletionTokens);
   const pending = new Set<Promise<unknown>>();
   const trusted = opts.trustedProxies.length > 0 ? new IpAllowList(opts.trustedProxies) : null;
-  const clientIp = (ex: Exchange) => resolveClientIp(ex.remoteAddress, header(ex.headers, "x-forwarded-for"), trusted);
+  const clientIp = (ex: Exchange) =>
+    resolveClientIp(ex.remoteAddress, header(ex.headers, "x-forwarded-for"), trusted);
 
   // Keep the in-memory views (settings, pool) in step with the store, including other instances.
   const unwatch = store.watch((change) => {
@@ -155,7 +164,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         : change.collection === "credentials"
           ? pool.refresh(change.id)
           : undefined;
-    task?.catch((error: unknown) => logger.warn("could not apply a store change", { change, error: String(error) }));
+    task?.catch((error: unknown) =>
+      logger.warn("could not apply a store change", { change, error: String(error) }),
+    );
   });
 
   const router = new Router(logger, (_ex, err) => openaiError(err));
@@ -189,7 +200,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       try {
         await ready;
       } catch (error) {
-        return openaiError(new GatewayError("STORE_ERROR", `the store could not be read: ${(error as Error).message}`));
+        return openaiError(
+          new GatewayError(
+            "STORE_ERROR",
+            `the store could not be read: ${(error as Error).message}`,
+          ),
+        );
       }
     }
     return router.handle(ex);
@@ -248,9 +264,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     management: {
       hasKey: () => managementHash() !== "",
       async setKey(plain) {
-        if (plain.length < 16) throw new GatewayError("INVALID_REQUEST", "a management key needs at least 16 characters");
+        if (plain.length < 16)
+          throw new GatewayError(
+            "INVALID_REQUEST",
+            "a management key needs at least 16 characters",
+          );
         const current = settings.get<Record<string, unknown> | undefined>(MANAGEMENT_SETTING) ?? {};
-        await settings.set({ [MANAGEMENT_SETTING]: { ...current, "secret-key": await bcrypt.hash(plain, 10) } });
+        await settings.set({
+          [MANAGEMENT_SETTING]: { ...current, "secret-key": await bcrypt.hash(plain, 10) },
+        });
       },
       async generateKey() {
         const plain = randomToken("tp-mgmt-", 40);

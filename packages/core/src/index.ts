@@ -1,7 +1,38 @@
+export { Billing, QUOTA_PER_USD, type TokenUsage } from "./billing/price.js";
+export {
+  type AddCredentialInput,
+  type CredentialPick,
+  CredentialPool,
+  type MaskedCredential,
+  maskCredential,
+  type PickOptions,
+} from "./credentials/pool.js";
 export * from "./errors.js";
+export { GatewayEmitter, type GatewayEvents } from "./events.js";
+export {
+  type CredentialsApi,
+  createGateway,
+  type Gateway,
+  type HandlerContext,
+  type ManagementApi,
+  type UsageApi,
+  type UsersApi,
+} from "./gateway.js";
+export type { Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
+export { IpAllowList, resolveClientIp, validateIpEntry } from "./keys/ip.js";
+export {
+  type AuthorizeContext,
+  type AuthorizedKey,
+  type CreateKeyInput,
+  KEY_PREFIX,
+  KeyService,
+} from "./keys/service.js";
+export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+export type { GatewayOptions } from "./options.js";
+export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
+export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export type * from "./store/types.js";
 export { KeyStatus } from "./store/types.js";
-export { memoryStore, type MemoryStoreOptions } from "./store/memory.js";
 export {
   addToRollup,
   assertUnits,
@@ -12,29 +43,4 @@ export {
   newCredentialId,
   rollupKey,
 } from "./store/util.js";
-export {
-  createGateway,
-  type CredentialsApi,
-  type Gateway,
-  type HandlerContext,
-  type ManagementApi,
-  type UsageApi,
-  type UsersApi,
-} from "./gateway.js";
-export type { GatewayOptions } from "./options.js";
-export { GatewayEmitter, type GatewayEvents } from "./events.js";
-export { consoleLogger, silentLogger, type Logger, type LogLevel } from "./logger.js";
-export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
-export { Billing, QUOTA_PER_USD, type TokenUsage } from "./billing/price.js";
-export { KEY_PREFIX, KeyService, type AuthorizeContext, type AuthorizedKey, type CreateKeyInput } from "./keys/service.js";
-export { IpAllowList, resolveClientIp, validateIpEntry } from "./keys/ip.js";
-export {
-  CredentialPool,
-  maskCredential,
-  type AddCredentialInput,
-  type MaskedCredential,
-  type PickOptions,
-  type CredentialPick,
-} from "./credentials/pool.js";
-export type { Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export { maskSecret, redactSecrets } from "./util/secrets.js";

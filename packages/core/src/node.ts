@@ -138,7 +138,9 @@ export function toNodeHandler(gateway: Pick<Gateway, "serve">): NodeHandler {
       .catch(() => {
         if (!res.headersSent) {
           res.writeHead(500, { "content-type": "application/json" });
-          res.end('{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal"}}');
+          res.end(
+            '{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal"}}',
+          );
         } else res.destroy();
       });
   };

@@ -56,10 +56,7 @@ const schema = {
     store: { type: "object" },
     secret: { type: "string", minLength: 32 },
     logger: {
-      anyOf: [
-        { type: "object" },
-        { enum: ["debug", "info", "warn", "error", "silent", false] },
-      ],
+      anyOf: [{ type: "object" }, { enum: ["debug", "info", "warn", "error", "silent", false] }],
     },
     maxBodyBytes: positiveInt,
     trustedProxies: { type: "array", items: { type: "string", minLength: 1 } },
@@ -76,7 +73,11 @@ const schema = {
     upstream: {
       type: "object",
       additionalProperties: false,
-      properties: { connectTimeoutMs: positiveInt, headersTimeoutMs: positiveInt, bodyTimeoutMs: positiveInt },
+      properties: {
+        connectTimeoutMs: positiveInt,
+        headersTimeoutMs: positiveInt,
+        bodyTimeoutMs: positiveInt,
+      },
     },
     settings: { type: "object" },
   },
@@ -89,7 +90,8 @@ const validate = ajv.compile(schema);
 const FIXES: Record<string, string> = {
   secret:
     "Pass `secret` (at least 32 random characters, e.g. `openssl rand -hex 32`) or set the TOKENPOOL_SECRET environment variable",
-  store: "Pass a store, e.g. `memoryStore()` from @tokenpool/core or `sqliteStore({ filename })` from @tokenpool/store-sqlite",
+  store:
+    "Pass a store, e.g. `memoryStore()` from @tokenpool/core or `sqliteStore({ filename })` from @tokenpool/store-sqlite",
   logger: 'Pass a logger object, a level ("debug" | "info" | "warn" | "error" | "silent") or false',
 };
 
@@ -121,7 +123,15 @@ export interface ResolvedOptions {
   settings: Record<string, unknown>;
 }
 
-const STORE_METHODS = ["reserveQuota", "settleQuota", "recordUsage", "acquireLock", "releaseLock", "watch", "close"];
+const STORE_METHODS = [
+  "reserveQuota",
+  "settleQuota",
+  "recordUsage",
+  "acquireLock",
+  "releaseLock",
+  "watch",
+  "close",
+];
 
 /**
  * Validates options once and fills in defaults. Throws a {@link GatewayError} with code
@@ -129,16 +139,25 @@ const STORE_METHODS = ["reserveQuota", "settleQuota", "recordUsage", "acquireLoc
  */
 export function resolveOptions(input: GatewayOptions): ResolvedOptions {
   if (typeof input !== "object" || input === null) {
-    throw new GatewayError("INVALID_OPTIONS", "createGateway() needs an options object: createGateway({ store, secret }).");
+    throw new GatewayError(
+      "INVALID_OPTIONS",
+      "createGateway() needs an options object: createGateway({ store, secret }).",
+    );
   }
   const secret = input.secret ?? process.env.TOKENPOOL_SECRET;
   const candidate = { ...input, ...(secret === undefined ? {} : { secret }) };
-  if (!validate(candidate)) throw new GatewayError("INVALID_OPTIONS", describe(validate.errors![0]!));
+  if (!validate(candidate))
+    throw new GatewayError("INVALID_OPTIONS", describe(validate.errors![0]!));
   if (secret === undefined) {
-    throw new GatewayError("INVALID_OPTIONS", `The tokenpool option \`secret\` is missing. ${FIXES.secret}.`);
+    throw new GatewayError(
+      "INVALID_OPTIONS",
+      `The tokenpool option \`secret\` is missing. ${FIXES.secret}.`,
+    );
   }
   const store = input.store;
-  const missing = STORE_METHODS.filter((m) => typeof (store as unknown as Record<string, unknown>)[m] !== "function");
+  const missing = STORE_METHODS.filter(
+    (m) => typeof (store as unknown as Record<string, unknown>)[m] !== "function",
+  );
   if (missing.length > 0 || typeof store.keys !== "object") {
     throw new GatewayError(
       "INVALID_OPTIONS",
@@ -153,7 +172,12 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     trustedProxies: input.trustedProxies ?? [],
     usage: { flushIntervalMs: 200, maxBatch: 256, ...input.usage },
     billing: { defaultCompletionTokens: 1024, ...input.billing },
-    upstream: { connectTimeoutMs: 10_000, headersTimeoutMs: 120_000, bodyTimeoutMs: 300_000, ...input.upstream },
+    upstream: {
+      connectTimeoutMs: 10_000,
+      headersTimeoutMs: 120_000,
+      bodyTimeoutMs: 300_000,
+      ...input.upstream,
+    },
     settings: input.settings ?? {},
   };
 }

@@ -32,9 +32,13 @@ describe("createGateway options", () => {
   });
 
   it("names an unknown option, nested ones by their path", () => {
-    expect(thrown(() => createGateway({ store: memoryStore(), secret, colour: 1 } as never)).message).toContain("`colour`");
     expect(
-      thrown(() => createGateway({ store: memoryStore(), secret, usage: { flushEvery: 1 } } as never)).message,
+      thrown(() => createGateway({ store: memoryStore(), secret, colour: 1 } as never)).message,
+    ).toContain("`colour`");
+    expect(
+      thrown(() =>
+        createGateway({ store: memoryStore(), secret, usage: { flushEvery: 1 } } as never),
+      ).message,
     ).toContain("`usage.flushEvery`");
   });
 

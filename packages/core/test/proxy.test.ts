@@ -1,4 +1,9 @@
-import { createMockUpstream, type MockUpstream, splitMockReply, countMockPromptTokens } from "@tokenpool/testing";
+import {
+  countMockPromptTokens,
+  createMockUpstream,
+  type MockUpstream,
+  splitMockReply,
+} from "@tokenpool/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createGateway, type Gateway, KeyStatus, memoryStore } from "../src/index.js";
 
@@ -30,7 +35,12 @@ const promptTokens = countMockPromptTokens(hello.messages);
 
 beforeEach(async () => {
   mock = await createMockUpstream({ apiKeys: [UPSTREAM_KEY] });
-  gateway = createGateway({ store: memoryStore(), secret: SECRET, logger: false, usage: { flushIntervalMs: 10 } });
+  gateway = createGateway({
+    store: memoryStore(),
+    secret: SECRET,
+    logger: false,
+    usage: { flushIntervalMs: 10 },
+  });
   await gateway.credentials.add({
     provider: "openai",
     baseUrl: mock.url,
@@ -51,7 +61,10 @@ describe("POST /v1/chat/completions", () => {
   it("forwards a non-streaming request, settles quota to the upstream's usage and records it", async () => {
     const res = await chat(hello);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { choices: { message: { content: string } }[]; usage: { total_tokens: number } };
+    const body = (await res.json()) as {
+      choices: { message: { content: string } }[];
+      usage: { total_tokens: number };
+    };
     expect(body.choices[0]!.message.content).toBe(reply.join(""));
     expect(body.usage.total_tokens).toBe(promptTokens + reply.length);
 
@@ -85,7 +98,9 @@ describe("POST /v1/chat/completions", () => {
     expect(events.at(-1)).toBe("data: [DONE]");
     expect(text).not.toContain('"usage":{');
     // It asked the upstream for usage on the client's behalf.
-    expect((mock.requests.at(-1)!.body as { stream_options: unknown }).stream_options).toEqual({ include_usage: true });
+    expect((mock.requests.at(-1)!.body as { stream_options: unknown }).stream_options).toEqual({
+      include_usage: true,
+    });
     const content = events
       .slice(0, -1)
       .map((e) => JSON.parse(e.slice(6)) as { choices: { delta: { content?: string } }[] })
@@ -145,7 +160,9 @@ describe("POST /v1/chat/completions", () => {
     await gateway.keys.update(keyId, { status: KeyStatus.Disabled });
     const disabled = await chat(hello);
     expect(disabled.status).toBe(401);
-    expect(((await disabled.json()) as { error: { code: string } }).error.code).toBe("key_disabled");
+    expect(((await disabled.json()) as { error: { code: string } }).error.code).toBe(
+      "key_disabled",
+    );
     await gateway.keys.update(keyId, { status: KeyStatus.Enabled });
     expect((await chat(hello)).status).toBe(200);
     // Nothing was billed for the rejected requests, and the unknown model's reservation was returned.
@@ -172,7 +189,12 @@ describe("POST /v1/chat/completions", () => {
   });
 
   it("rejects a body over maxBodyBytes with 413", async () => {
-    const g = createGateway({ store: memoryStore(), secret: SECRET, logger: false, maxBodyBytes: 1024 });
+    const g = createGateway({
+      store: memoryStore(),
+      secret: SECRET,
+      logger: false,
+      maxBodyBytes: 1024,
+    });
     const { key: k } = await g.keys.create({ name: "x", remainQuota: 1000 });
     const res = await g.handler(
       new Request("http://gw.test/v1/chat/completions", {
@@ -190,16 +212,25 @@ describe("credential rotation", () => {
   it("picks credentials round-robin and fails over to the next on a 5xx", async () => {
     const second = await createMockUpstream({ apiKeys: ["upstream-key-2"] });
     try {
-      await gateway.credentials.add({ provider: "openai", baseUrl: second.url, secret: { apiKey: "upstream-key-2" } });
+      await gateway.credentials.add({
+        provider: "openai",
+        baseUrl: second.url,
+        secret: { apiKey: "upstream-key-2" },
+      });
       for (let i = 0; i < 4; i++) expect((await chat(hello)).status).toBe(200);
       expect(mock.requests.length).toBe(2);
       expect(second.requests.length).toBe(2);
 
-      mock.fail({ status: 500, times: 10 });
-      second.fail({ status: 500, times: 1 });
-      // One of the two fails first; the request still succeeds on the other.
+      // Rotation is back at the first credential: it fails, the second one serves the request.
+      mock.fail({ status: 500 });
       const res = await chat(hello);
       expect(res.status).toBe(200);
+      expect(mock.requests.length).toBe(3);
+      expect(second.requests.length).toBe(3);
+      // With every credential failing, the client gets the last upstream error.
+      mock.fail({ status: 503, times: 5 });
+      second.fail({ status: 503, times: 5 });
+      expect((await chat(hello)).status).toBe(503);
     } finally {
       await second.close();
     }
@@ -208,13 +239,19 @@ describe("credential rotation", () => {
   it("cools a credential down after a 429 and uses the other meanwhile", async () => {
     const second = await createMockUpstream();
     try {
-      await gateway.credentials.add({ provider: "openai", baseUrl: second.url, secret: { apiKey: "x" } });
+      await gateway.credentials.add({
+        provider: "openai",
+        baseUrl: second.url,
+        secret: { apiKey: "x" },
+      });
       mock.fail({ status: 429, headers: { "retry-after": "60" }, times: 1 });
       second.fail({ status: 429, headers: { "retry-after": "60" }, times: 1 });
       // The first request meets both 429s (in rotation order) and ends with the upstream's 429.
       const first = await chat(hello);
       expect(first.status).toBe(429);
-      const cooled = gateway.credentials.list().filter((c) => (c.state.cooldowns["gpt-4o-mini"] ?? 0) > Date.now());
+      const cooled = gateway.credentials
+        .list()
+        .filter((c) => (c.state.cooldowns["gpt-4o-mini"] ?? 0) > Date.now());
       expect(cooled.length).toBe(2);
       const res = await chat(hello);
       expect(res.status).toBe(503);

@@ -9,7 +9,8 @@ describe("SseFramer", () => {
     const f = new SseFramer();
     const stream = 'data: {"a":1}\n\ndata: {"b":2}\r\n\r\ndata: [DONE]\n\n';
     const out: string[] = [];
-    for (let i = 0; i < stream.length; i += 5) out.push(...f.push(Buffer.from(stream.slice(i, i + 5))).map(String));
+    for (let i = 0; i < stream.length; i += 5)
+      out.push(...f.push(Buffer.from(stream.slice(i, i + 5))).map(String));
     expect(out).toEqual(['data: {"a":1}\n\n', 'data: {"b":2}\r\n\r\n', "data: [DONE]\n\n"]);
     expect(f.rest()).toBeNull();
     expect(eventData(Buffer.from(out[1]!))).toBe('{"b":2}');
@@ -19,9 +20,18 @@ describe("SseFramer", () => {
 
 describe("findUsageObject", () => {
   it("finds the usage object without being fooled by strings", () => {
-    const body = { choices: [{ message: { content: 'tricky "usage": {"prompt_tokens": 999} }' } }], usage: { prompt_tokens: 3, completion_tokens: 4 } };
-    expect(findUsageObject(Buffer.from(JSON.stringify(body)))).toEqual({ prompt_tokens: 3, completion_tokens: 4 });
-    expect(findUsageObject(Buffer.from('{"usage": {"prompt_tokens": 1, "x": "}"}}'))).toEqual({ prompt_tokens: 1, x: "}" });
+    const body = {
+      choices: [{ message: { content: 'tricky "usage": {"prompt_tokens": 999} }' } }],
+      usage: { prompt_tokens: 3, completion_tokens: 4 },
+    };
+    expect(findUsageObject(Buffer.from(JSON.stringify(body)))).toEqual({
+      prompt_tokens: 3,
+      completion_tokens: 4,
+    });
+    expect(findUsageObject(Buffer.from('{"usage": {"prompt_tokens": 1, "x": "}"}}'))).toEqual({
+      prompt_tokens: 1,
+      x: "}",
+    });
     expect(findUsageObject(Buffer.from("not json"))).toBeUndefined();
   });
 });
@@ -68,6 +78,8 @@ describe("secrets", () => {
   it("masks and redacts", () => {
     expect(maskSecret("sk-abcdefghijklmnopqrstuvwxyz")).toBe("sk-abcd****wxyz");
     expect(maskSecret("short")).toBe("s****");
-    expect(redactSecrets("Incorrect key: Bearer sk-abcdefghijklmnop")).not.toContain("abcdefghijklmnop");
+    expect(redactSecrets("Incorrect key: Bearer sk-abcdefghijklmnop")).not.toContain(
+      "abcdefghijklmnop",
+    );
   });
 });

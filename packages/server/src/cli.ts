@@ -46,7 +46,9 @@ async function main(argv: string[]): Promise<number> {
   }
   const level = values["log-level"];
   if (level !== undefined && !["debug", "info", "warn", "error", "silent"].includes(level)) {
-    process.stderr.write(`--log-level must be debug, info, warn, error or silent, got "${level}"\n`);
+    process.stderr.write(
+      `--log-level must be debug, info, warn, error or silent, got "${level}"\n`,
+    );
     return 2;
   }
   const running = await startServer({

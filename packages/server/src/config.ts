@@ -40,10 +40,13 @@ export async function loadConfig(path: string): Promise<ServerConfig> {
   try {
     value = parse(text);
   } catch (error) {
-    throw new Error(`the configuration file ${path} is not valid YAML: ${(error as Error).message}`);
+    throw new Error(
+      `the configuration file ${path} is not valid YAML: ${(error as Error).message}`,
+    );
   }
   if (value === null || value === undefined) return {};
-  if (typeof value !== "object" || Array.isArray(value)) throw new Error(`the configuration file ${path} must hold a mapping`);
+  if (typeof value !== "object" || Array.isArray(value))
+    throw new Error(`the configuration file ${path} must hold a mapping`);
   return value as ServerConfig;
 }
 
@@ -59,7 +62,11 @@ export async function applyConfig(gateway: Gateway, config: ServerConfig): Promi
   for (const [i, plain] of (config["api-keys"] ?? []).entries()) {
     if (typeof plain !== "string" || plain.length === 0) continue;
     if (await gateway.keys.findByPlain(plain)) continue;
-    await gateway.keys.create({ name: `config-api-key-${i + 1}`, key: plain, unlimitedQuota: true });
+    await gateway.keys.create({
+      name: `config-api-key-${i + 1}`,
+      key: plain,
+      unlimitedQuota: true,
+    });
   }
 
   for (const provider of config["openai-compatibility"] ?? []) {

@@ -1,9 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
-import { randomBytes } from "node:crypto";
-import { createGateway, type Gateway, type LogLevel, memoryStore, type Store } from "@tokenpool/core";
+import {
+  createGateway,
+  type Gateway,
+  type LogLevel,
+  memoryStore,
+  type Store,
+} from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
@@ -50,7 +56,9 @@ function openStore(spec: string): { store: Store; dataDir: string | null } {
     const filename = resolve(spec.slice("sqlite:".length));
     return { store: sqliteStore({ filename }), dataDir: dirname(filename) };
   }
-  throw new Error(`unknown --store "${spec}": use sqlite:<path> (the default is ${DEFAULT_STORE}) or memory`);
+  throw new Error(
+    `unknown --store "${spec}": use sqlite:<path> (the default is ${DEFAULT_STORE}) or memory`,
+  );
 }
 
 /**
@@ -82,7 +90,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const config = options.config ? await loadConfig(options.config) : {};
   const storeSpec = options.store ?? config.store ?? DEFAULT_STORE;
-  if (storeSpec.startsWith("sqlite:")) await mkdir(dirname(resolve(storeSpec.slice(7))), { recursive: true });
+  if (storeSpec.startsWith("sqlite:"))
+    await mkdir(dirname(resolve(storeSpec.slice(7))), { recursive: true });
   const { store, dataDir } = openStore(storeSpec);
   const secret = await resolveSecret(config, dataDir);
   const gateway = createGateway({ store, secret, logger: options.logLevel ?? "info" });
@@ -111,11 +120,15 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
         secret: { apiKey: DEMO_UPSTREAM_KEY },
         models: [{ name: "gpt-4o-mini" }, { name: "gpt-4o" }],
       };
-      if (gateway.credentials.get(DEMO_CREDENTIAL_ID)) await gateway.credentials.update(DEMO_CREDENTIAL_ID, fields);
+      if (gateway.credentials.get(DEMO_CREDENTIAL_ID))
+        await gateway.credentials.update(DEMO_CREDENTIAL_ID, fields);
       else await gateway.credentials.add({ id: DEMO_CREDENTIAL_ID, ...fields });
-      const existing = (await gateway.keys.list({ keyword: "demo", limit: 100 })).items.find((k) => k.name === "demo");
+      const existing = (await gateway.keys.list({ keyword: "demo", limit: 100 })).items.find(
+        (k) => k.name === "demo",
+      );
       demoKey = existing ? await gateway.keys.reveal(existing.id) : null;
-      if (!demoKey) demoKey = (await gateway.keys.create({ name: "demo", remainQuota: 500_000 })).key;
+      if (!demoKey)
+        demoKey = (await gateway.keys.create({ name: "demo", remainQuota: 500_000 })).key;
     }
 
     const srv = createServer(toNodeHandler(gateway));

@@ -42,7 +42,11 @@ export class Billing {
   }
 
   /** Cost in quota units of the given usage. */
-  cost(model: string, group: string, usage: Pick<TokenUsage, "inputTokens" | "outputTokens">): number {
+  cost(
+    model: string,
+    group: string,
+    usage: Pick<TokenUsage, "inputTokens" | "outputTokens">,
+  ): number {
     const mr = ratio(this.#settings.get("model-ratio"), model);
     const cr = ratio(this.#settings.get("completion-ratio"), model);
     const gr = ratio(this.#settings.get("group-ratio"), group || "default");
@@ -50,8 +54,14 @@ export class Billing {
   }
 
   /** What to reserve before forwarding: the estimated prompt plus the requested (or default) completion. */
-  estimate(model: string, group: string, promptTokens: number, maxTokens: number | undefined): number {
-    const completion = maxTokens !== undefined && maxTokens >= 0 ? maxTokens : this.#defaultCompletion;
+  estimate(
+    model: string,
+    group: string,
+    promptTokens: number,
+    maxTokens: number | undefined,
+  ): number {
+    const completion =
+      maxTokens !== undefined && maxTokens >= 0 ? maxTokens : this.#defaultCompletion;
     return this.cost(model, group, { inputTokens: promptTokens, outputTokens: completion });
   }
 }
@@ -67,7 +77,11 @@ export function estimatePromptTokens(body: Record<string, unknown>): number {
     if (typeof content === "string") chars += content.length;
     else if (Array.isArray(content)) {
       for (const part of content) {
-        if (part && typeof part === "object" && typeof (part as { text?: unknown }).text === "string") {
+        if (
+          part &&
+          typeof part === "object" &&
+          typeof (part as { text?: unknown }).text === "string"
+        ) {
           chars += (part as { text: string }).text.length;
         }
       }

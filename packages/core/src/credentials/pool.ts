@@ -1,8 +1,8 @@
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
-import { emptyCredentialState } from "../store/util.js";
 import type { CredentialPatch, CredentialRecord, NewCredential, Store } from "../store/types.js";
+import { emptyCredentialState } from "../store/util.js";
 import { maskSecret } from "../util/secrets.js";
 
 /** What {@link CredentialPool.add} accepts: provider, base URL and secret; everything else has a default. */
@@ -31,7 +31,9 @@ const MIN_COOLDOWN_MS = 1_000;
 const MAX_COOLDOWN_MS = 5 * 60_000;
 
 /** A credential as listed: secrets masked. */
-export type MaskedCredential = Omit<CredentialRecord, "secret"> & { secret: Record<string, string | number> };
+export type MaskedCredential = Omit<CredentialRecord, "secret"> & {
+  secret: Record<string, string | number>;
+};
 
 /** Masks every secret field of a credential for list responses and events. */
 export function maskCredential(c: CredentialRecord): MaskedCredential {
@@ -149,9 +151,9 @@ export class CredentialPool {
       for (const m of c.models) {
         const name = m.alias || m.name;
         if (c.excludedModels.includes(name)) continue;
-        let set = out.get(name);
-        if (!set) out.set(name, (set = new Set()));
+        const set = out.get(name) ?? new Set<string>();
         set.add(c.provider);
+        out.set(name, set);
       }
     }
     return out;
@@ -205,15 +207,29 @@ export class CredentialPool {
    * down for the model: for `retryAfterMs` when the upstream said, else exponentially by the
    * number of consecutive errors.
    */
-  reportFailure(id: string, model: string, status: number, message: string, retryAfterMs?: number): void {
+  reportFailure(
+    id: string,
+    model: string,
+    status: number,
+    message: string,
+    retryAfterMs?: number,
+  ): void {
     const c = this.#all.find((x) => x.id === id);
     if (!c) return;
     const now = Date.now();
     c.state.errorCount += 1;
     c.state.lastError = { at: now, status, message: message.slice(0, 300) };
-    this.#events.emit("credential.error", { credentialId: id, model, status, message: c.state.lastError.message });
+    this.#events.emit("credential.error", {
+      credentialId: id,
+      model,
+      status,
+      message: c.state.lastError.message,
+    });
     if (status === 429 || retryAfterMs !== undefined) {
-      const backoff = Math.min(MAX_COOLDOWN_MS, MIN_COOLDOWN_MS * 2 ** Math.min(c.state.errorCount - 1, 10));
+      const backoff = Math.min(
+        MAX_COOLDOWN_MS,
+        MIN_COOLDOWN_MS * 2 ** Math.min(c.state.errorCount - 1, 10),
+      );
       const until = now + Math.min(MAX_COOLDOWN_MS, retryAfterMs ?? backoff);
       c.state.cooldowns[model] = until;
       this.#events.emit("credential.cooldown", { credentialId: id, model, until, status });
@@ -224,7 +240,10 @@ export class CredentialPool {
   #persistState(c: CredentialRecord): void {
     const state = structuredClone(c.state);
     this.#store.credentials.update(c.id, { state }).catch((error: unknown) => {
-      this.#logger.warn("could not persist credential state", { credentialId: c.id, error: String(error) });
+      this.#logger.warn("could not persist credential state", {
+        credentialId: c.id,
+        error: String(error),
+      });
     });
   }
 }

@@ -41,7 +41,11 @@ export function header(h: HeaderBag, name: string): string | undefined {
 
 /** A JSON reply. */
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
-  return { status, headers: { "content-type": "application/json; charset=utf-8", ...headers }, body: JSON.stringify(value) };
+  return {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", ...headers },
+    body: JSON.stringify(value),
+  };
 }
 
 /** Whether a reply body streams. */

@@ -77,7 +77,10 @@ export class Router {
     }
     if (!route) {
       const err = pathKnown
-        ? new GatewayError("METHOD_NOT_ALLOWED", `Method ${ex.method} is not allowed on ${ex.path}.`)
+        ? new GatewayError(
+            "METHOD_NOT_ALLOWED",
+            `Method ${ex.method} is not allowed on ${ex.path}.`,
+          )
         : new GatewayError("NOT_FOUND", `Invalid URL (${ex.method} ${ex.path})`);
       return this.#fallback(ex, err);
     }
@@ -85,7 +88,10 @@ export class Router {
       return await route.handle(ex, params);
     } catch (error) {
       if (!(error as { code?: string }).code || (error as GatewayError).status >= 500) {
-        this.#logger.error("request failed", { route: `${route.method} ${route.path}`, error: String(error) });
+        this.#logger.error("request failed", {
+          route: `${route.method} ${route.path}`,
+          error: String(error),
+        });
       }
       return route.onError(error);
     }

@@ -51,7 +51,10 @@ export function fromRequest(request: Request, remoteAddress: string): Exchange {
 export function toResponse(reply: Reply): Response {
   const { status, headers, body } = reply;
   if (!isStreamBody(body)) {
-    return new Response(body === null ? null : typeof body === "string" ? body : new Uint8Array(body), { status, headers });
+    return new Response(
+      body === null ? null : typeof body === "string" ? body : new Uint8Array(body),
+      { status, headers },
+    );
   }
   const it = body[Symbol.asyncIterator]();
   const stream = new ReadableStream<Uint8Array>({

@@ -16,7 +16,8 @@ export function validateIpEntry(entry: string): string | null {
   if (family === 0) return `invalid IP or CIDR: ${entry}`;
   if (bits !== undefined) {
     const n = Number(bits);
-    if (!/^\d+$/.test(bits) || n > (family === 4 ? 32 : 128)) return `invalid CIDR prefix: ${entry}`;
+    if (!/^\d+$/.test(bits) || n > (family === 4 ? 32 : 128))
+      return `invalid CIDR prefix: ${entry}`;
   }
   return null;
 }
@@ -49,7 +50,11 @@ export class IpAllowList {
  * The client address of a request: the direct peer, unless the peer is a trusted proxy, in
  * which case `X-Forwarded-For` is walked from the right past every trusted hop.
  */
-export function resolveClientIp(remote: string, forwardedFor: string | undefined, trusted: IpAllowList | null): string {
+export function resolveClientIp(
+  remote: string,
+  forwardedFor: string | undefined,
+  trusted: IpAllowList | null,
+): string {
   const peer = normalizeIp(remote);
   if (!trusted || !forwardedFor || !trusted.allows(peer)) return peer;
   const hops = forwardedFor.split(",").map((s) => normalizeIp(s));

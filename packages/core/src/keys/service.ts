@@ -136,9 +136,14 @@ export class KeyService {
       );
     }
     const key = await this.findByPlain(plain);
-    if (!key) throw new GatewayError("INVALID_API_KEY", `Incorrect API key provided: ${maskSecret(plain)}.`);
+    if (!key)
+      throw new GatewayError(
+        "INVALID_API_KEY",
+        `Incorrect API key provided: ${maskSecret(plain)}.`,
+      );
     const now = ctx.nowSeconds ?? Math.floor(Date.now() / 1000);
-    if (key.status === KeyStatus.Disabled) throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
+    if (key.status === KeyStatus.Disabled)
+      throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
     if (key.status === KeyStatus.Expired || (key.expiredTime !== -1 && key.expiredTime <= now)) {
       throw new GatewayError("KEY_EXPIRED", "This API key has expired.");
     }
@@ -146,13 +151,17 @@ export class KeyService {
       throw new GatewayError("KEY_EXHAUSTED", "This API key has used up its quota.");
     }
     if (key.allowIps.length > 0 && !this.#allowList(key).allows(ctx.ip)) {
-      throw new GatewayError("IP_NOT_ALLOWED", `Requests from ${ctx.ip || "this address"} are not allowed for this API key.`);
+      throw new GatewayError(
+        "IP_NOT_ALLOWED",
+        `Requests from ${ctx.ip || "this address"} are not allowed for this API key.`,
+      );
     }
     if (ctx.model !== undefined) this.checkModel(key, ctx.model);
     let user: UserRecord | null = null;
     if (key.userId !== null) {
       user = await this.#store.users.get(key.userId);
-      if (!user || user.status !== 1) throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
+      if (user?.status !== 1)
+        throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
     }
     return { key, user };
   }
@@ -160,7 +169,10 @@ export class KeyService {
   /** Throws MODEL_NOT_ALLOWED when the key's model limits exclude `model`. */
   checkModel(key: ApiKeyRecord, model: string): void {
     if (key.modelLimitsEnabled && !key.modelLimits.includes(model)) {
-      throw new GatewayError("MODEL_NOT_ALLOWED", `This API key is not allowed to use the model ${model}.`);
+      throw new GatewayError(
+        "MODEL_NOT_ALLOWED",
+        `This API key is not allowed to use the model ${model}.`,
+      );
     }
   }
 
@@ -182,9 +194,13 @@ export class KeyService {
     }
     for (const f of ["remainQuota", "usedQuota"] as const) {
       const v = k[f];
-      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw bad(`${f} must be a non-negative integer`);
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0))
+        throw bad(`${f} must be a non-negative integer`);
     }
-    if (k.expiredTime !== undefined && (!Number.isSafeInteger(k.expiredTime) || k.expiredTime < -1)) {
+    if (
+      k.expiredTime !== undefined &&
+      (!Number.isSafeInteger(k.expiredTime) || k.expiredTime < -1)
+    ) {
       throw bad("expiredTime must be -1 (never) or a Unix time in seconds");
     }
     for (const ip of k.allowIps ?? []) {

@@ -20,7 +20,8 @@ export const openaiProvider = {
   usage(u: unknown): TokenUsage | null {
     if (!u || typeof u !== "object") return null;
     const o = u as Record<string, unknown>;
-    const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
+    const num = (v: unknown) =>
+      typeof v === "number" && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0;
     if (typeof o.prompt_tokens !== "number" && typeof o.completion_tokens !== "number") return null;
     const inputTokens = num(o.prompt_tokens);
     const outputTokens = num(o.completion_tokens);
@@ -45,7 +46,15 @@ export function findUsageObject(body: Buffer): unknown {
   if (at >= 0) {
     const start = body.indexOf("{", at);
     const colon = body.indexOf(":", at);
-    if (start > 0 && colon > 0 && colon < start && body.subarray(colon + 1, start).toString().trim() === "") {
+    if (
+      start > 0 &&
+      colon > 0 &&
+      colon < start &&
+      body
+        .subarray(colon + 1, start)
+        .toString()
+        .trim() === ""
+    ) {
       let depth = 0;
       let inString = false;
       for (let i = start; i < body.length; i++) {

@@ -1,6 +1,11 @@
 import { randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
-import { type Billing, estimatePromptTokens, type TokenUsage, ZERO_USAGE } from "../billing/price.js";
+import {
+  type Billing,
+  estimatePromptTokens,
+  type TokenUsage,
+  ZERO_USAGE,
+} from "../billing/price.js";
 import type { CredentialPool } from "../credentials/pool.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
@@ -83,10 +88,14 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   );
   const reserved = await store.reserveQuota(key.id, estimate);
   if (!reserved.ok) {
-    if (reserved.reason === "key_not_found") throw new GatewayError("INVALID_API_KEY", "This API key no longer exists.");
+    if (reserved.reason === "key_not_found")
+      throw new GatewayError("INVALID_API_KEY", "This API key no longer exists.");
     events.emit("key.exhausted", { keyId: key.id, reason: reserved.reason });
     throw reserved.reason === "user_quota"
-      ? new GatewayError("USER_QUOTA_EXHAUSTED", "The owner of this API key has used up their quota.")
+      ? new GatewayError(
+          "USER_QUOTA_EXHAUSTED",
+          "The owner of this API key has used up their quota.",
+        )
       : new GatewayError(
           "QUOTA_EXHAUSTED",
           `This API key's remaining quota (${key.remainQuota}) does not cover this request (${estimate} estimated).`,
@@ -138,14 +147,18 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
       const { credential, upstreamModel } = picked;
       tried.add(credential.id);
 
-      const includeUsage = (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+      const includeUsage =
+        (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage ===
+        true;
       // Re-serialise only when the upstream must see something else than what the client sent.
       const needsRewrite = upstreamModel !== req.model || (req.stream && !includeUsage);
       const body = needsRewrite
         ? JSON.stringify({
             ...req.body,
             model: upstreamModel,
-            ...(req.stream ? { stream_options: { ...(req.body.stream_options as object), include_usage: true } } : {}),
+            ...(req.stream
+              ? { stream_options: { ...(req.body.stream_options as object), include_usage: true } }
+              : {}),
           })
         : req.rawBody;
 
@@ -169,27 +182,46 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         }
         const message = redactSecrets((error as Error).message);
         pool.reportFailure(credential.id, req.model, 0, message);
-        last = { status: 502, body: JSON.stringify(upstreamError(`upstream connection failed: ${message}`)), credential };
+        last = {
+          status: 502,
+          body: JSON.stringify(upstreamError(`upstream connection failed: ${message}`)),
+          credential,
+        };
         continue;
       }
 
       if (res.statusCode >= 400) {
         const text = redactSecrets(await res.body.text());
         if (retriable(res.statusCode)) {
-          pool.reportFailure(credential.id, req.model, res.statusCode, text, retryAfterMs(res.headers));
+          pool.reportFailure(
+            credential.id,
+            req.model,
+            res.statusCode,
+            text,
+            retryAfterMs(res.headers),
+          );
           last = { status: res.statusCode, body: text, credential };
           continue;
         }
         // A client error: another credential would answer the same, so pass it through.
         finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`);
-        return { status: res.statusCode, headers: { "content-type": "application/json" }, body: text };
+        return {
+          status: res.statusCode,
+          headers: { "content-type": "application/json" },
+          body: text,
+        };
       }
 
       pool.reportSuccess(credential.id);
       if (!req.stream) {
         const buf = Buffer.from(await res.body.arrayBuffer());
         const usage = openaiProvider.usage(findUsageObject(buf));
-        finish(usage ?? ZERO_USAGE, res.statusCode, credential, usage ? null : "upstream reported no usage");
+        finish(
+          usage ?? ZERO_USAGE,
+          res.statusCode,
+          credential,
+          usage ? null : "upstream reported no usage",
+        );
         return {
           status: res.statusCode,
           headers: { "content-type": "application/json", "x-request-id": requestId },
@@ -203,7 +235,12 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           stripUsage: !includeUsage,
           signal: req.exchange.signal,
           onEnd: (usage, error) =>
-            finish(usage, error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode, credential, error),
+            finish(
+              usage,
+              error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
+              credential,
+              error,
+            ),
           promptEstimate: estimatePromptTokens(req.body),
         }),
       };
@@ -211,9 +248,16 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
 
     if (last) {
       finish(ZERO_USAGE, last.status, last.credential, `upstream ${last.status}`);
-      return { status: last.status, headers: { "content-type": "application/json" }, body: last.body };
+      return {
+        status: last.status,
+        headers: { "content-type": "application/json" },
+        body: last.body,
+      };
     }
-    throw new GatewayError("NO_CREDENTIAL_AVAILABLE", `No upstream credential is available for the model ${req.model}.`);
+    throw new GatewayError(
+      "NO_CREDENTIAL_AVAILABLE",
+      `No upstream credential is available for the model ${req.model}.`,
+    );
   } catch (error) {
     finish(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
     throw error;
@@ -223,10 +267,17 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
 /** Settles a reservation; on a store failure the reservation is kept (logged), never lost silently. */
 async function settle(deps: ProxyDeps, reservation: Reservation, cost: number): Promise<number> {
   try {
-    const { charged } = await deps.store.settleQuota(reservation, cost, Math.floor(Date.now() / 1000));
+    const { charged } = await deps.store.settleQuota(
+      reservation,
+      cost,
+      Math.floor(Date.now() / 1000),
+    );
     return charged;
   } catch (error) {
-    deps.logger.error("quota settlement failed", { keyId: reservation.keyId, error: String(error) });
+    deps.logger.error("quota settlement failed", {
+      keyId: reservation.keyId,
+      error: String(error),
+    });
     deps.events.emit("error", { where: "quota.settle", error: error as Error });
     return reservation.units;
   }
@@ -250,7 +301,10 @@ interface RelayOptions {
  * decoded only when it carries a usage object. If the upstream breaks after bytes were sent,
  * the client gets an explicit error event and no `[DONE]`, so the stream reads as truncated.
  */
-async function* relayStream(src: AsyncIterable<Buffer>, opts: RelayOptions): AsyncGenerator<Uint8Array> {
+async function* relayStream(
+  src: AsyncIterable<Buffer>,
+  opts: RelayOptions,
+): AsyncGenerator<Uint8Array> {
   const framer = new SseFramer();
   let usage: TokenUsage | null = null;
   let contentEvents = 0;
@@ -271,7 +325,8 @@ async function* relayStream(src: AsyncIterable<Buffer>, opts: RelayOptions): Asy
             try {
               const parsed = JSON.parse(data) as { usage?: unknown; choices?: unknown[] };
               usage = openaiProvider.usage(parsed.usage) ?? usage;
-              drop = opts.stripUsage && Array.isArray(parsed.choices) && parsed.choices.length === 0;
+              drop =
+                opts.stripUsage && Array.isArray(parsed.choices) && parsed.choices.length === 0;
             } catch {
               // not JSON: relay as is
             }

@@ -1,5 +1,5 @@
-import { Pool } from "undici";
 import type { Dispatcher } from "undici";
+import { Pool } from "undici";
 
 /** Timeouts of upstream calls (ms). */
 export interface UpstreamTimeouts {
@@ -38,7 +38,12 @@ export class UpstreamClient {
   /** Sends a request to an absolute URL. The caller must consume or destroy the response body. */
   request(
     url: URL,
-    init: { method: Dispatcher.HttpMethod; headers: Record<string, string>; body?: string | Buffer; signal?: AbortSignal },
+    init: {
+      method: Dispatcher.HttpMethod;
+      headers: Record<string, string>;
+      body?: string | Buffer;
+      signal?: AbortSignal;
+    },
   ): Promise<Dispatcher.ResponseData> {
     return this.#pool(url.origin).request({
       path: url.pathname + url.search,

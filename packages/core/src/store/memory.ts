@@ -21,7 +21,7 @@ import type {
   UserPatch,
   UserRecord,
 } from "./types.js";
-import { addToRollup, assertUnits, emptyRollup, hourBucket, materializeCredential, rollupKey } from "./util.js";
+import { addToRollup, assertUnits, emptyRollup, materializeCredential, rollupKey } from "./util.js";
 
 /** Options of {@link memoryStore}. */
 export interface MemoryStoreOptions {
@@ -61,8 +61,17 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   let nextUserId = 1;
   let nextUsageId = 1;
 
-  const emit = (collection: StoreChange["collection"], id: string | number | undefined, op: StoreChange["op"]) => {
-    const change: StoreChange = { collection, op, origin: "local", ...(id === undefined ? {} : { id: String(id) }) };
+  const emit = (
+    collection: StoreChange["collection"],
+    id: string | number | undefined,
+    op: StoreChange["op"],
+  ) => {
+    const change: StoreChange = {
+      collection,
+      op,
+      origin: "local",
+      ...(id === undefined ? {} : { id: String(id) }),
+    };
     // Deliver after the caller's await resumes, like an adapter that commits first.
     queueMicrotask(() => {
       for (const l of listeners) l(change);
@@ -115,7 +124,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       async update(id, patch: ApiKeyPatch) {
         const r = keys.get(id);
         if (!r) return null;
-        const { id: _i, keyHash: _h, ...rest } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
+        const {
+          id: _i,
+          keyHash: _h,
+          ...rest
+        } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
         Object.assign(r, clone(rest));
         emit("keys", id, "upsert");
         return clone(r);
@@ -136,7 +149,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     users: {
       async create(input: NewUser) {
         for (const u of users.values()) {
-          if (u.username === input.username) throw new Error(`username "${input.username}" already exists`);
+          if (u.username === input.username)
+            throw new Error(`username "${input.username}" already exists`);
         }
         const rec: UserRecord = { ...clone(input), id: nextUserId++ };
         users.set(rec.id, rec);
@@ -158,7 +172,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       async list(q = {}) {
         const kw = q.keyword?.toLowerCase();
         const items = [...users.values()]
-          .filter((u) => !kw || u.username.toLowerCase().includes(kw) || u.displayName.toLowerCase().includes(kw))
+          .filter(
+            (u) =>
+              !kw ||
+              u.username.toLowerCase().includes(kw) ||
+              u.displayName.toLowerCase().includes(kw),
+          )
           .sort((a, b) => a.id - b.id);
         return paginate(items, q.offset, q.limit ?? 20);
       },
@@ -167,7 +186,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         if (!r) return null;
         if (patch.username !== undefined && patch.username !== r.username) {
           for (const u of users.values()) {
-            if (u.username === patch.username) throw new Error(`username "${patch.username}" already exists`);
+            if (u.username === patch.username)
+              throw new Error(`username "${patch.username}" already exists`);
           }
         }
         const { id: _i, ...rest } = patch as UserPatch & { id?: number };
@@ -199,7 +219,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       async update(id, patch: CredentialPatch) {
         const r = credentials.get(id);
         if (!r) return null;
-        const { id: _i, createdAt: _c, ...rest } = patch as CredentialPatch & { id?: string; createdAt?: number };
+        const {
+          id: _i,
+          createdAt: _c,
+          ...rest
+        } = patch as CredentialPatch & { id?: string; createdAt?: number };
         Object.assign(r, clone(rest), { updatedAt: now() });
         emit("credentials", id, "upsert");
         return clone(r);
@@ -294,7 +318,12 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       if (user && user.quota < units) return { ok: false, reason: "user_quota" };
       if (debitKey) key.remainQuota -= units;
       if (user) user.quota -= units;
-      const reservation: Reservation = { keyId, userId: user ? user.id : null, units, keyDebited: debitKey };
+      const reservation: Reservation = {
+        keyId,
+        userId: user ? user.id : null,
+        units,
+        keyDebited: debitKey,
+      };
       return { ok: true, reservation };
     },
 
@@ -328,8 +357,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         const rec: UsageRecord = { ...clone(r), id: nextUsageId++ };
         usage.push(rec);
         const k = rollupKey(r);
-        let row = rollups.get(k);
-        if (!row) rollups.set(k, (row = emptyRollup(r)));
+        const row = rollups.get(k) ?? emptyRollup(r);
+        rollups.set(k, row);
         addToRollup(row, r);
         out.push(clone(rec));
       }

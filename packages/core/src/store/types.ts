@@ -388,7 +388,11 @@ export interface Store {
    * `accessedTime` is set to `nowSeconds`. Concurrent settlements and reservations on the same
    * key MUST NOT lose updates (no read-modify-write outside the atomic step).
    */
-  settleQuota(reservation: Reservation, actualUnits: number, nowSeconds: number): Promise<Settlement>;
+  settleQuota(
+    reservation: Reservation,
+    actualUnits: number,
+    nowSeconds: number,
+  ): Promise<Settlement>;
 
   /**
    * Appends usage records and bumps their hourly roll-ups (see {@link UsageRollup}), as one

@@ -29,12 +29,16 @@ export function materializeCredential(input: NewCredential, now = Date.now()): C
 }
 
 /** The roll-up row key of a usage record: `hour|route|model|keyId`. */
-export function rollupKey(r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">): string {
+export function rollupKey(
+  r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">,
+): string {
   return `${hourBucket(r.timestamp)}|${r.route}|${r.model}|${r.keyId ?? ""}`;
 }
 
 /** An empty roll-up row for the record's bucket. */
-export function emptyRollup(r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">): UsageRollup {
+export function emptyRollup(
+  r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">,
+): UsageRollup {
   return {
     hour: hourBucket(r.timestamp),
     route: r.route,

@@ -16,7 +16,13 @@ export class UsageWriter {
   #timer: NodeJS.Timeout | null = null;
   #inflight: Promise<void> = Promise.resolve();
 
-  constructor(store: Store, events: GatewayEmitter, logger: Logger, intervalMs: number, maxBatch: number) {
+  constructor(
+    store: Store,
+    events: GatewayEmitter,
+    logger: Logger,
+    intervalMs: number,
+    maxBatch: number,
+  ) {
     this.#store = store;
     this.#events = events;
     this.#logger = logger;
@@ -49,7 +55,10 @@ export class UsageWriter {
       try {
         await this.#store.recordUsage(batch);
       } catch (error) {
-        this.#logger.error("usage batch could not be written", { records: batch.length, error: String(error) });
+        this.#logger.error("usage batch could not be written", {
+          records: batch.length,
+          error: String(error),
+        });
         this.#events.emit("error", { where: "usage.flush", error: error as Error });
       }
     });

@@ -1,6 +1,6 @@
+import type { CredentialPool } from "../../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import type { KeyService } from "../../keys/service.js";
-import type { CredentialPool } from "../../credentials/pool.js";
 import { type ProxyDeps, proxyChat } from "../../proxy/chat.js";
 import { type Exchange, header, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
@@ -10,7 +10,8 @@ function errorType(e: GatewayError): string {
   if (e.status === 401) return "invalid_request_error";
   if (e.status === 429) return "insufficient_quota";
   if (e.status === 403) return "permission_error";
-  if (e.status >= 500) return e.code === "NO_CREDENTIAL_AVAILABLE" ? "service_unavailable" : "api_error";
+  if (e.status >= 500)
+    return e.code === "NO_CREDENTIAL_AVAILABLE" ? "service_unavailable" : "api_error";
   return "invalid_request_error";
 }
 
@@ -38,7 +39,10 @@ export interface OpenAIDialectDeps extends ProxyDeps {
 }
 
 /** Parses a JSON object body or throws the dialect's 400. */
-export async function readJsonObject(ex: Exchange, limit: number): Promise<{ raw: Buffer; body: Record<string, unknown> }> {
+export async function readJsonObject(
+  ex: Exchange,
+  limit: number,
+): Promise<{ raw: Buffer; body: Record<string, unknown> }> {
   const raw = await ex.body(limit);
   let body: unknown;
   try {
@@ -73,7 +77,10 @@ export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
           throw new GatewayError("INVALID_REQUEST", "Missing required parameter: 'messages'.");
         }
         if (body.stream !== undefined && typeof body.stream !== "boolean") {
-          throw new GatewayError("INVALID_REQUEST", "Invalid type for 'stream': expected a boolean.");
+          throw new GatewayError(
+            "INVALID_REQUEST",
+            "Invalid type for 'stream': expected a boolean.",
+          );
         }
         deps.keys.checkModel(auth.key, model);
         return proxyChat(deps, {
@@ -97,7 +104,12 @@ export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
         const data = [...deps.pool.models()]
           .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
           .sort(([a], [b]) => a.localeCompare(b))
-          .map(([id, providers]) => ({ id, object: "model", created, owned_by: [...providers][0] ?? "tokenpool" }));
+          .map(([id, providers]) => ({
+            id,
+            object: "model",
+            created,
+            owned_by: [...providers][0] ?? "tokenpool",
+          }));
         return json(200, { object: "list", data });
       },
     },
