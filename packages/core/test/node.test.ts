@@ -21,7 +21,10 @@ beforeEach(async () => {
     usage: { flushIntervalMs: 10 },
   });
   await gateway.credentials.add({ provider: "openai", baseUrl: mock.url, secret: { apiKey: "k" } });
-  ({ key, record: { id: keyId } } = await gateway.keys.create({ name: "node", remainQuota: 100_000 }));
+  ({
+    key,
+    record: { id: keyId },
+  } = await gateway.keys.create({ name: "node", remainQuota: 100_000 }));
   server = createServer(toNodeHandler(gateway));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -87,7 +90,9 @@ describe("toNodeHandler", () => {
     expect(rec!.status).toBe(499);
     expect(rec!.success).toBe(false);
     expect(rec!.outputTokens).toBeGreaterThanOrEqual(1);
-    expect(rec!.outputTokens).toBeLessThan(splitMockReply("Hello from the mock upstream, this is a test reply.").length);
+    expect(rec!.outputTokens).toBeLessThan(
+      splitMockReply("Hello from the mock upstream, this is a test reply.").length,
+    );
     const k = await gateway.store.keys.get(keyId);
     expect(k!.usedQuota).toBe(rec!.quota);
     expect(k!.remainQuota).toBe(100_000 - rec!.quota);

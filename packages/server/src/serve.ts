@@ -12,7 +12,7 @@ import {
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
-import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { createMockUpstream, type MockUpstream } from "@tokenpool/testing/mock-upstream";
 import { applyConfig, loadConfig, type ServerConfig } from "./config.js";
 
 /** Options of {@link startServer}; the CLI flags map onto them. */
@@ -141,9 +141,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     });
     const addr = srv.address() as AddressInfo;
     const url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    // The listening line comes last but for the hint: scripts wait for it, then read what came before.
+    if (demoKey) print(`Demo key: ${demoKey}`);
     print(`tokenpool listening on ${url} (store: ${storeSpec})`);
     if (demoKey) {
-      print(`Demo key: ${demoKey}`);
       print(
         `Try it: curl ${url}/v1/chat/completions -H "Authorization: Bearer ${demoKey}" -H "Content-Type: application/json" -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,
       );

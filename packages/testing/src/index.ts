@@ -1,2 +1,3 @@
-export * from "./conformance.js";
+export { runStoreConformance, type StoreConformanceOptions } from "./conformance.js";
+export { fixtures } from "./fixtures.js";
 export * from "./mock-upstream.js";

@@ -367,7 +367,9 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
         `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},` +
         `"model":${model},"choices":[{"index":0,"delta":`,
       // With include_usage, OpenAI sends `"usage":null` on every chunk but the last one.
-      suffix: includeUsage ? `,"logprobs":null,"finish_reason":null}],"usage":null}\n\n` : `,"logprobs":null,"finish_reason":null}]}\n\n`,
+      suffix: includeUsage
+        ? `,"logprobs":null,"finish_reason":null}],"usage":null}\n\n`
+        : `,"logprobs":null,"finish_reason":null}]}\n\n`,
       finalChunk:
         `data: {"id":"${id}","object":"chat.completion.chunk","created":${created},` +
         `"model":${model},"choices":[{"index":0,"delta":{},"logprobs":null,` +
@@ -395,7 +397,8 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
       if (i > 0 && i <= words && delay > 0 && !(await wait(delay, res))) return;
       if (res.destroyed) return;
       let event: string;
-      if (i === 0 && words > 0) event = `${prefix}{"role":"assistant","content":${reply.chunkJson[0]}}${suffix}`;
+      if (i === 0 && words > 0)
+        event = `${prefix}{"role":"assistant","content":${reply.chunkJson[0]}}${suffix}`;
       else if (i < words) event = `${prefix}{"content":${reply.chunkJson[i]}}${suffix}`;
       else if (i === words) event = stream.finalChunk;
       else if (i === words + 1 && stream.usageChunk) event = stream.usageChunk;

@@ -35,6 +35,11 @@ function chat(body: unknown, headers: Record<string, string> = {}): Promise<Resp
   });
 }
 
+/** The parsed JSON body of a response, loosely typed for assertions. */
+function json(res: Response): Promise<any> {
+  return res.json();
+}
+
 /** Read an SSE body event by event; `error` is set when the stream broke. */
 async function readEvents(res: Response): Promise<{ events: string[]; error: unknown }> {
   const reader = res.body!.getReader();
@@ -67,7 +72,7 @@ describe("mock upstream: chat completions", () => {
     const res = await chat({ model: "gpt-4o-mini", messages: MESSAGES });
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/json");
-    const body = await res.json();
+    const body = await json(res);
     expect(body).toMatchObject({
       object: "chat.completion",
       model: "gpt-4o-mini",
@@ -137,7 +142,7 @@ describe("mock upstream: chat completions", () => {
         method: "POST",
         body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "abcde" }] }),
       });
-      const body = await res.json();
+      const body = await json(res);
       expect(body.choices[0].message.content).toBe("One two  three ");
       expect(body.usage).toEqual({ prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
     } finally {
@@ -160,7 +165,7 @@ describe("mock upstream: chat completions", () => {
   it("answers malformed JSON with a 400 OpenAI error", async () => {
     const res = await chat("{not json");
     expect(res.status).toBe(400);
-    const body = await res.json();
+    const body = await json(res);
     expect(body.error).toMatchObject({ type: "invalid_request_error", param: null });
     expect(body.error.message).toMatch(/parse the JSON body/);
   });
@@ -168,7 +173,7 @@ describe("mock upstream: chat completions", () => {
   it("answers unknown routes with a 404 OpenAI error", async () => {
     const res = await fetch(`${mock.url}/nope`, { headers: { authorization: `Bearer ${KEY}` } });
     expect(res.status).toBe(404);
-    expect((await res.json()).error.message).toBe("Invalid URL (GET /v1/nope)");
+    expect((await json(res)).error.message).toBe("Invalid URL (GET /v1/nope)");
   });
 });
 
@@ -176,7 +181,7 @@ describe("mock upstream: models and auth", () => {
   it("lists the default models", async () => {
     const res = await fetch(`${mock.url}/models`, { headers: { authorization: `Bearer ${KEY}` } });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = await json(res);
     expect(body.object).toBe("list");
     expect(body.data.map((m: { id: string }) => m.id)).toEqual(
       expect.arrayContaining(["gpt-4o-mini", "gpt-4o"]),
@@ -192,7 +197,7 @@ describe("mock upstream: models and auth", () => {
   it("lists the models option", async () => {
     const custom = await createMockUpstream({ models: ["a", "b"] });
     try {
-      const body = await (await fetch(`${custom.url}/models`)).json();
+      const body = await json(await fetch(`${custom.url}/models`));
       expect(body.data.map((m: { id: string }) => m.id)).toEqual(["a", "b"]);
     } finally {
       await custom.close();
@@ -200,14 +205,19 @@ describe("mock upstream: models and auth", () => {
   });
 
   it("rejects a missing or unknown key with 401 invalid_api_key", async () => {
-    for (const headers of [{}, { authorization: "Bearer sk-wrong-key-0000" }, { authorization: KEY }]) {
+    const attempts: Record<string, string>[] = [
+      {},
+      { authorization: "Bearer sk-wrong-key-0000" },
+      { authorization: KEY },
+    ];
+    for (const headers of attempts) {
       const res = await fetch(`${mock.url}/chat/completions`, {
         method: "POST",
         headers,
         body: JSON.stringify({ model: "gpt-4o-mini", messages: MESSAGES }),
       });
       expect(res.status).toBe(401);
-      const body = await res.json();
+      const body = await json(res);
       expect(body).toEqual({
         error: {
           message: expect.any(String),
@@ -224,7 +234,9 @@ describe("mock upstream: models and auth", () => {
     const multi = await createMockUpstream({ apiKeys: ["k-one", "k-two"] });
     try {
       for (const key of ["k-one", "k-two"]) {
-        const res = await fetch(`${multi.url}/models`, { headers: { authorization: `Bearer ${key}` } });
+        const res = await fetch(`${multi.url}/models`, {
+          headers: { authorization: `Bearer ${key}` },
+        });
         expect(res.status).toBe(200);
       }
     } finally {
@@ -239,7 +251,7 @@ describe("mock upstream: faults", () => {
     const failed = await chat({ model: "gpt-4o-mini", messages: MESSAGES });
     expect(failed.status).toBe(429);
     expect(failed.headers.get("retry-after")).toBe("7");
-    const body = await failed.json();
+    const body = await json(failed);
     expect(body.error).toMatchObject({ type: expect.any(String), param: null });
     expect(typeof body.error.message).toBe("string");
 
@@ -255,7 +267,7 @@ describe("mock upstream: faults", () => {
     for (let i = 0; i < 4; i++) {
       const res = await chat({ model: "gpt-4o-mini", messages: MESSAGES });
       statuses.push(res.status);
-      if (res.status === 503) expect(await res.json()).toEqual({ error: { message: "overloaded" } });
+      if (res.status === 503) expect(await json(res)).toEqual({ error: { message: "overloaded" } });
       else await res.arrayBuffer();
     }
     expect(statuses).toEqual([503, 503, 500, 200]);
@@ -263,7 +275,9 @@ describe("mock upstream: faults", () => {
 
   it("scopes a fault to a path prefix", async () => {
     mock.fail({ status: 500, path: "/v1/chat/completions" });
-    const models = await fetch(`${mock.url}/models`, { headers: { authorization: `Bearer ${KEY}` } });
+    const models = await fetch(`${mock.url}/models`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
     expect(models.status).toBe(200);
     await models.arrayBuffer();
     const res = await chat({ model: "gpt-4o-mini", messages: MESSAGES });
@@ -277,7 +291,7 @@ describe("mock upstream: faults", () => {
     const res = await chat({ model: "gpt-4o-mini", messages: MESSAGES });
     expect(performance.now() - started).toBeGreaterThanOrEqual(145);
     expect(res.status).toBe(200);
-    await res.json();
+    await json(res);
   });
 
   it("resets the connection mid-stream after n chunks; the client sees an error", async () => {

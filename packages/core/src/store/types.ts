@@ -67,7 +67,7 @@ export interface KeyQuery {
   userId?: number | null;
   /** Case-insensitive substring of `name`. */
   keyword?: string;
-  /** Substring of `keyHint` (the masked key): the only key text the store can search. */
+  /** Case-sensitive substring of `keyHint` (the masked key): the only key text the store can search. */
   hint?: string;
   /** @default 0 */
   offset?: number;
@@ -301,6 +301,7 @@ export interface UserCollection {
   get(id: number): Promise<UserRecord | null>;
   getByUsername(username: string): Promise<UserRecord | null>;
   getByAccessTokenHash(hash: string): Promise<UserRecord | null>;
+  /** Ascending id; `keyword` is a case-insensitive substring of `username` or `displayName`. */
   list(query?: { offset?: number; limit?: number; keyword?: string }): Promise<Page<UserRecord>>;
   update(id: number, patch: UserPatch): Promise<UserRecord | null>;
   delete(id: number): Promise<boolean>;
@@ -320,7 +321,7 @@ export interface CredentialCollection {
 
 /** Usage details and roll-ups. Written only through {@link Store.recordUsage}. */
 export interface UsageCollection {
-  /** Details, newest first. */
+  /** Details, newest first (descending `timestamp`, then descending `id`). */
   list(query?: UsageQuery): Promise<Page<UsageRecord>>;
   rollups(query?: RollupQuery): Promise<UsageRollup[]>;
   /** Deletes details older than `before` (ms); roll-ups are kept. Returns how many were deleted. */
@@ -330,6 +331,7 @@ export interface UsageCollection {
 /** Runtime settings: JSON values by name (`request-retry`, `proxy-url` ...). */
 export interface SettingsCollection {
   all(): Promise<Record<string, unknown>>;
+  /** Returns `undefined` for a name that is not stored. */
   get(name: string): Promise<unknown>;
   /** Writes several settings in one atomic step. */
   set(values: Record<string, unknown>): Promise<void>;
@@ -409,7 +411,10 @@ export interface Store {
    */
   acquireLock(name: string, ttlMs: number): Promise<string | null>;
 
-  /** Releases a lock if `token` still owns it; returns whether it did. MUST NOT release another owner's lock. */
+  /**
+   * Releases a lock if `token` still owns it; returns whether it did (false once the lock has
+   * expired). MUST NOT release another owner's lock.
+   */
   releaseLock(name: string, token: string): Promise<boolean>;
 
   /**

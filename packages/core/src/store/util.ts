@@ -28,11 +28,11 @@ export function materializeCredential(input: NewCredential, now = Date.now()): C
   return structuredClone({ ...rest, id: id ?? newCredentialId(), createdAt: now, updatedAt: now });
 }
 
-/** The roll-up row key of a usage record: `hour|route|model|keyId`. */
+/** The roll-up row key of a usage record (hour, route, model, key), collision-free whatever the names contain. */
 export function rollupKey(
   r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">,
 ): string {
-  return `${hourBucket(r.timestamp)}|${r.route}|${r.model}|${r.keyId ?? ""}`;
+  return JSON.stringify([hourBucket(r.timestamp), r.route, r.model, r.keyId]);
 }
 
 /** An empty roll-up row for the record's bucket. */

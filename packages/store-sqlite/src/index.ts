@@ -1,0 +1,6 @@
+export { MIGRATIONS_TABLE, type Migration, migrations } from "./migrations.js";
+export {
+  type SqliteStoreBaseOptions,
+  type SqliteStoreOptions,
+  sqliteStore,
+} from "./sqlite-store.js";

@@ -1,0 +1,192 @@
+import type BetterSqlite3 from "better-sqlite3";
+
+/** One numbered schema step. Applied once, in order, inside the opening transaction. */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The schema history. Never edit an applied migration: append a new one.
+ *
+ * Arrays and objects are JSON text columns; booleans are 0/1 integers.
+ */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "initial schema",
+    sql: `
+      CREATE TABLE keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id INTEGER,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        key_cipher TEXT,
+        key_hint TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        remain_quota INTEGER NOT NULL,
+        used_quota INTEGER NOT NULL,
+        unlimited_quota INTEGER NOT NULL,
+        expired_time INTEGER NOT NULL,
+        model_limits_enabled INTEGER NOT NULL,
+        model_limits TEXT NOT NULL,
+        allow_ips TEXT NOT NULL,
+        key_group TEXT NOT NULL,
+        created_time INTEGER NOT NULL,
+        accessed_time INTEGER NOT NULL
+      );
+      CREATE UNIQUE INDEX keys_key_hash ON keys (key_hash);
+      CREATE INDEX keys_user_id ON keys (user_id);
+
+      CREATE TABLE users (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        username TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        user_group TEXT NOT NULL,
+        quota INTEGER NOT NULL,
+        used_quota INTEGER NOT NULL,
+        access_token_hash TEXT,
+        created_time INTEGER NOT NULL
+      );
+      CREATE INDEX users_access_token_hash ON users (access_token_hash);
+
+      -- seq keeps creation order (VACUUM may renumber implicit rowids).
+      CREATE TABLE credentials (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        provider TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL,
+        base_url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        proxy_url TEXT NOT NULL,
+        project_ids TEXT NOT NULL,
+        models TEXT NOT NULL,
+        excluded_models TEXT NOT NULL,
+        priority REAL NOT NULL,
+        weight REAL NOT NULL,
+        enabled INTEGER NOT NULL,
+        group_names TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE usage_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        timestamp INTEGER NOT NULL,
+        request_id TEXT NOT NULL,
+        key_id INTEGER,
+        user_id INTEGER,
+        credential_id TEXT,
+        provider TEXT NOT NULL,
+        route TEXT NOT NULL,
+        model TEXT NOT NULL,
+        stream INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        success INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        quota INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        error TEXT
+      );
+      CREATE INDEX usage_records_timestamp ON usage_records (timestamp);
+      CREATE INDEX usage_records_key_id ON usage_records (key_id, timestamp);
+      CREATE INDEX usage_records_user_id ON usage_records (user_id, timestamp);
+
+      -- key_id is -1 for usage without a key: NULLs never conflict in a primary key, so they
+      -- would defeat the ON CONFLICT upsert.
+      CREATE TABLE usage_rollups (
+        hour TEXT NOT NULL,
+        route TEXT NOT NULL,
+        model TEXT NOT NULL,
+        key_id INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        quota INTEGER NOT NULL,
+        PRIMARY KEY (hour, route, model, key_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX usage_rollups_key_id ON usage_rollups (key_id, hour);
+
+      CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        expires_at INTEGER
+      ) WITHOUT ROWID;
+      CREATE INDEX kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL;
+
+      CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        token TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      -- The change feed read by other processes' watch(). AUTOINCREMENT: a seq is never
+      -- reused after pruning, so a reader's high-water mark stays valid.
+      CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection TEXT NOT NULL,
+        record_id TEXT,
+        op TEXT NOT NULL,
+        origin_id TEXT NOT NULL,
+        at INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+/** The table that records which migrations were applied. */
+export const MIGRATIONS_TABLE = "tokenpool_migrations";
+
+/**
+ * Brings the schema up to date. Runs as one `BEGIN IMMEDIATE` transaction, so two processes
+ * opening the same fresh file at once serialise here: the second one waits (busy_timeout),
+ * then sees the migrations already applied.
+ */
+export function migrate(db: BetterSqlite3.Database): void {
+  const run = db.transaction(() => {
+    db.exec(`CREATE TABLE IF NOT EXISTS ${MIGRATIONS_TABLE} (
+      version INTEGER PRIMARY KEY,
+      name TEXT NOT NULL,
+      applied_at INTEGER NOT NULL
+    )`);
+    const applied = new Set(
+      db.prepare(`SELECT version FROM ${MIGRATIONS_TABLE}`).pluck().all() as number[],
+    );
+    const latest = migrations[migrations.length - 1]!.version;
+    const newest = Math.max(0, ...applied);
+    if (newest > latest) {
+      throw new Error(
+        `This SQLite database has schema version ${newest}, but this @tokenpool/store-sqlite only knows versions up to ${latest}. Upgrade @tokenpool/store-sqlite.`,
+      );
+    }
+    const record = db.prepare(
+      `INSERT INTO ${MIGRATIONS_TABLE} (version, name, applied_at) VALUES (?, ?, ?)`,
+    );
+    for (const m of migrations) {
+      if (applied.has(m.version)) continue;
+      db.exec(m.sql);
+      record.run(m.version, m.name, Date.now());
+    }
+  });
+  run.immediate();
+}

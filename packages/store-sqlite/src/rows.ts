@@ -1,0 +1,327 @@
+/** Mapping between the SQLite rows and the Store records. Internal to this package. */
+import type {
+  ApiKeyRecord,
+  CredentialRecord,
+  KeyStatus,
+  NewUsageRecord,
+  UsageRecord,
+  UsageRollup,
+  UserRecord,
+} from "@tokenpool/core";
+
+/** A row of `keys`. */
+export interface KeyRow {
+  id: number;
+  user_id: number | null;
+  name: string;
+  key_hash: string;
+  key_cipher: string | null;
+  key_hint: string;
+  status: number;
+  remain_quota: number;
+  used_quota: number;
+  unlimited_quota: number;
+  expired_time: number;
+  model_limits_enabled: number;
+  model_limits: string;
+  allow_ips: string;
+  key_group: string;
+  created_time: number;
+  accessed_time: number;
+}
+
+/** A row of `users`. */
+export interface UserRow {
+  id: number;
+  username: string;
+  display_name: string;
+  role: string;
+  status: number;
+  user_group: string;
+  quota: number;
+  used_quota: number;
+  access_token_hash: string | null;
+  created_time: number;
+}
+
+/** A row of `credentials` (without its internal `seq`). */
+export interface CredentialRow {
+  id: string;
+  provider: string;
+  kind: string;
+  label: string;
+  base_url: string;
+  secret: string;
+  proxy_url: string;
+  project_ids: string;
+  models: string;
+  excluded_models: string;
+  priority: number;
+  weight: number;
+  enabled: number;
+  group_names: string;
+  headers: string;
+  state: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A row of `usage_records`. */
+export interface UsageRow {
+  id: number;
+  timestamp: number;
+  request_id: string;
+  key_id: number | null;
+  user_id: number | null;
+  credential_id: string | null;
+  provider: string;
+  route: string;
+  model: string;
+  stream: number;
+  status: number;
+  success: number;
+  input_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+  cached_tokens: number;
+  total_tokens: number;
+  quota: number;
+  duration_ms: number;
+  error: string | null;
+}
+
+/** A row of `usage_rollups`. */
+export interface RollupRow {
+  hour: string;
+  route: string;
+  model: string;
+  key_id: number;
+  requests: number;
+  successes: number;
+  failures: number;
+  input_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+  cached_tokens: number;
+  total_tokens: number;
+  quota: number;
+}
+
+/** `usage_rollups.key_id` for usage without a key. */
+export const NO_KEY = -1;
+
+/** Booleans are stored as 0/1: better-sqlite3 does not bind booleans. */
+const flag = (b: boolean): number => (b ? 1 : 0);
+
+/** A key record from its row. */
+export function keyFromRow(r: KeyRow): ApiKeyRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    name: r.name,
+    keyHash: r.key_hash,
+    keyCipher: r.key_cipher,
+    keyHint: r.key_hint,
+    status: r.status as KeyStatus,
+    remainQuota: r.remain_quota,
+    usedQuota: r.used_quota,
+    unlimitedQuota: r.unlimited_quota !== 0,
+    expiredTime: r.expired_time,
+    modelLimitsEnabled: r.model_limits_enabled !== 0,
+    modelLimits: JSON.parse(r.model_limits),
+    allowIps: JSON.parse(r.allow_ips),
+    group: r.key_group,
+    createdTime: r.created_time,
+    accessedTime: r.accessed_time,
+  };
+}
+
+/** Named parameters of the key INSERT and UPDATE statements. */
+export function keyParams(k: Omit<ApiKeyRecord, "id">): Record<string, unknown> {
+  return {
+    userId: k.userId,
+    name: k.name,
+    keyHash: k.keyHash,
+    keyCipher: k.keyCipher,
+    keyHint: k.keyHint,
+    status: k.status,
+    remainQuota: k.remainQuota,
+    usedQuota: k.usedQuota,
+    unlimitedQuota: flag(k.unlimitedQuota),
+    expiredTime: k.expiredTime,
+    modelLimitsEnabled: flag(k.modelLimitsEnabled),
+    modelLimits: JSON.stringify(k.modelLimits),
+    allowIps: JSON.stringify(k.allowIps),
+    group: k.group,
+    createdTime: k.createdTime,
+    accessedTime: k.accessedTime,
+  };
+}
+
+/** A user record from its row. */
+export function userFromRow(r: UserRow): UserRecord {
+  return {
+    id: r.id,
+    username: r.username,
+    displayName: r.display_name,
+    role: r.role as UserRecord["role"],
+    status: r.status as UserRecord["status"],
+    group: r.user_group,
+    quota: r.quota,
+    usedQuota: r.used_quota,
+    accessTokenHash: r.access_token_hash,
+    createdTime: r.created_time,
+  };
+}
+
+/** Named parameters of the user INSERT and UPDATE statements. */
+export function userParams(u: Omit<UserRecord, "id">): Record<string, unknown> {
+  return {
+    username: u.username,
+    displayName: u.displayName,
+    role: u.role,
+    status: u.status,
+    group: u.group,
+    quota: u.quota,
+    usedQuota: u.usedQuota,
+    accessTokenHash: u.accessTokenHash,
+    createdTime: u.createdTime,
+  };
+}
+
+/** A credential record from its row (JSON columns parsed). */
+export function credentialFromRow(r: CredentialRow): CredentialRecord {
+  return {
+    id: r.id,
+    provider: r.provider,
+    kind: r.kind as CredentialRecord["kind"],
+    label: r.label,
+    baseUrl: r.base_url,
+    secret: JSON.parse(r.secret),
+    proxyUrl: r.proxy_url,
+    projectIds: JSON.parse(r.project_ids),
+    models: JSON.parse(r.models),
+    excludedModels: JSON.parse(r.excluded_models),
+    priority: r.priority,
+    weight: r.weight,
+    enabled: r.enabled !== 0,
+    groups: JSON.parse(r.group_names),
+    headers: JSON.parse(r.headers),
+    state: JSON.parse(r.state),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** Named parameters of the credential INSERT and UPDATE statements. */
+export function credentialParams(c: CredentialRecord): Record<string, unknown> {
+  return {
+    id: c.id,
+    provider: c.provider,
+    kind: c.kind,
+    label: c.label,
+    baseUrl: c.baseUrl,
+    secret: JSON.stringify(c.secret),
+    proxyUrl: c.proxyUrl,
+    projectIds: JSON.stringify(c.projectIds),
+    models: JSON.stringify(c.models),
+    excludedModels: JSON.stringify(c.excludedModels),
+    priority: c.priority,
+    weight: c.weight,
+    enabled: flag(c.enabled),
+    groups: JSON.stringify(c.groups),
+    headers: JSON.stringify(c.headers),
+    state: JSON.stringify(c.state),
+    createdAt: c.createdAt,
+    updatedAt: c.updatedAt,
+  };
+}
+
+/** A usage record from its row. */
+export function usageFromRow(r: UsageRow): UsageRecord {
+  return {
+    id: r.id,
+    timestamp: r.timestamp,
+    requestId: r.request_id,
+    keyId: r.key_id,
+    userId: r.user_id,
+    credentialId: r.credential_id,
+    provider: r.provider,
+    route: r.route,
+    model: r.model,
+    stream: r.stream !== 0,
+    status: r.status,
+    success: r.success !== 0,
+    inputTokens: r.input_tokens,
+    outputTokens: r.output_tokens,
+    reasoningTokens: r.reasoning_tokens,
+    cachedTokens: r.cached_tokens,
+    totalTokens: r.total_tokens,
+    quota: r.quota,
+    durationMs: r.duration_ms,
+    error: r.error,
+  };
+}
+
+/** Positional parameters of the usage INSERT (positional: this is the proxy hot path). */
+export function usageParams(u: NewUsageRecord): unknown[] {
+  return [
+    u.timestamp,
+    u.requestId,
+    u.keyId,
+    u.userId,
+    u.credentialId,
+    u.provider,
+    u.route,
+    u.model,
+    flag(u.stream),
+    u.status,
+    flag(u.success),
+    u.inputTokens,
+    u.outputTokens,
+    u.reasoningTokens,
+    u.cachedTokens,
+    u.totalTokens,
+    u.quota,
+    u.durationMs,
+    u.error,
+  ];
+}
+
+/** A roll-up from its row (`NO_KEY` back to null). */
+export function rollupFromRow(r: RollupRow): UsageRollup {
+  return {
+    hour: r.hour,
+    route: r.route,
+    model: r.model,
+    keyId: r.key_id === NO_KEY ? null : r.key_id,
+    requests: r.requests,
+    successes: r.successes,
+    failures: r.failures,
+    inputTokens: r.input_tokens,
+    outputTokens: r.output_tokens,
+    reasoningTokens: r.reasoning_tokens,
+    cachedTokens: r.cached_tokens,
+    totalTokens: r.total_tokens,
+    quota: r.quota,
+  };
+}
+
+/** Positional parameters of the roll-up upsert. */
+export function rollupParams(r: UsageRollup): unknown[] {
+  return [
+    r.hour,
+    r.route,
+    r.model,
+    r.keyId ?? NO_KEY,
+    r.requests,
+    r.successes,
+    r.failures,
+    r.inputTokens,
+    r.outputTokens,
+    r.reasoningTokens,
+    r.cachedTokens,
+    r.totalTokens,
+    r.quota,
+  ];
+}

@@ -1,0 +1,191 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Store, StoreChange } from "@tokenpool/core";
+import { fixtures, runStoreConformance } from "@tokenpool/testing";
+import Database from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { MIGRATIONS_TABLE, migrations, sqliteStore } from "../src/index.js";
+
+/** The temp directory of each file-backed store, removed by cleanup. */
+const dirs = new WeakMap<Store, string>();
+
+runStoreConformance({
+  name: "sqlite (file)",
+  create: () => {
+    const dir = mkdtempSync(join(tmpdir(), "tokenpool-sqlite-"));
+    const store = sqliteStore({ filename: join(dir, "store.db") });
+    dirs.set(store, dir);
+    return store;
+  },
+  reopen: (store) => sqliteStore({ filename: join(dirs.get(store)!, "store.db") }),
+  cleanup: (store) => rmSync(dirs.get(store)!, { recursive: true, force: true }),
+});
+
+runStoreConformance({
+  name: "sqlite (:memory:)",
+  create: () => sqliteStore({ filename: ":memory:" }),
+});
+
+describe("sqliteStore", () => {
+  let dir: string;
+  let file: string;
+  const cleanups: (() => unknown)[] = [];
+  const track = <T extends { close(): unknown }>(x: T): T => {
+    cleanups.push(() => x.close());
+    return x;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "tokenpool-sqlite-unit-"));
+    file = join(dir, "store.db");
+  });
+  afterEach(async () => {
+    for (const close of cleanups.splice(0).reverse()) await close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("configures WAL, synchronous=NORMAL and busy_timeout on its connection", async () => {
+    const db = track(new Database(file));
+    track(sqliteStore({ database: db, busyTimeoutMs: 1234 }));
+    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+    expect(db.pragma("synchronous", { simple: true })).toBe(1); // NORMAL
+    expect(db.pragma("busy_timeout", { simple: true })).toBe(1234);
+  });
+
+  it("a file store is multi-process; a :memory: store is not", async () => {
+    expect(track(sqliteStore({ filename: file })).capabilities.multiProcess).toBe(true);
+    expect(track(sqliteStore({ filename: ":memory:" })).capabilities.multiProcess).toBe(false);
+  });
+
+  it("does not close a database it did not open", async () => {
+    const db = track(new Database(file));
+    const store = sqliteStore({ database: db });
+    await store.keys.create(fixtures.key());
+    await store.close();
+    expect(db.open).toBe(true);
+    expect(db.prepare("SELECT COUNT(*) FROM keys").pluck().get()).toBe(1);
+  });
+
+  it("closes the database it opened", async () => {
+    const store = sqliteStore({ filename: file });
+    await store.close();
+    await expect(store.keys.list()).rejects.toThrow(/not open/);
+  });
+
+  it("records each migration once and reopens a migrated file unchanged", async () => {
+    const first = sqliteStore({ filename: file });
+    const key = await first.keys.create(fixtures.key());
+    await first.close();
+    const second = track(sqliteStore({ filename: file }));
+    expect(await second.keys.get(key.id)).toEqual(key);
+    const db = track(new Database(file, { readonly: true }));
+    const rows = db.prepare(`SELECT version, name FROM ${MIGRATIONS_TABLE} ORDER BY version`).all();
+    expect(rows).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
+  });
+
+  it("refuses a database migrated by a newer version of the package", async () => {
+    await sqliteStore({ filename: file }).close();
+    const db = new Database(file);
+    db.prepare(
+      `INSERT INTO ${MIGRATIONS_TABLE} (version, name, applied_at) VALUES (999, 'x', 0)`,
+    ).run();
+    db.close();
+    expect(() => sqliteStore({ filename: file })).toThrow(/schema version 999.*Upgrade/);
+  });
+
+  it("looks keys up by hash and users by access token through an index", () => {
+    track(sqliteStore({ filename: file }));
+    const db = track(new Database(file, { readonly: true }));
+    const plan = (sql: string) =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as { detail: string }[])
+        .map((r) => r.detail)
+        .join("; ");
+    expect(plan("SELECT * FROM keys WHERE key_hash = 'x'")).toMatch(/USING INDEX keys_key_hash/);
+    expect(plan("SELECT * FROM users WHERE access_token_hash = 'x'")).toMatch(
+      /USING INDEX users_access_token_hash/,
+    );
+  });
+
+  it("rejects duplicates with an error that names what was duplicated", async () => {
+    const store = track(sqliteStore({ filename: ":memory:" }));
+    const key = await store.keys.create(fixtures.key());
+    await expect(store.keys.create(fixtures.key({ keyHash: key.keyHash }))).rejects.toThrow(
+      "a key with this hash already exists",
+    );
+    const user = await store.users.create(fixtures.user());
+    await expect(store.users.create(fixtures.user({ username: user.username }))).rejects.toThrow(
+      `username "${user.username}" already exists`,
+    );
+  });
+
+  it("keeps roll-ups apart whose route and model only differ in where a | falls", async () => {
+    const store = track(sqliteStore({ filename: ":memory:" }));
+    const timestamp = Date.UTC(2024, 0, 1, 10);
+    await store.recordUsage([
+      fixtures.usage({ timestamp, route: "POST /a|b", model: "m" }),
+      fixtures.usage({ timestamp, route: "POST /a", model: "b|m" }),
+    ]);
+    const rows = await store.usage.rollups();
+    expect(rows.map((r) => [r.route, r.model, r.requests])).toEqual([
+      ["POST /a", "b|m", 1],
+      ["POST /a|b", "m", 1],
+    ]);
+  });
+
+  it("prunes old change rows on its first write", async () => {
+    await sqliteStore({ filename: file }).close();
+    const db = track(new Database(file));
+    db.prepare(
+      "INSERT INTO changes (collection, record_id, op, origin_id, at) VALUES ('keys', '1', 'upsert', 'old', 0)",
+    ).run();
+    const store = track(sqliteStore({ filename: file }));
+    await store.settings.set({ a: 1 });
+    const rows = db.prepare("SELECT origin_id, record_id FROM changes").all() as {
+      origin_id: string;
+    }[];
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ record_id: "a" });
+    expect(rows[0]!.origin_id).not.toBe("old");
+  });
+
+  it("reports whole-collection changes when change rows it never read were pruned", async () => {
+    const store = track(sqliteStore({ filename: file, pollIntervalMs: 20 }));
+    const seen: StoreChange[] = [];
+    store.watch((c) => seen.push(c));
+    const db = track(new Database(file));
+    const insert = db.prepare(
+      "INSERT INTO changes (collection, record_id, op, origin_id, at) VALUES (?, ?, 'upsert', 'other', ?)",
+    );
+    // Another process wrote two changes and pruned the first before we polled.
+    const first = insert.run("keys", "1", Date.now()).lastInsertRowid;
+    insert.run("settings", "x", Date.now());
+    db.prepare("DELETE FROM changes WHERE seq = ?").run(first);
+    const deadline = Date.now() + 1_000;
+    while (seen.length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(seen).toEqual([
+      { collection: "keys", op: "upsert", origin: "remote" },
+      { collection: "users", op: "upsert", origin: "remote" },
+      { collection: "credentials", op: "upsert", origin: "remote" },
+      { collection: "settings", op: "upsert", origin: "remote" },
+      { collection: "settings", id: "x", op: "upsert", origin: "remote" },
+    ]);
+  });
+
+  it("a new watcher starts from now: changes made while nobody watched are not replayed", async () => {
+    const store = track(sqliteStore({ filename: file, pollIntervalMs: 10 }));
+    const peer = track(sqliteStore({ filename: file }));
+    const seen: StoreChange[] = [];
+    const stop = store.watch((c) => seen.push(c));
+    stop();
+    await peer.settings.set({ ignored: 1 });
+    await new Promise((r) => setTimeout(r, 60));
+    store.watch((c) => seen.push(c));
+    await peer.settings.set({ seen: 1 });
+    const deadline = Date.now() + 1_000;
+    while (seen.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 40));
+    // A watcher starts from "now": the change made while nobody watched is not replayed.
+    expect(seen).toEqual([{ collection: "settings", id: "seen", op: "upsert", origin: "remote" }]);
+  });
+});
