@@ -61,9 +61,10 @@ export interface MockUpstreamOptions {
 }
 
 /**
- * A fault to inject with {@link MockUpstream.fail}. The parts combine: `delayMs` happens first,
- * then `status` (an error answer) wins over `resetAfterChunks`; `headers` are added to whatever
- * answer is sent.
+ * A fault to inject with {@link MockUpstream.fail}. Each request takes the first queued fault
+ * whose `path` matches, before authentication and routing. The parts combine: `delayMs` happens
+ * first, then `status` (an error answer) wins over `resetAfterChunks`; `headers` are added to
+ * whatever answer is sent.
  */
 export interface MockFault {
   /** Answer with this HTTP status and an OpenAI error body (or `body`) instead of the normal reply. */
@@ -209,7 +210,12 @@ const MODELS_PATH = "/v1/models";
  * Usage in every answer: `completion_tokens` = number of chunks of the reply
  * ({@link splitMockReply}: one per word), `prompt_tokens` = `ceil(total characters of all message
  * contents / 4)` ({@link countMockPromptTokens}), `total_tokens` = their sum. In a stream, the
- * usage chunk (`choices: []`) is sent only when `stream_options.include_usage` is true.
+ * usage chunk (`choices: []`) is sent only when `stream_options.include_usage` is true; every
+ * chunk before it then carries `"usage": null`, as OpenAI's do.
+ *
+ * Errors use OpenAI's error body (`{ error: { message, type, param, code } }`): 401
+ * `invalid_api_key` for a missing or unknown key (when `apiKeys` is set), 400 for a body that is
+ * not a JSON object or a chat request without a string `model`, 404 for other routes.
  *
  * @example
  * ```ts

@@ -1,0 +1,544 @@
+/**
+ * `pnpm bench`: proxy overhead of tokenpool against the mock upstream, in one run, for three
+ * targets that each run in their own child process:
+ *
+ * - direct: the mock upstream itself;
+ * - floor: a bare undici pass-through proxy (bench/src/floor.ts);
+ * - tokenpool: the gateway on node:http with the SQLite store (bench/src/tokenpool-target.ts).
+ *
+ * The load generator (autocannon) runs here; the runner reads each target's `process.cpuUsage()`
+ * over IPC before and after each load run. See bench/README.md for how to read the output.
+ *
+ * @module
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { request } from "undici";
+import type { ChildMessage, ParentMessage } from "./child.js";
+
+const SECONDS = positiveNumber("BENCH_SECONDS", 5);
+const WARMUP_SECONDS = positiveNumber("BENCH_WARMUP_SECONDS", 1);
+const CHUNK_DELAY_MS = Number(process.env.BENCH_CHUNK_DELAY_MS ?? 0);
+/**
+ * Write V8 CPU profiles of every child to bench/results/profiles/<target>/ (the largest file is
+ * the main thread). Profiling slows the targets, so the numbers of such a run are not valid.
+ */
+const CPU_PROF = process.env.BENCH_CPU_PROF === "1";
+/** The CPU budget tokenpool must stay within, as a multiple of the floor's CPU per request. */
+const CPU_TARGET_VS_FLOOR = 1.5;
+const CHAT_PATH = "/v1/chat/completions";
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta.url));
+const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
+const STARTED_AT = new Date().toISOString();
+
+type TargetName = "direct" | "floor" | "tokenpool";
+const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool"];
+
+/** One cell of the matrix. */
+interface Cell {
+  concurrency: number;
+  stream: boolean;
+}
+const CELLS: readonly Cell[] = [
+  { concurrency: 1, stream: false },
+  { concurrency: 1, stream: true },
+  { concurrency: 50, stream: false },
+  { concurrency: 50, stream: true },
+];
+
+/** One measured load run: one target in one cell. */
+interface Row {
+  cell: string;
+  concurrency: number;
+  stream: boolean;
+  target: TargetName;
+  requests: number;
+  durationSeconds: number;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuUsPerRequest: number;
+  /** CPU of the mock upstream per request during the same run, for reference. */
+  upstreamCpuUsPerRequest: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+/** tokenpool against the floor and direct targets in one cell. */
+interface Ratio {
+  cell: string;
+  cpuPerRequestVsFloor: number | null;
+  rpsVsFloor: number | null;
+  rpsVsDirect: number | null;
+  p50VsFloor: number | null;
+  p50VsDirect: number | null;
+  floorRpsVsDirect: number | null;
+  withinCpuTarget: boolean | null;
+}
+
+function positiveNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+function cellName(cell: Cell): string {
+  return `c=${cell.concurrency} ${cell.stream ? "stream" : "json"}`;
+}
+
+function log(line: string): void {
+  process.stderr.write(`[bench] ${line}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+const live = new Set<ChildProcess>();
+/** Children being stopped on purpose (their exit is not an error). */
+const stopping = new WeakSet<ChildProcess>();
+
+/** A target (or the upstream) running in its own process. */
+class Target {
+  private nextId = 0;
+  private readonly waiting = new Map<number, (usage: NodeJS.CpuUsage) => void>();
+
+  private constructor(
+    readonly name: TargetName,
+    readonly proc: ChildProcess,
+    readonly origin: string,
+    readonly authorization: string,
+    private readonly stderr: () => string,
+  ) {
+    proc.on("message", (message: ChildMessage) => {
+      if (message.type !== "cpu") return;
+      this.waiting.get(message.id)?.(message.usage);
+      this.waiting.delete(message.id);
+    });
+    proc.once("exit", (code, signal) => {
+      if (stopping.has(proc)) return;
+      log(`${name} exited unexpectedly (${signal ?? `code ${code}`}):\n${this.stderr()}`);
+    });
+  }
+
+  /** Fork `file` and wait until it reports `ready`; rejects with the child's stderr otherwise. */
+  static start(name: TargetName, file: string, args: string[] = [], timeoutMs = 60_000) {
+    const proc = fork(fileURLToPath(new URL(file, import.meta.url)), args, {
+      cwd: ROOT,
+      execArgv: [
+        "--conditions=source",
+        "--import",
+        "tsx",
+        // One directory per child: the tsx loader thread writes a profile of its own.
+        ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : []),
+      ],
+      stdio: ["ignore", "ignore", "pipe", "ipc"],
+    });
+    live.add(proc);
+    proc.once("exit", () => live.delete(proc));
+    // Without a listener, a failed send() to a dead child would crash the runner.
+    proc.on("error", (error) => log(`${name}: ${error.message}`));
+    let stderr = "";
+    proc.stderr?.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    return new Promise<Target>((resolve, reject) => {
+      const fail = (reason: string) => {
+        cleanup();
+        stopProcess(proc).finally(() => {
+          const error = new Error(`${name} failed to start: ${reason}`);
+          Object.assign(error, { stderr: stderr.trim() });
+          reject(error);
+        });
+      };
+      const onMessage = (message: ChildMessage) => {
+        if (message.type === "ready") {
+          cleanup();
+          resolve(new Target(name, proc, message.origin, message.authorization, () => stderr));
+        } else if (message.type === "error") {
+          fail(message.message);
+        }
+      };
+      const onExit = (code: number | null, signal: string | null) =>
+        fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
+      const timer = setTimeout(() => fail(`not ready after ${timeoutMs} ms`), timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        proc.off("message", onMessage);
+        proc.off("exit", onExit);
+      };
+      proc.on("message", onMessage);
+      proc.once("exit", onExit);
+    });
+  }
+
+  /** The child's `process.cpuUsage()`. */
+  cpu(): Promise<NodeJS.CpuUsage> {
+    const id = ++this.nextId;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`${this.name} did not report its CPU usage`));
+      }, 5000);
+      this.waiting.set(id, (usage) => {
+        clearTimeout(timer);
+        resolve(usage);
+      });
+      if (!this.proc.connected) {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        reject(new Error(`${this.name} is not running:\n${this.stderr()}`));
+        return;
+      }
+      this.proc.send({ type: "cpu", id } satisfies ParentMessage);
+    });
+  }
+
+  stop(): Promise<void> {
+    return stopProcess(this.proc);
+  }
+}
+
+/** Ask a child to stop, then SIGTERM, then SIGKILL; resolves once it has exited. */
+async function stopProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  stopping.add(proc);
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  const within = (ms: number) =>
+    Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(r, ms, false))]);
+  if (proc.connected) proc.send({ type: "stop" } satisfies ParentMessage);
+  else proc.kill("SIGTERM");
+  if (await within(3000)) return;
+  proc.kill("SIGKILL");
+  await within(2000);
+}
+
+/** The most telling line of a crashed child's stderr (the error message, not the stack). */
+function firstErrorLine(stderr: string | undefined): string {
+  const lines = (stderr ?? "").split("\n").map((line) => line.trim());
+  return lines.find((line) => /^(\w*Error\b|Error \[)/.test(line)) ?? lines.findLast(Boolean) ?? "";
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((proc) => stopProcess(proc)));
+}
+
+// Last resort (e.g. an uncaught exception): never leave a child behind.
+process.on("exit", () => {
+  for (const proc of live) proc.kill("SIGKILL");
+});
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping child processes`);
+    stopAll().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load
+
+function requestBody(stream: boolean): string {
+  return JSON.stringify({
+    model: "gpt-4o-mini",
+    messages: [
+      { role: "system", content: "You are a helpful assistant." },
+      { role: "user", content: "Say hello in one short sentence." },
+    ],
+    max_tokens: 64,
+    ...(stream ? { stream: true } : {}),
+  });
+}
+
+/** Send one request of each kind and check the answer looks like a chat completion. */
+async function smokeTest(target: Target): Promise<void> {
+  for (const stream of [false, true]) {
+    const res = await request(`${target.origin}${CHAT_PATH}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: target.authorization },
+      body: requestBody(stream),
+    });
+    const text = await res.body.text();
+    const kind = stream ? "streaming" : "non-streaming";
+    if (res.statusCode !== 200) {
+      throw new Error(`${target.name}: ${kind} request answered ${res.statusCode}: ${text}`);
+    }
+    const ok = stream
+      ? text.endsWith("data: [DONE]\n\n") && text.includes("chat.completion.chunk")
+      : (JSON.parse(text) as { object?: string }).object === "chat.completion";
+    if (!ok) throw new Error(`${target.name}: unexpected ${kind} answer: ${text.slice(0, 500)}`);
+  }
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+interface LoadResult {
+  result: autocannon.Result;
+  /** Latencies of the 2xx responses in ms (autocannon's own histogram has 1 ms resolution). */
+  latencies: number[];
+}
+
+function load(target: Target, cell: Cell, seconds: number): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const latencies: number[] = [];
+    const instance = autocannon(
+      {
+        url: `${target.origin}${CHAT_PATH}`,
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: target.authorization },
+        body: requestBody(cell.stream),
+        connections: cell.concurrency,
+        pipelining: 1,
+        duration: seconds,
+        timeout: 10,
+      },
+      (error, result) => (error ? reject(error) : resolve({ result, latencies })),
+    );
+    instance.on("response", (_client, statusCode, _bytes, responseTime) => {
+      if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime);
+    });
+  });
+}
+
+function cpuMicros(before: NodeJS.CpuUsage, after: NodeJS.CpuUsage): number {
+  return after.user - before.user + (after.system - before.system);
+}
+
+async function measure(target: Target, upstream: Target, cell: Cell): Promise<Row> {
+  log(`${cellName(cell)} · ${target.name}: warm-up ${WARMUP_SECONDS}s, run ${SECONDS}s`);
+  await load(target, cell, WARMUP_SECONDS);
+  const [cpu0, up0] = await Promise.all([target.cpu(), upstream.cpu()]);
+  const { result, latencies } = await load(target, cell, SECONDS);
+  const [cpu1, up1] = await Promise.all([target.cpu(), upstream.cpu()]);
+  const requests = result.requests.total;
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    cell: cellName(cell),
+    concurrency: cell.concurrency,
+    stream: cell.stream,
+    target: target.name,
+    requests,
+    durationSeconds: result.duration,
+    rps: requests / result.duration,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    cpuUsPerRequest: requests > 0 ? cpuMicros(cpu0, cpu1) / requests : Number.NaN,
+    upstreamCpuUsPerRequest: requests > 0 ? cpuMicros(up0, up1) / requests : Number.NaN,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function ratio(a: number | undefined, b: number | undefined): number | null {
+  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) {
+    return null;
+  }
+  return a / b;
+}
+
+function ratios(rows: readonly Row[]): Ratio[] {
+  return CELLS.map((cell) => {
+    const name = cellName(cell);
+    const get = (target: TargetName) => rows.find((r) => r.cell === name && r.target === target);
+    const [direct, floor, tp] = [get("direct"), get("floor"), get("tokenpool")];
+    const cpu = ratio(tp?.cpuUsPerRequest, floor?.cpuUsPerRequest);
+    return {
+      cell: name,
+      cpuPerRequestVsFloor: cpu,
+      rpsVsFloor: ratio(tp?.rps, floor?.rps),
+      rpsVsDirect: ratio(tp?.rps, direct?.rps),
+      p50VsFloor: ratio(tp?.p50Ms, floor?.p50Ms),
+      p50VsDirect: ratio(tp?.p50Ms, direct?.p50Ms),
+      floorRpsVsDirect: ratio(floor?.rps, direct?.rps),
+      withinCpuTarget: cpu === null ? null : cpu <= CPU_TARGET_VS_FLOOR,
+    };
+  });
+}
+
+function table(head: string[], body: string[][], textColumns: number): string {
+  const align = head.map((_, i) => (i < textColumns ? "---" : "---:"));
+  return [head, align, ...body].map((cells) => `| ${cells.join(" | ")} |`).join("\n");
+}
+
+const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+const times = (n: number | null) => (n === null ? "n/a" : `${n.toFixed(2)}×`);
+
+function render(rows: readonly Row[], ratioRows: readonly Ratio[], notes: string[]): string {
+  const out: string[] = [];
+  out.push(
+    `## tokenpool proxy bench`,
+    "",
+    `${STARTED_AT} · node ${process.version} · ${os.cpus().length} CPUs ` +
+      `(${os.cpus()[0]?.model.trim() ?? "unknown"}) · ${SECONDS}s per run after ${WARMUP_SECONDS}s ` +
+      `warm-up · upstream chunk delay ${CHUNK_DELAY_MS} ms`,
+    "",
+  );
+  for (const note of notes) out.push(`> ${note}`, "");
+  out.push(
+    table(
+      ["cell", "target", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "non-2xx", "errors"],
+      rows.map((r) => [
+        r.cell,
+        r.target,
+        fixed(r.rps, 0),
+        fixed(r.p50Ms, 2),
+        fixed(r.p99Ms, 2),
+        fixed(r.cpuUsPerRequest, 0),
+        String(r.non2xx),
+        String(r.errors + r.timeouts),
+      ]),
+      2,
+    ),
+    "",
+    `### Ratios (tokenpool target: CPU per request ≤ ${CPU_TARGET_VS_FLOOR}× floor)`,
+    "",
+    table(
+      [
+        "cell",
+        "CPU/req tp÷floor",
+        "req/s tp÷floor",
+        "req/s tp÷direct",
+        "p50 tp÷floor",
+        "p50 tp÷direct",
+        "req/s floor÷direct",
+        "CPU target",
+      ],
+      ratioRows.map((r) => [
+        r.cell,
+        times(r.cpuPerRequestVsFloor),
+        times(r.rpsVsFloor),
+        times(r.rpsVsDirect),
+        times(r.p50VsFloor),
+        times(r.p50VsDirect),
+        times(r.floorRpsVsDirect),
+        r.withinCpuTarget === null ? "n/a" : r.withinCpuTarget ? "ok" : "OVER",
+      ]),
+      1,
+    ),
+    "",
+  );
+  return out.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main(): Promise<number> {
+  const budgetMs = 90_000 + CELLS.length * TARGETS.length * (SECONDS + WARMUP_SECONDS + 5) * 1000;
+  const watchdog = setTimeout(() => {
+    log(`the bench did not finish within ${Math.round(budgetMs / 1000)} s; giving up`);
+    stopAll().finally(() => process.exit(1));
+  }, budgetMs);
+  watchdog.unref();
+
+  const notes: string[] = [];
+  if (CPU_PROF) {
+    await mkdir(PROFILE_DIR, { recursive: true });
+    notes.push(
+      `BENCH_CPU_PROF=1: CPU profiles in ${PROFILE_DIR}; profiling slows the targets, so these ` +
+        "numbers are not comparable with normal runs.",
+    );
+  }
+  const status: Record<string, { status: "ok" | "skipped"; reason?: string }> = {};
+  log("starting the mock upstream");
+  // The mock upstream is both the "direct" target and the upstream of the other two.
+  const upstream = await Target.start("direct", "./upstream.ts");
+  const upstreamUrl = `${upstream.origin}/v1`;
+  log(`upstream at ${upstreamUrl}; starting targets`);
+  const [floor, tokenpool] = await Promise.allSettled([
+    Target.start("floor", "./floor.ts", ["--upstream", upstreamUrl]),
+    Target.start("tokenpool", "./tokenpool-target.ts", ["--upstream", upstreamUrl]),
+  ]);
+  if (floor.status === "rejected") throw floor.reason;
+  const targets: Target[] = [upstream, floor.value];
+
+  await smokeTest(upstream);
+  await smokeTest(floor.value);
+  status.direct = { status: "ok" };
+  status.floor = { status: "ok" };
+  let skipReason: string | undefined;
+  if (tokenpool.status === "rejected") {
+    const { message, stderr } = tokenpool.reason as Error & { stderr?: string };
+    skipReason = [message, firstErrorLine(stderr)].filter(Boolean).join(": ");
+    if (stderr) log(`tokenpool stderr:\n${stderr}`);
+  } else {
+    try {
+      await smokeTest(tokenpool.value);
+      targets.push(tokenpool.value);
+    } catch (error) {
+      skipReason = `smoke test failed: ${(error as Error).message}`;
+      await tokenpool.value.stop();
+    }
+  }
+  if (skipReason) {
+    status.tokenpool = { status: "skipped", reason: skipReason };
+    notes.push(`**tokenpool SKIPPED**: ${skipReason.split("\n").slice(0, 3).join(" / ")}`);
+    log(`tokenpool target SKIPPED: ${skipReason}`);
+  } else {
+    status.tokenpool = { status: "ok" };
+  }
+
+  const rows: Row[] = [];
+  for (const cell of CELLS) {
+    for (const target of targets) rows.push(await measure(target, upstream, cell));
+  }
+  await stopAll();
+
+  const bad = rows.filter((r) => r.non2xx > 0 || r.errors > 0 || r.timeouts > 0);
+  for (const r of bad) {
+    notes.push(
+      `**FAILED: ${r.target} in ${r.cell} had ${r.non2xx} non-2xx answers, ${r.errors} errors, ` +
+        `${r.timeouts} timeouts**; its numbers are not valid.`,
+    );
+  }
+  const ratioRows = ratios(rows);
+  process.stdout.write(`${render(rows, ratioRows, notes)}\n`);
+
+  await mkdir(new URL("../results/", import.meta.url), { recursive: true });
+  const json = {
+    date: STARTED_AT,
+    cpuProfiles: CPU_PROF ? PROFILE_DIR : null,
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model.trim() ?? null,
+    seconds: SECONDS,
+    warmupSeconds: WARMUP_SECONDS,
+    chunkDelayMs: CHUNK_DELAY_MS,
+    cpuTargetVsFloor: CPU_TARGET_VS_FLOOR,
+    targets: status,
+    rows,
+    ratios: ratioRows,
+  };
+  await writeFile(RESULTS_FILE, `${JSON.stringify(json, null, 2)}\n`);
+  log(`results written to ${RESULTS_FILE}`);
+
+  if (bad.length > 0) {
+    log(`FAILED: ${bad.length} run(s) had non-2xx answers or errors (see the notes above)`);
+    return 1;
+  }
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    log(`FAILED: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    const stderr = (error as { stderr?: string } | null)?.stderr;
+    if (stderr) log(`child stderr:\n${stderr}`);
+    stopAll().finally(() => process.exit(1));
+  },
+);

@@ -1,0 +1,55 @@
+/**
+ * Bench child "tokenpool": a gateway on node:http with the SQLite store, one upstream credential
+ * (the mock upstream) and one downstream key with a quota large enough for the whole run. Every
+ * request therefore goes through the real proxy path: key check, quota reservation, credential
+ * pick, upstream call, usage capture, settlement.
+ *
+ * @module
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createGateway } from "@tokenpool/core";
+import { toNodeHandler } from "@tokenpool/core/node";
+import { sqliteStore } from "@tokenpool/store-sqlite";
+import { runChild, UPSTREAM_KEY, upstreamArg } from "./child.js";
+
+runChild(async () => {
+  const upstreamUrl = upstreamArg();
+  const dir = await mkdtemp(join(tmpdir(), "tokenpool-bench-"));
+  const filename = join(dir, "bench.db");
+  const gateway = createGateway({
+    store: sqliteStore({ filename }),
+    secret: "bench-secret-0123456789abcdef0123456789",
+  });
+  await gateway.credentials.add({
+    provider: "openai",
+    kind: "api-key",
+    baseUrl: upstreamUrl,
+    secret: { apiKey: UPSTREAM_KEY },
+    label: "bench",
+  });
+  const { key } = await gateway.keys.create({
+    name: "bench",
+    remainQuota: 1_000_000_000,
+    unlimitedQuota: false,
+  });
+  const server = createServer(toNodeHandler(gateway));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    authorization: `Bearer ${key}`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await gateway.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
