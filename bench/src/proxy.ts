@@ -16,6 +16,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
+import { build } from "esbuild";
 import { request } from "undici";
 import type { ChildMessage, ParentMessage } from "./child.js";
 
@@ -43,12 +44,22 @@ interface Cell {
   concurrency: number;
   stream: boolean;
 }
-const CELLS: readonly Cell[] = [
+const ALL_CELLS: readonly Cell[] = [
   { concurrency: 1, stream: false },
   { concurrency: 1, stream: true },
   { concurrency: 50, stream: false },
   { concurrency: 50, stream: true },
 ];
+
+/** BENCH_CELLS="c=50 json,c=1 stream" runs only those cells (all when unset). */
+const CELLS: readonly Cell[] = process.env.BENCH_CELLS
+  ? ALL_CELLS.filter((c) =>
+      process.env
+        .BENCH_CELLS!.split(",")
+        .map((x) => x.trim())
+        .includes(cellName(c)),
+    )
+  : ALL_CELLS;
 
 /** One measured load run: one target in one cell. */
 interface Row {
@@ -93,6 +104,41 @@ function cellName(cell: Cell): string {
   return `c=${cell.concurrency} ${cell.stream ? "stream" : "json"}`;
 }
 
+/**
+ * Bundles the three children into plain JavaScript, as a published build would be (the workspace
+ * packages from their sources, the same undici for floor and tokenpool), no `keepNames` (running
+ * the TypeScript through tsx would add a `__name()` call to every closure made per request, a
+ * cost no user of the built packages pays).
+ */
+async function buildChildren(): Promise<{ upstream: string; floor: string; tokenpool: string }> {
+  const outdir = fileURLToPath(new URL("../.build/", import.meta.url));
+  const entries = { upstream: "upstream.ts", floor: "floor.ts", tokenpool: "tokenpool-target.ts" };
+  await build({
+    entryPoints: Object.fromEntries(
+      Object.entries(entries).map(([k, f]) => [k, fileURLToPath(new URL(f, import.meta.url))]),
+    ),
+    outdir,
+    outExtension: { ".js": ".mjs" },
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    conditions: ["source"],
+    // Everything is bundled (workspace packages from their sources) but the native addon.
+    external: ["better-sqlite3"],
+    // CommonJS dependencies (undici) require Node built-ins at run time.
+    banner: {
+      js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);',
+    },
+    logLevel: "warning",
+  });
+  return {
+    upstream: `${outdir}upstream.mjs`,
+    floor: `${outdir}floor.mjs`,
+    tokenpool: `${outdir}tokenpool.mjs`,
+  };
+}
+
 function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
 }
@@ -127,17 +173,11 @@ class Target {
     });
   }
 
-  /** Fork `file` and wait until it reports `ready`; rejects with the child's stderr otherwise. */
+  /** Fork `file` (a bundle from {@link buildChildren}) and wait until it reports `ready`. */
   static start(name: TargetName, file: string, args: string[] = [], timeoutMs = 60_000) {
-    const proc = fork(fileURLToPath(new URL(file, import.meta.url)), args, {
+    const proc = fork(file, args, {
       cwd: ROOT,
-      execArgv: [
-        "--conditions=source",
-        "--import",
-        "tsx",
-        // One directory per child: the tsx loader thread writes a profile of its own.
-        ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : []),
-      ],
+      execArgv: [...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : [])],
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     });
     live.add(proc);
@@ -455,12 +495,13 @@ async function main(): Promise<number> {
   const status: Record<string, { status: "ok" | "skipped"; reason?: string }> = {};
   log("starting the mock upstream");
   // The mock upstream is both the "direct" target and the upstream of the other two.
-  const upstream = await Target.start("direct", "./upstream.ts");
+  const built = await buildChildren();
+  const upstream = await Target.start("direct", built.upstream);
   const upstreamUrl = `${upstream.origin}/v1`;
   log(`upstream at ${upstreamUrl}; starting targets`);
   const [floor, tokenpool] = await Promise.allSettled([
-    Target.start("floor", "./floor.ts", ["--upstream", upstreamUrl]),
-    Target.start("tokenpool", "./tokenpool-target.ts", ["--upstream", upstreamUrl]),
+    Target.start("floor", built.floor, ["--upstream", upstreamUrl]),
+    Target.start("tokenpool", built.tokenpool, ["--upstream", upstreamUrl]),
   ]);
   if (floor.status === "rejected") throw floor.reason;
   const targets: Target[] = [upstream, floor.value];

@@ -11,7 +11,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createGateway } from "@tokenpool/core";
+import { createGateway, memoryStore } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { runChild, UPSTREAM_KEY, upstreamArg } from "./child.js";
@@ -21,7 +21,8 @@ runChild(async () => {
   const dir = await mkdtemp(join(tmpdir(), "tokenpool-bench-"));
   const filename = join(dir, "bench.db");
   const gateway = createGateway({
-    store: sqliteStore({ filename }),
+    // BENCH_STORE=memory separates the engine's own cost from the store's.
+    store: process.env.BENCH_STORE === "memory" ? memoryStore() : sqliteStore({ filename }),
     secret: "bench-secret-0123456789abcdef0123456789",
   });
   await gateway.credentials.add({

@@ -3,8 +3,8 @@ import type { UsageRecord } from "./store/types.js";
 
 /** Every event a gateway emits, with its payload. Payloads never contain secrets. */
 export interface GatewayEvents {
-  /** A request was served (or failed) and its usage record was queued for the store. */
-  "usage.recorded": (record: Omit<UsageRecord, "id">) => void;
+  /** A request's usage record (with the quota its settlement charged) was written to the store. */
+  "usage.recorded": (record: UsageRecord) => void;
   /** A key's reservation was refused because its quota (or its owner's) is used up. */
   "key.exhausted": (info: { keyId: number; reason: "key_quota" | "user_quota" }) => void;
   /** A credential was chosen for a request. */

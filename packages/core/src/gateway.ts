@@ -149,7 +149,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   );
   const upstream = new UpstreamClient(opts.upstream);
   const billing = new Billing(settings, opts.billing.defaultCompletionTokens);
-  const pending = new Set<Promise<unknown>>();
   const trusted = opts.trustedProxies.length > 0 ? new IpAllowList(opts.trustedProxies) : null;
   const clientIp = (ex: Exchange) =>
     resolveClientIp(ex.remoteAddress, header(ex.headers, "x-forwarded-for"), trusted);
@@ -164,6 +163,10 @@ export function createGateway(options: GatewayOptions): Gateway {
         : change.collection === "credentials"
           ? pool.refresh(change.id)
           : undefined;
+    if (change.collection === "keys")
+      keys.invalidateKey(change.id === undefined ? undefined : Number(change.id));
+    else if (change.collection === "users")
+      keys.invalidateUser(change.id === undefined ? undefined : Number(change.id));
     task?.catch((error: unknown) =>
       logger.warn("could not apply a store change", { change, error: String(error) }),
     );
@@ -181,7 +184,6 @@ export function createGateway(options: GatewayOptions): Gateway {
       settings,
       events,
       logger,
-      pending,
       keys,
       maxBodyBytes: opts.maxBodyBytes,
       clientIp,
@@ -243,8 +245,16 @@ export function createGateway(options: GatewayOptions): Gateway {
       },
       get: (id) => store.users.get(id),
       list: (q) => store.users.list(q),
-      update: (id, patch) => store.users.update(id, patch),
-      delete: (id) => store.users.delete(id),
+      async update(id, patch) {
+        const rec = await store.users.update(id, patch);
+        keys.invalidateUser(id);
+        return rec;
+      },
+      async delete(id) {
+        const ok = await store.users.delete(id);
+        keys.invalidateUser(id);
+        return ok;
+      },
       findByAccessToken: (token) => store.users.getByAccessTokenHash(box.hash(token)),
     },
     credentials: {
@@ -291,7 +301,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     close() {
       closed ??= (async () => {
         await ready.catch(() => {});
-        await Promise.allSettled([...pending]);
         await usageWriter.flush();
         unwatch();
         await upstream.close();

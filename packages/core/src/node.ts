@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { GatewayError } from "./errors.js";
 import type { Gateway } from "./gateway.js";
@@ -25,57 +26,100 @@ function readNodeBody(req: IncomingMessage & { body?: unknown }, limit: number):
     let size = 0;
     const onData = (c: Buffer) => {
       size += c.length;
-      if (size > limit) {
-        cleanup();
+      if (size <= limit) chunks.push(c);
+      else {
+        done();
         req.resume();
         reject(tooLarge(limit));
-        return;
       }
-      chunks.push(c);
     };
     const onEnd = () => {
-      cleanup();
+      done();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
     };
+    // A client that goes away mid-body makes the request emit "error" (aborted) or just "close".
     const onError = (e: Error) => {
-      cleanup();
+      done();
       reject(new GatewayError("INVALID_REQUEST", `could not read the request body: ${e.message}`));
     };
-    const cleanup = () => {
+    const onClose = () => onError(new Error("the client closed the request before its body ended"));
+    const done = () => {
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);
-      req.off("aborted", onAborted);
+      req.off("close", onClose);
     };
-    const onAborted = () => onError(new Error("client aborted"));
     req.on("data", onData);
     req.on("end", onEnd);
     req.on("error", onError);
-    req.on("aborted", onAborted);
+    req.on("close", onClose);
   });
+}
+
+/** The client signal of a node request: an EventEmitter with `aborted`, which undici accepts. */
+class NodeClientSignal extends EventEmitter {
+  aborted = false;
+  reason: unknown = undefined;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = new Error("client closed the connection");
+    this.emit("abort");
+  }
+}
+
+/**
+ * A node:http request as an {@link Exchange}, without Web objects. The client signal is made
+ * only when a route asks for it (the proxy routes do; errors and management routes do not).
+ */
+class NodeExchange implements Exchange {
+  readonly method: string;
+  readonly path: string;
+  readonly search: string;
+  readonly headers: IncomingMessage["headers"];
+  readonly remoteAddress: string;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  #signal: NodeClientSignal | null = null;
+  #body: Promise<Buffer> | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    this.method = req.method ?? "GET";
+    this.path = q < 0 ? url : url.slice(0, q);
+    this.search = q < 0 ? "" : url.slice(q + 1);
+    this.headers = req.headers;
+    this.remoteAddress = req.socket.remoteAddress ?? "";
+    this.#req = req;
+    this.#res = res;
+  }
+
+  body(limit: number): Promise<Buffer> {
+    this.#body ??= readNodeBody(this.#req, limit);
+    return this.#body;
+  }
+
+  get signal(): NodeClientSignal {
+    if (this.#signal) return this.#signal;
+    const signal = new NodeClientSignal();
+    this.#signal = signal;
+    const res = this.#res;
+    if (res.closed) {
+      if (!res.writableFinished) signal.abort();
+    } else {
+      res.once("close", () => {
+        if (!res.writableFinished) signal.abort();
+      });
+    }
+    return signal;
+  }
 }
 
 /** Adapts a node:http request to an {@link Exchange} without creating Web objects. */
 export function fromNodeRequest(req: IncomingMessage, res: ServerResponse): Exchange {
-  const url = req.url ?? "/";
-  const q = url.indexOf("?");
-  const controller = new AbortController();
-  res.once("close", () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  let body: Promise<Buffer> | null = null;
-  return {
-    method: req.method ?? "GET",
-    path: q < 0 ? url : url.slice(0, q),
-    search: q < 0 ? "" : url.slice(q + 1),
-    headers: req.headers,
-    remoteAddress: req.socket.remoteAddress ?? "",
-    body: (limit) => {
-      body ??= readNodeBody(req, limit);
-      return body;
-    },
-    signal: controller.signal,
-  };
+  return new NodeExchange(req, res);
 }
 
 /** Resolves when `res` can take more data, or when it closed (false). */
@@ -102,7 +146,8 @@ export async function writeNodeReply(res: ServerResponse, reply: Reply): Promise
   const { status, headers, body } = reply;
   if (!isStreamBody(body)) {
     const buf = body === null ? null : typeof body === "string" ? Buffer.from(body) : body;
-    res.writeHead(status, { ...headers, "content-length": String(buf?.byteLength ?? 0) });
+    headers["content-length"] = String(buf?.byteLength ?? 0);
+    res.writeHead(status, headers);
     res.end(buf);
     return;
   }

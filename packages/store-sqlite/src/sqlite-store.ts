@@ -21,6 +21,7 @@ import {
   type Settlement,
   type Store,
   type StoreChange,
+  type UsageCommit,
   type UsageQuery,
   type UsageRecord,
   type UsageRollup,
@@ -134,6 +135,22 @@ function rethrowDuplicate(err: unknown, message: string): never {
   throw err;
 }
 
+/** Runs `fn`, retrying on SQLITE_BUSY/SQLITE_LOCKED with a short sleep until `timeoutMs`. */
+function withBusyRetry<T>(fn: () => T, timeoutMs: number): T {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    try {
+      return fn();
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? "";
+      if (!code.startsWith("SQLITE_BUSY") && !code.startsWith("SQLITE_LOCKED")) throw err;
+      if (Date.now() >= deadline) throw err;
+      // Start-up only: a synchronous sleep keeps the constructor synchronous.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, wait);
+    }
+  }
+}
+
 /**
  * A Store on SQLite through better-sqlite3: one file, WAL mode, numbered migrations applied at
  * open. Every atomic step of the contract is a single SQL statement or one `BEGIN IMMEDIATE`
@@ -164,12 +181,15 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   try {
     // busy_timeout first: switching a fresh file to WAL and migrating both need the write lock.
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-    db.pragma("journal_mode = WAL");
+    // Several processes opening a fresh file at once: SQLite can answer SQLITE_BUSY for the switch
+    // to WAL (and the first schema write) without waiting through busy_timeout, because the lock
+    // escalation would deadlock. Retry those two steps until the timeout.
+    withBusyRetry(() => db.pragma("journal_mode = WAL"), busyTimeoutMs);
     db.pragma("synchronous = NORMAL");
     db.function("tokenpool_lower", { deterministic: true }, (v: unknown) =>
       typeof v === "string" ? v.toLowerCase() : v,
     );
-    migrate(db);
+    withBusyRetry(() => migrate(db), busyTimeoutMs);
   } catch (err) {
     if (owned) db.close();
     throw err;
@@ -216,6 +236,9 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     keyQuota: db.prepare("SELECT user_id, remain_quota, unlimited_quota FROM keys WHERE id = ?"),
     keyRemain: db.prepare("SELECT remain_quota FROM keys WHERE id = ?").pluck(),
     userQuota: db.prepare("SELECT quota FROM users WHERE id = ?").pluck(),
+    reserveFast: db.prepare(
+      "UPDATE keys SET remain_quota = remain_quota - ? WHERE id = ? AND user_id IS NULL AND unlimited_quota = 0 AND remain_quota >= ?",
+    ),
     debitKey: db.prepare(
       "UPDATE keys SET remain_quota = remain_quota - ? WHERE id = ? AND remain_quota >= ?",
     ),
@@ -438,8 +461,47 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     return row ? credentialFromRow(row) : null;
   };
 
-  const reserve = (keyId: number, units: number): ReserveResult =>
-    immediate((): ReserveResult => {
+  /** One reservation inside the caller's transaction. */
+  const reserveIn = (keyId: number, units: number): ReserveResult => {
+    // The common case, a limited key without an owner, is one guarded UPDATE; every other case
+    // (owner, unlimited, refusal and its reason) takes the full path below.
+    if (s.reserveFast.run(units, keyId, units).changes === 1) {
+      return { ok: true, reservation: { keyId, userId: null, units, keyDebited: true } };
+    }
+    return reserveFull(keyId, units);
+  };
+
+  /**
+   * Group commit: reservations asked for in the same event-loop turn run in one BEGIN IMMEDIATE
+   * transaction, one after the other, each with its own guarded update, so each is exactly as
+   * atomic as alone; only the commit (the WAL write, the locks) is shared. Under concurrency this
+   * turns one write transaction per request into one per loop turn.
+   */
+  let reserveQueue: {
+    keyId: number;
+    units: number;
+    resolve: (r: ReserveResult) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  const flushReserves = () => {
+    const batch = reserveQueue;
+    reserveQueue = [];
+    let results: ReserveResult[];
+    try {
+      results = immediate(() => batch.map((r) => reserveIn(r.keyId, r.units)));
+    } catch (error) {
+      for (const r of batch) r.reject(error);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]!);
+  };
+  const reserve = (keyId: number, units: number): Promise<ReserveResult> =>
+    new Promise((resolve, reject) => {
+      if (reserveQueue.push({ keyId, units, resolve, reject }) === 1) setImmediate(flushReserves);
+    });
+
+  const reserveFull = (keyId: number, units: number): ReserveResult => {
+    {
       const key = s.keyQuota.get(keyId) as
         | Pick<KeyRow, "user_id" | "remain_quota" | "unlimited_quota">
         | undefined;
@@ -463,10 +525,12 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         keyDebited: debitKey,
       };
       return { ok: true, reservation };
-    });
+    }
+  };
 
-  const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement =>
-    immediate((): Settlement => {
+  /** Settles inside the caller's transaction. */
+  const settleIn = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
+    {
       const keyRemain = s.keyRemain.get(res.keyId) as number | undefined;
       const userQuota =
         res.userId === null ? undefined : (s.userQuota.get(res.userId) as number | undefined);
@@ -483,10 +547,14 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       }
       if (userQuota !== undefined) s.settleUser.run(delta, charged, res.userId);
       return { charged };
-    });
+    }
+  };
+  const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement =>
+    immediate(() => settleIn(res, actualUnits, nowSeconds));
 
-  const record = (records: NewUsageRecord[]): UsageRecord[] =>
-    immediate(() => {
+  /** Appends records and bumps their roll-ups inside the caller's transaction. */
+  const recordIn = (records: NewUsageRecord[]): UsageRecord[] => {
+    {
       const out: UsageRecord[] = new Array(records.length);
       const buckets = new Map<string, UsageRollup>();
       for (let i = 0; i < records.length; i++) {
@@ -505,7 +573,20 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       }
       for (const bucket of buckets.values()) s.bumpRollup.run(rollupParams(bucket));
       return out;
-    });
+    }
+  };
+  const record = (records: NewUsageRecord[]): UsageRecord[] => immediate(() => recordIn(records));
+  const commit = (commits: UsageCommit[], nowSeconds: number): UsageRecord[] =>
+    immediate(() =>
+      recordIn(
+        commits.map((c) => ({
+          ...c.record,
+          quota: c.reservation
+            ? settleIn(c.reservation, c.actualUnits, nowSeconds).charged
+            : c.actualUnits,
+        })),
+      ),
+    );
 
   return {
     name: "sqlite",
@@ -806,6 +887,11 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       return records.length ? record(records) : [];
     },
 
+    async commitUsage(commits, nowSeconds) {
+      for (const c of commits) assertUnits(c.actualUnits, "actualUnits");
+      return commits.length ? commit(commits, nowSeconds) : [];
+    },
+
     async acquireLock(name, ttlMs) {
       const now = Date.now();
       const token = randomUUID();
@@ -831,6 +917,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     async close() {
       if (closed) return;
       closed = true;
+      // Reservations already asked for are answered before the database goes away.
+      if (reserveQueue.length > 0) flushReserves();
       stopPolling();
       listeners.clear();
       if (owned) db.close();

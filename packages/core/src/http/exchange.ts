@@ -7,6 +7,15 @@
 /** Incoming headers, lower-case names (node:http's `IncomingHttpHeaders` fits as is). */
 export type HeaderBag = Record<string, string | string[] | undefined>;
 
+/**
+ * Tells when the client went away. Either a Web `AbortSignal` (fetch runtimes) or, on node:http,
+ * a lighter EventEmitter with `aborted` that emits `abort` (undici accepts both as `signal`;
+ * creating an AbortController per request costs several microseconds on Node 20).
+ */
+export type ClientSignal =
+  | AbortSignal
+  | (import("node:events").EventEmitter & { readonly aborted: boolean });
+
 /** One incoming request. */
 export interface Exchange {
   method: string;
@@ -20,7 +29,7 @@ export interface Exchange {
   /** Reads the whole body, at most `limit` bytes (throws BODY_TOO_LARGE beyond). */
   body(limit: number): Promise<Buffer>;
   /** Aborted when the client goes away before the reply is finished. */
-  signal: AbortSignal;
+  readonly signal: ClientSignal;
 }
 
 /** A reply body: bytes, text, a stream of chunks written as they come, or nothing. */

@@ -53,6 +53,11 @@ export interface AuthorizedKey {
   user: UserRecord | null;
 }
 
+/** How long an authorisation cache entry may live without a change notification. */
+const CACHE_TTL_MS = 2_000;
+/** Entries per authorisation cache before it is emptied (a cheap bound, not an LRU). */
+const CACHE_MAX = 50_000;
+
 /** The prefix of generated downstream keys. */
 export const KEY_PREFIX = "sk-";
 
@@ -64,10 +69,61 @@ export class KeyService {
   readonly #store: Store;
   readonly #box: SecretBox;
   readonly #allowLists = new Map<string, IpAllowList>();
+  /**
+   * Authorisation caches. Records are dropped on every change notification of their key or user
+   * (local or from another instance) and after {@link CACHE_TTL_MS} at the latest; quota is not
+   * read from them (the atomic reservation decides), so they never have to follow quota counters.
+   */
+  readonly #hashOf = new Map<string, string>();
+  readonly #keyByHash = new Map<string, { key: ApiKeyRecord; at: number }>();
+  readonly #userById = new Map<number, { user: UserRecord | null; at: number }>();
 
   constructor(store: Store, box: SecretBox) {
     this.#store = store;
     this.#box = box;
+  }
+
+  /** Drops cached records after a change of a key (`id`), or of every key when `id` is undefined. */
+  invalidateKey(id?: number): void {
+    if (id === undefined) this.#keyByHash.clear();
+    else for (const [h, e] of this.#keyByHash) if (e.key.id === id) this.#keyByHash.delete(h);
+  }
+
+  /** Drops a cached user after a change (every user when `id` is undefined). */
+  invalidateUser(id?: number): void {
+    if (id === undefined) this.#userById.clear();
+    else this.#userById.delete(id);
+  }
+
+  #hash(plain: string): string {
+    let h = this.#hashOf.get(plain);
+    if (h === undefined) {
+      h = this.#box.hash(plain);
+      if (this.#hashOf.size >= CACHE_MAX) this.#hashOf.clear();
+      this.#hashOf.set(plain, h);
+    }
+    return h;
+  }
+
+  async #cachedKey(plain: string, now: number): Promise<ApiKeyRecord | null> {
+    const hash = this.#hash(plain);
+    const hit = this.#keyByHash.get(hash);
+    if (hit && now - hit.at < CACHE_TTL_MS) return hit.key;
+    const key = await this.#store.keys.getByHash(hash);
+    if (key) {
+      if (this.#keyByHash.size >= CACHE_MAX) this.#keyByHash.clear();
+      this.#keyByHash.set(hash, { key, at: now });
+    } else this.#keyByHash.delete(hash);
+    return key;
+  }
+
+  async #cachedUser(id: number, now: number): Promise<UserRecord | null> {
+    const hit = this.#userById.get(id);
+    if (hit && now - hit.at < CACHE_TTL_MS) return hit.user;
+    const user = await this.#store.users.get(id);
+    if (this.#userById.size >= CACHE_MAX) this.#userById.clear();
+    this.#userById.set(id, { user, at: now });
+    return user;
   }
 
   /** Creates a key; the result holds the plain key, which is never retrievable in the clear again except by {@link reveal}. */
@@ -105,11 +161,15 @@ export class KeyService {
   /** Applies a validated partial update. */
   async update(id: number, patch: ApiKeyPatch): Promise<ApiKeyRecord | null> {
     this.#validate(patch);
-    return this.#store.keys.update(id, patch);
+    const rec = await this.#store.keys.update(id, patch);
+    this.invalidateKey(id);
+    return rec;
   }
 
-  delete(ids: number[]): Promise<number> {
-    return this.#store.keys.delete(ids);
+  async delete(ids: number[]): Promise<number> {
+    const n = await this.#store.keys.delete(ids);
+    for (const id of ids) this.invalidateKey(id);
+    return n;
   }
 
   /** The plain key of a stored key (the explicit reveal call), or null. */
@@ -120,7 +180,7 @@ export class KeyService {
 
   /** Finds a key by its plain value: one indexed lookup. */
   findByPlain(plain: string): Promise<ApiKeyRecord | null> {
-    return this.#store.keys.getByHash(this.#box.hash(plain));
+    return this.#store.keys.getByHash(this.#hash(plain));
   }
 
   /**
@@ -135,19 +195,22 @@ export class KeyService {
         "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
       );
     }
-    const key = await this.findByPlain(plain);
-    if (!key)
+    const nowMs = Date.now();
+    const key = await this.#cachedKey(plain, nowMs);
+    if (!key) {
       throw new GatewayError(
         "INVALID_API_KEY",
         `Incorrect API key provided: ${maskSecret(plain)}.`,
       );
-    const now = ctx.nowSeconds ?? Math.floor(Date.now() / 1000);
+    }
+    const now = ctx.nowSeconds ?? Math.floor(nowMs / 1000);
     if (key.status === KeyStatus.Disabled)
       throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
     if (key.status === KeyStatus.Expired || (key.expiredTime !== -1 && key.expiredTime <= now)) {
       throw new GatewayError("KEY_EXPIRED", "This API key has expired.");
     }
-    if (key.status === KeyStatus.Exhausted || (!key.unlimitedQuota && key.remainQuota <= 0)) {
+    // Only the status: a cached balance may be stale, and the reservation checks quota exactly.
+    if (key.status === KeyStatus.Exhausted) {
       throw new GatewayError("KEY_EXHAUSTED", "This API key has used up its quota.");
     }
     if (key.allowIps.length > 0 && !this.#allowList(key).allows(ctx.ip)) {
@@ -159,7 +222,7 @@ export class KeyService {
     if (ctx.model !== undefined) this.checkModel(key, ctx.model);
     let user: UserRecord | null = null;
     if (key.userId !== null) {
-      user = await this.#store.users.get(key.userId);
+      user = await this.#cachedUser(key.userId, nowMs);
       if (user?.status !== 1)
         throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
     }

@@ -9,12 +9,12 @@ import {
 import type { CredentialPool } from "../credentials/pool.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
-import type { Exchange, Reply } from "../http/exchange.js";
+import type { ClientSignal, Exchange, Reply } from "../http/exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
 import { findUsageObject, openaiProvider } from "../providers/openai.js";
 import type { SettingsService } from "../settings/service.js";
-import type { CredentialRecord, Reservation, Store } from "../store/types.js";
+import type { CredentialRecord, Store } from "../store/types.js";
 import type { UsageWriter } from "../usage/writer.js";
 import { redactSecrets } from "../util/secrets.js";
 import { eventData, SseFramer } from "./sse.js";
@@ -30,8 +30,6 @@ export interface ProxyDeps {
   settings: SettingsService;
   events: GatewayEmitter;
   logger: Logger;
-  /** Settlements in flight, so that `close()` can wait for them. */
-  pending: Set<Promise<unknown>>;
 }
 
 /** A parsed, authorised chat request. */
@@ -86,7 +84,12 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
     estimatePromptTokens(req.body),
     typeof maxTokens === "number" ? maxTokens : undefined,
   );
-  const reserved = await store.reserveQuota(key.id, estimate);
+  let reserved = await store.reserveQuota(key.id, estimate);
+  if (!reserved.ok && reserved.reason !== "key_not_found" && deps.usage.pending > 0) {
+    // Settlements still queued may give quota back: write them, then ask once more.
+    await deps.usage.flush();
+    reserved = await store.reserveQuota(key.id, estimate);
+  }
   if (!reserved.ok) {
     if (reserved.reason === "key_not_found")
       throw new GatewayError("INVALID_API_KEY", "This API key no longer exists.");
@@ -102,6 +105,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         );
   }
 
+  const reservation = reserved.reservation;
   let finished = false;
   /** Settles the reservation and records usage, exactly once per request. */
   const finish = (
@@ -113,8 +117,10 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
     if (finished) return;
     finished = true;
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
-    const settlement = settle(deps, reserved.reservation, cost).then((charged) => {
-      deps.usage.push({
+    deps.usage.push({
+      reservation,
+      actualUnits: cost,
+      record: {
         timestamp: started,
         requestId,
         keyId: key.id,
@@ -127,13 +133,11 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         status,
         success: status < 400 && error === null,
         ...usage,
-        quota: charged,
+        quota: cost,
         durationMs: Date.now() - started,
         error,
-      });
+      },
     });
-    deps.pending.add(settlement);
-    void settlement.finally(() => deps.pending.delete(settlement));
   };
 
   try {
@@ -264,25 +268,6 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   }
 }
 
-/** Settles a reservation; on a store failure the reservation is kept (logged), never lost silently. */
-async function settle(deps: ProxyDeps, reservation: Reservation, cost: number): Promise<number> {
-  try {
-    const { charged } = await deps.store.settleQuota(
-      reservation,
-      cost,
-      Math.floor(Date.now() / 1000),
-    );
-    return charged;
-  } catch (error) {
-    deps.logger.error("quota settlement failed", {
-      keyId: reservation.keyId,
-      error: String(error),
-    });
-    deps.events.emit("error", { where: "quota.settle", error: error as Error });
-    return reservation.units;
-  }
-}
-
 function upstreamError(message: string) {
   return { error: { message, type: "upstream_error", param: null, code: "upstream_error" } };
 }
@@ -290,7 +275,7 @@ function upstreamError(message: string) {
 interface RelayOptions {
   /** Drop the usage-only chunk (the client did not ask for it; we did). */
   stripUsage: boolean;
-  signal: AbortSignal;
+  signal: ClientSignal;
   promptEstimate: number;
   /** Called once when the stream ends, cleanly or not. */
   onEnd: (usage: TokenUsage, error: string | null) => void;

@@ -1,5 +1,6 @@
 import type { Dispatcher } from "undici";
 import { Pool } from "undici";
+import type { ClientSignal } from "../http/exchange.js";
 
 /** Timeouts of upstream calls (ms). */
 export interface UpstreamTimeouts {
@@ -42,7 +43,7 @@ export class UpstreamClient {
       method: Dispatcher.HttpMethod;
       headers: Record<string, string>;
       body?: string | Buffer;
-      signal?: AbortSignal;
+      signal?: ClientSignal;
     },
   ): Promise<Dispatcher.ResponseData> {
     return this.#pool(url.origin).request({

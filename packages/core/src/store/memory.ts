@@ -88,6 +88,40 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     return e;
   };
 
+  const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
+    assertUnits(actualUnits, "actualUnits");
+    const key = keys.get(res.keyId);
+    const user = res.userId === null ? undefined : users.get(res.userId);
+    let charged = actualUnits;
+    if (actualUnits > res.units) {
+      let room = actualUnits - res.units;
+      if (key && res.keyDebited) room = Math.min(room, key.remainQuota);
+      if (user) room = Math.min(room, user.quota);
+      charged = res.units + Math.max(0, room);
+    }
+    const delta = res.units - charged; // > 0: give back; < 0: take more
+    if (key) {
+      if (res.keyDebited) key.remainQuota += delta;
+      key.usedQuota += charged;
+      key.accessedTime = nowSeconds;
+    }
+    if (user) {
+      user.quota += delta;
+      user.usedQuota += charged;
+    }
+    return { charged };
+  };
+
+  const append = (r: NewUsageRecord): UsageRecord => {
+    const rec: UsageRecord = { ...clone(r), id: nextUsageId++ };
+    usage.push(rec);
+    const k = rollupKey(r);
+    const row = rollups.get(k) ?? emptyRollup(r);
+    rollups.set(k, row);
+    addToRollup(row, r);
+    return clone(rec);
+  };
+
   return {
     name: "memory",
     capabilities: { multiProcess: false },
@@ -328,41 +362,20 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
     },
 
     async settleQuota(res, actualUnits, nowSeconds): Promise<Settlement> {
-      assertUnits(actualUnits, "actualUnits");
-      const key = keys.get(res.keyId);
-      const user = res.userId === null ? undefined : users.get(res.userId);
-      let charged = actualUnits;
-      if (actualUnits > res.units) {
-        let room = actualUnits - res.units;
-        if (key && res.keyDebited) room = Math.min(room, key.remainQuota);
-        if (user) room = Math.min(room, user.quota);
-        charged = res.units + Math.max(0, room);
-      }
-      const delta = res.units - charged; // > 0: give back; < 0: take more
-      if (key) {
-        if (res.keyDebited) key.remainQuota += delta;
-        key.usedQuota += charged;
-        key.accessedTime = nowSeconds;
-      }
-      if (user) {
-        user.quota += delta;
-        user.usedQuota += charged;
-      }
-      return { charged };
+      return settle(res, actualUnits, nowSeconds);
     },
 
     async recordUsage(records: NewUsageRecord[]) {
-      const out: UsageRecord[] = [];
-      for (const r of records) {
-        const rec: UsageRecord = { ...clone(r), id: nextUsageId++ };
-        usage.push(rec);
-        const k = rollupKey(r);
-        const row = rollups.get(k) ?? emptyRollup(r);
-        rollups.set(k, row);
-        addToRollup(row, r);
-        out.push(clone(rec));
-      }
-      return out;
+      return records.map(append);
+    },
+
+    async commitUsage(commits, nowSeconds) {
+      return commits.map((c) => {
+        const quota = c.reservation
+          ? settle(c.reservation, c.actualUnits, nowSeconds).charged
+          : c.actualUnits;
+        return append({ ...c.record, quota });
+      });
     },
 
     async acquireLock(name, ttlMs) {

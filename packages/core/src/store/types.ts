@@ -263,6 +263,16 @@ export interface Settlement {
   charged: number;
 }
 
+/** One finished request for {@link Store.commitUsage}. */
+export interface UsageCommit {
+  /** The request's reservation, or null when it made none. */
+  reservation: Reservation | null;
+  /** The request's actual cost in quota units. */
+  actualUnits: number;
+  /** Its usage record; `quota` is replaced by the amount the settlement charged. */
+  record: NewUsageRecord;
+}
+
 /** A change notification delivered by {@link Store.watch}. */
 export interface StoreChange {
   collection: "keys" | "users" | "credentials" | "settings";
@@ -402,6 +412,16 @@ export interface Store {
    * Concurrent calls MUST NOT lose roll-up increments. Returns the records with their ids.
    */
   recordUsage(records: NewUsageRecord[]): Promise<UsageRecord[]>;
+
+  /**
+   * Settles the reservations of a batch of finished requests and appends their usage records, as
+   * ONE atomic step: each reservation is settled exactly as {@link Store.settleQuota} would (in
+   * order), and each record is appended as {@link Store.recordUsage} would, with its `quota` set
+   * to the amount its settlement charged (`actualUnits` when it has no reservation). A reader
+   * never sees a settlement without its record or the reverse. This is the proxy path's write: a
+   * gateway pays one store round-trip per batch instead of two per request.
+   */
+  commitUsage(commits: UsageCommit[], nowSeconds: number): Promise<UsageRecord[]>;
 
   /**
    * Tries to take the named lock for `ttlMs`. Returns an owner token, or null when another owner

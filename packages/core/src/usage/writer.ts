@@ -1,10 +1,15 @@
 import type { GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
-import type { NewUsageRecord, Store } from "../store/types.js";
+import type { Store, UsageCommit } from "../store/types.js";
+
+/** Batches above this many queued commits are dropped (and reported) while the store keeps failing. */
+const MAX_QUEUED = 100_000;
 
 /**
- * Batches usage records and writes them with one `store.recordUsage` call per batch, so that
- * recording usage costs the proxy path one array push instead of one write per request.
+ * Write-behind for finished requests: settlements and usage records are queued and written with
+ * one `store.commitUsage` call per batch, so the proxy path pays one array push per request
+ * instead of two store writes. Until a batch is written, its reservations stay debited in full
+ * (the conservative side); {@link UsageWriter.flush} writes at once when exact balances matter.
  */
 export class UsageWriter {
   readonly #store: Store;
@@ -12,7 +17,7 @@ export class UsageWriter {
   readonly #logger: Logger;
   readonly #intervalMs: number;
   readonly #maxBatch: number;
-  #queue: NewUsageRecord[] = [];
+  #queue: UsageCommit[] = [];
   #timer: NodeJS.Timeout | null = null;
   #inflight: Promise<void> = Promise.resolve();
 
@@ -30,18 +35,25 @@ export class UsageWriter {
     this.#maxBatch = maxBatch;
   }
 
-  /** Queues a record; it reaches the store within `flushIntervalMs`. */
-  push(record: NewUsageRecord): void {
-    this.#queue.push(record);
-    this.#events.emit("usage.recorded", record);
-    if (this.#queue.length >= this.#maxBatch) void this.flush();
-    else if (!this.#timer) {
-      this.#timer = setTimeout(() => void this.flush(), this.#intervalMs);
-      this.#timer.unref();
-    }
+  /** How many finished requests wait to be written. */
+  get pending(): number {
+    return this.#queue.length;
   }
 
-  /** Writes everything queued so far; resolves when it is in the store. */
+  /** Queues a finished request; it reaches the store within `flushIntervalMs`. */
+  push(commit: UsageCommit): void {
+    this.#queue.push(commit);
+    if (this.#queue.length >= this.#maxBatch) void this.flush();
+    else this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#timer) return;
+    this.#timer = setTimeout(() => void this.flush(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Writes everything queued so far; resolves when it is in the store (or reported as failed). */
   flush(): Promise<void> {
     if (this.#timer) {
       clearTimeout(this.#timer);
@@ -50,16 +62,21 @@ export class UsageWriter {
     if (this.#queue.length === 0) return this.#inflight;
     const batch = this.#queue;
     this.#queue = [];
-    // Chain batches so they reach the store in order, one write at a time.
+    // One write at a time, in order: a batch never overtakes an earlier one.
     this.#inflight = this.#inflight.then(async () => {
       try {
-        await this.#store.recordUsage(batch);
+        const records = await this.#store.commitUsage(batch, Math.floor(Date.now() / 1000));
+        for (const r of records) this.#events.emit("usage.recorded", r);
       } catch (error) {
-        this.#logger.error("usage batch could not be written", {
+        // commitUsage is atomic: nothing of the batch was applied, so it can be tried again.
+        this.#logger.error("usage batch could not be written; will retry", {
           records: batch.length,
           error: String(error),
         });
         this.#events.emit("error", { where: "usage.flush", error: error as Error });
+        if (this.#queue.length + batch.length <= MAX_QUEUED)
+          this.#queue = batch.concat(this.#queue);
+        this.#schedule();
       }
     });
     return this.#inflight;
