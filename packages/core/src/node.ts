@@ -122,6 +122,9 @@ export function fromNodeRequest(req: IncomingMessage, res: ServerResponse): Exch
   return new NodeExchange(req, res);
 }
 
+/** How long streamed headers may wait for the first chunk before they are sent alone. */
+const HEADER_FLUSH_MS = 25;
+
 /** Resolves when `res` can take more data, or when it closed (false). */
 function drained(res: ServerResponse): Promise<boolean> {
   return new Promise((resolve) => {
@@ -152,15 +155,38 @@ export async function writeNodeReply(res: ServerResponse, reply: Reply): Promise
     return;
   }
   res.writeHead(status, headers);
-  res.flushHeaders();
+  // Headers leave with the first chunk (one syscall, not two). If the upstream is slow to send
+  // one (a model thinking), they are flushed on their own so the client sees the status at once.
+  let headerTimer: NodeJS.Timeout | null = setTimeout(() => {
+    headerTimer = null;
+    if (!res.headersSent && !res.destroyed) res.flushHeaders();
+  }, HEADER_FLUSH_MS);
+  // Writes are corked until the next tick: chunks that are ready together, and the final end(),
+  // go out in one writev instead of one syscall each.
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    res.uncork();
+  };
   try {
     for await (const chunk of body) {
+      if (headerTimer) {
+        clearTimeout(headerTimer);
+        headerTimer = null;
+      }
       if (res.destroyed) break;
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(uncork);
+      }
       if (!res.write(chunk) && !(await drained(res))) break;
     }
     res.end();
   } catch {
     res.destroy();
+  } finally {
+    if (headerTimer) clearTimeout(headerTimer);
   }
 }
 

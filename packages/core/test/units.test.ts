@@ -5,16 +5,30 @@ import { eventData, SseFramer } from "../src/proxy/sse.js";
 import { maskSecret, redactSecrets, SecretBox } from "../src/util/secrets.js";
 
 describe("SseFramer", () => {
-  it("yields complete events across arbitrary chunk boundaries", () => {
+  const frame = (stream: string, step: number) => {
     const f = new SseFramer();
-    const stream = 'data: {"a":1}\n\ndata: {"b":2}\r\n\r\ndata: [DONE]\n\n';
     const out: string[] = [];
-    for (let i = 0; i < stream.length; i += 5)
-      out.push(...f.push(Buffer.from(stream.slice(i, i + 5))).map(String));
-    expect(out).toEqual(['data: {"a":1}\n\n', 'data: {"b":2}\r\n\r\n', "data: [DONE]\n\n"]);
-    expect(f.rest()).toBeNull();
-    expect(eventData(Buffer.from(out[1]!))).toBe('{"b":2}');
-    expect(eventData(Buffer.from(out[2]!))).toBeUndefined();
+    for (let i = 0; i < stream.length; i += step) {
+      out.push(...f.push(Buffer.from(stream.slice(i, i + step))).map(String));
+    }
+    return { out, rest: f.rest() };
+  };
+
+  it("yields complete events across arbitrary chunk boundaries", () => {
+    const stream = 'data: {"a":1}\n\ndata: {"b":2}\n\ndata: [DONE]\n\n';
+    for (const step of [1, 5, 13, stream.length]) {
+      const { out, rest } = frame(stream, step);
+      expect(out).toEqual(['data: {"a":1}\n\n', 'data: {"b":2}\n\n', "data: [DONE]\n\n"]);
+      expect(rest).toBeNull();
+    }
+    expect(eventData(Buffer.from('data: {"b":2}\n\n'))).toBe('{"b":2}');
+    expect(eventData(Buffer.from("data: [DONE]\n\n"))).toBeUndefined();
+  });
+
+  it("handles CRLF streams and keeps an unterminated tail", () => {
+    const { out, rest } = frame('data: {"a":1}\r\n\r\ndata: {"b":2}\r\n\r\ndata: {"c"', 3);
+    expect(out).toEqual(['data: {"a":1}\r\n\r\n', 'data: {"b":2}\r\n\r\n']);
+    expect(String(rest)).toBe('data: {"c"');
   });
 });
 

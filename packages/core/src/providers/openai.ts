@@ -1,13 +1,22 @@
 import type { TokenUsage } from "../billing/price.js";
 import type { CredentialRecord } from "../store/types.js";
 
+const urlCache = new Map<string, URL>();
+
 /** The OpenAI wire format: URLs, auth headers and usage. */
 export const openaiProvider = {
   id: "openai",
 
-  /** `{baseUrl}/{path}`, tolerating a trailing slash on the base. */
+  /** `{baseUrl}/{path}`, tolerating a trailing slash on the base; parsed once per pair. */
   url(baseUrl: string, path: string): URL {
-    return new URL(`${baseUrl.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`);
+    const k = `${baseUrl}\n${path}`;
+    let u = urlCache.get(k);
+    if (!u) {
+      u = new URL(`${baseUrl.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`);
+      if (urlCache.size > 1000) urlCache.clear();
+      urlCache.set(k, u);
+    }
+    return u;
   },
 
   /** Headers that authenticate a credential upstream. */

@@ -59,6 +59,36 @@ function retryAfterMs(h: Dispatcher.ResponseData["headers"]): number | undefined
   return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, 3_600_000) : undefined;
 }
 
+const USAGE_NEEDLE = Buffer.from('"usage":{');
+const DONE_NEEDLE = Buffer.from("[DONE]");
+/** Spliced in after a body's opening brace when a streaming client did not ask for usage itself. */
+const INCLUDE_USAGE = Buffer.from('{"stream_options":{"include_usage":true},');
+
+/**
+ * The body to send upstream. The client's bytes go as they are when nothing must change; asking
+ * for usage in a stream is a byte splice (no re-serialisation) when the client sent no
+ * `stream_options`; anything else is re-serialised.
+ */
+function upstreamBody(
+  req: ChatRequest,
+  upstreamModel: string,
+  includeUsage: boolean,
+): Buffer | string {
+  const askUsage = req.stream && !includeUsage;
+  if (upstreamModel === req.model && !askUsage) return req.rawBody;
+  if (upstreamModel === req.model && req.body.stream_options === undefined) {
+    const open = req.rawBody.indexOf(0x7b);
+    if (open >= 0) return Buffer.concat([INCLUDE_USAGE, req.rawBody.subarray(open + 1)]);
+  }
+  return JSON.stringify({
+    ...req.body,
+    model: upstreamModel,
+    ...(askUsage
+      ? { stream_options: { ...(req.body.stream_options as object), include_usage: true } }
+      : {}),
+  });
+}
+
 const SSE_HEADERS = {
   "content-type": "text/event-stream; charset=utf-8",
   "cache-control": "no-cache",
@@ -154,17 +184,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
       const includeUsage =
         (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage ===
         true;
-      // Re-serialise only when the upstream must see something else than what the client sent.
-      const needsRewrite = upstreamModel !== req.model || (req.stream && !includeUsage);
-      const body = needsRewrite
-        ? JSON.stringify({
-            ...req.body,
-            model: upstreamModel,
-            ...(req.stream
-              ? { stream_options: { ...(req.body.stream_options as object), include_usage: true } }
-              : {}),
-          })
-        : req.rawBody;
+      const body = upstreamBody(req, upstreamModel, includeUsage);
 
       let res: Dispatcher.ResponseData;
       try {
@@ -304,7 +324,7 @@ async function* relayStream(
       for (let i = 0; i < events.length; i++) {
         const ev = events[i]!;
         let drop = false;
-        if (ev.includes('"usage":{')) {
+        if (ev.indexOf(USAGE_NEEDLE) >= 0) {
           const data = eventData(ev);
           if (data !== undefined) {
             try {
@@ -316,8 +336,8 @@ async function* relayStream(
               // not JSON: relay as is
             }
           }
-        } else if (ev.includes("[DONE]")) done = true;
-        else if (ev.includes('"delta"')) contentEvents++;
+        } else if (ev.length <= 16 && ev.indexOf(DONE_NEEDLE) >= 0) done = true;
+        else contentEvents++;
         if (drop && !kept) kept = events.slice(0, i);
         else if (!drop && kept) kept.push(ev);
       }

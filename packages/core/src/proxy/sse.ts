@@ -4,19 +4,31 @@
  */
 export class SseFramer {
   #pending: Buffer | null = null;
+  /** The event terminator, chosen from the first line ending seen (upstreams do not mix them). */
+  #sep: Buffer | null = null;
 
   /** Feeds a chunk; returns the events it completes (possibly none). */
   push(chunk: Buffer): Buffer[] {
-    let buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
+    const buf = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
     this.#pending = null;
-    const out: Buffer[] = [];
-    for (;;) {
-      const end = eventEnd(buf);
-      if (end < 0) break;
-      out.push(buf.subarray(0, end));
-      buf = buf.subarray(end);
+    if (!this.#sep) {
+      const nl = buf.indexOf(0x0a);
+      if (nl < 0) {
+        this.#pending = Buffer.from(buf);
+        return [];
+      }
+      this.#sep = nl > 0 && buf[nl - 1] === 0x0d ? CRLF2 : LF2;
     }
-    if (buf.length > 0) this.#pending = Buffer.from(buf);
+    const sep = this.#sep;
+    const out: Buffer[] = [];
+    let start = 0;
+    for (;;) {
+      const at = buf.indexOf(sep, start);
+      if (at < 0) break;
+      out.push(buf.subarray(start, at + sep.length));
+      start = at + sep.length;
+    }
+    if (start < buf.length) this.#pending = Buffer.from(buf.subarray(start));
     return out;
   }
 
@@ -28,14 +40,8 @@ export class SseFramer {
   }
 }
 
-/** The index just past the first event terminator (`\n\n` or `\r\n\r\n`), or -1. */
-function eventEnd(buf: Buffer): number {
-  const lf = buf.indexOf("\n\n");
-  const crlf = buf.indexOf("\r\n\r\n");
-  if (lf < 0 && crlf < 0) return -1;
-  if (crlf >= 0 && (lf < 0 || crlf < lf)) return crlf + 4;
-  return lf + 2;
-}
+const LF2 = Buffer.from("\n\n");
+const CRLF2 = Buffer.from("\r\n\r\n");
 
 /** The JSON payload of an event's `data:` lines, or undefined when it has none or it is `[DONE]`. */
 export function eventData(event: Buffer): string | undefined {
