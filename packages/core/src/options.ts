@@ -26,7 +26,7 @@ export interface GatewayOptions {
   usage?: {
     /** Records are written to the store in batches at most this far apart. @default 200 */
     flushIntervalMs?: number;
-    /** A batch is written at once when it reaches this size. @default 256 */
+    /** A batch is written at once when it reaches this size (bounds how long one write blocks). @default 64 */
     maxBatch?: number;
   };
   /** Quota estimation before a request is forwarded. */
@@ -170,7 +170,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     logger: input.logger ?? "info",
     maxBodyBytes: input.maxBodyBytes ?? 20 * 1024 * 1024,
     trustedProxies: input.trustedProxies ?? [],
-    usage: { flushIntervalMs: 200, maxBatch: 256, ...input.usage },
+    usage: { flushIntervalMs: 200, maxBatch: 64, ...input.usage },
     billing: { defaultCompletionTokens: 1024, ...input.billing },
     upstream: {
       connectTimeoutMs: 10_000,
