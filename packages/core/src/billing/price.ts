@@ -1,16 +1,10 @@
 import type { SettingsService } from "../settings/service.js";
+import type { TokenUsage } from "../store/types.js";
+
+export type { TokenUsage };
 
 /** Quota units per US dollar (new-api's convention). */
 export const QUOTA_PER_USD = 500_000;
-
-/** Token usage of one request, in one shape whatever the provider. */
-export interface TokenUsage {
-  inputTokens: number;
-  outputTokens: number;
-  reasoningTokens: number;
-  cachedTokens: number;
-  totalTokens: number;
-}
 
 /** An all-zero usage. */
 export const ZERO_USAGE: Readonly<TokenUsage> = Object.freeze({

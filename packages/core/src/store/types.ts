@@ -168,8 +168,17 @@ export type NewCredential = Omit<CredentialRecord, "id" | "createdAt" | "updated
 };
 export type CredentialPatch = Partial<Omit<CredentialRecord, "id" | "createdAt">>;
 
+/** Token counts of one request or a sum of requests, in one shape whatever the provider. */
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+  cachedTokens: number;
+  totalTokens: number;
+}
+
 /** One proxied request, as recorded for usage accounting. */
-export interface UsageRecord {
+export interface UsageRecord extends TokenUsage {
   /** Assigned by the store (monotonic within one store). */
   id: number;
   /** ms */
@@ -185,11 +194,6 @@ export interface UsageRecord {
   stream: boolean;
   status: number;
   success: boolean;
-  inputTokens: number;
-  outputTokens: number;
-  reasoningTokens: number;
-  cachedTokens: number;
-  totalTokens: number;
   /** Quota units billed. */
   quota: number;
   durationMs: number;
@@ -214,7 +218,7 @@ export interface UsageQuery {
  * Hourly roll-up of usage for one (hour, route, model, key) tuple. Days, folded hours and
  * totals are sums of these rows. Roll-ups are kept forever; details may be pruned.
  */
-export interface UsageRollup {
+export interface UsageRollup extends TokenUsage {
   /** UTC hour, `YYYY-MM-DDTHH`. */
   hour: string;
   route: string;
@@ -223,11 +227,6 @@ export interface UsageRollup {
   requests: number;
   successes: number;
   failures: number;
-  inputTokens: number;
-  outputTokens: number;
-  reasoningTokens: number;
-  cachedTokens: number;
-  totalTokens: number;
   quota: number;
 }
 
