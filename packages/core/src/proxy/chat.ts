@@ -108,10 +108,11 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   const requestId = randomUUID();
 
   const maxTokens = req.body.max_completion_tokens ?? req.body.max_tokens;
+  const promptEstimate = estimatePromptTokens(req.body);
   const estimate = billing.estimate(
     req.model,
     group,
-    estimatePromptTokens(req.body),
+    promptEstimate,
     typeof maxTokens === "number" ? maxTokens : undefined,
   );
   let reserved = await store.reserveQuota(key.id, estimate);
@@ -131,7 +132,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         )
       : new GatewayError(
           "QUOTA_EXHAUSTED",
-          `This API key's remaining quota (${key.remainQuota}) does not cover this request (${estimate} estimated).`,
+          `This API key's remaining quota does not cover this request (${estimate} quota units estimated).`,
         );
   }
 
@@ -265,7 +266,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
               credential,
               error,
             ),
-          promptEstimate: estimatePromptTokens(req.body),
+          promptEstimate,
         }),
       };
     }
