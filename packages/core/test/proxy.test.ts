@@ -171,6 +171,24 @@ describe("POST /v1/chat/completions", () => {
     expect(k!.remainQuota).toBe(100_000 - (promptTokens + reply.length));
   });
 
+  it("sees key changes made directly in the store (another instance's path) despite its cache", async () => {
+    expect((await chat(hello)).status).toBe(200);
+    await gateway.store.keys.update(keyId, { status: KeyStatus.Disabled });
+    await new Promise((r) => setTimeout(r, 0));
+    expect((await chat(hello)).status).toBe(401);
+    await gateway.store.keys.update(keyId, {
+      status: KeyStatus.Enabled,
+      modelLimitsEnabled: true,
+      modelLimits: ["gpt-4o"],
+    });
+    await new Promise((r) => setTimeout(r, 0));
+    const limited = await chat(hello);
+    expect(limited.status).toBe(403);
+    expect(((await limited.json()) as { error: { code: string } }).error.code).toBe(
+      "model_not_allowed",
+    );
+  });
+
   it("refuses a request the key's quota cannot cover with 429 and forwards nothing", async () => {
     const small = await gateway.keys.create({ name: "small", remainQuota: 10 });
     const before = mock.requests.length;
