@@ -22,11 +22,16 @@ export const ERROR_STATUS = {
   QUOTA_EXHAUSTED: 429,
   USER_QUOTA_EXHAUSTED: 429,
   USER_DISABLED: 403,
+  /** The key names an owner that no longer exists. */
+  KEY_OWNER_MISSING: 403,
   MODEL_NOT_ALLOWED: 403,
   IP_NOT_ALLOWED: 403,
   // management
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
+  /** A key id that does not exist or that the caller may not see (the two are indistinguishable). */
+  KEY_NOT_FOUND: 404,
+  USER_NOT_FOUND: 404,
   // upstream
   NO_CREDENTIAL_AVAILABLE: 503,
   UPSTREAM_ERROR: 502,

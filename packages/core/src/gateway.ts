@@ -4,6 +4,8 @@ import { type AddCredentialInput, CredentialPool, maskCredential } from "./crede
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
 import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
+import { consoleError, tokenRoutes } from "./http/dialects/token.js";
+import { userRoutes } from "./http/dialects/user.js";
 import { type Exchange, header, type Reply } from "./http/exchange.js";
 import { healthRoute, Router } from "./http/router.js";
 import { fromRequest, toResponse } from "./http/web.js";
@@ -16,21 +18,26 @@ import { SettingsService } from "./settings/service.js";
 import type {
   CredentialPatch,
   CredentialRecord,
-  NewUser,
   Page,
   RollupQuery,
   Store,
   UsageQuery,
   UsageRecord,
   UsageRollup,
-  UserPatch,
-  UserRecord,
 } from "./store/types.js";
 import { UsageWriter } from "./usage/writer.js";
+import { UserService } from "./users/service.js";
 import { randomToken, SecretBox } from "./util/secrets.js";
 
 /** The settings name under which the management key's bcrypt hash is kept (seed layout). */
 const MANAGEMENT_SETTING = "remote-management";
+/**
+ * How long a successful management key check is remembered. bcrypt costs ~50 ms by design; the
+ * token and user dialects check the key on every request, so a short cache keeps them usable.
+ */
+const MANAGEMENT_VERIFY_TTL_MS = 60_000;
+/** Remembered management key checks before the cache is emptied (a cheap bound, not an LRU). */
+const MANAGEMENT_VERIFY_MAX = 1_000;
 
 /** Options of `gateway.handler` for fetch-style runtimes. */
 export interface HandlerContext {
@@ -68,19 +75,12 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Users API of a gateway. */
-export interface UsersApi {
-  /** Creates a user and issues an access token (returned once). */
-  create(
-    input: Partial<NewUser> & { username: string },
-  ): Promise<{ accessToken: string; record: UserRecord }>;
-  get(id: number): Promise<UserRecord | null>;
-  list(query?: { offset?: number; limit?: number; keyword?: string }): Promise<Page<UserRecord>>;
-  update(id: number, patch: UserPatch): Promise<UserRecord | null>;
-  delete(id: number): Promise<boolean>;
-  /** Finds the user presenting this access token. */
-  findByAccessToken(token: string): Promise<UserRecord | null>;
-}
+/**
+ * Users API of a gateway: create (issues an access token, returned once and stored only as a
+ * keyed hash), get, list, update, delete (with the user's keys), issueAccessToken,
+ * findByAccessToken. Writes are validated (role, status, a known group, quotas) first.
+ */
+export type UsersApi = UserService;
 
 /** Credentials API of a gateway. */
 export interface CredentialsApi {
@@ -110,7 +110,11 @@ export interface ManagementApi {
   setKey(plain: string): Promise<void>;
   /** Generates, stores and returns a new management key (shown once). */
   generateKey(): Promise<string>;
-  /** Checks a presented key against the stored hash (bcrypt, constant time). */
+  /**
+   * Checks a presented key against the stored hash (bcrypt). A successful check is remembered
+   * for a minute under a keyed hash of the presented key, and forgotten as soon as the stored
+   * hash changes (here or, through the store's change notifications, on another instance).
+   */
   verify(plain: string | undefined): Promise<boolean>;
 }
 
@@ -139,6 +143,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   const box = new SecretBox(opts.secret);
   const settings = new SettingsService(store, events, opts.settings);
   const keys = new KeyService(store, box);
+  const users = new UserService(store, box, keys, () => {
+    const ratios = settings.get<unknown>("group-ratio");
+    return typeof ratios === "object" && ratios !== null ? Object.keys(ratios) : [];
+  });
   const pool = new CredentialPool(store, events, logger);
   const usageWriter = new UsageWriter(
     store,
@@ -172,9 +180,43 @@ export function createGateway(options: GatewayOptions): Gateway {
     );
   });
 
-  const router = new Router(logger, (_ex, err) => openaiError(err));
+  const managementHash = () => {
+    const v = settings.get<{ "secret-key"?: string } | undefined>(MANAGEMENT_SETTING);
+    return v?.["secret-key"] ?? "";
+  };
+  /** Successful management key checks: keyed hash of the presented key → the hash it matched, until when. */
+  const verified = new Map<string, { against: string; until: number }>();
+  /** Checks in flight, so that a burst of requests with one key costs one bcrypt. */
+  const verifying = new Map<string, Promise<boolean>>();
+  const verifyManagement = async (plain: string | undefined): Promise<boolean> => {
+    const hash = managementHash();
+    if (!plain || !hash) return false;
+    const id = box.hash(plain);
+    const hit = verified.get(id);
+    if (hit && hit.against === hash && hit.until > Date.now()) return true;
+    const flight = `${id}|${hash}`;
+    let check = verifying.get(flight);
+    if (!check) {
+      check = bcrypt.compare(plain, hash).finally(() => verifying.delete(flight));
+      verifying.set(flight, check);
+    }
+    const ok = await check;
+    if (ok && managementHash() === hash) {
+      if (verified.size >= MANAGEMENT_VERIFY_MAX) verified.clear();
+      verified.set(id, { against: hash, until: Date.now() + MANAGEMENT_VERIFY_TTL_MS });
+    } else verified.delete(id);
+    return ok;
+  };
+
+  // Paths under /api/ belong to the token and user dialects: their 404s and 405s use that format too.
+  const router = new Router(logger, (ex, err) =>
+    ex.path === "/api" || ex.path.startsWith("/api/") ? consoleError(err) : openaiError(err),
+  );
+  const consoleDeps = { keys, users, verifyManagement, maxBodyBytes: opts.maxBodyBytes };
   router.add([
     healthRoute,
+    ...tokenRoutes(consoleDeps),
+    ...userRoutes(consoleDeps),
     ...openaiRoutes({
       store,
       pool,
@@ -217,46 +259,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     toResponse(await serve(fromRequest(request, context?.remoteAddress ?? "")));
 
   let closed: Promise<void> | null = null;
-  const managementHash = () => {
-    const v = settings.get<{ "secret-key"?: string } | undefined>(MANAGEMENT_SETTING);
-    return v?.["secret-key"] ?? "";
-  };
 
   return {
     handler,
     fetch: handler,
     serve,
     keys,
-    users: {
-      async create(input) {
-        const accessToken = randomToken("tpu-", 40);
-        const record = await store.users.create({
-          username: input.username,
-          displayName: input.displayName ?? input.username,
-          role: input.role ?? "user",
-          status: input.status ?? 1,
-          group: input.group ?? "default",
-          quota: input.quota ?? 0,
-          usedQuota: input.usedQuota ?? 0,
-          accessTokenHash: box.hash(accessToken),
-          createdTime: input.createdTime ?? Math.floor(Date.now() / 1000),
-        });
-        return { accessToken, record };
-      },
-      get: (id) => store.users.get(id),
-      list: (q) => store.users.list(q),
-      async update(id, patch) {
-        const rec = await store.users.update(id, patch);
-        keys.invalidateUser(id);
-        return rec;
-      },
-      async delete(id) {
-        const ok = await store.users.delete(id);
-        keys.invalidateUser(id);
-        return ok;
-      },
-      findByAccessToken: (token) => store.users.getByAccessTokenHash(box.hash(token)),
-    },
+    users,
     credentials: {
       add: (input) => pool.add(input),
       get: (id) => pool.get(id),
@@ -283,17 +292,14 @@ export function createGateway(options: GatewayOptions): Gateway {
         await settings.set({
           [MANAGEMENT_SETTING]: { ...current, "secret-key": await bcrypt.hash(plain, 10) },
         });
+        verified.clear();
       },
       async generateKey() {
         const plain = randomToken("tp-mgmt-", 40);
         await this.setKey(plain);
         return plain;
       },
-      async verify(plain) {
-        const hash = managementHash();
-        if (!plain || !hash) return false;
-        return bcrypt.compare(plain, hash);
-      },
+      verify: verifyManagement,
     },
     events,
     store,

@@ -19,7 +19,7 @@ export {
   type UsersApi,
 } from "./gateway.js";
 export type { Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
-export { IpAllowList, resolveClientIp, validateIpEntry } from "./keys/ip.js";
+export { IpAllowList, normalizeIp, resolveClientIp, validateIpEntry } from "./keys/ip.js";
 export {
   type AuthorizeContext,
   type AuthorizedKey,
@@ -43,4 +43,11 @@ export {
   newCredentialId,
   rollupKey,
 } from "./store/util.js";
+export type { ConsolePrincipal } from "./users/auth.js";
+export {
+  ACCESS_TOKEN_PREFIX,
+  type CreateUserInput,
+  type UserQuery,
+  UserService,
+} from "./users/service.js";
 export { maskSecret, redactSecrets } from "./util/secrets.js";

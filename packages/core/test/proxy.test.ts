@@ -40,6 +40,8 @@ beforeEach(async () => {
     secret: SECRET,
     logger: false,
     usage: { flushIntervalMs: 10 },
+    // Unit prices (every ratio 1), so that quota units equal tokens in these tests.
+    settings: { "model-ratio": {}, "completion-ratio": {}, "cache-ratio": {} },
   });
   await gateway.credentials.add({
     provider: "openai",

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Billing, GatewayEmitter, memoryStore, SettingsService } from "@tokenpool/core";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { countMockPromptTokens, DEFAULT_MOCK_REPLY, splitMockReply } from "@tokenpool/testing";
 import OpenAI from "openai";
@@ -9,7 +10,14 @@ import { type ServerProcess, startCli } from "./helpers.js";
 
 const SECRET = "e2e-secret-0123456789-0123456789-abcdef";
 const messages = [{ role: "user" as const, content: "Say hello to the end-to-end test." }];
-const expectedCost = countMockPromptTokens(messages) + splitMockReply(DEFAULT_MOCK_REPLY).length;
+const promptTokens = countMockPromptTokens(messages);
+const completionTokens = splitMockReply(DEFAULT_MOCK_REPLY).length;
+const expectedTokens = promptTokens + completionTokens;
+/** The mock's usage priced by the default price tables. */
+const expectedCost = new Billing(
+  new SettingsService(memoryStore(), new GatewayEmitter(), {}),
+  1024,
+).cost("gpt-4o-mini", "default", { inputTokens: promptTokens, outputTokens: completionTokens });
 
 let dir: string;
 let dbFile: string;
@@ -74,7 +82,7 @@ describe("tokenpool serve --demo", () => {
     const before = (await readKeyAndUsage(keyId)).key!.remainQuota;
     const completion = await client.chat.completions.create({ model: "gpt-4o-mini", messages });
     expect(completion.choices[0]!.message.content).toBe(DEFAULT_MOCK_REPLY);
-    expect(completion.usage!.total_tokens).toBe(expectedCost);
+    expect(completion.usage!.total_tokens).toBe(expectedTokens);
     const { key, usage } = await waitFor(
       () => readKeyAndUsage(keyId),
       (v) => v.usage.total >= 1 && v.key!.remainQuota === before - expectedCost,
@@ -161,7 +169,7 @@ describe("tokenpool serve --demo", () => {
       expect(after.usage.total).toBe(3);
       const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: demoKey, maxRetries: 0 });
       const completion = await client.chat.completions.create({ model: "gpt-4o-mini", messages });
-      expect(completion.usage!.total_tokens).toBe(expectedCost);
+      expect(completion.usage!.total_tokens).toBe(expectedTokens);
     } finally {
       expect(await server.stop("SIGTERM")).toBe(0);
     }

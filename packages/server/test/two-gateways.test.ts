@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Billing, GatewayEmitter, memoryStore, SettingsService } from "@tokenpool/core";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { countMockPromptTokens, DEFAULT_MOCK_REPLY, splitMockReply } from "@tokenpool/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -41,11 +42,16 @@ describe("two gateways on one SQLite file", () => {
     const key = a.match(/Demo key: (\S+)/)!;
     expect(b.match(/Demo key: (\S+)/)).toBe(key);
 
-    // "hi" is estimated at 1 + 4 prompt tokens, + max_tokens 11 = 16 units reserved;
-    // the mock bills its prompt tokens + one completion token per word of its reply.
+    // Priced by the default tables: "hi" counts 8 prompt tokens (3 per message, "user", "hi",
+    // 3 to prime the reply) + max_tokens 11 reserved; the mock bills its prompt tokens + one
+    // completion token per word of its reply.
     const messages = [{ role: "user", content: "hi" }];
-    const RESERVED = 1 + 4 + 11;
-    const COST = countMockPromptTokens(messages) + splitMockReply(DEFAULT_MOCK_REPLY).length;
+    const billing = new Billing(new SettingsService(memoryStore(), new GatewayEmitter(), {}), 1024);
+    const RESERVED = billing.estimate("gpt-4o-mini", "default", 8, 11);
+    const COST = billing.cost("gpt-4o-mini", "default", {
+      inputTokens: countMockPromptTokens(messages),
+      outputTokens: splitMockReply(DEFAULT_MOCK_REPLY).length,
+    });
     const QUOTA = RESERVED * 50;
     const store = sqliteStore({ filename: dbFile });
     const { items } = await store.keys.list({ keyword: "demo" });

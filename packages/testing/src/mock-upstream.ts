@@ -58,6 +58,20 @@ export interface MockUpstreamOptions {
    * @default 1000
    */
   maxRecordedRequests?: number;
+  /**
+   * Computes the `usage` object of each chat completion (the JSON answer's and the stream's
+   * usage chunk) instead of the default one, e.g. to report cached or reasoning tokens or a
+   * prompt count from a real tokenizer. It receives the parsed request body and the default
+   * counts; `total_tokens` is added when the result has none.
+   * @default the counts described on {@link createMockUpstream}
+   */
+  usage?: (request: Record<string, unknown>, defaults: MockUsageCounts) => Record<string, unknown>;
+}
+
+/** The default token counts of a mock chat completion, passed to {@link MockUpstreamOptions.usage}. */
+export interface MockUsageCounts {
+  prompt_tokens: number;
+  completion_tokens: number;
 }
 
 /**
@@ -207,11 +221,12 @@ const MODELS_PATH = "/v1/models";
  * Start a mock OpenAI-compatible upstream on node:http, for tests and benchmarks.
  *
  * Routes: `POST /v1/chat/completions` (JSON, or SSE with `stream: true`) and `GET /v1/models`.
- * Usage in every answer: `completion_tokens` = number of chunks of the reply
- * ({@link splitMockReply}: one per word), `prompt_tokens` = `ceil(total characters of all message
- * contents / 4)` ({@link countMockPromptTokens}), `total_tokens` = their sum. In a stream, the
- * usage chunk (`choices: []`) is sent only when `stream_options.include_usage` is true; every
- * chunk before it then carries `"usage": null`, as OpenAI's do.
+ * Usage in every answer, unless the `usage` option computes it: `completion_tokens` = number of
+ * chunks of the reply ({@link splitMockReply}: one per word), `prompt_tokens` = `ceil(total
+ * characters of all message contents / 4)` ({@link countMockPromptTokens}), `total_tokens` =
+ * their sum. In a stream, the usage chunk (`choices: []`) is sent only when
+ * `stream_options.include_usage` is true; every chunk before it then carries `"usage": null`, as
+ * OpenAI's do.
  *
  * Errors use OpenAI's error body (`{ error: { message, type, param, code } }`): 401
  * `invalid_api_key` for a missing or unknown key (when `apiKeys` is set), 400 for a body that is
@@ -344,9 +359,15 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     }
 
     const promptTokens = countMockPromptTokens(chat.messages);
-    const usage =
-      `{"prompt_tokens":${promptTokens},"completion_tokens":${reply.completionTokens},` +
-      `"total_tokens":${promptTokens + reply.completionTokens}}`;
+    const usage = options.usage
+      ? customUsage(
+          options.usage(chat as Record<string, unknown>, {
+            prompt_tokens: promptTokens,
+            completion_tokens: reply.completionTokens,
+          }),
+        )
+      : `{"prompt_tokens":${promptTokens},"completion_tokens":${reply.completionTokens},` +
+        `"total_tokens":${promptTokens + reply.completionTokens}}`;
     const id = `chatcmpl-mock${++nextId}`;
     const created = Math.floor(Date.now() / 1000);
     const model = JSON.stringify(chat.model);
@@ -455,6 +476,13 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
       return closing;
     },
   };
+}
+
+/** A custom usage object as JSON, with `total_tokens` filled in when missing. */
+function customUsage(u: Record<string, unknown>): string {
+  if (u.total_tokens !== undefined) return JSON.stringify(u);
+  const n = (v: unknown) => (typeof v === "number" ? v : 0);
+  return JSON.stringify({ ...u, total_tokens: n(u.prompt_tokens) + n(u.completion_tokens) });
 }
 
 const SSE_HEADERS: OutgoingHttpHeaders = {

@@ -71,7 +71,7 @@ export class Router {
         pathKnown = true;
         if (c.route.method !== ex.method) continue;
         route = c.route;
-        params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1]!)]));
+        params = Object.fromEntries(c.names.map((n, i) => [n, decodeParam(m[i + 1]!)]));
         break;
       }
     }
@@ -95,6 +95,15 @@ export class Router {
       }
       return route.onError(error);
     }
+  }
+}
+
+/** A path parameter, percent-decoded; a malformed escape is left as is (the route rejects it). */
+function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
   }
 }
 

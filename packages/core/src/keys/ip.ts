@@ -1,18 +1,28 @@
 import { BlockList, isIP } from "node:net";
 
-/** Normalises an address: strips an IPv4-mapped IPv6 prefix and brackets. */
+/** Normalises a request address: strips a port, brackets and an IPv4-mapped IPv6 prefix. */
 export function normalizeIp(ip: string): string {
   let s = ip.trim();
+  // Some proxies write `X-Forwarded-For` hops with a port: `203.0.113.7:5123`, `[2001:db8::1]:443`.
+  const v4port = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(s);
+  if (v4port) s = v4port[1]!;
+  const v6port = /^\[([^\]]+)\]:\d{1,5}$/.exec(s);
+  if (v6port) s = v6port[1]!;
   if (s.startsWith("[") && s.endsWith("]")) s = s.slice(1, -1);
   if (s.toLowerCase().startsWith("::ffff:") && isIP(s.slice(7)) === 4) s = s.slice(7);
   return s;
 }
 
+function stripMapped(ip: string): string {
+  return ip.toLowerCase().startsWith("::ffff:") && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
 /** Parses one allowlist entry (an IP or a CIDR range); returns an error message when invalid. */
 export function validateIpEntry(entry: string): string | null {
   const [addr, bits, ...rest] = entry.trim().split("/");
-  if (!addr || rest.length > 0) return `invalid IP or CIDR: ${entry}`;
-  const family = isIP(normalizeIp(addr));
+  if (!addr || rest.length > 0 || addr.includes("%")) return `invalid IP or CIDR: ${entry}`;
+  // Entries are bare addresses: no brackets, no ports (normalizeIp would accept those).
+  const family = isIP(stripMapped(addr));
   if (family === 0) return `invalid IP or CIDR: ${entry}`;
   if (bits !== undefined) {
     const n = Number(bits);

@@ -223,7 +223,9 @@ export class KeyService {
     let user: UserRecord | null = null;
     if (key.userId !== null) {
       user = await this.#cachedUser(key.userId, nowMs);
-      if (user?.status !== 1)
+      if (!user)
+        throw new GatewayError("KEY_OWNER_MISSING", "The owner of this API key no longer exists.");
+      if (user.status !== 1)
         throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
     }
     return { key, user };

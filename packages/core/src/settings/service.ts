@@ -1,3 +1,8 @@
+import {
+  DEFAULT_CACHE_RATIO,
+  DEFAULT_COMPLETION_RATIO,
+  DEFAULT_MODEL_RATIO,
+} from "../billing/defaults.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Store } from "../store/types.js";
 
@@ -13,11 +18,20 @@ export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = Object.freeze
   "quota-exceeded": { "switch-project": true, "switch-preview-model": true },
   "allow-localhost-unauthenticated": false,
   "force-gpt-5-codex": false,
-  /** Price multiplier per model (1 = 1 quota unit per prompt token); unknown models use `*` or 1. */
-  "model-ratio": {},
-  /** Price of a completion token relative to a prompt token, per model; unknown models use `*` or 1. */
-  "completion-ratio": {},
-  /** Price multiplier per key/user group. */
+  /**
+   * Price multiplier per model: 1 = 1 quota unit per prompt token = $2 per 1M tokens (new-api's
+   * convention). Defaults cover common OpenAI, Anthropic, Gemini and DeepSeek models; a model
+   * missing here uses its entry without a date suffix, then `*`, then 1. Setting it replaces
+   * the whole table.
+   */
+  "model-ratio": DEFAULT_MODEL_RATIO,
+  /** Price of a completion token relative to a prompt token, per model (missing: `*`, then 1). */
+  "completion-ratio": DEFAULT_COMPLETION_RATIO,
+  /** Price of a cached prompt token relative to an uncached one, per model (missing: `*`, 1). */
+  "cache-ratio": DEFAULT_CACHE_RATIO,
+  /** Price of a reasoning token relative to a prompt token, per model (missing: completion's). */
+  "reasoning-ratio": {},
+  /** Price multiplier per key/user group (missing: `*`, then 1). */
   "group-ratio": { default: 1 },
 });
 

@@ -1,0 +1,155 @@
+/**
+ * The user admin routes under `/api/user/`, modelled on new-api's user administration:
+ * the same `{ success, message, data }` envelope, pagination and authentication as the token
+ * dialect, admin-only.
+ *
+ * @module
+ */
+import { GatewayError } from "../../errors.js";
+import type { UserPatch, UserRecord } from "../../store/types.js";
+import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
+import type { UserService } from "../../users/service.js";
+import type { Exchange } from "../exchange.js";
+import type { Route } from "../router.js";
+import {
+  consoleError,
+  consoleOk,
+  pageQuery,
+  parseBodyId,
+  parseId,
+  readConsoleBody,
+} from "./token.js";
+
+/** A user as the user routes show it. The access token itself is never shown after it is issued. */
+export function userView(u: UserRecord) {
+  return {
+    id: u.id,
+    username: u.username,
+    display_name: u.displayName,
+    role: u.role,
+    status: u.status,
+    group: u.group,
+    quota: u.quota,
+    used_quota: u.usedQuota,
+    created_time: u.createdTime,
+    has_access_token: u.accessTokenHash !== null,
+  };
+}
+
+const bad = (message: string) => new GatewayError("INVALID_REQUEST", message);
+const userNotFound = () => new GatewayError("USER_NOT_FOUND", "User does not exist");
+
+/** The writable fields of a user present in `body`, type-checked (the service checks the rest). */
+function parseUserFields(body: Record<string, unknown>): UserPatch {
+  const out: UserPatch = {};
+  const present = (k: string) => body[k] !== undefined && body[k] !== null;
+  const str = (k: string) => {
+    if (typeof body[k] !== "string") throw bad(`Parameter error: ${k} must be a string`);
+    return body[k] as string;
+  };
+  const int = (k: string) => {
+    const v = body[k];
+    if (typeof v !== "number" || !Number.isSafeInteger(v))
+      throw bad(`Parameter error: ${k} must be an integer`);
+    return v;
+  };
+  if (present("username")) out.username = str("username");
+  if (present("display_name")) out.displayName = str("display_name");
+  if (present("role")) out.role = str("role") as UserRecord["role"];
+  if (present("status")) out.status = int("status") as UserRecord["status"];
+  if (present("group")) out.group = str("group");
+  if (present("quota")) out.quota = int("quota");
+  return out;
+}
+
+/** Context the user routes need. */
+export interface UserDialectDeps {
+  users: UserService;
+  verifyManagement(plain: string): Promise<boolean>;
+  maxBodyBytes: number;
+}
+
+/**
+ * Admin routes for users:
+ * - `GET /api/user/?p=1&size=20` → `{ items, total, page, page_size }`
+ * - `GET /api/user/search?keyword=` → the same page shape
+ * - `GET /api/user/:id`
+ * - `POST /api/user/` `{ username, display_name?, role?, status?, group?, quota? }` → the user and
+ *   its `access_token` (shown this once)
+ * - `PUT /api/user/` `{ id, ...fields }` → the updated user
+ * - `DELETE /api/user/:id` (deletes the user's keys too)
+ * - `POST /api/user/:id/token` → `{ access_token }`, a new one (the old one stops working)
+ */
+export function userRoutes(deps: UserDialectDeps): Route[] {
+  const { users } = deps;
+  const admin = async (ex: Exchange): Promise<ConsolePrincipal> => {
+    const p = await authenticateConsole(ex.headers, deps);
+    if (!p.admin)
+      throw new GatewayError(
+        "FORBIDDEN",
+        "Insufficient privileges: this route is for administrators",
+      );
+    return p;
+  };
+  const body = (ex: Exchange) => readConsoleBody(ex, deps.maxBodyBytes);
+  const route = (method: string, path: string, handle: Route["handle"]): Route[] => {
+    const r = { method, path, handle, onError: consoleError };
+    return path.endsWith("/") ? [r, { ...r, path: path.slice(0, -1) }] : [r];
+  };
+  const list = async (ex: Exchange, keyword?: string) => {
+    await admin(ex);
+    const { page, size, offset } = pageQuery(new URLSearchParams(ex.search));
+    const res = await users.list({ offset, limit: size, ...(keyword ? { keyword } : {}) });
+    return consoleOk({ items: res.items.map(userView), total: res.total, page, page_size: size });
+  };
+  /** An admin acting through its own access token must not lock itself out. */
+  const guardSelf = (p: ConsolePrincipal, id: number, patch: UserPatch | null) => {
+    if (p.via !== "access-token" || p.user?.id !== id) return;
+    if (patch === null || patch.status === 2 || patch.role === "user")
+      throw new GatewayError("FORBIDDEN", "You cannot delete, disable or demote yourself");
+  };
+
+  return [
+    ...route("GET", "/api/user/", (ex) => list(ex)),
+    ...route("GET", "/api/user/search", (ex) =>
+      list(ex, new URLSearchParams(ex.search).get("keyword") ?? ""),
+    ),
+    ...route("GET", "/api/user/:id", async (ex, params) => {
+      await admin(ex);
+      const u = await users.get(parseId(params.id));
+      if (!u) throw userNotFound();
+      return consoleOk(userView(u));
+    }),
+    ...route("POST", "/api/user/", async (ex) => {
+      await admin(ex);
+      const f = parseUserFields(await body(ex));
+      if (f.username === undefined) throw bad("Parameter error: username is required");
+      const { accessToken, record } = await users.create({ ...f, username: f.username });
+      return consoleOk({ ...userView(record), access_token: accessToken });
+    }),
+    ...route("PUT", "/api/user/", async (ex) => {
+      const p = await admin(ex);
+      const b = await body(ex);
+      const id = parseBodyId(b.id);
+      const f = parseUserFields(b);
+      guardSelf(p, id, f);
+      users.validate(f);
+      const updated = (await users.get(id)) && (await users.update(id, f));
+      if (!updated) throw userNotFound();
+      return consoleOk(userView(updated));
+    }),
+    ...route("DELETE", "/api/user/:id", async (ex, params) => {
+      const p = await admin(ex);
+      const id = parseId(params.id);
+      guardSelf(p, id, null);
+      if (!(await users.delete(id))) throw userNotFound();
+      return consoleOk();
+    }),
+    ...route("POST", "/api/user/:id/token", async (ex, params) => {
+      await admin(ex);
+      const token = await users.issueAccessToken(parseId(params.id));
+      if (token === null) throw userNotFound();
+      return consoleOk({ access_token: token });
+    }),
+  ];
+}

@@ -1,0 +1,70 @@
+import { GatewayError } from "../errors.js";
+import { type HeaderBag, header } from "../http/exchange.js";
+import type { UserRecord } from "../store/types.js";
+import type { UserService } from "./service.js";
+
+/** Who sent a request to the token or user dialect. */
+export interface ConsolePrincipal {
+  /** The acting user: the access token's owner, or the `new-api-user` named with the management key. */
+  user: UserRecord | null;
+  /** Admins (role `admin`, or anyone presenting the management key) act on every user's keys. */
+  admin: boolean;
+  /** Which credential authenticated the request. */
+  via: "access-token" | "management-key";
+}
+
+/** What {@link authenticateConsole} needs. */
+export interface ConsoleAuthDeps {
+  users: Pick<UserService, "findByAccessToken" | "get">;
+  /** The management key check (bcrypt behind a short cache, see `gateway.management.verify`). */
+  verifyManagement(plain: string): Promise<boolean>;
+}
+
+const unauthorized = (message: string) =>
+  new GatewayError("UNAUTHORIZED", `Unauthorized: ${message}`);
+
+/** The presented credential: `Authorization: Bearer <token>`, or a bare token as new-api accepts. */
+function presented(headers: HeaderBag): string | undefined {
+  const raw = header(headers, "authorization")?.trim();
+  if (!raw) return undefined;
+  const parts = raw.split(/\s+/);
+  if (parts.length === 2 && parts[0]!.toLowerCase() === "bearer") return parts[1];
+  return parts.length === 1 ? parts[0] : undefined;
+}
+
+/** The `new-api-user` header as a user id; `undefined` when absent, NaN when malformed. */
+function headerUserId(headers: HeaderBag): number | undefined {
+  const raw = header(headers, "new-api-user")?.trim();
+  if (raw === undefined || raw === "") return undefined;
+  return /^\d{1,15}$/.test(raw) && Number(raw) > 0 ? Number(raw) : Number.NaN;
+}
+
+/**
+ * Authenticates a request of the token or user dialect, as new-api does: a user's access token
+ * plus a `new-api-user` header naming that same user. The management key is accepted too and
+ * acts as an admin, with or without `new-api-user` (when present it names the acting user,
+ * e.g. the default owner of keys it creates). Throws UNAUTHORIZED (401) or FORBIDDEN (403).
+ */
+export async function authenticateConsole(
+  headers: HeaderBag,
+  deps: ConsoleAuthDeps,
+): Promise<ConsolePrincipal> {
+  const token = presented(headers);
+  if (!token)
+    throw unauthorized("no access token was provided (send Authorization: Bearer <access token>)");
+  const claimed = headerUserId(headers);
+  // A keyed-hash lookup first: cheap, and it spares users the bcrypt cost of the management check.
+  const user = await deps.users.findByAccessToken(token);
+  if (user) {
+    if (claimed === undefined) throw unauthorized("the New-Api-User header is missing");
+    if (claimed !== user.id)
+      throw unauthorized("New-Api-User does not match the user of the access token");
+    if (user.status !== 1) throw new GatewayError("FORBIDDEN", "This user has been disabled");
+    return { user, admin: user.role === "admin", via: "access-token" };
+  }
+  if (!(await deps.verifyManagement(token))) throw unauthorized("the access token is invalid");
+  if (claimed === undefined) return { user: null, admin: true, via: "management-key" };
+  const acting = Number.isNaN(claimed) ? null : await deps.users.get(claimed);
+  if (!acting) throw unauthorized("New-Api-User does not match any user");
+  return { user: acting, admin: true, via: "management-key" };
+}
