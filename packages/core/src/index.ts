@@ -1,4 +1,15 @@
-export { Billing, QUOTA_PER_USD, type TokenUsage } from "./billing/price.js";
+export {
+  DEFAULT_CACHE_RATIO,
+  DEFAULT_COMPLETION_RATIO,
+  DEFAULT_MODEL_RATIO,
+} from "./billing/defaults.js";
+export { Billing, type Prices, QUOTA_PER_USD, type TokenUsage } from "./billing/price.js";
+export {
+  countPromptTokens,
+  countTokens,
+  type EncodingName,
+  encodingFor,
+} from "./billing/tokens.js";
 export {
   type AddCredentialInput,
   type CredentialPick,
