@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/mock-upstream.ts", "src/mock-upstream-cli.ts"],
+  entry: ["src/index.ts", "src/mock-upstream.ts", "src/mock-oauth.ts", "src/mock-upstream-cli.ts"],
   format: ["esm"],
   dts: true,
   clean: true,

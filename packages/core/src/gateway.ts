@@ -1,9 +1,11 @@
 import bcrypt from "bcryptjs";
 import { Billing } from "./billing/price.js";
+import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
 import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
+import { poolError, poolRoutes } from "./http/dialects/pool.js";
 import { consoleError, tokenRoutes } from "./http/dialects/token.js";
 import { userRoutes } from "./http/dialects/user.js";
 import { type Exchange, header, type Reply } from "./http/exchange.js";
@@ -90,6 +92,16 @@ export interface CredentialsApi {
   list(): ReturnType<typeof maskCredential>[];
   update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null>;
   remove(id: string): Promise<boolean>;
+  /**
+   * Refreshes an OAuth credential's access token now (single flight, under the store's lock)
+   * and returns the stored record. Rejects with an `OAuthRefreshError` (message redacted).
+   */
+  refresh(id: string): Promise<CredentialRecord>;
+  /**
+   * Refreshes every enabled OAuth credential expiring within `oauth.refreshMarginMs` (what the
+   * background scan does every `oauth.scanIntervalMs`); resolves with how many were due.
+   */
+  refreshExpiring(): Promise<number>;
   /** The pool itself (selection, health). */
   pool: CredentialPool;
 }
@@ -147,7 +159,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     const ratios = settings.get<unknown>("group-ratio");
     return typeof ratios === "object" && ratios !== null ? Object.keys(ratios) : [];
   });
-  const pool = new CredentialPool(store, events, logger);
+  const pool = new CredentialPool(store, events, logger, { settings });
   const usageWriter = new UsageWriter(
     store,
     events,
@@ -156,6 +168,39 @@ export function createGateway(options: GatewayOptions): Gateway {
     opts.usage.maxBatch,
   );
   const upstream = new UpstreamClient(opts.upstream);
+  // Token endpoints get their own connections and timeouts.
+  const oauthHttp = new UpstreamClient({
+    connectTimeoutMs: Math.min(opts.upstream.connectTimeoutMs, opts.oauth.timeoutMs),
+    headersTimeoutMs: opts.oauth.timeoutMs,
+    bodyTimeoutMs: opts.oauth.timeoutMs,
+  });
+  const onRefreshFailure: RefreshFailureSink = (credential, model, error, unusable) => {
+    const message = `OAuth refresh failed: ${error.message}`;
+    if (error.permanent) {
+      // Refused by the token endpoint: an auth failure; the pool disables the credential once
+      // its access token is unusable.
+      pool.reportFailure(credential.id, model, 401, message, {
+        kind: "auth",
+        refreshFailed: unusable,
+      });
+    } else {
+      // The endpoint was unreachable or failing: cool an unusable credential down for a while.
+      pool.reportFailure(credential.id, model, error.status, message, {
+        kind: error.status === 0 ? "network" : "server",
+        ...(unusable ? { retryAfterMs: opts.oauth.failureBackoffMs } : {}),
+      });
+    }
+  };
+  const oauth = new OAuthRefresher({
+    store,
+    events,
+    logger,
+    http: oauthHttp,
+    settings: opts.oauth,
+    credentials: () => pool.list(),
+    saveSecret: (id, secret) => pool.update(id, { secret }),
+    onFailure: onRefreshFailure,
+  });
   const billing = new Billing(settings, opts.billing.defaultCompletionTokens);
   const trusted = opts.trustedProxies.length > 0 ? new IpAllowList(opts.trustedProxies) : null;
   const clientIp = (ex: Exchange) =>
@@ -210,16 +255,35 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   // Paths under /api/ belong to the token and user dialects: their 404s and 405s use that format too.
   const router = new Router(logger, (ex, err) =>
-    ex.path === "/api" || ex.path.startsWith("/api/") ? consoleError(err) : openaiError(err),
+    ex.path === "/api" || ex.path.startsWith("/api/")
+      ? consoleError(err)
+      : ex.path === "/v1/tokens" || ex.path.startsWith("/v1/tokens/")
+        ? poolError(err)
+        : openaiError(err),
   );
   const consoleDeps = { keys, users, verifyManagement, maxBodyBytes: opts.maxBodyBytes };
   router.add([
     healthRoute,
     ...tokenRoutes(consoleDeps),
     ...userRoutes(consoleDeps),
+    ...poolRoutes({
+      pool,
+      users,
+      verifyManagement,
+      provider: opts.poolDialect.provider,
+      baseUrl: opts.poolDialect.baseUrl,
+      idFor: (refreshToken) => `tok_${box.hash(`pool-dialect:${refreshToken}`).slice(0, 24)}`,
+      setEnabled: (id, enabled) => pool.setEnabled(id, enabled),
+      secretChanged: (id) => oauth.forgetFailure(id),
+      exists: async (id) => (await store.credentials.get(id)) !== null,
+      reload: () => pool.load(),
+      maxBodyBytes: opts.maxBodyBytes,
+      logger,
+    }),
     ...openaiRoutes({
       store,
       pool,
+      oauth,
       upstream,
       billing,
       usage: usageWriter,
@@ -235,6 +299,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let loaded = false;
   const ready = Promise.all([settings.load(), pool.load()]).then(() => {
     loaded = true;
+    if (!closed) oauth.start();
   });
   // Surface load failures on the first request, not as an unhandled rejection.
   ready.catch(() => {});
@@ -272,6 +337,21 @@ export function createGateway(options: GatewayOptions): Gateway {
       list: () => pool.list().map(maskCredential),
       update: (id, patch) => pool.update(id, patch),
       remove: (id) => pool.remove(id),
+      async refresh(id) {
+        await ready;
+        const c = pool.get(id);
+        if (!c) throw new GatewayError("NOT_FOUND", `No credential has the id ${id}.`);
+        if (c.kind !== "oauth")
+          throw new GatewayError(
+            "INVALID_REQUEST",
+            `The credential ${id} is not an OAuth account.`,
+          );
+        return oauth.refresh(c, { reason: "manual" });
+      },
+      async refreshExpiring() {
+        await ready;
+        return oauth.scan();
+      },
       pool,
     },
     usage: {
@@ -307,9 +387,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     close() {
       closed ??= (async () => {
         await ready.catch(() => {});
+        await oauth.close();
+        await pool.stop();
         await usageWriter.flush();
         unwatch();
         await upstream.close();
+        await oauthHttp.close();
         await store.close();
       })();
       return closed;

@@ -11,13 +11,46 @@ export {
   encodingFor,
 } from "./billing/tokens.js";
 export {
+  AUTO_DISABLED_PREFIX,
+  DEFAULT_POOL_SETTINGS,
+  type FailureKind,
+  failureKind,
+  isAutoDisabled,
+  POOL_SETTINGS,
+} from "./credentials/health.js";
+export {
+  DEFAULT_OAUTH_PROVIDERS,
+  isOAuthRefreshError,
+  type OAuthProviderConfig,
+  OAuthRefreshError,
+  OAuthRefresher,
+  type OAuthSettings,
+  type RefreshReason,
+} from "./credentials/oauth.js";
+export {
   type AddCredentialInput,
   type CredentialPick,
   CredentialPool,
+  type CredentialPoolOptions,
   type MaskedCredential,
   maskCredential,
   type PickOptions,
+  type ReportFailureOptions,
+  type SettingsReader,
 } from "./credentials/pool.js";
+export {
+  type CredentialProbe,
+  type ModelsProbeOptions,
+  modelsProbe,
+  type RecoveryProbeHandle,
+  type RecoveryProbeOptions,
+} from "./credentials/probe.js";
+export {
+  DEFAULT_ROUTING_STRATEGY,
+  parseRoutingStrategy,
+  ROUTING_STRATEGIES,
+  type RoutingStrategy,
+} from "./credentials/strategies.js";
 export * from "./errors.js";
 export { GatewayEmitter, type GatewayEvents } from "./events.js";
 export {
@@ -29,6 +62,12 @@ export {
   type UsageApi,
   type UsersApi,
 } from "./gateway.js";
+export {
+  accessTokenSuffix,
+  POOL_DEFAULT_EXPIRES_IN,
+  POOL_MESSAGES,
+  poolTokenView,
+} from "./http/dialects/pool.js";
 export type { Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export { IpAllowList, normalizeIp, resolveClientIp, validateIpEntry } from "./keys/ip.js";
 export {
@@ -40,6 +79,7 @@ export {
 } from "./keys/service.js";
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
 export type { GatewayOptions } from "./options.js";
+export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
 export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export type * from "./store/types.js";

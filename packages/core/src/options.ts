@@ -1,4 +1,9 @@
 import { Ajv, type ErrorObject } from "ajv";
+import {
+  DEFAULT_OAUTH_PROVIDERS,
+  type OAuthProviderConfig,
+  type OAuthSettings,
+} from "./credentials/oauth.js";
 import { GatewayError } from "./errors.js";
 import type { Logger, LogLevel } from "./logger.js";
 import type { Store } from "./store/types.js";
@@ -45,9 +50,49 @@ export interface GatewayOptions {
   };
   /** Defaults for runtime settings that the store does not hold yet (see `gateway.settings`). */
   settings?: Record<string, unknown>;
+  /**
+   * OAuth credentials (`kind: "oauth"`): token endpoints and refresh timing. Access tokens are
+   * refreshed before use when they expire within `refreshMarginMs`, once after an upstream
+   * 401/403, and in the background; one refresh per credential at a time, across instances.
+   */
+  oauth?: {
+    /**
+     * Token endpoint, client id, client secret, scopes and body format per provider, merged
+     * field by field over {@link DEFAULT_OAUTH_PROVIDERS} (antigravity, gemini, gemini-cli,
+     * anthropic, claude, codex, qwen). A provider not in the defaults needs `tokenUrl` and
+     * `clientId`. A credential can override them in `secret.extra` (`tokenUrl`, `clientId`,
+     * `clientSecret`, `scopes`, `oauthProvider`).
+     * @default DEFAULT_OAUTH_PROVIDERS
+     */
+    providers?: Record<string, Partial<OAuthProviderConfig>>;
+    /** Refresh access tokens expiring sooner than this (ms), before they are used. @default 300000 */
+    refreshMarginMs?: number;
+    /** Background refreshes running at once. @default 4 */
+    concurrency?: number;
+    /** How often credentials are scanned for background refresh (ms); 0 = never. @default 60000 */
+    scanIntervalMs?: number;
+    /** TTL of the cross-instance refresh lock (ms); a crashed holder's lock frees after it. @default 60000 */
+    lockTtlMs?: number;
+    /** Timeout of one token endpoint call (ms). @default 30000 */
+    timeoutMs?: number;
+    /** After a failed refresh, the same refresh token is not tried again for this long (ms). @default 30000 */
+    failureBackoffMs?: number;
+  };
+  /**
+   * The pool dialect (`/v1/tokens`, antigravity2api's token API): what credentials added through
+   * it are. They are OAuth accounts of `provider` with base URL `baseUrl`.
+   */
+  poolDialect?: {
+    /** @default "antigravity" */
+    provider?: string;
+    /** @default "https://daily-cloudcode-pa.sandbox.googleapis.com" (antigravity2api's endpoint) */
+    baseUrl?: string;
+  };
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
+const nonNegativeInt = { type: "integer", minimum: 0 } as const;
+const httpUrl = { type: "string", pattern: "^https?://" } as const;
 
 const schema = {
   type: "object",
@@ -80,6 +125,37 @@ const schema = {
       },
     },
     settings: { type: "object" },
+    oauth: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        providers: {
+          type: "object",
+          additionalProperties: {
+            type: "object",
+            additionalProperties: false,
+            properties: {
+              tokenUrl: httpUrl,
+              clientId: { type: "string" },
+              clientSecret: { type: "string" },
+              scopes: { type: "array", items: { type: "string", minLength: 1 } },
+              bodyFormat: { enum: ["form", "json"] },
+            },
+          },
+        },
+        refreshMarginMs: nonNegativeInt,
+        concurrency: positiveInt,
+        scanIntervalMs: nonNegativeInt,
+        lockTtlMs: positiveInt,
+        timeoutMs: positiveInt,
+        failureBackoffMs: nonNegativeInt,
+      },
+    },
+    poolDialect: {
+      type: "object",
+      additionalProperties: false,
+      properties: { provider: { type: "string", minLength: 1 }, baseUrl: httpUrl },
+    },
   },
   additionalProperties: false,
 } as const;
@@ -121,6 +197,8 @@ export interface ResolvedOptions {
   billing: { defaultCompletionTokens: number };
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number };
   settings: Record<string, unknown>;
+  oauth: OAuthSettings;
+  poolDialect: { provider: string; baseUrl: string };
 }
 
 const STORE_METHODS = [
@@ -179,5 +257,37 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
       ...input.upstream,
     },
     settings: input.settings ?? {},
+    oauth: resolveOAuth(input.oauth),
+    poolDialect: {
+      provider: "antigravity",
+      baseUrl: "https://daily-cloudcode-pa.sandbox.googleapis.com",
+      ...input.poolDialect,
+    },
+  };
+}
+
+function resolveOAuth(input: GatewayOptions["oauth"]): OAuthSettings {
+  const providers: Record<string, OAuthProviderConfig> = {};
+  for (const [name, cfg] of Object.entries(DEFAULT_OAUTH_PROVIDERS)) providers[name] = { ...cfg };
+  for (const [name, cfg] of Object.entries(input?.providers ?? {})) {
+    const merged = { ...providers[name], ...cfg };
+    if (!merged.tokenUrl || merged.clientId === undefined) {
+      throw new GatewayError(
+        "INVALID_OPTIONS",
+        `Invalid tokenpool option \`oauth.providers.${name}\`: "${name}" has no default token endpoint, so it needs \`tokenUrl\` and \`clientId\`.`,
+      );
+    }
+    providers[name] = merged as OAuthProviderConfig;
+  }
+  const { providers: _, ...timing } = input ?? {};
+  return {
+    refreshMarginMs: 5 * 60_000,
+    concurrency: 4,
+    scanIntervalMs: 60_000,
+    lockTtlMs: 60_000,
+    timeoutMs: 30_000,
+    failureBackoffMs: 30_000,
+    ...timing,
+    providers,
   };
 }

@@ -1,3 +1,4 @@
 export { runStoreConformance, type StoreConformanceOptions } from "./conformance.js";
 export { fixtures } from "./fixtures.js";
+export * from "./mock-oauth.js";
 export * from "./mock-upstream.js";

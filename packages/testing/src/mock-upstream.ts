@@ -36,6 +36,13 @@ export interface MockUpstreamOptions {
    */
   apiKeys?: readonly string[];
   /**
+   * Decides whether a bearer token is accepted, e.g. the access tokens a mock OAuth server
+   * issued: `authorize: (token) => oauth.accepts(token)`. When given, every `/v1` request needs
+   * `Authorization: Bearer <token>` with a token in `apiKeys` or accepted by this function, and
+   * gets a 401 OpenAI error otherwise. When neither is given, any (or no) key is accepted.
+   */
+  authorize?: (token: string) => boolean;
+  /**
    * The assistant reply of every chat completion. See {@link splitMockReply} for how it is
    * cut into stream chunks and counted as completion tokens.
    * @default DEFAULT_MOCK_REPLY
@@ -326,8 +333,8 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
       sendJson(res, 404, error, extraHeaders);
       return;
     }
-    if (apiKeys) {
-      const denied = checkAuth(req.headers.authorization, apiKeys);
+    if (apiKeys || options.authorize) {
+      const denied = checkAuth(req.headers.authorization, apiKeys, options.authorize);
       if (denied) {
         sendJson(res, 401, openAIErrorBody(401, denied, "invalid_api_key"), extraHeaders);
         return;
@@ -534,7 +541,11 @@ function resetSocket(res: ServerResponse): void {
   else socket.destroy();
 }
 
-function checkAuth(header: string | undefined, apiKeys: ReadonlySet<string>): string | null {
+function checkAuth(
+  header: string | undefined,
+  apiKeys: ReadonlySet<string> | null,
+  authorize: ((token: string) => boolean) | undefined,
+): string | null {
   if (!header) {
     return (
       "You didn't provide an API key. You need to provide your API key in an Authorization " +
@@ -542,7 +553,7 @@ function checkAuth(header: string | undefined, apiKeys: ReadonlySet<string>): st
     );
   }
   const key = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
-  if (apiKeys.has(key)) return null;
+  if (apiKeys?.has(key) || (key !== "" && authorize?.(key))) return null;
   return `Incorrect API key provided: ${maskKey(key)}.`;
 }
 

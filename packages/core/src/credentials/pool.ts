@@ -1,15 +1,39 @@
 import { GatewayError } from "../errors.js";
-import type { GatewayEmitter } from "../events.js";
+import type { CredentialChangeSource, GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
 import type { CredentialPatch, CredentialRecord, NewCredential, Store } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
 import { maskSecret } from "../util/secrets.js";
+import {
+  AUTO_DISABLED_PREFIX,
+  backoffMs,
+  DEFAULT_POOL_SETTINGS,
+  type FailureKind,
+  failureKind,
+  isAutoDisabled,
+  operatorReason,
+  POOL_SETTINGS,
+  safeErrorText,
+} from "./health.js";
+import type { CredentialProbe, RecoveryProbeHandle, RecoveryProbeOptions } from "./probe.js";
+import {
+  chooseLeastRecentlyUsed,
+  chooseRoundRobin,
+  chooseWeighted,
+  DEFAULT_ROUTING_STRATEGY,
+  parseRoutingStrategy,
+  type RoutingStrategy,
+  type StrategyCandidate,
+} from "./strategies.js";
 
 /** What {@link CredentialPool.add} accepts: provider, base URL and secret; everything else has a default. */
 export type AddCredentialInput = Partial<NewCredential> &
   Pick<NewCredential, "provider" | "baseUrl" | "secret">;
 
-/** A credential chosen for a request, with the model name to send upstream (aliases resolved). */
+/**
+ * A credential chosen for a request, with the model name to send upstream (aliases resolved).
+ * `credential` is the pool's live record: read it, never mutate it.
+ */
 export interface CredentialPick {
   credential: CredentialRecord;
   upstreamModel: string;
@@ -19,16 +43,65 @@ export interface CredentialPick {
 export interface PickOptions {
   /** Credentials already tried for this request. */
   exclude?: ReadonlySet<string>;
-  /** Restrict to credentials of this group (empty credential groups count as `default`). */
+  /**
+   * Only credentials of this group (a credential with no groups belongs to `default`).
+   * Absent: every credential is a candidate.
+   */
   group?: string;
   /** Only credentials of these providers (wire formats). */
   providers?: readonly string[];
+  /**
+   * Session stickiness: picks with the same key get the same credential while it is available
+   * (enabled, not cooling down for the model, not excluded, in the best available priority tier).
+   */
+  sessionKey?: string;
   /** ms. @default Date.now() */
   now?: number;
 }
 
-const MIN_COOLDOWN_MS = 1_000;
-const MAX_COOLDOWN_MS = 5 * 60_000;
+/** Options of {@link CredentialPool.reportFailure}. */
+export interface ReportFailureOptions {
+  /** The upstream's retry delay (`Retry-After`, a quota reset time ...): the cooldown to apply. */
+  retryAfterMs?: number;
+  /** @default derived from the status: 429 → `rate_limit`, 401/403 → `auth`, 0 → `network`, else `server` */
+  kind?: FailureKind;
+  /** An OAuth credential whose token refresh failed: with `kind: "auth"`, disables it at once. */
+  refreshFailed?: boolean;
+  /** ms. @default Date.now() */
+  now?: number;
+}
+
+/** Reads runtime settings; the gateway's `SettingsService` fits. */
+export interface SettingsReader {
+  get(name: string): unknown;
+}
+
+/**
+ * Options of {@link CredentialPool}. Where a runtime setting exists it wins (so that it can
+ * change while the gateway runs); these options apply when it is absent or invalid.
+ */
+export interface CredentialPoolOptions {
+  /** Runtime settings (`routing-strategy`, `credential-max-failures`, `credential-failure-window-ms`). */
+  settings?: SettingsReader;
+  /** @default "round-robin" */
+  strategy?: RoutingStrategy;
+  /** Failures inside the window that auto-disable a credential; 0 = never; 1 counts as 2. @default 5 */
+  maxFailures?: number;
+  /** @default 60000 */
+  failureWindowMs?: number;
+  /** First cooldown of a 429 without a retry delay; doubles with each consecutive one. @default 1000 */
+  cooldownBaseMs?: number;
+  /** Longest cooldown by backoff. @default 300000 */
+  maxBackoffMs?: number;
+  /** Longest upstream retry delay honoured. @default 86400000 */
+  maxRetryAfterMs?: number;
+  /** How long a session stays bound to its credential after its last pick. @default 1800000 */
+  sessionTtlMs?: number;
+  /** Sessions remembered; the least recently used is forgotten first. @default 10000 */
+  maxSessions?: number;
+  /** @default Date.now */
+  clock?: () => number;
+}
 
 /** A credential as listed: secrets masked. */
 export type MaskedCredential = Omit<CredentialRecord, "secret"> & {
@@ -45,40 +118,202 @@ export function maskCredential(c: CredentialRecord): MaskedCredential {
   return { ...c, secret };
 }
 
+/** A credential and what this process knows about it beyond the stored record. */
+interface Entry extends StrategyCandidate {
+  /** Timestamps of failures counted toward auto-disabling (inside the window, since the last success). */
+  failures: number[];
+  /** Consecutive cooldowns per model, for the backoff. */
+  backoff: Map<string, number> | null;
+  /** Index into `projectIds` per model (`quota-exceeded/switch-project`). */
+  projects: Map<string, number> | null;
+  /** Bumped on every local change of `state` or `enabled`. */
+  localSeq: number;
+  /** The state write in flight, if any. */
+  writing: Promise<void> | null;
+  /** A local change waits for the next write. */
+  dirty: boolean;
+  /** That change includes `enabled`. */
+  dirtyEnabled: boolean;
+  /** Who made the `enabled` change that the next store refresh will show. */
+  changeBy: CredentialChangeSource | null;
+}
+
+/** Bound of the per-model maps (cursors, weights): cleared past it, as model names come from clients. */
+const MAX_MODEL_STATES = 10_000;
+
 /**
  * The upstream credential pool, held in memory for picking and kept in step with the store
- * through change notifications. Selection: highest priority tier first, round-robin inside a
- * tier, skipping disabled credentials, credentials cooling down for the model, and those that
- * do not serve it.
+ * through change notifications.
+ *
+ * Selection ({@link CredentialPool.pick}): only enabled credentials that serve the model (aliases resolved,
+ * excluded models skipped), of the requested group and providers, and not cooling down for the
+ * model; among them the highest priority tier only; inside it the `routing-strategy`
+ * ({@link RoutingStrategy}), unless the request's session is already bound to one of them.
+ *
+ * Health: {@link CredentialPool.reportFailure} cools a credential down for a model on 429/quota errors and
+ * auto-disables it after repeated failures; {@link CredentialPool.reportSuccess} clears the failure count. State
+ * is written through the store only when it changes (never on a plain success), one write at a
+ * time per credential. A recovery probe ({@link CredentialPool.startRecoveryProbe}) re-enables auto-disabled
+ * credentials that work again.
  */
 export class CredentialPool {
   readonly #store: Store;
   readonly #events: GatewayEmitter;
   readonly #logger: Logger;
-  #all: CredentialRecord[] = [];
-  /** Round-robin cursor per (tier, model). */
+  #opts: CredentialPoolOptions;
+  #clock: () => number;
+  /** In stable order (ascending `ord`). */
+  #entries: Entry[] = [];
+  #byId = new Map<string, Entry>();
+  #nextOrd = 0;
+  #useSeq = 0;
+  /** Round-robin: `ord` of the last credential chosen, per model. */
   readonly #cursor = new Map<string, number>();
+  /** Smooth weighted round-robin: current weights per model. */
+  readonly #weights = new Map<string, Map<string, number>>();
+  /** Session key → bound credential, least recently used first. */
+  readonly #sessions = new Map<string, { id: string; until: number }>();
+  /** Scratch arrays of {@link CredentialPool.pick}, reused so that a pick allocates nearly nothing. */
+  readonly #cands: Entry[] = [];
+  readonly #ups: string[] = [];
+  #probe: RecoveryProbeHandle | null = null;
 
-  constructor(store: Store, events: GatewayEmitter, logger: Logger) {
+  /**
+   * @param options optional; a gateway passes `{ settings }` so that the runtime settings apply.
+   * @example
+   * ```ts
+   * const pool = new CredentialPool(store, events, logger, { settings, strategy: "fill-first" });
+   * await pool.load();
+   * const pick = pool.pick("gpt-4o-mini", { group: "vip" });
+   * ```
+   */
+  constructor(
+    store: Store,
+    events: GatewayEmitter,
+    logger: Logger,
+    options: CredentialPoolOptions = {},
+  ) {
     this.#store = store;
     this.#events = events;
     this.#logger = logger;
+    this.#opts = { ...options };
+    this.#clock = options.clock ?? Date.now;
   }
 
-  /** Loads every credential from the store. */
+  /** Changes options while the pool runs (e.g. attaches the runtime settings). */
+  configure(options: Partial<CredentialPoolOptions>): void {
+    this.#opts = { ...this.#opts, ...options };
+    if (options.clock) this.#clock = options.clock;
+  }
+
+  /** The strategy in force: the `routing-strategy` setting, else the option, else round-robin. */
+  get strategy(): RoutingStrategy {
+    return (
+      parseRoutingStrategy(this.#opts.settings?.get(POOL_SETTINGS.strategy)) ??
+      this.#opts.strategy ??
+      DEFAULT_ROUTING_STRATEGY
+    );
+  }
+
+  #numberSetting(name: string, option: number | undefined, fallback: number): number {
+    const v = this.#opts.settings?.get(name);
+    if (typeof v === "number" && Number.isFinite(v) && v >= 0) return v;
+    return option !== undefined && Number.isFinite(option) && option >= 0 ? option : fallback;
+  }
+
+  /** Loads every credential from the store (keeping what this process knows about known ones). */
   async load(): Promise<void> {
-    this.#all = await this.#store.credentials.list();
+    const seqs = new Map<string, number>();
+    for (const e of this.#entries) seqs.set(e.c.id, e.localSeq);
+    const recs = await this.#store.credentials.list();
+    const entries: Entry[] = [];
+    const byId = new Map<string, Entry>();
+    for (const rec of recs) {
+      const e = this.#byId.get(rec.id);
+      if (e) this.#apply(e, rec, seqs.get(rec.id));
+      const entry = e ?? this.#newEntry(rec);
+      entries.push(entry);
+      byId.set(rec.id, entry);
+    }
+    entries.sort((a, b) => a.ord - b.ord);
+    this.#entries = entries;
+    this.#byId = byId;
   }
 
   /** Re-reads one credential after a change notification (or all when `id` is absent). */
   async refresh(id?: string): Promise<void> {
     if (id === undefined) return this.load();
+    return this.#refreshOne(id, false);
+  }
+
+  /** `storeWins`: take the stored `state` and `enabled` even while a local write is under way. */
+  async #refreshOne(id: string, storeWins: boolean): Promise<void> {
+    const seq = this.#byId.get(id)?.localSeq;
     const rec = await this.#store.credentials.get(id);
-    const i = this.#all.findIndex((c) => c.id === id);
+    const e = this.#byId.get(id);
     if (!rec) {
-      if (i >= 0) this.#all.splice(i, 1);
-    } else if (i >= 0) this.#all[i] = rec;
-    else this.#all.push(rec);
+      if (e) {
+        this.#byId.delete(id);
+        this.#entries = this.#entries.filter((x) => x !== e);
+      }
+    } else if (e) this.#apply(e, rec, storeWins ? e.localSeq : seq, storeWins);
+    else {
+      const entry = this.#newEntry(rec);
+      this.#byId.set(id, entry);
+      this.#entries = [...this.#entries, entry];
+    }
+  }
+
+  #newEntry(c: CredentialRecord): Entry {
+    return {
+      c,
+      ord: this.#nextOrd++,
+      lastUsedAt: c.state.lastUsedAt,
+      useSeq: 0,
+      failures: [],
+      backoff: null,
+      projects: null,
+      localSeq: 0,
+      writing: null,
+      dirty: false,
+      dirtyEnabled: false,
+      changeBy: null,
+    };
+  }
+
+  /**
+   * Takes a record read from the store. While a local state change is not yet written (or
+   * changed during the read), the local `state` and `enabled` win: the write under way carries
+   * them to the store, and its own change notification brings the record back in step.
+   */
+  #apply(e: Entry, rec: CredentialRecord, seqBefore: number | undefined, storeWins = false): void {
+    const old = e.c;
+    if (!storeWins && (e.writing || e.dirty || e.localSeq !== seqBefore)) {
+      rec.enabled = old.enabled;
+      rec.state = old.state;
+    } else {
+      if (rec.state.lastUsedAt < e.lastUsedAt) rec.state.lastUsedAt = e.lastUsedAt;
+      else e.lastUsedAt = rec.state.lastUsedAt;
+      if (old.enabled !== rec.enabled) {
+        const by = e.changeBy ?? "store";
+        if (rec.enabled) {
+          e.failures.length = 0;
+          this.#events.emit("credential.enabled", {
+            credentialId: rec.id,
+            provider: rec.provider,
+            by,
+          });
+        } else
+          this.#events.emit("credential.disabled", {
+            credentialId: rec.id,
+            provider: rec.provider,
+            reason: rec.state.disabledReason ?? "disabled",
+            by,
+          });
+      }
+    }
+    e.changeBy = null;
+    e.c = rec;
   }
 
   /** Adds a credential to the store (and the pool). */
@@ -113,22 +348,54 @@ export class CredentialPool {
     return rec;
   }
 
-  /** Every credential (with secrets: for internal use; list responses use {@link maskCredential}). */
+  /** Every credential, enabled or not (with secrets: for internal use; list responses use {@link maskCredential}). */
   list(): CredentialRecord[] {
-    return this.#all.map((c) => structuredClone(c));
+    return this.#entries.map((e) => structuredClone(e.c));
   }
 
+  /** A copy of one credential, or null. */
   get(id: string): CredentialRecord | null {
-    const c = this.#all.find((x) => x.id === id);
-    return c ? structuredClone(c) : null;
+    const e = this.#byId.get(id);
+    return e ? structuredClone(e.c) : null;
   }
 
+  /**
+   * Applies an operator's patch through the store. It wins over this process's own state
+   * changes under way (a `state` patch resets cooldowns and counts); a change of `enabled`
+   * emits its event.
+   */
   async update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null> {
+    const e = this.#byId.get(id);
+    const local = patch.state !== undefined || patch.enabled !== undefined;
+    if (e && local) {
+      // Let a state write under way land first, so that it cannot overwrite the patch.
+      if (e.writing) await e.writing.catch(() => {});
+      if (patch.enabled !== undefined) {
+        e.changeBy = "operator";
+        e.failures.length = 0;
+        // An operator's choice: no automatic reason stays behind (the probe must not undo a
+        // disable, and an enabled credential starts with a clean count).
+        if (patch.state === undefined)
+          patch = {
+            ...patch,
+            state: {
+              ...structuredClone(e.c.state),
+              disabledReason: null,
+              errorCount: patch.enabled ? 0 : e.c.state.errorCount,
+            },
+          };
+      }
+      if (patch.state !== undefined) {
+        e.failures.length = 0;
+        e.backoff = null;
+      }
+    }
     const rec = await this.#store.credentials.update(id, patch);
-    await this.refresh(id);
+    await this.#refreshOne(id, local);
     return rec;
   }
 
+  /** Deletes a credential from the store (and the pool). */
   async remove(id: string): Promise<boolean> {
     const ok = await this.#store.credentials.delete(id);
     await this.refresh(id);
@@ -143,10 +410,15 @@ export class CredentialPool {
     return null;
   }
 
+  /** Whether `c` belongs to `group` (a credential with no groups belongs to `default`). */
+  static inGroup(c: CredentialRecord, group: string): boolean {
+    return c.groups.length === 0 ? group === "default" : c.groups.includes(group);
+  }
+
   /** Every model name clients can ask for, with the providers serving it. */
   models(): Map<string, Set<string>> {
     const out = new Map<string, Set<string>>();
-    for (const c of this.#all) {
+    for (const { c } of this.#entries) {
       if (!c.enabled) continue;
       for (const m of c.models) {
         const name = m.alias || m.name;
@@ -159,91 +431,413 @@ export class CredentialPool {
     return out;
   }
 
-  /** Chooses a credential for `model`, or null when none is available. */
+  /**
+   * Chooses a credential for `model`, or null when none is available. Runs on every request:
+   * one pass over the pool, no store access, no allocation but the result.
+   */
   pick(model: string, opts: PickOptions = {}): CredentialPick | null {
-    const now = opts.now ?? Date.now();
-    let tier: number | null = null;
-    let candidates: CredentialPick[] = [];
-    for (const c of this.#all) {
-      if (!c.enabled || opts.exclude?.has(c.id)) continue;
-      if (opts.providers && !opts.providers.includes(c.provider)) continue;
-      if (opts.group !== undefined) {
-        const groups = c.groups.length > 0 ? c.groups : ["default"];
-        if (!groups.includes(opts.group) && opts.group !== "default") continue;
-      }
+    const now = opts.now ?? this.#clock();
+    const { exclude, group, providers } = opts;
+    const cands = this.#cands;
+    const ups = this.#ups;
+    cands.length = 0;
+    ups.length = 0;
+    let tier = Number.NEGATIVE_INFINITY;
+    for (const e of this.#entries) {
+      const c = e.c;
+      if (!c.enabled || c.priority < tier) continue;
+      if (exclude?.has(c.id)) continue;
+      if (providers && !providers.includes(c.provider)) continue;
+      if (group !== undefined && !CredentialPool.inGroup(c, group)) continue;
       const upstreamModel = CredentialPool.serves(c, model);
       if (upstreamModel === null) continue;
       const cd = c.state.cooldowns;
       if ((cd[model] ?? 0) > now || (cd["*"] ?? 0) > now) continue;
-      if (tier === null || c.priority > tier) {
+      if (c.priority > tier) {
         tier = c.priority;
-        candidates = [{ credential: c, upstreamModel }];
-      } else if (c.priority === tier) candidates.push({ credential: c, upstreamModel });
+        cands.length = 0;
+        ups.length = 0;
+      }
+      cands.push(e);
+      ups.push(upstreamModel);
     }
-    if (candidates.length === 0) return null;
-    const cursorKey = `${tier}|${model}`;
-    const n = this.#cursor.get(cursorKey) ?? 0;
-    this.#cursor.set(cursorKey, (n + 1) % 1_000_000_007);
-    const chosen = candidates[n % candidates.length]!;
-    chosen.credential.state.lastUsedAt = now;
-    this.#events.emit("credential.selected", {
-      credentialId: chosen.credential.id,
-      provider: chosen.credential.provider,
-      model,
-    });
-    return chosen;
+    if (cands.length === 0) return null;
+
+    const strategy = this.strategy;
+    const sessionKey = opts.sessionKey;
+    let i = -1;
+    if (sessionKey) {
+      const s = this.#sessions.get(sessionKey);
+      if (s && s.until > now) {
+        for (let j = 0; j < cands.length; j++)
+          if (cands[j]!.c.id === s.id) {
+            i = j;
+            break;
+          }
+      }
+    }
+    const sticky = i >= 0;
+    if (!sticky) i = this.#choose(strategy, model, cands);
+    const e = cands[i]!;
+    const upstreamModel = ups[i]!;
+    cands.length = 0;
+    ups.length = 0;
+
+    // The rotation goes on from the last credential chosen by a strategy, whichever it was.
+    if (!sticky) {
+      if (this.#cursor.size >= MAX_MODEL_STATES && !this.#cursor.has(model)) this.#cursor.clear();
+      this.#cursor.set(model, e.ord);
+    }
+    e.lastUsedAt = now;
+    e.useSeq = ++this.#useSeq;
+    e.c.state.lastUsedAt = now;
+    if (sessionKey) this.#bindSession(sessionKey, e.c.id, now);
+    if (this.#events.listenerCount("credential.selected") > 0)
+      this.#events.emit("credential.selected", {
+        credentialId: e.c.id,
+        provider: e.c.provider,
+        model,
+        upstreamModel,
+        strategy,
+        sticky,
+      });
+    return { credential: e.c, upstreamModel };
   }
 
-  /** Records a success: clears the error count (persisted only when it was non-zero). */
-  reportSuccess(id: string): void {
-    const c = this.#all.find((x) => x.id === id);
-    if (!c || c.state.errorCount === 0) return;
-    c.state.errorCount = 0;
-    this.#persistState(c);
+  #choose(strategy: RoutingStrategy, model: string, cands: readonly Entry[]): number {
+    if (strategy === "fill-first") return 0;
+    if (strategy === "least-recently-used") return chooseLeastRecentlyUsed(cands);
+    if (strategy === "weighted") {
+      let current = this.#weights.get(model);
+      if (!current) {
+        if (this.#weights.size >= MAX_MODEL_STATES) this.#weights.clear();
+        current = new Map();
+        this.#weights.set(model, current);
+      }
+      const i = chooseWeighted(cands, current);
+      if (i >= 0) return i;
+    }
+    return chooseRoundRobin(cands, this.#cursor.get(model) ?? -1);
+  }
+
+  #bindSession(key: string, id: string, now: number): void {
+    const sessions = this.#sessions;
+    // Delete first so that the entry moves to the end: the map stays in least-recent-first order.
+    sessions.delete(key);
+    sessions.set(key, { id, until: now + (this.#opts.sessionTtlMs ?? 30 * 60_000) });
+    const max = Math.max(1, this.#opts.maxSessions ?? 10_000);
+    while (sessions.size > max) {
+      const oldest = sessions.keys().next().value;
+      if (oldest === undefined) break;
+      sessions.delete(oldest);
+    }
+  }
+
+  /** The credential a session is bound to (while the binding lasts), or undefined. */
+  sessionCredential(sessionKey: string, now = this.#clock()): string | undefined {
+    const s = this.#sessions.get(sessionKey);
+    return s && s.until > now ? s.id : undefined;
   }
 
   /**
-   * Records a failed upstream call. A 429 (or any status with `retryAfterMs`) cools the credential
-   * down for the model: for `retryAfterMs` when the upstream said, else exponentially by the
-   * number of consecutive errors.
+   * Records a success: clears the failure count and the backoff (for `model`, or every model).
+   * Cheap, and writes to the store only when the stored state changes (after failures).
+   */
+  reportSuccess(id: string, model?: string): void {
+    const e = this.#byId.get(id);
+    if (!e) return;
+    if (e.failures.length > 0) e.failures.length = 0;
+    if (e.backoff) {
+      if (model === undefined) e.backoff = null;
+      else e.backoff.delete(model);
+    }
+    if (e.c.state.errorCount === 0) return;
+    e.c.state.errorCount = 0;
+    this.#persist(e, false).catch(() => {});
+  }
+
+  /**
+   * Records a failed upstream call.
+   *
+   * - `rate_limit` / `quota` (or any failure with `retryAfterMs`): the credential cools down for
+   *   the model, for `retryAfterMs` when given (at most `maxRetryAfterMs`), else by exponential
+   *   backoff over consecutive cooldowns (`cooldownBaseMs` × 2ⁿ⁻¹, at most `maxBackoffMs`).
+   *   Rate limits never count toward auto-disabling.
+   * - `auth` with `refreshFailed`: disabled at once.
+   * - Any other failure counts: `credential-max-failures` of them inside
+   *   `credential-failure-window-ms`, with no success in between, disable the credential
+   *   (never on the first error).
+   *
+   * A number as `opts` is read as `retryAfterMs` (the earlier signature).
    */
   reportFailure(
     id: string,
     model: string,
     status: number,
     message: string,
-    retryAfterMs?: number,
+    opts?: ReportFailureOptions | number,
   ): void {
-    const c = this.#all.find((x) => x.id === id);
-    if (!c) return;
-    const now = Date.now();
+    const e = this.#byId.get(id);
+    if (!e) return;
+    const o: ReportFailureOptions =
+      typeof opts === "number" ? { retryAfterMs: opts } : (opts ?? {});
+    const c = e.c;
+    const now = o.now ?? this.#clock();
+    const kind = o.kind ?? failureKind(status);
+    const text = safeErrorText(c, message);
     c.state.errorCount += 1;
-    c.state.lastError = { at: now, status, message: message.slice(0, 300) };
+    c.state.lastError = { at: now, status, message: text };
     this.#events.emit("credential.error", {
       credentialId: id,
+      provider: c.provider,
       model,
       status,
-      message: c.state.lastError.message,
+      kind,
+      message: text,
     });
-    if (status === 429 || retryAfterMs !== undefined) {
-      const backoff = Math.min(
-        MAX_COOLDOWN_MS,
-        MIN_COOLDOWN_MS * 2 ** Math.min(c.state.errorCount - 1, 10),
-      );
-      const until = now + Math.min(MAX_COOLDOWN_MS, retryAfterMs ?? backoff);
-      c.state.cooldowns[model] = until;
-      this.#events.emit("credential.cooldown", { credentialId: id, model, until, status });
+
+    const limited = kind === "rate_limit" || kind === "quota";
+    if (limited || o.retryAfterMs !== undefined) {
+      const n = (e.backoff?.get(model) ?? 0) + 1;
+      if (!e.backoff) e.backoff = new Map();
+      e.backoff.set(model, n);
+      const delay =
+        o.retryAfterMs !== undefined && Number.isFinite(o.retryAfterMs)
+          ? Math.min(Math.max(o.retryAfterMs, 0), this.#opts.maxRetryAfterMs ?? 86_400_000)
+          : backoffMs(n, this.#opts.cooldownBaseMs ?? 1_000, this.#opts.maxBackoffMs ?? 300_000);
+      const until = now + delay;
+      if (until > (c.state.cooldowns[model] ?? 0)) c.state.cooldowns[model] = until;
+      // The projects start over once the cooldown ends.
+      e.projects?.delete(model);
+      this.#events.emit("credential.cooldown", {
+        credentialId: id,
+        provider: c.provider,
+        model,
+        until,
+        status,
+        reason: kind,
+      });
     }
-    this.#persistState(c);
+
+    let disable: string | null = null;
+    if (kind === "auth" && o.refreshFailed) {
+      disable = `${AUTO_DISABLED_PREFIX} authentication failed (HTTP ${status}) and the token refresh failed`;
+    } else if (!limited && c.enabled) {
+      const max = Math.floor(
+        this.#numberSetting(
+          POOL_SETTINGS.maxFailures,
+          this.#opts.maxFailures,
+          DEFAULT_POOL_SETTINGS[POOL_SETTINGS.maxFailures],
+        ),
+      );
+      const windowMs = this.#numberSetting(
+        POOL_SETTINGS.failureWindowMs,
+        this.#opts.failureWindowMs,
+        DEFAULT_POOL_SETTINGS[POOL_SETTINGS.failureWindowMs],
+      );
+      if (max > 0) {
+        const f = e.failures;
+        f.push(now);
+        let drop = 0;
+        while (drop < f.length && f[drop]! <= now - windowMs) drop++;
+        if (drop > 0) f.splice(0, drop);
+        const threshold = Math.max(2, max);
+        if (f.length > threshold) f.splice(0, f.length - threshold);
+        if (f.length >= threshold)
+          disable = `${AUTO_DISABLED_PREFIX} ${f.length} failures within ${Math.round(windowMs / 1000)}s (last: ${status === 0 ? "connection error" : `HTTP ${status}`})`;
+      }
+    }
+    if (disable !== null && c.enabled) {
+      c.enabled = false;
+      c.state.disabledReason = disable;
+      e.failures.length = 0;
+      this.#logger.warn("credential auto-disabled", { credentialId: id, reason: disable });
+      this.#events.emit("credential.disabled", {
+        credentialId: id,
+        provider: c.provider,
+        reason: disable,
+        by: "pool",
+      });
+      this.#persist(e, true).catch(() => {});
+    } else this.#persist(e, false).catch(() => {});
   }
 
-  #persistState(c: CredentialRecord): void {
-    const state = structuredClone(c.state);
-    this.#store.credentials.update(c.id, { state }).catch((error: unknown) => {
-      this.#logger.warn("could not persist credential state", {
-        credentialId: c.id,
-        error: String(error),
+  /**
+   * Enables or disables a credential, persisted through the store. A disabled credential stays
+   * stored and listed but never rotates. A credential disabled here is not probed for recovery
+   * (only those the pool disabled by itself are).
+   */
+  async setEnabled(id: string, enabled: boolean, reason?: string): Promise<void> {
+    if (!this.#byId.has(id)) await this.refresh(id);
+    const e = this.#byId.get(id);
+    if (!e) throw new GatewayError("NOT_FOUND", `no credential with id ${id}`);
+    await this.#setEnabled(e, enabled, enabled ? null : operatorReason(reason), "operator");
+  }
+
+  async #setEnabled(
+    e: Entry,
+    enabled: boolean,
+    reason: string | null,
+    by: CredentialChangeSource,
+  ): Promise<void> {
+    const c = e.c;
+    const changed = c.enabled !== enabled;
+    c.enabled = enabled;
+    c.state.disabledReason = reason;
+    if (enabled) {
+      c.state.errorCount = 0;
+      e.failures.length = 0;
+    }
+    if (changed) {
+      if (enabled)
+        this.#events.emit("credential.enabled", { credentialId: c.id, provider: c.provider, by });
+      else
+        this.#events.emit("credential.disabled", {
+          credentialId: c.id,
+          provider: c.provider,
+          reason: reason ?? "disabled by an operator",
+          by,
+        });
+    }
+    await this.#persist(e, true);
+  }
+
+  /**
+   * The project id to use for `model` (`quota-exceeded/switch-project`): the first of the
+   * credential's `projectIds` until {@link CredentialPool.rotateProject} moves on. Undefined without projects.
+   */
+  projectFor(id: string, model: string): string | undefined {
+    const e = this.#byId.get(id);
+    const ids = e?.c.projectIds;
+    if (!e || !ids || ids.length === 0) return undefined;
+    return ids[(e.projects?.get(model) ?? 0) % ids.length];
+  }
+
+  /**
+   * Moves `model` on to the credential's next project id after a quota error. Returns false when
+   * none is left (the caller then reports the failure, which cools the credential down and lets
+   * its projects start over after the cooldown).
+   */
+  rotateProject(id: string, model: string): boolean {
+    const e = this.#byId.get(id);
+    if (!e) return false;
+    const n = e.c.projectIds.length;
+    const i = e.projects?.get(model) ?? 0;
+    if (i + 1 >= n) return false;
+    if (!e.projects) e.projects = new Map();
+    else if (e.projects.size >= MAX_MODEL_STATES) e.projects.clear();
+    e.projects.set(model, i + 1);
+    return true;
+  }
+
+  /**
+   * Starts probing auto-disabled credentials every `intervalMs` (not those an operator
+   * disabled): one at a time, and a credential whose probe resolves true is enabled again
+   * (`credential.enabled`, by `probe`). The timer does not keep the process alive. Starting a
+   * probe stops the previous one.
+   */
+  startRecoveryProbe(probe: CredentialProbe, opts: RecoveryProbeOptions): RecoveryProbeHandle {
+    if (!(opts.intervalMs > 0))
+      throw new GatewayError("INVALID_OPTIONS", "startRecoveryProbe needs intervalMs > 0");
+    this.#probe?.stop();
+    let round: Promise<string[]> | null = null;
+    const runOnce = (): Promise<string[]> => {
+      round ??= this.#probeRound(probe).finally(() => {
+        round = null;
       });
-    });
+      return round;
+    };
+    const timer = setInterval(() => {
+      runOnce().catch((error: unknown) =>
+        this.#logger.warn("credential recovery probe failed", { error: String(error) }),
+      );
+    }, opts.intervalMs);
+    timer.unref();
+    const handle: RecoveryProbeHandle = {
+      stop: () => {
+        clearInterval(timer);
+        if (this.#probe === handle) this.#probe = null;
+      },
+      runOnce,
+    };
+    this.#probe = handle;
+    return handle;
+  }
+
+  async #probeRound(probe: CredentialProbe): Promise<string[]> {
+    const enabled: string[] = [];
+    for (const e of this.#entries) {
+      if (!isAutoDisabled(e.c)) continue;
+      let ok = false;
+      try {
+        ok = (await probe(structuredClone(e.c))) === true;
+      } catch {
+        ok = false;
+      }
+      // Re-checked: an operator may have changed it while the probe ran.
+      const now = this.#byId.get(e.c.id);
+      if (ok && now && isAutoDisabled(now.c)) {
+        await this.#setEnabled(now, true, null, "probe");
+        enabled.push(now.c.id);
+      }
+    }
+    return enabled;
+  }
+
+  /** Stops the recovery probe and resolves once the state writes under way are done. */
+  async stop(): Promise<void> {
+    this.#probe?.stop();
+    this.#probe = null;
+    await this.flush();
+  }
+
+  /** Resolves once the state writes under way are done. */
+  async flush(): Promise<void> {
+    for (;;) {
+      const pending = this.#entries.map((e) => e.writing).filter((w) => w !== null);
+      if (pending.length === 0) return;
+      await Promise.allSettled(pending);
+    }
+  }
+
+  /**
+   * Writes the credential's state (and `enabled` when `withEnabled`) through the store. Writes
+   * of one credential never overlap: a change made during a write is written right after it,
+   * with the latest state. Expired cooldowns are dropped first.
+   */
+  #persist(e: Entry, withEnabled: boolean): Promise<void> {
+    e.localSeq++;
+    e.dirty = true;
+    if (withEnabled) e.dirtyEnabled = true;
+    e.writing ??= this.#writeLoop(e);
+    return e.writing;
+  }
+
+  async #writeLoop(e: Entry): Promise<void> {
+    try {
+      while (e.dirty) {
+        e.dirty = false;
+        const withEnabled = e.dirtyEnabled;
+        e.dirtyEnabled = false;
+        const c = e.c;
+        const now = this.#clock();
+        for (const [m, until] of Object.entries(c.state.cooldowns))
+          if (until <= now) delete c.state.cooldowns[m];
+        const patch: CredentialPatch = { state: structuredClone(c.state) };
+        if (withEnabled) patch.enabled = c.enabled;
+        try {
+          await this.#store.credentials.update(c.id, patch);
+        } catch (error) {
+          this.#logger.warn("could not persist credential state", {
+            credentialId: c.id,
+            error: String(error),
+          });
+          this.#events.emit("error", { where: "credential state", error: error as Error });
+          throw error;
+        }
+      }
+    } finally {
+      e.writing = null;
+    }
   }
 }

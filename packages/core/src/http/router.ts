@@ -2,7 +2,10 @@ import { GatewayError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import { type Exchange, json, type Reply } from "./exchange.js";
 
-/** One route: a method, a path (exact, or with `:param` segments) and a handler. */
+/**
+ * One route: a method, a path (exact, or with `:param` segments, or ending in a `*param` segment
+ * that takes the rest of the path, slashes included) and a handler.
+ */
 export interface Route {
   method: string;
   path: string;
@@ -38,7 +41,7 @@ export class Router {
 
   add(routes: Route[]): this {
     for (const route of routes) {
-      if (!route.path.includes(":")) {
+      if (!route.path.includes(":") && !route.path.includes("*")) {
         this.#exact.set(`${route.method} ${route.path}`, route);
         this.#paths.add(route.path);
         continue;
@@ -48,6 +51,10 @@ export class Router {
         `^${route.path
           .split("/")
           .map((seg) => {
+            if (seg.startsWith("*")) {
+              names.push(seg.slice(1));
+              return "(.+)";
+            }
             if (!seg.startsWith(":")) return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
             names.push(seg.slice(1));
             return "([^/]+)";

@@ -3,10 +3,11 @@ import type { Dispatcher } from "undici";
 import type { Billing, TokenUsage } from "../billing/price.js";
 import { ZERO_USAGE } from "../billing/price.js";
 import { countPromptTokens, promptTokenBound, tokenCounter } from "../billing/tokens.js";
-import type { CredentialPool } from "../credentials/pool.js";
+import { isOAuthRefreshError, type OAuthRefresher } from "../credentials/oauth.js";
+import type { CredentialPool, PickOptions } from "../credentials/pool.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
-import type { ClientSignal, Exchange, Reply } from "../http/exchange.js";
+import { type ClientSignal, type Exchange, header, type Reply } from "../http/exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
 import { findUsageObject, openaiProvider } from "../providers/openai.js";
@@ -21,6 +22,8 @@ import type { UpstreamClient } from "./upstream.js";
 export interface ProxyDeps {
   store: Store;
   pool: CredentialPool;
+  /** Refreshes OAuth credentials (single flight, cross-instance lock). */
+  oauth: OAuthRefresher;
   upstream: UpstreamClient;
   billing: Billing;
   usage: UsageWriter;
@@ -227,7 +230,7 @@ function release(held: Map<number, number>, keyId: number, units: number): void 
  * counted locally: the prompt and the text the client actually received, with the tokenizer.
  */
 export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Reply> {
-  const { pool, upstream, billing, settings, events } = deps;
+  const { pool, billing, settings, events } = deps;
   const { key, user } = req.auth;
   const group = user?.group ?? key.group;
   const started = Date.now();
@@ -286,100 +289,93 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   };
 
   try {
-    const tried = new Set<string>();
     const retries = Math.max(0, Number(settings.get("request-retry")) || 0);
+    const includeUsage =
+      (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+    const sessionKey = sessionKeyOf(req);
     let last: { status: number; body: string; credential: CredentialRecord } | null = null;
+    /** The model asked for: the client's, then possibly its configured fallback. */
+    let model = req.model;
 
-    for (let attempt = 0; attempt <= retries; attempt++) {
-      const picked = pool.pick(req.model, { exclude: tried, providers: ["openai"] });
-      if (!picked) break;
-      const { credential, upstreamModel } = picked;
-      tried.add(credential.id);
-
-      const includeUsage =
-        (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage ===
-        true;
-      const body = upstreamBody(req, upstreamModel, includeUsage);
-
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await upstream.request(openaiProvider.url(credential.baseUrl, "chat/completions"), {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            accept: req.stream ? "text/event-stream" : "application/json",
-            ...credential.headers,
-            ...openaiProvider.authHeaders(credential),
-          },
-          body,
-          signal: req.exchange.signal,
-        });
-      } catch (error) {
-        if (req.exchange.signal.aborted) {
-          finish(ZERO_USAGE, 499, credential, "client closed the request");
+    for (let round = 0; round < 2; round++) {
+      const tried = new Set<string>();
+      // Whether every credential tried for this model answered 429 (quota or rate limit).
+      let quotaOnly = true;
+      let picked = 0;
+      for (let attempt = 0; attempt <= retries; attempt++) {
+        const pick = pool.pick(model, pickOptions(tried, group || "default", sessionKey));
+        if (!pick) break;
+        picked++;
+        tried.add(pick.credential.id);
+        const body = upstreamBody(req, pick.upstreamModel, includeUsage);
+        const out = await forward(deps, req, pick.credential, model, body);
+        if (out.aborted) {
+          finish(ZERO_USAGE, 499, out.credential, "client closed the request");
           throw new GatewayError("INVALID_REQUEST", "client closed the request", { status: 499 });
         }
-        const message = redactSecrets((error as Error).message);
-        pool.reportFailure(credential.id, req.model, 0, message);
-        last = {
-          status: 502,
-          body: JSON.stringify(upstreamError(`upstream connection failed: ${message}`)),
-          credential,
-        };
-        continue;
-      }
-
-      if (res.statusCode >= 400) {
-        const text = redactSecrets(await res.body.text());
-        if (retriable(res.statusCode)) {
-          pool.reportFailure(
-            credential.id,
-            req.model,
-            res.statusCode,
-            text,
-            retryAfterMs(res.headers),
-          );
-          last = { status: res.statusCode, body: text, credential };
+        const { credential } = out;
+        if (out.failure) {
+          quotaOnly = false;
+          last = { ...out.failure, credential };
           continue;
         }
-        // A client error: another credential would answer the same, so pass it through.
-        finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`);
-        return {
-          status: res.statusCode,
-          headers: { "content-type": "application/json" },
-          body: text,
-        };
-      }
+        const res = out.res;
 
-      pool.reportSuccess(credential.id);
-      if (!req.stream) {
-        const buf = Buffer.from(await res.body.arrayBuffer());
-        // An upstream that reports no usage is billed by counting its answer locally.
-        const usage =
-          openaiProvider.usage(findUsageObject(buf)) ?? (await local.usage(replyText(buf)));
-        finish(usage, res.statusCode, credential, null);
+        if (res.statusCode >= 400) {
+          const text = redactSecrets(await res.body.text());
+          if (retriable(res.statusCode)) {
+            if (res.statusCode !== 429) quotaOnly = false;
+            pool.reportFailure(credential.id, model, res.statusCode, text, {
+              retryAfterMs: retryAfterMs(res.headers),
+            });
+            last = { status: res.statusCode, body: text, credential };
+            continue;
+          }
+          // A client error: another credential would answer the same, so pass it through.
+          finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`);
+          return {
+            status: res.statusCode,
+            headers: { "content-type": "application/json" },
+            body: text,
+          };
+        }
+
+        pool.reportSuccess(credential.id, model);
+        if (!req.stream) {
+          const buf = Buffer.from(await res.body.arrayBuffer());
+          // An upstream that reports no usage is billed by counting its answer locally.
+          const usage =
+            openaiProvider.usage(findUsageObject(buf)) ?? (await local.usage(replyText(buf)));
+          finish(usage, res.statusCode, credential, null);
+          return {
+            status: res.statusCode,
+            headers: { "content-type": "application/json", "x-request-id": requestId },
+            body: buf,
+          };
+        }
         return {
           status: res.statusCode,
-          headers: { "content-type": "application/json", "x-request-id": requestId },
-          body: buf,
+          headers: { ...SSE_HEADERS, "x-request-id": requestId },
+          body: relayStream(res.body, {
+            stripUsage: !includeUsage,
+            signal: req.exchange.signal,
+            onEnd: (usage, error) =>
+              finish(
+                usage,
+                error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
+                credential,
+                error,
+              ),
+            countUsage: (sent) => local.usage(streamedText(sent)),
+          }),
         };
       }
-      return {
-        status: res.statusCode,
-        headers: { ...SSE_HEADERS, "x-request-id": requestId },
-        body: relayStream(res.body, {
-          stripUsage: !includeUsage,
-          signal: req.exchange.signal,
-          onEnd: (usage, error) =>
-            finish(
-              usage,
-              error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
-              credential,
-              error,
-            ),
-          countUsage: (sent) => local.usage(streamedText(sent)),
-        }),
-      };
+      // quota-exceeded/switch-preview-model: every credential of the model is out of quota
+      // (each answered 429, or none is available, e.g. all cooling down): try the fallback.
+      const fallback =
+        round === 0 && (picked === 0 || quotaOnly) ? previewFallback(deps, model) : null;
+      if (!fallback) break;
+      model = fallback;
     }
 
     if (last) {
@@ -398,6 +394,171 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
     finish(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
     throw error;
   }
+}
+
+/** The wire formats this proxy route can forward to. */
+const OPENAI_PROVIDERS: readonly string[] = ["openai"];
+
+/**
+ * The session key a client sent (header `x-session-id`, else the OpenAI body field `user`):
+ * the pool keeps a session on the same credential while it is healthy.
+ */
+function sessionKeyOf(req: ChatRequest): string | undefined {
+  const h = header(req.exchange.headers, "x-session-id");
+  if (h) return h.slice(0, 200);
+  const u = req.body.user;
+  return typeof u === "string" && u !== "" ? u.slice(0, 200) : undefined;
+}
+
+function pickOptions(
+  exclude: ReadonlySet<string>,
+  group: string,
+  sessionKey: string | undefined,
+): PickOptions {
+  const opts: PickOptions = { exclude, group, providers: OPENAI_PROVIDERS };
+  if (sessionKey !== undefined) opts.sessionKey = sessionKey;
+  return opts;
+}
+
+/**
+ * Providers whose requests carry a project id (Gemini CLI, Antigravity). None of them is served
+ * by this OpenAI-format route yet: an OpenAI-format upstream has no project id to switch.
+ */
+const PROJECT_PROVIDERS: ReadonlySet<string> = new Set(["gemini", "gemini-cli", "antigravity"]);
+
+/**
+ * quota-exceeded/switch-project: after a 429, a credential of a provider that sends a project id
+ * and has several moves to its next project, and the request is sent again with the same
+ * credential. True when it should be; false = report the failure and fail over as usual.
+ */
+function switchProject(deps: ProxyDeps, credential: CredentialRecord, model: string): boolean {
+  if (credential.projectIds.length < 2 || !PROJECT_PROVIDERS.has(credential.provider)) return false;
+  const q = deps.settings.get<{ "switch-project"?: unknown } | undefined>("quota-exceeded");
+  if (q?.["switch-project"] !== true) return false;
+  return deps.pool.rotateProject(credential.id, model);
+}
+
+/**
+ * quota-exceeded/switch-preview-model: the configured fallback of `model` (setting
+ * `preview-model-fallbacks`, `{ [model]: fallback }`), or null when it is off or there is none.
+ */
+function previewFallback(deps: ProxyDeps, model: string): string | null {
+  const q = deps.settings.get<{ "switch-preview-model"?: unknown } | undefined>("quota-exceeded");
+  if (q?.["switch-preview-model"] !== true) return null;
+  const table = deps.settings.get<Record<string, unknown> | undefined>(PREVIEW_FALLBACKS);
+  const fb = table && Object.hasOwn(table, model) ? table[model] : undefined;
+  return typeof fb === "string" && fb !== "" && fb !== model ? fb : null;
+}
+
+/** The runtime setting mapping a model to the model tried when every credential of it is out of quota. */
+export const PREVIEW_FALLBACKS = "preview-model-fallbacks";
+
+/** The outcome of sending a request with one credential. */
+type Forwarded =
+  | { aborted: true; credential: CredentialRecord; failure?: undefined; res?: undefined }
+  | {
+      aborted: false;
+      credential: CredentialRecord;
+      /** Already reported to the pool; fail over. */
+      failure: { status: number; body: string };
+      res?: undefined;
+    }
+  | {
+      aborted: false;
+      credential: CredentialRecord;
+      failure?: undefined;
+      res: Dispatcher.ResponseData;
+    };
+
+/**
+ * Sends the request upstream with one credential. An OAuth credential is made fresh first
+ * (refreshed when it expires within the margin), and after a 401/403 it is refreshed once and
+ * the request sent again with the same credential. API-key credentials pay one property check.
+ */
+async function forward(
+  deps: ProxyDeps,
+  req: ChatRequest,
+  picked: CredentialRecord,
+  model: string,
+  body: Buffer | string,
+): Promise<Forwarded> {
+  const { pool, oauth } = deps;
+  let credential = picked;
+  let refreshed = false;
+  if (credential.kind === "oauth") {
+    try {
+      const fresh = await oauth.ensureFresh(credential, model);
+      refreshed = fresh !== credential;
+      credential = fresh;
+    } catch (error) {
+      // The refresher reported the failure (event, state) already.
+      return {
+        aborted: false,
+        credential,
+        failure: { status: 502, body: JSON.stringify(upstreamError(refreshMessage(error))) },
+      };
+    }
+  }
+  for (;;) {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await deps.upstream.request(
+        openaiProvider.url(credential.baseUrl, "chat/completions"),
+        {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            accept: req.stream ? "text/event-stream" : "application/json",
+            ...credential.headers,
+            ...openaiProvider.authHeaders(credential),
+          },
+          body,
+          signal: req.exchange.signal,
+        },
+      );
+    } catch (error) {
+      if (req.exchange.signal.aborted) return { aborted: true, credential };
+      const message = redactSecrets((error as Error).message);
+      pool.reportFailure(credential.id, model, 0, message, { kind: "network" });
+      return {
+        aborted: false,
+        credential,
+        failure: {
+          status: 502,
+          body: JSON.stringify(upstreamError(`upstream connection failed: ${message}`)),
+        },
+      };
+    }
+    if (res.statusCode === 429 && switchProject(deps, credential, model)) {
+      await res.body.dump();
+      continue;
+    }
+    if (
+      (res.statusCode === 401 || res.statusCode === 403) &&
+      credential.kind === "oauth" &&
+      !refreshed
+    ) {
+      const text = redactSecrets(await res.body.text());
+      refreshed = true;
+      try {
+        credential = await oauth.refresh(credential, {
+          reason: "unauthorized",
+          model,
+          failedToken: credential.secret.accessToken ?? "",
+        });
+        continue;
+      } catch {
+        // Reported by the refresher (auth failure, refresh failed): fail over.
+        return { aborted: false, credential, failure: { status: res.statusCode, body: text } };
+      }
+    }
+    return { aborted: false, credential, res };
+  }
+}
+
+function refreshMessage(error: unknown): string {
+  const detail = isOAuthRefreshError(error) ? error.message : "internal error";
+  return `the upstream credential could not be refreshed: ${detail}`;
 }
 
 function upstreamError(message: string) {

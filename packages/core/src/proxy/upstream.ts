@@ -55,6 +55,28 @@ export class UpstreamClient {
     });
   }
 
+  /**
+   * Sends a GET to an absolute URL and reads the whole answer: for small bodies only (health
+   * probes, model lists). `timeoutMs` bounds the wait for the headers and for the body.
+   */
+  async get(
+    url: URL,
+    headers: Record<string, string>,
+    options: { timeoutMs?: number; signal?: ClientSignal } = {},
+  ): Promise<{ status: number; headers: Dispatcher.ResponseData["headers"]; body: Buffer }> {
+    const res = await this.#pool(url.origin).request({
+      path: url.pathname + url.search,
+      method: "GET",
+      headers,
+      signal: options.signal ?? null,
+      ...(options.timeoutMs === undefined
+        ? {}
+        : { headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs }),
+    });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    return { status: res.statusCode, headers: res.headers, body };
+  }
+
   /** Closes every pool. */
   async close(): Promise<void> {
     const pools = [...this.#pools.values()];

@@ -3,6 +3,7 @@ import {
   DEFAULT_COMPLETION_RATIO,
   DEFAULT_MODEL_RATIO,
 } from "../billing/defaults.js";
+import { DEFAULT_POOL_SETTINGS } from "../credentials/health.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Store } from "../store/types.js";
 
@@ -11,6 +12,7 @@ import type { Store } from "../store/types.js";
  * Each takes effect on the next request after it changes.
  */
 export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = Object.freeze({
+  ...DEFAULT_POOL_SETTINGS,
   debug: false,
   "proxy-url": "",
   "request-retry": 3,
@@ -33,6 +35,8 @@ export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = Object.freeze
   "reasoning-ratio": {},
   /** Price multiplier per key/user group (missing: `*`, then 1). */
   "group-ratio": { default: 1 },
+  /** Fallback model per model, used when `quota-exceeded/switch-preview-model` is on and every credential of a model is rate limited. */
+  "preview-model-fallbacks": {},
 });
 
 /**
