@@ -2,6 +2,7 @@ import bcrypt from "bcryptjs";
 import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
+import { modelsProbe } from "./credentials/probe.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
 import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
@@ -300,6 +301,12 @@ export function createGateway(options: GatewayOptions): Gateway {
   const ready = Promise.all([settings.load(), pool.load()]).then(() => {
     loaded = true;
     if (!closed) oauth.start();
+    if (!closed && opts.recoveryProbe) {
+      const { intervalMs, timeoutMs } = opts.recoveryProbe;
+      pool.startRecoveryProbe(modelsProbe(upstream, timeoutMs === undefined ? {} : { timeoutMs }), {
+        intervalMs,
+      });
+    }
   });
   // Surface load failures on the first request, not as an unhandled rejection.
   ready.catch(() => {});

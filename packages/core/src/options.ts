@@ -88,6 +88,12 @@ export interface GatewayOptions {
     /** @default "https://daily-cloudcode-pa.sandbox.googleapis.com" (antigravity2api's endpoint) */
     baseUrl?: string;
   };
+  /**
+   * Re-enable credentials the pool disabled by itself (not those an operator disabled) once they
+   * work again: every `intervalMs`, each is probed with `GET {baseUrl}/models`. Off by default.
+   * @default false
+   */
+  recoveryProbe?: { intervalMs: number; timeoutMs?: number } | false;
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
@@ -156,6 +162,17 @@ const schema = {
       additionalProperties: false,
       properties: { provider: { type: "string", minLength: 1 }, baseUrl: httpUrl },
     },
+    recoveryProbe: {
+      anyOf: [
+        { const: false },
+        {
+          type: "object",
+          required: ["intervalMs"],
+          additionalProperties: false,
+          properties: { intervalMs: positiveInt, timeoutMs: positiveInt },
+        },
+      ],
+    },
   },
   additionalProperties: false,
 } as const;
@@ -199,6 +216,7 @@ export interface ResolvedOptions {
   settings: Record<string, unknown>;
   oauth: OAuthSettings;
   poolDialect: { provider: string; baseUrl: string };
+  recoveryProbe: { intervalMs: number; timeoutMs?: number } | false;
 }
 
 const STORE_METHODS = [
@@ -263,6 +281,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
       baseUrl: "https://daily-cloudcode-pa.sandbox.googleapis.com",
       ...input.poolDialect,
     },
+    recoveryProbe: input.recoveryProbe ?? false,
   };
 }
 

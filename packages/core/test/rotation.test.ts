@@ -33,8 +33,6 @@ beforeEach(async () => {
     usage: { flushIntervalMs: 10 },
     settings: { "model-ratio": {}, "completion-ratio": {}, "cache-ratio": {} },
   });
-  // Until gateway.ts passes its settings to the pool itself; harmless once it does.
-  gateway.credentials.pool.configure({ settings: gateway.settings });
   mocks = new Map();
   seen = [];
   probeClient = null;
