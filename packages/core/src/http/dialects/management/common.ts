@@ -1,0 +1,78 @@
+/**
+ * Shared pieces of the management dialect (`/v0/management`, CLIProxyAPI's management API):
+ * its reply and error shapes and body parsing. Errors are `{ "error": "..." }` with the status
+ * of the seed (400 invalid body, 401 missing/invalid key, 403 remote management disabled, 404
+ * item/file not found, 500 failed to save).
+ *
+ * @module
+ */
+import { GatewayError, isGatewayError } from "../../../errors.js";
+import { type Exchange, json, type Reply } from "../../exchange.js";
+import type { Route } from "../../router.js";
+
+/** The path prefix of the management dialect. */
+export const MANAGEMENT_PREFIX = "/v0/management";
+
+/** A management error: a status and the seed's message. */
+export function managementError(status: number, message: string): GatewayError {
+  const code =
+    status === 401
+      ? "UNAUTHORIZED"
+      : status === 403
+        ? "FORBIDDEN"
+        : status === 404
+          ? "NOT_FOUND"
+          : status >= 500
+            ? "INTERNAL"
+            : "INVALID_REQUEST";
+  return new GatewayError(code, message, { status });
+}
+
+/** Renders any error as `{ "error": "..." }` with its status; internal details are not shown. */
+export function renderManagementError(error: unknown): Reply {
+  if (isGatewayError(error)) {
+    const message = error.status >= 500 ? `failed to save config: ${error.message}` : error.message;
+    return json(error.status, { error: message });
+  }
+  return json(500, { error: "internal error" });
+}
+
+/** `{ "status": "ok" }` and friends. */
+export function managementOk(extra: Record<string, unknown> = {}): Reply {
+  return json(200, { status: "ok", ...extra });
+}
+
+/** Parses a JSON body (any JSON value) or throws the seed's 400 `invalid body`. */
+export async function readManagementBody(ex: Exchange, limit: number): Promise<unknown> {
+  const raw = await ex.body(limit);
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw managementError(400, "invalid body");
+  }
+}
+
+/**
+ * Authenticates a management request; throws the seed's 401/403 (or a 404 for every route when
+ * the management API is disabled). Implemented in `auth.ts`; route files receive it as a
+ * dependency so that they do not depend on how authentication is done.
+ */
+export type ManagementGuard = (ex: Exchange) => Promise<void>;
+
+/** A management route: path relative to {@link MANAGEMENT_PREFIX}, guarded, errors as `{ error }`. */
+export function managementRoute(
+  guard: ManagementGuard,
+  method: string,
+  path: string,
+  handle: Route["handle"],
+): Route {
+  return {
+    method,
+    path: `${MANAGEMENT_PREFIX}${path}`,
+    onError: renderManagementError,
+    async handle(ex, params) {
+      await guard(ex);
+      return handle(ex, params);
+    },
+  };
+}
