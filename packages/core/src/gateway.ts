@@ -5,6 +5,12 @@ import { type AddCredentialInput, CredentialPool, maskCredential } from "./crede
 import { modelsProbe } from "./credentials/probe.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
+import {
+  MANAGEMENT_PREFIX,
+  managementError,
+  renderManagementError,
+} from "./http/dialects/management/common.js";
+import { managementRoutes } from "./http/dialects/management/index.js";
 import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
 import { poolError, poolRoutes } from "./http/dialects/pool.js";
 import { consoleError, tokenRoutes } from "./http/dialects/token.js";
@@ -14,7 +20,7 @@ import { healthRoute, Router } from "./http/router.js";
 import { fromRequest, toResponse } from "./http/web.js";
 import { IpAllowList, resolveClientIp } from "./keys/ip.js";
 import { KeyService } from "./keys/service.js";
-import { consoleLogger, type Logger, silentLogger } from "./logger.js";
+import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
 import { UpstreamClient } from "./proxy/upstream.js";
 import { SettingsService } from "./settings/service.js";
@@ -28,6 +34,7 @@ import type {
   UsageRecord,
   UsageRollup,
 } from "./store/types.js";
+import { pruneUsage, USAGE_PRUNE_INTERVAL_MS } from "./usage/retention.js";
 import { UsageWriter } from "./usage/writer.js";
 import { UserService } from "./users/service.js";
 import { randomToken, SecretBox } from "./util/secrets.js";
@@ -113,6 +120,11 @@ export interface UsageApi {
   rollups(query?: RollupQuery): Promise<UsageRollup[]>;
   /** Writes queued records to the store now. */
   flush(): Promise<void>;
+  /**
+   * Deletes details older than the `usage-retention-days` setting (roll-ups are kept); the
+   * gateway does it hourly by itself. Resolves with how many were deleted.
+   */
+  prune(): Promise<number>;
 }
 
 /** Management key API of a gateway. */
@@ -152,6 +164,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       : typeof opts.logger === "string"
         ? consoleLogger(opts.logger)
         : opts.logger;
+  // The `debug` setting raises the level of a logger that has a mutable `level` (consoleLogger,
+  // pino ...) to "debug"; turning it off restores the level the logger started with.
+  const leveled = logger as Logger & { level?: unknown };
+  const baseLevel = typeof leveled.level === "string" ? (leveled.level as LogLevel) : null;
+  const applyDebug = () => {
+    if (baseLevel === null) return;
+    leveled.level = settings.get("debug") === true ? "debug" : baseLevel;
+  };
   const events = new GatewayEmitter();
   const box = new SecretBox(opts.secret);
   const settings = new SettingsService(store, events, opts.settings);
@@ -208,6 +228,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     resolveClientIp(ex.remoteAddress, header(ex.headers, "x-forwarded-for"), trusted);
 
   // Keep the in-memory views (settings, pool) in step with the store, including other instances.
+  events.on("settings.changed", ({ name }) => {
+    if (name === "debug") applyDebug();
+  });
   const unwatch = store.watch((change) => {
     const task =
       change.collection === "settings"
@@ -260,7 +283,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       ? consoleError(err)
       : ex.path === "/v1/tokens" || ex.path.startsWith("/v1/tokens/")
         ? poolError(err)
-        : openaiError(err),
+        : ex.path === MANAGEMENT_PREFIX || ex.path.startsWith(`${MANAGEMENT_PREFIX}/`)
+          ? // A disabled management API (no key) is 404 on every path and method.
+            renderManagementError(
+              err.status === 405 && managementHash() !== ""
+                ? managementError(405, "method not allowed")
+                : managementError(404, "not found"),
+            )
+          : openaiError(err),
   );
   const consoleDeps = { keys, users, verifyManagement, maxBodyBytes: opts.maxBodyBytes };
   router.add([
@@ -281,6 +311,23 @@ export function createGateway(options: GatewayOptions): Gateway {
       maxBodyBytes: opts.maxBodyBytes,
       logger,
     }),
+    ...managementRoutes({
+      store,
+      hasKey: () => managementHash() !== "",
+      verify: verifyManagement,
+      clientIp,
+      allowRemote: opts.management.allowRemote,
+      settings,
+      settingChanged: (name) => {
+        if (name === "debug") applyDebug();
+      },
+      keys,
+      pool,
+      maxBodyBytes: opts.maxBodyBytes,
+      flushUsage: () => usageWriter.flush(),
+      usageView: { detailsPerModel: opts.management.usageDetailsPerModel },
+      secretChanged: (id) => oauth.forgetFailure(id),
+    }),
     ...openaiRoutes({
       store,
       pool,
@@ -297,9 +344,21 @@ export function createGateway(options: GatewayOptions): Gateway {
     }),
   ]);
 
+  const prune = () => pruneUsage(store, settings);
+  let pruneTimer: NodeJS.Timeout | null = null;
   let loaded = false;
   const ready = Promise.all([settings.load(), pool.load()]).then(() => {
     loaded = true;
+    applyDebug();
+    if (!closed) {
+      const runPrune = () =>
+        void prune().catch((error: unknown) =>
+          logger.warn("could not prune usage details", { error: String(error) }),
+        );
+      runPrune();
+      pruneTimer = setInterval(runPrune, USAGE_PRUNE_INTERVAL_MS);
+      pruneTimer.unref();
+    }
     if (!closed) oauth.start();
     if (!closed && opts.recoveryProbe) {
       const { intervalMs, timeoutMs } = opts.recoveryProbe;
@@ -365,6 +424,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       list: (q) => store.usage.list(q),
       rollups: (q) => store.usage.rollups(q),
       flush: () => usageWriter.flush(),
+      prune,
     },
     settings,
     management: {
@@ -394,6 +454,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     close() {
       closed ??= (async () => {
         await ready.catch(() => {});
+        if (pruneTimer) clearInterval(pruneTimer);
         await oauth.close();
         await pool.stop();
         await usageWriter.flush();

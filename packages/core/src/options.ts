@@ -94,6 +94,20 @@ export interface GatewayOptions {
    * @default false
    */
   recoveryProbe?: { intervalMs: number; timeoutMs?: number } | false;
+  /**
+   * The management dialect (`/v0/management`). Its key is set with `gateway.management.setKey`
+   * (stored as a bcrypt hash); without a key every management route answers 404.
+   */
+  management?: {
+    /**
+     * Whether clients that are not loopback (after trusted proxies) may use the management API
+     * (CLIProxyAPI's `allow-remote-management`). The only source of truth for it: no route can
+     * change it. @default false
+     */
+    allowRemote?: boolean;
+    /** Per-request details returned per route and model by `GET /usage`. @default 100 */
+    usageDetailsPerModel?: number;
+  };
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
@@ -162,6 +176,11 @@ const schema = {
       additionalProperties: false,
       properties: { provider: { type: "string", minLength: 1 }, baseUrl: httpUrl },
     },
+    management: {
+      type: "object",
+      additionalProperties: false,
+      properties: { allowRemote: { type: "boolean" }, usageDetailsPerModel: nonNegativeInt },
+    },
     recoveryProbe: {
       anyOf: [
         { const: false },
@@ -217,6 +236,7 @@ export interface ResolvedOptions {
   oauth: OAuthSettings;
   poolDialect: { provider: string; baseUrl: string };
   recoveryProbe: { intervalMs: number; timeoutMs?: number } | false;
+  management: { allowRemote: boolean; usageDetailsPerModel: number };
 }
 
 const STORE_METHODS = [
@@ -282,6 +302,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
       ...input.poolDialect,
     },
     recoveryProbe: input.recoveryProbe ?? false,
+    management: { allowRemote: false, usageDetailsPerModel: 100, ...input.management },
   };
 }
 

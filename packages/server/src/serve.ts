@@ -94,7 +94,13 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     await mkdir(dirname(resolve(storeSpec.slice(7))), { recursive: true });
   const { store, dataDir } = openStore(storeSpec);
   const secret = await resolveSecret(config, dataDir);
-  const gateway = createGateway({ store, secret, logger: options.logLevel ?? "info" });
+  const gateway = createGateway({
+    store,
+    secret,
+    logger: options.logLevel ?? "info",
+    // Only the configuration file can allow remote management (never the management API).
+    management: { allowRemote: config["remote-management"]?.["allow-remote"] === true },
+  });
   let mock: MockUpstream | null = null;
   let server: Server | null = null;
   try {

@@ -20,6 +20,8 @@ export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = Object.freeze
   "quota-exceeded": { "switch-project": true, "switch-preview-model": true },
   "allow-localhost-unauthenticated": false,
   "force-gpt-5-codex": false,
+  /** Days usage details are kept (roll-ups are kept forever); 0 keeps them forever. */
+  "usage-retention-days": 30,
   /**
    * Price multiplier per model: 1 = 1 quota unit per prompt token = $2 per 1M tokens (new-api's
    * convention). Defaults cover common OpenAI, Anthropic, Gemini and DeepSeek models; a model

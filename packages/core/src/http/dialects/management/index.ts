@@ -1,0 +1,49 @@
+/**
+ * The management dialect (`/v0/management`, CLIProxyAPI's management API): every route behind
+ * one guard (see `auth.ts`), errors as `{ "error": "..." }`.
+ *
+ * @module
+ */
+import type { Route } from "../../router.js";
+import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
+import { authFileRoutes } from "./auth-files.js";
+import type { ManagementGuard } from "./common.js";
+import { configLists, listRoutes } from "./lists.js";
+import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
+import { managementStringListRoutes } from "./string-lists.js";
+import { type ManagementUsageDeps, usageRoutes } from "./usage.js";
+
+export {
+  createManagementGuard,
+  isLoopback,
+  MANAGEMENT_BAN_MS,
+  MANAGEMENT_MAX_FAILURES,
+} from "./auth.js";
+export { MANAGEMENT_PREFIX } from "./common.js";
+
+/** Everything the management routes need. */
+export type ManagementDeps = ManagementGuardDeps &
+  ManagementSettingsDeps &
+  ManagementUsageDeps & {
+    /** Called after an auth file replaced a credential's secret (forgets a failed refresh). */
+    secretChanged?: (id: string) => void;
+  };
+
+/** Every management route, guarded by one {@link ManagementGuard}. */
+export function managementRoutes(deps: ManagementDeps): Route[] {
+  const guard: ManagementGuard = createManagementGuard(deps);
+  return [
+    ...usageRoutes(guard, deps),
+    ...managementSettingsRoutes(guard, {
+      ...deps,
+      configLists: deps.configLists ?? (() => configLists({ pool: deps.pool })),
+    }),
+    ...managementStringListRoutes(guard, deps),
+    ...listRoutes({ guard, pool: deps.pool, maxBodyBytes: deps.maxBodyBytes }),
+    ...authFileRoutes({
+      guard,
+      pool: deps.pool,
+      ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
+    }),
+  ];
+}

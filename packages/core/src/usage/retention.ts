@@ -1,0 +1,23 @@
+import type { SettingsService } from "../settings/service.js";
+import type { Store } from "../store/types.js";
+
+/** The setting naming how many days usage details are kept (roll-ups are kept forever). */
+export const USAGE_RETENTION_SETTING = "usage-retention-days";
+/** Default of {@link USAGE_RETENTION_SETTING}. */
+export const DEFAULT_USAGE_RETENTION_DAYS = 30;
+/** How often a gateway prunes usage details (ms). */
+export const USAGE_PRUNE_INTERVAL_MS = 60 * 60_000;
+
+/**
+ * Deletes usage details older than the `usage-retention-days` setting (0 or less keeps them
+ * forever); roll-ups are never pruned. Returns how many details were deleted.
+ */
+export async function pruneUsage(
+  store: Store,
+  settings: Pick<SettingsService, "get">,
+  now: number = Date.now(),
+): Promise<number> {
+  const days = Number(settings.get(USAGE_RETENTION_SETTING));
+  if (!Number.isFinite(days) || days <= 0) return 0;
+  return store.usage.prune(now - days * 86_400_000);
+}
