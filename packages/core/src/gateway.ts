@@ -327,6 +327,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       flushUsage: () => usageWriter.flush(),
       usageView: { detailsPerModel: opts.management.usageDetailsPerModel },
       secretChanged: (id) => oauth.forgetFailure(id),
+      oauthLogin: { providers: opts.oauth.providers, logger, timeoutMs: opts.oauth.timeoutMs },
     }),
     ...openaiRoutes({
       store,

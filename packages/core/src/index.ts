@@ -63,6 +63,26 @@ export {
   type UsersApi,
 } from "./gateway.js";
 export {
+  CONFIG_LIST_NAMES,
+  type ConfigListName,
+  type ConfigLists,
+  configLists,
+  type ListCredentials,
+  parseConfigList,
+  replaceConfigList,
+  replaceOpenAICompatibility,
+} from "./http/dialects/management/lists.js";
+export {
+  type ManagementConfigView,
+  managementConfigView,
+} from "./http/dialects/management/settings.js";
+export {
+  API_KEYS_NAME_PREFIX,
+  apiKeysModel,
+  GL_API_KEY_LABEL,
+  glApiKeysModel,
+} from "./http/dialects/management/string-lists.js";
+export {
   accessTokenSuffix,
   POOL_DEFAULT_EXPIRES_IN,
   POOL_MESSAGES,

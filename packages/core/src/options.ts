@@ -61,7 +61,8 @@ export interface GatewayOptions {
      * field by field over {@link DEFAULT_OAUTH_PROVIDERS} (antigravity, gemini, gemini-cli,
      * anthropic, claude, codex, qwen). A provider not in the defaults needs `tokenUrl` and
      * `clientId`. A credential can override them in `secret.extra` (`tokenUrl`, `clientId`,
-     * `clientSecret`, `scopes`, `oauthProvider`).
+     * `clientSecret`, `scopes`, `oauthProvider`). `authorizeUrl`, `redirectUri` and
+     * `deviceCodeUrl` override the endpoints of the management logins (`/anthropic-auth-url` ...).
      * @default DEFAULT_OAUTH_PROVIDERS
      */
     providers?: Record<string, Partial<OAuthProviderConfig>>;
@@ -160,6 +161,9 @@ const schema = {
               clientSecret: { type: "string" },
               scopes: { type: "array", items: { type: "string", minLength: 1 } },
               bodyFormat: { enum: ["form", "json"] },
+              authorizeUrl: httpUrl,
+              redirectUri: httpUrl,
+              deviceCodeUrl: httpUrl,
             },
           },
         },

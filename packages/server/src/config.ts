@@ -1,41 +1,68 @@
 import { readFile } from "node:fs/promises";
-import type { Gateway } from "@tokenpool/core";
+import {
+  API_KEYS_NAME_PREFIX,
+  apiKeysModel,
+  CONFIG_LIST_NAMES,
+  type Gateway,
+  GL_API_KEY_LABEL,
+  glApiKeysModel,
+  parseConfigList,
+  replaceConfigList,
+} from "@tokenpool/core";
 import { parse } from "yaml";
 
 /**
- * The part of a CLIProxyAPI-style `config.yaml` the server understands today: where to listen,
- * the store, the secret, downstream `api-keys`, `openai-compatibility` providers and the scalar
- * runtime settings. Unknown fields are ignored (later issues read more of the seed's layout).
+ * A CLIProxyAPI-style `config.yaml` as the server reads it: where to listen, the store, the
+ * secret, `remote-management`, the scalar settings and the key lists of the management API's
+ * `GET /config`. Unknown fields are ignored (and kept in the file on write-back).
  */
 export interface ServerConfig {
   port?: number;
   host?: string;
   store?: string;
   secret?: string;
-  "api-keys"?: string[];
-  "openai-compatibility"?: {
-    name: string;
-    "base-url": string;
-    "api-keys"?: string[];
-    models?: { name: string; alias?: string }[];
-  }[];
   "remote-management"?: { "allow-remote"?: boolean; "secret-key"?: string };
   debug?: boolean;
   "proxy-url"?: string;
   "request-retry"?: number;
   "request-log"?: boolean;
+  "allow-localhost-unauthenticated"?: boolean;
+  "force-gpt-5-codex"?: boolean;
+  "usage-retention-days"?: number;
+  "quota-exceeded"?: { "switch-project"?: boolean; "switch-preview-model"?: boolean };
+  "api-keys"?: string[];
+  "generative-language-api-key"?: string[];
+  "claude-api-key"?: unknown[];
+  "codex-api-key"?: unknown[];
+  "openai-compatibility"?: unknown[];
 }
 
-const SCALAR_SETTINGS = ["debug", "proxy-url", "request-retry", "request-log"] as const;
+type Kind = "boolean" | "integer" | "string";
 
-/** Reads a YAML (or JSON) configuration file; throws a message naming the file on failure. */
-export async function loadConfig(path: string): Promise<ServerConfig> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    throw new Error(`cannot read the configuration file ${path}: ${(error as Error).message}`);
-  }
+/** File fields that are plain settings of the same name, with their type and range. */
+const SCALARS: readonly { name: keyof ServerConfig; kind: Kind; ok?(v: unknown): boolean }[] = [
+  { name: "debug", kind: "boolean" },
+  {
+    name: "proxy-url",
+    kind: "string",
+    ok: (v) => v === "" || /^(https?|socks5h?):\/\/[^\s]+$/i.test(v as string),
+  },
+  { name: "request-retry", kind: "integer", ok: (v) => (v as number) >= 0 && (v as number) <= 100 },
+  { name: "request-log", kind: "boolean" },
+  { name: "allow-localhost-unauthenticated", kind: "boolean" },
+  { name: "force-gpt-5-codex", kind: "boolean" },
+  { name: "usage-retention-days", kind: "integer", ok: (v) => (v as number) >= 0 },
+];
+const QUOTA_FIELDS = ["switch-project", "switch-preview-model"] as const;
+
+const typeOk = (kind: Kind, v: unknown) =>
+  kind === "integer" ? typeof v === "number" && Number.isInteger(v) : typeof v === kind;
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Parses configuration text (YAML or JSON); throws a message naming `path` on failure. */
+export function parseConfigText(text: string, path: string): ServerConfig {
   let value: unknown;
   try {
     value = parse(text);
@@ -45,43 +72,122 @@ export async function loadConfig(path: string): Promise<ServerConfig> {
     );
   }
   if (value === null || value === undefined) return {};
-  if (typeof value !== "object" || Array.isArray(value))
-    throw new Error(`the configuration file ${path} must hold a mapping`);
+  if (!isObject(value)) throw new Error(`the configuration file ${path} must hold a mapping`);
   return value as ServerConfig;
 }
 
-/**
- * Brings the configuration's keys, providers and settings into the gateway's store. Idempotent:
- * entries already present (same key, same credential id) are updated, not duplicated.
- */
-export async function applyConfig(gateway: Gateway, config: ServerConfig): Promise<void> {
-  const settings: Record<string, unknown> = {};
-  for (const name of SCALAR_SETTINGS) if (config[name] !== undefined) settings[name] = config[name];
-  if (Object.keys(settings).length > 0) await gateway.settings.set(settings);
+/** Reads a YAML (or JSON) configuration file; throws a message naming the file on failure. */
+export async function loadConfig(path: string): Promise<ServerConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new Error(`cannot read the configuration file ${path}: ${(error as Error).message}`);
+  }
+  return parseConfigText(text, path);
+}
 
-  for (const [i, plain] of (config["api-keys"] ?? []).entries()) {
-    if (typeof plain !== "string" || plain.length === 0) continue;
-    if (await gateway.keys.findByPlain(plain)) continue;
-    await gateway.keys.create({
-      name: `config-api-key-${i + 1}`,
-      key: plain,
-      unlimitedQuota: true,
-    });
+function stringList(v: unknown): string[] | null {
+  if (v === null) return [];
+  if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) return null;
+  return [...new Set(v.map((s) => s.trim()).filter((s) => s !== ""))];
+}
+
+/**
+ * The problems of a configuration's managed fields (settings and key lists), one message per
+ * field; empty when it can be applied.
+ */
+export function configProblems(config: ServerConfig): string[] {
+  const problems: string[] = [];
+  for (const s of SCALARS) {
+    const v = config[s.name];
+    if (v === undefined || v === null) continue;
+    if (!typeOk(s.kind, v) || (s.ok && !s.ok(v)))
+      problems.push(`\`${s.name}\` must be ${s.kind === "integer" ? "an integer" : `a ${s.kind}`}`);
+  }
+  const quota = config["quota-exceeded"];
+  if (quota !== undefined && quota !== null) {
+    if (!isObject(quota)) problems.push("`quota-exceeded` must be a mapping");
+    else
+      for (const f of QUOTA_FIELDS)
+        if (quota[f] !== undefined && typeof quota[f] !== "boolean")
+          problems.push(`\`quota-exceeded.${f}\` must be a boolean`);
+  }
+  for (const name of ["api-keys", GL_API_KEY_LABEL] as const) {
+    const v = config[name];
+    if (v !== undefined && stringList(v) === null)
+      problems.push(`\`${name}\` must be a list of strings`);
+  }
+  for (const name of CONFIG_LIST_NAMES) {
+    const v = config[name];
+    if (v === undefined || v === null) continue;
+    if (!Array.isArray(v) || parseConfigList(name, v) === null)
+      problems.push(`\`${name}\` has an invalid entry (see the management API's PUT /${name})`);
+  }
+  return problems;
+}
+
+/**
+ * Brings the configuration's settings and key lists into the gateway, through the same domain
+ * models as the management API (`api-keys` = keys named `api-keys:<n>`, the provider lists =
+ * pool credentials). Only fields present in the file are applied, and only where they differ
+ * from the current state, so applying the same file twice writes nothing. Validates everything
+ * first: throws (naming the fields) without changing anything when a field is invalid.
+ * Resolves with whether anything was written.
+ */
+export async function applyConfig(gateway: Gateway, config: ServerConfig): Promise<boolean> {
+  const problems = configProblems(config);
+  if (problems.length > 0) throw new Error(`invalid configuration: ${problems.join("; ")}`);
+  let changed = false;
+
+  const patch: Record<string, unknown> = {};
+  for (const s of SCALARS) {
+    const v = config[s.name];
+    if (v !== undefined && v !== null && gateway.settings.get(s.name) !== v) patch[s.name] = v;
+  }
+  const quota = config["quota-exceeded"];
+  if (isObject(quota)) {
+    const current = gateway.settings.get<unknown>("quota-exceeded");
+    const base = isObject(current) ? current : {};
+    const next = { ...base };
+    for (const f of QUOTA_FIELDS) if (typeof quota[f] === "boolean") next[f] = quota[f];
+    if (QUOTA_FIELDS.some((f) => next[f] !== base[f])) patch["quota-exceeded"] = next;
+  }
+  if (Object.keys(patch).length > 0) {
+    await gateway.settings.set(patch);
+    changed = true;
   }
 
-  for (const provider of config["openai-compatibility"] ?? []) {
-    for (const [i, apiKey] of (provider["api-keys"] ?? [""]).entries()) {
-      const id = `openai-compatibility:${provider.name}:${i}`;
-      const fields = {
-        provider: "openai",
-        kind: "api-key" as const,
-        label: provider.name,
-        baseUrl: provider["base-url"],
-        secret: { apiKey },
-        models: provider.models ?? [],
-      };
-      if (gateway.credentials.get(id)) await gateway.credentials.update(id, fields);
-      else await gateway.credentials.add({ id, ...fields });
+  if (config["api-keys"] !== undefined) {
+    const values = stringList(config["api-keys"])!;
+    const model = apiKeysModel(gateway.keys);
+    const current = (await model.members()).map((m) => m.value);
+    if (JSON.stringify(current) !== JSON.stringify(values)) {
+      // Keys an older server imported as `config-api-key-<n>` join the list instead of clashing.
+      for (const [i, v] of values.entries()) {
+        const k = await gateway.keys.findByPlain(v);
+        if (k && k.userId === null && k.name.startsWith("config-api-key-"))
+          await gateway.keys.update(k.id, { name: `${API_KEYS_NAME_PREFIX}${i}` });
+      }
+      await model.replaceAll(values);
+      changed = true;
     }
   }
+
+  if (config[GL_API_KEY_LABEL] !== undefined) {
+    const values = stringList(config[GL_API_KEY_LABEL])!;
+    const model = glApiKeysModel(gateway.credentials.pool);
+    const current = (await model.members()).map((m) => m.value);
+    if (JSON.stringify(current) !== JSON.stringify(values)) {
+      await model.replaceAll(values);
+      changed = true;
+    }
+  }
+
+  for (const name of CONFIG_LIST_NAMES) {
+    const v = config[name];
+    if (v === undefined) continue;
+    if (await replaceConfigList(gateway.credentials.pool, name, v ?? [])) changed = true;
+  }
+  return changed;
 }

@@ -4,8 +4,10 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import {
+  consoleLogger,
   createGateway,
   type Gateway,
+  type Logger,
   type LogLevel,
   memoryStore,
   type Store,
@@ -13,7 +15,8 @@ import {
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing/mock-upstream";
-import { applyConfig, loadConfig, type ServerConfig } from "./config.js";
+import { loadConfig, type ServerConfig } from "./config.js";
+import { type ConfigSync, startConfigSync } from "./config-sync.js";
 
 /** Options of {@link startServer}; the CLI flags map onto them. */
 export interface ServeOptions {
@@ -23,12 +26,18 @@ export interface ServeOptions {
   host?: string;
   /** `sqlite:<path>` or `memory`. @default "sqlite:./data/tokenpool.db" */
   store?: string;
-  /** A YAML configuration file in the management seed's layout. */
+  /**
+   * A YAML configuration file in the management seed's layout. It is applied at start-up (a
+   * plaintext `remote-management.secret-key` is hashed and written back), changes made through
+   * the management API are written back to it, and hand edits are picked up without a restart.
+   */
   config?: string;
   /** Start a local mock upstream and a demo key, so a first request works offline. */
   demo?: boolean;
   /** @default "info" */
   logLevel?: LogLevel;
+  /** Where log lines go. @default a console logger at `logLevel` */
+  logger?: Logger;
   /** Where messages for the operator go (the management key, the demo key). @default stdout */
   print?: (line: string) => void;
 }
@@ -94,26 +103,29 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     await mkdir(dirname(resolve(storeSpec.slice(7))), { recursive: true });
   const { store, dataDir } = openStore(storeSpec);
   const secret = await resolveSecret(config, dataDir);
+  const logger = options.logger ?? consoleLogger(options.logLevel ?? "info");
   const gateway = createGateway({
     store,
     secret,
-    logger: options.logLevel ?? "info",
+    logger,
     // Only the configuration file can allow remote management (never the management API).
     management: { allowRemote: config["remote-management"]?.["allow-remote"] === true },
   });
   let mock: MockUpstream | null = null;
   let server: Server | null = null;
+  let sync: ConfigSync | null = null;
   try {
     await gateway.ready;
 
+    // The file, when there is one, is the source of the management key and the settings.
+    if (options.config) sync = await startConfigSync({ gateway, path: options.config, logger });
     let managementKey: string | null = null;
+    // An explicit empty `secret-key` disables the management API (the seed); none at all → create one.
     const configured = config["remote-management"]?.["secret-key"];
-    if (configured && !configured.startsWith("$2")) await gateway.management.setKey(configured);
-    else if (!gateway.management.hasKey()) {
+    if ((configured === undefined || configured === null) && !gateway.management.hasKey()) {
       managementKey = await gateway.management.generateKey();
       print(`Management key (shown once; only its bcrypt hash is stored): ${managementKey}`);
     }
-    await applyConfig(gateway, config);
 
     let demoKey: string | null = null;
     if (options.demo) {
@@ -169,6 +181,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
             srv.close(() => ok());
             srv.closeIdleConnections();
           });
+          await sync?.close();
           await gateway.close();
           await mock?.close();
         })();
@@ -177,6 +190,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     };
   } catch (error) {
     server?.close();
+    await sync?.close().catch(() => {});
     await gateway.close().catch(() => {});
     await mock?.close();
     throw error;

@@ -41,6 +41,15 @@ export interface OAuthProviderConfig {
    * @default "form" (application/x-www-form-urlencoded, RFC 6749)
    */
   bodyFormat?: "form" | "json";
+  /**
+   * The authorization endpoint of a management login (authorization code flow with PKCE);
+   * see `http/dialects/management/oauth-login.ts` for the defaults.
+   */
+  authorizeUrl?: string;
+  /** The `redirect_uri` of a management login (the one registered for the client). */
+  redirectUri?: string;
+  /** The device authorization endpoint of a management login (device flow, Qwen). */
+  deviceCodeUrl?: string;
 }
 
 // Google's installed-application clients of the Antigravity IDE and of the open-source

@@ -9,6 +9,7 @@ import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
 import { configLists, listRoutes } from "./lists.js";
+import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
 import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
 import { managementStringListRoutes } from "./string-lists.js";
 import { type ManagementUsageDeps, usageRoutes } from "./usage.js";
@@ -20,6 +21,12 @@ export {
   MANAGEMENT_MAX_FAILURES,
 } from "./auth.js";
 export { MANAGEMENT_PREFIX } from "./common.js";
+export {
+  createPkce,
+  OAUTH_CALLBACK_PATH,
+  OAUTH_LOGIN_DEFAULTS,
+  OAUTH_LOGIN_TTL_MS,
+} from "./oauth-login.js";
 
 /** Everything the management routes need. */
 export type ManagementDeps = ManagementGuardDeps &
@@ -27,6 +34,8 @@ export type ManagementDeps = ManagementGuardDeps &
   ManagementUsageDeps & {
     /** Called after an auth file replaced a credential's secret (forgets a failed refresh). */
     secretChanged?: (id: string) => void;
+    /** OAuth logins (`/anthropic-auth-url` ...): the resolved `oauth.providers` and timeouts. */
+    oauthLogin?: Pick<OAuthLoginDeps, "providers" | "logger" | "timeoutMs" | "ttlMs">;
   };
 
 /** Every management route, guarded by one {@link ManagementGuard}. */
@@ -45,5 +54,16 @@ export function managementRoutes(deps: ManagementDeps): Route[] {
       pool: deps.pool,
       ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
     }),
+    ...(deps.oauthLogin
+      ? oauthLoginRoutes({
+          ...deps.oauthLogin,
+          guard,
+          store: deps.store,
+          pool: deps.pool,
+          enabled: deps.hasKey,
+          maxBodyBytes: deps.maxBodyBytes,
+          ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
+        })
+      : []),
   ];
 }

@@ -589,34 +589,69 @@ export function listRoutes(deps: ListRoutesDeps): Route[] {
   ];
 }
 
+/** The names of the object lists. */
+export type ConfigListName = keyof ConfigLists;
+
+/** The object list names, in `GET /config` order. */
+export const CONFIG_LIST_NAMES: readonly ConfigListName[] = [
+  "claude-api-key",
+  "codex-api-key",
+  OPENAI_COMPAT,
+];
+
 /**
- * Replaces the `openai-compatibility` list with `entries` (the same positional reuse as
- * `PUT /openai-compatibility`), e.g. from a configuration file. Throws a 400 `GatewayError` for
- * an invalid entry. Idempotent: applying the same entries again changes nothing but `updatedAt`.
+ * Validates a whole object list as `PUT /<name>` would (e.g. entries of a configuration file):
+ * the normalised items, or `null` when an entry is invalid.
  */
-export async function replaceOpenAICompatibility(
+export function parseConfigList(name: ConfigListName, entries: unknown[]): unknown[] | null {
+  const spec = SPECS[name] as ListSpec<unknown>;
+  const values = entries.map((e) => spec.parse(e));
+  if (values.some((v) => v === null)) return null;
+  if (spec.checkList && !spec.checkList(values)) return null;
+  return values;
+}
+
+/**
+ * Replaces the object list `name` with `entries` (the same validation and positional reuse as
+ * `PUT /<name>`), e.g. from a configuration file. Throws a 400 `GatewayError` for an invalid
+ * entry. Writes nothing when the list already holds exactly these items; resolves with whether
+ * it wrote.
+ */
+export async function replaceConfigList(
   pool: ListCredentials,
+  name: ConfigListName,
   entries: unknown[],
-): Promise<void> {
-  const values = entries.map((e) => openaiCompatSpec.parse(e));
-  if (
-    values.some((v) => v === null) ||
-    !openaiCompatSpec.checkList!(values as OpenAICompatibilityItem[])
-  )
-    throw managementError(400, "invalid body");
+): Promise<boolean> {
+  const spec = SPECS[name] as ListSpec<unknown>;
+  const values = parseConfigList(name, entries);
+  if (!values) throw managementError(400, "invalid body");
   const all = pool.list();
-  const items = openaiCompatSpec.read(all);
+  const items = spec.read(all);
+  if (JSON.stringify(items.map((i) => i.value)) === JSON.stringify(values)) return false;
   const w = new Writer(pool, all);
   try {
     await writeItems(
       w,
-      openaiCompatSpec,
+      spec,
       items,
-      (values as OpenAICompatibilityItem[]).map((value, at) => ({ at, value })),
+      values.map((value, at) => ({ at, value })),
       true,
     );
   } catch (error) {
     await w.rollback();
     throw error;
   }
+  return true;
+}
+
+/**
+ * Replaces the `openai-compatibility` list with `entries` (the same positional reuse as
+ * `PUT /openai-compatibility`), e.g. from a configuration file. Throws a 400 `GatewayError` for
+ * an invalid entry. Idempotent: applying the same entries again writes nothing.
+ */
+export async function replaceOpenAICompatibility(
+  pool: ListCredentials,
+  entries: unknown[],
+): Promise<void> {
+  await replaceConfigList(pool, OPENAI_COMPAT, entries);
 }

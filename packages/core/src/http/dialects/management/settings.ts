@@ -141,6 +141,54 @@ const emptyLists = async (): Promise<ConfigObjectLists> => ({
   "openai-compatibility": [],
 });
 
+/** The object `GET /config` returns (the seed's `config.yaml` layout, without the file-only fields). */
+export interface ManagementConfigView {
+  debug: boolean;
+  "proxy-url": string;
+  "api-keys": string[];
+  "quota-exceeded": { "switch-project": boolean; "switch-preview-model": boolean };
+  "generative-language-api-key": string[];
+  "request-log": boolean;
+  "request-retry": number;
+  "claude-api-key": unknown[];
+  "codex-api-key": unknown[];
+  "openai-compatibility": unknown[];
+  "allow-localhost-unauthenticated": boolean;
+}
+
+/**
+ * Builds the `GET /config` view from the domain (settings, the `api-keys` keys, the pool). The
+ * standalone server writes the same object back to its configuration file.
+ *
+ * @example
+ * ```ts
+ * const view = await managementConfigView({ settings, keys, pool, configLists: () => configLists({ pool }) });
+ * ```
+ */
+export async function managementConfigView(
+  deps: Pick<ManagementSettingsDeps, "settings" | "keys" | "pool" | "configLists">,
+): Promise<ManagementConfigView> {
+  const s = deps.settings;
+  const lists = await (deps.configLists ?? emptyLists)();
+  const quota = objectSetting(s, "quota-exceeded");
+  return {
+    debug: s.get("debug") === true,
+    "proxy-url": String(s.get("proxy-url") ?? ""),
+    "api-keys": (await apiKeysModel(deps.keys).members()).map((m) => m.value),
+    "quota-exceeded": {
+      "switch-project": quota["switch-project"] === true,
+      "switch-preview-model": quota["switch-preview-model"] === true,
+    },
+    [GL_API_KEY_LABEL]: (await glApiKeysModel(deps.pool).members()).map((m) => m.value),
+    "request-log": s.get("request-log") === true,
+    "request-retry": Number(s.get("request-retry")) || 0,
+    "claude-api-key": lists["claude-api-key"],
+    "codex-api-key": lists["codex-api-key"],
+    "openai-compatibility": lists["openai-compatibility"],
+    "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated") === true,
+  };
+}
+
 /** `GET /config`, the scalar settings and `DELETE /proxy-url`. */
 export function managementSettingsRoutes(
   guard: ManagementGuard,
@@ -177,30 +225,10 @@ export function managementSettingsRoutes(
     }),
   );
 
-  const apiKeys = apiKeysModel(deps.keys);
-  const glKeys = glApiKeysModel(deps.pool);
   routes.push(
-    managementRoute(guard, "GET", "/config", async () => {
-      const s = deps.settings;
-      const lists = await (deps.configLists ?? emptyLists)();
-      const quota = objectSetting(s, "quota-exceeded");
-      return json(200, {
-        debug: s.get("debug") === true,
-        "proxy-url": String(s.get("proxy-url") ?? ""),
-        "api-keys": (await apiKeys.members()).map((m) => m.value),
-        "quota-exceeded": {
-          "switch-project": quota["switch-project"] === true,
-          "switch-preview-model": quota["switch-preview-model"] === true,
-        },
-        [GL_API_KEY_LABEL]: (await glKeys.members()).map((m) => m.value),
-        "request-log": s.get("request-log") === true,
-        "request-retry": Number(s.get("request-retry")) || 0,
-        "claude-api-key": lists["claude-api-key"],
-        "codex-api-key": lists["codex-api-key"],
-        "openai-compatibility": lists["openai-compatibility"],
-        "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated") === true,
-      });
-    }),
+    managementRoute(guard, "GET", "/config", async () =>
+      json(200, await managementConfigView(deps)),
+    ),
   );
   return routes;
 }

@@ -43,8 +43,8 @@ export interface StringListDeps {
   maxBodyBytes: number;
 }
 
-/** One string list over some domain records. */
-interface ListModel<T> {
+/** One string list over some domain records (`api-keys`, `generative-language-api-key`). */
+export interface ListModel<T> {
   members(): Promise<{ record: T; value: string }[]>;
   /** Rewrites the whole list (values already validated and deduplicated). */
   replaceAll(values: string[]): Promise<void>;
