@@ -260,9 +260,13 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
     status: number,
     credential: CredentialRecord | null,
     error: string | null,
+    responseBody?: Buffer | string,
   ) => {
     if (finished) return;
     finished = true;
+    if (settings.get("request-log") === true) {
+      logRequest(deps, req, { requestId, status, usage, credential, error, started, responseBody });
+    }
     release(heldUnits(billing), key.id, reservation.units);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
     deps.usage.push({
@@ -332,7 +336,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
             continue;
           }
           // A client error: another credential would answer the same, so pass it through.
-          finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`);
+          finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`, text);
           return {
             status: res.statusCode,
             headers: { "content-type": "application/json" },
@@ -346,7 +350,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           // An upstream that reports no usage is billed by counting its answer locally.
           const usage =
             openaiProvider.usage(findUsageObject(buf)) ?? (await local.usage(replyText(buf)));
-          finish(usage, res.statusCode, credential, null);
+          finish(usage, res.statusCode, credential, null, buf);
           return {
             status: res.statusCode,
             headers: { "content-type": "application/json", "x-request-id": requestId },
@@ -514,6 +518,8 @@ async function forward(
           },
           body,
           signal: req.exchange.signal,
+          // A credential's own proxy wins over the global `proxy-url` setting.
+          proxyUrl: credential.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
         },
       );
     } catch (error) {
@@ -559,6 +565,51 @@ async function forward(
 function refreshMessage(error: unknown): string {
   const detail = isOAuthRefreshError(error) ? error.message : "internal error";
   return `the upstream credential could not be refreshed: ${detail}`;
+}
+
+/** Bodies in the request log are cut to this many bytes. */
+const REQUEST_LOG_BODY_MAX = 4096;
+
+function logBody(body: Buffer | string | undefined): string | undefined {
+  if (body === undefined) return undefined;
+  const text =
+    typeof body === "string" ? body : body.subarray(0, REQUEST_LOG_BODY_MAX).toString("utf8");
+  const cut = text.length > REQUEST_LOG_BODY_MAX ? `${text.slice(0, REQUEST_LOG_BODY_MAX)}…` : text;
+  return redactSecrets(cut);
+}
+
+/**
+ * The `request-log` setting: one log line per proxied request with its request body and, for
+ * JSON answers, the response body, both size-capped and redacted. Headers are not logged (they
+ * carry the client's key); streamed answers are summarised by their usage.
+ */
+function logRequest(
+  deps: ProxyDeps,
+  req: ChatRequest,
+  r: {
+    requestId: string;
+    status: number;
+    usage: TokenUsage;
+    credential: CredentialRecord | null;
+    error: string | null;
+    started: number;
+    responseBody: Buffer | string | undefined;
+  },
+): void {
+  deps.logger.info("request", {
+    requestId: r.requestId,
+    route: req.route,
+    model: req.model,
+    stream: req.stream,
+    keyId: req.auth.key.id,
+    credentialId: r.credential?.id ?? null,
+    status: r.status,
+    durationMs: Date.now() - r.started,
+    usage: r.usage,
+    error: r.error,
+    request: logBody(req.rawBody),
+    response: logBody(r.responseBody),
+  });
 }
 
 function upstreamError(message: string) {

@@ -1,5 +1,5 @@
 import type { Dispatcher } from "undici";
-import { Pool } from "undici";
+import { Pool, ProxyAgent, Socks5ProxyAgent } from "undici";
 import type { ClientSignal } from "../http/exchange.js";
 
 /** Timeouts of upstream calls (ms). */
@@ -16,6 +16,8 @@ export interface UpstreamTimeouts {
  */
 export class UpstreamClient {
   readonly #pools = new Map<string, Pool>();
+  /** One agent per proxy URL: HTTP(S) proxies tunnel with CONNECT, SOCKS5 through its handshake. */
+  readonly #proxies = new Map<string, Dispatcher>();
   readonly #timeouts: UpstreamTimeouts;
 
   constructor(timeouts: UpstreamTimeouts) {
@@ -36,7 +38,25 @@ export class UpstreamClient {
     return p;
   }
 
-  /** Sends a request to an absolute URL. The caller must consume or destroy the response body. */
+  #proxy(proxyUrl: string): Dispatcher {
+    let d = this.#proxies.get(proxyUrl);
+    if (!d) {
+      const timeouts = {
+        headersTimeout: this.#timeouts.headersTimeoutMs,
+        bodyTimeout: this.#timeouts.bodyTimeoutMs,
+      };
+      d = proxyUrl.startsWith("socks5:")
+        ? new Socks5ProxyAgent(proxyUrl, timeouts)
+        : new ProxyAgent({ uri: proxyUrl, ...timeouts });
+      this.#proxies.set(proxyUrl, d);
+    }
+    return d;
+  }
+
+  /**
+   * Sends a request to an absolute URL, through `proxyUrl` when given (`http://`, `https://` or
+   * `socks5://`, credentials in the URL). The caller must consume or destroy the response body.
+   */
   request(
     url: URL,
     init: {
@@ -44,15 +64,19 @@ export class UpstreamClient {
       headers: Record<string, string>;
       body?: string | Buffer;
       signal?: ClientSignal;
+      proxyUrl?: string;
     },
   ): Promise<Dispatcher.ResponseData> {
-    return this.#pool(url.origin).request({
+    const options = {
       path: url.pathname + url.search,
       method: init.method,
       headers: init.headers,
       body: init.body ?? null,
       signal: init.signal ?? null,
-    });
+    };
+    if (init.proxyUrl)
+      return this.#proxy(init.proxyUrl).request({ ...options, origin: url.origin });
+    return this.#pool(url.origin).request(options);
   }
 
   /**
@@ -77,10 +101,11 @@ export class UpstreamClient {
     return { status: res.statusCode, headers: res.headers, body };
   }
 
-  /** Closes every pool. */
+  /** Closes every pool and proxy agent. */
   async close(): Promise<void> {
-    const pools = [...this.#pools.values()];
+    const pools: Dispatcher[] = [...this.#pools.values(), ...this.#proxies.values()];
     this.#pools.clear();
+    this.#proxies.clear();
     await Promise.allSettled(pools.map((p) => p.close()));
   }
 }

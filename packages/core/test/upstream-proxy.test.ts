@@ -1,0 +1,155 @@
+import { createServer as createHttpServer, type Server } from "node:http";
+import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from "node:net";
+import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createGateway, type Gateway, type Logger, memoryStore } from "../src/index.js";
+
+const SECRET = "proxy-secret-0123456789-0123456789-abcdef";
+const hello = { model: "gpt-4o-mini", messages: [{ role: "user", content: "via a proxy" }] };
+
+/** An HTTP proxy that only tunnels (CONNECT), recording the targets it was asked for. */
+async function startConnectProxy() {
+  const targets: string[] = [];
+  const server: Server = createHttpServer((_req, res) => res.writeHead(405).end());
+  server.on("connect", (req, client: Socket, head: Buffer) => {
+    targets.push(req.url ?? "");
+    const [host, port] = (req.url ?? "").split(":");
+    const upstream = connect(Number(port), host!, () => {
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      if (head.length) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, targets, server };
+}
+
+/** A minimal SOCKS5 server (no auth, CONNECT to IPv4 or a domain), recording its targets. */
+async function startSocks5() {
+  const targets: string[] = [];
+  const server = createTcpServer((client) => {
+    client.once("data", (greeting: Buffer) => {
+      if (greeting[0] !== 5) return client.destroy();
+      client.write(Buffer.from([5, 0]));
+      client.once("data", (req: Buffer) => {
+        const atyp = req[3];
+        let host: string;
+        let at: number;
+        if (atyp === 1) {
+          host = [...req.subarray(4, 8)].join(".");
+          at = 8;
+        } else if (atyp === 3) {
+          const len = req[4]!;
+          host = req.subarray(5, 5 + len).toString();
+          at = 5 + len;
+        } else return client.destroy();
+        const port = req.readUInt16BE(at);
+        targets.push(`${host}:${port}`);
+        const upstream = connect(port, host, () => {
+          client.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+          upstream.pipe(client);
+          client.pipe(upstream);
+        });
+        upstream.on("error", () => client.destroy());
+        client.on("error", () => upstream.destroy());
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `socks5://127.0.0.1:${(server.address() as AddressInfo).port}`, targets, server };
+}
+
+let mock: MockUpstream;
+let gateway: Gateway;
+let key: string;
+let lines: { message: string; fields?: Record<string, unknown> }[];
+
+beforeEach(async () => {
+  mock = await createMockUpstream({ apiKeys: ["k"] });
+  lines = [];
+  const record = (message: string, fields?: Record<string, unknown>) =>
+    lines.push({ message, fields });
+  const logger: Logger = { debug: record, info: record, warn: record, error: record };
+  gateway = createGateway({ store: memoryStore(), secret: SECRET, logger });
+  await gateway.credentials.add({
+    id: "c",
+    provider: "openai",
+    baseUrl: mock.url,
+    secret: { apiKey: "k" },
+  });
+  key = (await gateway.keys.create({ name: "p", unlimitedQuota: true })).key;
+});
+
+afterEach(async () => {
+  await gateway.close();
+  await mock.close();
+});
+
+const chat = () =>
+  gateway.handler(
+    new Request("http://gw/v1/chat/completions", {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify(hello),
+    }),
+    { remoteAddress: "127.0.0.1" },
+  );
+
+describe("proxy-url", () => {
+  it("routes upstream traffic through an HTTP proxy from the next request on, and directly again once cleared", async () => {
+    const proxy = await startConnectProxy();
+    try {
+      expect((await chat()).status).toBe(200);
+      expect(proxy.targets).toHaveLength(0);
+      await gateway.settings.set({ "proxy-url": proxy.url });
+      expect((await chat()).status).toBe(200);
+      expect(proxy.targets).toEqual([`127.0.0.1:${mock.port}`]);
+      await gateway.settings.set({ "proxy-url": "" });
+      expect((await chat()).status).toBe(200);
+      expect(proxy.targets).toHaveLength(1);
+    } finally {
+      proxy.server.closeAllConnections();
+      proxy.server.close();
+    }
+  });
+
+  it("routes through a SOCKS5 proxy, and a credential's own proxy wins over the global one", async () => {
+    const socks = await startSocks5();
+    const http = await startConnectProxy();
+    try {
+      await gateway.settings.set({ "proxy-url": http.url });
+      await gateway.credentials.update("c", { proxyUrl: socks.url });
+      const res = await chat();
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { usage: unknown }).usage).toBeTruthy();
+      expect(socks.targets).toEqual([`127.0.0.1:${mock.port}`]);
+      expect(http.targets).toHaveLength(0);
+    } finally {
+      socks.server.close();
+      http.server.closeAllConnections();
+      http.server.close();
+    }
+  });
+});
+
+describe("request-log", () => {
+  it("logs each proxied request with bodies, never the client's key, only while it is on", async () => {
+    expect((await chat()).status).toBe(200);
+    expect(lines.filter((l) => l.message === "request")).toHaveLength(0);
+    await gateway.settings.set({ "request-log": true });
+    expect((await chat()).status).toBe(200);
+    const logged = lines.filter((l) => l.message === "request");
+    expect(logged).toHaveLength(1);
+    expect(logged[0]!.fields).toMatchObject({
+      route: "POST /v1/chat/completions",
+      model: "gpt-4o-mini",
+      status: 200,
+    });
+    expect(String(logged[0]!.fields!.request)).toContain("via a proxy");
+    expect(String(logged[0]!.fields!.response)).toContain("chat.completion");
+    expect(JSON.stringify(lines)).not.toContain(key);
+  });
+});
