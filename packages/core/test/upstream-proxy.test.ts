@@ -153,3 +153,34 @@ describe("request-log", () => {
     expect(JSON.stringify(lines)).not.toContain(key);
   });
 });
+
+describe("allow-localhost-unauthenticated", () => {
+  const anonymous = (remoteAddress: string, headers: Record<string, string> = {}) =>
+    gateway.handler(
+      new Request("http://gw/v1/chat/completions", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(hello),
+      }),
+      { remoteAddress },
+    );
+
+  it("lets loopback clients without a key through only while on, and records their usage", async () => {
+    expect((await anonymous("127.0.0.1")).status).toBe(401);
+    await gateway.settings.set({ "allow-localhost-unauthenticated": true });
+    expect((await anonymous("127.0.0.1")).status).toBe(200);
+    expect((await anonymous("::1")).status).toBe(200);
+    // Not from elsewhere, not even with a forged X-Forwarded-For, and a wrong key is still wrong.
+    expect((await anonymous("203.0.113.5")).status).toBe(401);
+    expect((await anonymous("203.0.113.5", { "x-forwarded-for": "127.0.0.1" })).status).toBe(401);
+    expect(
+      (await anonymous("127.0.0.1", { authorization: "Bearer sk-wrong-000000000000" })).status,
+    ).toBe(401);
+    await gateway.usage.flush();
+    const local = (await gateway.keys.list({ keyword: "localhost-unauthenticated" })).items;
+    expect(local).toHaveLength(1);
+    expect((await gateway.usage.list({ keyId: local[0]!.id })).total).toBe(2);
+    await gateway.settings.set({ "allow-localhost-unauthenticated": false });
+    expect((await anonymous("127.0.0.1")).status).toBe(401);
+  });
+});

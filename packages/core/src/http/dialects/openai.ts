@@ -1,9 +1,11 @@
 import type { CredentialPool } from "../../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
+import { normalizeIp } from "../../keys/ip.js";
 import type { KeyService } from "../../keys/service.js";
 import { type ProxyDeps, proxyChat } from "../../proxy/chat.js";
 import { type Exchange, header, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
+import { isLoopback } from "./management/auth.js";
 
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {
@@ -38,6 +40,56 @@ export interface OpenAIDialectDeps extends ProxyDeps {
   clientIp(ex: Exchange): string;
 }
 
+/** Name of the internal key that serves loopback clients under `allow-localhost-unauthenticated`. */
+export const LOCALHOST_KEY_NAME = "localhost-unauthenticated";
+
+/**
+ * The downstream key of a proxy request. With the `allow-localhost-unauthenticated` setting on
+ * (CLIProxyAPI's), a client whose direct peer is loopback and that sends no key is served under
+ * an internal unlimited key, so that its usage is still recorded. `X-Forwarded-For` never counts:
+ * a request relayed from elsewhere is not local.
+ */
+async function authorizeClient(deps: OpenAIDialectDeps, ex: Exchange) {
+  const presented = bearer(ex);
+  if (
+    presented === undefined &&
+    deps.settings.get("allow-localhost-unauthenticated") === true &&
+    isLoopback(normalizeIp(ex.remoteAddress))
+  ) {
+    try {
+      return await deps.keys.authorize(await localhostKey(deps), { ip: deps.clientIp(ex) });
+    } catch (error) {
+      // The internal key was deleted behind our back: make a new one once.
+      if ((error as { code?: string }).code !== "INVALID_API_KEY") throw error;
+      localKeys.delete(deps.keys);
+      return deps.keys.authorize(await localhostKey(deps), { ip: deps.clientIp(ex) });
+    }
+  }
+  return deps.keys.authorize(presented, { ip: deps.clientIp(ex) });
+}
+
+/** The internal localhost key's plain value, per gateway (its KeyService). */
+const localKeys = new WeakMap<KeyService, Promise<string>>();
+
+/** Finds or creates the internal localhost key and returns its plain value (cached per gateway). */
+function localhostKey(deps: OpenAIDialectDeps): Promise<string> {
+  let p = localKeys.get(deps.keys);
+  if (!p) {
+    p = (async () => {
+      const found = (await deps.keys.list({ keyword: LOCALHOST_KEY_NAME, limit: 100 })).items.find(
+        (k) => k.name === LOCALHOST_KEY_NAME && k.userId === null,
+      );
+      const plain = found ? await deps.keys.reveal(found.id) : null;
+      return (
+        plain ?? (await deps.keys.create({ name: LOCALHOST_KEY_NAME, unlimitedQuota: true })).key
+      );
+    })();
+    localKeys.set(deps.keys, p);
+    p.catch(() => localKeys.delete(deps.keys));
+  }
+  return p;
+}
+
 /** Parses a JSON object body or throws the dialect's 400. */
 export async function readJsonObject(
   ex: Exchange,
@@ -67,7 +119,7 @@ export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
       path: "/v1/chat/completions",
       onError: openaiError,
       async handle(ex) {
-        const auth = await deps.keys.authorize(bearer(ex), { ip: deps.clientIp(ex) });
+        const auth = await authorizeClient(deps, ex);
         const { raw, body } = await readJsonObject(ex, deps.maxBodyBytes);
         const model = body.model;
         if (typeof model !== "string" || model.length === 0) {
@@ -99,7 +151,7 @@ export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
       path: "/v1/models",
       onError: openaiError,
       async handle(ex) {
-        const { key } = await deps.keys.authorize(bearer(ex), { ip: deps.clientIp(ex) });
+        const { key } = await authorizeClient(deps, ex);
         const created = Math.floor(Date.now() / 1000);
         const data = [...deps.pool.models()]
           .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
