@@ -97,3 +97,15 @@ describe("secrets", () => {
     );
   });
 });
+
+describe("hourBucket", () => {
+  it("gives the UTC hour, also when consecutive calls cross an hour or go back in time", async () => {
+    const { hourBucket } = await import("../src/store/util.js");
+    const t = Date.UTC(2024, 4, 20, 9, 59, 59, 999);
+    expect(hourBucket(t)).toBe("2024-05-20T09");
+    expect(hourBucket(t + 1)).toBe("2024-05-20T10");
+    expect(hourBucket(t)).toBe("2024-05-20T09");
+    expect(hourBucket(Date.UTC(2023, 0, 1, 0, 0, 0))).toBe("2023-01-01T00");
+    expect(hourBucket(t - 3_600_000)).toBe("2024-05-20T08");
+  });
+});

@@ -7,9 +7,20 @@ import type {
   UsageRollup,
 } from "./types.js";
 
+const HOUR_MS = 3_600_000;
+// The last hour computed: nearly every record of a batch falls in the same hour.
+let cachedHourStart = Number.NaN;
+let cachedHour = "";
+
 /** The UTC hour bucket of a timestamp, `YYYY-MM-DDTHH`, as used by {@link UsageRollup}. */
 export function hourBucket(timestampMs: number): string {
-  return new Date(timestampMs).toISOString().slice(0, 13);
+  if (timestampMs >= cachedHourStart && timestampMs < cachedHourStart + HOUR_MS) return cachedHour;
+  const hour = new Date(timestampMs).toISOString().slice(0, 13);
+  if (timestampMs >= 0) {
+    cachedHourStart = timestampMs - (timestampMs % HOUR_MS);
+    cachedHour = hour;
+  }
+  return hour;
 }
 
 /** A fresh, healthy credential state. */
