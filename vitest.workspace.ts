@@ -7,5 +7,6 @@ export const projects = [
   "packages/core",
   "packages/testing",
   "packages/store-sqlite",
+  "packages/store-redis",
   "packages/server",
 ];

@@ -1,0 +1,299 @@
+/**
+ * The Lua scripts of the Redis store. Each atomic step of the Store contract is one script,
+ * loaded with ioredis `defineCommand` (EVALSHA with the NOSCRIPT fallback).
+ *
+ * Every key a script touches starts with the store's hash tag (`{prefix}:`), passed as `BASE`,
+ * so that all of them live in one hash slot and Redis Cluster accepts the script. Keys derived
+ * inside a script (a record whose id the script assigns with INCR) use the same tag.
+ *
+ * Record hashes hold one field per record property, each JSON-encoded; numeric counters
+ * (`remainQuota`, `usedQuota`, `quota`) are plain integers, so HINCRBY works on them.
+ *
+ * @module
+ */
+
+/**
+ * Prelude of the scripts that publish change notifications. ARGV[1] = BASE (`{prefix}:`),
+ * ARGV[2] = pub/sub channel, ARGV[3] = the writing instance's id. KEYS[1] = the change log stream.
+ * Each change is appended to the stream (bounded) and published as `<stream id> <json>`.
+ */
+const NOTIFY = `
+local BASE, CHANNEL, ORIGIN = ARGV[1], ARGV[2], ARGV[3]
+local function notify(collection, id, op)
+  local msg = cjson.encode({o = ORIGIN, c = collection, i = id, p = op})
+  local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000', '*', 'm', msg)
+  redis.call('PUBLISH', CHANNEL, sid .. ' ' .. msg)
+end
+local function pairsFrom(first)
+  local out = {}
+  for i = first, #ARGV do out[#out + 1] = ARGV[i] end
+  return out
+end
+`;
+
+/** KEYS: log, key id sequence, keyHash index, key id set. ARGV[4] = keyHash, then field/value pairs. Returns the id, or -1 for a duplicate hash. */
+export const KEY_CREATE = `${NOTIFY}
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return -1 end
+local id = redis.call('INCR', KEYS[2])
+redis.call('HSET', BASE .. 'key:' .. id, 'id', id, unpack(pairsFrom(5)))
+redis.call('HSET', KEYS[3], ARGV[4], id)
+redis.call('ZADD', KEYS[4], id, id)
+notify('keys', tostring(id), 'upsert')
+return id
+`;
+
+/** KEYS: log, record. ARGV[4] = collection, ARGV[5] = id, then field/value pairs. Returns the updated record (HGETALL) or an empty array for an unknown id. */
+export const RECORD_UPDATE = `${NOTIFY}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+if #ARGV >= 7 then redis.call('HSET', KEYS[2], unpack(pairsFrom(6))) end
+notify(ARGV[4], ARGV[5], 'upsert')
+return redis.call('HGETALL', KEYS[2])
+`;
+
+/** KEYS: log, keyHash index, key id set. ARGV[4..] = ids. Returns the ids deleted. */
+export const KEY_DELETE = `${NOTIFY}
+local deleted = {}
+for i = 4, #ARGV do
+  local rec = BASE .. 'key:' .. ARGV[i]
+  local h = redis.call('HGET', rec, 'keyHash')
+  if h then
+    redis.call('DEL', rec)
+    local hash = cjson.decode(h)
+    if redis.call('HGET', KEYS[2], hash) == ARGV[i] then redis.call('HDEL', KEYS[2], hash) end
+    redis.call('ZREM', KEYS[3], ARGV[i])
+    notify('keys', ARGV[i], 'delete')
+    deleted[#deleted + 1] = ARGV[i]
+  end
+end
+return deleted
+`;
+
+/** KEYS: log, user id sequence, username index, access-token index, user id set. ARGV[4] = username, ARGV[5] = token hash ('' = none), then pairs. Returns the id, or -1 for a duplicate username. */
+export const USER_CREATE = `${NOTIFY}
+if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return -1 end
+local id = redis.call('INCR', KEYS[2])
+redis.call('HSET', BASE .. 'user:' .. id, 'id', id, unpack(pairsFrom(6)))
+redis.call('HSET', KEYS[3], ARGV[4], id)
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[5], id) end
+redis.call('ZADD', KEYS[5], id, id)
+notify('users', tostring(id), 'upsert')
+return id
+`;
+
+/**
+ * KEYS: log, record, username index, access-token index. ARGV[4] = id, ARGV[5] = '1' when the
+ * username changes, ARGV[6] = new username, ARGV[7] = '1' when the token hash changes,
+ * ARGV[8] = new token hash ('' = null), then pairs. Returns the record, {} for an unknown id,
+ * or -1 for a duplicate username.
+ */
+export const USER_UPDATE = `${NOTIFY}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+local id = ARGV[4]
+if ARGV[5] == '1' then
+  local old = cjson.decode(redis.call('HGET', KEYS[2], 'username'))
+  if old ~= ARGV[6] then
+    if redis.call('HEXISTS', KEYS[3], ARGV[6]) == 1 then return -1 end
+    redis.call('HDEL', KEYS[3], old)
+    redis.call('HSET', KEYS[3], ARGV[6], id)
+  end
+end
+if ARGV[7] == '1' then
+  local old = cjson.decode(redis.call('HGET', KEYS[2], 'accessTokenHash') or 'null')
+  if type(old) == 'string' and redis.call('HGET', KEYS[4], old) == id then redis.call('HDEL', KEYS[4], old) end
+  if ARGV[8] ~= '' then redis.call('HSET', KEYS[4], ARGV[8], id) end
+end
+if #ARGV >= 10 then redis.call('HSET', KEYS[2], unpack(pairsFrom(9))) end
+notify('users', id, 'upsert')
+return redis.call('HGETALL', KEYS[2])
+`;
+
+/** KEYS: log, record, username index, access-token index, user id set. ARGV[4] = id. Returns 1 when deleted. */
+export const USER_DELETE = `${NOTIFY}
+local f = redis.call('HMGET', KEYS[2], 'username', 'accessTokenHash')
+if not f[1] then return 0 end
+local id = ARGV[4]
+local name = cjson.decode(f[1])
+if redis.call('HGET', KEYS[3], name) == id then redis.call('HDEL', KEYS[3], name) end
+local tok = cjson.decode(f[2] or 'null')
+if type(tok) == 'string' and redis.call('HGET', KEYS[4], tok) == id then redis.call('HDEL', KEYS[4], tok) end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[5], id)
+notify('users', id, 'delete')
+return 1
+`;
+
+/** KEYS: log, record, credential order set, credential sequence. ARGV[4] = id, then pairs. Returns 1, or -1 for an existing id. */
+export const CRED_CREATE = `${NOTIFY}
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[2], unpack(pairsFrom(5)))
+redis.call('ZADD', KEYS[3], seq, ARGV[4])
+notify('credentials', ARGV[4], 'upsert')
+return 1
+`;
+
+/** KEYS: log, record, credential order set. ARGV[4] = id. Returns 1 when deleted. */
+export const CRED_DELETE = `${NOTIFY}
+if redis.call('DEL', KEYS[2]) == 0 then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[4])
+notify('credentials', ARGV[4], 'delete')
+return 1
+`;
+
+/** KEYS: log, settings hash. ARGV[4..] = name/JSON pairs. */
+export const SETTINGS_SET = `${NOTIFY}
+if #ARGV < 5 then return 0 end
+redis.call('HSET', KEYS[2], unpack(pairsFrom(4)))
+for i = 4, #ARGV, 2 do notify('settings', ARGV[i], 'upsert') end
+return 1
+`;
+
+/** KEYS: log, settings hash. ARGV[4] = name. Returns 1 when deleted. */
+export const SETTINGS_DELETE = `${NOTIFY}
+if redis.call('HDEL', KEYS[2], ARGV[4]) == 0 then return 0 end
+notify('settings', ARGV[4], 'delete')
+return 1
+`;
+
+/**
+ * KEYS: key record. ARGV[1] = BASE, ARGV[2] = units. Checks and debits the key and its owner
+ * together. Returns {1, userId or '', keyDebited 0/1} or {0, reason}.
+ */
+export const RESERVE = `
+local units = tonumber(ARGV[2])
+local f = redis.call('HMGET', KEYS[1], 'remainQuota', 'unlimitedQuota', 'userId')
+if not f[1] then return {0, 'key_not_found'} end
+local debit = f[2] ~= 'true'
+if debit and tonumber(f[1]) < units then return {0, 'key_quota'} end
+local uid = f[3]
+local urec = false
+if uid and uid ~= 'null' then
+  urec = ARGV[1] .. 'user:' .. uid
+  local q = redis.call('HGET', urec, 'quota')
+  if not q then urec = false
+  elseif tonumber(q) < units then return {0, 'user_quota'} end
+end
+if debit then redis.call('HINCRBY', KEYS[1], 'remainQuota', 0 - units) end
+if urec then redis.call('HINCRBY', urec, 'quota', 0 - units) end
+return {1, urec and uid or '', debit and 1 or 0}
+`;
+
+/** Settles one reservation (shared by SETTLE and COMMIT). Returns the units charged. */
+const SETTLE_FN = `
+local function settle(base, keyId, userId, units, keyDebited, actual, nowSec)
+  local k = base .. 'key:' .. keyId
+  local kexists = redis.call('EXISTS', k) == 1
+  local u = false
+  if userId ~= '' then
+    u = base .. 'user:' .. userId
+    if redis.call('EXISTS', u) == 0 then u = false end
+  end
+  local charged = actual
+  if actual > units then
+    local room = actual - units
+    if kexists and keyDebited then room = math.min(room, tonumber(redis.call('HGET', k, 'remainQuota'))) end
+    if u then room = math.min(room, tonumber(redis.call('HGET', u, 'quota'))) end
+    charged = units + math.max(0, room)
+  end
+  local delta = units - charged
+  if kexists then
+    if keyDebited then redis.call('HINCRBY', k, 'remainQuota', delta) end
+    redis.call('HINCRBY', k, 'usedQuota', charged)
+    redis.call('HSET', k, 'accessedTime', nowSec)
+  end
+  if u then
+    redis.call('HINCRBY', u, 'quota', delta)
+    redis.call('HINCRBY', u, 'usedQuota', charged)
+  end
+  return charged
+end
+`;
+
+/** KEYS: key record. ARGV: BASE, keyId, userId ('' = none), units, keyDebited (0/1), actualUnits, nowSeconds. Returns the units charged. */
+export const SETTLE = `${SETTLE_FN}
+return settle(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
+`;
+
+/** Removes one usage detail (its hash and its index entries). */
+const REMOVE_DETAIL_FN = `
+local function removeDetail(base, member)
+  local rec = base .. 'usage:' .. member
+  local f = redis.call('HMGET', rec, 'k', 'u')
+  redis.call('ZREM', base .. 'usage', member)
+  if f[1] and f[1] ~= '' then redis.call('ZREM', base .. 'usage:key:' .. f[1], member) end
+  if f[2] and f[2] ~= '' then redis.call('ZREM', base .. 'usage:user:' .. f[2], member) end
+  redis.call('DEL', rec)
+end
+`;
+
+/** Number of ARGV entries per commit in {@link COMMIT}. */
+export const COMMIT_STRIDE = 17;
+
+/**
+ * Settles reservations and appends usage records with their hourly roll-ups, as one step.
+ * KEYS: usage sequence, usage index, roll-up index. ARGV[1] = BASE, ARGV[2] = nowSeconds,
+ * ARGV[3] = details limit (0 = none), ARGV[4] = number of commits, then per commit
+ * {@link COMMIT_STRIDE} values: hasReservation, keyId, userId, units, keyDebited, actualUnits,
+ * record JSON (without id and quota), timestamp, record keyId ('' = null), record userId,
+ * roll-up id, input, output, reasoning, cached, total tokens, success (0/1).
+ * Returns {id, quota, id, quota, ...}.
+ */
+export const COMMIT = `${SETTLE_FN}${REMOVE_DETAIL_FN}
+local base, nowSec, limit, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+for c = 0, n - 1 do
+  local a = 4 + c * ${17}
+  local quota = tonumber(ARGV[a + 6])
+  if ARGV[a + 1] == '1' then
+    quota = settle(base, ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5] == '1', quota, nowSec)
+  end
+  local id = redis.call('INCR', KEYS[1])
+  local member = string.format('%016d', id)
+  local kid, uid = ARGV[a + 9], ARGV[a + 10]
+  redis.call('HSET', base .. 'usage:' .. member, 'r', ARGV[a + 7], 'id', id, 'quota', quota, 'k', kid, 'u', uid)
+  redis.call('ZADD', KEYS[2], ARGV[a + 8], member)
+  if kid ~= '' then redis.call('ZADD', base .. 'usage:key:' .. kid, ARGV[a + 8], member) end
+  if uid ~= '' then redis.call('ZADD', base .. 'usage:user:' .. uid, ARGV[a + 8], member) end
+  local rk = ARGV[a + 11]
+  local row = base .. 'rollup:' .. rk
+  redis.call('ZADD', KEYS[3], 0, rk)
+  redis.call('HINCRBY', row, 'requests', 1)
+  if ARGV[a + 17] == '1' then redis.call('HINCRBY', row, 'successes', 1) else redis.call('HINCRBY', row, 'failures', 1) end
+  redis.call('HINCRBY', row, 'inputTokens', ARGV[a + 12])
+  redis.call('HINCRBY', row, 'outputTokens', ARGV[a + 13])
+  redis.call('HINCRBY', row, 'reasoningTokens', ARGV[a + 14])
+  redis.call('HINCRBY', row, 'cachedTokens', ARGV[a + 15])
+  redis.call('HINCRBY', row, 'totalTokens', ARGV[a + 16])
+  redis.call('HINCRBY', row, 'quota', quota)
+  out[#out + 1] = id
+  out[#out + 1] = quota
+end
+if limit > 0 then
+  local excess = redis.call('ZCARD', KEYS[2]) - limit
+  if excess > 0 then
+    for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do removeDetail(base, m) end
+  end
+end
+return out
+`;
+
+/** KEYS: usage index. ARGV: BASE, before (ms, exclusive), batch size. Returns how many details were deleted. */
+export const PRUNE = `${REMOVE_DETAIL_FN}
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(members) do removeDetail(ARGV[1], m) end
+return #members
+`;
+
+/** KEYS: counter. ARGV: by, ttl in ms ('' = none). INCRBY, and PEXPIRE only when the counter was created. */
+export const KV_INCR = `
+local existed = redis.call('EXISTS', KEYS[1])
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if existed == 0 and ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v
+`;
+
+/** KEYS: lock. ARGV: token. Deletes the lock only when the token owns it. */
+export const LOCK_RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;

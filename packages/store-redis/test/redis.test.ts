@@ -1,0 +1,149 @@
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Store } from "@tokenpool/core";
+import { fixtures, runStoreConformance } from "@tokenpool/testing";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { redisStore } from "../src/index.js";
+import { clearPrefix, startRedisServer } from "./redis-server.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+// Top-level: the conformance suite creates a probe store while tests are collected.
+const server = await startRedisServer();
+const admin = new Redis(server.url);
+afterAll(async () => {
+  admin.disconnect();
+  await server.stop();
+});
+
+let counter = 0;
+const uniquePrefix = () => `tp-test-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+const prefixes = new WeakMap<Store, string>();
+
+runStoreConformance({
+  name: "redis",
+  create: () => {
+    const prefix = uniquePrefix();
+    const store = redisStore({ redis: server.url, prefix });
+    prefixes.set(store, prefix);
+    return store;
+  },
+  reopen: (store) => {
+    const prefix = prefixes.get(store)!;
+    const peer = redisStore({ redis: server.url, prefix });
+    prefixes.set(peer, prefix);
+    return peer;
+  },
+  cleanup: (store) => clearPrefix(admin, prefixes.get(store)!),
+});
+
+describe("redisStore", () => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+  const open = (prefix = uniquePrefix(), extra: { usageDetailsLimit?: number } = {}) => {
+    const store = redisStore({ redis: server.url, prefix, ...extra });
+    cleanups.push(async () => {
+      await store.close();
+      await clearPrefix(admin, prefix);
+    });
+    return store;
+  };
+
+  it("keeps every key under the prefix's hash tag", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const user = await store.users.create(fixtures.user());
+    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 10 }));
+    await store.credentials.create(fixtures.credential());
+    await store.settings.set({ a: 1 });
+    await store.kv.set("x", "y", 10_000);
+    await store.acquireLock("l", 10_000);
+    const res = await store.reserveQuota(key.id, 1);
+    if (!res.ok) throw new Error("expected a reservation");
+    await store.commitUsage(
+      [{ reservation: res.reservation, actualUnits: 1, record: fixtures.usage({ keyId: key.id }) }],
+      1,
+    );
+    const all: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, keys] = await admin.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      all.push(...keys);
+    } while (cursor !== "0");
+    expect(all.length).toBeGreaterThan(10);
+    for (const key of all) expect(key.startsWith(`{${prefix}}:`)).toBe(true);
+  });
+
+  it("does not close a client it did not create", async () => {
+    const client = new Redis(server.url);
+    const store = redisStore({ redis: client, prefix: uniquePrefix() });
+    await store.settings.set({ a: 1 });
+    store.watch(() => {});
+    await store.close();
+    expect(await client.ping()).toBe("PONG");
+    client.disconnect();
+  });
+
+  it("bounds usage details with usageDetailsLimit and keeps roll-ups", async () => {
+    const store = open(uniquePrefix(), { usageDetailsLimit: 5 });
+    const timestamp = Date.UTC(2024, 0, 1, 10);
+    await store.recordUsage(
+      Array.from({ length: 8 }, (_, i) => fixtures.usage({ timestamp: timestamp + i, keyId: 1 })),
+    );
+    const page = await store.usage.list({ limit: 100 });
+    expect(page.total).toBe(5);
+    expect(page.items.map((r) => r.timestamp)).toEqual([7, 6, 5, 4, 3].map((i) => timestamp + i));
+    expect((await store.usage.list({ keyId: 1 })).total).toBe(5);
+    const rollups = await store.usage.rollups();
+    expect(rollups.reduce((s, r) => s + r.requests, 0)).toBe(8);
+  });
+
+  it("two processes racing reserveQuota on one key get exactly the quota", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const user = await store.users.create(fixtures.user({ quota: 1_000 }));
+    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 137 }));
+    const startAt = Date.now() + 1_500;
+    const child = (count: number) =>
+      new Promise<number>((resolve, reject) => {
+        const proc = spawn(
+          process.execPath,
+          [
+            "--conditions=source",
+            "--import",
+            "tsx",
+            join(here, "fixtures", "reserve-child.ts"),
+            server.url,
+            prefix,
+            String(key.id),
+            String(count),
+            String(startAt),
+          ],
+          { cwd: join(here, "..") },
+        );
+        let out = "";
+        let err = "";
+        proc.stdout.on("data", (d) => {
+          out += d;
+        });
+        proc.stderr.on("data", (d) => {
+          err += d;
+        });
+        proc.on("exit", (code) => {
+          if (code !== 0) return reject(new Error(`child exited with ${code}: ${err}`));
+          resolve(JSON.parse(out.trim()).granted);
+        });
+      });
+    const granted = await Promise.all([child(150), child(150)]);
+    expect(granted[0]! + granted[1]!).toBe(137);
+    expect(granted[0]).toBeGreaterThan(0);
+    expect(granted[1]).toBeGreaterThan(0);
+    expect((await store.keys.get(key.id))!.remainQuota).toBe(0);
+    expect((await store.users.get(user.id))!.quota).toBe(1_000 - 137);
+  }, 30_000);
+});
