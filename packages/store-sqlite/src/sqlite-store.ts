@@ -18,6 +18,7 @@ import {
   type Reservation,
   type ReserveResult,
   type RollupQuery,
+  rollupKey,
   type Settlement,
   type Store,
   type StoreChange,
@@ -561,9 +562,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         const r = records[i]!;
         const id = Number(s.insertUsage.run(usageParams(r)).lastInsertRowid);
         out[i] = { ...r, id };
-        // Sum the batch per bucket first: one upsert per bucket, not per record. Not core's
-        // rollupKey: its "|" separator lets route "a|b" + model "c" collide with "a" + "b|c".
-        const k = JSON.stringify([hourBucket(r.timestamp), r.route, r.model, r.keyId]);
+        // Sum the batch per bucket first: one upsert per bucket, not per record.
+        const k = rollupKey(r);
         let bucket = buckets.get(k);
         if (!bucket) {
           bucket = emptyRollup(r);
