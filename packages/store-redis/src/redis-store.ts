@@ -5,7 +5,6 @@ import {
   assertUnits,
   type CredentialPatch,
   type CredentialRecord,
-  hourBucket,
   type KeyQuery,
   materializeCredential,
   type NewUsageRecord,

@@ -7,7 +7,6 @@ import {
   type CredentialPatch,
   type CredentialRecord,
   emptyRollup,
-  hourBucket,
   type KeyQuery,
   materializeCredential,
   type NewApiKey,
