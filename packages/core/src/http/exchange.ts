@@ -61,3 +61,23 @@ export function json(status: number, value: unknown, headers: Record<string, str
 export function isStreamBody(body: ReplyBody): body is AsyncIterable<Uint8Array> {
   return body !== null && typeof body === "object" && Symbol.asyncIterator in body;
 }
+
+/**
+ * Reads a body that must be a JSON object, at most `limit` bytes. Each dialect words the two
+ * failures its own way through `fail`.
+ */
+export async function readJsonObjectBody(
+  ex: Exchange,
+  limit: number,
+  fail: (reason: "invalid_json" | "not_object") => Error,
+): Promise<{ raw: Buffer; body: Record<string, unknown> }> {
+  const raw = await ex.body(limit);
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw fail("invalid_json");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw fail("not_object");
+  return { raw, body: body as Record<string, unknown> };
+}

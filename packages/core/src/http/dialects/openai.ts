@@ -3,7 +3,7 @@ import { GatewayError, isGatewayError } from "../../errors.js";
 import { normalizeIp } from "../../keys/ip.js";
 import type { KeyService } from "../../keys/service.js";
 import { type ProxyDeps, proxyChat } from "../../proxy/chat.js";
-import { type Exchange, header, json, type Reply } from "../exchange.js";
+import { type Exchange, header, json, type Reply, readJsonObjectBody } from "../exchange.js";
 import type { Route } from "../router.js";
 import { isLoopback } from "./management/auth.js";
 
@@ -91,24 +91,18 @@ function localhostKey(deps: OpenAIDialectDeps): Promise<string> {
 }
 
 /** Parses a JSON object body or throws the dialect's 400. */
-export async function readJsonObject(
+export function readJsonObject(
   ex: Exchange,
   limit: number,
 ): Promise<{ raw: Buffer; body: Record<string, unknown> }> {
-  const raw = await ex.body(limit);
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString("utf8"));
-  } catch {
-    throw new GatewayError(
-      "INVALID_JSON",
-      "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
-    );
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new GatewayError("INVALID_REQUEST", "The request body must be a JSON object.");
-  }
-  return { raw, body: body as Record<string, unknown> };
+  return readJsonObjectBody(ex, limit, (reason) =>
+    reason === "invalid_json"
+      ? new GatewayError(
+          "INVALID_JSON",
+          "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+        )
+      : new GatewayError("INVALID_REQUEST", "The request body must be a JSON object."),
+  );
 }
 
 /** The OpenAI-format proxy routes. */

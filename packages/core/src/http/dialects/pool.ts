@@ -24,7 +24,7 @@ import type { Logger } from "../../logger.js";
 import type { CredentialPatch, CredentialRecord, UserRecord } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
-import { type Exchange, header, json, type Reply } from "../exchange.js";
+import { type Exchange, header, json, type Reply, readJsonObjectBody } from "../exchange.js";
 import type { Route } from "../router.js";
 
 /** The messages of the seed (and of antigravity2api for its errors). */
@@ -125,16 +125,15 @@ async function authenticate(ex: Exchange, deps: PoolDialectDeps): Promise<void> 
 }
 
 async function readBody(ex: Exchange, maxBodyBytes: number): Promise<Record<string, unknown>> {
-  const raw = await ex.body(Math.min(maxBodyBytes, POOL_BODY_MAX));
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString("utf8"));
-  } catch {
-    throw bad("the request body is not valid JSON");
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body))
-    throw bad("the request body must be a JSON object");
-  return body as Record<string, unknown>;
+  const limit = Math.min(maxBodyBytes, POOL_BODY_MAX);
+  const { body } = await readJsonObjectBody(ex, limit, (reason) =>
+    bad(
+      reason === "invalid_json"
+        ? "the request body is not valid JSON"
+        : "the request body must be a JSON object",
+    ),
+  );
+  return body;
 }
 
 /** The last characters of an access token, as the seed shows them (`...abc12345`); fewer for short tokens. */

@@ -11,7 +11,7 @@ import type { CreateKeyInput, KeyService } from "../../keys/service.js";
 import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
-import { type Exchange, json, type Reply } from "../exchange.js";
+import { type Exchange, json, type Reply, readJsonObjectBody } from "../exchange.js";
 import type { Route } from "../router.js";
 
 /** Longest token name, in characters (the seed's limit). */
@@ -62,16 +62,15 @@ export async function readConsoleBody(
   ex: Exchange,
   maxBodyBytes: number,
 ): Promise<Record<string, unknown>> {
-  const raw = await ex.body(Math.min(maxBodyBytes, CONSOLE_BODY_MAX));
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString("utf8"));
-  } catch {
-    throw param("the request body is not valid JSON");
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body))
-    throw param("the request body must be a JSON object");
-  return body as Record<string, unknown>;
+  const limit = Math.min(maxBodyBytes, CONSOLE_BODY_MAX);
+  const { body } = await readJsonObjectBody(ex, limit, (reason) =>
+    param(
+      reason === "invalid_json"
+        ? "the request body is not valid JSON"
+        : "the request body must be a JSON object",
+    ),
+  );
+  return body;
 }
 
 /** A positive integer id from a path segment or a query value (digits only). */
