@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listenMock, mockCloser } from "./listen.js";
 
 /** Options of {@link createMockOAuth}. */
 export interface MockOAuthOptions {
@@ -474,16 +474,7 @@ export async function createMockOAuth(options: MockOAuthOptions = {}): Promise<M
       send(res, 500, { error: "server_error", error_description: String(error) });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const origin = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  let closing: Promise<void> | undefined;
+  const { port, origin } = await listenMock(server, options.port ?? 0, host);
 
   return {
     url: `${origin}${TOKEN_PATH}`,
@@ -534,15 +525,7 @@ export async function createMockOAuth(options: MockOAuthOptions = {}): Promise<M
       counts.clear();
       validTokens.clear();
     },
-    close: () => {
-      closing ??= new Promise<void>((resolve) => {
-        for (const t of timers) clearTimeout(t);
-        timers.clear();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
+    close: mockCloser(server, timers),
   };
 }
 

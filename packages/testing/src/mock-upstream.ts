@@ -4,7 +4,7 @@ import {
   type OutgoingHttpHeaders,
   type ServerResponse,
 } from "node:http";
-import type { AddressInfo } from "node:net";
+import { listenMock, mockCloser } from "./listen.js";
 
 /** The reply text of a mock upstream when no `reply` option is given. */
 export const DEFAULT_MOCK_REPLY = "Hello from the mock upstream, this is a test reply.";
@@ -450,16 +450,7 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const origin = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-  let closing: Promise<void> | undefined;
+  const { port, origin } = await listenMock(server, options.port ?? 0, host);
 
   return {
     url: `${origin}/v1`,
@@ -473,15 +464,7 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
       requests.length = 0;
       faults.length = 0;
     },
-    close(): Promise<void> {
-      closing ??= new Promise<void>((resolve) => {
-        for (const timer of timers) clearTimeout(timer);
-        timers.clear();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      return closing;
-    },
+    close: mockCloser(server, timers),
   };
 }
 
