@@ -5,6 +5,8 @@ import { type AddCredentialInput, CredentialPool, maskCredential } from "./crede
 import { modelsProbe } from "./credentials/probe.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
+import { anthropicError, anthropicRoutes } from "./http/dialects/anthropic.js";
+import { geminiError, geminiRoutes } from "./http/dialects/gemini.js";
 import {
   MANAGEMENT_PREFIX,
   managementError,
@@ -290,8 +292,26 @@ export function createGateway(options: GatewayOptions): Gateway {
                 ? managementError(405, "method not allowed")
                 : managementError(404, "not found"),
             )
-          : openaiError(err),
+          : ex.path.startsWith("/v1beta/")
+            ? geminiError(err)
+            : ex.path.startsWith("/v1/messages")
+              ? anthropicError(err)
+              : openaiError(err),
   );
+  const proxyDeps = {
+    store,
+    pool,
+    oauth,
+    upstream,
+    billing,
+    usage: usageWriter,
+    settings,
+    events,
+    logger,
+    keys,
+    maxBodyBytes: opts.maxBodyBytes,
+    clientIp,
+  };
   const consoleDeps = { keys, users, verifyManagement, maxBodyBytes: opts.maxBodyBytes };
   router.add([
     healthRoute,
@@ -329,20 +349,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       secretChanged: (id) => oauth.forgetFailure(id),
       oauthLogin: { providers: opts.oauth.providers, logger, timeoutMs: opts.oauth.timeoutMs },
     }),
-    ...openaiRoutes({
-      store,
-      pool,
-      oauth,
-      upstream,
-      billing,
-      usage: usageWriter,
-      settings,
-      events,
-      logger,
-      keys,
-      maxBodyBytes: opts.maxBodyBytes,
-      clientIp,
-    }),
+    ...openaiRoutes(proxyDeps),
+    ...anthropicRoutes(proxyDeps),
+    ...geminiRoutes(proxyDeps),
   ]);
 
   const prune = () => pruneUsage(store, settings);

@@ -1,5 +1,6 @@
-import type { TokenUsage } from "../billing/price.js";
 import type { CredentialRecord } from "../store/types.js";
+import { openaiUsageOf } from "../translate/openai.js";
+import type { UpstreamAdapter } from "./types.js";
 
 const urlCache = new Map<string, URL>();
 
@@ -26,24 +27,7 @@ export const openaiProvider = {
   },
 
   /** Maps an OpenAI `usage` object to {@link TokenUsage}; null when it is not one. */
-  usage(u: unknown): TokenUsage | null {
-    if (!u || typeof u !== "object") return null;
-    const o = u as Record<string, unknown>;
-    const num = (v: unknown) =>
-      typeof v === "number" && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0;
-    if (typeof o.prompt_tokens !== "number" && typeof o.completion_tokens !== "number") return null;
-    const inputTokens = num(o.prompt_tokens);
-    const outputTokens = num(o.completion_tokens);
-    const pd = o.prompt_tokens_details as Record<string, unknown> | undefined;
-    const cd = o.completion_tokens_details as Record<string, unknown> | undefined;
-    return {
-      inputTokens,
-      outputTokens,
-      reasoningTokens: num(cd?.reasoning_tokens),
-      cachedTokens: num(pd?.cached_tokens),
-      totalTokens: num(o.total_tokens) || inputTokens + outputTokens,
-    };
-  },
+  usage: openaiUsageOf,
 };
 
 /**
@@ -89,3 +73,19 @@ export function findUsageObject(body: Buffer): unknown {
     return undefined;
   }
 }
+
+/** OpenAI Chat Completions (`POST {base}/chat/completions`), also spoken by Qwen and compatible APIs. */
+export const openaiAdapter: UpstreamAdapter = {
+  format: "openai",
+  call(c, _model, stream) {
+    return {
+      url: openaiProvider.url(c.baseUrl, "chat/completions"),
+      headers: {
+        "content-type": "application/json",
+        accept: stream ? "text/event-stream" : "application/json",
+        ...c.headers,
+        ...openaiProvider.authHeaders(c),
+      },
+    };
+  },
+};

@@ -10,12 +10,39 @@ import type { GatewayEmitter } from "../events.js";
 import { type ClientSignal, type Exchange, header, type Reply } from "../http/exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
+import {
+  adapterFor,
+  GENERATION_PROVIDERS,
+  OPENAI_API_PROVIDERS,
+  RESPONSES_PROVIDERS,
+} from "../providers/index.js";
 import { findUsageObject, openaiProvider } from "../providers/openai.js";
+import type { UpstreamAdapter } from "../providers/types.js";
 import type { SettingsService } from "../settings/service.js";
 import type { CredentialRecord, Reservation, ReserveResult, Store } from "../store/types.js";
+import {
+  errorBody,
+  errorMessageOf,
+  type Json,
+  streamTranslator,
+  translateRequest,
+  translateResponse,
+  unwrapResponse,
+  usageOf,
+  type WireFormat,
+} from "../translate/index.js";
 import type { UsageWriter } from "../usage/writer.js";
 import { redactSecrets } from "../util/secrets.js";
-import { eventData, replyText, SseFramer, type StreamedText, streamedText } from "./sse.js";
+import {
+  AnthropicInspector,
+  GeminiInspector,
+  OpenAIInspector,
+  relayStream,
+  relayTranslated,
+  type StreamInspector,
+  textOfEvents,
+} from "./relay.js";
+import { replyText, type StreamedText, streamedText } from "./sse.js";
 import type { UpstreamClient } from "./upstream.js";
 
 /** What the proxy engine needs from the gateway. */
@@ -42,6 +69,15 @@ export interface ChatRequest {
   rawBody: Buffer;
   model: string;
   stream: boolean;
+  /** The client's wire format (the body's and the answer's). */
+  format: WireFormat;
+  /**
+   * OpenAI routes other than chat completions: the upstream path. These are passed through to
+   * upstreams that speak the OpenAI API itself, never translated.
+   */
+  openaiPath?: "completions" | "embeddings" | "responses";
+  /** Gemini clients: `false` = a stream as one JSON array (no `alt=sse`). */
+  sse?: boolean;
 }
 
 /** Upstream statuses worth another credential: rate limits, credential problems, server errors. */
@@ -59,22 +95,25 @@ function retryAfterMs(h: Dispatcher.ResponseData["headers"]): number | undefined
   return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, 3_600_000) : undefined;
 }
 
-const USAGE_NEEDLE = Buffer.from('"usage":{');
-const DONE_NEEDLE = Buffer.from("[DONE]");
 /** Spliced in after a body's opening brace when a streaming client did not ask for usage itself. */
 const INCLUDE_USAGE = Buffer.from('{"stream_options":{"include_usage":true},');
 
 /**
- * The body to send upstream. The client's bytes go as they are when nothing must change; asking
- * for usage in a stream is a byte splice (no re-serialisation) when the client sent no
- * `stream_options`; anything else is re-serialised.
+ * The body of an OpenAI client sent to an OpenAI-API upstream. The client's bytes go as they
+ * are when nothing must change; asking for usage in a stream (chat and legacy completions: the
+ * Responses API always reports it) is a byte splice (no re-serialisation) when the client sent
+ * no `stream_options`; anything else is re-serialised.
  */
-function upstreamBody(
+function openaiBody(
   req: ChatRequest,
   upstreamModel: string,
   includeUsage: boolean,
 ): Buffer | string {
-  const askUsage = req.stream && !includeUsage;
+  const askUsage =
+    req.stream &&
+    !includeUsage &&
+    req.openaiPath !== "responses" &&
+    req.openaiPath !== "embeddings";
   if (upstreamModel === req.model && !askUsage) return req.rawBody;
   if (upstreamModel === req.model && req.body.stream_options === undefined) {
     const open = req.rawBody.indexOf(0x7b);
@@ -87,6 +126,143 @@ function upstreamBody(
       ? { stream_options: { ...(req.body.stream_options as object), include_usage: true } }
       : {}),
   });
+}
+
+/** How one attempt talks to its upstream. */
+interface CallPlan {
+  url: URL;
+  headers: Record<string, string>;
+  body: Buffer | string;
+  /** The upstream's wire format. */
+  format: WireFormat;
+  /** Answers arrive wrapped in `{ response }` (Cloud Code Assist). */
+  wrapped: boolean;
+  /** Client and upstream speak the same format with no envelope: bytes are relayed as they are. */
+  passthrough: boolean;
+}
+
+/** Request bodies already translated for this request, by target format and upstream model. */
+type Translations = Map<string, Json>;
+
+/**
+ * The call for one credential: its adapter's URL and headers, and the body in its format
+ * (passed through, spliced, or translated from the client's format and cached for failover).
+ */
+function planCall(
+  deps: ProxyDeps,
+  req: ChatRequest,
+  c: CredentialRecord,
+  upstreamModel: string,
+  model: string,
+  includeUsage: boolean,
+  translations: Translations,
+): CallPlan | null {
+  if (req.openaiPath) {
+    return {
+      url: openaiProvider.url(c.baseUrl, req.openaiPath),
+      headers: {
+        "content-type": "application/json",
+        accept: req.stream ? "text/event-stream" : "application/json",
+        ...c.headers,
+        ...openaiProvider.authHeaders(c),
+      },
+      body: openaiBody(req, upstreamModel, includeUsage),
+      format: "openai",
+      wrapped: false,
+      passthrough: true,
+    };
+  }
+  const adapter: UpstreamAdapter | null = adapterFor(c);
+  if (!adapter) return null;
+  const { url, headers } = adapter.call(c, upstreamModel, req.stream);
+  const wrapped = adapter.wrapped === true;
+  const same = adapter.format === req.format;
+  let body: Buffer | string;
+  if (same && !wrapped && req.format === "openai")
+    body = openaiBody(req, upstreamModel, includeUsage);
+  else if (same && !wrapped && req.format === "gemini") body = req.rawBody;
+  else if (same && !wrapped) {
+    body =
+      upstreamModel === req.model
+        ? req.rawBody
+        : JSON.stringify({ ...req.body, model: upstreamModel });
+  } else {
+    const k = `${adapter.format}\n${upstreamModel}`;
+    let translated = translations.get(k);
+    if (!translated) {
+      translated = translateRequest(req.format, adapter.format, req.body, {
+        model: upstreamModel,
+        stream: req.stream,
+      });
+      translations.set(k, translated);
+    }
+    const project = deps.pool.projectFor(c.id, model) ?? c.secret.extra?.project_id;
+    body = JSON.stringify(
+      adapter.wrap ? adapter.wrap(translated, c, upstreamModel, project) : translated,
+    );
+  }
+  if (same && req.format === "anthropic") {
+    // The client chose its API version and betas; a credential's own beta flag is kept too.
+    const v = header(req.exchange.headers, "anthropic-version");
+    if (v) headers["anthropic-version"] = v;
+    const b = header(req.exchange.headers, "anthropic-beta");
+    if (b)
+      headers["anthropic-beta"] = headers["anthropic-beta"]
+        ? `${headers["anthropic-beta"]},${b}`
+        : b;
+  }
+  const passthrough =
+    same && !wrapped && (req.format !== "gemini" || !req.stream || req.sse !== false);
+  return { url, headers, body, format: adapter.format, wrapped, passthrough };
+}
+
+/** The providers that can serve a request. */
+function providersFor(req: ChatRequest): readonly string[] {
+  if (req.openaiPath === "responses") return RESPONSES_PROVIDERS;
+  if (req.openaiPath) return OPENAI_API_PROVIDERS;
+  return GENERATION_PROVIDERS;
+}
+
+/** The most output tokens the client allows, in its format's field. */
+function maxTokensOf(req: ChatRequest): number | undefined {
+  const b = req.body;
+  let m: unknown;
+  if (req.format === "gemini") m = (b.generationConfig as Json | undefined)?.maxOutputTokens;
+  else if (req.openaiPath === "responses") m = b.max_output_tokens;
+  else m = b.max_completion_tokens ?? b.max_tokens;
+  return typeof m === "number" && m >= 0 ? m : undefined;
+}
+
+/** The request as an OpenAI chat body, for counting its prompt. */
+function openaiView(req: ChatRequest): Json {
+  if (req.format === "openai") {
+    if (req.openaiPath === "completions" || req.openaiPath === "embeddings") {
+      const p = req.openaiPath === "completions" ? req.body.prompt : req.body.input;
+      const text = Array.isArray(p) ? p.filter((x) => typeof x === "string").join("\n") : p;
+      return {
+        model: req.model,
+        messages: [{ role: "user", content: typeof text === "string" ? text : "" }],
+      };
+    }
+    if (req.openaiPath === "responses") {
+      const input = req.body.input;
+      return {
+        model: req.model,
+        messages: [
+          {
+            role: "system",
+            content: typeof req.body.instructions === "string" ? req.body.instructions : "",
+          },
+          {
+            role: "user",
+            content: typeof input === "string" ? input : JSON.stringify(input ?? ""),
+          },
+        ],
+      };
+    }
+    return req.body;
+  }
+  return translateRequest(req.format, "openai", req.body, { model: req.model, stream: false });
 }
 
 const SSE_HEADERS = {
@@ -124,7 +300,7 @@ interface LocalCount {
 function localCount(req: ChatRequest): LocalCount {
   let prompt: Promise<number> | null = null;
   const promptTokens = () => {
-    prompt ??= countPromptTokens(req.model, req.body);
+    prompt ??= countPromptTokens(req.model, openaiView(req));
     return prompt;
   };
   return {
@@ -177,8 +353,7 @@ async function reserveFor(
 ): Promise<{ result: ReserveResult; units: number }> {
   const { store, billing } = deps;
   const { key, user } = req.auth;
-  const m = req.body.max_completion_tokens ?? req.body.max_tokens;
-  const maxTokens = typeof m === "number" ? m : undefined;
+  const maxTokens = maxTokensOf(req);
   const exact = async () =>
     billing.estimate(req.model, group, await local.promptTokens(), maxTokens);
 
@@ -297,7 +472,14 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
     const includeUsage =
       (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
     const sessionKey = sessionKeyOf(req);
-    let last: { status: number; body: string; credential: CredentialRecord } | null = null;
+    const providers = providersFor(req);
+    const translations: Translations = new Map();
+    let last: {
+      status: number;
+      body: string;
+      credential: CredentialRecord;
+      format: WireFormat;
+    } | null = null;
     /** The model asked for: the client's, then possibly its configured fallback. */
     let model = req.model;
 
@@ -306,13 +488,44 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
       // Whether every credential tried for this model answered 429 (quota or rate limit).
       let quotaOnly = true;
       let picked = 0;
+      /** The shortest `Retry-After` of a 429 in this round (ms). */
+      let retryAfter: number | undefined;
+      let waited = false;
       for (let attempt = 0; attempt <= retries; attempt++) {
-        const pick = pool.pick(model, pickOptions(tried, group || "default", sessionKey));
+        let pick = pool.pick(model, pickOptions(tried, group || "default", sessionKey, providers));
+        if (!pick && retryAfter !== undefined && !waited && attempt < retries) {
+          // Every credential is cooling down after a 429: wait out a short `Retry-After` once.
+          const bound = Math.max(0, Number(settings.get("max-retry-interval")) || 0) * 1000;
+          if (retryAfter <= bound) {
+            waited = true;
+            if (!(await sleep(retryAfter + 5, req.exchange.signal))) break;
+            pick = pool.pick(
+              model,
+              pickOptions(new Set(), group || "default", sessionKey, providers),
+            );
+          }
+        }
         if (!pick) break;
         picked++;
         tried.add(pick.credential.id);
-        const body = upstreamBody(req, pick.upstreamModel, includeUsage);
-        const out = await forward(deps, req, pick.credential, model, body);
+        const upstreamModel = pick.upstreamModel;
+        const plan = planCall(
+          deps,
+          req,
+          pick.credential,
+          upstreamModel,
+          model,
+          includeUsage,
+          translations,
+        );
+        if (!plan) continue;
+        let sends = 0;
+        const out = await forward(deps, req, pick.credential, model, (c) =>
+          // An OAuth credential may have been refreshed before the send: plan with its new token.
+          sends++ === 0 && c.kind === "api-key"
+            ? plan
+            : (planCall(deps, req, c, upstreamModel, model, includeUsage, translations) ?? plan),
+        );
         if (out.aborted) {
           finish(ZERO_USAGE, 499, out.credential, "client closed the request");
           throw new GatewayError("INVALID_REQUEST", "client closed the request", { status: 499 });
@@ -320,7 +533,8 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         const { credential } = out;
         if (out.failure) {
           quotaOnly = false;
-          last = { ...out.failure, credential };
+          // Our own error body (connection failed, refresh failed): OpenAI-shaped.
+          last = { ...out.failure, credential, format: "openai" };
           continue;
         }
         const res = out.res;
@@ -329,48 +543,70 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           const text = redactSecrets(await res.body.text());
           if (retriable(res.statusCode)) {
             if (res.statusCode !== 429) quotaOnly = false;
-            pool.reportFailure(credential.id, model, res.statusCode, text, {
-              retryAfterMs: retryAfterMs(res.headers),
-            });
-            last = { status: res.statusCode, body: text, credential };
+            const after = retryAfterMs(res.headers);
+            if (res.statusCode === 429 && after !== undefined) {
+              retryAfter = retryAfter === undefined ? after : Math.min(retryAfter, after);
+            }
+            pool.reportFailure(credential.id, model, res.statusCode, text, { retryAfterMs: after });
+            last = { status: res.statusCode, body: text, credential, format: plan.format };
             continue;
           }
           // A client error: another credential would answer the same, so pass it through.
           finish(ZERO_USAGE, res.statusCode, credential, `upstream ${res.statusCode}`, text);
-          return {
-            status: res.statusCode,
-            headers: { "content-type": "application/json" },
-            body: text,
-          };
+          return errorReply(req, res.statusCode, text, plan.format);
         }
 
         pool.reportSuccess(credential.id, model);
         if (!req.stream) {
           const buf = Buffer.from(await res.body.arrayBuffer());
-          // An upstream that reports no usage is billed by counting its answer locally.
-          const usage =
-            openaiProvider.usage(findUsageObject(buf)) ?? (await local.usage(replyText(buf)));
-          finish(usage, res.statusCode, credential, null, buf);
+          return jsonAnswer(req, plan, buf, local, requestId, (usage, responseBody) =>
+            finish(usage, res.statusCode, credential, null, responseBody),
+          );
+        }
+        const onEnd = (usage: TokenUsage, error: string | null) =>
+          finish(
+            usage,
+            error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
+            credential,
+            error,
+          );
+        const gemArray = req.format === "gemini" && req.sse === false;
+        const headers = gemArray
+          ? { "content-type": "application/json; charset=utf-8", "x-request-id": requestId }
+          : { ...SSE_HEADERS, "x-request-id": requestId };
+        const common = {
+          clientFormat: req.format,
+          signal: req.exchange.signal,
+          onEnd,
+          countUsage: async (sent: Buffer[]) =>
+            local.usage(
+              plan.format === "openai" && !plan.wrapped
+                ? streamedText(sent)
+                : textOfEvents(plan.format, sent, plan.wrapped),
+            ),
+        };
+        if (plan.passthrough) {
           return {
             status: res.statusCode,
-            headers: { "content-type": "application/json", "x-request-id": requestId },
-            body: buf,
+            headers,
+            body: relayStream(res.body, inspectorFor(plan.format, !includeUsage), common),
           };
         }
+        const translator = streamTranslator(
+          plan.format,
+          req.format,
+          { model: req.model, id: requestId, includeUsage },
+          plan.wrapped,
+        );
         return {
           status: res.statusCode,
-          headers: { ...SSE_HEADERS, "x-request-id": requestId },
-          body: relayStream(res.body, {
-            stripUsage: !includeUsage,
-            signal: req.exchange.signal,
-            onEnd: (usage, error) =>
-              finish(
-                usage,
-                error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
-                credential,
-                error,
-              ),
-            countUsage: (sent) => local.usage(streamedText(sent)),
+          headers,
+          body: relayTranslated(res.body, {
+            ...common,
+            // Only a passthrough has no translator; a plan that is not one always gets one.
+            translator: translator!,
+            stripUsage: req.format === "openai" && !includeUsage,
+            jsonArray: gemArray,
           }),
         };
       }
@@ -384,11 +620,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
 
     if (last) {
       finish(ZERO_USAGE, last.status, last.credential, `upstream ${last.status}`);
-      return {
-        status: last.status,
-        headers: { "content-type": "application/json" },
-        body: last.body,
-      };
+      return errorReply(req, last.status, last.body, last.format);
     }
     throw new GatewayError(
       "NO_CREDENTIAL_AVAILABLE",
@@ -400,8 +632,101 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   }
 }
 
-/** The wire formats this proxy route can forward to. */
-const OPENAI_PROVIDERS: readonly string[] = ["openai"];
+/** Resolves true after `ms`, or false as soon as the client goes away. */
+function sleep(ms: number, signal: ClientSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      (signal as EventTarget).removeEventListener?.("abort", onAbort);
+      (signal as import("node:events").EventEmitter).off?.("abort", onAbort);
+      resolve(true);
+    }, ms);
+    if ("addEventListener" in signal) signal.addEventListener("abort", onAbort, { once: true });
+    else signal.once("abort", onAbort);
+  });
+}
+
+/** The inspector of a stream relayed as it is. */
+function inspectorFor(format: WireFormat, stripUsage: boolean): StreamInspector {
+  if (format === "anthropic") return new AnthropicInspector();
+  if (format === "gemini") return new GeminiInspector();
+  return new OpenAIInspector(stripUsage);
+}
+
+/**
+ * An upstream error answer for the client: as it is when the client speaks the upstream's
+ * format, else its message in the client's error format with the same status.
+ */
+function errorReply(req: ChatRequest, status: number, text: string, format: WireFormat): Reply {
+  if (format === req.format) {
+    return { status, headers: { "content-type": "application/json" }, body: text };
+  }
+  const message =
+    errorMessageOf(text) ?? (text.slice(0, 500) || `upstream answered HTTP ${status}`);
+  return {
+    status,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(errorBody(req.format, status, message)),
+  };
+}
+
+/**
+ * A non-streamed answer: relayed as it is when the formats match (usage read without a full
+ * parse for OpenAI), else parsed, unwrapped and translated. An answer without usage is billed
+ * by counting it locally.
+ */
+async function jsonAnswer(
+  req: ChatRequest,
+  plan: CallPlan,
+  buf: Buffer,
+  local: LocalCount,
+  requestId: string,
+  done: (usage: TokenUsage, responseBody: Buffer | string) => void,
+): Promise<Reply> {
+  const headers = { "content-type": "application/json", "x-request-id": requestId };
+  if (plan.passthrough && plan.format === "openai") {
+    const usage = openaiProvider.usage(findUsageObject(buf)) ?? (await local.usage(replyText(buf)));
+    done(usage, buf);
+    return { status: 200, headers, body: buf };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(buf.toString("utf8"));
+  } catch {
+    parsed = undefined;
+  }
+  if (plan.wrapped) parsed = unwrapResponse(parsed);
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+    done(await local.usage({ output: [], reasoning: [] }), buf);
+    const message = "the upstream answered with a body that is not a JSON object";
+    return {
+      status: 502,
+      headers,
+      body: JSON.stringify(errorBody(req.format, 502, message)),
+    };
+  }
+  const upstream = parsed as Json;
+  const asOpenAI =
+    plan.format === "openai"
+      ? upstream
+      : translateResponse(plan.format, "openai", upstream, { model: req.model, id: requestId });
+  const usage =
+    usageOf(plan.format, upstream) ??
+    (await local.usage(replyText(Buffer.from(JSON.stringify(asOpenAI)))));
+  const body = plan.passthrough
+    ? buf
+    : JSON.stringify(
+        req.format === "openai"
+          ? asOpenAI
+          : translateResponse("openai", req.format, asOpenAI, { model: req.model, id: requestId }),
+      );
+  done(usage, body);
+  return { status: 200, headers, body };
+}
 
 /**
  * The session key a client sent (header `x-session-id`, else the OpenAI body field `user`):
@@ -410,7 +735,7 @@ const OPENAI_PROVIDERS: readonly string[] = ["openai"];
 function sessionKeyOf(req: ChatRequest): string | undefined {
   const h = header(req.exchange.headers, "x-session-id");
   if (h) return h.slice(0, 200);
-  const u = req.body.user;
+  const u = req.body.user ?? (req.body.metadata as Json | undefined)?.user_id;
   return typeof u === "string" && u !== "" ? u.slice(0, 200) : undefined;
 }
 
@@ -418,8 +743,9 @@ function pickOptions(
   exclude: ReadonlySet<string>,
   group: string,
   sessionKey: string | undefined,
+  providers: readonly string[],
 ): PickOptions {
-  const opts: PickOptions = { exclude, group, providers: OPENAI_PROVIDERS };
+  const opts: PickOptions = { exclude, group, providers };
   if (sessionKey !== undefined) opts.sessionKey = sessionKey;
   return opts;
 }
@@ -484,7 +810,7 @@ async function forward(
   req: ChatRequest,
   picked: CredentialRecord,
   model: string,
-  body: Buffer | string,
+  plan: (c: CredentialRecord) => CallPlan,
 ): Promise<Forwarded> {
   const { pool, oauth } = deps;
   let credential = picked;
@@ -505,23 +831,17 @@ async function forward(
   }
   for (;;) {
     let res: Dispatcher.ResponseData;
+    // Planned per send: a refresh changes the token, a project switch the body.
+    const { url, headers, body } = plan(credential);
     try {
-      res = await deps.upstream.request(
-        openaiProvider.url(credential.baseUrl, "chat/completions"),
-        {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            accept: req.stream ? "text/event-stream" : "application/json",
-            ...credential.headers,
-            ...openaiProvider.authHeaders(credential),
-          },
-          body,
-          signal: req.exchange.signal,
-          // A credential's own proxy wins over the global `proxy-url` setting.
-          proxyUrl: credential.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
-        },
-      );
+      res = await deps.upstream.request(url, {
+        method: "POST",
+        headers,
+        body,
+        signal: req.exchange.signal,
+        // A credential's own proxy wins over the global `proxy-url` setting.
+        proxyUrl: credential.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
+      });
     } catch (error) {
       if (req.exchange.signal.aborted) return { aborted: true, credential };
       const message = redactSecrets((error as Error).message);
@@ -614,93 +934,4 @@ function logRequest(
 
 function upstreamError(message: string) {
   return { error: { message, type: "upstream_error", param: null, code: "upstream_error" } };
-}
-
-interface RelayOptions {
-  /** Drop the usage-only chunk (the client did not ask for it; we did). */
-  stripUsage: boolean;
-  signal: ClientSignal;
-  /** The usage of a stream that ended without a usage block, from the events the client took. */
-  countUsage: (sent: Buffer[]) => Promise<TokenUsage>;
-  /** Called once when the stream ends, cleanly or not. */
-  onEnd: (usage: TokenUsage, error: string | null) => void;
-}
-
-/**
- * Relays an upstream SSE body chunk by chunk. Only event boundaries are looked at; an event is
- * decoded only when it carries a usage object. If the upstream breaks after bytes were sent,
- * the client gets an explicit error event and no `[DONE]`, so the stream reads as truncated.
- *
- * Until a usage block arrives, the relay keeps references to the events the client has taken
- * (the framer's own buffers: no copy, no decoding), one array push per chunk. A chunk counts as
- * taken when the consumer asks for the next one, so a chunk pulled by a writer that then found
- * the client gone is not billed. Only a stream that ends without usage has them parsed and its
- * text counted ({@link RelayOptions.countUsage}); once usage arrives they are dropped.
- */
-async function* relayStream(
-  src: AsyncIterable<Buffer>,
-  opts: RelayOptions,
-): AsyncGenerator<Uint8Array> {
-  const framer = new SseFramer();
-  let usage: TokenUsage | null = null;
-  let sent: Buffer[][] | null = [];
-  let error: string | null = null;
-  let done = false;
-  let completed = false;
-  try {
-    for await (const chunk of src) {
-      const events = framer.push(chunk);
-      if (events.length === 0) continue;
-      let kept: Buffer[] | null = null;
-      for (let i = 0; i < events.length; i++) {
-        const ev = events[i]!;
-        let drop = false;
-        if (ev.indexOf(USAGE_NEEDLE) >= 0) {
-          const data = eventData(ev);
-          if (data !== undefined) {
-            try {
-              const parsed = JSON.parse(data) as { usage?: unknown; choices?: unknown[] };
-              usage = openaiProvider.usage(parsed.usage) ?? usage;
-              drop =
-                opts.stripUsage && Array.isArray(parsed.choices) && parsed.choices.length === 0;
-            } catch {
-              // not JSON: relay as is
-            }
-          }
-        } else if (ev.length <= 16 && ev.indexOf(DONE_NEEDLE) >= 0) done = true;
-        if (drop && !kept) kept = events.slice(0, i);
-        else if (!drop && kept) kept.push(ev);
-      }
-      const out = kept ?? events;
-      if (out.length === 0) continue;
-      yield out.length === 1 ? out[0]! : Buffer.concat(out);
-      // The consumer asked for more: it has taken `out`.
-      if (usage) sent = null;
-      else sent?.push(out);
-    }
-    const rest = framer.rest();
-    if (rest) yield rest;
-    if (!done && !usage) error = "upstream stream ended without [DONE]";
-    completed = true;
-  } catch (e) {
-    if (!opts.signal.aborted) {
-      error = `upstream stream interrupted: ${redactSecrets((e as Error).message)}`;
-      yield Buffer.from(
-        `data: ${JSON.stringify({ error: { message: error, type: "upstream_error", param: null, code: "stream_interrupted" } })}\n\n`,
-      );
-    } else error = "client closed the stream";
-    completed = true;
-  } finally {
-    // The consumer stopped iterating (the client went away) without an error reaching us.
-    if (!completed) error = "client closed the stream";
-    if (!usage) {
-      // No usage block arrived: bill the prompt and the text the client took, counted locally.
-      try {
-        usage = await opts.countUsage(sent?.flat() ?? []);
-      } catch {
-        usage = ZERO_USAGE;
-      }
-    }
-    opts.onEnd(usage, error);
-  }
 }

@@ -16,6 +16,11 @@ export const DEFAULT_SETTINGS: Readonly<Record<string, unknown>> = Object.freeze
   debug: false,
   "proxy-url": "",
   "request-retry": 3,
+  /**
+   * Seconds a request may wait for a `Retry-After` when every credential of its model is cooling
+   * down after a 429 (CLIProxyAPI's `max-retry-interval`); longer waits fail at once. 0 = never wait.
+   */
+  "max-retry-interval": 30,
   "request-log": false,
   "quota-exceeded": { "switch-project": true, "switch-preview-model": true },
   "allow-localhost-unauthenticated": false,

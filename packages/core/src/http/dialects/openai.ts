@@ -1,11 +1,15 @@
-import type { CredentialPool } from "../../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
-import { normalizeIp } from "../../keys/ip.js";
-import type { KeyService } from "../../keys/service.js";
-import { type ProxyDeps, proxyChat } from "../../proxy/chat.js";
-import { type Exchange, header, json, type Reply, readJsonObjectBody } from "../exchange.js";
+import { proxyChat } from "../../proxy/chat.js";
+import { type Exchange, header, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
-import { isLoopback } from "./management/auth.js";
+import {
+  authorizeClient,
+  checkStreamFlag,
+  type ProxyDialectDeps,
+  readProxyBody,
+} from "./proxy-auth.js";
+
+export { bearer, LOCALHOST_KEY_NAME } from "./proxy-auth.js";
 
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {
@@ -25,137 +29,124 @@ export function openaiError(error: unknown): Reply {
   });
 }
 
-/** The bearer token of a request (OpenAI clients send `Authorization: Bearer sk-...`). */
-export function bearer(ex: Exchange): string | undefined {
-  const auth = header(ex.headers, "authorization");
-  if (auth && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, "").trim() || undefined;
-  return undefined;
-}
-
 /** Context the OpenAI dialect needs. */
-export interface OpenAIDialectDeps extends ProxyDeps {
-  keys: KeyService;
-  pool: CredentialPool;
-  maxBodyBytes: number;
-  clientIp(ex: Exchange): string;
+export type OpenAIDialectDeps = ProxyDialectDeps;
+
+const INVALID_JSON =
+  "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)";
+
+/** One OpenAI proxy route: the field that must be present besides `model`, and the upstream path. */
+interface OpenAIRoute {
+  path: string;
+  required: string;
+  check(value: unknown): boolean;
+  upstream?: "completions" | "embeddings" | "responses";
+  /** Streams are possible on this route. */
+  streams: boolean;
 }
 
-/** Name of the internal key that serves loopback clients under `allow-localhost-unauthenticated`. */
-export const LOCALHOST_KEY_NAME = "localhost-unauthenticated";
+const ROUTES: OpenAIRoute[] = [
+  {
+    path: "/v1/chat/completions",
+    required: "messages",
+    check: Array.isArray,
+    streams: true,
+  },
+  {
+    path: "/v1/completions",
+    required: "prompt",
+    check: (v) => typeof v === "string" || Array.isArray(v),
+    upstream: "completions",
+    streams: true,
+  },
+  {
+    path: "/v1/embeddings",
+    required: "input",
+    check: (v) => typeof v === "string" || Array.isArray(v),
+    upstream: "embeddings",
+    streams: false,
+  },
+  {
+    path: "/v1/responses",
+    required: "input",
+    check: (v) => typeof v === "string" || Array.isArray(v),
+    upstream: "responses",
+    streams: true,
+  },
+];
 
-/**
- * The downstream key of a proxy request. With the `allow-localhost-unauthenticated` setting on
- * (CLIProxyAPI's), a client whose direct peer is loopback and that sends no key is served under
- * an internal unlimited key, so that its usage is still recorded. `X-Forwarded-For` never counts:
- * a request relayed from elsewhere is not local.
- */
-async function authorizeClient(deps: OpenAIDialectDeps, ex: Exchange) {
-  const presented = bearer(ex);
-  if (
-    presented === undefined &&
-    deps.settings.get("allow-localhost-unauthenticated") === true &&
-    isLoopback(normalizeIp(ex.remoteAddress))
-  ) {
-    try {
-      return await deps.keys.authorize(await localhostKey(deps), { ip: deps.clientIp(ex) });
-    } catch (error) {
-      // The internal key was deleted behind our back: make a new one once.
-      if ((error as { code?: string }).code !== "INVALID_API_KEY") throw error;
-      localKeys.delete(deps.keys);
-      return deps.keys.authorize(await localhostKey(deps), { ip: deps.clientIp(ex) });
-    }
-  }
-  return deps.keys.authorize(presented, { ip: deps.clientIp(ex) });
+function proxyRoute(deps: OpenAIDialectDeps, r: OpenAIRoute): Route {
+  const route = `POST ${r.path}`;
+  return {
+    method: "POST",
+    path: r.path,
+    onError: openaiError,
+    async handle(ex) {
+      const auth = await authorizeClient(deps, ex);
+      const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
+      const model = body.model;
+      if (typeof model !== "string" || model.length === 0) {
+        throw new GatewayError("MISSING_MODEL", "you must provide a model parameter");
+      }
+      if (!r.check(body[r.required])) {
+        throw new GatewayError("INVALID_REQUEST", `Missing required parameter: '${r.required}'.`);
+      }
+      checkStreamFlag(body);
+      deps.keys.checkModel(auth.key, model);
+      return proxyChat(deps, {
+        exchange: ex,
+        route,
+        auth,
+        body,
+        rawBody: raw,
+        model,
+        stream: r.streams && body.stream === true,
+        format: "openai",
+        ...(r.upstream ? { openaiPath: r.upstream } : {}),
+      });
+    },
+  };
 }
 
-/** The internal localhost key's plain value, per gateway (its KeyService). */
-const localKeys = new WeakMap<KeyService, Promise<string>>();
-
-/** Finds or creates the internal localhost key and returns its plain value (cached per gateway). */
-function localhostKey(deps: OpenAIDialectDeps): Promise<string> {
-  let p = localKeys.get(deps.keys);
-  if (!p) {
-    p = (async () => {
-      const found = (await deps.keys.list({ keyword: LOCALHOST_KEY_NAME, limit: 100 })).items.find(
-        (k) => k.name === LOCALHOST_KEY_NAME && k.userId === null,
-      );
-      const plain = found ? await deps.keys.reveal(found.id) : null;
-      return (
-        plain ?? (await deps.keys.create({ name: LOCALHOST_KEY_NAME, unlimitedQuota: true })).key
-      );
-    })();
-    localKeys.set(deps.keys, p);
-    p.catch(() => localKeys.delete(deps.keys));
-  }
-  return p;
+/** Whether a `GET /v1/models` comes from an Anthropic client (it sends `anthropic-version`). */
+function fromAnthropicClient(ex: Exchange): boolean {
+  return header(ex.headers, "anthropic-version") !== undefined;
 }
 
-/** Parses a JSON object body or throws the dialect's 400. */
-export function readJsonObject(
-  ex: Exchange,
-  limit: number,
-): Promise<{ raw: Buffer; body: Record<string, unknown> }> {
-  return readJsonObjectBody(ex, limit, (reason) =>
-    reason === "invalid_json"
-      ? new GatewayError(
-          "INVALID_JSON",
-          "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
-        )
-      : new GatewayError("INVALID_REQUEST", "The request body must be a JSON object."),
-  );
-}
-
-/** The OpenAI-format proxy routes. */
+/** The OpenAI-format proxy routes (and `GET /v1/models` in OpenAI's or Anthropic's shape). */
 export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
   return [
-    {
-      method: "POST",
-      path: "/v1/chat/completions",
-      onError: openaiError,
-      async handle(ex) {
-        const auth = await authorizeClient(deps, ex);
-        const { raw, body } = await readJsonObject(ex, deps.maxBodyBytes);
-        const model = body.model;
-        if (typeof model !== "string" || model.length === 0) {
-          throw new GatewayError("MISSING_MODEL", "you must provide a model parameter");
-        }
-        if (!Array.isArray(body.messages)) {
-          throw new GatewayError("INVALID_REQUEST", "Missing required parameter: 'messages'.");
-        }
-        if (body.stream !== undefined && typeof body.stream !== "boolean") {
-          throw new GatewayError(
-            "INVALID_REQUEST",
-            "Invalid type for 'stream': expected a boolean.",
-          );
-        }
-        deps.keys.checkModel(auth.key, model);
-        return proxyChat(deps, {
-          exchange: ex,
-          route: "POST /v1/chat/completions",
-          auth,
-          body,
-          rawBody: raw,
-          model,
-          stream: body.stream === true,
-        });
-      },
-    },
+    ...ROUTES.map((r) => proxyRoute(deps, r)),
     {
       method: "GET",
       path: "/v1/models",
       onError: openaiError,
       async handle(ex) {
         const { key } = await authorizeClient(deps, ex);
-        const created = Math.floor(Date.now() / 1000);
-        const data = [...deps.pool.models()]
+        const ids = [...deps.pool.models()]
           .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
-          .sort(([a], [b]) => a.localeCompare(b))
-          .map(([id, providers]) => ({
+          .sort(([a], [b]) => a.localeCompare(b));
+        if (fromAnthropicClient(ex)) {
+          const data = ids.map(([id]) => ({
+            type: "model",
             id,
-            object: "model",
-            created,
-            owned_by: [...providers][0] ?? "tokenpool",
+            display_name: id,
+            created_at: new Date(0).toISOString(),
           }));
+          return json(200, {
+            data,
+            has_more: false,
+            first_id: data[0]?.id ?? null,
+            last_id: data.at(-1)?.id ?? null,
+          });
+        }
+        const created = Math.floor(Date.now() / 1000);
+        const data = ids.map(([id, providers]) => ({
+          id,
+          object: "model",
+          created,
+          owned_by: [...providers][0] ?? "tokenpool",
+        }));
         return json(200, { object: "list", data });
       },
     },

@@ -1,0 +1,137 @@
+import { countPromptTokens } from "../../billing/tokens.js";
+import { GatewayError, isGatewayError } from "../../errors.js";
+import {
+  ANTHROPIC_VERSION,
+  anthropicAuthHeaders,
+  anthropicUrl,
+} from "../../providers/anthropic.js";
+import { proxyChat } from "../../proxy/chat.js";
+import { anthropicErrorType, translateRequest } from "../../translate/index.js";
+import { redactSecrets } from "../../util/secrets.js";
+import { type Exchange, header, json, type Reply } from "../exchange.js";
+import type { Route } from "../router.js";
+import {
+  authorizeClient,
+  checkStreamFlag,
+  type ProxyDialectDeps,
+  readProxyBody,
+} from "./proxy-auth.js";
+
+/** Renders any error as Anthropic's: `{ type: "error", error: { type, message } }`. */
+export function anthropicError(error: unknown): Reply {
+  const e = isGatewayError(error) ? error : new GatewayError("INTERNAL", "internal error");
+  return json(e.status, {
+    type: "error",
+    error: { type: anthropicErrorType(e.status), message: e.message },
+  });
+}
+
+const INVALID_JSON = "There was an error parsing the body of your request: invalid JSON.";
+
+function requireModel(body: Record<string, unknown>): string {
+  const model = body.model;
+  if (typeof model !== "string" || model.length === 0) {
+    throw new GatewayError("MISSING_MODEL", "model: Field required");
+  }
+  if (!Array.isArray(body.messages)) {
+    throw new GatewayError("INVALID_REQUEST", "messages: Field required");
+  }
+  return model;
+}
+
+/**
+ * Counts a Messages request's input tokens: asked of an Anthropic API-key credential when the
+ * pool has one (its count is Anthropic's own), else with the local tokenizer.
+ */
+async function countTokens(
+  deps: ProxyDialectDeps,
+  ex: Exchange,
+  model: string,
+  raw: Buffer,
+  body: Record<string, unknown>,
+): Promise<Reply> {
+  const pick = deps.pool.pick(model, { providers: ["anthropic"] });
+  const c = pick?.credential;
+  if (c && (c.kind === "api-key" || (c.secret.expiresAt ?? 0) > Date.now() + 60_000)) {
+    try {
+      const res = await deps.upstream.request(anthropicUrl(c.baseUrl, "messages/count_tokens"), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "anthropic-version": header(ex.headers, "anthropic-version") ?? ANTHROPIC_VERSION,
+          ...c.headers,
+          ...anthropicAuthHeaders(c),
+        },
+        body:
+          pick.upstreamModel === model
+            ? raw
+            : JSON.stringify({ ...body, model: pick.upstreamModel }),
+        signal: ex.signal,
+        proxyUrl: c.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
+      });
+      const text = await res.body.text();
+      if (res.statusCode === 200) {
+        return { status: 200, headers: { "content-type": "application/json" }, body: text };
+      }
+      if (
+        res.statusCode < 500 &&
+        res.statusCode !== 429 &&
+        res.statusCode !== 401 &&
+        res.statusCode !== 403
+      ) {
+        return {
+          status: res.statusCode,
+          headers: { "content-type": "application/json" },
+          body: redactSecrets(text),
+        };
+      }
+    } catch {
+      // fall back to counting locally
+    }
+  }
+  const openai = translateRequest("anthropic", "openai", body, { model, stream: false });
+  return json(200, { input_tokens: await countPromptTokens(model, openai) });
+}
+
+/** The Anthropic-format proxy routes: `POST /v1/messages` and `POST /v1/messages/count_tokens`. */
+export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
+  return [
+    {
+      method: "POST",
+      path: "/v1/messages",
+      onError: anthropicError,
+      async handle(ex) {
+        const auth = await authorizeClient(deps, ex);
+        const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
+        const model = requireModel(body);
+        if (typeof body.max_tokens !== "number") {
+          throw new GatewayError("INVALID_REQUEST", "max_tokens: Field required");
+        }
+        checkStreamFlag(body);
+        deps.keys.checkModel(auth.key, model);
+        return proxyChat(deps, {
+          exchange: ex,
+          route: "POST /v1/messages",
+          auth,
+          body,
+          rawBody: raw,
+          model,
+          stream: body.stream === true,
+          format: "anthropic",
+        });
+      },
+    },
+    {
+      method: "POST",
+      path: "/v1/messages/count_tokens",
+      onError: anthropicError,
+      async handle(ex) {
+        const auth = await authorizeClient(deps, ex);
+        const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
+        const model = requireModel(body);
+        deps.keys.checkModel(auth.key, model);
+        return countTokens(deps, ex, model, raw, body);
+      },
+    },
+  ];
+}

@@ -1,0 +1,87 @@
+import { countPromptTokens } from "../../billing/tokens.js";
+import { GatewayError, isGatewayError } from "../../errors.js";
+import { proxyChat } from "../../proxy/chat.js";
+import { googleStatus, translateRequest } from "../../translate/index.js";
+import { json, type Reply } from "../exchange.js";
+import type { Route } from "../router.js";
+import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "./proxy-auth.js";
+
+/** Renders any error as Google's: `{ error: { code, message, status } }`. */
+export function geminiError(error: unknown): Reply {
+  const e = isGatewayError(error) ? error : new GatewayError("INTERNAL", "internal error");
+  return json(e.status, {
+    error: { code: e.status, message: e.message, status: googleStatus(e.status) },
+  });
+}
+
+const INVALID_JSON = "Invalid JSON payload received.";
+
+/** `gemini-2.5-flash:generateContent` → model and method; the model may carry a `models/` prefix. */
+function splitTarget(target: string): { model: string; method: string } {
+  const at = target.lastIndexOf(":");
+  if (at <= 0)
+    throw new GatewayError("NOT_FOUND", `Invalid URL: the method of ${target} is missing.`);
+  return { model: target.slice(0, at).replace(/^models\//, ""), method: target.slice(at + 1) };
+}
+
+/**
+ * The Gemini-format proxy routes (Generative Language API paths, `v1beta` and `v1`):
+ * `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent` (`?alt=sse` for SSE,
+ * else one streamed JSON array), `:countTokens`, and `GET /v1beta/models`.
+ */
+export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
+  const generate: Route["handle"] = async (ex, params) => {
+    const { model, method } = splitTarget(params.target ?? "");
+    const auth = await authorizeClient(deps, ex);
+    const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
+    if (
+      method !== "generateContent" &&
+      method !== "streamGenerateContent" &&
+      method !== "countTokens"
+    ) {
+      throw new GatewayError("NOT_FOUND", `Method ${method} is not supported.`);
+    }
+    if (!Array.isArray(body.contents)) {
+      throw new GatewayError(
+        "INVALID_REQUEST",
+        "* GenerateContentRequest.contents: contents is not specified",
+      );
+    }
+    deps.keys.checkModel(auth.key, model);
+    if (method === "countTokens") {
+      const openai = translateRequest("gemini", "openai", body, { model, stream: false });
+      return json(200, { totalTokens: await countPromptTokens(model, openai) });
+    }
+    const stream = method === "streamGenerateContent";
+    return proxyChat(deps, {
+      exchange: ex,
+      route: `POST /v1beta/models/{model}:${method}`,
+      auth,
+      body,
+      rawBody: raw,
+      model,
+      stream,
+      format: "gemini",
+      sse: new URLSearchParams(ex.search).get("alt") === "sse",
+    });
+  };
+  const listModels: Route["handle"] = async (ex) => {
+    const { key } = await authorizeClient(deps, ex);
+    const models = [...deps.pool.models()]
+      .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([id]) => ({
+        name: `models/${id}`,
+        version: "001",
+        displayName: id,
+        supportedGenerationMethods: ["generateContent", "streamGenerateContent", "countTokens"],
+      }));
+    return json(200, { models });
+  };
+  return ["/v1beta", "/v1"].flatMap((root): Route[] => [
+    { method: "POST", path: `${root}/models/:target`, onError: geminiError, handle: generate },
+    ...(root === "/v1beta"
+      ? [{ method: "GET", path: `${root}/models`, onError: geminiError, handle: listModels }]
+      : []),
+  ]);
+}

@@ -1,0 +1,42 @@
+import type { TokenUsage } from "../store/types.js";
+
+function count(v: unknown): number {
+  return typeof v === "number" && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0;
+}
+
+/**
+ * Maps an OpenAI `usage` object to {@link TokenUsage}: Chat Completions and legacy Completions
+ * (`prompt_tokens`, `completion_tokens`, details), Embeddings (`prompt_tokens` only) and the
+ * Responses API (`input_tokens`, `output_tokens`, details). Null when it is not one.
+ */
+export function openaiUsageOf(u: unknown): TokenUsage | null {
+  if (!u || typeof u !== "object") return null;
+  const o = u as Record<string, unknown>;
+  if (typeof o.prompt_tokens === "number" || typeof o.completion_tokens === "number") {
+    const inputTokens = count(o.prompt_tokens);
+    const outputTokens = count(o.completion_tokens);
+    const pd = o.prompt_tokens_details as Record<string, unknown> | undefined;
+    const cd = o.completion_tokens_details as Record<string, unknown> | undefined;
+    return {
+      inputTokens,
+      outputTokens,
+      reasoningTokens: count(cd?.reasoning_tokens),
+      cachedTokens: count(pd?.cached_tokens),
+      totalTokens: count(o.total_tokens) || inputTokens + outputTokens,
+    };
+  }
+  if (typeof o.input_tokens === "number" || typeof o.output_tokens === "number") {
+    const inputTokens = count(o.input_tokens);
+    const outputTokens = count(o.output_tokens);
+    const id = o.input_tokens_details as Record<string, unknown> | undefined;
+    const od = o.output_tokens_details as Record<string, unknown> | undefined;
+    return {
+      inputTokens,
+      outputTokens,
+      reasoningTokens: count(od?.reasoning_tokens),
+      cachedTokens: count(id?.cached_tokens),
+      totalTokens: count(o.total_tokens) || inputTokens + outputTokens,
+    };
+  }
+  return null;
+}
