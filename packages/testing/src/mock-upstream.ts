@@ -1,10 +1,41 @@
-import {
-  createServer,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type ServerResponse,
-} from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { listenMock, mockCloser } from "./listen.js";
+import { anthropicErrorBody, handleAnthropic, isAnthropicPath } from "./mock/anthropic.js";
+import { googleErrorBody, handleCodeAssist, handleGemini, isGooglePath } from "./mock/gemini.js";
+import { chatNeedsTools, handleChatWithTools, handleOpenAIExtra } from "./mock/openai-extra.js";
+import {
+  countMockPromptTokens,
+  customUsage,
+  type MockCall,
+  type MockEnv,
+  type MockUsageCounts,
+  maskKey,
+  openAIErrorBody,
+  resetSocket,
+  resetWhenFlushed,
+  SSE_HEADERS,
+  sendJson,
+  splitMockReply,
+  withExtra,
+} from "./mock/shared.js";
+import { DEFAULT_MOCK_TOOL_ARGUMENTS } from "./mock/tools.js";
+
+export { type AnthropicErrorBody, anthropicErrorBody } from "./mock/anthropic.js";
+export {
+  DEFAULT_MOCK_GEMINI_MODELS,
+  type GoogleErrorBody,
+  googleErrorBody,
+  MOCK_CODE_ASSIST_PROJECT,
+} from "./mock/gemini.js";
+export { MOCK_EMBEDDING_DIMENSIONS, mockEmbedding } from "./mock/openai-extra.js";
+export {
+  countMockPromptTokens,
+  type MockUsageCounts,
+  type OpenAIErrorBody,
+  openAIErrorBody,
+  splitMockReply,
+} from "./mock/shared.js";
+export { DEFAULT_MOCK_TOOL_ARGUMENTS, MOCK_TOOL_CALL_TOKENS } from "./mock/tools.js";
 
 /** The reply text of a mock upstream when no `reply` option is given. */
 export const DEFAULT_MOCK_REPLY = "Hello from the mock upstream, this is a test reply.";
@@ -73,12 +104,12 @@ export interface MockUpstreamOptions {
    * @default the counts described on {@link createMockUpstream}
    */
   usage?: (request: Record<string, unknown>, defaults: MockUsageCounts) => Record<string, unknown>;
-}
-
-/** The default token counts of a mock chat completion, passed to {@link MockUpstreamOptions.usage}. */
-export interface MockUsageCounts {
-  prompt_tokens: number;
-  completion_tokens: number;
+  /**
+   * The arguments of the tool call the mock answers to a request that declares tools (every
+   * chat-like format, see {@link createMockUpstream}).
+   * @default DEFAULT_MOCK_TOOL_ARGUMENTS (`{ query: "mock" }`)
+   */
+  toolArguments?: Record<string, unknown>;
 }
 
 /**
@@ -88,7 +119,11 @@ export interface MockUsageCounts {
  * whatever answer is sent.
  */
 export interface MockFault {
-  /** Answer with this HTTP status and an OpenAI error body (or `body`) instead of the normal reply. */
+  /**
+   * Answer with this HTTP status and an error body (or `body`) instead of the normal reply. The
+   * error body has the shape of the path's format: Anthropic's under `/v1/messages`, Google's under
+   * `/v1beta/` and `/v1internal`, OpenAI's elsewhere.
+   */
   status?: number;
   /** Body of the `status` answer: a string is sent as is, anything else as JSON. */
   body?: unknown;
@@ -98,8 +133,11 @@ export interface MockFault {
   delayMs?: number;
   /**
    * Streaming requests: send this many SSE events (headers flushed), then reset the connection
-   * (TCP RST). Events count in stream order: one per word, the `finish_reason` chunk, the usage
-   * chunk when requested, `[DONE]`. Non-streaming requests: reset the connection before answering.
+   * (TCP RST). Events count in stream order, as the format sends them: for OpenAI chat one per
+   * word, the `finish_reason` chunk, the usage chunk when requested, `[DONE]`; for Anthropic
+   * `message_start`, `content_block_start`, `ping`, one `content_block_delta` per word, ...; for
+   * Gemini one event per word. Non-streaming requests (every route but `GET /v1/models`): reset
+   * the connection before answering.
    */
   resetAfterChunks?: number;
   /**
@@ -122,9 +160,14 @@ export interface RecordedRequest {
   body: unknown;
   /** Arrival time, `Date.now()`. */
   at: number;
+  /**
+   * When the client closed the connection before the answer was complete (`Date.now()`), e.g.
+   * a gateway aborting the upstream request because its own client went away; absent otherwise.
+   */
+  abortedAt?: number;
 }
 
-/** A running mock OpenAI-compatible upstream. */
+/** A running mock upstream (OpenAI, Anthropic and Gemini formats). */
 export interface MockUpstream {
   /** Base URL including `/v1`, e.g. `http://127.0.0.1:41234/v1`. */
   readonly url: string;
@@ -140,60 +183,6 @@ export interface MockUpstream {
   reset(): void;
   /** Stop listening and destroy open connections (including streams in progress). */
   close(): Promise<void>;
-}
-
-/** The body of an OpenAI-style error response. */
-export interface OpenAIErrorBody {
-  error: { message: string; type: string; param: string | null; code: string | null };
-}
-
-/**
- * Cut a reply into the chunks a mock upstream streams: one word per chunk, each word with the
- * whitespace before it (`"Hello world"` → `["Hello", " world"]`), trailing whitespace kept on the
- * last chunk; a reply without any word is a single chunk. The completion token count of a mock
- * reply is the length of this array.
- */
-export function splitMockReply(reply: string): string[] {
-  const words = reply.match(/\s*\S+/g);
-  if (!words) return [reply];
-  const rest = reply.slice(words.join("").length);
-  if (rest) words[words.length - 1] += rest;
-  return words;
-}
-
-/**
- * The prompt token count a mock upstream reports for a chat request:
- * `ceil(total characters of all message contents / 4)`. String contents count whole; array
- * contents count the `text` of their parts; other contents count 0.
- */
-export function countMockPromptTokens(messages: unknown): number {
-  if (!Array.isArray(messages)) return 0;
-  let chars = 0;
-  for (const message of messages) {
-    const content = (message as { content?: unknown } | null)?.content;
-    if (typeof content === "string") chars += content.length;
-    else if (Array.isArray(content)) {
-      for (const part of content) {
-        const text = (part as { text?: unknown } | null)?.text;
-        if (typeof text === "string") chars += text.length;
-      }
-    }
-  }
-  return Math.ceil(chars / 4);
-}
-
-/** The OpenAI error body a mock upstream sends for `status`. */
-export function openAIErrorBody(
-  status: number,
-  message: string,
-  code: string | null = null,
-  param: string | null = null,
-): OpenAIErrorBody {
-  let type = "invalid_request_error";
-  if (status === 429) type = "requests";
-  else if (status === 403) type = "permission_error";
-  else if (status >= 500) type = "server_error";
-  return { error: { message, type, param, code } };
 }
 
 interface QueuedFault extends MockFault {
@@ -225,9 +214,16 @@ const CHAT_PATH = "/v1/chat/completions";
 const MODELS_PATH = "/v1/models";
 
 /**
- * Start a mock OpenAI-compatible upstream on node:http, for tests and benchmarks.
+ * Start a mock upstream on node:http, for tests and benchmarks. It speaks the OpenAI format and
+ * the other wire formats a gateway forwards to (see the package README for every route).
  *
- * Routes: `POST /v1/chat/completions` (JSON, or SSE with `stream: true`) and `GET /v1/models`.
+ * Routes: `POST /v1/chat/completions` (JSON, or SSE with `stream: true`) and `GET /v1/models`;
+ * OpenAI `POST /v1/completions`, `/v1/embeddings`, `/v1/responses`; Anthropic
+ * `POST /v1/messages` and `/v1/messages/count_tokens`; Gemini `GET /v1beta/models` and
+ * `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent`, `:countTokens`; Cloud
+ * Code Assist `POST /v1internal:generateContent`, `:streamGenerateContent`, `:countTokens`,
+ * `:loadCodeAssist`, `:onboardUser`.
+ *
  * Usage in every answer, unless the `usage` option computes it: `completion_tokens` = number of
  * chunks of the reply ({@link splitMockReply}: one per word), `prompt_tokens` = `ceil(total
  * characters of all message contents / 4)` ({@link countMockPromptTokens}), `total_tokens` =
@@ -237,7 +233,16 @@ const MODELS_PATH = "/v1/models";
  *
  * Errors use OpenAI's error body (`{ error: { message, type, param, code } }`): 401
  * `invalid_api_key` for a missing or unknown key (when `apiKeys` is set), 400 for a body that is
- * not a JSON object or a chat request without a string `model`, 404 for other routes.
+ * not a JSON object or a chat request without a string `model`, 404 for other routes. Anthropic
+ * and Google routes answer in their own error shapes ({@link anthropicErrorBody},
+ * {@link googleErrorBody}).
+ *
+ * Tools (OpenAI chat and Responses, Anthropic, Gemini, Code Assist): when the request declares
+ * tools and its last turn is not a tool result, the answer is one call of the first declared tool
+ * (or the one `tool_choice` forces; none with `tool_choice` "none") with `toolArguments`, counted
+ * as {@link MOCK_TOOL_CALL_TOKENS} completion tokens. When the last turn is a tool result, the
+ * reply is `Tool result: <its text>`. Chat requests without tools nor a trailing tool message take
+ * the unchanged fast path.
  *
  * @example
  * ```ts
@@ -259,6 +264,7 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     json: JSON.stringify(chunks.join("")),
     completionTokens: chunks.length,
   };
+  const toolArguments = options.toolArguments ?? DEFAULT_MOCK_TOOL_ARGUMENTS;
   const modelsBody = JSON.stringify({
     object: "list",
     data: models.map((id) => ({ id, object: "model", created: 1_700_000_000, owned_by: "mock" })),
@@ -294,6 +300,56 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     });
   }
 
+  const env: MockEnv = {
+    replyChunks: chunks,
+    toolArguments,
+    models,
+    usage: options.usage,
+    authRequired: apiKeys !== null || options.authorize !== undefined,
+    accepts: (token) =>
+      apiKeys?.has(token) === true || (token !== "" && options.authorize?.(token) === true),
+    nextId: () => ++nextId,
+    wait,
+  };
+
+  /** A routed request for the format handlers under ./mock/. */
+  function makeCall(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    body: unknown,
+    malformed: boolean,
+    fault: QueuedFault | undefined,
+  ): MockCall {
+    const queryAt = path.indexOf("?");
+    const headerDelay = req.headers["x-mock-chunk-delay-ms"];
+    return {
+      req,
+      res,
+      method: req.method ?? "GET",
+      pathname: queryAt < 0 ? path : path.slice(0, queryAt),
+      query: new URLSearchParams(queryAt < 0 ? "" : path.slice(queryAt + 1)),
+      body,
+      malformed,
+      resetAfter: fault?.resetAfterChunks,
+      extraHeaders: fault?.headers,
+      chunkDelay: headerDelay === undefined ? defaultChunkDelay : Number(headerDelay) || 0,
+    };
+  }
+
+  /** The mock's routes besides OpenAI chat and models; false when none matches. */
+  async function handleOther(call: MockCall): Promise<boolean> {
+    const { pathname } = call;
+    const anthropic = isAnthropicPath(pathname);
+    const google = !anthropic && isGooglePath(pathname);
+    if (!anthropic && !google && call.method !== "POST") return false;
+    if (anthropic) await handleAnthropic(env, call);
+    else if (pathname.startsWith("/v1internal")) await handleCodeAssist(env, call);
+    else if (google) await handleGemini(env, call);
+    else return handleOpenAIExtra(env, call);
+    return true;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? "GET";
     const path = req.url ?? "/";
@@ -309,26 +365,35 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     }
     if (maxRecorded > 0) {
       if (requests.length >= maxRecorded) requests.shift();
-      requests.push({ method, path, headers: flattenHeaders(req), body, at: Date.now() });
+      const rec: RecordedRequest = {
+        method,
+        path,
+        headers: flattenHeaders(req),
+        body,
+        at: Date.now(),
+      };
+      requests.push(rec);
+      res.once("close", () => {
+        if (!res.writableFinished) rec.abortedAt = Date.now();
+      });
     }
 
     const fault = faults.length > 0 ? takeFault(path) : undefined;
     const extraHeaders = fault?.headers;
     if (fault?.delayMs && !(await wait(fault.delayMs, res))) return;
+    const queryAt = path.indexOf("?");
+    const pathname = queryAt < 0 ? path : path.slice(0, queryAt);
     if (fault?.status !== undefined) {
       const faultBody =
-        fault.body === undefined
-          ? openAIErrorBody(fault.status, `Mock upstream fault: HTTP ${fault.status}`)
-          : fault.body;
+        fault.body === undefined ? faultErrorBody(pathname, fault.status) : fault.body;
       sendJson(res, fault.status, faultBody, extraHeaders);
       return;
     }
 
-    const queryAt = path.indexOf("?");
-    const pathname = queryAt < 0 ? path : path.slice(0, queryAt);
     const isChat = pathname === CHAT_PATH && method === "POST";
     const isModels = pathname === MODELS_PATH && method === "GET";
     if (!isChat && !isModels) {
+      if (await handleOther(makeCall(req, res, path, body, malformed, fault))) return;
       const error = openAIErrorBody(404, `Invalid URL (${method} ${pathname})`);
       sendJson(res, 404, error, extraHeaders);
       return;
@@ -356,12 +421,18 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     const chat = body as {
       model?: unknown;
       messages?: unknown;
+      tools?: unknown;
       stream?: unknown;
       stream_options?: { include_usage?: unknown } | null;
     };
     if (typeof chat.model !== "string" || chat.model === "") {
       const error = openAIErrorBody(400, "you must provide a model parameter", null, "model");
       sendJson(res, 400, error, extraHeaders);
+      return;
+    }
+    if (chatNeedsTools(chat)) {
+      const call = makeCall(req, res, path, body, malformed, fault);
+      await handleChatWithTools(env, call, chat as Record<string, unknown> & { model: string });
       return;
     }
 
@@ -468,60 +539,12 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
   };
 }
 
-/** A custom usage object as JSON, with `total_tokens` filled in when missing. */
-function customUsage(u: Record<string, unknown>): string {
-  if (u.total_tokens !== undefined) return JSON.stringify(u);
-  const n = (v: unknown) => (typeof v === "number" ? v : 0);
-  return JSON.stringify({ ...u, total_tokens: n(u.prompt_tokens) + n(u.completion_tokens) });
-}
-
-const SSE_HEADERS: OutgoingHttpHeaders = {
-  "content-type": "text/event-stream; charset=utf-8",
-  "cache-control": "no-cache",
-};
-
-function withExtra(
-  base: OutgoingHttpHeaders,
-  extra: Record<string, string> | undefined,
-): OutgoingHttpHeaders {
-  return extra ? { ...base, ...extra } : base;
-}
-
-function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  extraHeaders?: Record<string, string>,
-): void {
-  if (res.destroyed) return;
-  const text = typeof body === "string" ? body : JSON.stringify(body);
-  res.writeHead(
-    status,
-    withExtra(
-      { "content-type": "application/json", "content-length": Buffer.byteLength(text) },
-      extraHeaders,
-    ),
-  );
-  res.end(text);
-}
-
-/** Reset the connection once everything written so far has reached the kernel (the client gets it). */
-function resetWhenFlushed(res: ServerResponse): void {
-  // Node corks chunked writes until the next tick, so look at the socket only after that.
-  setImmediate(() => {
-    const socket = res.socket;
-    if (!socket || socket.destroyed) return;
-    if (socket.writableLength === 0) resetSocket(res);
-    else socket.once("drain", () => resetSocket(res));
-  });
-}
-
-/** Abort the connection with a TCP RST, as a crashed upstream or a broken network would. */
-function resetSocket(res: ServerResponse): void {
-  const socket = res.socket;
-  if (!socket || socket.destroyed) return;
-  if (typeof socket.resetAndDestroy === "function") socket.resetAndDestroy();
-  else socket.destroy();
+/** The error body of a fault without `body`, in the shape of the path's format. */
+function faultErrorBody(pathname: string, status: number): unknown {
+  const message = `Mock upstream fault: HTTP ${status}`;
+  if (isAnthropicPath(pathname)) return anthropicErrorBody(status, message);
+  if (isGooglePath(pathname)) return googleErrorBody(status, message);
+  return openAIErrorBody(status, message);
 }
 
 function checkAuth(
@@ -538,10 +561,6 @@ function checkAuth(
   const key = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
   if (apiKeys?.has(key) || (key !== "" && authorize?.(key))) return null;
   return `Incorrect API key provided: ${maskKey(key)}.`;
-}
-
-function maskKey(key: string): string {
-  return key.length <= 8 ? "***" : `${key.slice(0, 3)}***${key.slice(-4)}`;
 }
 
 function flattenHeaders(req: IncomingMessage): Record<string, string> {

@@ -556,6 +556,31 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           return errorReply(req, res.statusCode, text, plan.format);
         }
 
+        let stream: AsyncIterable<Buffer> = res.body;
+        if (req.stream) {
+          // Nothing has reached the client until the first chunk arrives: a connection that
+          // breaks before it fails over like one that never answered.
+          const primed = await primeStream(res.body);
+          if (!primed.ok) {
+            if (req.exchange.signal.aborted) {
+              finish(ZERO_USAGE, 499, credential, "client closed the request");
+              throw new GatewayError("INVALID_REQUEST", "client closed the request", {
+                status: 499,
+              });
+            }
+            const message = `upstream stream failed before its first byte: ${redactSecrets(primed.error)}`;
+            pool.reportFailure(credential.id, model, 0, message, { kind: "network" });
+            quotaOnly = false;
+            last = {
+              status: 502,
+              body: JSON.stringify(upstreamError(message)),
+              credential,
+              format: "openai",
+            };
+            continue;
+          }
+          stream = primed.stream;
+        }
         pool.reportSuccess(credential.id, model);
         if (!req.stream) {
           const buf = Buffer.from(await res.body.arrayBuffer());
@@ -589,7 +614,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           return {
             status: res.statusCode,
             headers,
-            body: relayStream(res.body, inspectorFor(plan.format, !includeUsage), common),
+            body: relayStream(stream, inspectorFor(plan.format, !includeUsage), common),
           };
         }
         const translator = streamTranslator(
@@ -601,7 +626,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         return {
           status: res.statusCode,
           headers,
-          body: relayTranslated(res.body, {
+          body: relayTranslated(stream, {
             ...common,
             // Only a passthrough has no translator; a plan that is not one always gets one.
             translator: translator!,
@@ -630,6 +655,40 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
     finish(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
     throw error;
   }
+}
+
+/**
+ * Waits for the first chunk of a streamed body. Resolves with an iterable that yields that chunk
+ * and then the rest (the same iterator: no extra generator layer per chunk), or with the error
+ * when the body broke or ended before any byte.
+ */
+async function primeStream(
+  body: AsyncIterable<Buffer>,
+): Promise<{ ok: true; stream: AsyncIterable<Buffer> } | { ok: false; error: string }> {
+  const it = body[Symbol.asyncIterator]();
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await it.next();
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  }
+  if (first.done) return { ok: false, error: "the upstream closed the stream without a byte" };
+  let pending: IteratorResult<Buffer> | null = first;
+  const primed: AsyncIterator<Buffer> = {
+    next() {
+      if (pending) {
+        const r = pending;
+        pending = null;
+        return Promise.resolve(r);
+      }
+      return it.next();
+    },
+    return(value?: unknown) {
+      pending = null;
+      return it.return ? it.return(value) : Promise.resolve({ done: true, value: undefined });
+    },
+  };
+  return { ok: true, stream: { [Symbol.asyncIterator]: () => primed } };
 }
 
 /** Resolves true after `ms`, or false as soon as the client goes away. */

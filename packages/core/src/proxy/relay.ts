@@ -24,6 +24,8 @@ export interface StreamInspector {
   inspect(ev: Buffer): boolean;
   /** The usage reported so far. */
   readonly usage: TokenUsage | null;
+  /** The usage covers the whole answer (OpenAI's usage chunk, Anthropic's `message_delta`). */
+  readonly usageFinal: boolean;
   /** The upstream's end-of-stream signal was seen. */
   readonly finished: boolean;
   /** The upstream sent an error event of its own (relayed); its message. */
@@ -36,6 +38,9 @@ const DONE_NEEDLE = Buffer.from("[DONE]");
 /** OpenAI chunks: usage from the usage chunk (dropped when we asked for it), end at `[DONE]`. */
 export class OpenAIInspector implements StreamInspector {
   usage: TokenUsage | null = null;
+  get usageFinal(): boolean {
+    return this.usage !== null;
+  }
   finished = false;
   failed: string | null = null;
   readonly #stripUsage: boolean;
@@ -86,12 +91,15 @@ export function mergeUsage(a: TokenUsage | null, b: TokenUsage | null): TokenUsa
 /** Anthropic events: input usage in `message_start`, output in `message_delta`, end at `message_stop`. */
 export class AnthropicInspector implements StreamInspector {
   usage: TokenUsage | null = null;
+  usageFinal = false;
   finished = false;
   failed: string | null = null;
   inspect(ev: Buffer): boolean {
     if (ev.indexOf(ANTHROPIC_USAGE) >= 0) {
       const data = parseData(ev);
       this.usage = mergeUsage(this.usage, usageOf("anthropic", data));
+      if ((data as { type?: unknown } | undefined)?.type === "message_delta")
+        this.usageFinal = true;
     } else if (ev.indexOf(MESSAGE_STOP) >= 0) this.finished = true;
     else if (ev.indexOf(ERROR_TYPE) >= 0) {
       const err = (parseData(ev) as { error?: { message?: unknown } } | undefined)?.error;
@@ -107,6 +115,10 @@ const FINISH_REASON = Buffer.from('"finishReason"');
 /** Gemini events: the latest `usageMetadata` is the total; a `finishReason` ends the answer. */
 export class GeminiInspector implements StreamInspector {
   usage: TokenUsage | null = null;
+  /** Every Gemini chunk's usage counts the answer so far. */
+  get usageFinal(): boolean {
+    return this.usage !== null;
+  }
   finished = false;
   failed: string | null = null;
   inspect(ev: Buffer): boolean {
@@ -220,7 +232,7 @@ export async function* relayStream(
       if (out.length === 0) continue;
       yield out.length === 1 ? out[0]! : Buffer.concat(out);
       // The consumer asked for more: it has taken `out`.
-      if (inspector.usage) sent = null;
+      if (inspector.usageFinal) sent = null;
       else sent?.push(out);
     }
     const rest = framer.rest();
@@ -244,13 +256,9 @@ export async function* relayStream(
     // The consumer stopped iterating (the client went away) without an error reaching us.
     if (!completed) error = "client closed the stream";
     let usage = inspector.usage;
-    if (!usage) {
-      // No usage block arrived: bill the prompt and the text the client took, counted locally.
-      try {
-        usage = await opts.countUsage(sent?.flat() ?? []);
-      } catch {
-        usage = ZERO_USAGE;
-      }
+    if (!usage || !inspector.usageFinal) {
+      // No usage block covers the answer: bill the text the client took, counted locally.
+      usage = await withLocalCount(usage, () => opts.countUsage(sent?.flat() ?? []));
     }
     opts.onEnd(usage, error);
   }
@@ -311,7 +319,8 @@ export async function* relayTranslated(
       const events = framer.push(chunk);
       if (events.length === 0) continue;
       const out = translate(events);
-      if (!translator.usage()) for (const ev of events) sent.push(ev);
+      // Kept until the answer is complete: a cut stream is billed for what was relayed.
+      if (!translator.finished) for (const ev of events) sent.push(ev);
       if (out) yield Buffer.from(out);
     }
     const rest = framer.rest();
@@ -334,15 +343,38 @@ export async function* relayTranslated(
   } finally {
     if (!completed) error = "client closed the stream";
     let usage = translator.usage();
-    if (!usage) {
-      try {
-        usage = await opts.countUsage(sent);
-      } catch {
-        usage = ZERO_USAGE;
-      }
+    if (!usage || error !== null || !translator.finished) {
+      usage = await withLocalCount(usage, () => opts.countUsage(sent));
     }
     opts.onEnd(usage, error);
   }
+}
+
+/**
+ * The usage of an answer whose upstream usage is missing or partial (a cut stream): the local
+ * count of what was relayed, with the upstream's prompt count when it sent one, and the larger
+ * of the two output counts.
+ */
+async function withLocalCount(
+  upstream: TokenUsage | null,
+  count: () => Promise<TokenUsage>,
+): Promise<TokenUsage> {
+  let local: TokenUsage;
+  try {
+    local = await count();
+  } catch {
+    local = ZERO_USAGE;
+  }
+  if (!upstream) return local;
+  const inputTokens = upstream.inputTokens || local.inputTokens;
+  const outputTokens = Math.max(upstream.outputTokens, local.outputTokens);
+  return {
+    inputTokens,
+    outputTokens,
+    reasoningTokens: Math.max(upstream.reasoningTokens, local.reasoningTokens),
+    cachedTokens: upstream.cachedTokens,
+    totalTokens: inputTokens + outputTokens,
+  };
 }
 
 function isUsageChunk(data: unknown): boolean {
