@@ -1,7 +1,13 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/mock-upstream.ts", "src/mock-oauth.ts", "src/mock-upstream-cli.ts"],
+  entry: [
+    "src/index.ts",
+    "src/mock-upstream.ts",
+    "src/mock-oauth.ts",
+    "src/mock-upstream-cli.ts",
+    "src/redis-server.ts",
+  ],
   format: ["esm"],
   dts: true,
   clean: true,

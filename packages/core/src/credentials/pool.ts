@@ -415,11 +415,15 @@ export class CredentialPool {
     return c.groups.length === 0 ? group === "default" : c.groups.includes(group);
   }
 
-  /** Every model name clients can ask for, with the providers serving it. */
-  models(): Map<string, Set<string>> {
+  /**
+   * Every model name clients can ask for, with the providers serving it; with `group`, only
+   * what the credentials of that group serve (what a key of the group can reach).
+   */
+  models(group?: string): Map<string, Set<string>> {
     const out = new Map<string, Set<string>>();
     for (const { c } of this.#entries) {
       if (!c.enabled) continue;
+      if (group !== undefined && !CredentialPool.inGroup(c, group)) continue;
       for (const m of c.models) {
         const name = m.alias || m.name;
         if (c.excludedModels.includes(name)) continue;

@@ -621,7 +621,9 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           plan.format,
           req.format,
           { model: req.model, id: requestId, includeUsage },
-          plan.wrapped,
+          // A Gemini SSE stream re-framed as one JSON array for a Gemini client is not translated
+          // but still goes through a translator: the unwrapping one (a no-op on bare events).
+          plan.wrapped || gemArray,
         );
         return {
           status: res.statusCode,
@@ -776,13 +778,17 @@ async function jsonAnswer(
   const usage =
     usageOf(plan.format, upstream) ??
     (await local.usage(replyText(Buffer.from(JSON.stringify(asOpenAI)))));
-  const body = plan.passthrough
-    ? buf
-    : JSON.stringify(
-        req.format === "openai"
-          ? asOpenAI
-          : translateResponse("openai", req.format, asOpenAI, { model: req.model, id: requestId }),
-      );
+  let body: Buffer | string;
+  if (plan.passthrough) body = buf;
+  // Same format in an envelope (Code Assist to a Gemini client): only unwrapped, as streams are;
+  // a trip through OpenAI's format would drop what it cannot say (thought signatures ...).
+  else if (plan.format === req.format) body = JSON.stringify(upstream);
+  else
+    body = JSON.stringify(
+      req.format === "openai"
+        ? asOpenAI
+        : translateResponse("openai", req.format, asOpenAI, { model: req.model, id: requestId }),
+    );
   done(usage, body);
   return { status: 200, headers, body };
 }

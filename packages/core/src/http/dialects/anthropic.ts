@@ -1,5 +1,6 @@
 import { countPromptTokens } from "../../billing/tokens.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
+import type { AuthorizedKey } from "../../keys/service.js";
 import {
   ANTHROPIC_VERSION,
   anthropicAuthHeaders,
@@ -46,11 +47,14 @@ function requireModel(body: Record<string, unknown>): string {
 async function countTokens(
   deps: ProxyDialectDeps,
   ex: Exchange,
+  auth: AuthorizedKey,
   model: string,
   raw: Buffer,
   body: Record<string, unknown>,
 ): Promise<Reply> {
-  const pick = deps.pool.pick(model, { providers: ["anthropic"] });
+  // Only the credentials the key may use, as for generation (its owner's group wins).
+  const group = (auth.user?.group ?? auth.key.group) || "default";
+  const pick = deps.pool.pick(model, { providers: ["anthropic"], group });
   const c = pick?.credential;
   if (c && (c.kind === "api-key" || (c.secret.expiresAt ?? 0) > Date.now() + 60_000)) {
     try {
@@ -130,7 +134,7 @@ export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
         const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
         const model = requireModel(body);
         deps.keys.checkModel(auth.key, model);
-        return countTokens(deps, ex, model, raw, body);
+        return countTokens(deps, ex, auth, model, raw, body);
       },
     },
   ];

@@ -66,8 +66,8 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
     });
   };
   const listModels: Route["handle"] = async (ex) => {
-    const { key } = await authorizeClient(deps, ex);
-    const models = [...deps.pool.models()]
+    const { key, user } = await authorizeClient(deps, ex);
+    const models = [...deps.pool.models((user?.group ?? key.group) || "default")]
       .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([id]) => ({

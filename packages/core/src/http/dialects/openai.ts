@@ -122,8 +122,8 @@ export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
       path: "/v1/models",
       onError: openaiError,
       async handle(ex) {
-        const { key } = await authorizeClient(deps, ex);
-        const ids = [...deps.pool.models()]
+        const { key, user } = await authorizeClient(deps, ex);
+        const ids = [...deps.pool.models((user?.group ?? key.group) || "default")]
           .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
           .sort(([a], [b]) => a.localeCompare(b));
         if (fromAnthropicClient(ex)) {
