@@ -389,6 +389,18 @@ describe("token counting", () => {
     expect(Number.isInteger(body.totalTokens)).toBe(true);
     expect(body.totalTokens).toBeGreaterThan(0);
     expect(mock.requests.length).toBe(before);
+    // The `{ generateContentRequest }` form counts the same.
+    const wrapped = await gemini(
+      "gemini",
+      {
+        generateContentRequest: {
+          model: `models/${GEMINI_MODEL}`,
+          ...geminiText("How many tokens is this?"),
+        },
+      },
+      { method: "countTokens" },
+    );
+    expect(((await wrapped.json()) as { totalTokens: number }).totalTokens).toBe(body.totalTokens);
   });
 });
 
@@ -425,6 +437,12 @@ describe("model lists and aliases", () => {
     expect(names).toContain("models/nice-alias");
     expect(names).not.toContain("models/upstream-name");
     expect(body.models[0]?.supportedGenerationMethods).toContain("generateContent");
+    // One model (the Google SDK's `models.get`), and an unknown one.
+    const one = await trackedFetch(`${base}/v1beta/models/nice-alias?key=${keys["alias-gemini"]}`);
+    expect(await one.json()).toMatchObject({ name: "models/nice-alias" });
+    const missing = await trackedFetch(`${base}/v1beta/models/nope?key=${keys["alias-gemini"]}`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ error: { code: 404, status: "NOT_FOUND" } });
   });
 
   it("sends the upstream name to an openai upstream (OpenAI and Anthropic clients)", async () => {

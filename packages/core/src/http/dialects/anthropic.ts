@@ -64,7 +64,7 @@ async function countTokens(
           "content-type": "application/json",
           "anthropic-version": header(ex.headers, "anthropic-version") ?? ANTHROPIC_VERSION,
           ...c.headers,
-          ...anthropicAuthHeaders(c),
+          ...withClientBeta(anthropicAuthHeaders(c), header(ex.headers, "anthropic-beta")),
         },
         body:
           pick.upstreamModel === model
@@ -95,6 +95,16 @@ async function countTokens(
   }
   const openai = translateRequest("anthropic", "openai", body, { model, stream: false });
   return json(200, { input_tokens: await countPromptTokens(model, openai) });
+}
+
+/** Auth headers with the client's `anthropic-beta` flags added to the credential's own. */
+function withClientBeta(
+  h: Record<string, string>,
+  beta: string | undefined,
+): Record<string, string> {
+  if (!beta) return h;
+  const own = h["anthropic-beta"];
+  return { ...h, "anthropic-beta": own ? `${own},${beta}` : beta };
 }
 
 /** The Anthropic-format proxy routes: `POST /v1/messages` and `POST /v1/messages/count_tokens`. */

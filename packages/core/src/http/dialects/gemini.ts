@@ -2,7 +2,7 @@ import { countPromptTokens } from "../../billing/tokens.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { proxyChat } from "../../proxy/chat.js";
 import { googleStatus, translateRequest } from "../../translate/index.js";
-import { json, type Reply } from "../exchange.js";
+import { type Exchange, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
 import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "./proxy-auth.js";
 
@@ -41,7 +41,13 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
     ) {
       throw new GatewayError("NOT_FOUND", `Method ${method} is not supported.`);
     }
-    if (!Array.isArray(body.contents)) {
+    // `countTokens` also takes `{ generateContentRequest: { contents, ... } }`.
+    const gcr = body.generateContentRequest;
+    const request =
+      method === "countTokens" && gcr && typeof gcr === "object" && !Array.isArray(gcr)
+        ? (gcr as Record<string, unknown>)
+        : body;
+    if (!Array.isArray(request.contents)) {
       throw new GatewayError(
         "INVALID_REQUEST",
         "* GenerateContentRequest.contents: contents is not specified",
@@ -49,7 +55,7 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
     }
     deps.keys.checkModel(auth.key, model);
     if (method === "countTokens") {
-      const openai = translateRequest("gemini", "openai", body, { model, stream: false });
+      const openai = translateRequest("gemini", "openai", request, { model, stream: false });
       return json(200, { totalTokens: await countPromptTokens(model, openai) });
     }
     const stream = method === "streamGenerateContent";
@@ -65,9 +71,9 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
       sse: new URLSearchParams(ex.search).get("alt") === "sse",
     });
   };
-  const listModels: Route["handle"] = async (ex) => {
+  const visibleModels = async (ex: Exchange) => {
     const { key, user } = await authorizeClient(deps, ex);
-    const models = [...deps.pool.models((user?.group ?? key.group) || "default")]
+    return [...deps.pool.models((user?.group ?? key.group) || "default")]
       .filter(([id]) => !key.modelLimitsEnabled || key.modelLimits.includes(id))
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([id]) => ({
@@ -76,12 +82,21 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
         displayName: id,
         supportedGenerationMethods: ["generateContent", "streamGenerateContent", "countTokens"],
       }));
-    return json(200, { models });
+  };
+  const listModels: Route["handle"] = async (ex) => json(200, { models: await visibleModels(ex) });
+  const getModel: Route["handle"] = async (ex, params) => {
+    const id = (params.target ?? "").replace(/^models\//, "");
+    const found = (await visibleModels(ex)).find((m) => m.name === `models/${id}`);
+    if (!found) throw new GatewayError("NOT_FOUND", `models/${id} is not found.`);
+    return json(200, found);
   };
   return ["/v1beta", "/v1"].flatMap((root): Route[] => [
     { method: "POST", path: `${root}/models/:target`, onError: geminiError, handle: generate },
     ...(root === "/v1beta"
-      ? [{ method: "GET", path: `${root}/models`, onError: geminiError, handle: listModels }]
+      ? [
+          { method: "GET", path: `${root}/models`, onError: geminiError, handle: listModels },
+          { method: "GET", path: `${root}/models/:target`, onError: geminiError, handle: getModel },
+        ]
       : []),
   ]);
 }
