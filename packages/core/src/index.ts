@@ -88,6 +88,7 @@ export {
   POOL_MESSAGES,
   poolTokenView,
 } from "./http/dialects/pool.js";
+export type * from "./http/dialects/wire-types.js";
 export type { Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export { IpAllowList, normalizeIp, resolveClientIp, validateIpEntry } from "./keys/ip.js";
 export {

@@ -11,12 +11,64 @@ function tooLarge(limit: number): GatewayError {
   return new GatewayError("BODY_TOO_LARGE", `The request body is larger than ${limit} bytes.`);
 }
 
-/** Reads a node request body, or re-encodes a body a framework's parser already consumed. */
-function readNodeBody(req: IncomingMessage & { body?: unknown }, limit: number): Promise<Buffer> {
-  // Express's json()/text()/raw() parsers leave the stream consumed and the result on req.body.
-  if (req.body !== undefined && (req.readableEnded || req.complete)) {
-    const b = req.body;
-    const buf = Buffer.isBuffer(b) ? b : Buffer.from(typeof b === "string" ? b : JSON.stringify(b));
+/** A node request that a framework's body parser may have consumed (Express, Connect). */
+type ParsedNodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown };
+
+/** The `charset` parameter of a content type, as a Buffer encoding. */
+function charsetOf(contentType: string): BufferEncoding {
+  const m = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(contentType);
+  const c = m?.[1]?.toLowerCase();
+  return c === "latin1" || c === "iso-8859-1" || c === "us-ascii" || c === "ascii"
+    ? "latin1"
+    : c === "utf-16le"
+      ? "utf16le"
+      : "utf8";
+}
+
+/** Appends `value` under `key` as qs/URLSearchParams would parse it back (`a[b]=c`, `a[0]=x`). */
+function appendForm(out: URLSearchParams, key: string, value: unknown): void {
+  if (value === undefined) return;
+  if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) appendForm(out, `${key}[${k}]`, v);
+  } else out.append(key, value === null ? "" : String(value));
+}
+
+/**
+ * The bytes of a body a parser already turned into `req.body`, in the format the request's
+ * content type announces: a Buffer (`raw()`) as is, a string (`text()`) in its charset, a form
+ * (`urlencoded()`, also `extended` nesting) as `application/x-www-form-urlencoded`, anything else
+ * (`json()`, including `strict: false` scalars) as JSON. A `rawBody` Buffer left by a `verify`
+ * hook wins, being the exact bytes received.
+ */
+function reencodeParsedBody(req: ParsedNodeRequest): Buffer {
+  if (Buffer.isBuffer(req.rawBody)) return req.rawBody;
+  const b = req.body;
+  if (b === undefined) return Buffer.alloc(0);
+  if (Buffer.isBuffer(b)) return b;
+  if (b instanceof Uint8Array) return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const type = String(req.headers["content-type"] ?? "").toLowerCase();
+  const mime = type.split(";")[0]!.trim();
+  const isJson = mime === "application/json" || mime.endsWith("+json");
+  if (typeof b === "string" && !isJson) return Buffer.from(b, charsetOf(type));
+  if (mime === "application/x-www-form-urlencoded" && typeof b === "object" && b !== null) {
+    const form = new URLSearchParams();
+    for (const [k, v] of Object.entries(b)) appendForm(form, k, v);
+    return Buffer.from(form.toString());
+  }
+  return Buffer.from(JSON.stringify(b) ?? "");
+}
+
+/**
+ * Reads a node request body, or re-encodes a body a framework's parser already consumed
+ * (Express's `json()`, `text()`, `raw()`, `urlencoded()`; see {@link reencodeParsedBody}).
+ */
+function readNodeBody(req: ParsedNodeRequest, limit: number): Promise<Buffer> {
+  // A parser leaves the stream ended (or complete and no longer readable, which is how
+  // on-finished, used by body-parser, tells it) and its result on req.body. Checking the stream
+  // rather than req.body matters: Express 4's parsers set `req.body = {}` even when they skip a
+  // request, and then the bytes are still waiting in the stream.
+  if (req.readableEnded || (req.complete && !req.readable)) {
+    const buf = reencodeParsedBody(req);
     return buf.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(buf);
   }
   const declared = Number(req.headers["content-length"] ?? Number.NaN);
@@ -84,14 +136,14 @@ class NodeExchange implements Exchange {
   #signal: NodeClientSignal | null = null;
   #body: Promise<Buffer> | null = null;
 
-  constructor(req: IncomingMessage, res: ServerResponse) {
-    const url = req.url ?? "/";
+  constructor(req: IncomingMessage, res: ServerResponse, options: NodeRequestOptions | undefined) {
+    const url = options?.url ?? req.url ?? "/";
     const q = url.indexOf("?");
     this.method = req.method ?? "GET";
     this.path = q < 0 ? url : url.slice(0, q);
     this.search = q < 0 ? "" : url.slice(q + 1);
     this.headers = req.headers;
-    this.remoteAddress = req.socket.remoteAddress ?? "";
+    this.remoteAddress = options?.remoteAddress ?? req.socket.remoteAddress ?? "";
     this.#req = req;
     this.#res = res;
   }
@@ -117,9 +169,43 @@ class NodeExchange implements Exchange {
   }
 }
 
-/** Adapts a node:http request to an {@link Exchange} without creating Web objects. */
-export function fromNodeRequest(req: IncomingMessage, res: ServerResponse): Exchange {
-  return new NodeExchange(req, res);
+/**
+ * What a binding may set instead of what {@link fromNodeRequest} reads from the node request.
+ * Both are conversions a framework has already done; the gateway applies its own rules on top.
+ */
+export interface NodeRequestOptions {
+  /**
+   * The client address the gateway sees as the request's peer: key allowlists, loopback checks
+   * and `trustedProxies` start from it. A framework that resolved `X-Forwarded-For` under its
+   * own trust settings (Express's `req.ip` with `trust proxy`, Fastify's `request.ip` with
+   * `trustProxy`) passes its result here.
+   * @default req.socket.remoteAddress
+   */
+  remoteAddress?: string;
+  /**
+   * The request target the gateway routes on (path and query string), e.g. the part after a
+   * mount prefix: `/v1/chat/completions?x=1` for `/llm/v1/chat/completions?x=1` mounted at `/llm`.
+   * @default req.url
+   */
+  url?: string;
+}
+
+/**
+ * Adapts a node:http request to an {@link Exchange} without creating Web objects.
+ *
+ * @example
+ * ```ts
+ * // Under a framework that mounted the gateway at a prefix and resolved the client IP:
+ * const ex = fromNodeRequest(req, res, { url: req.url, remoteAddress: req.ip });
+ * await writeNodeReply(res, await gateway.serve(ex));
+ * ```
+ */
+export function fromNodeRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options?: NodeRequestOptions,
+): Exchange {
+  return new NodeExchange(req, res, options);
 }
 
 /** How long streamed headers may wait for the first chunk before they are sent alone. */
@@ -191,6 +277,52 @@ export async function writeNodeReply(res: ServerResponse, reply: Reply): Promise
 }
 
 /**
+ * Serves one node:http request: adapts it (see {@link fromNodeRequest}), runs the gateway and
+ * writes the reply (see {@link writeNodeReply}). Never rejects: a failure before the headers is a
+ * 500 in OpenAI's error shape, after them the connection is cut. For bindings whose per-request
+ * overrides come from their own request object (Fastify's `request.ip`).
+ *
+ * @example
+ * ```ts
+ * reply.hijack();
+ * void serveNodeRequest(gateway, request.raw, reply.raw, { remoteAddress: request.ip });
+ * ```
+ */
+export function serveNodeRequest(
+  gateway: Pick<Gateway, "serve">,
+  req: IncomingMessage,
+  res: ServerResponse,
+  options?: NodeRequestOptions,
+): Promise<void> {
+  return gateway
+    .serve(fromNodeRequest(req, res, options))
+    .then((reply) => writeNodeReply(res, reply))
+    .catch(() => {
+      if (!res.headersSent) {
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(
+          '{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal"}}',
+        );
+      } else res.destroy();
+    });
+}
+
+/** Options of {@link toNodeHandler}: per-request overrides, as in {@link NodeRequestOptions}. */
+export interface NodeHandlerOptions<Req extends IncomingMessage = IncomingMessage> {
+  /**
+   * The client address of a request (see {@link NodeRequestOptions.remoteAddress}); `undefined`
+   * keeps the socket's peer.
+   * @default (req) => req.socket.remoteAddress
+   */
+  remoteAddress?(req: Req): string | undefined;
+  /**
+   * The request target to route on (see {@link NodeRequestOptions.url}).
+   * @default (req) => req.url
+   */
+  url?(req: Req): string;
+}
+
+/**
  * Serves a gateway on node:http (and on anything built on it: Express, Fastify, the server).
  *
  * @example
@@ -198,21 +330,19 @@ export async function writeNodeReply(res: ServerResponse, reply: Reply): Promise
  * import { createServer } from "node:http";
  * import { toNodeHandler } from "@tokenpool/core/node";
  * createServer(toNodeHandler(gateway)).listen(8317);
+ * // Behind a framework that knows better (a mount prefix, a resolved client IP):
+ * const handle = toNodeHandler(gateway, { url: (req) => req.url, remoteAddress: (req) => req.ip });
  * ```
  */
-export function toNodeHandler(gateway: Pick<Gateway, "serve">): NodeHandler {
-  return (req, res) => {
-    const ex = fromNodeRequest(req, res);
-    gateway
-      .serve(ex)
-      .then((reply) => writeNodeReply(res, reply))
-      .catch(() => {
-        if (!res.headersSent) {
-          res.writeHead(500, { "content-type": "application/json" });
-          res.end(
-            '{"error":{"message":"internal error","type":"api_error","param":null,"code":"internal"}}',
-          );
-        } else res.destroy();
-      });
-  };
+export function toNodeHandler<Req extends IncomingMessage = IncomingMessage>(
+  gateway: Pick<Gateway, "serve">,
+  options: NodeHandlerOptions<Req> = {},
+): (req: Req, res: ServerResponse) => void {
+  const { remoteAddress, url } = options;
+  if (!remoteAddress && !url) return (req, res) => void serveNodeRequest(gateway, req, res);
+  return (req, res) =>
+    void serveNodeRequest(gateway, req, res, {
+      ...(remoteAddress ? { remoteAddress: remoteAddress(req) } : {}),
+      ...(url ? { url: url(req) } : {}),
+    });
 }

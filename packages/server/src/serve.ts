@@ -59,15 +59,38 @@ export const DEFAULT_STORE = "sqlite:./data/tokenpool.db";
 const DEMO_UPSTREAM_KEY = "demo-upstream-key";
 const DEMO_CREDENTIAL_ID = "demo-upstream";
 
-function openStore(spec: string): { store: Store; dataDir: string | null } {
-  if (spec === "memory") return { store: memoryStore(), dataDir: null };
+/** The store specs the server understands, for error messages. */
+const STORE_SPECS = `sqlite:<path> (the default is ${DEFAULT_STORE}), file:<dir>, redis://[:password@]host:port[/db][?prefix=<prefix>] or memory`;
+
+/**
+ * Opens the store named by `spec`. `dataDir` is where the server may keep its own files (the
+ * generated secret); `shared` = other processes may use the same store (they must then share
+ * the secret).
+ */
+async function openStore(
+  spec: string,
+): Promise<{ store: Store; dataDir: string | null; shared: boolean }> {
+  if (spec === "memory") return { store: memoryStore(), dataDir: null, shared: false };
   if (spec.startsWith("sqlite:")) {
     const filename = resolve(spec.slice("sqlite:".length));
-    return { store: sqliteStore({ filename }), dataDir: dirname(filename) };
+    await mkdir(dirname(filename), { recursive: true });
+    return { store: sqliteStore({ filename }), dataDir: dirname(filename), shared: false };
   }
-  throw new Error(
-    `unknown --store "${spec}": use sqlite:<path> (the default is ${DEFAULT_STORE}) or memory`,
-  );
+  if (spec.startsWith("file:")) {
+    const dir = resolve(spec.slice("file:".length));
+    await mkdir(dir, { recursive: true });
+    const { fileStore } = await import("@tokenpool/store-file");
+    return { store: fileStore({ dir }), dataDir: dir, shared: false };
+  }
+  if (spec.startsWith("redis://") || spec.startsWith("rediss://")) {
+    const url = new URL(spec);
+    const prefix = url.searchParams.get("prefix") ?? undefined;
+    url.search = "";
+    const { redisStore } = await import("@tokenpool/store-redis");
+    const store = redisStore({ redis: url.toString(), ...(prefix ? { prefix } : {}) });
+    return { store, dataDir: null, shared: true };
+  }
+  throw new Error(`unknown --store "${spec}": use ${STORE_SPECS}`);
 }
 
 /**
@@ -92,6 +115,31 @@ async function resolveSecret(config: ServerConfig, dataDir: string | null): Prom
 }
 
 /**
+ * Creates the management key on a store's first start, once across instances starting together
+ * on a shared store: under the store's lock, and only if no instance stored one meanwhile (then
+ * null: the instance that created it printed it).
+ */
+async function firstStartKey(gateway: Gateway, store: Store): Promise<string | null> {
+  for (let i = 0; i < 100; i++) {
+    const token = await store.acquireLock("server:first-start", 30_000);
+    if (!token) {
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    try {
+      const stored = (await store.settings.get("remote-management")) as
+        | { "secret-key"?: unknown }
+        | undefined;
+      if (typeof stored?.["secret-key"] === "string" && stored["secret-key"] !== "") return null;
+      return await gateway.management.generateKey();
+    } finally {
+      await store.releaseLock("server:first-start", token);
+    }
+  }
+  throw new Error("could not take the first-start lock of the store within 10 s");
+}
+
+/**
  * Starts the standalone gateway: opens the store, creates the management key on first start,
  * applies the configuration file, and listens.
  */
@@ -99,9 +147,13 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const config = options.config ? await loadConfig(options.config) : {};
   const storeSpec = options.store ?? config.store ?? DEFAULT_STORE;
-  if (storeSpec.startsWith("sqlite:"))
-    await mkdir(dirname(resolve(storeSpec.slice(7))), { recursive: true });
-  const { store, dataDir } = openStore(storeSpec);
+  const { store, dataDir, shared } = await openStore(storeSpec);
+  if (shared && !process.env.TOKENPOOL_SECRET && !config.secret) {
+    await store.close();
+    throw new Error(
+      "a shared store (redis) needs the same secret on every instance: set TOKENPOOL_SECRET (32+ characters) or `secret` in the config file",
+    );
+  }
   const secret = await resolveSecret(config, dataDir);
   const logger = options.logger ?? consoleLogger(options.logLevel ?? "info");
   const gateway = createGateway({
@@ -118,13 +170,20 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     await gateway.ready;
 
     // The file, when there is one, is the source of the management key and the settings.
-    if (options.config) sync = await startConfigSync({ gateway, path: options.config, logger });
+    // A file store keeps its own config.yaml: syncing that same file too would make two writers.
+    const ownedByStore =
+      storeSpec.startsWith("file:") &&
+      options.config !== undefined &&
+      resolve(options.config) === join(resolve(storeSpec.slice("file:".length)), "config.yaml");
+    if (options.config && !ownedByStore)
+      sync = await startConfigSync({ gateway, path: options.config, logger });
     let managementKey: string | null = null;
     // An explicit empty `secret-key` disables the management API (the seed); none at all → create one.
     const configured = config["remote-management"]?.["secret-key"];
     if ((configured === undefined || configured === null) && !gateway.management.hasKey()) {
-      managementKey = await gateway.management.generateKey();
-      print(`Management key (shown once; only its bcrypt hash is stored): ${managementKey}`);
+      managementKey = await firstStartKey(gateway, store);
+      if (managementKey)
+        print(`Management key (shown once; only its bcrypt hash is stored): ${managementKey}`);
     }
 
     let demoKey: string | null = null;

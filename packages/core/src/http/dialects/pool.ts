@@ -143,13 +143,75 @@ export function accessTokenSuffix(token: string | undefined): string {
   return n > 0 ? `...${token.slice(-n)}` : "...";
 }
 
+/** A pool credential as `GET /v1/tokens` lists it. */
+export interface PoolTokenView {
+  /** The credential id (usable in place of the refresh token in paths). */
+  id: string;
+  /** Masked, e.g. `1//0****wxYZ`. */
+  refresh_token: string;
+  /** The last characters of the access token, e.g. `...abc12345`. */
+  access_token_suffix: string;
+  /** Lifetime of the access token, seconds. */
+  expires_in: number;
+  /** When the access token was issued, ms. */
+  timestamp: number;
+  enable: boolean;
+  projectId: string | null;
+}
+
+/** The fields of `POST /v1/tokens` and `PUT /v1/tokens/{key}`. */
+export interface PoolTokenFields {
+  access_token?: string;
+  refresh_token?: string;
+  /** Seconds. @default 3599 with an access token */
+  expires_in?: number;
+  /** When the access token was issued, ms. @default now */
+  timestamp?: number;
+  /** @default true */
+  enable?: boolean;
+  /** null clears it. */
+  projectId?: string | null;
+}
+
+/** Body of `POST /v1/tokens`. */
+export interface PoolTokenAddBody extends PoolTokenFields {
+  refresh_token: string;
+}
+
+/** Body of `PUT /v1/tokens/{key}`. */
+export type PoolTokenUpdateBody = PoolTokenFields;
+
+/** Reply of `GET /v1/tokens`. */
+export interface PoolTokenListResponse {
+  success: true;
+  data: PoolTokenView[];
+}
+
+/** Reply of the pool dialect's writes; an add also carries `data: { id }`. */
+export interface PoolMessageResponse<T = undefined> {
+  success: true;
+  message: string;
+  data?: T;
+}
+
+/** `data` of `POST /v1/tokens`. */
+export interface PoolTokenAddedData {
+  id: string;
+}
+
+/** A failed pool dialect reply. */
+export interface PoolErrorResponse {
+  success: false;
+  message: string;
+}
+
 /**
  * A credential as the seed lists it. `timestamp` (when the access token was issued, ms) and
  * `expires_in` (its lifetime, s) are derived from the stored expiry and the lifetime recorded
  * at add or refresh (`secret.extra.expiresIn`), so that `timestamp + expires_in * 1000` is the
  * expiry as antigravity2api computes it.
  */
-export function poolTokenView(c: CredentialRecord, now = Date.now()) {
+export function poolTokenView(c: CredentialRecord, now = Date.now()): PoolTokenView {
   const s = c.secret;
   const lifetime = Number(s.extra?.expiresIn);
   let expiresIn = 0;

@@ -57,6 +57,36 @@ export interface AuthFileInfo {
   type: string;
 }
 
+/** Reply of `GET /v0/management/auth-files`. */
+export interface AuthFileListResponse {
+  files: AuthFileInfo[];
+}
+
+/**
+ * An auth file (`GET /auth-files/download`, `POST /auth-files`): CLIProxyAPI's token file for
+ * its `type`, e.g. `{ type: "claude", access_token, refresh_token, expired, email }`, or for
+ * `gemini` an oauth2 token under `token`.
+ */
+export interface AuthFileContent {
+  type: string;
+  access_token?: string;
+  refresh_token?: string;
+  id_token?: string;
+  /** RFC 3339. */
+  expired?: string;
+  email?: string;
+  project_id?: string;
+  disabled?: boolean;
+  token?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+/** Reply of `DELETE /v0/management/auth-files?all=true`. */
+export interface AuthFileDeleteAllResponse {
+  status: "ok";
+  deleted: number;
+}
+
 const NAME_RE = /^[A-Za-z0-9._-]+\.json$/;
 const MAX_NAME = 128;
 

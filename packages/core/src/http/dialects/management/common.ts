@@ -13,6 +13,16 @@ import type { Route } from "../../router.js";
 /** The path prefix of the management dialect. */
 export const MANAGEMENT_PREFIX = "/v0/management";
 
+/** A failed management reply (any 4xx/5xx): `{ "error": "..." }`. */
+export interface ManagementErrorResponse {
+  error: string;
+}
+
+/** A successful management write: `{ "status": "ok" }`, with extra fields on some routes. */
+export type ManagementOkResponse<Extra extends object = Record<never, never>> = {
+  status: "ok";
+} & Extra;
+
 /** A management error: a status and the seed's message. */
 export function managementError(status: number, message: string): GatewayError {
   const code =

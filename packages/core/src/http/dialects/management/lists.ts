@@ -83,6 +83,32 @@ export interface ConfigLists {
   "openai-compatibility": OpenAICompatibilityItem[];
 }
 
+/** Reply of `GET /v0/management/<object list>`: `{ "claude-api-key": [...] }`. */
+export type ConfigListResponse<N extends ConfigListName> = { [K in N]: ConfigLists[K] };
+
+/** Body of `PUT /v0/management/<object list>`: the whole list, raw or as `{ items }`. */
+export type ConfigListPutBody<N extends ConfigListName> =
+  | ConfigLists[N]
+  | { items: ConfigLists[N] };
+
+/**
+ * Body of `PATCH /v0/management/<object list>`: the item at `index`, or the one whose key
+ * (`match`: its `api-key` for `claude-api-key`/`codex-api-key`; `name` for
+ * `openai-compatibility`) matches, becomes `value`.
+ */
+export type ConfigListPatchBody<N extends ConfigListName> = {
+  index?: number;
+  value: ConfigLists[N][number];
+} & (N extends "openai-compatibility" ? { name?: string } : { match?: string });
+
+/**
+ * Query of `DELETE /v0/management/<object list>`: `index`, or `api-key`
+ * (`claude-api-key`/`codex-api-key`) / `name` (`openai-compatibility`).
+ */
+export type ConfigListDeleteQuery<N extends ConfigListName> =
+  | { index: number }
+  | (N extends "openai-compatibility" ? { name: string } : { "api-key": string });
+
 /** Default upstream of each provider key list: stored as the credential's base URL, shown as `""`. */
 export const PROVIDER_KEY_DEFAULT_BASE_URLS = {
   "claude-api-key": "https://api.anthropic.com",

@@ -48,6 +48,35 @@ import {
   renderManagementError,
 } from "./common.js";
 
+/** The logins of `GET /v0/management/<login>-auth-url`. */
+export type ManagementLoginName = "anthropic" | "codex" | "gemini-cli" | "qwen";
+
+/** Reply of `GET /v0/management/<login>-auth-url`: where to send the user, and the flow's state. */
+export interface ManagementAuthUrlResponse {
+  status: "ok";
+  url: string;
+  state: string;
+}
+
+/** Reply of `GET /v0/management/get-auth-status?state=`. */
+export interface ManagementAuthStatusResponse {
+  status: "wait" | "ok" | "error";
+  /** With `status: "error"`. */
+  error?: string;
+}
+
+/** Body of `POST /v0/management/gemini-web-token`. */
+export interface GeminiWebTokenBody {
+  secure_1psid: string;
+  secure_1psidts?: string;
+}
+
+/** Reply of `POST /v0/management/gemini-web-token`: the auth file created. */
+export interface GeminiWebTokenResponse {
+  status: "ok";
+  file: string;
+}
+
 /** How long a login may take (the `state` TTL), ms. */
 export const OAUTH_LOGIN_TTL_MS = 10 * 60_000;
 

@@ -59,6 +59,43 @@ interface Scalar {
 const isProxyUrl = (v: unknown) =>
   v === "" || (typeof v === "string" && /^(https?|socks5h?):\/\/[^\s]+$/i.test(v));
 
+/**
+ * The scalar settings of the management dialect, by route (under `/v0/management/`): the field
+ * of the GET reply and the value type. GET answers `{ [field]: value }`; PUT/PATCH take
+ * `{ "value": value }` and answer `{ "status": "ok" }`.
+ */
+export interface ManagementScalarSettings {
+  debug: { field: "debug"; value: boolean };
+  "force-gpt-5-codex": { field: "gpt-5-codex"; value: boolean };
+  /** `""` = no proxy; else `http(s)://` or `socks5(h)://`. `DELETE /proxy-url` clears it. */
+  "proxy-url": { field: "proxy-url"; value: string };
+  "quota-exceeded/switch-project": { field: "switch-project"; value: boolean };
+  "quota-exceeded/switch-preview-model": { field: "switch-preview-model"; value: boolean };
+  /** 0 to 100. */
+  "request-retry": { field: "request-retry"; value: number };
+  "request-log": { field: "request-log"; value: boolean };
+  "allow-localhost-unauthenticated": { field: "allow-localhost-unauthenticated"; value: boolean };
+  /** Days usage details are kept (tokenpool's), 0 = forever. */
+  "usage-retention-days": { field: "usage-retention-days"; value: number };
+}
+
+/** The route name of a scalar setting (`debug`, `proxy-url`, `quota-exceeded/switch-project` ...). */
+export type ManagementSettingName = keyof ManagementScalarSettings;
+
+/** The value type of a scalar setting. */
+export type ManagementSettingValue<N extends ManagementSettingName> =
+  ManagementScalarSettings[N]["value"];
+
+/** Reply of `GET /v0/management/<setting>`. */
+export type ManagementSettingResponse<N extends ManagementSettingName> = {
+  [F in ManagementScalarSettings[N]["field"]]: ManagementSettingValue<N>;
+};
+
+/** Body of `PUT`/`PATCH /v0/management/<setting>`. */
+export interface ManagementSettingBody<N extends ManagementSettingName> {
+  value: ManagementSettingValue<N>;
+}
+
 /** The scalar settings of the seed (plus `usage-retention-days`, tokenpool's). */
 export const SCALAR_SETTINGS: readonly Scalar[] = [
   { path: "/debug", field: "debug", kind: "boolean", setting: "debug" },

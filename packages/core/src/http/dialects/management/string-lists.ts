@@ -36,6 +36,25 @@ export const GL_API_KEY_LABEL = "generative-language-api-key";
 /** Base URL of the Generative Language API. */
 export const GL_API_BASE_URL = "https://generativelanguage.googleapis.com";
 
+/** The string lists of the management dialect. */
+export type ManagementStringListName = "api-keys" | "generative-language-api-key";
+
+/** Reply of `GET /v0/management/<string list>`: `{ "api-keys": [...] }`. */
+export type ManagementStringListResponse<N extends ManagementStringListName> = {
+  [K in N]: string[];
+};
+
+/** Body of `PUT /v0/management/<string list>`: the whole list, raw or as `{ items }`. */
+export type ManagementStringListPutBody = string[] | { items: string[] };
+
+/** Body of `PATCH /v0/management/<string list>`: replace one value, by value or by position. */
+export type ManagementStringListPatchBody =
+  | { old: string; new: string }
+  | { index: number; value: string };
+
+/** Query of `DELETE /v0/management/<string list>`: by value or by position. */
+export type ManagementStringListDeleteQuery = { value: string } | { index: number };
+
 /** What the string list routes need. */
 export interface StringListDeps {
   keys: KeyService;

@@ -1,8 +1,17 @@
 import type { Store } from "../../../store/types.js";
-import { type UsageSnapshotOptions, usageSnapshot } from "../../../usage/view.js";
+import {
+  type UsageSnapshot,
+  type UsageSnapshotOptions,
+  usageSnapshot,
+} from "../../../usage/view.js";
 import { json } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import { type ManagementGuard, managementRoute } from "./common.js";
+
+/** Reply of `GET /v0/management/usage`. */
+export interface ManagementUsageResponse {
+  usage: UsageSnapshot;
+}
 
 /** What the usage route needs. */
 export interface ManagementUsageDeps {

@@ -1,0 +1,152 @@
+import { errorFromBody, TokenpoolError } from "./error.js";
+import { parseBody, type Transport } from "./http.js";
+import { parseSse } from "./sse.js";
+
+/** A JSON object of a provider's API (request, response or stream chunk). */
+export type ProviderJson = Record<string, any>;
+
+/** Per-call options of the proxy helper. */
+export interface ProxyCallOptions {
+  /** Cancels the request (and a stream in progress). */
+  signal?: AbortSignal;
+}
+
+/**
+ * `client.proxy(apiKey)`: the proxy routes with a downstream key, in each provider's format.
+ * Streams are async iterables of parsed chunk objects, read as they arrive; an error event in
+ * the stream throws a {@link TokenpoolError}.
+ */
+export interface ProxyApi {
+  /** `POST /v1/chat/completions` (OpenAI). */
+  chat<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): Promise<T>;
+  /** `POST /v1/chat/completions` with `stream: true`: the chunks, until `[DONE]`. */
+  chatStream<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): AsyncIterable<T>;
+  /** `POST /v1/messages` (Anthropic). */
+  messages<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): Promise<T>;
+  /** `POST /v1/messages` with `stream: true`: the events' data objects (`message_start` ... `message_stop`). */
+  messagesStream<T = ProviderJson>(
+    body: ProviderJson,
+    options?: ProxyCallOptions,
+  ): AsyncIterable<T>;
+  /** `POST /v1beta/models/{model}:generateContent` (Gemini). */
+  generateContent<T = ProviderJson>(
+    model: string,
+    body: ProviderJson,
+    options?: ProxyCallOptions,
+  ): Promise<T>;
+  /** `POST /v1beta/models/{model}:streamGenerateContent?alt=sse`. */
+  streamGenerateContent<T = ProviderJson>(
+    model: string,
+    body: ProviderJson,
+    options?: ProxyCallOptions,
+  ): AsyncIterable<T>;
+  /** `GET /v1/models` (OpenAI's list: `{ object: "list", data: [{ id, ... }] }`). */
+  models<T = ProviderJson>(options?: ProxyCallOptions): Promise<T>;
+}
+
+/** The version header Anthropic's API requires. */
+const ANTHROPIC_VERSION = "2023-06-01";
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The parsed data of each event of an SSE answer. `[DONE]` ends it; an `error` event, or a data
+ * object whose `error` is an object (OpenAI's and Gemini's mid-stream errors), throws.
+ */
+async function* streamChunks<T>(res: Response): AsyncGenerator<T> {
+  const type = res.headers.get("content-type") ?? "";
+  if (!/text\/event-stream/i.test(type) || !res.body) {
+    // Not a stream (e.g. a JSON error with a 2xx status): one object, or an error.
+    const body = parseBody(await res.text());
+    if (isObject(body) && (body.error !== undefined || body.success === false))
+      throw errorFromBody(res.status, body);
+    if (body !== undefined) yield body as T;
+    return;
+  }
+  for await (const ev of parseSse(res.body)) {
+    const data = ev.data.trim();
+    if (data === "[DONE]") return;
+    if (data === "") continue;
+    const parsed = parseBody(data);
+    if (ev.event === "error" || (isObject(parsed) && isObject(parsed.error))) {
+      // The gateway ends a broken stream with its format's error event and status 502.
+      const code = isObject(parsed) && isObject(parsed.error) ? parsed.error.code : undefined;
+      throw errorFromBody(typeof code === "number" ? code : 502, parsed, "stream error");
+    }
+    if (!isObject(parsed) && !Array.isArray(parsed))
+      throw new TokenpoolError("stream event is not JSON", { status: res.status, body: ev.data });
+    yield parsed as T;
+  }
+}
+
+/** An async iterable that sends its request when iteration starts. */
+function lazyStream<T>(open: () => Promise<Response>): AsyncIterable<T> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      yield* streamChunks<T>(await open());
+    },
+  };
+}
+
+export function proxyApi(t: Transport, apiKey: string): ProxyApi {
+  const openai = { header: "authorization", value: `Bearer ${apiKey}` };
+  const anthropic = {
+    header: "x-api-key",
+    value: apiKey,
+    extra: { "anthropic-version": ANTHROPIC_VERSION },
+  };
+  const gemini = { header: "x-goog-api-key", value: apiKey };
+  const stream = { accept: "text/event-stream" };
+  const modelPath = (model: string, method: string) =>
+    `v1beta/models/${encodeURIComponent(model)}:${method}`;
+  return {
+    chat: (body, o) =>
+      t.request("POST", "v1/chat/completions", {
+        auth: openai,
+        json: { ...body, stream: false },
+        signal: o?.signal,
+      }),
+    chatStream: (body, o) =>
+      lazyStream(() =>
+        t.send("POST", "v1/chat/completions", {
+          auth: openai,
+          json: { ...body, stream: true },
+          headers: stream,
+          signal: o?.signal,
+        }),
+      ),
+    messages: (body, o) =>
+      t.request("POST", "v1/messages", {
+        auth: anthropic,
+        json: { ...body, stream: false },
+        signal: o?.signal,
+      }),
+    messagesStream: (body, o) =>
+      lazyStream(() =>
+        t.send("POST", "v1/messages", {
+          auth: anthropic,
+          json: { ...body, stream: true },
+          headers: stream,
+          signal: o?.signal,
+        }),
+      ),
+    generateContent: (model, body, o) =>
+      t.request("POST", modelPath(model, "generateContent"), {
+        auth: gemini,
+        json: body,
+        signal: o?.signal,
+      }),
+    streamGenerateContent: (model, body, o) =>
+      lazyStream(() =>
+        t.send("POST", modelPath(model, "streamGenerateContent"), {
+          auth: gemini,
+          query: { alt: "sse" },
+          json: body,
+          headers: stream,
+          signal: o?.signal,
+        }),
+      ),
+    models: (o) => t.request("GET", "v1/models", { auth: openai, signal: o?.signal }),
+  };
+}

@@ -1,0 +1,59 @@
+import type {
+  ConsolePage,
+  KeyStatus,
+  TokenCreateBody,
+  TokenListQuery,
+  TokenRevealData,
+  TokenSearchQuery,
+  TokenUpdateBody,
+  TokenView,
+} from "@tokenpool/core";
+import type { Transport } from "./http.js";
+
+/** `client.tokens`: new-api's `/api/token/` (downstream keys). */
+export interface TokensApi {
+  /** `GET /api/token/?p=&size=` (`user_id` for admins): one page of tokens, keys masked. */
+  list(query?: TokenListQuery): Promise<ConsolePage<TokenView>>;
+  /** `GET /api/token/search?keyword=&token=`: tokens whose name or key matches, keys masked. */
+  search(query: TokenSearchQuery): Promise<TokenView[]>;
+  /** `GET /api/token/:id`. */
+  get(id: number): Promise<TokenView>;
+  /** `POST /api/token/`: one token; its `key` is the plain key, shown this once. */
+  create(body: Omit<TokenCreateBody, "count">): Promise<TokenView>;
+  /** `POST /api/token/` with `count`: that many tokens, all or nothing. */
+  create(body: TokenCreateBody & { count: number }): Promise<TokenView[]>;
+  /** `PUT /api/token/`: changes the fields given (e.g. `remain_quota` to set a quota). */
+  update(body: TokenUpdateBody): Promise<TokenView>;
+  /** `PUT /api/token/?status_only=true`: enables or disables a token. */
+  setStatus(id: number, status: KeyStatus): Promise<TokenView>;
+  /** `DELETE /api/token/:id`. */
+  delete(id: number): Promise<void>;
+  /** `POST /api/token/batch` `{ ids }`: deletes all or none; resolves with the number deleted. */
+  deleteBatch(ids: number[]): Promise<number>;
+  /** `POST /api/token/:id/key`: the full key. */
+  reveal(id: number): Promise<string>;
+}
+
+export function tokensApi(t: Transport): TokensApi {
+  const auth = "console" as const;
+  return {
+    list: (query) => t.envelope("GET", "api/token/", { auth, query: { ...query } }),
+    search: (query) => t.envelope("GET", "api/token/search", { auth, query: { ...query } }),
+    get: (id) => t.envelope("GET", `api/token/${id}`, { auth }),
+    create: ((body: TokenCreateBody) =>
+      t.envelope("POST", "api/token/", { auth, json: body })) as TokensApi["create"],
+    update: (body) => t.envelope("PUT", "api/token/", { auth, json: body }),
+    setStatus: (id, status) =>
+      t.envelope("PUT", "api/token/", {
+        auth,
+        query: { status_only: "true" },
+        json: { id, status },
+      }),
+    delete: async (id) => {
+      await t.envelope("DELETE", `api/token/${id}`, { auth });
+    },
+    deleteBatch: (ids) => t.envelope("POST", "api/token/batch", { auth, json: { ids } }),
+    reveal: async (id) =>
+      (await t.envelope<TokenRevealData>("POST", `api/token/${id}/key`, { auth })).key,
+  };
+}
