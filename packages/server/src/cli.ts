@@ -7,14 +7,21 @@ const USAGE = `Usage: tokenpool serve [options]
 Options:
   --port <n>        port to listen on (default 8317; 0 = any free port)
   --host <addr>     address to listen on (default 127.0.0.1)
-  --store <spec>    sqlite:<path> (default ${DEFAULT_STORE}) or memory
+  --store <spec>    where the state lives:
+                      sqlite:<path>   one file, several processes on one machine (default ${DEFAULT_STORE})
+                      file:<dir>      the seeds' own files (config.yaml, data/accounts.json, auths/*.json);
+                                      one process only (a lock file refuses a second)
+                      redis://[:password@]host:port[/db][?prefix=<name>]
+                                      several instances on several machines (needs TOKENPOOL_SECRET)
+                      memory          nothing kept
   --config <file>   a YAML configuration file (CLIProxyAPI layout)
   --demo            also start a local mock upstream and a demo key (works offline)
   --log-level <l>   debug | info | warn | error | silent (default info)
   -h, --help        show this help
 
 Environment:
-  TOKENPOOL_SECRET  the server secret (otherwise kept in secret.key beside the SQLite file)`;
+  TOKENPOOL_SECRET  the server secret (otherwise kept in secret.key beside the SQLite file or in
+                    the file store's directory; required with redis, the same on every instance)`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
