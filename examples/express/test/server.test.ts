@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runEndToEndSuite } from "@tokenpool/e2e";
 import { DEFAULT_MOCK_REPLY } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,3 +62,8 @@ describe("the Express example", () => {
     expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
   });
 });
+
+runEndToEndSuite("examples/express", () => ({
+  root: /listening on (\S+)/.exec(output)![1]!,
+  managementKey: /Management key \(shown once, keep it\): (\S+)/.exec(output)![1]!,
+}));

@@ -59,6 +59,13 @@ async function create(): Promise<Gateway> {
     store: sqliteStore({ filename: join(DATA_DIR, "tokenpool.db") }),
     secret: secret(),
   });
+  // First start: a management key for the management routes, shown once (only its hash is kept).
+  await gateway.ready;
+  if (!gateway.management.hasKey()) {
+    console.log(
+      `[tokenpool] Management key (shown once, keep it): ${await gateway.management.generateKey()}`,
+    );
+  }
   if (process.env.TOKENPOOL_DEMO === "1") {
     try {
       await setUpDemo(gateway);

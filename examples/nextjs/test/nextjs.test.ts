@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runEndToEndSuite } from "@tokenpool/e2e";
 import { DEFAULT_MOCK_REPLY } from "@tokenpool/testing/mock-upstream";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +21,8 @@ let log = "";
 let dataDir: string;
 let baseURL: string;
 let apiKey: string;
+let root: string;
+let managementKey: string;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -90,6 +93,10 @@ beforeAll(async () => {
   if (!key) throw new Error(`no demo key in the server log:\n${log}`);
   apiKey = key;
   baseURL = `${origin}/api/v1`;
+  root = `${origin}/api`;
+  const mgmt = /Management key \(shown once, keep it\): (\S+)/.exec(log)?.[1];
+  if (!mgmt) throw new Error(`no management key in the server log:\n${log}`);
+  managementKey = mgmt;
 });
 
 afterAll(async () => {
@@ -101,6 +108,9 @@ afterAll(async () => {
   }
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
+
+// The shared end-to-end suite first: the last test below shuts the server down.
+runEndToEndSuite("examples/nextjs", () => ({ root, managementKey }));
 
 describe("examples/nextjs", () => {
   it("answers a chat completion through /api/v1 with the openai client", async () => {

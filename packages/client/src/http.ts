@@ -4,7 +4,7 @@
  *
  * @module
  */
-import ky, { isHTTPError, isTimeoutError, type KyInstance } from "ky";
+import ky, { isHTTPError, isTimeoutError, type KyInstance, type Options as KyOptions } from "ky";
 import { errorFromBody, TokenpoolError } from "./error.js";
 
 /** How a request authenticates. */
@@ -100,7 +100,8 @@ export class Transport {
         headers: { ...this.#authHeaders(opts.auth), ...opts.headers },
         ...(searchParams.size > 0 ? { searchParams } : {}),
         ...(opts.json !== undefined ? { json: opts.json } : {}),
-        ...(opts.body !== undefined ? { body: opts.body } : {}),
+        // A Uint8Array is a BodyInit at run time; DOM typings only accept one over an ArrayBuffer.
+        ...(opts.body !== undefined ? { body: opts.body as KyOptions["body"] } : {}),
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
     } catch (error) {
