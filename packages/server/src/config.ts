@@ -21,6 +21,12 @@ export interface ServerConfig {
   host?: string;
   store?: string;
   secret?: string;
+  /**
+   * Addresses or CIDR ranges of reverse proxies / load balancers in front of the server: only
+   * from these is `X-Forwarded-For` read for the client's address (key allowlists, management
+   * remote check and bans). tokenpool's own field; empty = trust none.
+   */
+  "trusted-proxies"?: string[];
   "remote-management"?: { "allow-remote"?: boolean; "secret-key"?: string };
   debug?: boolean;
   "proxy-url"?: string;

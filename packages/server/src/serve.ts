@@ -162,6 +162,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     logger,
     // Only the configuration file can allow remote management (never the management API).
     management: { allowRemote: config["remote-management"]?.["allow-remote"] === true },
+    ...(Array.isArray(config["trusted-proxies"])
+      ? { trustedProxies: config["trusted-proxies"].map(String) }
+      : {}),
   });
   let mock: MockUpstream | null = null;
   let server: Server | null = null;
