@@ -24,7 +24,10 @@ export {
   type OAuthProviderConfig,
   OAuthRefreshError,
   OAuthRefresher,
+  type OAuthRefresherDeps,
   type OAuthSettings,
+  type RefreshFailureSink,
+  type RefreshOptions,
   type RefreshReason,
 } from "./credentials/oauth.js";
 export {
@@ -52,7 +55,7 @@ export {
   type RoutingStrategy,
 } from "./credentials/strategies.js";
 export * from "./errors.js";
-export { GatewayEmitter, type GatewayEvents } from "./events.js";
+export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from "./events.js";
 export {
   type CredentialsApi,
   createGateway,
@@ -62,18 +65,22 @@ export {
   type UsageApi,
   type UsersApi,
 } from "./gateway.js";
+export type { ManagementGuard } from "./http/dialects/management/common.js";
 export {
   CONFIG_LIST_NAMES,
   type ConfigListName,
   type ConfigLists,
   configLists,
   type ListCredentials,
+  type ListRoutesDeps,
   parseConfigList,
   replaceConfigList,
   replaceOpenAICompatibility,
 } from "./http/dialects/management/lists.js";
 export {
+  type ConfigObjectLists,
   type ManagementConfigView,
+  type ManagementSettingsDeps,
   managementConfigView,
 } from "./http/dialects/management/settings.js";
 export {
@@ -81,6 +88,8 @@ export {
   apiKeysModel,
   GL_API_KEY_LABEL,
   glApiKeysModel,
+  type ListModel,
+  type StringListDeps,
 } from "./http/dialects/management/string-lists.js";
 export {
   accessTokenSuffix,
@@ -89,7 +98,7 @@ export {
   poolTokenView,
 } from "./http/dialects/pool.js";
 export type * from "./http/dialects/wire-types.js";
-export type { Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
+export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export { IpAllowList, normalizeIp, resolveClientIp, validateIpEntry } from "./keys/ip.js";
 export {
   type AuthorizeContext,
@@ -101,6 +110,7 @@ export {
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
+export type { UpstreamClient, UpstreamTimeouts } from "./proxy/upstream.js";
 export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export type * from "./store/types.js";
@@ -122,4 +132,4 @@ export {
   type UserQuery,
   UserService,
 } from "./users/service.js";
-export { maskSecret, redactSecrets } from "./util/secrets.js";
+export { maskSecret, redactSecrets, type SecretBox } from "./util/secrets.js";

@@ -24,7 +24,7 @@ export interface ServeOptions {
   port?: number;
   /** @default "127.0.0.1" */
   host?: string;
-  /** `sqlite:<path>` or `memory`. @default "sqlite:./data/tokenpool.db" */
+  /** `sqlite:<path>`, `file:<dir>`, `redis://...` or `memory`. @default "sqlite:./data/tokenpool.db" */
   store?: string;
   /**
    * A YAML configuration file in the management seed's layout. It is applied at start-up (a
