@@ -65,14 +65,12 @@ export {
   type UsageApi,
   type UsersApi,
 } from "./gateway.js";
-export type { ManagementGuard } from "./http/dialects/management/common.js";
 export {
   CONFIG_LIST_NAMES,
   type ConfigListName,
   type ConfigLists,
   configLists,
   type ListCredentials,
-  type ListRoutesDeps,
   parseConfigList,
   replaceConfigList,
   replaceOpenAICompatibility,
@@ -97,6 +95,7 @@ export {
   POOL_MESSAGES,
   poolTokenView,
 } from "./http/dialects/pool.js";
+export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./http/dialects/token.js";
 export type * from "./http/dialects/wire-types.js";
 export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export { IpAllowList, normalizeIp, resolveClientIp, validateIpEntry } from "./keys/ip.js";
