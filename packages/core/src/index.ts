@@ -66,6 +66,12 @@ export {
   type UsersApi,
 } from "./gateway.js";
 export {
+  authFileName,
+  isValidAuthFileName,
+  parseAuthFile,
+  renderAuthFile,
+} from "./http/dialects/management/auth-files.js";
+export {
   CONFIG_LIST_NAMES,
   type ConfigListName,
   type ConfigLists,

@@ -16,6 +16,7 @@
  */
 import {
   type AddCredentialInput,
+  authFileName,
   CONFIG_LIST_NAMES,
   type ConfigListName,
   type CredentialRecord,
@@ -24,11 +25,12 @@ import {
   emptyCredentialState,
   GL_API_KEY_LABEL,
   type ListCredentials,
+  parseAuthFile,
   parseConfigList,
+  renderAuthFile,
   replaceConfigList,
 } from "@tokenpool/core";
 import { Document, parseDocument } from "yaml";
-import { authFileName, parseAuthFile, renderAuthFile } from "./auth-file.js";
 import { sha256 } from "./fs-util.js";
 import { canon, FileFormatError, isObject, parseCredential } from "./records.js";
 
@@ -222,7 +224,15 @@ function parseAccount(
 function parseAuth(v: unknown, where: string): Carried {
   const parsed = parseAuthFile(v);
   if (!parsed.ok) throw new FileFormatError(`${where}: ${parsed.error}`);
-  return parsed.file;
+  const f = parsed.fields;
+  return {
+    provider: f.provider,
+    baseUrl: f.baseUrl,
+    label: f.label ?? "",
+    secret: f.secret,
+    projectIds: f.projectIds ?? [],
+    enabled: f.enabled ?? true,
+  };
 }
 
 /** The secret fields of `full` that `carried` does not hold as they are. */
