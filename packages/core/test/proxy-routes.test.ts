@@ -273,7 +273,13 @@ describe("OpenAI routes besides chat completions (openai credential)", () => {
     });
     expect(r.output_text).toBe(DEFAULT_MOCK_REPLY);
     expect(r.usage?.output_tokens).toBe(WORDS);
-    expect(lastUpstream().path).toBe("/v1/responses");
+    // An OpenAI-compatible base URL gets Chat Completions (only OpenAI's own API is known to
+    // serve /responses): the Responses request is translated, instructions first.
+    expect(lastUpstream().path).toBe("/v1/chat/completions");
+    expect((lastUpstream().body as { messages: unknown[] }).messages[0]).toEqual({
+      role: "system",
+      content: "Be brief.",
+    });
     const rec = await lastUsage("openai");
     expect(rec.route).toBe("POST /v1/responses");
     expect(rec.inputTokens).toBe(Math.ceil("Be brief.Hello there".length / 4));
@@ -296,9 +302,9 @@ describe("OpenAI routes besides chat completions (openai credential)", () => {
     expect(types.at(-1)).toBe("response.completed");
     expect(types.filter((t) => t === "response.output_text.delta")).toHaveLength(WORDS);
     const up = lastUpstream();
-    expect(up.path).toBe("/v1/responses");
-    // The Responses API always reports usage: nothing is spliced into the body.
-    expect(up.body).not.toHaveProperty("stream_options");
+    expect(up.path).toBe("/v1/chat/completions");
+    // Translated to a chat stream that asks for usage.
+    expect(up.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
     const rec = await lastUsage("openai");
     expect(rec.route).toBe("POST /v1/responses");
     expect(rec.stream).toBe(true);

@@ -89,3 +89,31 @@ export const openaiAdapter: UpstreamAdapter = {
     };
   },
 };
+
+/** The `chatgpt-account-id` a Codex OAuth account sends (from its token's account id). */
+function codexHeaders(c: CredentialRecord): Record<string, string> {
+  const account = c.secret.extra?.account_id ?? c.secret.extra?.accountId;
+  return c.provider === "codex" && c.kind === "oauth" && account
+    ? { "chatgpt-account-id": account }
+    : {};
+}
+
+/**
+ * The OpenAI Responses API (`POST {base}/responses`): Codex accounts (API key or ChatGPT OAuth),
+ * and OpenAI's own API when a Responses client calls it.
+ */
+export const responsesAdapter: UpstreamAdapter = {
+  format: "responses",
+  call(c, _model, stream) {
+    return {
+      url: openaiProvider.url(c.baseUrl, "responses"),
+      headers: {
+        "content-type": "application/json",
+        accept: stream ? "text/event-stream" : "application/json",
+        ...c.headers,
+        ...codexHeaders(c),
+        ...openaiProvider.authHeaders(c),
+      },
+    };
+  },
+};

@@ -10,12 +10,7 @@ import type { GatewayEmitter } from "../events.js";
 import { type ClientSignal, type Exchange, header, type Reply } from "../http/exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
-import {
-  adapterFor,
-  GENERATION_PROVIDERS,
-  OPENAI_API_PROVIDERS,
-  RESPONSES_PROVIDERS,
-} from "../providers/index.js";
+import { adapterFor, GENERATION_PROVIDERS, OPENAI_API_PROVIDERS } from "../providers/index.js";
 import { findUsageObject, openaiProvider } from "../providers/openai.js";
 import type { UpstreamAdapter } from "../providers/types.js";
 import type { SettingsService } from "../settings/service.js";
@@ -37,6 +32,7 @@ import {
   AnthropicInspector,
   GeminiInspector,
   OpenAIInspector,
+  ResponsesInspector,
   relayStream,
   relayTranslated,
   type StreamInspector,
@@ -75,7 +71,7 @@ export interface ChatRequest {
    * OpenAI routes other than chat completions: the upstream path. These are passed through to
    * upstreams that speak the OpenAI API itself, never translated.
    */
-  openaiPath?: "completions" | "embeddings" | "responses";
+  openaiPath?: "completions" | "embeddings";
   /** Gemini clients: `false` = a stream as one JSON array (no `alt=sse`). */
   sse?: boolean;
 }
@@ -109,11 +105,7 @@ function openaiBody(
   upstreamModel: string,
   includeUsage: boolean,
 ): Buffer | string {
-  const askUsage =
-    req.stream &&
-    !includeUsage &&
-    req.openaiPath !== "responses" &&
-    req.openaiPath !== "embeddings";
+  const askUsage = req.stream && !includeUsage && req.openaiPath !== "embeddings";
   if (upstreamModel === req.model && !askUsage) return req.rawBody;
   if (upstreamModel === req.model && req.body.stream_options === undefined) {
     const open = req.rawBody.indexOf(0x7b);
@@ -172,7 +164,7 @@ function planCall(
       passthrough: true,
     };
   }
-  const adapter: UpstreamAdapter | null = adapterFor(c);
+  const adapter: UpstreamAdapter | null = adapterFor(c, req.format);
   if (!adapter) return null;
   const { url, headers } = adapter.call(c, upstreamModel, req.stream);
   const wrapped = adapter.wrapped === true;
@@ -218,7 +210,6 @@ function planCall(
 
 /** The providers that can serve a request. */
 function providersFor(req: ChatRequest): readonly string[] {
-  if (req.openaiPath === "responses") return RESPONSES_PROVIDERS;
   if (req.openaiPath) return OPENAI_API_PROVIDERS;
   return GENERATION_PROVIDERS;
 }
@@ -228,7 +219,7 @@ function maxTokensOf(req: ChatRequest): number | undefined {
   const b = req.body;
   let m: unknown;
   if (req.format === "gemini") m = (b.generationConfig as Json | undefined)?.maxOutputTokens;
-  else if (req.openaiPath === "responses") m = b.max_output_tokens;
+  else if (req.format === "responses") m = b.max_output_tokens;
   else m = b.max_completion_tokens ?? b.max_tokens;
   return typeof m === "number" && m >= 0 ? m : undefined;
 }
@@ -242,22 +233,6 @@ function openaiView(req: ChatRequest): Json {
       return {
         model: req.model,
         messages: [{ role: "user", content: typeof text === "string" ? text : "" }],
-      };
-    }
-    if (req.openaiPath === "responses") {
-      const input = req.body.input;
-      return {
-        model: req.model,
-        messages: [
-          {
-            role: "system",
-            content: typeof req.body.instructions === "string" ? req.body.instructions : "",
-          },
-          {
-            role: "user",
-            content: typeof input === "string" ? input : JSON.stringify(input ?? ""),
-          },
-        ],
       };
     }
     return req.body;
@@ -715,6 +690,7 @@ function sleep(ms: number, signal: ClientSignal): Promise<boolean> {
 function inspectorFor(format: WireFormat, stripUsage: boolean): StreamInspector {
   if (format === "anthropic") return new AnthropicInspector();
   if (format === "gemini") return new GeminiInspector();
+  if (format === "responses") return new ResponsesInspector();
   return new OpenAIInspector(stripUsage);
 }
 

@@ -69,9 +69,43 @@ export class OpenAIInspector implements StreamInspector {
   }
 }
 
+const ERROR_TYPE = Buffer.from('"type":"error"');
+const RESPONSE_END = Buffer.from('"type":"response.');
+
+/**
+ * Responses API events: usage and the end come with `response.completed` (or
+ * `response.incomplete`); `response.failed` and `error` events are the upstream's own errors.
+ */
+export class ResponsesInspector implements StreamInspector {
+  usage: TokenUsage | null = null;
+  finished = false;
+  failed: string | null = null;
+  get usageFinal(): boolean {
+    return this.finished;
+  }
+  inspect(ev: Buffer): boolean {
+    if (ev.indexOf(RESPONSE_END) < 0 && ev.indexOf(ERROR_TYPE) < 0) return false;
+    const data = parseData(ev) as
+      | {
+          type?: unknown;
+          response?: { usage?: unknown; error?: { message?: unknown } };
+          message?: unknown;
+        }
+      | undefined;
+    const type = data?.type;
+    if (type === "response.completed" || type === "response.incomplete") {
+      this.usage = usageOf("responses", data) ?? this.usage;
+      this.finished = true;
+    } else if (type === "response.failed" || type === "error") {
+      const m = data?.response?.error?.message ?? data?.message;
+      this.failed = typeof m === "string" ? m : "upstream error event";
+    }
+    return false;
+  }
+}
+
 const ANTHROPIC_USAGE = Buffer.from('"usage"');
 const MESSAGE_STOP = Buffer.from("message_stop");
-const ERROR_TYPE = Buffer.from('"type":"error"');
 
 /** Merges two partial usages: a non-zero count of the later one wins. */
 export function mergeUsage(a: TokenUsage | null, b: TokenUsage | null): TokenUsage | null {

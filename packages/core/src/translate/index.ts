@@ -18,6 +18,14 @@ import {
   openaiToGeminiResponse,
 } from "./gemini.js";
 import { openaiUsageOf } from "./openai.js";
+import {
+  ChatToResponsesStream,
+  chatToResponsesRequest,
+  chatToResponsesResponse,
+  ResponsesToChatStream,
+  responsesToChatRequest,
+  responsesToChatResponse,
+} from "./responses.js";
 import type {
   EventTranslator,
   Json,
@@ -46,18 +54,22 @@ export { DONE_EVENT } from "./types.js";
 const TO_OPENAI_REQUEST = {
   anthropic: anthropicToOpenAIRequest,
   gemini: geminiToOpenAIRequest,
+  responses: responsesToChatRequest,
 } as const;
 const FROM_OPENAI_REQUEST = {
   anthropic: openaiToAnthropicRequest,
   gemini: openaiToGeminiRequest,
+  responses: chatToResponsesRequest,
 } as const;
 const TO_OPENAI_RESPONSE = {
   anthropic: anthropicToOpenAIResponse,
   gemini: geminiToOpenAIResponse,
+  responses: responsesToChatResponse,
 } as const;
 const FROM_OPENAI_RESPONSE = {
   anthropic: openaiToAnthropicResponse,
   gemini: openaiToGeminiResponse,
+  responses: chatToResponsesResponse,
 } as const;
 
 /** A client's request body in another format (`from` = the client's, `to` = the upstream's). */
@@ -89,7 +101,8 @@ export function translateResponse(
 export function usageOf(format: WireFormat, body: unknown): TokenUsage | null {
   if (!body || typeof body !== "object") return null;
   const b = body as Json;
-  if (format === "openai") return openaiUsageOf(b.usage ?? (b.response as Json | undefined)?.usage);
+  if (format === "openai" || format === "responses")
+    return openaiUsageOf(b.usage ?? (b.response as Json | undefined)?.usage);
   if (format === "anthropic")
     return anthropicUsage(b.usage ?? (b.message as Json | undefined)?.usage);
   return geminiUsage(b.usageMetadata);
@@ -171,13 +184,18 @@ export function streamTranslator(
   }
   let toOpenAI: EventTranslator | null = null;
   if (from === "anthropic") toOpenAI = new AnthropicToOpenAIStream(opts);
+  else if (from === "responses") toOpenAI = new ResponsesToChatStream(opts);
   else if (from === "gemini") {
     const g = new GeminiToOpenAIStream(opts);
     toOpenAI = wrapped ? new Composed(new GeminiUnwrap(), g) : g;
   }
   if (to === "openai") return toOpenAI ?? null;
   const fromOpenAI =
-    to === "anthropic" ? new OpenAIToAnthropicStream(opts) : new OpenAIToGeminiStream(opts);
+    to === "anthropic"
+      ? new OpenAIToAnthropicStream(opts)
+      : to === "responses"
+        ? new ChatToResponsesStream(opts)
+        : new OpenAIToGeminiStream(opts);
   return toOpenAI ? new Composed(toOpenAI, fromOpenAI) : fromOpenAI;
 }
 
@@ -186,7 +204,7 @@ export function sseEvent(format: WireFormat, ev: UpstreamEvent): string {
   if (format === "openai") {
     return ev.data === "[DONE]" ? "data: [DONE]\n\n" : `data: ${JSON.stringify(ev.data)}\n\n`;
   }
-  if (format === "anthropic") {
+  if (format === "anthropic" || format === "responses") {
     const type = ev.event ?? ((ev.data as Json | null)?.type as string | undefined) ?? "message";
     return `event: ${type}\ndata: ${JSON.stringify(ev.data)}\n\n`;
   }
@@ -267,6 +285,16 @@ export function errorBody(
 export function streamErrorEvent(format: WireFormat, status: number, message: string): string {
   if (format === "openai") {
     return `data: ${JSON.stringify({ error: { message, type: "upstream_error", param: null, code: "stream_interrupted" } })}\n\n`;
+  }
+  if (format === "responses") {
+    const ev = {
+      type: "error",
+      code: "stream_interrupted",
+      message,
+      param: null,
+      sequence_number: 0,
+    };
+    return `event: error\ndata: ${JSON.stringify(ev)}\n\n`;
   }
   const body = errorBody(format, status, message);
   return format === "anthropic"

@@ -4,9 +4,11 @@ import type { TokenUsage } from "../store/types.js";
  * The wire formats clients speak and upstreams answer in:
  * - `openai`: Chat Completions (`POST /v1/chat/completions`, chunks + `data: [DONE]`);
  * - `anthropic`: Messages (`POST /v1/messages`, named SSE events `message_start` ... `message_stop`);
- * - `gemini`: `generateContent` / `streamGenerateContent?alt=sse` (a `GenerateContentResponse` per event).
+ * - `gemini`: `generateContent` / `streamGenerateContent?alt=sse` (a `GenerateContentResponse` per event);
+ * - `responses`: OpenAI's Responses API (`POST /v1/responses`, named events `response.created` …
+ *   `response.completed`), what Codex speaks.
  */
-export type WireFormat = "openai" | "anthropic" | "gemini";
+export type WireFormat = "openai" | "anthropic" | "gemini" | "responses";
 
 /** A JSON object. */
 export type Json = Record<string, unknown>;

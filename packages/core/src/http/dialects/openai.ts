@@ -40,7 +40,9 @@ interface OpenAIRoute {
   path: string;
   required: string;
   check(value: unknown): boolean;
-  upstream?: "completions" | "embeddings" | "responses";
+  upstream?: "completions" | "embeddings";
+  /** The client's wire format. @default "openai" */
+  format?: "openai" | "responses";
   /** Streams are possible on this route. */
   streams: boolean;
 }
@@ -70,7 +72,7 @@ const ROUTES: OpenAIRoute[] = [
     path: "/v1/responses",
     required: "input",
     check: (v) => typeof v === "string" || Array.isArray(v),
-    upstream: "responses",
+    format: "responses",
     streams: true,
   },
 ];
@@ -88,7 +90,9 @@ function proxyRoute(deps: OpenAIDialectDeps, r: OpenAIRoute): Route {
       if (typeof model !== "string" || model.length === 0) {
         throw new GatewayError("MISSING_MODEL", "you must provide a model parameter");
       }
-      if (!r.check(body[r.required])) {
+      // A Responses request may continue a stored conversation instead of sending input.
+      const continues = r.format === "responses" && typeof body.previous_response_id === "string";
+      if (!continues && !r.check(body[r.required])) {
         throw new GatewayError("INVALID_REQUEST", `Missing required parameter: '${r.required}'.`);
       }
       checkStreamFlag(body);
@@ -101,7 +105,7 @@ function proxyRoute(deps: OpenAIDialectDeps, r: OpenAIRoute): Route {
         rawBody: raw,
         model,
         stream: r.streams && body.stream === true,
-        format: "openai",
+        format: r.format ?? "openai",
         ...(r.upstream ? { openaiPath: r.upstream } : {}),
       });
     },
