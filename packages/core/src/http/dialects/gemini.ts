@@ -61,7 +61,8 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
     const stream = method === "streamGenerateContent";
     return proxyChat(deps, {
       exchange: ex,
-      route: `POST /v1beta/models/{model}:${method}`,
+      // Usage records name the root the client called (`/v1beta` or `/v1`).
+      route: `POST ${ex.path.startsWith("/v1beta/") ? "/v1beta" : "/v1"}/models/{model}:${method}`,
       auth,
       body,
       rawBody: raw,
