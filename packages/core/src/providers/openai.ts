@@ -74,29 +74,35 @@ export function findUsageObject(body: Buffer): unknown {
   }
 }
 
+/**
+ * The headers of an OpenAI-API call with a credential: JSON in, JSON or SSE out, the
+ * credential's own headers, its bearer token (and a Codex OAuth account's `chatgpt-account-id`).
+ */
+export function openaiHeaders(c: CredentialRecord, stream: boolean): Record<string, string> {
+  return {
+    "content-type": "application/json",
+    accept: stream ? "text/event-stream" : "application/json",
+    ...c.headers,
+    ...codexHeaders(c),
+    ...openaiProvider.authHeaders(c),
+  };
+}
+
+/** The `chatgpt-account-id` a Codex OAuth account sends (from its token's account id). */
+function codexHeaders(c: CredentialRecord): Record<string, string> | undefined {
+  if (c.provider !== "codex" || c.kind !== "oauth") return undefined;
+  const account = c.secret.extra?.account_id ?? c.secret.extra?.accountId;
+  return account ? { "chatgpt-account-id": account } : undefined;
+}
+
 /** OpenAI Chat Completions (`POST {base}/chat/completions`), also spoken by Qwen and compatible APIs. */
 export const openaiAdapter: UpstreamAdapter = {
   format: "openai",
-  call(c, _model, stream) {
-    return {
-      url: openaiProvider.url(c.baseUrl, "chat/completions"),
-      headers: {
-        "content-type": "application/json",
-        accept: stream ? "text/event-stream" : "application/json",
-        ...c.headers,
-        ...openaiProvider.authHeaders(c),
-      },
-    };
-  },
+  call: (c, _model, stream) => ({
+    url: openaiProvider.url(c.baseUrl, "chat/completions"),
+    headers: openaiHeaders(c, stream),
+  }),
 };
-
-/** The `chatgpt-account-id` a Codex OAuth account sends (from its token's account id). */
-function codexHeaders(c: CredentialRecord): Record<string, string> {
-  const account = c.secret.extra?.account_id ?? c.secret.extra?.accountId;
-  return c.provider === "codex" && c.kind === "oauth" && account
-    ? { "chatgpt-account-id": account }
-    : {};
-}
 
 /**
  * The OpenAI Responses API (`POST {base}/responses`): Codex accounts (API key or ChatGPT OAuth),
@@ -104,16 +110,8 @@ function codexHeaders(c: CredentialRecord): Record<string, string> {
  */
 export const responsesAdapter: UpstreamAdapter = {
   format: "responses",
-  call(c, _model, stream) {
-    return {
-      url: openaiProvider.url(c.baseUrl, "responses"),
-      headers: {
-        "content-type": "application/json",
-        accept: stream ? "text/event-stream" : "application/json",
-        ...c.headers,
-        ...codexHeaders(c),
-        ...openaiProvider.authHeaders(c),
-      },
-    };
-  },
+  call: (c, _model, stream) => ({
+    url: openaiProvider.url(c.baseUrl, "responses"),
+    headers: openaiHeaders(c, stream),
+  }),
 };

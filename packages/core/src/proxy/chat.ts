@@ -11,7 +11,7 @@ import { type ClientSignal, type Exchange, header, type Reply } from "../http/ex
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
 import { adapterFor, GENERATION_PROVIDERS, OPENAI_API_PROVIDERS } from "../providers/index.js";
-import { findUsageObject, openaiProvider } from "../providers/openai.js";
+import { findUsageObject, openaiHeaders, openaiProvider } from "../providers/openai.js";
 import type { UpstreamAdapter } from "../providers/types.js";
 import type { SettingsService } from "../settings/service.js";
 import type { CredentialRecord, Reservation, ReserveResult, Store } from "../store/types.js";
@@ -152,12 +152,7 @@ function planCall(
   if (req.openaiPath) {
     return {
       url: openaiProvider.url(c.baseUrl, req.openaiPath),
-      headers: {
-        "content-type": "application/json",
-        accept: req.stream ? "text/event-stream" : "application/json",
-        ...c.headers,
-        ...openaiProvider.authHeaders(c),
-      },
+      headers: openaiHeaders(c, req.stream),
       body: openaiBody(req, upstreamModel, includeUsage),
       format: "openai",
       wrapped: false,
