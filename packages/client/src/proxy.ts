@@ -40,6 +40,17 @@ export interface ProxyApi {
     body: ProviderJson,
     options?: ProxyCallOptions,
   ): AsyncIterable<T>;
+  /** `POST /v1/responses` (OpenAI Responses API). */
+  responses<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): Promise<T>;
+  /** `POST /v1/responses` with `stream: true`: the events' data objects (`response.created` ... `response.completed`). */
+  responsesStream<T = ProviderJson>(
+    body: ProviderJson,
+    options?: ProxyCallOptions,
+  ): AsyncIterable<T>;
+  /** `POST /v1/embeddings` (OpenAI). */
+  embeddings<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): Promise<T>;
+  /** `POST /v1/messages/count_tokens` (Anthropic): `{ input_tokens }`. */
+  countTokens<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): Promise<T>;
   /** `GET /v1/models` (OpenAI's list: `{ object: "list", data: [{ id, ... }] }`). */
   models<T = ProviderJson>(options?: ProxyCallOptions): Promise<T>;
 }
@@ -147,6 +158,29 @@ export function proxyApi(t: Transport, apiKey: string): ProxyApi {
           signal: o?.signal,
         }),
       ),
+    responses: (body, o) =>
+      t.request("POST", "v1/responses", {
+        auth: openai,
+        json: { ...body, stream: false },
+        signal: o?.signal,
+      }),
+    responsesStream: (body, o) =>
+      lazyStream(() =>
+        t.send("POST", "v1/responses", {
+          auth: openai,
+          json: { ...body, stream: true },
+          headers: stream,
+          signal: o?.signal,
+        }),
+      ),
+    embeddings: (body, o) =>
+      t.request("POST", "v1/embeddings", { auth: openai, json: body, signal: o?.signal }),
+    countTokens: (body, o) =>
+      t.request("POST", "v1/messages/count_tokens", {
+        auth: anthropic,
+        json: body,
+        signal: o?.signal,
+      }),
     models: (o) => t.request("GET", "v1/models", { auth: openai, signal: o?.signal }),
   };
 }

@@ -87,6 +87,37 @@ describe("OpenAI format", () => {
   });
 });
 
+describe("Responses API, embeddings, token counts", () => {
+  it("responses returns the parsed response", async () => {
+    const r = await proxy.responses({ model: MODEL, input: "Hello there" });
+    expect(r.object).toBe("response");
+    expect(r.output_text).toBe(DEFAULT_MOCK_REPLY);
+  });
+
+  it("responsesStream yields the events until response.completed", async () => {
+    const events = await collect(proxy.responsesStream({ model: MODEL, input: "Hello there" }));
+    expect(events[0]?.type).toBe("response.created");
+    expect(events.at(-1)?.type).toBe("response.completed");
+    const text = events
+      .filter((e) => e.type === "response.output_text.delta")
+      .map((e) => e.delta)
+      .join("");
+    expect(text).toBe(DEFAULT_MOCK_REPLY);
+  });
+
+  it("embeddings returns the vectors", async () => {
+    const r = await proxy.embeddings({ model: "text-embedding-3-small", input: ["a", "b"] });
+    expect(r.data).toHaveLength(2);
+    expect(r.data[0].embedding.length).toBeGreaterThan(0);
+  });
+
+  it("countTokens counts a Messages request", async () => {
+    const r = await proxy.countTokens({ model: MODEL, messages });
+    expect(Number.isInteger(r.input_tokens)).toBe(true);
+    expect(r.input_tokens).toBeGreaterThan(0);
+  });
+});
+
 describe("Anthropic format", () => {
   it("messages returns the parsed message", async () => {
     const r = await proxy.messages({ model: MODEL, max_tokens: 100, messages });
