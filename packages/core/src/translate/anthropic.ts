@@ -8,6 +8,7 @@
  */
 
 import type { TokenUsage } from "../store/types.js";
+import { isObj, list, nowSeconds, num, obj, str } from "./json.js";
 import type {
   EventTranslator,
   Json,
@@ -17,38 +18,8 @@ import type {
 } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
-// Narrowing helpers
+// Helpers
 // ---------------------------------------------------------------------------------------------
-
-/** Whether `v` is a plain JSON object (not null, not an array). */
-function isObj(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-/** `v` when it is an object, else an empty object. */
-function obj(v: unknown): Json {
-  return isObj(v) ? v : {};
-}
-
-/** `v` when it is an array, else an empty array. */
-function list(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
-
-/** `v` when it is a string. */
-function str(v: unknown): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
-/** `v` when it is a finite number. */
-function num(v: unknown): number | undefined {
-  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
-}
-
-/** The current time in Unix seconds. */
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
-}
 
 /**
  * The text of a content value that is a string or a list of `{type:"text", text}` blocks/parts

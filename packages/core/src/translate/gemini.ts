@@ -4,6 +4,7 @@
  * Pure and dependency-free: requests, non-streaming responses, and SSE event streams.
  */
 import type { TokenUsage } from "../store/types.js";
+import { list as arr, isObj, nowSeconds, num, str } from "./json.js";
 import type {
   EventTranslator,
   Json,
@@ -13,24 +14,8 @@ import type {
 } from "./types.js";
 
 // ---------------------------------------------------------------------------------------------
-// Small narrowing helpers
+// Helpers
 // ---------------------------------------------------------------------------------------------
-
-function isObj(v: unknown): v is Json {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function arr(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
-
-function str(v: unknown): string | undefined {
-  return typeof v === "string" ? v : undefined;
-}
-
-function num(v: unknown): number | undefined {
-  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
-}
 
 /** Reads `o[camelKey]`, falling back to its snake_case alias (`maxOutputTokens` → `max_output_tokens`). */
 function g(o: unknown, camelKey: string): unknown {
@@ -63,10 +48,6 @@ function stringifyArgs(v: unknown): string {
   } catch {
     return "{}";
   }
-}
-
-function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
 }
 
 /** Text of an OpenAI message content: a string, or an array of `{type:"text", text}` parts. */
