@@ -9,6 +9,7 @@
 
 import type { TokenUsage } from "../store/types.js";
 import { isObj, list, nowSeconds, num, obj, str } from "./json.js";
+import { chatChunk } from "./openai.js";
 import type {
   EventTranslator,
   Json,
@@ -744,15 +745,7 @@ export class AnthropicToOpenAIStream implements EventTranslator {
   }
 
   #chunk(delta: Json, finish: string | null = null): UpstreamEvent {
-    return {
-      data: {
-        id: `chatcmpl-${this.#opts.id}`,
-        object: "chat.completion.chunk",
-        created: this.#created,
-        model: this.#opts.model,
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-      },
-    };
+    return chatChunk(this.#opts.id, this.#created, this.#opts.model, delta, finish);
   }
 
   #start(): UpstreamEvent[] {

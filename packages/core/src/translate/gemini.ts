@@ -5,6 +5,7 @@
  */
 import type { TokenUsage } from "../store/types.js";
 import { list as arr, isObj, nowSeconds, num, str } from "./json.js";
+import { chatChunk, chatUsage } from "./openai.js";
 import type {
   EventTranslator,
   Json,
@@ -163,17 +164,6 @@ export function openaiUsageToGemini(u: TokenUsage): Json {
   if (u.reasoningTokens > 0) out.thoughtsTokenCount = u.reasoningTokens;
   if (u.cachedTokens > 0) out.cachedContentTokenCount = u.cachedTokens;
   return out;
-}
-
-/** A TokenUsage → an OpenAI `usage` object. */
-function usageToOpenAI(u: TokenUsage): Json {
-  return {
-    prompt_tokens: u.inputTokens,
-    completion_tokens: u.outputTokens,
-    total_tokens: u.totalTokens,
-    prompt_tokens_details: { cached_tokens: u.cachedTokens },
-    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
-  };
 }
 
 /** An OpenAI `usage` object → a TokenUsage, or null when absent. */
@@ -890,7 +880,7 @@ export function geminiToOpenAIResponse(body: Json, opts: ResponseOptions): Json 
     choices,
   };
   const usage = geminiUsage(g(src, "usageMetadata"));
-  if (usage) out.usage = usageToOpenAI(usage);
+  if (usage) out.usage = chatUsage(usage);
   return out;
 }
 
@@ -966,15 +956,7 @@ export class GeminiToOpenAIStream implements EventTranslator {
   }
 
   private chunk(index: number, delta: Json, finishReason: string | null = null): UpstreamEvent {
-    return {
-      data: {
-        id: "chatcmpl-" + this.opts.id,
-        object: "chat.completion.chunk",
-        created: this.created,
-        model: this.opts.model,
-        choices: [{ index, delta, logprobs: null, finish_reason: finishReason }],
-      },
-    };
+    return chatChunk(this.opts.id, this.created, this.opts.model, delta, finishReason, index);
   }
 
   private state(index: number): GeminiChoiceState {
@@ -1057,7 +1039,7 @@ export class GeminiToOpenAIStream implements EventTranslator {
           created: this.created,
           model: this.opts.model,
           choices: [],
-          usage: usageToOpenAI(this.lastUsage),
+          usage: chatUsage(this.lastUsage),
         },
       });
     }

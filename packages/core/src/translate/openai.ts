@@ -40,3 +40,34 @@ export function openaiUsageOf(u: unknown): TokenUsage | null {
   }
   return null;
 }
+
+/** {@link TokenUsage} as a Chat Completions `usage` object, with both detail objects. */
+export function chatUsage(u: TokenUsage): Record<string, unknown> {
+  return {
+    prompt_tokens: u.inputTokens,
+    completion_tokens: u.outputTokens,
+    total_tokens: u.totalTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedTokens },
+    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
+  };
+}
+
+/** One Chat Completions stream chunk of choice `index` (the shape every translator emits). */
+export function chatChunk(
+  id: string,
+  created: number,
+  model: string,
+  delta: Record<string, unknown>,
+  finish: string | null = null,
+  index = 0,
+): { data: Record<string, unknown> } {
+  return {
+    data: {
+      id: `chatcmpl-${id}`,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      choices: [{ index, delta, logprobs: null, finish_reason: finish }],
+    },
+  };
+}

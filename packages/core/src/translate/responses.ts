@@ -16,7 +16,7 @@
 
 import type { TokenUsage } from "../store/types.js";
 import { isObj, list, nowSeconds, num, obj, str } from "./json.js";
-import { openaiUsageOf } from "./openai.js";
+import { chatChunk, chatUsage, openaiUsageOf } from "./openai.js";
 import type {
   EventTranslator,
   Json,
@@ -74,17 +74,6 @@ export function usageToResponses(u: TokenUsage): Json {
     output_tokens: u.outputTokens,
     output_tokens_details: { reasoning_tokens: u.reasoningTokens },
     total_tokens: u.totalTokens,
-  };
-}
-
-/** Writes a {@link TokenUsage} as a chat `usage` object (cached and reasoning details). */
-function usageToChat(u: TokenUsage): Json {
-  return {
-    prompt_tokens: u.inputTokens,
-    completion_tokens: u.outputTokens,
-    total_tokens: u.totalTokens,
-    prompt_tokens_details: { cached_tokens: u.cachedTokens },
-    completion_tokens_details: { reasoning_tokens: u.reasoningTokens },
   };
 }
 
@@ -587,7 +576,7 @@ export function responsesToChatResponse(body: Json, opts: ResponseOptions): Json
     ],
   };
   const usage = responsesUsage(b.usage);
-  if (usage) out.usage = usageToChat(usage);
+  if (usage) out.usage = chatUsage(usage);
   return out;
 }
 
@@ -759,15 +748,7 @@ export class ResponsesToChatStream implements EventTranslator {
   }
 
   #chunk(delta: Json, finish: string | null = null): UpstreamEvent {
-    return {
-      data: {
-        id: `chatcmpl-${this.#opts.id}`,
-        object: "chat.completion.chunk",
-        created: this.#created,
-        model: this.#opts.model,
-        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-      },
-    };
+    return chatChunk(this.#opts.id, this.#created, this.#opts.model, delta, finish);
   }
 
   #start(): UpstreamEvent[] {
@@ -837,7 +818,7 @@ export class ResponsesToChatStream implements EventTranslator {
     out.push(this.#chunk({}, this.#finish ?? (this.#toolCount > 0 ? "tool_calls" : "stop")));
     if (this.#usage) {
       const chunk = obj(this.#chunk({}).data);
-      out.push({ data: { ...chunk, choices: [], usage: usageToChat(this.#usage) } });
+      out.push({ data: { ...chunk, choices: [], usage: chatUsage(this.#usage) } });
     }
     out.push({ data: "[DONE]" });
     return out;
