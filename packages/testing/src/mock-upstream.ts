@@ -16,6 +16,8 @@ import {
   SSE_HEADERS,
   sendJson,
   splitMockReply,
+  sseData,
+  sseEvent,
   withExtra,
 } from "./mock/shared.js";
 import { DEFAULT_MOCK_TOOL_ARGUMENTS } from "./mock/tools.js";
@@ -147,6 +149,19 @@ export interface MockFault {
   times?: number;
   /** Only requests whose path starts with this (e.g. `"/v1/chat/completions"`); all when omitted. */
   path?: string;
+  /**
+   * Quote the credential the request presented (`Authorization: Bearer`, `x-api-key`,
+   * `x-goog-api-key` or `?key=`) back in full, as careless upstreams do: in the error message of a
+   * `status` answer without `body` ("Incorrect API key provided: <credential>."), in an
+   * `x-upstream-credential` response header, and in the error event of `errorEvent`.
+   */
+  echoCredential?: boolean;
+  /**
+   * With `status`: answer 200 with a Server-Sent Events stream that carries one error event in
+   * the path's format (OpenAI `data: {"error":...}`, Anthropic and Responses `event: error`,
+   * Google `data: {"error":...}`) and ends, instead of a JSON error answer.
+   */
+  errorEvent?: boolean;
 }
 
 /** One request received by a mock upstream. */
@@ -379,13 +394,26 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     }
 
     const fault = faults.length > 0 ? takeFault(path) : undefined;
-    const extraHeaders = fault?.headers;
+    const presented = fault?.echoCredential ? presentedCredential(req, path) : undefined;
+    const extraHeaders =
+      presented === undefined
+        ? fault?.headers
+        : { ...fault?.headers, "x-upstream-credential": presented };
     if (fault?.delayMs && !(await wait(fault.delayMs, res))) return;
     const queryAt = path.indexOf("?");
     const pathname = queryAt < 0 ? path : path.slice(0, queryAt);
     if (fault?.status !== undefined) {
+      const message =
+        presented === undefined
+          ? undefined
+          : `Incorrect API key provided: ${presented}. You can find your API key in your account settings.`;
+      if (fault.errorEvent) {
+        res.writeHead(200, withExtra(SSE_HEADERS, extraHeaders));
+        res.end(faultErrorEvent(pathname, fault.status, message));
+        return;
+      }
       const faultBody =
-        fault.body === undefined ? faultErrorBody(pathname, fault.status) : fault.body;
+        fault.body === undefined ? faultErrorBody(pathname, fault.status, message) : fault.body;
       sendJson(res, fault.status, faultBody, extraHeaders);
       return;
     }
@@ -540,11 +568,37 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
 }
 
 /** The error body of a fault without `body`, in the shape of the path's format. */
-function faultErrorBody(pathname: string, status: number): unknown {
-  const message = `Mock upstream fault: HTTP ${status}`;
+function faultErrorBody(
+  pathname: string,
+  status: number,
+  message = `Mock upstream fault: HTTP ${status}`,
+): unknown {
   if (isAnthropicPath(pathname)) return anthropicErrorBody(status, message);
   if (isGooglePath(pathname)) return googleErrorBody(status, message);
   return openAIErrorBody(status, message);
+}
+
+/** The SSE error event of an `errorEvent` fault, in the shape of the path's format. */
+function faultErrorEvent(
+  pathname: string,
+  status: number,
+  message = `Mock upstream fault: HTTP ${status}`,
+): string {
+  if (isAnthropicPath(pathname)) return sseEvent("error", anthropicErrorBody(status, message));
+  if (isGooglePath(pathname)) return sseData(googleErrorBody(status, message));
+  if (pathname.startsWith("/v1/responses"))
+    return sseEvent("error", { type: "error", code: String(status), message, param: null });
+  return sseData(openAIErrorBody(status, message));
+}
+
+/** The credential a request presented, the way each format's clients send it. */
+function presentedCredential(req: IncomingMessage, path: string): string {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith("Bearer ")) return auth.slice(7).trim();
+  const k = req.headers["x-api-key"] ?? req.headers["x-goog-api-key"];
+  if (typeof k === "string" && k !== "") return k;
+  const q = path.indexOf("?");
+  return (q < 0 ? null : new URLSearchParams(path.slice(q + 1)).get("key")) ?? "";
 }
 
 function checkAuth(

@@ -1,5 +1,6 @@
 import type { CredentialRecord } from "../store/types.js";
-import { maskSecret, redactSecrets } from "../util/secrets.js";
+import { redactSecrets } from "../util/secrets.js";
+import { SecretMask } from "./secret-mask.js";
 
 /**
  * What kind of failure an upstream call met:
@@ -60,23 +61,12 @@ export function backoffMs(n: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(n - 1, 0), 30));
 }
 
-const SECRET_FIELDS = ["apiKey", "accessToken", "refreshToken", "idToken"] as const;
-
 /**
  * An upstream error text safe for state, logs and events: token-like strings redacted, every
  * secret of the credential itself masked wherever it appears, at most 300 characters.
  */
 export function safeErrorText(c: CredentialRecord, message: string): string {
-  let text = redactSecrets(message);
-  for (const f of SECRET_FIELDS) {
-    const s = c.secret[f];
-    if (typeof s === "string" && s.length >= 6 && text.includes(s))
-      text = text.replaceAll(s, maskSecret(s));
-  }
-  const extra = c.secret.extra;
-  if (extra)
-    for (const s of Object.values(extra))
-      if (typeof s === "string" && s.length >= 6 && text.includes(s))
-        text = text.replaceAll(s, maskSecret(s));
-  return text.slice(0, 300);
+  const mask = new SecretMask();
+  mask.add(c);
+  return redactSecrets(mask.text(message)).slice(0, 300);
 }

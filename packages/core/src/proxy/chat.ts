@@ -5,6 +5,7 @@ import { ZERO_USAGE } from "../billing/price.js";
 import { countPromptTokens, promptTokenBound, tokenCounter } from "../billing/tokens.js";
 import { isOAuthRefreshError, type OAuthRefresher } from "../credentials/oauth.js";
 import type { CredentialPool, PickOptions } from "../credentials/pool.js";
+import { SecretMask } from "../credentials/secret-mask.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import { type ClientSignal, type Exchange, header, type Reply } from "../http/exchange.js";
@@ -381,6 +382,8 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   const started = Date.now();
   const requestId = randomUUID();
   const local = localCount(req);
+  /** The secrets of every credential this request tried: masked in whatever an upstream answers. */
+  const mask = new SecretMask();
 
   const { result: reserved, units: estimate } = await reserveFor(deps, req, group, local);
   if (!reserved.ok) {
@@ -490,7 +493,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         );
         if (!plan) continue;
         let sends = 0;
-        const out = await forward(deps, req, pick.credential, model, (c) =>
+        const out = await forward(deps, req, pick.credential, model, mask, (c) =>
           // An OAuth credential may have been refreshed before the send: plan with its new token.
           sends++ === 0 && c.kind === "api-key"
             ? plan
@@ -510,7 +513,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         const res = out.res;
 
         if (res.statusCode >= 400) {
-          const text = redactSecrets(await res.body.text());
+          const text = redactSecrets(mask.text(await res.body.text()));
           if (retriable(res.statusCode)) {
             if (res.statusCode !== 429) quotaOnly = false;
             const after = retryAfterMs(res.headers);
@@ -538,7 +541,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
                 status: 499,
               });
             }
-            const message = `upstream stream failed before its first byte: ${redactSecrets(primed.error)}`;
+            const message = `upstream stream failed before its first byte: ${redactSecrets(mask.text(primed.error))}`;
             pool.reportFailure(credential.id, model, 0, message, { kind: "network" });
             quotaOnly = false;
             last = {
@@ -554,7 +557,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         pool.reportSuccess(credential.id, model);
         if (!req.stream) {
           const buf = Buffer.from(await res.body.arrayBuffer());
-          return jsonAnswer(req, plan, buf, local, requestId, (usage, responseBody) =>
+          return jsonAnswer(req, plan, mask.body(buf), local, requestId, (usage, responseBody) =>
             finish(usage, res.statusCode, credential, null, responseBody),
           );
         }
@@ -572,6 +575,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
         const common = {
           clientFormat: req.format,
           signal: req.exchange.signal,
+          mask,
           onEnd,
           countUsage: async (sent: Buffer[]) =>
             local.usage(
@@ -617,7 +621,8 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
 
     if (last) {
       finish(ZERO_USAGE, last.status, last.credential, `upstream ${last.status}`);
-      return errorReply(req, last.status, last.body, last.format);
+      // Masked again with every secret tried: a later credential's answer may quote an earlier one's.
+      return errorReply(req, last.status, mask.text(last.body), last.format);
     }
     throw new GatewayError(
       "NO_CREDENTIAL_AVAILABLE",
@@ -846,22 +851,28 @@ async function forward(
   req: ChatRequest,
   picked: CredentialRecord,
   model: string,
+  mask: SecretMask,
   plan: (c: CredentialRecord) => CallPlan,
 ): Promise<Forwarded> {
   const { pool, oauth } = deps;
   let credential = picked;
   let refreshed = false;
+  mask.add(credential);
   if (credential.kind === "oauth") {
     try {
       const fresh = await oauth.ensureFresh(credential, model);
       refreshed = fresh !== credential;
       credential = fresh;
+      mask.add(credential);
     } catch (error) {
       // The refresher reported the failure (event, state) already.
       return {
         aborted: false,
         credential,
-        failure: { status: 502, body: JSON.stringify(upstreamError(refreshMessage(error))) },
+        failure: {
+          status: 502,
+          body: JSON.stringify(upstreamError(mask.text(refreshMessage(error)))),
+        },
       };
     }
   }
@@ -880,7 +891,7 @@ async function forward(
       });
     } catch (error) {
       if (req.exchange.signal.aborted) return { aborted: true, credential };
-      const message = redactSecrets((error as Error).message);
+      const message = redactSecrets(mask.text((error as Error).message));
       pool.reportFailure(credential.id, model, 0, message, { kind: "network" });
       return {
         aborted: false,
@@ -900,7 +911,7 @@ async function forward(
       credential.kind === "oauth" &&
       !refreshed
     ) {
-      const text = redactSecrets(await res.body.text());
+      const text = redactSecrets(mask.text(await res.body.text()));
       refreshed = true;
       try {
         credential = await oauth.refresh(credential, {
@@ -908,6 +919,7 @@ async function forward(
           model,
           failedToken: credential.secret.accessToken ?? "",
         });
+        mask.add(credential);
         continue;
       } catch {
         // Reported by the refresher (auth failure, refresh failed): fail over.

@@ -1,5 +1,6 @@
 import type { TokenUsage } from "../billing/price.js";
 import { ZERO_USAGE } from "../billing/price.js";
+import type { SecretMask } from "../credentials/secret-mask.js";
 import type { ClientSignal } from "../http/exchange.js";
 import {
   type EventTranslator,
@@ -223,6 +224,11 @@ interface RelayCommon {
   /** The client's format, for the error event. */
   clientFormat: WireFormat;
   signal: ClientSignal;
+  /**
+   * The secrets of the credentials the request tried: every relayed event is masked by them
+   * (events are whole when relayed, so a secret is never split between two chunks).
+   */
+  mask: SecretMask;
   /** The usage of a stream that ended without a usage block, from the upstream events relayed. */
   countUsage: (sent: Buffer[]) => Promise<TokenUsage>;
   /** Called once when the stream ends, cleanly or not. */
@@ -264,7 +270,7 @@ export async function* relayStream(
       }
       const out = kept ?? events;
       if (out.length === 0) continue;
-      yield out.length === 1 ? out[0]! : Buffer.concat(out);
+      yield opts.mask.bytes(out.length === 1 ? out[0]! : Buffer.concat(out));
       // The consumer asked for more: it has taken `out`.
       if (inspector.usageFinal) sent = null;
       else sent?.push(out);
@@ -272,9 +278,10 @@ export async function* relayStream(
     const rest = framer.rest();
     if (rest) {
       inspector.inspect(rest);
-      yield rest;
+      yield opts.mask.bytes(rest);
     }
-    if (inspector.failed) error = `upstream error event: ${redactSecrets(inspector.failed)}`;
+    if (inspector.failed)
+      error = `upstream error event: ${redactSecrets(opts.mask.text(inspector.failed))}`;
     else if (!inspector.finished) {
       error = "upstream stream ended before its end signal";
       yield Buffer.from(streamErrorEvent(opts.clientFormat, 502, error));
@@ -282,7 +289,7 @@ export async function* relayStream(
     completed = true;
   } catch (e) {
     if (!opts.signal.aborted) {
-      error = `upstream stream interrupted: ${redactSecrets((e as Error).message)}`;
+      error = `upstream stream interrupted: ${redactSecrets(opts.mask.text((e as Error).message))}`;
       yield Buffer.from(streamErrorEvent(opts.clientFormat, 502, error));
     } else error = "client closed the stream";
     completed = true;
@@ -355,22 +362,22 @@ export async function* relayTranslated(
       const out = translate(events);
       // Kept until the answer is complete: a cut stream is billed for what was relayed.
       if (!translator.finished) for (const ev of events) sent.push(ev);
-      if (out) yield Buffer.from(out);
+      if (out) yield Buffer.from(opts.mask.text(out));
     }
     const rest = framer.rest();
     const tail = rest ? translate([rest]) : "";
     if (translator.finished) {
       let closing = tail + serialise(translator.end());
       if (opts.jsonArray) closing += opened ? "]" : "[]";
-      if (closing) yield Buffer.from(closing);
+      if (closing) yield Buffer.from(opts.mask.text(closing));
     } else {
       error = "upstream stream ended before its end signal";
-      yield Buffer.from(tail + fail(error));
+      yield Buffer.from(opts.mask.text(tail) + fail(error));
     }
     completed = true;
   } catch (e) {
     if (!opts.signal.aborted) {
-      error = `upstream stream interrupted: ${redactSecrets((e as Error).message)}`;
+      error = `upstream stream interrupted: ${redactSecrets(opts.mask.text((e as Error).message))}`;
       yield Buffer.from(fail(error));
     } else error = "client closed the stream";
     completed = true;

@@ -1,4 +1,5 @@
 import { countPromptTokens } from "../../billing/tokens.js";
+import { SecretMask } from "../../credentials/secret-mask.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import type { AuthorizedKey } from "../../keys/service.js";
 import {
@@ -73,7 +74,10 @@ async function countTokens(
         signal: ex.signal,
         proxyUrl: c.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
       });
-      const text = await res.body.text();
+      // An upstream may quote our credential back (in an error, or anywhere): masked by value.
+      const mask = new SecretMask();
+      mask.add(c);
+      const text = mask.text(await res.body.text());
       if (res.statusCode === 200) {
         return { status: 200, headers: { "content-type": "application/json" }, body: text };
       }

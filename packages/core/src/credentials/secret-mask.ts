@@ -1,0 +1,107 @@
+/**
+ * Masking of an upstream's answer by the values of our own credentials' secrets.
+ *
+ * An upstream that refuses a key often quotes it back ("Incorrect API key provided: …"), and
+ * some quote tokens in error events or headers. Guessing key shapes misses most of them (a
+ * Mistral or Groq key is 32 plain alphanumerics), so every text that comes from an upstream is
+ * masked by the exact secrets of the credentials a request tried, before it reaches the client,
+ * the request log, an event or the credential's stored state.
+ *
+ * @module
+ */
+import type { CredentialRecord } from "../store/types.js";
+import { maskSecret } from "../util/secrets.js";
+
+/**
+ * Secrets shorter than this are not searched for: a few characters match ordinary text, and
+ * masking them would garble answers while protecting nothing (no real key is that short).
+ */
+export const MIN_MASKED_SECRET = 8;
+
+/** `extra` fields of a credential's secret that hold secrets (the rest are ids, URLs, scopes ...). */
+const SECRET_EXTRA = /secret|token|key|cookie|password|session|auth/i;
+
+/**
+ * The secret values of a credential: its API key, access, refresh and id tokens, and the
+ * secret-looking `extra` fields (client secrets, cookies, session keys).
+ */
+export function credentialSecrets(c: Pick<CredentialRecord, "secret">): string[] {
+  const s = c.secret;
+  const out: string[] = [];
+  for (const v of [s.apiKey, s.accessToken, s.refreshToken, s.idToken])
+    if (typeof v === "string" && v.length >= MIN_MASKED_SECRET) out.push(v);
+  if (s.extra)
+    for (const [k, v] of Object.entries(s.extra))
+      if (SECRET_EXTRA.test(k) && typeof v === "string" && v.length >= MIN_MASKED_SECRET)
+        out.push(v);
+  return out;
+}
+
+interface Needle {
+  text: string;
+  bytes: Buffer;
+  masked: string;
+}
+
+/**
+ * The secrets one request has put at risk, and the masking of texts by them. Each form a secret
+ * takes in an answer is searched for: as it is, and JSON-escaped (`/` as `\/`, as some encoders
+ * write it). A request with no secret added (none tried yet) masks nothing and costs nothing.
+ *
+ * @example
+ * ```ts
+ * const mask = new SecretMask();
+ * mask.add(credential);
+ * const safe = mask.text(await res.body.text());
+ * ```
+ */
+export class SecretMask {
+  #needles: Needle[] = [];
+  #seen = new Set<string>();
+
+  /** Adds the secrets of a credential (again after a refresh: new tokens are added too). */
+  add(c: Pick<CredentialRecord, "secret">): void {
+    for (const v of credentialSecrets(c)) this.addValue(v);
+  }
+
+  /** Adds one secret value. */
+  addValue(value: string): void {
+    if (value.length < MIN_MASKED_SECRET || this.#seen.has(value)) return;
+    this.#seen.add(value);
+    const masked = maskSecret(value);
+    const forms = new Set([
+      value,
+      JSON.stringify(value).slice(1, -1),
+      value.replaceAll("/", "\\/"),
+    ]);
+    for (const text of forms) this.#needles.push({ text, bytes: Buffer.from(text), masked });
+    // Longest first, so that a secret containing another is masked as a whole.
+    this.#needles.sort((a, b) => b.text.length - a.text.length);
+  }
+
+  /** Whether any secret has been added. */
+  get empty(): boolean {
+    return this.#needles.length === 0;
+  }
+
+  /** `text` with every added secret replaced by its masked form. */
+  text(text: string): string {
+    let out = text;
+    for (const n of this.#needles) if (out.includes(n.text)) out = out.replaceAll(n.text, n.masked);
+    return out;
+  }
+
+  /** `buf` with every added secret masked; the same buffer when none occurs (the usual case). */
+  bytes(buf: Buffer): Buffer {
+    for (const n of this.#needles) {
+      if (buf.indexOf(n.bytes) >= 0) return Buffer.from(this.text(buf.toString("utf8")));
+    }
+    return buf;
+  }
+
+  /** A reply body (bytes or text) with every added secret masked. */
+  body<T extends Buffer | string>(body: T): T {
+    if (this.#needles.length === 0) return body;
+    return (typeof body === "string" ? this.text(body) : this.bytes(body)) as T;
+  }
+}
