@@ -238,6 +238,38 @@ describe.each(PAIRS)("$client client, $upstream upstream", (pair) => {
     expect(one.a.requests.length).toBe(2);
   });
 
+  it("requests that arrive while every credential cools down after another's 429 wait for it, not 503", async () => {
+    const one = await setup(pair, { single: true });
+    await gateway!.settings.set({ "request-retry": 0 });
+    one.a.fail({ status: 429, headers: { "retry-after": "1" }, path: pair.faultPath });
+    // The request that met the 429 has no retry left: it gets the 429 in its own format.
+    const first = await send(pair, one, false);
+    expect(first.status).toBe(429);
+    // Requests arriving during the cooldown wait for its end, then are served.
+    const started = Date.now();
+    const later = await Promise.all([
+      send(pair, one, false),
+      send(pair, one, true),
+      send(pair, one, false),
+    ]);
+    expect(later.map((r) => r.status)).toEqual([200, 200, 200]);
+    await Promise.all(later.map((r) => r.text()));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(700);
+    expect(one.a.requests.length).toBe(4);
+  });
+
+  it("does not wait for a cooldown longer than max-retry-interval", async () => {
+    const one = await setup(pair, { single: true });
+    await gateway!.settings.set({ "request-retry": 0, "max-retry-interval": 1 });
+    one.a.fail({ status: 429, headers: { "retry-after": "5" }, path: pair.faultPath });
+    expect((await send(pair, one, false)).status).toBe(429);
+    const started = Date.now();
+    const res = await send(pair, one, false);
+    expect(res.status).toBe(503);
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(one.a.requests.length).toBe(1);
+  });
+
   it("does not retry a client error (400): another credential would answer the same", async () => {
     const s = await setup(pair);
     s.a.fail({ status: 400, path: pair.faultPath });

@@ -508,6 +508,30 @@ export class CredentialPool {
     return { credential: e.c, upstreamModel };
   }
 
+  /**
+   * When {@link CredentialPool.pick} finds nothing: how long until the first credential that
+   * could serve the request comes out of its cooldown (ms), or undefined when none is cooling
+   * down (every candidate is disabled, or there is none), so that waiting cannot help. Same
+   * filters as `pick` (exclusions, group, providers); the priority tiers do not matter here.
+   */
+  cooldownWait(model: string, opts: PickOptions = {}): number | undefined {
+    const now = opts.now ?? this.#clock();
+    const { exclude, group, providers } = opts;
+    let soonest: number | undefined;
+    for (const e of this.#entries) {
+      const c = e.c;
+      if (!c.enabled || exclude?.has(c.id)) continue;
+      if (providers && !providers.includes(c.provider)) continue;
+      if (group !== undefined && !CredentialPool.inGroup(c, group)) continue;
+      if (CredentialPool.serves(c, model) === null) continue;
+      const cd = c.state.cooldowns;
+      const until = Math.max(cd[model] ?? 0, cd["*"] ?? 0);
+      if (until <= now) return 0;
+      if (soonest === undefined || until < soonest) soonest = until;
+    }
+    return soonest === undefined ? undefined : soonest - now;
+  }
+
   #choose(strategy: RoutingStrategy, model: string, cands: readonly Entry[]): number {
     if (strategy === "fill-first") return 0;
     if (strategy === "least-recently-used") return chooseLeastRecentlyUsed(cands);

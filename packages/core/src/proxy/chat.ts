@@ -461,21 +461,20 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
       // Whether every credential tried for this model answered 429 (quota or rate limit).
       let quotaOnly = true;
       let picked = 0;
-      /** The shortest `Retry-After` of a 429 in this round (ms). */
-      let retryAfter: number | undefined;
       let waited = false;
       for (let attempt = 0; attempt <= retries; attempt++) {
         let pick = pool.pick(model, pickOptions(tried, group || "default", sessionKey, providers));
-        if (!pick && retryAfter !== undefined && !waited && attempt < retries) {
-          // Every credential is cooling down after a 429: wait out a short `Retry-After` once.
+        if (!pick && !waited && (picked === 0 || attempt < retries)) {
+          // Every credential that could serve is cooling down, after a 429 this request saw or
+          // one another request saw: cooling down is not failing, so wait once for the first to
+          // come back (its `Retry-After`), when that is within `max-retry-interval`.
+          const any = pickOptions(new Set(), group || "default", sessionKey, providers);
+          const wait = pool.cooldownWait(model, any);
           const bound = Math.max(0, Number(settings.get("max-retry-interval")) || 0) * 1000;
-          if (retryAfter <= bound) {
+          if (wait !== undefined && wait > 0 && wait <= bound) {
             waited = true;
-            if (!(await sleep(retryAfter + 5, req.exchange.signal))) break;
-            pick = pool.pick(
-              model,
-              pickOptions(new Set(), group || "default", sessionKey, providers),
-            );
+            if (!(await sleep(wait + 5, req.exchange.signal))) break;
+            pick = pool.pick(model, any);
           }
         }
         if (!pick) break;
@@ -517,9 +516,6 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           if (retriable(res.statusCode)) {
             if (res.statusCode !== 429) quotaOnly = false;
             const after = retryAfterMs(res.headers);
-            if (res.statusCode === 429 && after !== undefined) {
-              retryAfter = retryAfter === undefined ? after : Math.min(retryAfter, after);
-            }
             pool.reportFailure(credential.id, model, res.statusCode, text, { retryAfterMs: after });
             last = { status: res.statusCode, body: text, credential, format: plan.format };
             continue;
