@@ -43,6 +43,35 @@ interface Needle {
   masked: string;
 }
 
+/** The search forms of secret values, longest first (a secret containing another is masked whole). */
+function needlesOf(values: readonly string[]): Needle[] {
+  const out: Needle[] = [];
+  for (const value of values) {
+    const masked = maskSecret(value);
+    // As it is, JSON-escaped, and with `/` escaped as some encoders write it.
+    const json = JSON.stringify(value).slice(1, -1);
+    const forms = new Set([value, json, value.replaceAll("/", "\\/"), json.replaceAll("/", "\\/")]);
+    for (const text of forms) out.push({ text, bytes: Buffer.from(text), masked });
+  }
+  return out.sort((a, b) => b.text.length - a.text.length);
+}
+
+/**
+ * The needles of a credential's secret object, computed once per object. Secret objects are
+ * never changed in place (a refresh or an edit stores a new one), so the memo cannot go stale;
+ * it is keyed weakly and holds nothing once the record is gone.
+ */
+const memo = new WeakMap<object, readonly Needle[]>();
+
+function credentialNeedles(c: Pick<CredentialRecord, "secret">): readonly Needle[] {
+  let n = memo.get(c.secret);
+  if (!n) {
+    n = needlesOf(credentialSecrets(c));
+    memo.set(c.secret, n);
+  }
+  return n;
+}
+
 /**
  * The secrets one request has put at risk, and the masking of texts by them. Each form a secret
  * takes in an answer is searched for: as it is, and JSON-escaped (`/` as `\/`, as some encoders
@@ -56,52 +85,43 @@ interface Needle {
  * ```
  */
 export class SecretMask {
-  #needles: Needle[] = [];
-  #seen = new Set<string>();
+  #lists: (readonly Needle[])[] = [];
 
   /** Adds the secrets of a credential (again after a refresh: new tokens are added too). */
   add(c: Pick<CredentialRecord, "secret">): void {
-    for (const v of credentialSecrets(c)) this.addValue(v);
+    const n = credentialNeedles(c);
+    if (n.length > 0 && !this.#lists.includes(n)) this.#lists.push(n);
   }
 
-  /** Adds one secret value. */
+  /** Adds one secret value (ignored when shorter than {@link MIN_MASKED_SECRET}). */
   addValue(value: string): void {
-    if (value.length < MIN_MASKED_SECRET || this.#seen.has(value)) return;
-    this.#seen.add(value);
-    const masked = maskSecret(value);
-    const forms = new Set([
-      value,
-      JSON.stringify(value).slice(1, -1),
-      value.replaceAll("/", "\\/"),
-    ]);
-    for (const text of forms) this.#needles.push({ text, bytes: Buffer.from(text), masked });
-    // Longest first, so that a secret containing another is masked as a whole.
-    this.#needles.sort((a, b) => b.text.length - a.text.length);
+    if (value.length >= MIN_MASKED_SECRET) this.#lists.push(needlesOf([value]));
   }
 
   /** Whether any secret has been added. */
   get empty(): boolean {
-    return this.#needles.length === 0;
+    return this.#lists.length === 0;
   }
 
   /** `text` with every added secret replaced by its masked form. */
   text(text: string): string {
     let out = text;
-    for (const n of this.#needles) if (out.includes(n.text)) out = out.replaceAll(n.text, n.masked);
+    for (const list of this.#lists)
+      for (const n of list) if (out.includes(n.text)) out = out.replaceAll(n.text, n.masked);
     return out;
   }
 
   /** `buf` with every added secret masked; the same buffer when none occurs (the usual case). */
   bytes(buf: Buffer): Buffer {
-    for (const n of this.#needles) {
-      if (buf.indexOf(n.bytes) >= 0) return Buffer.from(this.text(buf.toString("utf8")));
-    }
+    for (const list of this.#lists)
+      for (const n of list)
+        if (buf.indexOf(n.bytes) >= 0) return Buffer.from(this.text(buf.toString("utf8")));
     return buf;
   }
 
   /** A reply body (bytes or text) with every added secret masked. */
   body<T extends Buffer | string>(body: T): T {
-    if (this.#needles.length === 0) return body;
+    if (this.#lists.length === 0) return body;
     return (typeof body === "string" ? this.text(body) : this.bytes(body)) as T;
   }
 }
