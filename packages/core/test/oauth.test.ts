@@ -546,8 +546,11 @@ describe("proxy path options around the pool", () => {
       expect(u.a.requests).toHaveLength(1);
       expect(u.b.requests).toHaveLength(2);
 
+      // Without the fallback, a request waits for the preview model's credential to come back
+      // from its cooldown (cooling down is not failing), and gets that credential's answer.
       await r.gateway.settings.set({ "quota-exceeded": { "switch-preview-model": false } });
-      expect(await post(r, { model: "gemini-3-pro-preview" })).toBe(503);
+      expect(await post(r, { model: "gemini-3-pro-preview" })).toBe(429);
+      expect(u.a.requests).toHaveLength(2);
       expect(u.b.requests).toHaveLength(2);
     } finally {
       await u.close();
