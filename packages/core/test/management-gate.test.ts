@@ -18,7 +18,9 @@ import {
   resolveClientIp,
   type Store,
 } from "../src/index.js";
+import { MANAGEMENT_MAX_CHECKS } from "../src/http/management-gate.js";
 import { toNodeHandler } from "../src/node.js";
+import { createBcryptComparer } from "../src/util/bcrypt-worker.js";
 
 const SECRET = "management-gate-secret-0123456789-abcdef";
 const KEY = "tp-mgmt-gate-test-key-0123456789";
@@ -362,5 +364,37 @@ describe("wrong management keys cannot starve the server", () => {
     await gateway.management.setKey(wrong);
     expect(await gateway.management.verify(wrong)).toBe(true);
     expect(await gateway.management.verify(KEY)).toBe(false);
+  });
+
+  it("refuses checks beyond the bound at once instead of queueing them, and checks again afterwards", async () => {
+    const { gateway } = await start();
+    let settled = 0;
+    const running = Array.from({ length: MANAGEMENT_MAX_CHECKS }, (_, i) =>
+      gateway.management.verify(`wrong-management-key-bound-${i}`).finally(() => {
+        settled++;
+      }),
+    );
+    // One more check (the right key even) is refused before any running check has finished.
+    expect(await gateway.management.verify(KEY)).toBe(false);
+    expect(settled).toBe(0);
+    expect(await Promise.all(running)).toEqual(running.map(() => false));
+    // Nothing was remembered about the refused key: checked now, it passes.
+    expect(await gateway.management.verify(KEY)).toBe(true);
+  });
+
+  it("compares on a worker thread and on the main thread alike", async () => {
+    const bcrypt = (await import("bcryptjs")).default;
+    const hash = await bcrypt.hash("the-right-value", 4);
+    for (const worker of [true, false]) {
+      const comparer = createBcryptComparer({ worker });
+      expect(await comparer.compare("the-right-value", hash), String(worker)).toBe(true);
+      expect(await comparer.compare("a-wrong-value", hash), String(worker)).toBe(false);
+      expect(await comparer.compare("the-right-value", "not a bcrypt hash"), String(worker)).toBe(
+        false,
+      );
+      await comparer.close();
+      // After close, comparisons still answer (on the main thread).
+      expect(await comparer.compare("the-right-value", hash), String(worker)).toBe(true);
+    }
   });
 });
