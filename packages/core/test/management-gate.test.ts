@@ -9,6 +9,7 @@ import type { AddressInfo } from "node:net";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { MANAGEMENT_MAX_CHECKS } from "../src/http/management-gate.js";
 import {
   createGateway,
   type Gateway,
@@ -18,7 +19,6 @@ import {
   resolveClientIp,
   type Store,
 } from "../src/index.js";
-import { MANAGEMENT_MAX_CHECKS } from "../src/http/management-gate.js";
 import { toNodeHandler } from "../src/node.js";
 import { createBcryptComparer } from "../src/util/bcrypt-worker.js";
 
