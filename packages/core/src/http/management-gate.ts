@@ -11,7 +11,8 @@
  * - 5 consecutive failures from one remote address, on any of these routes, ban it for 30
  *   minutes on all of them, even with the right key. The counter and the ban live in the
  *   store's kv with a TTL, so they hold across instances sharing a store. Loopback clients are
- *   never banned;
+ *   never banned. Only the right management key starts the count again: a user's valid access
+ *   token does not, or its holder could interleave guesses of the key with it;
  * - the key is checked against the stored bcrypt hash on a worker thread (see
  *   `util/bcrypt-worker.ts`), behind a cache of recent successes (a minute) and failures (15 s),
  *   both under a keyed hash of the presented key and both forgotten when the stored hash
