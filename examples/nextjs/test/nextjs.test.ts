@@ -86,6 +86,10 @@ beforeAll(async () => {
   child = next(["start", "-p", String(port)], {
     TOKENPOOL_DEMO: "1",
     TOKENPOOL_DATA_DIR: dataDir,
+    // The shared suite uses the management key on /api/token/, which (like /api/v0/management)
+    // only loopback clients may do. A route handler sees no peer address; `next start` puts the
+    // peer (127.0.0.1 here) in X-Forwarded-For, which this makes the app believe.
+    TOKENPOOL_TRUST_PROXY: "1",
   });
   const origin = `http://127.0.0.1:${port}`;
   await waitUntilReady(`${origin}/api/healthz`, Date.now() + 60_000);

@@ -18,6 +18,7 @@ import { poolError, poolRoutes } from "./http/dialects/pool.js";
 import { consoleError, tokenRoutes } from "./http/dialects/token.js";
 import { userRoutes } from "./http/dialects/user.js";
 import { type Exchange, header, type Reply } from "./http/exchange.js";
+import { createManagementGate } from "./http/management-gate.js";
 import { healthRoute, Router } from "./http/router.js";
 import { fromRequest, toResponse } from "./http/web.js";
 import { IpAllowList, resolveClientIp } from "./keys/ip.js";
@@ -43,13 +44,6 @@ import { randomToken, SecretBox } from "./util/secrets.js";
 
 /** The settings name under which the management key's bcrypt hash is kept (seed layout). */
 const MANAGEMENT_SETTING = "remote-management";
-/**
- * How long a successful management key check is remembered. bcrypt costs ~50 ms by design; the
- * token and user dialects check the key on every request, so a short cache keeps them usable.
- */
-const MANAGEMENT_VERIFY_TTL_MS = 60_000;
-/** Remembered management key checks before the cache is emptied (a cheap bound, not an LRU). */
-const MANAGEMENT_VERIFY_MAX = 1_000;
 
 /** Options of `gateway.handler` for fetch-style runtimes. */
 export interface HandlerContext {
@@ -138,9 +132,12 @@ export interface ManagementApi {
   /** Generates, stores and returns a new management key (shown once). */
   generateKey(): Promise<string>;
   /**
-   * Checks a presented key against the stored hash (bcrypt). A successful check is remembered
-   * for a minute under a keyed hash of the presented key, and forgotten as soon as the stored
-   * hash changes (here or, through the store's change notifications, on another instance).
+   * Checks a presented key against the stored hash (bcrypt, on a worker thread). A successful
+   * check is remembered for a minute and a failed one for 15 s, under a keyed hash of the
+   * presented key, and both are forgotten as soon as the stored hash changes (here or, through
+   * the store's change notifications, on another instance). When too many checks are already
+   * running it answers false at once. The address rules (loopback, bans) are not applied here:
+   * they belong to the routes.
    */
   verify(plain: string | undefined): Promise<boolean>;
 }
@@ -255,29 +252,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     const v = settings.get<{ "secret-key"?: string } | undefined>(MANAGEMENT_SETTING);
     return v?.["secret-key"] ?? "";
   };
-  /** Successful management key checks: keyed hash of the presented key → the hash it matched, until when. */
-  const verified = new Map<string, { against: string; until: number }>();
-  /** Checks in flight, so that a burst of requests with one key costs one bcrypt. */
-  const verifying = new Map<string, Promise<boolean>>();
-  const verifyManagement = async (plain: string | undefined): Promise<boolean> => {
-    const hash = managementHash();
-    if (!plain || !hash) return false;
-    const id = box.hash(plain);
-    const hit = verified.get(id);
-    if (hit && hit.against === hash && hit.until > Date.now()) return true;
-    const flight = `${id}|${hash}`;
-    let check = verifying.get(flight);
-    if (!check) {
-      check = bcrypt.compare(plain, hash).finally(() => verifying.delete(flight));
-      verifying.set(flight, check);
-    }
-    const ok = await check;
-    if (ok && managementHash() === hash) {
-      if (verified.size >= MANAGEMENT_VERIFY_MAX) verified.clear();
-      verified.set(id, { against: hash, until: Date.now() + MANAGEMENT_VERIFY_TTL_MS });
-    } else verified.delete(id);
-    return ok;
-  };
+  // The one gate of the management key: every route that accepts it asks this object.
+  const gate = createManagementGate({
+    store,
+    hash: managementHash,
+    keyedHash: (plain) => box.hash(plain),
+    clientIp,
+    allowRemote: opts.management.allowRemote,
+  });
 
   // Paths under /api/ belong to the token and user dialects: their 404s and 405s use that format too.
   const router = new Router(logger, (ex, err) =>
@@ -312,7 +294,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxBodyBytes: opts.maxBodyBytes,
     clientIp,
   };
-  const consoleDeps = { keys, users, verifyManagement, maxBodyBytes: opts.maxBodyBytes };
+  const consoleDeps = { keys, users, gate, maxBodyBytes: opts.maxBodyBytes };
   router.add([
     healthRoute,
     ...tokenRoutes(consoleDeps),
@@ -320,7 +302,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...poolRoutes({
       pool,
       users,
-      verifyManagement,
+      gate,
       provider: opts.poolDialect.provider,
       baseUrl: opts.poolDialect.baseUrl,
       idFor: (refreshToken) => `tok_${box.hash(`pool-dialect:${refreshToken}`).slice(0, 24)}`,
@@ -333,10 +315,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     }),
     ...managementRoutes({
       store,
-      hasKey: () => managementHash() !== "",
-      verify: verifyManagement,
-      clientIp,
-      allowRemote: opts.management.allowRemote,
+      gate,
       settings,
       settingChanged: (name) => {
         if (name === "debug") applyDebug();
@@ -449,14 +428,14 @@ export function createGateway(options: GatewayOptions): Gateway {
         await settings.set({
           [MANAGEMENT_SETTING]: { ...current, "secret-key": await bcrypt.hash(plain, 10) },
         });
-        verified.clear();
+        gate.forget();
       },
       async generateKey() {
         const plain = randomToken("tp-mgmt-", 40);
         await this.setKey(plain);
         return plain;
       },
-      verify: verifyManagement,
+      verify: (plain) => gate.verify(plain),
     },
     events,
     store,
@@ -471,6 +450,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         unwatch();
         await upstream.close();
         await oauthHttp.close();
+        await gate.close();
         await store.close();
       })();
       return closed;

@@ -57,8 +57,36 @@ export class IpAllowList {
 }
 
 /**
+ * The address {@link resolveClientIp} answers when the chain of a trusted proxy cannot be read
+ * (a malformed, empty, `unknown` or obfuscated hop). It is not loopback and no allowlist
+ * matches it, so every check that depends on the address fails closed.
+ */
+export const UNKNOWN_CLIENT_IP = "";
+
+/**
+ * Whether an address is loopback (127.0.0.0/8, `::1`, `::ffff:127.x`). Ports, brackets and the
+ * IPv4-mapped prefix are stripped first; anything that is not an address (e.g.
+ * {@link UNKNOWN_CLIENT_IP}) is not loopback.
+ */
+export function isLoopback(ip: string): boolean {
+  const n = normalizeIp(ip);
+  const family = isIP(n);
+  if (family === 4) return n.startsWith("127.");
+  if (family === 6) {
+    const lower = n.toLowerCase();
+    return lower === "::1" || lower === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(lower);
+  }
+  return false;
+}
+
+/**
  * The client address of a request: the direct peer, unless the peer is a trusted proxy, in
  * which case `X-Forwarded-For` is walked from the right past every trusted hop.
+ *
+ * It fails closed: a hop reached on that walk that is not an address (empty, `unknown`, an
+ * RFC 7239 obfuscated identifier, garbage) makes the client {@link UNKNOWN_CLIENT_IP}, never
+ * the proxy's own (often loopback) address, since the proxy vouches for a client it could not
+ * name. Hops written with a port (`203.0.113.7:5123`, `[2001:db8::1]:443`) are read without it.
  */
 export function resolveClientIp(
   remote: string,
@@ -66,12 +94,15 @@ export function resolveClientIp(
   trusted: IpAllowList | null,
 ): string {
   const peer = normalizeIp(remote);
-  if (!trusted || !forwardedFor || !trusted.allows(peer)) return peer;
+  // An absent header is a request the trusted proxy made itself (or a direct client); a header
+  // that is present but blank is a chain we cannot read.
+  if (!trusted || forwardedFor === undefined || !trusted.allows(peer)) return peer;
   const hops = forwardedFor.split(",").map((s) => normalizeIp(s));
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = hops[i]!;
-    if (isIP(hop) === 0) return peer;
+    if (isIP(hop) === 0) return UNKNOWN_CLIENT_IP;
     if (!trusted.allows(hop)) return hop;
   }
-  return hops[0] ?? peer;
+  // Every hop is a trusted proxy: the leftmost one is the earliest we know of.
+  return hops[0] ?? UNKNOWN_CLIENT_IP;
 }

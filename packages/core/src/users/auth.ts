@@ -1,5 +1,6 @@
 import { GatewayError } from "../errors.js";
-import { type HeaderBag, header } from "../http/exchange.js";
+import { type Exchange, type HeaderBag, header } from "../http/exchange.js";
+import type { ManagementGate, ManagementRefusal } from "../http/management-gate.js";
 import type { UserRecord } from "../store/types.js";
 import type { UserService } from "./service.js";
 
@@ -16,8 +17,8 @@ export interface ConsolePrincipal {
 /** What {@link authenticateConsole} needs. */
 export interface ConsoleAuthDeps {
   users: Pick<UserService, "findByAccessToken" | "get">;
-  /** The management key check (bcrypt behind a short cache, see `gateway.management.verify`). */
-  verifyManagement(plain: string): Promise<boolean>;
+  /** The gateway's management gate: the key's rules are the same on every route. */
+  gate: ManagementGate;
 }
 
 const unauthorized = (message: string) =>
@@ -40,15 +41,32 @@ function headerUserId(headers: HeaderBag): number | undefined {
 }
 
 /**
+ * A refusal of the management gate as a token/user dialect error: a banned address and remote
+ * management are 403 with the gate's message; anything else is an invalid credential, worded
+ * as before (the caller may have meant an access token, and learns nothing about the key).
+ */
+function gateError(refusal: ManagementRefusal): GatewayError {
+  if (refusal.reason === "banned" || refusal.reason === "remote")
+    return new GatewayError("FORBIDDEN", refusal.message);
+  return unauthorized("the access token is invalid");
+}
+
+/**
  * Authenticates a request of the token or user dialect, as new-api does: a user's access token
  * plus a `new-api-user` header naming that same user. The management key is accepted too and
  * acts as an admin, with or without `new-api-user` (when present it names the acting user,
- * e.g. the default owner of keys it creates). Throws UNAUTHORIZED (401) or FORBIDDEN (403).
+ * e.g. the default owner of keys it creates), under the management gate's rules: not from a
+ * remote address unless `management.allowRemote`, never when no key is set. A banned address is
+ * refused whatever it presents, and a credential that is neither a valid access token nor the
+ * management key counts as a failure towards the ban. Throws UNAUTHORIZED (401) or FORBIDDEN (403).
  */
 export async function authenticateConsole(
-  headers: HeaderBag,
+  ex: Exchange,
   deps: ConsoleAuthDeps,
 ): Promise<ConsolePrincipal> {
+  const headers = ex.headers;
+  const ban = await deps.gate.banned(ex);
+  if (ban) throw gateError(ban);
   const token = presented(headers);
   if (!token)
     throw unauthorized("no access token was provided (send Authorization: Bearer <access token>)");
@@ -62,7 +80,8 @@ export async function authenticateConsole(
     if (user.status !== 1) throw new GatewayError("FORBIDDEN", "This user has been disabled");
     return { user, admin: user.role === "admin", via: "access-token" };
   }
-  if (!(await deps.verifyManagement(token))) throw unauthorized("the access token is invalid");
+  const refusal = await deps.gate.admit(ex, token, { countEveryRefusal: true });
+  if (refusal) throw gateError(refusal);
   if (claimed === undefined) return { user: null, admin: true, via: "management-key" };
   const acting = Number.isNaN(claimed) ? null : await deps.users.get(claimed);
   if (!acting) throw unauthorized("New-Api-User does not match any user");

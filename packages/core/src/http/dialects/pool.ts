@@ -25,6 +25,7 @@ import type { CredentialPatch, CredentialRecord, UserRecord } from "../../store/
 import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
 import { type Exchange, header, json, type Reply, readJsonObjectBody } from "../exchange.js";
+import type { ManagementGate, ManagementRefusal } from "../management-gate.js";
 import type { Route } from "../router.js";
 
 /** The messages of the seed (and of antigravity2api for its errors). */
@@ -67,8 +68,8 @@ const ok = (message: string, data?: unknown) =>
 export interface PoolDialectDeps {
   pool: CredentialPool;
   users: { findByAccessToken(token: string): Promise<UserRecord | null> };
-  /** The management key check (see `gateway.management.verify`). */
-  verifyManagement(plain: string): Promise<boolean>;
+  /** The gateway's management gate (the management key is accepted here under its rules). */
+  gate: ManagementGate;
   /** Provider of the credentials this dialect shows and adds. */
   provider: string;
   /** Base URL given to credentials added here. */
@@ -97,11 +98,25 @@ function presented(ex: Exchange): string | undefined {
 }
 
 /**
- * Authenticates a pool dialect request: the management key, or the access token of an enabled
- * admin user (a `new-api-user` header, when sent, must name that user). 401 otherwise; 403 for
- * a valid token of a user who is not an admin.
+ * A refusal of the management gate in the pool dialect's words: 403 for a banned address and
+ * for remote management, the seed's 401 for anything else.
+ */
+function gateError(refusal: ManagementRefusal): GatewayError {
+  if (refusal.reason === "banned" || refusal.reason === "remote")
+    return new GatewayError("FORBIDDEN", `${POOL_MESSAGES.unauthorized}: ${refusal.message}`);
+  return new GatewayError("UNAUTHORIZED", POOL_MESSAGES.unauthorized);
+}
+
+/**
+ * Authenticates a pool dialect request: the management key (under the management gate's rules:
+ * loopback unless `management.allowRemote`, never when no key is set), or the access token of
+ * an enabled admin user (a `new-api-user` header, when sent, must name that user). 401
+ * otherwise; 403 for a valid token of a user who is not an admin, and for a banned address
+ * whatever it presents. A credential that is neither counts as a failure towards the ban.
  */
 async function authenticate(ex: Exchange, deps: PoolDialectDeps): Promise<void> {
+  const ban = await deps.gate.banned(ex);
+  if (ban) throw gateError(ban);
   const token = presented(ex);
   if (!token)
     throw new GatewayError(
@@ -120,8 +135,8 @@ async function authenticate(ex: Exchange, deps: PoolDialectDeps): Promise<void> 
       throw new GatewayError("FORBIDDEN", POOL_MESSAGES.forbidden);
     return;
   }
-  if (!(await deps.verifyManagement(token)))
-    throw new GatewayError("UNAUTHORIZED", POOL_MESSAGES.unauthorized);
+  const refusal = await deps.gate.admit(ex, token, { countEveryRefusal: true });
+  if (refusal) throw gateError(refusal);
 }
 
 async function readBody(ex: Exchange, maxBodyBytes: number): Promise<Record<string, unknown>> {

@@ -42,8 +42,9 @@ export const LOCALHOST_KEY_NAME = "localhost-unauthenticated";
 /**
  * The downstream key of a proxy request. With the `allow-localhost-unauthenticated` setting on
  * (CLIProxyAPI's), a client whose direct peer is loopback and that sends no key is served under
- * an internal unlimited key, so that its usage is still recorded. `X-Forwarded-For` never counts:
- * a request relayed from elsewhere is not local.
+ * an internal unlimited key, so that its usage is still recorded. `X-Forwarded-For` never makes
+ * a request local: a request relayed by a trusted proxy is local only when the client it names
+ * is loopback too (a remote or unreadable chain is not).
  */
 export async function authorizeClient(
   deps: ProxyDialectDeps,
@@ -53,7 +54,8 @@ export async function authorizeClient(
   if (
     presented === undefined &&
     deps.settings.get("allow-localhost-unauthenticated") === true &&
-    isLoopback(normalizeIp(ex.remoteAddress))
+    isLoopback(normalizeIp(ex.remoteAddress)) &&
+    isLoopback(deps.clientIp(ex))
   ) {
     try {
       return await deps.keys.authorize(await localhostKey(deps), { ip: deps.clientIp(ex) });

@@ -12,6 +12,7 @@ import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/type
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
 import { type Exchange, json, type Reply, readJsonObjectBody } from "../exchange.js";
+import type { ManagementGate } from "../management-gate.js";
 import type { Route } from "../router.js";
 
 /** Longest token name, in characters (the seed's limit). */
@@ -373,8 +374,8 @@ function flag(q: URLSearchParams, name: string): boolean {
 export interface TokenDialectDeps {
   keys: KeyService;
   users: UserService;
-  /** The management key check (see `gateway.management.verify`). */
-  verifyManagement(plain: string): Promise<boolean>;
+  /** The gateway's management gate (the management key is accepted here under its rules). */
+  gate: ManagementGate;
   maxBodyBytes: number;
 }
 
@@ -387,7 +388,7 @@ export interface TokenDialectDeps {
  */
 export function tokenRoutes(deps: TokenDialectDeps): Route[] {
   const { keys, users } = deps;
-  const auth = (ex: Exchange) => authenticateConsole(ex.headers, deps);
+  const auth = (ex: Exchange) => authenticateConsole(ex, deps);
   const body = (ex: Exchange) => readConsoleBody(ex, deps.maxBodyBytes);
   const query = (ex: Exchange) => new URLSearchParams(ex.search);
   const visible = (p: ConsolePrincipal, k: ApiKeyRecord) =>

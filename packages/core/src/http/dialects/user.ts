@@ -10,6 +10,7 @@ import type { UserPatch, UserRecord } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
 import type { Exchange } from "../exchange.js";
+import type { ManagementGate } from "../management-gate.js";
 import type { Route } from "../router.js";
 import {
   type ConsolePageQuery,
@@ -118,7 +119,8 @@ function parseUserFields(body: Record<string, unknown>): UserPatch {
 /** Context the user routes need. */
 export interface UserDialectDeps {
   users: UserService;
-  verifyManagement(plain: string): Promise<boolean>;
+  /** The gateway's management gate (the management key is accepted here under its rules). */
+  gate: ManagementGate;
   maxBodyBytes: number;
 }
 
@@ -136,7 +138,7 @@ export interface UserDialectDeps {
 export function userRoutes(deps: UserDialectDeps): Route[] {
   const { users } = deps;
   const admin = async (ex: Exchange): Promise<ConsolePrincipal> => {
-    const p = await authenticateConsole(ex.headers, deps);
+    const p = await authenticateConsole(ex, deps);
     if (!p.admin)
       throw new GatewayError(
         "FORBIDDEN",

@@ -60,7 +60,7 @@ export function managementRoutes(deps: ManagementDeps): Route[] {
           guard,
           store: deps.store,
           pool: deps.pool,
-          enabled: deps.hasKey,
+          enabled: () => deps.gate.hasKey(),
           maxBodyBytes: deps.maxBodyBytes,
           ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
         })
