@@ -26,6 +26,7 @@ import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logge
 import { type GatewayOptions, resolveOptions } from "./options.js";
 import { UpstreamClient } from "./proxy/upstream.js";
 import { SettingsService } from "./settings/service.js";
+import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {
   CredentialPatch,
   CredentialRecord,
@@ -79,7 +80,12 @@ export interface Gateway {
   management: ManagementApi;
   /** Typed events. */
   events: GatewayEmitter;
-  /** The store this gateway runs on. */
+  /**
+   * The store this gateway runs on, as the gateway sees it: credential secrets read here are
+   * opened and written here are sealed. The adapter object itself (the `store` option) holds
+   * them sealed with the server secret (`secret: { sealed }`), unless its format is plaintext
+   * by design (`capabilities.plaintextSecrets`, store-file).
+   */
   store: Store;
   /** Resolves when the gateway has loaded its state from the store. */
   ready: Promise<void>;
@@ -159,7 +165,6 @@ export interface ManagementApi {
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const opts = resolveOptions(options);
-  const store = opts.store;
   const logger: Logger =
     opts.logger === false
       ? silentLogger
@@ -176,6 +181,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
   const events = new GatewayEmitter();
   const box = new SecretBox(opts.secret);
+  // Everything below runs on the sealing view: credential secrets reach the adapter sealed with
+  // the server secret (unless its format is plaintext by design) and come back opened.
+  const store = sealedStore(opts.store, box, logger);
   const settings = new SettingsService(store, events, opts.settings);
   const keys = new KeyService(store, box);
   const users = new UserService(store, box, keys, () => {
@@ -357,26 +365,35 @@ export function createGateway(options: GatewayOptions): Gateway {
   const prune = () => pruneUsage(store, settings);
   let pruneTimer: NodeJS.Timeout | null = null;
   let loaded = false;
-  const ready = Promise.all([settings.load(), pool.load()]).then(() => {
-    loaded = true;
-    applyDebug();
-    if (!closed) {
-      const runPrune = () =>
-        void prune().catch((error: unknown) =>
-          logger.warn("could not prune usage details", { error: String(error) }),
+  // Plaintext secrets of an earlier version are sealed before the pool first loads them.
+  const sealing = sealPlaintextSecrets(opts.store, box, logger).catch((error: unknown) =>
+    logger.error("could not seal plaintext credential secrets", { error: String(error) }),
+  );
+  const ready = sealing
+    .then(() => Promise.all([settings.load(), pool.load()]))
+    .then(() => {
+      loaded = true;
+      applyDebug();
+      if (!closed) {
+        const runPrune = () =>
+          void prune().catch((error: unknown) =>
+            logger.warn("could not prune usage details", { error: String(error) }),
+          );
+        runPrune();
+        pruneTimer = setInterval(runPrune, USAGE_PRUNE_INTERVAL_MS);
+        pruneTimer.unref();
+      }
+      if (!closed) oauth.start();
+      if (!closed && opts.recoveryProbe) {
+        const { intervalMs, timeoutMs } = opts.recoveryProbe;
+        pool.startRecoveryProbe(
+          modelsProbe(upstream, timeoutMs === undefined ? {} : { timeoutMs }),
+          {
+            intervalMs,
+          },
         );
-      runPrune();
-      pruneTimer = setInterval(runPrune, USAGE_PRUNE_INTERVAL_MS);
-      pruneTimer.unref();
-    }
-    if (!closed) oauth.start();
-    if (!closed && opts.recoveryProbe) {
-      const { intervalMs, timeoutMs } = opts.recoveryProbe;
-      pool.startRecoveryProbe(modelsProbe(upstream, timeoutMs === undefined ? {} : { timeoutMs }), {
-        intervalMs,
-      });
-    }
-  });
+      }
+    });
   // Surface load failures on the first request, not as an unhandled rejection.
   ready.catch(() => {});
 
