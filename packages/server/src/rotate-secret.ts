@@ -58,7 +58,7 @@ export async function rotateServerSecret(
   const spec = options.store ?? config.store ?? DEFAULT_STORE;
   if (spec === "memory")
     throw new Error("a memory store keeps nothing: there is nothing to rotate");
-  const explicit = options.newSecret ?? process.env.TOKENPOOL_NEW_SECRET;
+  const explicit = options.newSecret ?? (process.env.TOKENPOOL_NEW_SECRET || undefined);
   if (explicit !== undefined && explicit.length < MIN_SECRET)
     throw new Error(
       `the new secret needs at least ${MIN_SECRET} characters (e.g. \`openssl rand -hex 32\`)`,

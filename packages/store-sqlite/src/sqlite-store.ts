@@ -186,6 +186,10 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     // escalation would deadlock. Retry those two steps until the timeout.
     withBusyRetry(() => db.pragma("journal_mode = WAL"), busyTimeoutMs);
     db.pragma("synchronous = NORMAL");
+    // Overwritten and deleted content is zeroed, not left in free space: once a gateway has
+    // sealed the plaintext secrets of an earlier version (or rotated the server secret), no
+    // copy of the old form stays readable in the file.
+    db.pragma("secure_delete = ON");
     db.function("tokenpool_lower", { deterministic: true }, (v: unknown) =>
       typeof v === "string" ? v.toLowerCase() : v,
     );
