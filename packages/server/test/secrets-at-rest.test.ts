@@ -11,11 +11,11 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  type CredentialRecord,
   CredentialPool,
+  type CredentialRecord,
   createGateway,
-  GatewayEmitter,
   type Gateway,
+  GatewayEmitter,
   type Logger,
   rotateSecret,
   type Store,
