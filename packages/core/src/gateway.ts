@@ -355,7 +355,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       flushUsage: () => usageWriter.flush(),
       usageView: { detailsPerModel: opts.management.usageDetailsPerModel },
       secretChanged: (id) => oauth.forgetFailure(id),
-      oauthLogin: { providers: opts.oauth.providers, logger, timeoutMs: opts.oauth.timeoutMs },
+      oauthLogin: {
+        providers: opts.oauth.providers,
+        logger,
+        timeoutMs: opts.oauth.timeoutMs,
+        box,
+      },
     }),
     ...openaiRoutes(proxyDeps),
     ...anthropicRoutes(proxyDeps),
