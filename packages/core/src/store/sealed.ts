@@ -98,8 +98,11 @@ export function sealedCredentials(
       return (await inner.list()).map(open);
     },
     async update(id, patch) {
-      const sealed: CredentialPatch =
+      let sealed: CredentialPatch =
         patch.secret === undefined ? patch : { ...patch, secret: sealSecret(box, patch.secret) };
+      // The reason is this view's, not the record's: a state written back from it must not keep it.
+      if (sealed.state?.disabledReason === UNREADABLE_SECRET_REASON)
+        sealed = { ...sealed, state: { ...sealed.state, disabledReason: null } };
       const rec = await inner.update(id, sealed);
       return rec && open(rec);
     },
