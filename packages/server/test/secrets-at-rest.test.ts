@@ -339,12 +339,23 @@ describe("plaintext secrets of an earlier version", () => {
     const client = redisClient();
     expect(found(await redisBytes(client, prefix), Object.values(API_KEYS))).toHaveLength(3);
 
-    const [a, b] = await Promise.all([start(openRedis(prefix)), start(openRedis(prefix))]);
+    // Every write to a credential reaches this observer: each record is rewritten exactly once.
     const raw = openRedis(prefix);
     cleanups.push(() => raw.close());
+    const writes: string[] = [];
+    raw.watch((c) => {
+      if (c.collection === "credentials" && c.id !== undefined) writes.push(c.id);
+    });
+    await new Promise((res) => setTimeout(res, 100));
+    const [a, b] = await Promise.all([start(openRedis(prefix)), start(openRedis(prefix))]);
     const stored = await rawCredentials(raw);
     expect(stored).toHaveLength(4);
     for (const c of stored) expect(Object.keys(c.secret)).toEqual(["sealed"]);
+    const settled = Date.now() + 3_000;
+    while (writes.length < 4 && Date.now() < settled)
+      await new Promise((res) => setTimeout(res, 25));
+    await new Promise((res) => setTimeout(res, 300));
+    expect(writes.sort()).toEqual(stored.map((c) => c.id).sort());
     const { key } = await a.gateway.keys.create({ name: "app", unlimitedQuota: true });
     await proxyWithEach(a, key);
     const client2 = new OpenAI({ baseURL: `${b.base}/v1`, apiKey: key, maxRetries: 0 });
@@ -354,6 +365,30 @@ describe("plaintext secrets of an earlier version", () => {
       ).toHaveLength(1);
     await a.gateway.credentials.pool.flush();
     expect(found(await redisBytes(client, prefix), secrets())).toEqual([]);
+  });
+});
+
+describe("sealing plaintext on start, during a refresh", () => {
+  it("waits for the refresh's lock and seals the refreshed tokens, never the stale ones", async () => {
+    const filename = join(dir, "refreshing.db");
+    const raw = openSqlite(filename);
+    cleanups.push(() => raw.close());
+    await writePlaintext(raw);
+    // Another (earlier-version) instance is refreshing the OAuth account: it holds the lock.
+    const lock = (await raw.acquireLock("refresh:oauth-account", 30_000))!;
+    expect(lock).toBeTruthy();
+    const starting = start(openSqlite(filename));
+    await new Promise((res) => setTimeout(res, 300));
+    const fresh = { accessToken: "ya29.fresh-from-the-refresh-42", refreshToken: "1//fresh-rt-42" };
+    await raw.credentials.update("oauth-account", {
+      secret: { ...fresh, expiresAt: Date.now() + 3_600_000 },
+    });
+    await raw.releaseLock("refresh:oauth-account", lock);
+    const r = await starting;
+
+    expect(r.gateway.credentials.get("oauth-account")?.secret).toMatchObject(fresh);
+    const stored = (await raw.credentials.get("oauth-account"))!;
+    expect(Object.keys(stored.secret)).toEqual(["sealed"]);
   });
 });
 
