@@ -5,7 +5,7 @@
  * records of an earlier version are sealed on start; a record sealed with another secret loads
  * disabled and stays as stored; and `rotateSecret` moves everything to a new server secret.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -537,5 +537,30 @@ describe("tokenpool rotate-secret", () => {
     );
     expect(b.gateway.credentials.get("key-openai")?.secret).toEqual({ apiKey: API_KEYS.openai });
     expect(await b.gateway.keys.reveal(k.record.id)).toBe(k.key);
+  });
+});
+
+describe("store-file", () => {
+  it("keeps the seeds' plaintext formats: the gateway hands it plain secrets, files mode 0600", async () => {
+    const { fileStore } = await import("@tokenpool/store-file");
+    const files = join(dir, "files");
+    const r = await start(fileStore({ dir: files }));
+    await r.gateway.credentials.add({
+      id: "acc-1",
+      provider: "antigravity",
+      kind: "oauth",
+      baseUrl: upstream.url,
+      secret: {
+        accessToken: STALE_ACCESS,
+        refreshToken: REFRESH_TOKEN,
+        expiresAt: Date.now() + 3_600_000,
+      },
+    });
+    const accounts = join(files, "data", "accounts.json");
+    const text = readFileSync(accounts, "utf8");
+    expect(text).toContain(REFRESH_TOKEN);
+    expect(text).not.toContain("sealed");
+    expect(statSync(accounts).mode & 0o777).toBe(0o600);
+    expect(r.gateway.credentials.get("acc-1")?.secret.refreshToken).toBe(REFRESH_TOKEN);
   });
 });
