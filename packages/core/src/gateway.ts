@@ -374,31 +374,26 @@ export function createGateway(options: GatewayOptions): Gateway {
   const sealing = sealPlaintextSecrets(opts.store, box, logger).catch((error: unknown) =>
     logger.error("could not seal plaintext credential secrets", { error: String(error) }),
   );
-  const ready = sealing
-    .then(() => Promise.all([settings.load(), pool.load()]))
-    .then(() => {
-      loaded = true;
-      applyDebug();
-      if (!closed) {
-        const runPrune = () =>
-          void prune().catch((error: unknown) =>
-            logger.warn("could not prune usage details", { error: String(error) }),
-          );
-        runPrune();
-        pruneTimer = setInterval(runPrune, USAGE_PRUNE_INTERVAL_MS);
-        pruneTimer.unref();
-      }
-      if (!closed) oauth.start();
-      if (!closed && opts.recoveryProbe) {
-        const { intervalMs, timeoutMs } = opts.recoveryProbe;
-        pool.startRecoveryProbe(
-          modelsProbe(upstream, timeoutMs === undefined ? {} : { timeoutMs }),
-          {
-            intervalMs,
-          },
+  const ready = Promise.all([settings.load(), sealing.then(() => pool.load())]).then(() => {
+    loaded = true;
+    applyDebug();
+    if (!closed) {
+      const runPrune = () =>
+        void prune().catch((error: unknown) =>
+          logger.warn("could not prune usage details", { error: String(error) }),
         );
-      }
-    });
+      runPrune();
+      pruneTimer = setInterval(runPrune, USAGE_PRUNE_INTERVAL_MS);
+      pruneTimer.unref();
+    }
+    if (!closed) oauth.start();
+    if (!closed && opts.recoveryProbe) {
+      const { intervalMs, timeoutMs } = opts.recoveryProbe;
+      pool.startRecoveryProbe(modelsProbe(upstream, timeoutMs === undefined ? {} : { timeoutMs }), {
+        intervalMs,
+      });
+    }
+  });
   // Surface load failures on the first request, not as an unhandled rejection.
   ready.catch(() => {});
 
