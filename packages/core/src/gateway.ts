@@ -27,6 +27,7 @@ import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logge
 import { type GatewayOptions, resolveOptions } from "./options.js";
 import { UpstreamClient } from "./proxy/upstream.js";
 import { SettingsService } from "./settings/service.js";
+import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {
   CredentialPatch,
   CredentialRecord,
@@ -73,7 +74,12 @@ export interface Gateway {
   management: ManagementApi;
   /** Typed events. */
   events: GatewayEmitter;
-  /** The store this gateway runs on. */
+  /**
+   * The store this gateway runs on, as the gateway sees it: credential secrets read here are
+   * opened and written here are sealed. The adapter object itself (the `store` option) holds
+   * them sealed with the server secret (`secret: { sealed }`), unless its format is plaintext
+   * by design (`capabilities.plaintextSecrets`, store-file).
+   */
   store: Store;
   /** Resolves when the gateway has loaded its state from the store. */
   ready: Promise<void>;
@@ -156,7 +162,6 @@ export interface ManagementApi {
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const opts = resolveOptions(options);
-  const store = opts.store;
   const logger: Logger =
     opts.logger === false
       ? silentLogger
@@ -173,6 +178,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
   const events = new GatewayEmitter();
   const box = new SecretBox(opts.secret);
+  // Everything below runs on the sealing view: credential secrets reach the adapter sealed with
+  // the server secret (unless its format is plaintext by design) and come back opened.
+  const store = sealedStore(opts.store, box, logger);
   const settings = new SettingsService(store, events, opts.settings);
   const keys = new KeyService(store, box);
   const users = new UserService(store, box, keys, () => {
@@ -326,7 +334,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       flushUsage: () => usageWriter.flush(),
       usageView: { detailsPerModel: opts.management.usageDetailsPerModel },
       secretChanged: (id) => oauth.forgetFailure(id),
-      oauthLogin: { providers: opts.oauth.providers, logger, timeoutMs: opts.oauth.timeoutMs },
+      oauthLogin: {
+        providers: opts.oauth.providers,
+        logger,
+        timeoutMs: opts.oauth.timeoutMs,
+        box,
+      },
     }),
     ...openaiRoutes(proxyDeps),
     ...anthropicRoutes(proxyDeps),
@@ -336,7 +349,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   const prune = () => pruneUsage(store, settings);
   let pruneTimer: NodeJS.Timeout | null = null;
   let loaded = false;
-  const ready = Promise.all([settings.load(), pool.load()]).then(() => {
+  // Plaintext secrets of an earlier version are sealed before the pool first loads them.
+  const sealing = sealPlaintextSecrets(opts.store, box, logger).catch((error: unknown) =>
+    logger.error("could not seal plaintext credential secrets", { error: String(error) }),
+  );
+  const ready = Promise.all([settings.load(), sealing.then(() => pool.load())]).then(() => {
     loaded = true;
     applyDebug();
     if (!closed) {

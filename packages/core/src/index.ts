@@ -118,6 +118,16 @@ export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./proxy/upstream.js";
 export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
+export {
+  type RotateSecretOptions,
+  type RotateSecretReport,
+  rotateSecret,
+} from "./store/rotate-secret.js";
+export {
+  hasPlaintextSecret,
+  isSealedSecret,
+  UNREADABLE_SECRET_REASON,
+} from "./store/sealed.js";
 export type * from "./store/types.js";
 export { KeyStatus } from "./store/types.js";
 export {

@@ -235,3 +235,22 @@ describe("gemini-web-token", () => {
     expect(await bad.json()).toEqual({ error: "invalid body" });
   });
 });
+
+describe("OAuth login state at rest", () => {
+  it("keeps the code verifier sealed in the store's kv, and the flow still completes", async () => {
+    const start = await getJson("/anthropic-auth-url");
+    const url = new URL(start.url as string);
+    const state = url.searchParams.get("state") as string;
+    const raw = (await gateway.store.kv.get(`oauth-login:${state}`)) as string;
+    const kept = JSON.parse(raw) as { verifier?: string };
+    expect(kept.verifier).toMatch(/^v1\./);
+
+    const consent = await fetch(url, { redirect: "manual" });
+    const done = await fetch(consent.headers.get("location") as string);
+    expect(await done.json()).toEqual({ status: "ok", file: "claude-user_example.com.json" });
+    // The verifier sent to the token endpoint was never stored as it is.
+    const sent = oauth.requests.find((r) => r.grantType === "authorization_code")?.codeVerifier;
+    expect(sent).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(raw).not.toContain(sent);
+  });
+});

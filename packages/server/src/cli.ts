@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
+import { rotateServerSecret } from "./rotate-secret.js";
 import { DEFAULT_STORE, startServer } from "./serve.js";
 
 const USAGE = `Usage: tokenpool serve [options]
+       tokenpool rotate-secret [--store <spec>] [--config <file>] [--new-secret <s>]
 
 Options:
   --port <n>        port to listen on (default 8317; 0 = any free port)
@@ -17,11 +19,20 @@ Options:
   --config <file>   a YAML configuration file (CLIProxyAPI layout)
   --demo            also start a local mock upstream and a demo key (works offline)
   --log-level <l>   debug | info | warn | error | silent (default info)
+  --new-secret <s>  rotate-secret: the new server secret (32+ characters; default
+                    TOKENPOOL_NEW_SECRET, else a random one written to secret.key)
   -h, --help        show this help
+
+Commands:
+  serve             run the gateway (the default)
+  rotate-secret     re-encrypt everything stored under the server secret with a new one
+                    (upstream credential secrets, downstream keys); stop the gateways first,
+                    restart them with the new secret after; safe to run again if interrupted
 
 Environment:
   TOKENPOOL_SECRET  the server secret (otherwise kept in secret.key beside the SQLite file or in
-                    the file store's directory; required with redis, the same on every instance)`;
+                    the file store's directory; required with redis, the same on every instance)
+  TOKENPOOL_NEW_SECRET  rotate-secret: the new server secret`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -34,12 +45,21 @@ async function main(argv: string[]): Promise<number> {
       config: { type: "string" },
       demo: { type: "boolean", default: false },
       "log-level": { type: "string" },
+      "new-secret": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
   const command = positionals[0] ?? "serve";
   if (values.help || command === "help") {
     process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (command === "rotate-secret") {
+    await rotateServerSecret({
+      ...(values.store === undefined ? {} : { store: values.store }),
+      ...(values.config === undefined ? {} : { config: values.config }),
+      ...(values["new-secret"] === undefined ? {} : { newSecret: values["new-secret"] }),
+    });
     return 0;
   }
   if (command !== "serve") {

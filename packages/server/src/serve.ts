@@ -67,7 +67,7 @@ const STORE_SPECS = `sqlite:<path> (the default is ${DEFAULT_STORE}), file:<dir>
  * generated secret); `shared` = other processes may use the same store (they must then share
  * the secret).
  */
-async function openStore(
+export async function openStore(
   spec: string,
 ): Promise<{ store: Store; dataDir: string | null; shared: boolean }> {
   if (spec === "memory") return { store: memoryStore(), dataDir: null, shared: false };

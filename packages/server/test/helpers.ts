@@ -64,3 +64,39 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<S
     });
   });
 }
+
+/** Runs a program to its end; resolves with its exit code and what it printed. */
+export function runCommand(
+  program: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(program, args, {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Runs `tokenpool <args>` from sources to its end (a command that does not serve). */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runCommand(
+    process.execPath,
+    ["--conditions=source", "--import", "tsx", CLI, ...args],
+    env,
+  );
+}

@@ -680,7 +680,7 @@ export function fileStore(options: FileStoreOptions): Store {
 
   return {
     name: "file",
-    capabilities: { multiProcess: false },
+    capabilities: { multiProcess: false, plaintextSecrets: true },
     keys: {
       async create(input) {
         await open();
@@ -725,6 +725,21 @@ export function fileStore(options: FileStoreOptions): Store {
           ...rest
         } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
         Object.assign(r, clone(rest));
+        const out = clone(r);
+        await commit(["keys"], [local("keys", id, "upsert")]);
+        return out;
+      },
+      async rekey(id, keyHash, keyCipher) {
+        await open();
+        const r = keys.get(id);
+        if (!r) return null;
+        const holder = keyByHash.get(keyHash);
+        if (holder !== undefined && holder !== id)
+          throw new Error("a key with this hash already exists");
+        keyByHash.delete(r.keyHash);
+        keyByHash.set(keyHash, id);
+        r.keyHash = keyHash;
+        r.keyCipher = keyCipher;
         const out = clone(r);
         await commit(["keys"], [local("keys", id, "upsert")]);
         return out;

@@ -57,6 +57,7 @@ const COMMANDS = {
   tpUserUpdate: lua.USER_UPDATE,
   tpUserDelete: lua.USER_DELETE,
   tpCredCreate: lua.CRED_CREATE,
+  tpKeyRekey: lua.KEY_REKEY,
   tpCredDelete: lua.CRED_DELETE,
   tpSettingsSet: lua.SETTINGS_SET,
   tpSettingsDelete: lua.SETTINGS_DELETE,
@@ -394,6 +395,17 @@ export function redisStore(options: RedisStoreOptions): Store {
           ...rest
         } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
         const reply = await write("tpRecordUpdate", [k.key(id)], ["keys", id, ...encode(rest)]);
+        const rec = decode<ApiKeyRecord>(toHash(reply));
+        if (rec) emitLocal("keys", id, "upsert");
+        return rec;
+      },
+      async rekey(id, keyHash, keyCipher) {
+        const reply = await write(
+          "tpKeyRekey",
+          [k.key(id), k.keyHash],
+          [id, keyHash, JSON.stringify(keyCipher)],
+        );
+        if (reply === -1) throw new Error("a key with this hash already exists");
         const rec = decode<ApiKeyRecord>(toHash(reply));
         if (rec) emitLocal("keys", id, "upsert");
         return rec;

@@ -289,6 +289,21 @@ export function runStoreConformance(options: StoreConformanceOptions): void {
         expect(again.id).not.toBe(a.id);
         expect((await store.keys.getByHash(a.keyHash))?.id).toBe(again.id);
       });
+
+      it("rekey moves the hash lookup and the cipher in one step and keeps every other field", async () => {
+        const a = await store.keys.create(fixtures.key({ keyCipher: "old-cipher" }));
+        const b = await store.keys.create(fixtures.key());
+        const moved = await store.keys.rekey(a.id, "new-hash", "new-cipher");
+        expect(moved).toEqual({ ...a, keyHash: "new-hash", keyCipher: "new-cipher" });
+        expect(await store.keys.getByHash(a.keyHash)).toBeNull();
+        expect(await store.keys.getByHash("new-hash")).toEqual(moved);
+        // Doing it again is harmless; another key's hash is refused and changes nothing.
+        expect(await store.keys.rekey(a.id, "new-hash", "new-cipher")).toEqual(moved);
+        await expect(store.keys.rekey(b.id, "new-hash", null)).rejects.toThrow();
+        expect(await store.keys.get(b.id)).toEqual(b);
+        expect(await store.keys.rekey(424_242, "x", null)).toBeNull();
+        expect(await store.keys.getByHash("x")).toBeNull();
+      });
     });
 
     describe("users", () => {

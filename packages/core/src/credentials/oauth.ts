@@ -178,7 +178,11 @@ export interface RefreshOptions {
   failedToken?: string;
 }
 
-const LOCK_PREFIX = "refresh:";
+/**
+ * Prefix of the store lock a credential's secret is rewritten under (`refresh:<id>`): refreshes
+ * take it, and so do the sealing of plaintext secrets and the secret rotation.
+ */
+export const LOCK_PREFIX = "refresh:";
 const MAX_MESSAGE = 300;
 /** Lifetime assumed when a token endpoint omits `expires_in` (Google's is 3599 s). */
 const DEFAULT_EXPIRES_IN_S = 3600;

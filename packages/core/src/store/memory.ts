@@ -167,6 +167,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
         emit("keys", id, "upsert");
         return clone(r);
       },
+      async rekey(id, keyHash, keyCipher) {
+        const r = keys.get(id);
+        if (!r) return null;
+        const holder = keyByHash.get(keyHash);
+        if (holder !== undefined && holder !== id)
+          throw new Error("a key with this hash already exists");
+        keyByHash.delete(r.keyHash);
+        keyByHash.set(keyHash, id);
+        r.keyHash = keyHash;
+        r.keyCipher = keyCipher;
+        emit("keys", id, "upsert");
+        return clone(r);
+      },
       async delete(ids) {
         let n = 0;
         for (const id of new Set(ids)) {

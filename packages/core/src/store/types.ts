@@ -59,7 +59,10 @@ export interface ApiKeyRecord {
 
 /** What a caller provides to create a key; the store assigns `id`. */
 export type NewApiKey = Omit<ApiKeyRecord, "id">;
-/** A partial update of a key. `id` and `keyHash` cannot change. */
+/**
+ * A partial update of a key. `id` and `keyHash` cannot change (only {@link KeyCollection.rekey},
+ * for a rotation of the server secret, moves a hash).
+ */
 export type ApiKeyPatch = Partial<Omit<ApiKeyRecord, "id" | "keyHash">>;
 
 /** Filters for {@link KeyCollection.list}. All given filters must match. */
@@ -119,6 +122,14 @@ export interface CredentialSecret {
   idToken?: string;
   /** Provider-specific extra secret fields (cookies, account ids ...). */
   extra?: Record<string, string>;
+  /**
+   * The stored form of a secret in an adapter whose format is ours (see
+   * {@link StoreCapabilities.plaintextSecrets}): every other field sealed together with the server
+   * secret (AES-256-GCM, `v1.<iv>.<tag>.<ciphertext>`), and nothing else beside it. A gateway
+   * seals on write and opens on read, so `gateway.credentials` and `gateway.store` never show it;
+   * only code that reads the adapter object itself does.
+   */
+  sealed?: string;
 }
 
 /** Live health of a credential. Written on errors and state changes, not on every request. */
@@ -286,6 +297,15 @@ export interface StoreChange {
 export interface StoreCapabilities {
   /** Several processes may share the same backing data (SQLite file, Redis). */
   multiProcess: boolean;
+  /**
+   * The adapter's format keeps credential secrets in the clear by design (store-file: the seeds'
+   * `config.yaml`, `auths/*.json` and `accounts.json` hold plain keys and tokens), so a gateway
+   * hands it plain secrets. Absent or false: the gateway seals every credential secret with the
+   * server secret before it reaches the adapter (`secret` is then `{ sealed }`), and rewrites
+   * plaintext secrets written by earlier versions sealed when it starts.
+   * @default false
+   */
+  plaintextSecrets?: boolean;
 }
 
 /** Downstream keys. */
@@ -299,6 +319,13 @@ export interface KeyCollection {
   list(query?: KeyQuery): Promise<Page<ApiKeyRecord>>;
   /** Applies the patch atomically; returns the updated record, or null for an unknown id. */
   update(id: number, patch: ApiKeyPatch): Promise<ApiKeyRecord | null>;
+  /**
+   * Replaces a key's `keyHash` and `keyCipher` (a rotation of the server secret re-hashes and
+   * re-encrypts every key). MUST be one atomic step that also moves the
+   * {@link KeyCollection.getByHash} lookup (the old hash finds nothing afterwards), and MUST
+   * reject (throw) a hash another key holds. Returns the updated record, or null for an unknown id.
+   */
+  rekey(id: number, keyHash: string, keyCipher: string | null): Promise<ApiKeyRecord | null>;
   /** Deletes the given ids (unknown ones are ignored); returns how many were deleted. */
   delete(ids: number[]): Promise<number>;
 }

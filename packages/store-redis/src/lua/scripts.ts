@@ -50,6 +50,26 @@ notify(ARGV[4], ARGV[5], 'upsert')
 return redis.call('HGETALL', KEYS[2])
 `;
 
+/**
+ * KEYS: log, record, keyHash index. ARGV[4] = id, ARGV[5] = the new keyHash, ARGV[6] = the new
+ * keyCipher field (JSON). Moves the lookup index with the hash (secret rotation). Returns the
+ * updated record, an empty array for an unknown id, or -1 for a hash another key holds.
+ */
+export const KEY_REKEY = `${NOTIFY}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {} end
+local id = ARGV[4]
+local holder = redis.call('HGET', KEYS[3], ARGV[5])
+if holder and holder ~= id then return -1 end
+local old = cjson.decode(redis.call('HGET', KEYS[2], 'keyHash') or 'null')
+if type(old) == 'string' and old ~= ARGV[5] and redis.call('HGET', KEYS[3], old) == id then
+  redis.call('HDEL', KEYS[3], old)
+end
+redis.call('HSET', KEYS[3], ARGV[5], id)
+redis.call('HSET', KEYS[2], 'keyHash', cjson.encode(ARGV[5]), 'keyCipher', ARGV[6])
+notify('keys', id, 'upsert')
+return redis.call('HGETALL', KEYS[2])
+`;
+
 /** KEYS: log, keyHash index, key id set. ARGV[4..] = ids. Returns the ids deleted. */
 export const KEY_DELETE = `${NOTIFY}
 local deleted = {}

@@ -36,6 +36,7 @@ import type {
   CredentialSecret,
   Store,
 } from "../../../store/types.js";
+import type { SecretBox } from "../../../util/secrets.js";
 import { type Exchange, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import {
@@ -178,6 +179,11 @@ export interface OAuthLoginDeps {
   maxBodyBytes?: number;
   /** Called after a credential's secret changed. */
   secretChanged?: (id: string) => void;
+  /**
+   * Seals the code verifier kept in the kv with the server secret (a flow whose verifier no
+   * longer opens, e.g. after a secret rotation, is an unknown state). Absent: kept as it is.
+   */
+  box?: Pick<SecretBox, "encrypt" | "decrypt">;
 }
 
 /** What the kv keeps per `state`. Holds the code verifier: never log it. */
@@ -265,12 +271,26 @@ export function oauthLoginRoutes(deps: OAuthLoginDeps): Route[] {
     };
   };
 
+  const box = deps.box;
   const readFlow = async (state: string): Promise<FlowRecord | null> => {
     const raw = await store.kv.get(KV_PREFIX + state);
-    return raw === null ? null : (JSON.parse(raw) as FlowRecord);
+    if (raw === null) return null;
+    const rec = JSON.parse(raw) as FlowRecord;
+    if (box && rec.verifier !== undefined) {
+      const verifier = box.decrypt(rec.verifier);
+      if (verifier === null) return null;
+      rec.verifier = verifier;
+    }
+    return rec;
   };
   const writeFlow = (state: string, rec: FlowRecord, ms = ttlMs) =>
-    store.kv.set(KV_PREFIX + state, JSON.stringify(rec), ms);
+    store.kv.set(
+      KV_PREFIX + state,
+      JSON.stringify(
+        box && rec.verifier !== undefined ? { ...rec, verifier: box.encrypt(rec.verifier) } : rec,
+      ),
+      ms,
+    );
   /** The end of a flow: no verifier kept, readable by `get-auth-status` for a while. */
   const finish = (state: string, rec: FlowRecord, error?: string) => {
     const { verifier: _v, ...rest } = rec;
