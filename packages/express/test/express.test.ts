@@ -197,6 +197,25 @@ describe("tokenpoolRouter with a real gateway", () => {
       expect(body.error.message).toBeTruthy();
     }
   });
+  it("answers a deeply nested body with a 400 in OpenAI's format after express.json(), not a 500", async () => {
+    // express.json() parses it fine; re-encoding 5000 levels with JSON.stringify would overflow.
+    const withParser = await listen(app());
+    const bare = express();
+    bare.use("/llm", tokenpoolRouter(gateway));
+    const withoutParser = await listen(bare);
+    const deep = `${"[".repeat(5000)}${"]".repeat(5000)}`;
+    for (const base of [withParser, withoutParser]) {
+      const res = await fetch(`${base}/llm/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x":${deep}}`,
+      });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({
+        error: { type: "invalid_request_error", code: "json_too_deep" },
+      });
+    }
+  });
 });
 
 describe("tokenpoolRouter conversions", () => {
