@@ -214,6 +214,31 @@ describe("hostile JSON on every surface", () => {
     expect(mock.requests.length).toBe(sent);
   });
 
+  it("keeps a model named __proto__ a usage key: /usage answers and Object.prototype stays clean", async () => {
+    for (const name of ["__proto__", "constructor", "hasOwnProperty"]) {
+      const res = await post(
+        "/v1/chat/completions",
+        JSON.stringify({ model: name, messages: user }),
+        {},
+      );
+      expect(res.status).toBeLessThan(500);
+    }
+    await gateway.usage.flush();
+    const res = await fetch(`${base}/v0/management/usage`, {
+      headers: { authorization: `Bearer ${mgmt}` },
+    });
+    expect(res.status).toBe(200);
+    const { usage } = (await res.json()) as {
+      usage: { apis: Record<string, { models: Record<string, { total_requests: number }> }> };
+    };
+    const models = usage.apis["POST /v1/chat/completions"]!.models;
+    expect(Object.getOwnPropertyDescriptor(models, "__proto__")?.value).toMatchObject({
+      total_requests: 1,
+    });
+    expect(models.constructor).toMatchObject({ total_requests: 1 });
+    expect(Object.keys(Object.prototype)).toEqual([]);
+  });
+
   it("still serves after the hostile requests", async () => {
     const res = await post(
       "/v1/chat/completions",
