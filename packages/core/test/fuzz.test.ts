@@ -24,6 +24,8 @@ const WRITES = TOTAL - READS;
 const CONCURRENCY = 24;
 const MAX_BODY = 256 * 1024;
 const UPSTREAM_SECRET = "sk-upstream-fuzz-secret-9f8e7d6c5b4a";
+/** The access token of the pool dialect's accounts, which the mock accepts. */
+const POOL_ACCESS_TOKEN = "ya29.fuzz-access-token";
 const MODELS = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4", "gemini-2.5-flash"];
 
 // ---------------------------------------------------------------------------------------------
@@ -298,7 +300,10 @@ const listItem = (name: string): unknown =>
       : { "api-key": `k-${int(1e6)}`, "base-url": "http://127.0.0.1:9" };
 
 /** Ids in paths and bodies of writes; never 1, the admin user the test authenticates as. */
-const writeId = () => String(pick([2, 3, 4, 5, 99]));
+const writeId = () => String(pick([2, 3, 4, 5, 6, 7, 99]));
+/** Pool tokens made at the start (`1//fuzz-<n>`), for the pool writes to find. */
+const POOL_TOKENS = 10;
+const poolToken = () => `1//fuzz-${int(POOL_TOKENS * 2)}`;
 const authFile = () => ({
   type: pick(["codex", "claude", "gemini", "qwen", "antigravity"]),
   access_token: `at-${int(1e6)}`,
@@ -493,8 +498,8 @@ const WRITES_SURFACES: Surface[] = [
     auth: "pool",
     write: true,
     body: () => ({
-      refresh_token: `1//fuzz-${int(1e4)}`,
-      access_token: "ya29.x",
+      refresh_token: poolToken(),
+      access_token: POOL_ACCESS_TOKEN,
       expires_in: 3599,
       timestamp: Date.now(),
       project: "p",
@@ -503,14 +508,14 @@ const WRITES_SURFACES: Surface[] = [
   },
   {
     method: "PUT",
-    path: (param) => `/v1/tokens/${param(`1//fuzz-${int(1e4)}`)}`,
+    path: (param) => `/v1/tokens/${param(poolToken())}`,
     auth: "pool",
     write: true,
-    body: () => ({ enable: chance(0.5), access_token: "ya29.y", expires_in: 60 }),
+    body: () => ({ enable: chance(0.5), access_token: POOL_ACCESS_TOKEN, expires_in: 600 }),
   },
   {
     method: "DELETE",
-    path: (param) => `/v1/tokens/${param(`1//fuzz-${int(1e4)}`)}`,
+    path: (param) => `/v1/tokens/${param(poolToken())}`,
     auth: "pool",
     write: true,
   },
@@ -529,14 +534,30 @@ let base: string;
 const creds = { proxy: "", management: "", console: "", consoleUser: "" };
 
 beforeAll(async () => {
-  mock = await createMockUpstream({ apiKeys: [UPSTREAM_SECRET], maxRecordedRequests: 0 });
+  mock = await createMockUpstream({
+    apiKeys: [UPSTREAM_SECRET],
+    authorize: (token) => token === POOL_ACCESS_TOKEN,
+    maxRecordedRequests: 0,
+  });
   store = memoryStore();
+  // Every OAuth and pool endpoint points at the mock: nothing here may reach the network.
+  const local = { tokenUrl: `${mock.origin}/oauth/token`, deviceCodeUrl: `${mock.origin}/device` };
   gateway = createGateway({
     store,
     secret: "fuzz-secret-0123456789-0123456789-0123456789",
     logger: false,
     maxBodyBytes: MAX_BODY,
     usage: { flushIntervalMs: 50 },
+    poolDialect: { baseUrl: mock.origin },
+    oauth: {
+      scanIntervalMs: 0,
+      providers: Object.fromEntries(
+        ["antigravity", "gemini", "gemini-cli", "anthropic", "claude", "codex", "qwen"].map((p) => [
+          p,
+          local,
+        ]),
+      ),
+    },
   });
   await gateway.ready;
   await gateway.credentials.add({
@@ -549,12 +570,50 @@ beforeAll(async () => {
   const admin = await gateway.users.create({ username: "root", role: "admin" });
   creds.console = admin.accessToken;
   creds.consoleUser = String(admin.record.id);
-  await gateway.users.create({ username: "victim" });
-  await gateway.keys.create({ name: "victim-key", remainQuota: 1000 });
+  // Something for the writes to hit: users, keys of the admin, pool tokens, an auth file, and a
+  // credential that lists models (for the model listings).
+  for (let i = 0; i < 5; i++) {
+    await gateway.users.create({ username: `victim${i}` });
+    await gateway.keys.create({
+      name: `victim-key${i}`,
+      remainQuota: 1000,
+      userId: admin.record.id,
+    });
+  }
+  await gateway.credentials.add({
+    provider: "openai",
+    baseUrl: mock.url,
+    secret: { apiKey: UPSTREAM_SECRET },
+    models: MODELS.map((name) => ({ name })),
+  });
   server = createServer(toNodeHandler(gateway));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   client = new Pool(base, { connections: CONCURRENCY });
+  const setup = async (method: string, path: string, body: unknown) => {
+    const res = await client.request({
+      method,
+      path,
+      headers: { authorization: `Bearer ${creds.management}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    expect(res.statusCode, `${method} ${path}: ${await res.body.text()}`).toBe(200);
+  };
+  for (let i = 0; i < POOL_TOKENS; i++)
+    await setup("POST", "/v1/tokens", {
+      refresh_token: `1//fuzz-${i}`,
+      access_token: POOL_ACCESS_TOKEN,
+      expires_in: 86_400,
+      timestamp: Date.now(),
+    });
+  await setup("POST", "/v0/management/auth-files?name=codex-a.json", {
+    type: "codex",
+    access_token: "at",
+    refresh_token: "rt",
+    email: "a@b.c",
+  });
+  // Listed and downloadable, never picked for traffic (its upstream would be chatgpt.com).
+  await gateway.credentials.update("codex-a.json", { enabled: false, baseUrl: mock.origin });
 });
 
 afterAll(async () => {
@@ -876,6 +935,12 @@ const describeReq = (b: Built) =>
 describe("fuzz: hostile requests over every surface", () => {
   const statuses = new Map<number, number>();
   const count = (s: number) => statuses.set(s, (statuses.get(s) ?? 0) + 1);
+  /** Successes per surface: proof that the run got past authentication and validation. */
+  const served = new Map<Surface, number>();
+  const tally = (surface: Surface, status: number) => {
+    count(status);
+    if (status >= 200 && status < 300) served.set(surface, (served.get(surface) ?? 0) + 1);
+  };
 
   it(`answers ${READS} hostile proxy and read requests (${CONCURRENCY} at a time) without a 5xx`, async () => {
     rand = prng(SEED);
@@ -886,9 +951,10 @@ describe("fuzz: hostile requests over every surface", () => {
     const worker = async () => {
       while (next < READS) {
         next++;
-        const b = build(pick(surfaces));
+        const surface = pick(surfaces);
+        const b = build(surface);
         const out = await send(b);
-        count(out.status);
+        tally(surface, out.status);
         if (out.problem) failures.push(`${out.problem}\n    ${describeReq(b)}`);
       }
     };
@@ -904,10 +970,11 @@ describe("fuzz: hostile requests over every surface", () => {
     rand = prng(SEED ^ 0x5a5a5a5a);
     const failures: string[] = [];
     for (let i = 0; i < WRITES; i++) {
-      const b = build(pick(WRITES_SURFACES));
+      const surface = pick(WRITES_SURFACES);
+      const b = build(surface);
       const before = await snapshot();
       const out = await send(b);
-      count(out.status);
+      tally(surface, out.status);
       if (out.problem) failures.push(`${out.problem}\n    ${describeReq(b)}`);
       else if (out.status >= 400 && (await snapshot()) !== before)
         failures.push(`a failed write (${out.status}) changed state\n    ${describeReq(b)}`);
@@ -926,6 +993,12 @@ describe("fuzz: hostile requests over every surface", () => {
     expect(total).toBe(READS + WRITES);
     expect(total).toBeGreaterThanOrEqual(5000);
     expect(statuses.get(200) ?? 0).toBeGreaterThan(total / 10);
-    for (const s of [400, 404, 405, 413]) expect(statuses.get(s) ?? 0).toBeGreaterThan(0);
+    for (const s of [400, 401, 404, 405, 413]) expect(statuses.get(s) ?? 0).toBeGreaterThan(0);
+    const neverServed = [...PROXY, ...READ_ONLY]
+      .filter((s) => !served.has(s))
+      .map((s) => `${s.method} ${s.path((v) => v)}`)
+      // The OAuth callback of an unknown state is an error by design.
+      .filter((s) => !s.includes("/oauth/callback"));
+    expect(neverServed).toEqual([]);
   });
 });
