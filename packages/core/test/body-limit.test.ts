@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
-import { type AddressInfo, connect } from "node:net";
+import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
+import { sendRawBody } from "@tokenpool/testing";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGateway, type Gateway, memoryStore } from "../src/index.js";
@@ -77,72 +78,6 @@ const SURFACES = [
   },
 ] as const;
 
-/**
- * Sends `body` over a raw socket (content-length or chunked framing), writing until the server
- * closes or the body is sent, and returns what the server answered and any socket error.
- */
-function rawPost(
-  path: string,
-  auth: string,
-  opts: { chunked: boolean; close: boolean; method?: string; endless?: boolean },
-): Promise<{ response: string; error: string; written: number }> {
-  return new Promise((resolve) => {
-    const socket = connect(port, "127.0.0.1");
-    let response = "";
-    let error = "";
-    let written = 0;
-    socket.on("data", (d) => {
-      response += d.toString("latin1");
-    });
-    socket.on("error", (e) => {
-      error += String(e);
-    });
-    socket.on("close", () => resolve({ response, error, written }));
-    socket.write(
-      `${opts.method ?? "POST"} ${path} HTTP/1.1\r\nhost: x\r\nauthorization: ${auth}\r\n` +
-        `content-type: application/json\r\n${opts.close ? "connection: close\r\n" : ""}` +
-        `${opts.chunked ? "transfer-encoding: chunked" : `content-length: ${BIG.length}`}\r\n\r\n`,
-    );
-    void (async () => {
-      for (let at = 0; opts.endless || at < BIG.length; at += CHUNK) {
-        const c = BIG.subarray(at % BIG.length, (at % BIG.length) + CHUNK);
-        const frame = opts.chunked
-          ? Buffer.concat([Buffer.from(`${c.length.toString(16)}\r\n`), c, Buffer.from("\r\n")])
-          : c;
-        if (socket.destroyed || socket.writableEnded) return;
-        written += c.length;
-        if (!socket.write(frame)) {
-          await new Promise<void>((r) => {
-            const done = () => {
-              socket.off("drain", done);
-              socket.off("close", done);
-              r();
-            };
-            socket.once("drain", done);
-            socket.once("close", done);
-          });
-        }
-      }
-      if (socket.destroyed) return;
-      if (opts.chunked) socket.write("0\r\n\r\n");
-      // Half-close: the server may still answer, as an HTTP client waits for it.
-      socket.end();
-    })();
-  });
-}
-
-/** The status line, headers and JSON body of a raw HTTP/1.1 answer. */
-function parseRaw(response: string): { status: number; headers: string; body: unknown } {
-  const headEnd = response.indexOf("\r\n\r\n");
-  const head = response.slice(0, headEnd);
-  const length = Number(/content-length: (\d+)/i.exec(head)?.[1]);
-  return {
-    status: Number(head.slice(9, 12)),
-    headers: head.toLowerCase(),
-    body: JSON.parse(response.slice(headEnd + 4, headEnd + 4 + length)),
-  };
-}
-
 describe("oversized bodies on node:http", () => {
   for (const s of SURFACES) {
     const method = "method" in s ? s.method : "POST";
@@ -176,24 +111,33 @@ describe("oversized bodies on node:http", () => {
     it(`lets a raw ${s.name} client finish sending and read the 413, keep-alive or not`, async () => {
       for (const chunked of [false, true]) {
         for (const close of [false, true]) {
-          const { response, error } = await rawPost(s.path, s.auth(), { chunked, close, method });
-          expect(error, `chunked=${chunked} close=${close}`).toBe("");
-          const parsed = parseRaw(response);
-          expect(parsed.status).toBe(413);
-          expect(parsed.headers).toContain("connection: close");
-          s.check(parsed.body);
+          const r = await sendRawBody({
+            port,
+            method,
+            path: s.path,
+            headers: { authorization: s.auth(), "content-type": "application/json" },
+            bytes: BIG.length,
+            chunked,
+            close,
+          });
+          expect(r.error, `chunked=${chunked} close=${close}`).toBe("");
+          expect(r.status).toBe(413);
+          expect(r.headers).toContain("connection: close");
+          s.check(JSON.parse(r.body));
         }
       }
     });
   }
 
   it("cuts a client that keeps sending far past the limit, after the 413", async () => {
-    const { response, written } = await rawPost("/v1/chat/completions", `Bearer ${key}`, {
-      chunked: true,
-      close: false,
+    const { status, written } = await sendRawBody({
+      port,
+      path: "/v1/chat/completions",
+      headers: { authorization: `Bearer ${key}` },
+      bytes: 0,
       endless: true,
     });
-    expect(parseRaw(response).status).toBe(413);
+    expect(status).toBe(413);
     // The server read (and threw away) a bounded amount, then closed.
     expect(written).toBeLessThan(EARLY_REPLY_DRAIN_MAX_BYTES + 16 * 1024 * 1024);
   });
