@@ -257,6 +257,11 @@ describe("jsonDepthExceeds", () => {
     expect(jsonDepthExceeds(Buffer.from(`["[[[[[[\\"[[[[${pad}"]`), 3)).toBe(false);
     expect(jsonDepthExceeds(Buffer.from(`["\\\\",[[[${pad}]]]]`), 3)).toBe(true);
     expect(jsonDepthExceeds(Buffer.from(`{"ü{{{{":[{}]${pad}}`), 3)).toBe(false);
+    expect(jsonDepthExceeds(Buffer.from(`["${"[".repeat(5000)}\\"]]]]",[[[1]]]]`), 3)).toBe(true);
+    expect(jsonDepthExceeds(Buffer.from(`["${"[".repeat(5000)}\\"]]]]",[[1]]]`), 3)).toBe(false);
+    // An unterminated string ends the scan (JSON.parse refuses the text anyway).
+    expect(jsonDepthExceeds(Buffer.from(`["${"[".repeat(5000)}`), 3)).toBe(false);
+    expect(jsonDepthExceeds(Buffer.from(`${"[".repeat(5000)}"`), 128)).toBe(true);
   });
 
   it("walks parsed values without recursion and treats cycles as too deep", () => {

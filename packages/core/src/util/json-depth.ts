@@ -23,22 +23,29 @@ const CLOSE_BRACKET = 0x5d;
 
 /**
  * Whether the JSON text in `bytes` nests objects and arrays deeper than `max` levels. One pass
- * over the bytes, no allocation: brackets inside strings (escapes honoured) do not count. UTF-8
- * continuation bytes are all >= 0x80, so they can never be taken for a bracket or a quote. The
- * text need not be valid JSON; an unbalanced one just counts what it opens.
+ * over the bytes, no allocation: brackets inside strings (escapes honoured) do not count, and a
+ * string is skipped with a native search for its closing quote, so a body that is mostly one long
+ * string (a base64 image) costs next to nothing. UTF-8 continuation bytes are all >= 0x80, so
+ * they can never be taken for a bracket or a quote. The text need not be valid JSON; an
+ * unbalanced one just counts what it opens, an unterminated string ends the scan.
  */
 export function jsonDepthExceeds(bytes: Uint8Array, max: number = MAX_JSON_DEPTH): boolean {
   // Going past `max` levels takes more than `max` opening brackets.
   if (bytes.length <= max) return false;
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!;
-    if (inString) {
-      if (b === BACKSLASH) i++;
-      else if (b === QUOTE) inString = false;
-    } else if (b === QUOTE) inString = true;
-    else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
+    if (b === QUOTE) {
+      // The closing quote is the next one not escaped, i.e. preceded by an even run of backslashes
+      // (the opening quote stops the run).
+      for (;;) {
+        i = bytes.indexOf(QUOTE, i + 1);
+        if (i < 0) return false;
+        let slashes = 0;
+        while (bytes[i - 1 - slashes] === BACKSLASH) slashes++;
+        if (slashes % 2 === 0) break;
+      }
+    } else if (b === OPEN_BRACE || b === OPEN_BRACKET) {
       if (++depth > max) return true;
     } else if (b === CLOSE_BRACE || b === CLOSE_BRACKET) depth--;
   }
