@@ -1,7 +1,8 @@
 /**
  * The gateway's fuzz test: thousands of hostile requests over every HTTP surface (the proxy
  * dialects, CLIProxyAPI's management API, new-api's token and user routes, the pool dialect),
- * against a real node:http server on port 0. Deterministic: a seeded PRNG picks routes and
+ * against a real node:http server on port 0 (and a share through `gateway.handler`, the fetch
+ * entry). Deterministic: a seeded PRNG picks routes and
  * mutations (`FUZZ_SEED` to try another seed, `FUZZ_REQUESTS` to scale it).
  *
  * Every answer must be < 500, every error must parse as JSON in its dialect's own shape, no
@@ -21,6 +22,8 @@ const SEED = Number(process.env.FUZZ_SEED ?? 0x7e57_f022);
 const TOTAL = Number(process.env.FUZZ_REQUESTS ?? 5600);
 const READS = Math.round(TOTAL * 0.62);
 const WRITES = TOTAL - READS;
+/** Requests sent through `gateway.handler` instead of node:http (on top of TOTAL). */
+const WEB = Math.round(TOTAL * 0.1);
 const CONCURRENCY = 24;
 const MAX_BODY = 256 * 1024;
 const UPSTREAM_SECRET = "sk-upstream-fuzz-secret-9f8e7d6c5b4a";
@@ -895,24 +898,40 @@ interface Outcome {
   problem: string | null;
 }
 
-async function send(b: Built): Promise<Outcome> {
+/** Sends a request over node:http, or through `gateway.handler` (the fetch entry) with `web`. */
+async function send(b: Built, web = false): Promise<Outcome> {
   let status = 0;
   let text = "";
+  // A Request resolves `..` segments itself: the router sees the resolved path.
+  const path = web ? new URL(`http://gateway.test${b.path}`).pathname : b.path;
   try {
-    const res = await client.request({
-      method: b.method,
-      path: b.path,
-      headers: b.headers,
-      body: b.body,
-    });
-    status = res.statusCode;
-    text = await res.body.text();
+    if (web) {
+      const res = await gateway.handler(
+        new Request(`http://gateway.test${b.path}`, {
+          method: b.method,
+          headers: b.headers,
+          ...(b.body ? { body: new Uint8Array(b.body) } : {}),
+        }),
+        { remoteAddress: "127.0.0.1" },
+      );
+      status = res.status;
+      text = await res.text();
+    } else {
+      const res = await client.request({
+        method: b.method,
+        path: b.path,
+        headers: b.headers,
+        body: b.body,
+      });
+      status = res.statusCode;
+      text = await res.body.text();
+    }
   } catch (error) {
     return { status: 0, problem: `client error: ${String(error)}` };
   }
   if (status >= 500) return { status, problem: `${status}: ${text.slice(0, 300)}` };
   // The management API shows provider keys to the management key holder (as CLIProxyAPI does).
-  if (dialectOf(b.method, b.path) !== "management" && text.includes(UPSTREAM_SECRET))
+  if (dialectOf(b.method, path) !== "management" && text.includes(UPSTREAM_SECRET))
     return { status, problem: "the upstream secret leaked" };
   if (status >= 400) {
     let parsed: unknown;
@@ -921,7 +940,7 @@ async function send(b: Built): Promise<Outcome> {
     } catch {
       return { status, problem: `a ${status} that is not JSON: ${text.slice(0, 200)}` };
     }
-    const problem = shapeProblem(dialectOf(b.method, b.path), status, parsed);
+    const problem = shapeProblem(dialectOf(b.method, path), status, parsed);
     if (problem) return { status, problem: `${status} ${problem}: ${text.slice(0, 200)}` };
   }
   return { status, problem: null };
@@ -964,6 +983,26 @@ describe("fuzz: hostile requests over every surface", () => {
     // Proxy traffic and reads never change stored configuration.
     await gateway.usage.flush();
     expect(JSON.parse(await snapshot())).toEqual(JSON.parse(before));
+  }, 120_000);
+
+  it(`answers ${WEB} hostile requests through gateway.handler (the fetch entry) without a 5xx`, async () => {
+    rand = prng(SEED ^ 0x0f0f0f0f);
+    const failures: string[] = [];
+    const surfaces = [...PROXY, ...READ_ONLY];
+    let next = 0;
+    const worker = async () => {
+      while (next < WEB) {
+        next++;
+        const b = build(pick(surfaces));
+        const out = await send(b, true);
+        if (out.status >= 200 && out.status < 300) ok++;
+        if (out.problem) failures.push(`${out.problem}\n    ${describeReq(b)}`);
+      }
+    };
+    let ok = 0;
+    await Promise.all(Array.from({ length: 8 }, worker));
+    expect(failures.slice(0, 20)).toEqual([]);
+    expect(ok).toBeGreaterThan(WEB / 10);
   }, 120_000);
 
   it(`answers ${WRITES} hostile writes without a 5xx, and a failed write changes nothing`, async () => {
