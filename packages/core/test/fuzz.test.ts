@@ -1023,6 +1023,9 @@ describe("fuzz: hostile requests over every surface", () => {
 
   it("leaves Object.prototype clean and keeps serving", async () => {
     expect(Object.keys(Object.prototype)).toEqual([]);
+    // No path trick became a credential (an auth file name a file store would write).
+    for (const c of await store.credentials.list())
+      expect(c.id).not.toMatch(/[/\\\u0000]|^\.|\.\.|%/);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     const res = await client.request({ method: "GET", path: "/healthz" });
     expect(res.statusCode).toBe(200);
