@@ -8,6 +8,8 @@ export const ERROR_STATUS = {
   // request shape
   INVALID_REQUEST: 400,
   INVALID_JSON: 400,
+  /** A JSON body nested deeper than `MAX_JSON_DEPTH` levels. */
+  JSON_TOO_DEEP: 400,
   MISSING_MODEL: 400,
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,

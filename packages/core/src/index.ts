@@ -147,4 +147,5 @@ export {
   type UserQuery,
   UserService,
 } from "./users/service.js";
+export { MAX_JSON_DEPTH } from "./util/json-depth.js";
 export { maskSecret, redactSecrets, type SecretBox } from "./util/secrets.js";

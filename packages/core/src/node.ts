@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { GatewayError } from "./errors.js";
 import type { Gateway } from "./gateway.js";
 import { type Exchange, isStreamBody, type Reply } from "./http/exchange.js";
+import { jsonTooDeep, valueDepthExceeds } from "./util/json-depth.js";
 
 /** A node:http request listener. */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -46,6 +47,9 @@ function reencodeParsedBody(req: ParsedNodeRequest): Buffer {
   if (b === undefined) return Buffer.alloc(0);
   if (Buffer.isBuffer(b)) return b;
   if (b instanceof Uint8Array) return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  // JSON.stringify and appendForm recurse: a parsed body nested thousands of levels deep would
+  // overflow the stack here. Anything deeper than the JSON limit is refused before encoding.
+  if (valueDepthExceeds(b)) throw jsonTooDeep();
   const type = String(req.headers["content-type"] ?? "").toLowerCase();
   const mime = type.split(";")[0]!.trim();
   const isJson = mime === "application/json" || mime.endsWith("+json");
@@ -68,7 +72,12 @@ function readNodeBody(req: ParsedNodeRequest, limit: number): Promise<Buffer> {
   // rather than req.body matters: Express 4's parsers set `req.body = {}` even when they skip a
   // request, and then the bytes are still waiting in the stream.
   if (req.readableEnded || (req.complete && !req.readable)) {
-    const buf = reencodeParsedBody(req);
+    let buf: Buffer;
+    try {
+      buf = reencodeParsedBody(req);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return buf.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(buf);
   }
   const declared = Number(req.headers["content-length"] ?? Number.NaN);
@@ -277,6 +286,62 @@ export async function writeNodeReply(res: ServerResponse, reply: Reply): Promise
 }
 
 /**
+ * How much of a request body that is still arriving when its reply is ready (a 413, a 401 before
+ * the body was read) is discarded, at most, before the connection is cut.
+ */
+export const EARLY_REPLY_DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+
+/** How long, at most, such a body is discarded before the connection is cut. */
+export const EARLY_REPLY_DRAIN_MAX_MS = 10_000;
+
+/**
+ * Writes a reply that is ready before the request body has fully arrived. Why not just
+ * `res.end()`: when the connection then closes (the client sent `connection: close`, or we do
+ * after a 413), the kernel answers the bytes still coming with a reset, so the client gets EPIPE
+ * or ECONNRESET instead of reading the answer. So the whole answer is written at once, the rest
+ * of the body is read and thrown away, and the reply is ended only when the body is complete:
+ * the client finishes sending, then reads the answer. A 413 also closes the connection, so a
+ * client sending a huge body does not keep it afterwards. Past
+ * {@link EARLY_REPLY_DRAIN_MAX_BYTES} or {@link EARLY_REPLY_DRAIN_MAX_MS} the connection is cut.
+ */
+function writeEarlyReply(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+  const { status, headers, body } = reply;
+  const buf =
+    body === null || isStreamBody(body)
+      ? null
+      : typeof body === "string"
+        ? Buffer.from(body)
+        : body;
+  headers["content-length"] = String(buf?.byteLength ?? 0);
+  if (status === 413) headers.connection = "close";
+  res.writeHead(status, headers);
+  if (buf) res.write(buf);
+  let discarded = 0;
+  const finish = (cut: boolean) => {
+    clearTimeout(timer);
+    req.off("data", onData);
+    req.off("end", onEnd);
+    req.off("close", onClose);
+    if (cut) {
+      // The answer is already on its way; end it, then stop reading.
+      res.end(() => req.socket.destroy());
+    } else res.end();
+  };
+  const onData = (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > EARLY_REPLY_DRAIN_MAX_BYTES) finish(true);
+  };
+  const onEnd = () => finish(false);
+  const onClose = () => finish(!req.complete);
+  const timer = setTimeout(() => finish(true), EARLY_REPLY_DRAIN_MAX_MS);
+  timer.unref();
+  req.on("data", onData);
+  req.on("end", onEnd);
+  req.on("close", onClose);
+  req.resume();
+}
+
+/**
  * Serves one node:http request: adapts it (see {@link fromNodeRequest}), runs the gateway and
  * writes the reply (see {@link writeNodeReply}). Never rejects: a failure before the headers is a
  * 500 in OpenAI's error shape, after them the connection is cut. For bindings whose per-request
@@ -296,7 +361,12 @@ export function serveNodeRequest(
 ): Promise<void> {
   return gateway
     .serve(fromNodeRequest(req, res, options))
-    .then((reply) => writeNodeReply(res, reply))
+    .then((reply) =>
+      // A reply ready before the body arrived whole (a 413, an auth error) waits for the rest.
+      !req.complete && !req.readableEnded && !isStreamBody(reply.body) && !res.headersSent
+        ? writeEarlyReply(req, res, reply)
+        : writeNodeReply(res, reply),
+    )
     .catch(() => {
       if (!res.headersSent) {
         res.writeHead(500, { "content-type": "application/json" });

@@ -2,7 +2,12 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Exchange, Reply } from "@tokenpool/core";
 import { createGateway, type Gateway, memoryStore } from "@tokenpool/core";
-import { createMockUpstream, DEFAULT_MOCK_REPLY, type MockUpstream } from "@tokenpool/testing";
+import {
+  createMockUpstream,
+  DEFAULT_MOCK_REPLY,
+  type MockUpstream,
+  sendRawBody,
+} from "@tokenpool/testing";
 import express, { type Express } from "express";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -196,6 +201,60 @@ describe("tokenpoolRouter with a real gateway", () => {
       expect(body.error.type).toBe("invalid_request_error");
       expect(body.error.message).toBeTruthy();
     }
+  });
+  it("answers a deeply nested body with a 400 in OpenAI's format after express.json(), not a 500", async () => {
+    // express.json() parses it fine; re-encoding 5000 levels with JSON.stringify would overflow.
+    const withParser = await listen(app());
+    const bare = express();
+    bare.use("/llm", tokenpoolRouter(gateway));
+    const withoutParser = await listen(bare);
+    const deep = `${"[".repeat(5000)}${"]".repeat(5000)}`;
+    for (const base of [withParser, withoutParser]) {
+      const res = await fetch(`${base}/llm/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"x":${deep}}`,
+      });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({
+        error: { type: "invalid_request_error", code: "json_too_deep" },
+      });
+    }
+  });
+});
+
+describe("tokenpoolRouter and oversized bodies", () => {
+  it("answers a readable 413 in OpenAI's format while the client is still sending", async () => {
+    const gateway = createGateway({
+      store: memoryStore(),
+      secret: SECRET,
+      logger: false,
+      maxBodyBytes: 64 * 1024,
+    });
+    const { key } = await gateway.keys.create({ name: "big", unlimitedQuota: true });
+    const app = express();
+    app.use("/llm", tokenpoolRouter(gateway));
+    const base = await listen(app);
+    const port = Number(new URL(base).port);
+    for (const chunked of [false, true]) {
+      for (const close of [false, true]) {
+        const r = await sendRawBody({
+          port,
+          path: "/llm/v1/chat/completions",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          bytes: 5 * 1024 * 1024,
+          chunked,
+          close,
+        });
+        expect(r.error, `chunked=${chunked} close=${close}`).toBe("");
+        expect(r.status).toBe(413);
+        expect(r.headers).toContain("connection: close");
+        expect(JSON.parse(r.body)).toMatchObject({
+          error: { type: "invalid_request_error", code: "body_too_large" },
+        });
+      }
+    }
+    await gateway.close();
   });
 });
 

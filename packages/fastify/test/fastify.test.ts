@@ -6,7 +6,12 @@ import {
   memoryStore,
   type Reply,
 } from "@tokenpool/core";
-import { createMockUpstream, DEFAULT_MOCK_REPLY, type MockUpstream } from "@tokenpool/testing";
+import {
+  createMockUpstream,
+  DEFAULT_MOCK_REPLY,
+  type MockUpstream,
+  sendRawBody,
+} from "@tokenpool/testing";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -168,6 +173,37 @@ describe("tokenpoolPlugin with a real gateway", () => {
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { message: string; type: string } };
     expect(body.error.type).toBe("invalid_request_error");
+  });
+
+  it("answers a readable 413 in OpenAI's format while the client is still sending", async () => {
+    const small = createGateway({
+      store: memoryStore(),
+      secret: SECRET,
+      logger: false,
+      maxBodyBytes: 64 * 1024,
+    });
+    const { key: smallKey } = await small.keys.create({ name: "big", unlimitedQuota: true });
+    const { base } = await start(small);
+    const port = Number(new URL(base).port);
+    for (const chunked of [false, true]) {
+      for (const close of [false, true]) {
+        const r = await sendRawBody({
+          port,
+          path: "/llm/v1/chat/completions",
+          headers: { authorization: `Bearer ${smallKey}`, "content-type": "application/json" },
+          bytes: 5 * 1024 * 1024,
+          chunked,
+          close,
+        });
+        expect(r.error, `chunked=${chunked} close=${close}`).toBe("");
+        expect(r.status).toBe(413);
+        expect(r.headers).toContain("connection: close");
+        expect(JSON.parse(r.body)).toMatchObject({
+          error: { type: "invalid_request_error", code: "body_too_large" },
+        });
+      }
+    }
+    await small.close();
   });
 
   it("keeps its parsers to itself: host routes still get Fastify's JSON parsing", async () => {

@@ -2,3 +2,4 @@ export { runStoreConformance, type StoreConformanceOptions } from "./conformance
 export { fixtures } from "./fixtures.js";
 export * from "./mock-oauth.js";
 export * from "./mock-upstream.js";
+export * from "./raw-http.js";

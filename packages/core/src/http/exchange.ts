@@ -3,6 +3,8 @@
  * `gateway.handler(Request)` for fetch-style runtimes and `toNodeHandler()` for node:http,
  * which never creates Web `Request`/`Response` objects (they cost CPU on the proxy path).
  */
+import { isUtf8 } from "node:buffer";
+import { checkJsonDepth } from "../util/json-depth.js";
 
 /** Incoming headers, lower-case names (node:http's `IncomingHttpHeaders` fits as is). */
 export type HeaderBag = Record<string, string | string[] | undefined>;
@@ -63,8 +65,24 @@ export function isStreamBody(body: ReplyBody): body is AsyncIterable<Uint8Array>
 }
 
 /**
- * Reads a body that must be a JSON object, at most `limit` bytes. Each dialect words the two
- * failures its own way through `fail`.
+ * Parses the bytes of a JSON request body, the one way every dialect does: text that is not
+ * UTF-8 (RFC 8259 allows nothing else; decoding would silently turn it into U+FFFD while the
+ * proxy forwards the original bytes) or not JSON is `fail()`; nesting deeper than
+ * {@link MAX_JSON_DEPTH} throws `JSON_TOO_DEEP` (400), which each route renders in its dialect.
+ */
+export function parseJsonBytes(raw: Buffer, fail: () => Error): unknown {
+  if (!isUtf8(raw)) throw fail();
+  checkJsonDepth(raw);
+  try {
+    return JSON.parse(raw.toString("utf8"));
+  } catch {
+    throw fail();
+  }
+}
+
+/**
+ * Reads a body that must be a JSON object, at most `limit` bytes (see {@link parseJsonBytes}).
+ * Each dialect words the two failures its own way through `fail`.
  */
 export async function readJsonObjectBody(
   ex: Exchange,
@@ -72,12 +90,7 @@ export async function readJsonObjectBody(
   fail: (reason: "invalid_json" | "not_object") => Error,
 ): Promise<{ raw: Buffer; body: Record<string, unknown> }> {
   const raw = await ex.body(limit);
-  let body: unknown;
-  try {
-    body = JSON.parse(raw.toString("utf8"));
-  } catch {
-    throw fail("invalid_json");
-  }
+  const body = parseJsonBytes(raw, () => fail("invalid_json"));
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw fail("not_object");
   return { raw, body: body as Record<string, unknown> };
 }

@@ -82,6 +82,14 @@ function detail(r: UsageRecord): UsageDetail {
   };
 }
 
+/**
+ * A map object without a prototype. Routes and models are what clients sent: a model named
+ * `__proto__` must become a key, not reach (and then write to) `Object.prototype`.
+ */
+function dict<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>;
+}
+
 function bump(map: Record<string, number>, key: string, by: number): void {
   map[key] = (map[key] ?? 0) + by;
 }
@@ -98,11 +106,11 @@ export async function usageSnapshot(
     success_count: 0,
     failure_count: 0,
     total_tokens: 0,
-    requests_by_day: {},
-    requests_by_hour: {},
-    tokens_by_day: {},
-    tokens_by_hour: {},
-    apis: {},
+    requests_by_day: dict(),
+    requests_by_hour: dict(),
+    tokens_by_day: dict(),
+    tokens_by_hour: dict(),
+    apis: dict(),
   };
   const rollups = await store.usage.rollups();
   for (const r of rollups) {
@@ -118,7 +126,7 @@ export async function usageSnapshot(
     bump(snap.tokens_by_hour, hour, r.totalTokens);
     let api = snap.apis[r.route];
     if (!api) {
-      api = { total_requests: 0, total_tokens: 0, models: {} };
+      api = { total_requests: 0, total_tokens: 0, models: dict() };
       snap.apis[r.route] = api;
     }
     api.total_requests += r.requests;

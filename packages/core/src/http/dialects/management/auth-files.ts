@@ -21,7 +21,7 @@
 import type { AddCredentialInput } from "../../../credentials/pool.js";
 import type { CredentialPatch, CredentialRecord, CredentialSecret } from "../../../store/types.js";
 import { emptyCredentialState } from "../../../store/util.js";
-import { type Exchange, header, json } from "../../exchange.js";
+import { type Exchange, header, json, parseJsonBytes } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import { type ManagementGuard, managementError, managementOk, managementRoute } from "./common.js";
 
@@ -310,12 +310,7 @@ export function authFileRoutes(deps: AuthFileRoutesDeps): Route[] {
   const byName = (name: string) => oauthCreds().find((c) => authFileName(c) === name) ?? null;
 
   const save = async (name: string, raw: Buffer): Promise<void> => {
-    let value: unknown;
-    try {
-      value = JSON.parse(raw.toString("utf8"));
-    } catch {
-      throw managementError(400, "invalid body");
-    }
+    const value = parseJsonBytes(raw, () => managementError(400, "invalid body"));
     const parsed = parseAuthFile(value);
     if (!parsed.ok) throw managementError(400, parsed.error);
     const existing = byName(name) ?? pool.get(name);

@@ -7,7 +7,7 @@
  * @module
  */
 import { GatewayError, isGatewayError } from "../../../errors.js";
-import { type Exchange, json, type Reply } from "../../exchange.js";
+import { type Exchange, json, parseJsonBytes, type Reply } from "../../exchange.js";
 import type { Route } from "../../router.js";
 
 /** The path prefix of the management dialect. */
@@ -54,12 +54,7 @@ export function managementOk(extra: Record<string, unknown> = {}): Reply {
 
 /** Parses a JSON body (any JSON value) or throws the seed's 400 `invalid body`. */
 export async function readManagementBody(ex: Exchange, limit: number): Promise<unknown> {
-  const raw = await ex.body(limit);
-  try {
-    return JSON.parse(raw.toString("utf8"));
-  } catch {
-    throw managementError(400, "invalid body");
-  }
+  return parseJsonBytes(await ex.body(limit), () => managementError(400, "invalid body"));
 }
 
 /**
