@@ -119,7 +119,7 @@ export type { UpstreamClient, UpstreamTimeouts } from "./proxy/upstream.js";
 export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export type * from "./store/types.js";
-export { KeyStatus } from "./store/types.js";
+export { DEFAULT_RESERVATION_TTL_MS, KeyStatus } from "./store/types.js";
 export {
   addToRollup,
   assertUnits,
@@ -128,6 +128,9 @@ export {
   hourBucket,
   materializeCredential,
   newCredentialId,
+  type ReservationRow,
+  recoveredRecord,
+  reservationRow,
   rollupKey,
 } from "./store/util.js";
 export type { ConsolePrincipal } from "./users/auth.js";
