@@ -686,20 +686,23 @@ export function redisStore(options: RedisStoreOptions): Store {
     async reserveQuota(keyId, units, meta) {
       assertUnits(units);
       const id = randomUUID();
+      const row = reservationRow(
+        { id, keyId, userId: null, units, keyDebited: false },
+        meta,
+        Date.now(),
+      );
       // What the row keeps besides the debit (the script adds keyId, userId, units, keyDebited).
-      const {
-        id: _i,
-        keyId: _k,
-        userId: _u,
-        units: _n,
-        keyDebited: _d,
-        expiresAt,
-        ...rest
-      } = reservationRow({ id, keyId, userId: null, units, keyDebited: false }, meta, Date.now());
+      const rest = JSON.stringify({
+        owner: row.owner,
+        requestId: row.requestId,
+        route: row.route,
+        model: row.model,
+        timestamp: row.timestamp,
+      });
       const reply = (await run(
         "tpReserve",
         [k.key(keyId), k.reservations, k.reservationRows, k.inFlight],
-        [base, units, id, expiresAt, JSON.stringify(rest), keyId],
+        [base, units, id, row.expiresAt, rest, keyId],
       )) as unknown[];
       return toReservation(id, keyId, units, reply);
     },

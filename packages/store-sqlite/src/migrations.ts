@@ -172,9 +172,9 @@ export const migrations: readonly Migration[] = [
         model TEXT NOT NULL,
         timestamp INTEGER NOT NULL
       ) WITHOUT ROWID;
-      CREATE INDEX reservations_expires_at ON reservations (expires_at);
-      CREATE INDEX reservations_key_id ON reservations (key_id);
-      CREATE INDEX reservations_user_id ON reservations (user_id) WHERE user_id IS NOT NULL;
+      -- No secondary index: the table holds only the requests in flight (a few hundred rows), so
+      -- the rare readers (recovery, the in-flight sum of a denial) scan it cheaply, while every
+      -- index would cost each request's insert and delete more pages to write.
 
       ALTER TABLE usage_records ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
     `,

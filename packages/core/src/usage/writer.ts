@@ -72,7 +72,10 @@ export class UsageWriter {
     timestamp: number;
   }): ReservationMeta {
     return {
-      ...request,
+      requestId: request.requestId,
+      route: request.route,
+      model: request.model,
+      timestamp: request.timestamp,
       expiresAt: Date.now() + this.#reservations.ttlMs,
       owner: this.#reservations.owner,
     };
