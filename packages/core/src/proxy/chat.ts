@@ -327,14 +327,14 @@ function localCount(req: ChatRequest): LocalCount {
  *    again, until granted, nothing is in flight any more, or the time is up.
  *
  * The reservation is a durable row of the store (written with the debit, same round-trip),
- * carrying `meta`, and is held by the usage writer, which renews it until its commit is written.
+ * carrying `meta()`, and is held by the usage writer, which renews it until its commit is written.
  */
 async function reserveFor(
   deps: ProxyDeps,
   req: ChatRequest,
   group: string,
   local: LocalCount,
-  meta: ReservationMeta,
+  meta: () => ReservationMeta,
 ): Promise<{ result: ReserveResult; units: number }> {
   const { store, billing } = deps;
   const { key, user } = req.auth;
@@ -346,7 +346,8 @@ async function reserveFor(
   // Held from before the store is asked, so that concurrent requests of the key see it at once.
   const attempt = async (units: number) => {
     held.set(key.id, (held.get(key.id) ?? 0) + units);
-    const r = await store.reserveQuota(key.id, units, meta);
+    // Meta per attempt: a row granted after a wait still gets a full lifetime.
+    const r = await store.reserveQuota(key.id, units, meta());
     if (r.ok) deps.usage.hold(r.reservation);
     else release(held, key.id, units);
     return r;
@@ -415,11 +416,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   const requestId = randomUUID();
   const local = localCount(req);
 
-  const { result: reserved, units: estimate } = await reserveFor(
-    deps,
-    req,
-    group,
-    local,
+  const { result: reserved, units: estimate } = await reserveFor(deps, req, group, local, () =>
     deps.usage.reservationMeta({
       requestId,
       route: req.route,
