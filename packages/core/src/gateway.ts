@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
 import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
@@ -194,6 +195,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger,
     opts.usage.flushIntervalMs,
     opts.usage.maxBatch,
+    {
+      ttlMs: opts.usage.reservationTtlMs,
+      owner: randomUUID(),
+      waitMs: opts.usage.reserveWaitMs,
+    },
   );
   const upstream = new UpstreamClient(opts.upstream);
   // Token endpoints get their own connections and timeouts.
@@ -353,7 +359,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   const sealing = sealPlaintextSecrets(opts.store, box, logger).catch((error: unknown) =>
     logger.error("could not seal plaintext credential secrets", { error: String(error) }),
   );
-  const ready = Promise.all([settings.load(), sealing.then(() => pool.load())]).then(() => {
+  const ready = Promise.all([settings.load(), sealing.then(() => pool.load())]).then(async () => {
+    // Reservations left by a process that died are settled before this one serves.
+    if (!closed) await usageWriter.start();
     loaded = true;
     applyDebug();
     if (!closed) {
@@ -461,6 +469,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       closed ??= (async () => {
         await ready.catch(() => {});
         if (pruneTimer) clearInterval(pruneTimer);
+        usageWriter.stop();
         await oauth.close();
         await pool.stop();
         await usageWriter.flush();

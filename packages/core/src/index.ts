@@ -129,7 +129,7 @@ export {
   UNREADABLE_SECRET_REASON,
 } from "./store/sealed.js";
 export type * from "./store/types.js";
-export { KeyStatus } from "./store/types.js";
+export { DEFAULT_RESERVATION_TTL_MS, KeyStatus } from "./store/types.js";
 export {
   addToRollup,
   assertUnits,
@@ -138,6 +138,9 @@ export {
   hourBucket,
   materializeCredential,
   newCredentialId,
+  type ReservationRow,
+  recoveredRecord,
+  reservationRow,
   rollupKey,
 } from "./store/util.js";
 export type { ConsolePrincipal } from "./users/auth.js";

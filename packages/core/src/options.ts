@@ -6,7 +6,7 @@ import {
 } from "./credentials/oauth.js";
 import { GatewayError } from "./errors.js";
 import type { Logger, LogLevel } from "./logger.js";
-import type { Store } from "./store/types.js";
+import { DEFAULT_RESERVATION_TTL_MS, type Store } from "./store/types.js";
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -33,6 +33,20 @@ export interface GatewayOptions {
     flushIntervalMs?: number;
     /** A batch is written at once when it reaches this size (bounds how long one write blocks). @default 64 */
     maxBatch?: number;
+    /**
+     * Lifetime of a quota reservation that is not renewed. The gateway renews its in-flight
+     * reservations every third of it (one store write for all of them), so a long stream is
+     * never cut short; a reservation left by a process that died (SIGKILL, crash, lost machine)
+     * expires within this time and is then settled at its full units by the next start or by
+     * another instance, with a usage record marked `recovered`. @default 300000 (5 minutes)
+     */
+    reservationTtlMs?: number;
+    /**
+     * How long a request refused for quota may wait for other requests' reservations still in
+     * flight (whose settlement may give quota back) before it is refused; 0 = refuse at once.
+     * @default 5000
+     */
+    reserveWaitMs?: number;
   };
   /** Quota estimation before a request is forwarded. */
   billing?: {
@@ -129,7 +143,12 @@ const schema = {
     usage: {
       type: "object",
       additionalProperties: false,
-      properties: { flushIntervalMs: positiveInt, maxBatch: positiveInt },
+      properties: {
+        flushIntervalMs: positiveInt,
+        maxBatch: positiveInt,
+        reservationTtlMs: { type: "integer", minimum: 100 },
+        reserveWaitMs: { type: "integer", minimum: 0 },
+      },
     },
     billing: {
       type: "object",
@@ -233,7 +252,12 @@ export interface ResolvedOptions {
   logger: Logger | LogLevel | false;
   maxBodyBytes: number;
   trustedProxies: string[];
-  usage: { flushIntervalMs: number; maxBatch: number };
+  usage: {
+    flushIntervalMs: number;
+    maxBatch: number;
+    reservationTtlMs: number;
+    reserveWaitMs: number;
+  };
   billing: { defaultCompletionTokens: number };
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number };
   settings: Record<string, unknown>;
@@ -245,6 +269,8 @@ export interface ResolvedOptions {
 
 const STORE_METHODS = [
   "reserveQuota",
+  "renewReservations",
+  "recoverReservations",
   "settleQuota",
   "recordUsage",
   "acquireLock",
@@ -290,7 +316,13 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     logger: input.logger ?? "info",
     maxBodyBytes: input.maxBodyBytes ?? 20 * 1024 * 1024,
     trustedProxies: input.trustedProxies ?? [],
-    usage: { flushIntervalMs: 200, maxBatch: 64, ...input.usage },
+    usage: {
+      flushIntervalMs: 200,
+      maxBatch: 64,
+      reservationTtlMs: DEFAULT_RESERVATION_TTL_MS,
+      reserveWaitMs: 5_000,
+      ...input.usage,
+    },
     billing: { defaultCompletionTokens: 1024, ...input.billing },
     upstream: {
       connectTimeoutMs: 10_000,

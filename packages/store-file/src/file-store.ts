@@ -15,7 +15,10 @@ import {
   type NewUsageRecord,
   type Page,
   type Reservation,
+  type ReservationRow,
   type ReserveResult,
+  recoveredRecord,
+  reservationRow,
   rollupKey,
   type Settlement,
   type Store,
@@ -200,6 +203,8 @@ export function fileStore(options: FileStoreOptions): Store {
   const rollups = new Map<string, UsageRollup>();
   const kv = new Map<string, { value: string; expiresAt: number | null }>();
   const locks = new Map<string, { token: string; expiresAt: number }>();
+  /** Unsettled reservations (kept in keys.json with the balances they debit). */
+  const reservations = new Map<string, ReservationRow>();
   const listeners = new Set<(c: StoreChange) => void>();
   let nextKeyId = 1;
   let nextUserId = 1;
@@ -212,6 +217,7 @@ export function fileStore(options: FileStoreOptions): Store {
   const broken = new Set<string>();
   const base = {
     keys: new Map<number, string>(),
+    reservations: new Map<string, string>(),
     users: new Map<number, string>(),
     settings: new Map<string, string>(),
     credentials: new Map<string, string>(),
@@ -341,6 +347,7 @@ export function fileStore(options: FileStoreOptions): Store {
       const file = parse(KEYS, parseKeysFile, () => asJson(texts.get(KEYS)!));
       if (file) {
         merge3(keys, base.keys, new Map(file.keys.map((k) => [k.id, k])), note("keys"));
+        merge3(reservations, base.reservations, new Map(file.reservations.map((r) => [r.id, r])));
         keyByHash.clear();
         for (const k of keys.values()) keyByHash.set(k.keyHash, k.id);
         nextKeyId = Math.max(nextKeyId, file.nextId, ...[...keys.keys()].map((id) => id + 1));
@@ -438,7 +445,11 @@ export function fileStore(options: FileStoreOptions): Store {
       // Snapshot synchronously: later changes belong to the next flush.
       const jobs: Promise<void>[] = [];
       if (groups.has("keys")) {
-        const view = { nextId: nextKeyId, keys: [...keys.values()].sort((a, b) => a.id - b.id) };
+        const view = {
+          nextId: nextKeyId,
+          keys: [...keys.values()].sort((a, b) => a.id - b.id),
+          reservations: [...reservations.values()],
+        };
         jobs.push(put(KEYS, view, () => json(view)));
       }
       if (groups.has("users")) {
@@ -489,7 +500,10 @@ export function fileStore(options: FileStoreOptions): Store {
       const results = await Promise.allSettled(jobs);
       const failed = results.find((r) => r.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      if (groups.has("keys")) rebase(base.keys, keys);
+      if (groups.has("keys")) {
+        rebase(base.keys, keys);
+        rebase(base.reservations, reservations);
+      }
       if (groups.has("users")) rebase(base.users, users);
       if (groups.has("usage")) {
         rebase(base.usage, usage);
@@ -644,6 +658,8 @@ export function fileStore(options: FileStoreOptions): Store {
 
   const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
     assertUnits(actualUnits, "actualUnits");
+    // Already recovered (charged in full then): nothing more to charge or give back.
+    if (!reservations.delete(res.id)) return { charged: 0 };
     const key = keys.get(res.keyId);
     const user = res.userId === null ? undefined : users.get(res.userId);
     let charged = actualUnits;
@@ -664,6 +680,13 @@ export function fileStore(options: FileStoreOptions): Store {
       user.usedQuota += charged;
     }
     return { charged };
+  };
+
+  /** Units held by the unsettled reservations that match. */
+  const inFlight = (match: (r: ReservationRow) => boolean): number => {
+    let sum = 0;
+    for (const r of reservations.values()) if (match(r)) sum += r.units;
+    return sum;
   };
 
   const append = (r: NewUsageRecord): UsageRecord => {
@@ -953,22 +976,57 @@ export function fileStore(options: FileStoreOptions): Store {
       },
     },
 
-    async reserveQuota(keyId, units): Promise<ReserveResult> {
+    async reserveQuota(keyId, units, meta): Promise<ReserveResult> {
       assertUnits(units);
       await open();
       const key = keys.get(keyId);
       if (!key) return { ok: false, reason: "key_not_found" };
       const debitKey = !key.unlimitedQuota;
-      if (debitKey && key.remainQuota < units) return { ok: false, reason: "key_quota" };
+      if (debitKey && key.remainQuota < units)
+        return { ok: false, reason: "key_quota", inFlight: inFlight((r) => r.keyId === keyId) };
       const user = key.userId === null ? undefined : users.get(key.userId);
-      if (user && user.quota < units) return { ok: false, reason: "user_quota" };
+      if (user && user.quota < units)
+        return { ok: false, reason: "user_quota", inFlight: inFlight((r) => r.userId === user.id) };
       if (debitKey) key.remainQuota -= units;
       if (user) user.quota -= units;
-      await commit(user ? ["keys", "users"] : ["keys"]);
-      return {
-        ok: true,
-        reservation: { keyId, userId: user ? user.id : null, units, keyDebited: debitKey },
+      const reservation: Reservation = {
+        id: randomUUID(),
+        keyId,
+        userId: user ? user.id : null,
+        units,
+        keyDebited: debitKey,
       };
+      reservations.set(reservation.id, reservationRow(reservation, meta, now()));
+      await commit(user ? ["keys", "users"] : ["keys"]);
+      return { ok: true, reservation };
+    },
+
+    async renewReservations(ids, expiresAt) {
+      await open();
+      let n = 0;
+      for (const id of ids) {
+        const row = reservations.get(id);
+        if (!row) continue;
+        row.expiresAt = expiresAt;
+        n++;
+      }
+      if (n > 0) await commit(["keys"]);
+      return n;
+    },
+
+    async recoverReservations(nowMs, limit) {
+      await open();
+      const due = [...reservations.values()]
+        .filter((r) => r.expiresAt <= nowMs)
+        .sort((a, b) => a.expiresAt - b.expiresAt)
+        .slice(0, limit);
+      if (due.length === 0) return [];
+      const out = due.map((row) => {
+        settle(row, row.units, Math.floor(nowMs / 1000));
+        return append(recoveredRecord(row));
+      });
+      await commit(["keys", "users", "usage"]);
+      return out;
     },
 
     async settleQuota(res, actualUnits, nowSeconds) {

@@ -8,6 +8,7 @@ import {
   type ApiKeyRecord,
   type CredentialRecord,
   emptyCredentialState,
+  type ReservationRow,
   type UsageRecord,
   type UsageRollup,
   type UserRecord,
@@ -210,10 +211,29 @@ export function canon(v: unknown): string {
   );
 }
 
-/** `keys.json`. */
+/**
+ * `keys.json`. Unsettled quota reservations live here too, so that a key's debit and its
+ * reservation row are written by one atomic file replace.
+ */
 export interface KeysFile {
   nextId: number;
   keys: ApiKeyRecord[];
+  reservations: ReservationRow[];
+}
+
+/** A reservation row from `keys.json`. */
+function parseReservation(v: unknown, where: string): ReservationRow {
+  if (
+    !isObject(v) ||
+    typeof v.id !== "string" ||
+    !Number.isSafeInteger(v.keyId) ||
+    !Number.isSafeInteger(v.units) ||
+    typeof v.expiresAt !== "number"
+  )
+    throw new FileFormatError(
+      `${where} must be a reservation with an id, keyId, units and expiresAt`,
+    );
+  return v as unknown as ReservationRow;
 }
 /** `users.json`. */
 export interface UsersFile {
@@ -255,7 +275,9 @@ export function parseKeysFile(text: string): KeysFile {
     hashes.add(r.keyHash);
     return r;
   });
-  return { nextId: nextIdOf(v), keys };
+  const list = isObject(v) && Array.isArray(v.reservations) ? v.reservations : [];
+  const reservations = list.map((r, i) => parseReservation(r, `reservations[${i}]`));
+  return { nextId: nextIdOf(v), keys, reservations };
 }
 
 /** Parses `users.json`; ids and usernames must be unique. */

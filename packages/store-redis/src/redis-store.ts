@@ -10,8 +10,12 @@ import {
   type NewUsageRecord,
   type Page,
   type Reservation,
+  type ReservationMeta,
+  type ReservationRow,
   type ReserveDenial,
   type ReserveResult,
+  recoveredRecord,
+  reservationRow,
   rollupKey,
   type Store,
   type StoreChange,
@@ -64,6 +68,7 @@ const COMMANDS = {
   tpReserve: lua.RESERVE,
   tpSettle: lua.SETTLE,
   tpCommit: lua.COMMIT,
+  tpRecover: lua.RECOVER,
   tpPrune: lua.PRUNE,
   tpKvIncr: lua.KV_INCR,
   tpLockRelease: lua.LOCK_RELEASE,
@@ -167,6 +172,12 @@ export function redisStore(options: RedisStoreOptions): Store {
     rollup: (rk: string) => `${base}rollup:${rk}`,
     kv: (key: string) => `${base}kv:${key}`,
     lock: (name: string) => `${base}lock:${name}`,
+    /** ZSET: reservation id -> expiresAt (ms). */
+    reservations: `${base}res`,
+    /** HASH: reservation id -> `keyId|userId|units|keyDebited|metaJSON`. */
+    reservationRows: `${base}res:data`,
+    /** HASH: `k:<keyId>` / `u:<userId>` -> units held by unsettled reservations. */
+    inFlight: `${base}res:inflight`,
   };
 
   let closed = false;
@@ -268,12 +279,23 @@ export function redisStore(options: RedisStoreOptions): Store {
     total: items.length,
   });
 
-  const toReservation = (keyId: number, units: number, reply: unknown[]): ReserveResult => {
-    if (reply[0] !== 1) return { ok: false, reason: reply[1] as ReserveDenial };
+  const toReservation = (
+    id: string,
+    keyId: number,
+    units: number,
+    reply: unknown[],
+  ): ReserveResult => {
+    if (reply[0] !== 1) {
+      const reason = reply[1] as ReserveDenial;
+      return reason === "key_not_found"
+        ? { ok: false, reason }
+        : { ok: false, reason, inFlight: Number(reply[2] ?? 0) };
+    }
     const uid = reply[1] as string;
     return {
       ok: true,
       reservation: {
+        id,
         keyId,
         userId: uid === "" ? null : Number(uid),
         units,
@@ -283,16 +305,23 @@ export function redisStore(options: RedisStoreOptions): Store {
   };
 
   const commitArgs = (c: UsageCommit): ScriptArg[] => {
-    const r = c.record;
-    const { quota: _q, ...rest } = r;
     const res = c.reservation;
     return [
       res ? 1 : 0,
+      res ? res.id : "",
       res ? res.keyId : "",
       res && res.userId !== null ? res.userId : "",
       res ? res.units : 0,
       res?.keyDebited ? 1 : 0,
       c.actualUnits,
+      ...recordArgs(c.record),
+    ];
+  };
+
+  /** The {@link lua.RECORD_STRIDE} script values of one usage record. */
+  const recordArgs = (r: NewUsageRecord): ScriptArg[] => {
+    const { quota: _q, ...rest } = r;
+    return [
       JSON.stringify(rest),
       r.timestamp,
       r.keyId === null ? "" : r.keyId,
@@ -318,6 +347,48 @@ export function redisStore(options: RedisStoreOptions): Store {
       id: Number(out[2 * i]),
       quota: Number(out[2 * i + 1]),
     }));
+  };
+
+  /** Parses a reservation row (`keyId|userId|units|keyDebited|metaJSON`). */
+  const parseReservation = (id: string, value: string): ReservationRow => {
+    const parts = value.split("|", 4);
+    const meta = JSON.parse(value.slice(parts.join("|").length + 1)) as Required<ReservationMeta>;
+    return {
+      ...meta,
+      id,
+      keyId: Number(parts[0]),
+      userId: parts[1] === "" ? null : Number(parts[1]),
+      units: Number(parts[2]),
+      keyDebited: parts[3] === "1",
+    };
+  };
+
+  const recover = async (nowMs: number, limit: number): Promise<UsageRecord[]> => {
+    if (limit <= 0) return [];
+    const ids = await client.zrangebyscore(k.reservations, "-inf", nowMs, "LIMIT", 0, limit);
+    if (ids.length === 0) return [];
+    const values = await client.hmget(k.reservationRows, ...ids);
+    const rows: ReservationRow[] = [];
+    ids.forEach((id, i) => {
+      const v = values[i];
+      if (v != null) rows.push(parseReservation(id, v)); // settled meanwhile
+    });
+    if (rows.length === 0) return [];
+    // The script re-checks each row under its atomicity: only the caller that still finds it
+    // (expired, not renewed, not settled, not recovered by another instance) recovers it.
+    const args: ScriptArg[] = [base, Math.floor(nowMs / 1000), nowMs, rows.length];
+    const records = rows.map(recoveredRecord);
+    rows.forEach((r, i) => {
+      args.push(r.id, r.keyId, r.userId ?? "", r.units, r.keyDebited ? 1 : 0, "");
+      args.push(...recordArgs(records[i]!));
+    });
+    const out = (await run("tpRecover", [k.reservations], args)) as number[];
+    const done: UsageRecord[] = [];
+    records.forEach((r, i) => {
+      const id = Number(out[2 * i]);
+      if (id > 0) done.push({ ...r, id });
+    });
+    return done;
   };
 
   const readUsage = async (members: string[]): Promise<UsageRecord[]> => {
@@ -624,11 +695,39 @@ export function redisStore(options: RedisStoreOptions): Store {
       },
     },
 
-    async reserveQuota(keyId, units) {
+    async reserveQuota(keyId, units, meta) {
       assertUnits(units);
-      const reply = (await run("tpReserve", [k.key(keyId)], [base, units])) as unknown[];
-      return toReservation(keyId, units, reply);
+      const id = randomUUID();
+      const row = reservationRow(
+        { id, keyId, userId: null, units, keyDebited: false },
+        meta,
+        Date.now(),
+      );
+      // What the row keeps besides the debit (the script adds keyId, userId, units, keyDebited).
+      const rest = JSON.stringify({
+        owner: row.owner,
+        requestId: row.requestId,
+        route: row.route,
+        model: row.model,
+        timestamp: row.timestamp,
+      });
+      const reply = (await run(
+        "tpReserve",
+        [k.key(keyId), k.reservations, k.reservationRows, k.inFlight],
+        [base, units, id, row.expiresAt, rest, keyId],
+      )) as unknown[];
+      return toReservation(id, keyId, units, reply);
     },
+
+    async renewReservations(ids, expiresAt) {
+      if (ids.length === 0) return 0;
+      const args: (string | number)[] = [];
+      for (const id of ids) args.push(expiresAt, id);
+      // XX: only rows that still exist; CH: count the ones whose expiry moved.
+      return Number(await client.zadd(k.reservations, "XX", "CH", ...args));
+    },
+
+    recoverReservations: recover,
 
     async settleQuota(res: Reservation, actualUnits, nowSeconds) {
       assertUnits(actualUnits, "actualUnits");
@@ -643,6 +742,7 @@ export function redisStore(options: RedisStoreOptions): Store {
           res.keyDebited ? 1 : 0,
           actualUnits,
           nowSeconds,
+          res.id,
         ],
       );
       return { charged: Number(charged) };

@@ -152,6 +152,33 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "durable reservations and recovered usage records",
+    sql: `
+      -- One row per unsettled quota reservation, written in the same transaction as the debit
+      -- and deleted in the same transaction as its settlement; a row left past expires_at
+      -- belongs to a process that died and is settled by recoverReservations.
+      CREATE TABLE reservations (
+        id TEXT PRIMARY KEY,
+        key_id INTEGER NOT NULL,
+        user_id INTEGER,
+        units INTEGER NOT NULL,
+        key_debited INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        model TEXT NOT NULL,
+        timestamp INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      -- No secondary index: the table holds only the requests in flight (a few hundred rows), so
+      -- the rare readers (recovery, the in-flight sum of a denial) scan it cheaply, while every
+      -- index would cost each request's insert and delete more pages to write.
+
+      ALTER TABLE usage_records ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /** The table that records which migrations were applied. */

@@ -4,6 +4,7 @@ import type {
   CredentialRecord,
   KeyStatus,
   NewUsageRecord,
+  ReservationRow,
   UsageRecord,
   UsageRollup,
   UserRecord,
@@ -88,6 +89,23 @@ export interface UsageRow {
   quota: number;
   duration_ms: number;
   error: string | null;
+  /** 1 for a record written by recoverReservations. */
+  recovered: number;
+}
+
+/** A row of `reservations`. */
+export interface ReservationDbRow {
+  id: string;
+  key_id: number;
+  user_id: number | null;
+  units: number;
+  key_debited: number;
+  expires_at: number;
+  owner: string;
+  request_id: string;
+  route: string;
+  model: string;
+  timestamp: number;
 }
 
 /** A row of `usage_rollups`. */
@@ -260,7 +278,42 @@ export function usageFromRow(r: UsageRow): UsageRecord {
     quota: r.quota,
     durationMs: r.duration_ms,
     error: r.error,
+    ...(r.recovered ? { recovered: true } : {}),
   };
+}
+
+/** A reservation row from its database row. */
+export function reservationFromRow(r: ReservationDbRow): ReservationRow {
+  return {
+    id: r.id,
+    keyId: r.key_id,
+    userId: r.user_id,
+    units: r.units,
+    keyDebited: r.key_debited !== 0,
+    expiresAt: r.expires_at,
+    owner: r.owner,
+    requestId: r.request_id,
+    route: r.route,
+    model: r.model,
+    timestamp: r.timestamp,
+  };
+}
+
+/** Positional parameters of the reservation INSERT. */
+export function reservationParams(r: ReservationRow): unknown[] {
+  return [
+    r.id,
+    r.keyId,
+    r.userId,
+    r.units,
+    flag(r.keyDebited),
+    r.expiresAt,
+    r.owner,
+    r.requestId,
+    r.route,
+    r.model,
+    r.timestamp,
+  ];
 }
 
 /** Positional parameters of the usage INSERT (positional: this is the proxy hot path). */
@@ -285,6 +338,7 @@ export function usageParams(u: NewUsageRecord): unknown[] {
     u.quota,
     u.durationMs,
     u.error,
+    flag(u.recovered === true),
   ];
 }
 

@@ -15,8 +15,11 @@ import {
   type NewUser,
   type Page,
   type Reservation,
+  type ReservationMeta,
   type ReserveResult,
   type RollupQuery,
+  recoveredRecord,
+  reservationRow,
   rollupKey,
   type Settlement,
   type Store,
@@ -37,7 +40,10 @@ import {
   type KeyRow,
   keyFromRow,
   keyParams,
+  type ReservationDbRow,
   type RollupRow,
+  reservationFromRow,
+  reservationParams,
   rollupFromRow,
   rollupParams,
   type UserRow,
@@ -256,8 +262,25 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     ),
 
     insertUsage: db.prepare(
-      `INSERT INTO usage_records (timestamp, request_id, key_id, user_id, credential_id, provider, route, model, stream, status, success, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota, duration_ms, error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO usage_records (timestamp, request_id, key_id, user_id, credential_id, provider, route, model, stream, status, success, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota, duration_ms, error, recovered)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    insertReservation: db.prepare(
+      `INSERT INTO reservations (id, key_id, user_id, units, key_debited, expires_at, owner, request_id, route, model, timestamp)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    deleteReservation: db.prepare("DELETE FROM reservations WHERE id = ?"),
+    keyInFlight: db
+      .prepare("SELECT COALESCE(SUM(units), 0) FROM reservations WHERE key_id = ?")
+      .pluck(),
+    userInFlight: db
+      .prepare("SELECT COALESCE(SUM(units), 0) FROM reservations WHERE user_id = ?")
+      .pluck(),
+    renewReservations: db.prepare(
+      "UPDATE reservations SET expires_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+    ),
+    expiredReservations: db.prepare(
+      "SELECT * FROM reservations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
     ),
     bumpRollup: db.prepare(
       `INSERT INTO usage_rollups (hour, route, model, key_id, requests, successes, failures, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota)
@@ -466,14 +489,26 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     return row ? credentialFromRow(row) : null;
   };
 
-  /** One reservation inside the caller's transaction. */
-  const reserveIn = (keyId: number, units: number): ReserveResult => {
+  /**
+   * One reservation inside the caller's transaction: the guarded debit and the durable
+   * reservation row commit together, so a process that dies leaves a row to recover.
+   */
+  const reserveIn = (keyId: number, units: number, meta?: ReservationMeta): ReserveResult => {
     // The common case, a limited key without an owner, is one guarded UPDATE; every other case
     // (owner, unlimited, refusal and its reason) takes the full path below.
-    if (s.reserveFast.run(units, keyId, units).changes === 1) {
-      return { ok: true, reservation: { keyId, userId: null, units, keyDebited: true } };
+    const result: ReserveResult =
+      s.reserveFast.run(units, keyId, units).changes === 1
+        ? {
+            ok: true,
+            reservation: { id: randomUUID(), keyId, userId: null, units, keyDebited: true },
+          }
+        : reserveFull(keyId, units);
+    if (result.ok) {
+      s.insertReservation.run(
+        reservationParams(reservationRow(result.reservation, meta, Date.now())),
+      );
     }
-    return reserveFull(keyId, units);
+    return result;
   };
 
   /**
@@ -485,6 +520,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   let reserveQueue: {
     keyId: number;
     units: number;
+    meta: ReservationMeta | undefined;
     resolve: (r: ReserveResult) => void;
     reject: (e: unknown) => void;
   }[] = [];
@@ -493,16 +529,21 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     reserveQueue = [];
     let results: ReserveResult[];
     try {
-      results = immediate(() => batch.map((r) => reserveIn(r.keyId, r.units)));
+      results = immediate(() => batch.map((r) => reserveIn(r.keyId, r.units, r.meta)));
     } catch (error) {
       for (const r of batch) r.reject(error);
       return;
     }
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]!);
   };
-  const reserve = (keyId: number, units: number): Promise<ReserveResult> =>
+  const reserve = (
+    keyId: number,
+    units: number,
+    meta: ReservationMeta | undefined,
+  ): Promise<ReserveResult> =>
     new Promise((resolve, reject) => {
-      if (reserveQueue.push({ keyId, units, resolve, reject }) === 1) setImmediate(flushReserves);
+      if (reserveQueue.push({ keyId, units, meta, resolve, reject }) === 1)
+        setImmediate(flushReserves);
     });
 
   const reserveFull = (keyId: number, units: number): ReserveResult => {
@@ -512,10 +553,16 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         | undefined;
       if (!key) return { ok: false, reason: "key_not_found" };
       const debitKey = key.unlimited_quota === 0;
-      if (debitKey && key.remain_quota < units) return { ok: false, reason: "key_quota" };
+      if (debitKey && key.remain_quota < units)
+        return { ok: false, reason: "key_quota", inFlight: s.keyInFlight.get(keyId) as number };
       const userQuota =
         key.user_id === null ? undefined : (s.userQuota.get(key.user_id) as number | undefined);
-      if (userQuota !== undefined && userQuota < units) return { ok: false, reason: "user_quota" };
+      if (userQuota !== undefined && userQuota < units)
+        return {
+          ok: false,
+          reason: "user_quota",
+          inFlight: s.userInFlight.get(key.user_id) as number,
+        };
       // Guarded debits: the WHERE clause re-checks the balance the SELECT above saw.
       if (debitKey && s.debitKey.run(units, keyId, units).changes !== 1) {
         throw new Error(`reserveQuota: key ${keyId} changed inside its transaction`);
@@ -524,6 +571,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         throw new Error(`reserveQuota: user ${key.user_id} changed inside its transaction`);
       }
       const reservation: Reservation = {
+        id: randomUUID(),
         keyId,
         userId: userQuota === undefined ? null : key.user_id,
         units,
@@ -536,6 +584,8 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   /** Settles inside the caller's transaction. */
   const settleIn = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
     {
+      // The row is gone when recoverReservations already charged it in full: nothing more.
+      if (s.deleteReservation.run(res.id).changes === 0) return { charged: 0 };
       const keyRemain = s.keyRemain.get(res.keyId) as number | undefined;
       const userQuota =
         res.userId === null ? undefined : (s.userQuota.get(res.userId) as number | undefined);
@@ -591,6 +641,16 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
         })),
       ),
     );
+
+  const recover = (nowMs: number, limit: number): UsageRecord[] =>
+    immediate(() => {
+      const rows = (s.expiredReservations.all(nowMs, limit) as ReservationDbRow[]).map(
+        reservationFromRow,
+      );
+      const nowSeconds = Math.floor(nowMs / 1000);
+      for (const row of rows) settleIn(row, row.units, nowSeconds);
+      return recordIn(rows.map(recoveredRecord));
+    });
 
   return {
     name: "sqlite",
@@ -892,9 +952,18 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       },
     },
 
-    async reserveQuota(keyId, units) {
+    async reserveQuota(keyId, units, meta) {
       assertUnits(units);
-      return reserve(keyId, units);
+      return reserve(keyId, units, meta);
+    },
+
+    async renewReservations(ids, expiresAt) {
+      if (ids.length === 0) return 0;
+      return s.renewReservations.run(expiresAt, JSON.stringify(ids)).changes;
+    },
+
+    async recoverReservations(nowMs, limit) {
+      return limit > 0 ? recover(nowMs, limit) : [];
     },
 
     async settleQuota(reservation, actualUnits, nowSeconds) {

@@ -15,7 +15,13 @@ import { adapterFor, GENERATION_PROVIDERS, OPENAI_API_PROVIDERS } from "../provi
 import { findUsageObject, openaiHeaders, openaiProvider } from "../providers/openai.js";
 import type { UpstreamAdapter } from "../providers/types.js";
 import type { SettingsService } from "../settings/service.js";
-import type { CredentialRecord, Reservation, ReserveResult, Store } from "../store/types.js";
+import type {
+  CredentialRecord,
+  Reservation,
+  ReservationMeta,
+  ReserveResult,
+  Store,
+} from "../store/types.js";
 import {
   errorBody,
   errorMessageOf,
@@ -315,12 +321,21 @@ function localCount(req: ChatRequest): LocalCount {
  *    real estimate does not fit.
  * 3. A refused upper bound is retried once with the tokenizer's estimate (the hint is a cached
  *    record and may be stale), then, as before, once more after queued settlements are written.
+ * 4. A request still refused while reservations of the key (or its owner) are in flight, here or
+ *    in another instance, is not refused yet: those settlements give back what their requests
+ *    did not use, so "quota exhausted" would be premature. It waits for them (own queue
+ *    flushed, backing off, at most `usage.reserveWaitMs`, not after the client left) and asks
+ *    again, until granted, nothing is in flight any more, or the time is up.
+ *
+ * The reservation is a durable row of the store (written with the debit, same round-trip),
+ * carrying `meta()`, and is held by the usage writer, which renews it until its commit is written.
  */
 async function reserveFor(
   deps: ProxyDeps,
   req: ChatRequest,
   group: string,
   local: LocalCount,
+  meta: () => ReservationMeta,
 ): Promise<{ result: ReserveResult; units: number }> {
   const { store, billing } = deps;
   const { key, user } = req.auth;
@@ -332,8 +347,10 @@ async function reserveFor(
   // Held from before the store is asked, so that concurrent requests of the key see it at once.
   const attempt = async (units: number) => {
     held.set(key.id, (held.get(key.id) ?? 0) + units);
-    const r = await store.reserveQuota(key.id, units);
-    if (!r.ok) release(held, key.id, units);
+    // Meta per attempt: a row granted after a wait still gets a full lifetime.
+    const r = await store.reserveQuota(key.id, units, meta());
+    if (r.ok) deps.usage.hold(r.reservation);
+    else release(held, key.id, units);
     return r;
   };
 
@@ -357,6 +374,23 @@ async function reserveFor(
   if (!result.ok && result.reason !== "key_not_found" && deps.usage.pending > 0) {
     // Settlements still queued may give quota back: write them, then ask once more.
     await deps.usage.flush();
+    result = await attempt(units);
+  }
+  const deadline = Date.now() + deps.usage.reserveWaitMs;
+  let pause = 10;
+  while (
+    !result.ok &&
+    result.reason !== "key_not_found" &&
+    (result.inFlight ?? 0) > 0 &&
+    Date.now() < deadline
+  ) {
+    if (deps.usage.pending > 0) await deps.usage.flush();
+    else {
+      // Jittered so that many waiting requests do not ask the store in lockstep.
+      const ms = Math.min(pause * (0.5 + Math.random()), deadline - Date.now());
+      if (!(await sleep(Math.max(1, ms), req.exchange.signal))) break;
+      pause = Math.min(pause * 2, 200);
+    }
     result = await attempt(units);
   }
   return { result, units };
@@ -385,7 +419,14 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   /** The secrets of every credential this request tried: masked in whatever an upstream answers. */
   const mask = new SecretMask();
 
-  const { result: reserved, units: estimate } = await reserveFor(deps, req, group, local);
+  const { result: reserved, units: estimate } = await reserveFor(deps, req, group, local, () =>
+    deps.usage.reservationMeta({
+      requestId,
+      route: req.route,
+      model: req.model,
+      timestamp: started,
+    }),
+  );
   if (!reserved.ok) {
     if (reserved.reason === "key_not_found")
       throw new GatewayError("INVALID_API_KEY", "This API key no longer exists.");

@@ -11,6 +11,7 @@ import type {
   NewUser,
   Page,
   Reservation,
+  ReservationMeta,
   ReserveResult,
   Settlement,
   Store,
@@ -21,7 +22,16 @@ import type {
   UserPatch,
   UserRecord,
 } from "./types.js";
-import { addToRollup, assertUnits, emptyRollup, materializeCredential, rollupKey } from "./util.js";
+import {
+  addToRollup,
+  assertUnits,
+  emptyRollup,
+  materializeCredential,
+  type ReservationRow,
+  recoveredRecord,
+  reservationRow,
+  rollupKey,
+} from "./util.js";
 
 /** Options of {@link memoryStore}. */
 export interface MemoryStoreOptions {
@@ -57,6 +67,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   const kv = new Map<string, { value: string; expiresAt: number | null }>();
   const locks = new Map<string, { token: string; expiresAt: number }>();
   const listeners = new Set<(c: StoreChange) => void>();
+  const reservations = new Map<string, ReservationRow>();
   let nextKeyId = 1;
   let nextUserId = 1;
   let nextUsageId = 1;
@@ -90,6 +101,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
 
   const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
     assertUnits(actualUnits, "actualUnits");
+    // Already recovered (charged in full then): nothing more to charge or give back.
+    if (!reservations.delete(res.id)) return { charged: 0 };
     const key = keys.get(res.keyId);
     const user = res.userId === null ? undefined : users.get(res.userId);
     let charged = actualUnits;
@@ -110,6 +123,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       user.usedQuota += charged;
     }
     return { charged };
+  };
+
+  /** Units held by the unsettled reservations that match. */
+  const inFlight = (match: (r: ReservationRow) => boolean): number => {
+    let sum = 0;
+    for (const r of reservations.values()) if (match(r)) sum += r.units;
+    return sum;
   };
 
   const append = (r: NewUsageRecord): UsageRecord => {
@@ -355,23 +375,49 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
       },
     },
 
-    async reserveQuota(keyId, units): Promise<ReserveResult> {
+    async reserveQuota(keyId, units, meta?: ReservationMeta): Promise<ReserveResult> {
       assertUnits(units);
       const key = keys.get(keyId);
       if (!key) return { ok: false, reason: "key_not_found" };
       const debitKey = !key.unlimitedQuota;
-      if (debitKey && key.remainQuota < units) return { ok: false, reason: "key_quota" };
+      if (debitKey && key.remainQuota < units)
+        return { ok: false, reason: "key_quota", inFlight: inFlight((r) => r.keyId === keyId) };
       const user = key.userId === null ? undefined : users.get(key.userId);
-      if (user && user.quota < units) return { ok: false, reason: "user_quota" };
+      if (user && user.quota < units)
+        return { ok: false, reason: "user_quota", inFlight: inFlight((r) => r.userId === user.id) };
       if (debitKey) key.remainQuota -= units;
       if (user) user.quota -= units;
       const reservation: Reservation = {
+        id: randomUUID(),
         keyId,
         userId: user ? user.id : null,
         units,
         keyDebited: debitKey,
       };
+      reservations.set(reservation.id, reservationRow(reservation, meta, now()));
       return { ok: true, reservation };
+    },
+
+    async renewReservations(ids, expiresAt) {
+      let n = 0;
+      for (const id of ids) {
+        const row = reservations.get(id);
+        if (!row) continue;
+        row.expiresAt = expiresAt;
+        n++;
+      }
+      return n;
+    },
+
+    async recoverReservations(nowMs, limit) {
+      const due = [...reservations.values()]
+        .filter((r) => r.expiresAt <= nowMs)
+        .sort((a, b) => a.expiresAt - b.expiresAt)
+        .slice(0, limit);
+      return due.map((row) => {
+        settle(row, row.units, Math.floor(nowMs / 1000));
+        return append(recoveredRecord(row));
+      });
     },
 
     async settleQuota(res, actualUnits, nowSeconds): Promise<Settlement> {

@@ -210,6 +210,12 @@ export interface UsageRecord extends TokenUsage {
   durationMs: number;
   /** Short error text (never a secret), or null. */
   error: string | null;
+  /**
+   * `true` on a record written by {@link Store.recoverReservations}: the request's process ended
+   * before settling it, so it was billed its full reservation and its token counts, status and
+   * credential are unknown (zero / 0 / null). Absent on every other record.
+   */
+  recovered?: boolean;
 }
 export type NewUsageRecord = Omit<UsageRecord, "id">;
 
@@ -248,8 +254,14 @@ export interface RollupQuery {
   keyId?: number;
 }
 
-/** A granted quota reservation, to be settled exactly once with {@link Store.settleQuota}. */
+/**
+ * A granted quota reservation, to be settled exactly once with {@link Store.settleQuota} or
+ * {@link Store.commitUsage}. It is also a durable row of the store (written in the same atomic
+ * step as the debit) until it is settled or recovered: see {@link Store.recoverReservations}.
+ */
 export interface Reservation {
+  /** The durable reservation row's id, unique within the store. */
+  id: string;
   keyId: number;
   /** The owner debited alongside the key, or null when the key has no owner. */
   userId: number | null;
@@ -259,13 +271,47 @@ export interface Reservation {
   keyDebited: boolean;
 }
 
+/**
+ * What a reservation row keeps besides the debit: its lifetime, and what a recovered usage
+ * record needs ({@link Store.recoverReservations}).
+ */
+export interface ReservationMeta {
+  /**
+   * When the reservation may be recovered unless renewed ({@link Store.renewReservations}), ms
+   * since the epoch. @default now + {@link DEFAULT_RESERVATION_TTL_MS}
+   */
+  expiresAt?: number;
+  /** The gateway instance holding it (diagnostics). @default "" */
+  owner?: string;
+  /** The request's id, copied to its recovered record. @default "" */
+  requestId?: string;
+  /** The request's route, copied to its recovered record. @default "" */
+  route?: string;
+  /** The requested model, copied to its recovered record. @default "" */
+  model?: string;
+  /** When the request started (ms), the recovered record's timestamp. @default now */
+  timestamp?: number;
+}
+
+/** Lifetime of a reservation made without {@link ReservationMeta.expiresAt}: 5 minutes. */
+export const DEFAULT_RESERVATION_TTL_MS = 300_000;
+
 /** Why a reservation was refused. */
 export type ReserveDenial = "key_not_found" | "key_quota" | "user_quota";
 
 /** The outcome of {@link Store.reserveQuota}. */
 export type ReserveResult =
   | { ok: true; reservation: Reservation }
-  | { ok: false; reason: ReserveDenial };
+  | {
+      ok: false;
+      reason: ReserveDenial;
+      /**
+       * On a `key_quota` (`user_quota`) denial: the units held by unsettled reservation rows of
+       * the key (of the owner), from every process. When it is above zero, settling them may give
+       * quota back, so waiting for them can help; at 0 the balance itself is short.
+       */
+      inFlight?: number;
+    };
 
 /** The outcome of {@link Store.settleQuota}. */
 export interface Settlement {
@@ -413,7 +459,30 @@ export interface Store {
    * It does not check the key's status or expiry (authorisation does that before).
    * `units` is a non-negative integer; 0 always succeeds for an existing key.
    */
-  reserveQuota(keyId: number, units: number): Promise<ReserveResult>;
+  reserveQuota(keyId: number, units: number, meta?: ReservationMeta): Promise<ReserveResult>;
+
+  /**
+   * Extends the lifetime of live reservations: sets `expiresAt` (ms) on each listed reservation
+   * row that still exists (settled or recovered ones are ignored). One call renews all the ids
+   * given, as one cheap write; a gateway calls it periodically with its in-flight reservations,
+   * so a long stream is not recovered while its process is alive. Returns how many were renewed.
+   */
+  renewReservations(ids: string[], expiresAt: number): Promise<number>;
+
+  /**
+   * Settles reservations whose process died: up to `limit` reservation rows whose `expiresAt` is
+   * `<= nowMs` (oldest expiry first).
+   *
+   * MUST, in one atomic step per reservation (or per call), delete the row, settle it at its
+   * full reserved units (the conservative estimate: the request may have been answered; the
+   * debit stays, `usedQuota` of key and owner grows by `units`) and append a usage record with
+   * `recovered: true` (the row's requestId, route, model and timestamp, `quota` = units, zero
+   * tokens, status 0, `success` false, `keyId`/`userId` of the reservation) with its roll-up.
+   * MUST be exactly-once across concurrent callers and, for multi-process adapters, across
+   * processes: a row is recovered by one caller only, and never after it was settled. Returns
+   * the records written.
+   */
+  recoverReservations(nowMs: number, limit: number): Promise<UsageRecord[]>;
 
   /**
    * Settles a reservation to the actual cost, exactly once per reservation (the caller
@@ -425,6 +494,11 @@ export interface Store {
    * left). `usedQuota` of the key and the owner grows by the amount charged, and the key's
    * `accessedTime` is set to `nowSeconds`. Concurrent settlements and reservations on the same
    * key MUST NOT lose updates (no read-modify-write outside the atomic step).
+   *
+   * The same step MUST delete the reservation's row. When the row is already gone (it was
+   * recovered by {@link Store.recoverReservations}, which charged its full units), the settlement
+   * MUST change no balance and report `charged: 0`: the recovered record already carries the
+   * charge, so nothing is counted twice or given back twice.
    */
   settleQuota(
     reservation: Reservation,
@@ -446,6 +520,10 @@ export interface Store {
    * to the amount its settlement charged (`actualUnits` when it has no reservation). A reader
    * never sees a settlement without its record or the reverse. This is the proxy path's write: a
    * gateway pays one store round-trip per batch instead of two per request.
+   *
+   * A commit whose reservation row was already recovered is still appended (its real tokens and
+   * status are worth keeping), with `quota` 0: the sum of the records' `quota` stays equal to the
+   * quota used.
    */
   commitUsage(commits: UsageCommit[], nowSeconds: number): Promise<UsageRecord[]>;
 

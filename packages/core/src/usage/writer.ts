@@ -1,15 +1,36 @@
 import type { GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
-import type { Store, UsageCommit } from "../store/types.js";
+import type { Reservation, ReservationMeta, Store, UsageCommit } from "../store/types.js";
 
 /** Batches above this many queued commits are dropped (and reported) while the store keeps failing. */
 const MAX_QUEUED = 100_000;
+/** Expired reservations recovered per store call. */
+const RECOVER_BATCH = 500;
+
+/** Reservation lifetime options of a {@link UsageWriter}. */
+export interface ReservationOptions {
+  /** Lifetime of an unrenewed reservation (ms). */
+  ttlMs: number;
+  /** This gateway instance's id, written on its reservation rows. */
+  owner: string;
+  /**
+   * How long a request refused for quota may wait for reservations in flight (ms), see
+   * `usage.reserveWaitMs`.
+   */
+  waitMs: number;
+}
 
 /**
  * Write-behind for finished requests: settlements and usage records are queued and written with
  * one `store.commitUsage` call per batch, so the proxy path pays one array push per request
  * instead of two store writes. Until a batch is written, its reservations stay debited in full
  * (the conservative side); {@link UsageWriter.flush} writes at once when exact balances matter.
+ *
+ * It also keeps this instance's reservations alive and recovers dead ones: every reservation
+ * from {@link UsageWriter.hold} until its batch is in the store is renewed every third of its
+ * lifetime in one `store.renewReservations` call, and `store.recoverReservations` runs at
+ * {@link UsageWriter.start} and every half lifetime (at most every 30 s), so the reservations of
+ * a process that died (whose queue died with it) are settled and recorded by whoever lives.
  */
 export class UsageWriter {
   readonly #store: Store;
@@ -20,6 +41,12 @@ export class UsageWriter {
   #queue: UsageCommit[] = [];
   #timer: NodeJS.Timeout | null = null;
   #inflight: Promise<void> = Promise.resolve();
+  readonly #reservations: ReservationOptions;
+  /** Ids of this instance's reservations not yet settled in the store. */
+  readonly #live = new Set<string>();
+  #renewTimer: NodeJS.Timeout | null = null;
+  #recoverTimer: NodeJS.Timeout | null = null;
+  #recovering: Promise<number> | null = null;
 
   constructor(
     store: Store,
@@ -27,12 +54,106 @@ export class UsageWriter {
     logger: Logger,
     intervalMs: number,
     maxBatch: number,
+    reservations: ReservationOptions = { ttlMs: 300_000, owner: "", waitMs: 0 },
   ) {
     this.#store = store;
     this.#events = events;
     this.#logger = logger;
     this.#intervalMs = intervalMs;
     this.#maxBatch = maxBatch;
+    this.#reservations = reservations;
+  }
+
+  /** What a reservation made now should record: its lifetime, this instance, the request. */
+  reservationMeta(request: {
+    requestId: string;
+    route: string;
+    model: string;
+    timestamp: number;
+  }): ReservationMeta {
+    return {
+      requestId: request.requestId,
+      route: request.route,
+      model: request.model,
+      timestamp: request.timestamp,
+      expiresAt: Date.now() + this.#reservations.ttlMs,
+      owner: this.#reservations.owner,
+    };
+  }
+
+  /** How long a request refused for quota may wait for reservations in flight (ms). */
+  get reserveWaitMs(): number {
+    return this.#reservations.waitMs;
+  }
+
+  /** Keeps a granted reservation alive (renewed) until its commit is written. */
+  hold(reservation: Reservation): void {
+    this.#live.add(reservation.id);
+  }
+
+  /** How many of this instance's reservations are not settled in the store yet. */
+  get held(): number {
+    return this.#live.size;
+  }
+
+  /** Recovers expired reservations now, then starts the renewal and recovery timers. */
+  async start(): Promise<void> {
+    const ttl = this.#reservations.ttlMs;
+    this.#renewTimer ??= setInterval(() => void this.renew(), Math.max(50, Math.floor(ttl / 3)));
+    this.#renewTimer.unref();
+    const every = Math.max(50, Math.min(Math.floor(ttl / 2), 30_000));
+    this.#recoverTimer ??= setInterval(() => void this.recover(), every);
+    this.#recoverTimer.unref();
+    await this.recover();
+  }
+
+  /** Stops the timers (the queue is still written by {@link UsageWriter.flush}). */
+  stop(): void {
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
+    if (this.#recoverTimer) clearInterval(this.#recoverTimer);
+    this.#renewTimer = null;
+    this.#recoverTimer = null;
+  }
+
+  /** Extends the lifetime of every reservation this instance holds, in one store call. */
+  async renew(): Promise<void> {
+    if (this.#live.size === 0) return;
+    try {
+      await this.#store.renewReservations([...this.#live], Date.now() + this.#reservations.ttlMs);
+    } catch (error) {
+      this.#logger.warn("could not renew quota reservations", { error: String(error) });
+    }
+  }
+
+  /**
+   * Settles every expired reservation (a dead process's) at its full units with a recovered
+   * usage record; returns how many. One run at a time per instance; across instances the store
+   * makes each recovery exactly-once.
+   */
+  recover(): Promise<number> {
+    this.#recovering ??= (async () => {
+      let total = 0;
+      try {
+        for (;;) {
+          const records = await this.#store.recoverReservations(Date.now(), RECOVER_BATCH);
+          total += records.length;
+          for (const r of records) this.#events.emit("usage.recorded", r);
+          if (records.length < RECOVER_BATCH) break;
+        }
+        if (total > 0)
+          this.#logger.warn("recovered quota reservations left by a gateway that stopped", {
+            reservations: total,
+          });
+      } catch (error) {
+        this.#logger.warn("could not recover expired quota reservations", {
+          error: String(error),
+        });
+      } finally {
+        this.#recovering = null;
+      }
+      return total;
+    })();
+    return this.#recovering;
   }
 
   /** How many finished requests wait to be written. */
@@ -66,6 +187,7 @@ export class UsageWriter {
     this.#inflight = this.#inflight.then(async () => {
       try {
         const records = await this.#store.commitUsage(batch, Math.floor(Date.now() / 1000));
+        for (const c of batch) if (c.reservation) this.#live.delete(c.reservation.id);
         for (const r of records) this.#events.emit("usage.recorded", r);
       } catch (error) {
         // commitUsage is atomic: nothing of the batch was applied, so it can be tried again.
@@ -76,6 +198,8 @@ export class UsageWriter {
         this.#events.emit("error", { where: "usage.flush", error: error as Error });
         if (this.#queue.length + batch.length <= MAX_QUEUED)
           this.#queue = batch.concat(this.#queue);
+        // Dropped: no longer renewed, so the store recovers them (charged in full) later.
+        else for (const c of batch) if (c.reservation) this.#live.delete(c.reservation.id);
         this.#schedule();
       }
     });

@@ -176,31 +176,56 @@ return 1
 `;
 
 /**
- * KEYS: key record. ARGV[1] = BASE, ARGV[2] = units. Checks and debits the key and its owner
- * together. Returns {1, userId or '', keyDebited 0/1} or {0, reason}.
+ * KEYS: key record, reservation expiry index (ZSET id -> expiresAt), reservation rows (HASH id ->
+ * row), in-flight units (HASH 'k:<keyId>' / 'u:<userId>' -> units). ARGV[1] = BASE, ARGV[2] =
+ * units, ARGV[3] = reservation id, ARGV[4] = expiresAt (ms), ARGV[5] = meta JSON, ARGV[6] = keyId. Checks and
+ * debits the key and its owner together, and writes the durable reservation row in the same
+ * step. Returns {1, userId or '', keyDebited 0/1} or {0, reason, in-flight units}.
+ * A row is `keyId|userId|units|keyDebited|metaJSON`.
  */
 export const RESERVE = `
 local units = tonumber(ARGV[2])
+local keyId = ARGV[6]
 local f = redis.call('HMGET', KEYS[1], 'remainQuota', 'unlimitedQuota', 'userId')
 if not f[1] then return {0, 'key_not_found'} end
 local debit = f[2] ~= 'true'
-if debit and tonumber(f[1]) < units then return {0, 'key_quota'} end
+if debit and tonumber(f[1]) < units then
+  return {0, 'key_quota', tonumber(redis.call('HGET', KEYS[4], 'k:' .. keyId) or '0')}
+end
 local uid = f[3]
 local urec = false
 if uid and uid ~= 'null' then
   urec = ARGV[1] .. 'user:' .. uid
   local q = redis.call('HGET', urec, 'quota')
   if not q then urec = false
-  elseif tonumber(q) < units then return {0, 'user_quota'} end
+  elseif tonumber(q) < units then
+    return {0, 'user_quota', tonumber(redis.call('HGET', KEYS[4], 'u:' .. uid) or '0')}
+  end
 end
 if debit then redis.call('HINCRBY', KEYS[1], 'remainQuota', 0 - units) end
 if urec then redis.call('HINCRBY', urec, 'quota', 0 - units) end
-return {1, urec and uid or '', debit and 1 or 0}
+local ustr = urec and uid or ''
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], keyId .. '|' .. ustr .. '|' .. units .. '|' .. (debit and 1 or 0) .. '|' .. ARGV[5])
+redis.call('HINCRBY', KEYS[4], 'k:' .. keyId, units)
+if urec then redis.call('HINCRBY', KEYS[4], 'u:' .. uid, units) end
+return {1, ustr, debit and 1 or 0}
 `;
 
-/** Settles one reservation (shared by SETTLE and COMMIT). Returns the units charged. */
+/**
+ * Settles one reservation (shared by SETTLE, COMMIT and RECOVER). Returns the units charged.
+ * The reservation row goes in the same step; when it is already gone (recovered, so charged in
+ * full), nothing changes and 0 is charged.
+ */
 const SETTLE_FN = `
-local function settle(base, keyId, userId, units, keyDebited, actual, nowSec)
+local function settle(base, resId, keyId, userId, units, keyDebited, actual, nowSec)
+  if redis.call('HDEL', base .. 'res:data', resId) == 0 then return 0 end
+  redis.call('ZREM', base .. 'res', resId)
+  local inflight = base .. 'res:inflight'
+  if redis.call('HINCRBY', inflight, 'k:' .. keyId, 0 - units) <= 0 then redis.call('HDEL', inflight, 'k:' .. keyId) end
+  if userId ~= '' and redis.call('HINCRBY', inflight, 'u:' .. userId, 0 - units) <= 0 then
+    redis.call('HDEL', inflight, 'u:' .. userId)
+  end
   local k = base .. 'key:' .. keyId
   local kexists = redis.call('EXISTS', k) == 1
   local u = false
@@ -229,9 +254,9 @@ local function settle(base, keyId, userId, units, keyDebited, actual, nowSec)
 end
 `;
 
-/** KEYS: key record. ARGV: BASE, keyId, userId ('' = none), units, keyDebited (0/1), actualUnits, nowSeconds. Returns the units charged. */
+/** KEYS: key record. ARGV: BASE, keyId, userId ('' = none), units, keyDebited (0/1), actualUnits, nowSeconds, reservation id. Returns the units charged. */
 export const SETTLE = `${SETTLE_FN}
-return settle(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
+return settle(ARGV[1], ARGV[8], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
 `;
 
 /** Removes one usage detail (its hash and its index entries). */
@@ -246,52 +271,92 @@ local function removeDetail(base, member)
 end
 `;
 
+/** Appends one usage record with its roll-up (shared by COMMIT and RECOVER). Returns its id. */
+const APPEND_FN = `
+local function append(base, a, quota)
+  local id = redis.call('INCR', base .. 'seq:usage')
+  local member = string.format('%016d', id)
+  local kid, uid = ARGV[a + 3], ARGV[a + 4]
+  redis.call('HSET', base .. 'usage:' .. member, 'r', ARGV[a + 1], 'id', id, 'quota', quota, 'k', kid, 'u', uid)
+  redis.call('ZADD', base .. 'usage', ARGV[a + 2], member)
+  if kid ~= '' then redis.call('ZADD', base .. 'usage:key:' .. kid, ARGV[a + 2], member) end
+  if uid ~= '' then redis.call('ZADD', base .. 'usage:user:' .. uid, ARGV[a + 2], member) end
+  local rk = ARGV[a + 5]
+  local row = base .. 'rollup:' .. rk
+  redis.call('ZADD', base .. 'rollups', 0, rk)
+  redis.call('HINCRBY', row, 'requests', 1)
+  if ARGV[a + 11] == '1' then redis.call('HINCRBY', row, 'successes', 1) else redis.call('HINCRBY', row, 'failures', 1) end
+  redis.call('HINCRBY', row, 'inputTokens', ARGV[a + 6])
+  redis.call('HINCRBY', row, 'outputTokens', ARGV[a + 7])
+  redis.call('HINCRBY', row, 'reasoningTokens', ARGV[a + 8])
+  redis.call('HINCRBY', row, 'cachedTokens', ARGV[a + 9])
+  redis.call('HINCRBY', row, 'totalTokens', ARGV[a + 10])
+  redis.call('HINCRBY', row, 'quota', quota)
+  return id
+end
+`;
+
+/** Number of ARGV entries per usage record in {@link COMMIT} and {@link RECOVER}. */
+export const RECORD_STRIDE = 11;
+
 /** Number of ARGV entries per commit in {@link COMMIT}. */
-export const COMMIT_STRIDE = 17;
+export const COMMIT_STRIDE = 7 + RECORD_STRIDE;
 
 /**
  * Settles reservations and appends usage records with their hourly roll-ups, as one step.
- * KEYS: usage sequence, usage index, roll-up index. ARGV[1] = BASE, ARGV[2] = nowSeconds,
- * ARGV[3] = details limit (0 = none), ARGV[4] = number of commits, then per commit
- * {@link COMMIT_STRIDE} values: hasReservation, keyId, userId, units, keyDebited, actualUnits,
- * record JSON (without id and quota), timestamp, record keyId ('' = null), record userId,
- * roll-up id, input, output, reasoning, cached, total tokens, success (0/1).
+ * KEYS: usage sequence, usage index, roll-up index (the script derives them from BASE too).
+ * ARGV[1] = BASE, ARGV[2] = nowSeconds, ARGV[3] = details limit (0 = none), ARGV[4] = number of
+ * commits, then per commit {@link COMMIT_STRIDE} values: hasReservation, reservation id, keyId,
+ * userId, units, keyDebited, actualUnits, then the record's {@link RECORD_STRIDE} values: record
+ * JSON (without id and quota), timestamp, record keyId ('' = null), record userId, roll-up id,
+ * input, output, reasoning, cached, total tokens, success (0/1).
  * Returns {id, quota, id, quota, ...}.
  */
-export const COMMIT = `${SETTLE_FN}${REMOVE_DETAIL_FN}
+export const COMMIT = `${SETTLE_FN}${REMOVE_DETAIL_FN}${APPEND_FN}
 local base, nowSec, limit, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 for c = 0, n - 1 do
-  local a = 4 + c * ${17}
-  local quota = tonumber(ARGV[a + 6])
+  local a = 4 + c * ${7 + 11}
+  local quota = tonumber(ARGV[a + 7])
   if ARGV[a + 1] == '1' then
-    quota = settle(base, ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5] == '1', quota, nowSec)
+    quota = settle(base, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6] == '1', quota, nowSec)
   end
-  local id = redis.call('INCR', KEYS[1])
-  local member = string.format('%016d', id)
-  local kid, uid = ARGV[a + 9], ARGV[a + 10]
-  redis.call('HSET', base .. 'usage:' .. member, 'r', ARGV[a + 7], 'id', id, 'quota', quota, 'k', kid, 'u', uid)
-  redis.call('ZADD', KEYS[2], ARGV[a + 8], member)
-  if kid ~= '' then redis.call('ZADD', base .. 'usage:key:' .. kid, ARGV[a + 8], member) end
-  if uid ~= '' then redis.call('ZADD', base .. 'usage:user:' .. uid, ARGV[a + 8], member) end
-  local rk = ARGV[a + 11]
-  local row = base .. 'rollup:' .. rk
-  redis.call('ZADD', KEYS[3], 0, rk)
-  redis.call('HINCRBY', row, 'requests', 1)
-  if ARGV[a + 17] == '1' then redis.call('HINCRBY', row, 'successes', 1) else redis.call('HINCRBY', row, 'failures', 1) end
-  redis.call('HINCRBY', row, 'inputTokens', ARGV[a + 12])
-  redis.call('HINCRBY', row, 'outputTokens', ARGV[a + 13])
-  redis.call('HINCRBY', row, 'reasoningTokens', ARGV[a + 14])
-  redis.call('HINCRBY', row, 'cachedTokens', ARGV[a + 15])
-  redis.call('HINCRBY', row, 'totalTokens', ARGV[a + 16])
-  redis.call('HINCRBY', row, 'quota', quota)
-  out[#out + 1] = id
+  out[#out + 1] = append(base, a + 7, quota)
   out[#out + 1] = quota
 end
 if limit > 0 then
   local excess = redis.call('ZCARD', KEYS[2]) - limit
   if excess > 0 then
     for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do removeDetail(base, m) end
+  end
+end
+return out
+`;
+
+/**
+ * Recovers expired reservations: each candidate whose row still exists and is still expired
+ * (not settled, renewed or recovered by another caller meanwhile) is settled at its full units
+ * and gets its recovered usage record, in this one step. KEYS: reservation expiry index.
+ * ARGV[1] = BASE, ARGV[2] = nowSeconds, ARGV[3] = nowMs, ARGV[4] = number of candidates, then per
+ * candidate 6 + {@link RECORD_STRIDE} values: reservation id, keyId, userId, units, keyDebited,
+ * unused, then the recovered record's values as in {@link COMMIT}.
+ * Returns {id or 0 (skipped), quota, ...}.
+ */
+export const RECOVER = `${SETTLE_FN}${APPEND_FN}
+local base, nowSec, nowMs, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+for c = 0, n - 1 do
+  local a = 4 + c * ${6 + 11}
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[a + 1])
+  local units = tonumber(ARGV[a + 4])
+  -- The expiry index and the row are written and deleted together: a score means a live row.
+  if score and tonumber(score) <= nowMs then
+    settle(base, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], units, ARGV[a + 5] == '1', units, nowSec)
+    out[#out + 1] = append(base, a + 6, units)
+    out[#out + 1] = units
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = 0
   end
 end
 return out
