@@ -104,7 +104,13 @@ export {
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./http/dialects/token.js";
 export type * from "./http/dialects/wire-types.js";
 export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
-export { IpAllowList, normalizeIp, resolveClientIp, validateIpEntry } from "./keys/ip.js";
+export {
+  IpAllowList,
+  normalizeIp,
+  resolveClientIp,
+  UNKNOWN_CLIENT_IP,
+  validateIpEntry,
+} from "./keys/ip.js";
 export {
   type AuthorizeContext,
   type AuthorizedKey,
