@@ -305,7 +305,12 @@ describe("X-Forwarded-For fails closed", () => {
 });
 
 describe("wrong management keys cannot starve the server", () => {
-  it("keeps /healthz p99 under 50 ms and the proxy path answering while 50 distinct wrong keys are checked", async () => {
+  // A latency bound on a machine shared with the rest of the suite: one unlucky scheduling pause
+  // of another process can cost a sample 50 ms, so the measurement may be taken again (twice).
+  // The starvation it guards against is not subtle: before the fix, p99 was about 4.5 s.
+  it("keeps /healthz p99 under 50 ms and the proxy path answering while 50 distinct wrong keys are checked", {
+    retry: 2,
+  }, async () => {
     const { base, gateway } = await start();
     const { key } = await gateway.keys.create({ name: "app", unlimitedQuota: true });
     const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 });
