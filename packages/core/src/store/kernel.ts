@@ -1,0 +1,595 @@
+import { randomUUID } from "node:crypto";
+import { settleAmounts } from "./settlement.js";
+import type {
+  ApiKeyPatch,
+  ApiKeyRecord,
+  CredentialCollection,
+  CredentialPatch,
+  CredentialRecord,
+  KeyCollection,
+  KvCollection,
+  NewUsageRecord,
+  Page,
+  Reservation,
+  SettingsCollection,
+  Settlement,
+  Store,
+  StoreChange,
+  UsageCollection,
+  UsageRecord,
+  UsageRollup,
+  UserCollection,
+  UserPatch,
+  UserRecord,
+} from "./types.js";
+import {
+  addToRollup,
+  assertUnits,
+  emptyRollup,
+  materializeCredential,
+  type ReservationRow,
+  recoveredRecord,
+  reservationRow,
+  rollupKey,
+} from "./util.js";
+
+/** The synchronous twin of an interface whose methods return promises. */
+export type Sync<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => Promise<infer R> ? (...args: A) => R : never;
+};
+
+/** The parts of the state a persistent store writes separately (one file, one table ...). */
+export type TableGroup = "keys" | "users" | "settings" | "credentials" | "usage" | "kv";
+
+/** A kv entry: its value and when it expires (ms, `null` = never). */
+export interface KvEntry {
+  value: string;
+  expiresAt: number | null;
+}
+
+/**
+ * The tables of a {@link TableKernel}, for a store that persists them (it may read and replace
+ * their content directly, e.g. when files change on disk).
+ */
+export interface KernelTables {
+  keys: Map<number, ApiKeyRecord>;
+  /** Index of `keys` by key hash. */
+  keyByHash: Map<string, number>;
+  users: Map<number, UserRecord>;
+  credentials: Map<string, CredentialRecord>;
+  settings: Map<string, unknown>;
+  /** Usage details in insertion (id) order. */
+  usage: Map<number, UsageRecord>;
+  /** Roll-up rows by {@link rollupKey}. */
+  rollups: Map<string, UsageRollup>;
+  kv: Map<string, KvEntry>;
+  locks: Map<string, { token: string; expiresAt: number }>;
+  /** Unsettled reservations by id. */
+  reservations: Map<string, ReservationRow>;
+  /** The next ids to hand out. */
+  next: { key: number; user: number; usage: number };
+}
+
+/** Options of {@link tableKernel}. */
+export interface TableKernelOptions {
+  /** Clock used for TTLs, lock expiry and timestamps (ms). @default Date.now */
+  now?: () => number;
+  /** Usage details kept (the oldest are dropped beyond it; roll-ups keep the totals). @default Infinity */
+  maxUsageRecords?: number;
+  /** Called synchronously for every change a call makes (origin `local`). */
+  onChange?: (change: StoreChange) => void;
+}
+
+/** The atomic steps of the Store contract, as the kernel runs them. */
+export type KernelSteps = Sync<
+  Pick<
+    Store,
+    | "reserveQuota"
+    | "renewReservations"
+    | "recoverReservations"
+    | "settleQuota"
+    | "recordUsage"
+    | "commitUsage"
+    | "acquireLock"
+    | "releaseLock"
+  >
+>;
+
+/**
+ * The in-memory tables of a store and every operation of the Store contract on them, run
+ * synchronously (so each one is atomic inside one process). The memory store is this kernel;
+ * the file store is this kernel plus persistence and a watcher.
+ */
+export interface TableKernel extends KernelSteps {
+  /** The tables themselves. */
+  readonly tables: KernelTables;
+  readonly keys: Sync<KeyCollection>;
+  readonly users: Sync<UserCollection>;
+  readonly credentials: Sync<CredentialCollection>;
+  readonly usage: Sync<UsageCollection>;
+  readonly settings: Sync<SettingsCollection>;
+  readonly kv: Sync<KvCollection>;
+  /** The groups the calls since the last `takeTouched()` changed (and forgets them). */
+  takeTouched(): TableGroup[];
+}
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+function paginate<T>(items: T[], offset = 0, limit = 20): Page<T> {
+  return { items: items.slice(offset, offset + limit).map(clone), total: items.length };
+}
+
+/**
+ * Creates an in-memory table kernel (see {@link TableKernel}).
+ *
+ * @example
+ * ```ts
+ * const kernel = tableKernel({ onChange: (c) => console.log(c) });
+ * const store = { ...liftKernel(kernel, async (run) => run()), name: "mine" };
+ * ```
+ */
+export function tableKernel(options: TableKernelOptions = {}): TableKernel {
+  const now = options.now ?? Date.now;
+  const maxUsage = options.maxUsageRecords ?? Number.POSITIVE_INFINITY;
+  const onChange = options.onChange ?? (() => {});
+  const t: KernelTables = {
+    keys: new Map(),
+    keyByHash: new Map(),
+    users: new Map(),
+    credentials: new Map(),
+    settings: new Map(),
+    usage: new Map(),
+    rollups: new Map(),
+    kv: new Map(),
+    locks: new Map(),
+    reservations: new Map(),
+    next: { key: 1, user: 1, usage: 1 },
+  };
+  const { keys, keyByHash, users, credentials, settings, usage, rollups, kv, locks } = t;
+  const reservations = t.reservations;
+  const touched = new Set<TableGroup>();
+
+  const touch = (...groups: TableGroup[]) => {
+    for (const g of groups) touched.add(g);
+  };
+  const changed = (
+    collection: StoreChange["collection"],
+    id: string | number,
+    op: StoreChange["op"],
+  ) => onChange({ collection, id: String(id), op, origin: "local" });
+
+  const kvLive = (key: string) => {
+    const e = kv.get(key);
+    if (!e) return null;
+    if (e.expiresAt !== null && e.expiresAt <= now()) {
+      kv.delete(key);
+      return null;
+    }
+    return e;
+  };
+
+  const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
+    assertUnits(actualUnits, "actualUnits");
+    touch("keys", "users");
+    // Already recovered (charged in full then): nothing more to charge or give back.
+    if (!reservations.delete(res.id)) return { charged: 0 };
+    const key = keys.get(res.keyId);
+    const user = res.userId === null ? undefined : users.get(res.userId);
+    const { charged, delta } = settleAmounts(
+      res.units,
+      actualUnits,
+      key && res.keyDebited ? key.remainQuota : undefined,
+      user?.quota,
+    );
+    if (key) {
+      if (res.keyDebited) key.remainQuota += delta;
+      key.usedQuota += charged;
+      key.accessedTime = nowSeconds;
+    }
+    if (user) {
+      user.quota += delta;
+      user.usedQuota += charged;
+    }
+    return { charged };
+  };
+
+  /** Units held by the unsettled reservations that match. */
+  const inFlight = (match: (r: ReservationRow) => boolean): number => {
+    let sum = 0;
+    for (const r of reservations.values()) if (match(r)) sum += r.units;
+    return sum;
+  };
+
+  const append = (r: NewUsageRecord): UsageRecord => {
+    const rec: UsageRecord = { ...clone(r), id: t.next.usage++ };
+    usage.set(rec.id, rec);
+    const k = rollupKey(r);
+    const row = rollups.get(k) ?? emptyRollup(r);
+    rollups.set(k, row);
+    addToRollup(row, r);
+    // Details are bounded: the oldest go first (roll-ups keep the totals).
+    while (usage.size > maxUsage) usage.delete(usage.keys().next().value!);
+    touch("usage");
+    return clone(rec);
+  };
+
+  const assertFreeUsername = (username: string) => {
+    for (const u of users.values())
+      if (u.username === username) throw new Error(`username "${username}" already exists`);
+  };
+
+  return {
+    tables: t,
+    takeTouched() {
+      const out = [...touched];
+      touched.clear();
+      return out;
+    },
+    keys: {
+      create(input) {
+        if (keyByHash.has(input.keyHash)) throw new Error("a key with this hash already exists");
+        const rec: ApiKeyRecord = { ...clone(input), id: t.next.key++ };
+        keys.set(rec.id, rec);
+        keyByHash.set(rec.keyHash, rec.id);
+        touch("keys");
+        changed("keys", rec.id, "upsert");
+        return clone(rec);
+      },
+      get(id) {
+        const r = keys.get(id);
+        return r ? clone(r) : null;
+      },
+      getByHash(hash) {
+        const id = keyByHash.get(hash);
+        const r = id === undefined ? undefined : keys.get(id);
+        return r ? clone(r) : null;
+      },
+      list(q = {}) {
+        const kw = q.keyword?.toLowerCase();
+        const items = [...keys.values()]
+          .filter(
+            (k) =>
+              (q.userId === undefined || k.userId === q.userId) &&
+              (!kw || k.name.toLowerCase().includes(kw)) &&
+              (!q.hint || k.keyHint.includes(q.hint)),
+          )
+          .sort((a, b) => b.id - a.id);
+        return paginate(items, q.offset, q.limit ?? 20);
+      },
+      update(id, patch) {
+        const r = keys.get(id);
+        if (!r) return null;
+        const {
+          id: _i,
+          keyHash: _h,
+          ...rest
+        } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
+        Object.assign(r, clone(rest));
+        touch("keys");
+        changed("keys", id, "upsert");
+        return clone(r);
+      },
+      rekey(id, keyHash, keyCipher) {
+        const r = keys.get(id);
+        if (!r) return null;
+        const holder = keyByHash.get(keyHash);
+        if (holder !== undefined && holder !== id)
+          throw new Error("a key with this hash already exists");
+        keyByHash.delete(r.keyHash);
+        keyByHash.set(keyHash, id);
+        r.keyHash = keyHash;
+        r.keyCipher = keyCipher;
+        touch("keys");
+        changed("keys", id, "upsert");
+        return clone(r);
+      },
+      delete(ids) {
+        let n = 0;
+        for (const id of new Set(ids)) {
+          const r = keys.get(id);
+          if (!r) continue;
+          keys.delete(id);
+          keyByHash.delete(r.keyHash);
+          n++;
+          touch("keys");
+          changed("keys", id, "delete");
+        }
+        return n;
+      },
+    },
+    users: {
+      create(input) {
+        assertFreeUsername(input.username);
+        const rec: UserRecord = { ...clone(input), id: t.next.user++ };
+        users.set(rec.id, rec);
+        touch("users");
+        changed("users", rec.id, "upsert");
+        return clone(rec);
+      },
+      get(id) {
+        const r = users.get(id);
+        return r ? clone(r) : null;
+      },
+      getByUsername(name) {
+        for (const u of users.values()) if (u.username === name) return clone(u);
+        return null;
+      },
+      getByAccessTokenHash(hash) {
+        for (const u of users.values()) if (u.accessTokenHash === hash) return clone(u);
+        return null;
+      },
+      list(q = {}) {
+        const kw = q.keyword?.toLowerCase();
+        const items = [...users.values()]
+          .filter(
+            (u) =>
+              !kw ||
+              u.username.toLowerCase().includes(kw) ||
+              u.displayName.toLowerCase().includes(kw),
+          )
+          .sort((a, b) => a.id - b.id);
+        return paginate(items, q.offset, q.limit ?? 20);
+      },
+      update(id, patch) {
+        const r = users.get(id);
+        if (!r) return null;
+        if (patch.username !== undefined && patch.username !== r.username)
+          assertFreeUsername(patch.username);
+        const { id: _i, ...rest } = patch as UserPatch & { id?: number };
+        Object.assign(r, clone(rest));
+        touch("users");
+        changed("users", id, "upsert");
+        return clone(r);
+      },
+      delete(id) {
+        if (!users.delete(id)) return false;
+        touch("users");
+        changed("users", id, "delete");
+        return true;
+      },
+    },
+    credentials: {
+      create(input) {
+        const rec = materializeCredential(input, now());
+        if (credentials.has(rec.id)) throw new Error(`credential "${rec.id}" already exists`);
+        credentials.set(rec.id, rec);
+        touch("credentials");
+        changed("credentials", rec.id, "upsert");
+        return clone(rec);
+      },
+      get(id) {
+        const r = credentials.get(id);
+        return r ? clone(r) : null;
+      },
+      list() {
+        return [...credentials.values()].map(clone);
+      },
+      update(id, patch) {
+        const r = credentials.get(id);
+        if (!r) return null;
+        const {
+          id: _i,
+          createdAt: _c,
+          ...rest
+        } = patch as CredentialPatch & { id?: string; createdAt?: number };
+        Object.assign(r, clone(rest), { updatedAt: now() });
+        touch("credentials");
+        changed("credentials", id, "upsert");
+        return clone(r);
+      },
+      delete(id) {
+        if (!credentials.delete(id)) return false;
+        touch("credentials");
+        changed("credentials", id, "delete");
+        return true;
+      },
+    },
+    usage: {
+      list(q = {}) {
+        const items: UsageRecord[] = [];
+        for (const r of usage.values()) {
+          if (q.from !== undefined && r.timestamp < q.from) continue;
+          if (q.to !== undefined && r.timestamp >= q.to) continue;
+          if (q.keyId !== undefined && r.keyId !== q.keyId) continue;
+          if (q.userId !== undefined && r.userId !== q.userId) continue;
+          items.push(r);
+        }
+        items.sort((a, b) => b.timestamp - a.timestamp || b.id - a.id);
+        return paginate(items, q.offset, q.limit ?? 100);
+      },
+      rollups(q = {}) {
+        return [...rollups.values()]
+          .filter(
+            (r) =>
+              (q.fromHour === undefined || r.hour >= q.fromHour) &&
+              (q.toHour === undefined || r.hour < q.toHour) &&
+              (q.keyId === undefined || r.keyId === q.keyId),
+          )
+          .sort((a, b) => (a.hour < b.hour ? -1 : a.hour > b.hour ? 1 : 0))
+          .map(clone);
+      },
+      prune(before) {
+        let n = 0;
+        for (const [id, r] of usage) {
+          if (r.timestamp < before) {
+            usage.delete(id);
+            n++;
+          }
+        }
+        if (n > 0) touch("usage");
+        return n;
+      },
+    },
+    settings: {
+      all() {
+        return Object.fromEntries([...settings].map(([k, v]) => [k, clone(v)]));
+      },
+      get(name) {
+        return clone(settings.get(name));
+      },
+      set(values) {
+        for (const [k, v] of Object.entries(values)) settings.set(k, clone(v));
+        touch("settings");
+        for (const k of Object.keys(values)) changed("settings", k, "upsert");
+      },
+      delete(name) {
+        if (!settings.delete(name)) return false;
+        touch("settings");
+        changed("settings", name, "delete");
+        return true;
+      },
+    },
+    kv: {
+      get(key) {
+        return kvLive(key)?.value ?? null;
+      },
+      set(key, value, ttlMs) {
+        kv.set(key, { value, expiresAt: ttlMs === undefined ? null : now() + ttlMs });
+        touch("kv");
+      },
+      delete(key) {
+        const live = kvLive(key) !== null;
+        if (kv.delete(key)) touch("kv");
+        return live;
+      },
+      incr(key, by, ttlMs) {
+        touch("kv");
+        const e = kvLive(key);
+        if (!e) {
+          kv.set(key, { value: String(by), expiresAt: ttlMs === undefined ? null : now() + ttlMs });
+          return by;
+        }
+        const n = Number(e.value) + by;
+        e.value = String(n);
+        return n;
+      },
+    },
+
+    reserveQuota(keyId, units, meta) {
+      assertUnits(units);
+      const key = keys.get(keyId);
+      if (!key) return { ok: false, reason: "key_not_found" };
+      const debitKey = !key.unlimitedQuota;
+      if (debitKey && key.remainQuota < units)
+        return { ok: false, reason: "key_quota", inFlight: inFlight((r) => r.keyId === keyId) };
+      const user = key.userId === null ? undefined : users.get(key.userId);
+      if (user && user.quota < units)
+        return { ok: false, reason: "user_quota", inFlight: inFlight((r) => r.userId === user.id) };
+      if (debitKey) key.remainQuota -= units;
+      if (user) user.quota -= units;
+      const reservation: Reservation = {
+        id: randomUUID(),
+        keyId,
+        userId: user ? user.id : null,
+        units,
+        keyDebited: debitKey,
+      };
+      reservations.set(reservation.id, reservationRow(reservation, meta, now()));
+      // Reservation rows are kept with the keys.
+      touch(...(user ? (["keys", "users"] as const) : (["keys"] as const)));
+      return { ok: true, reservation };
+    },
+
+    renewReservations(ids, expiresAt) {
+      let n = 0;
+      for (const id of ids) {
+        const row = reservations.get(id);
+        if (!row) continue;
+        row.expiresAt = expiresAt;
+        n++;
+      }
+      if (n > 0) touch("keys");
+      return n;
+    },
+
+    recoverReservations(nowMs, limit) {
+      const due = [...reservations.values()]
+        .filter((r) => r.expiresAt <= nowMs)
+        .sort((a, b) => a.expiresAt - b.expiresAt)
+        .slice(0, limit);
+      return due.map((row) => {
+        settle(row, row.units, Math.floor(nowMs / 1000));
+        return append(recoveredRecord(row));
+      });
+    },
+
+    settleQuota: settle,
+
+    recordUsage(records) {
+      return records.map(append);
+    },
+
+    commitUsage(commits, nowSeconds) {
+      if (commits.length > 0) touch("keys", "users");
+      return commits.map((c) => {
+        const quota = c.reservation
+          ? settle(c.reservation, c.actualUnits, nowSeconds).charged
+          : c.actualUnits;
+        return append({ ...c.record, quota });
+      });
+    },
+
+    acquireLock(name, ttlMs) {
+      const held = locks.get(name);
+      if (held && held.expiresAt > now()) return null;
+      const token = randomUUID();
+      locks.set(name, { token, expiresAt: now() + ttlMs });
+      return token;
+    },
+
+    releaseLock(name, token) {
+      const held = locks.get(name);
+      if (!held || held.token !== token) return false;
+      locks.delete(name);
+      return held.expiresAt > now();
+    },
+  };
+}
+
+/**
+ * Runs one kernel call for a store: `run` is the synchronous call; the result is what the
+ * store's method resolves to (e.g. after waiting until the store is open, and until the change
+ * is persisted).
+ */
+export type KernelCall = <R>(run: () => R) => Promise<R>;
+
+/** The Store members a {@link TableKernel} provides. */
+export type KernelStore = Omit<Store, "name" | "capabilities" | "watch" | "close">;
+
+function lift<T extends object>(sync: T, call: KernelCall): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(sync) as [string, (...a: unknown[]) => unknown][])
+    out[name] = (...args: unknown[]) => call(() => fn(...args));
+  return out;
+}
+
+/**
+ * The Store members of a kernel as async methods, each running through `call`.
+ *
+ * @example
+ * ```ts
+ * const members = liftKernel(tableKernel(), async (run) => run());
+ * ```
+ */
+export function liftKernel(kernel: TableKernel, call: KernelCall): KernelStore {
+  const {
+    tables: _t,
+    takeTouched: _tt,
+    keys,
+    users,
+    credentials,
+    usage,
+    settings,
+    kv,
+    ...steps
+  } = kernel;
+  return {
+    keys: lift(keys, call),
+    users: lift(users, call),
+    credentials: lift(credentials, call),
+    usage: lift(usage, call),
+    settings: lift(settings, call),
+    kv: lift(kv, call),
+    ...lift(steps, call),
+  } as unknown as KernelStore;
+}
