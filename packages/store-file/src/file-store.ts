@@ -1,33 +1,19 @@
-import { randomUUID } from "node:crypto";
 import { type FSWatcher, mkdirSync, readdirSync, readFileSync, watch } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
-  type ApiKeyPatch,
-  type ApiKeyRecord,
-  addToRollup,
   assertUnits,
-  type CredentialPatch,
   type CredentialRecord,
-  emptyRollup,
-  type KeyQuery,
-  materializeCredential,
-  type NewUsageRecord,
-  type Page,
-  type Reservation,
-  type ReservationRow,
-  type ReserveResult,
-  recoveredRecord,
-  reservationRow,
-  rollupKey,
-  type Settlement,
   type Store,
   type StoreChange,
-  type UsageRecord,
   type UsageRollup,
-  type UserPatch,
-  type UserRecord,
 } from "@tokenpool/core";
+import {
+  type KernelCall,
+  liftKernel,
+  type TableGroup,
+  tableKernel,
+} from "@tokenpool/core/store-kernel";
 import { acquireDirLock, isTempName, sha256, writeFileAtomic } from "./fs-util.js";
 import {
   canon,
@@ -91,8 +77,6 @@ export interface FileStoreOptions {
   now?: () => number;
 }
 
-type Group = "keys" | "users" | "settings" | "credentials" | "usage" | "kv";
-
 const CONFIG = "config.yaml";
 const INDEX = "credentials.json";
 const ACCOUNTS = "data/accounts.json";
@@ -107,10 +91,6 @@ const isAuth = (rel: string) => rel.startsWith(`${AUTHS}/`);
 
 const clone = <T>(v: T): T => structuredClone(v);
 const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
-
-function paginate<T>(items: T[], offset = 0, limit = 20): Page<T> {
-  return { items: items.slice(offset, offset + limit).map(clone), total: items.length };
-}
 
 function fileError(file: string, error: unknown): FileStoreError {
   const message = error instanceof Error ? error.message : String(error);
@@ -193,22 +173,12 @@ export function fileStore(options: FileStoreOptions): Store {
   mkdirSync(join(dir, AUTHS), { recursive: true });
   const releaseDirLock = acquireDirLock(dir);
 
-  // The state.
-  const keys = new Map<number, ApiKeyRecord>();
-  const keyByHash = new Map<string, number>();
-  const users = new Map<number, UserRecord>();
-  const credentials = new Map<string, CredentialRecord>();
-  const settings = new Map<string, unknown>();
-  const usage = new Map<number, UsageRecord>();
-  const rollups = new Map<string, UsageRollup>();
-  const kv = new Map<string, { value: string; expiresAt: number | null }>();
-  const locks = new Map<string, { token: string; expiresAt: number }>();
-  /** Unsettled reservations (kept in keys.json with the balances they debit). */
-  const reservations = new Map<string, ReservationRow>();
+  // The state: the kernel's tables. The changes a call makes wait for its write.
+  const pending: StoreChange[] = [];
+  const kernel = tableKernel({ now, maxUsageRecords: maxUsage, onChange: (c) => pending.push(c) });
+  const t = kernel.tables;
+  const { keys, keyByHash, users, credentials, settings, usage, rollups, kv, reservations } = t;
   const listeners = new Set<(c: StoreChange) => void>();
-  let nextKeyId = 1;
-  let nextUserId = 1;
-  let nextUsageId = 1;
 
   // What the files hold: content as last read or written (good versions only), hashes of what
   // was last seen (good or not), files that do not parse, and the per-record bases of merge3.
@@ -311,7 +281,7 @@ export function fileStore(options: FileStoreOptions): Store {
     const note =
       (collection: StoreChange["collection"]) => (id: string | number, op: StoreChange["op"]) =>
         changes.push({ collection, id: String(id), op, origin: "remote" });
-    const touched = new Set<Group>();
+    const touched = new Set<TableGroup>();
 
     /** Parses a changed file; on failure reports it and keeps the last good state. */
     const parse = <T>(rel: string, fn: (text: string) => T, view: (v: T) => unknown) => {
@@ -350,7 +320,7 @@ export function fileStore(options: FileStoreOptions): Store {
         merge3(reservations, base.reservations, new Map(file.reservations.map((r) => [r.id, r])));
         keyByHash.clear();
         for (const k of keys.values()) keyByHash.set(k.keyHash, k.id);
-        nextKeyId = Math.max(nextKeyId, file.nextId, ...[...keys.keys()].map((id) => id + 1));
+        t.next.key = Math.max(t.next.key, file.nextId, ...[...keys.keys()].map((id) => id + 1));
       }
     }
     if (changed.has(USERS)) {
@@ -358,7 +328,7 @@ export function fileStore(options: FileStoreOptions): Store {
       const file = parse(USERS, parseUsersFile, () => asJson(texts.get(USERS)!));
       if (file) {
         merge3(users, base.users, new Map(file.users.map((u) => [u.id, u])), note("users"));
-        nextUserId = Math.max(nextUserId, file.nextId, ...[...users.keys()].map((id) => id + 1));
+        t.next.user = Math.max(t.next.user, file.nextId, ...[...users.keys()].map((id) => id + 1));
       }
     }
     if (changed.has(USAGE)) {
@@ -367,7 +337,11 @@ export function fileStore(options: FileStoreOptions): Store {
       if (file) {
         merge3(usage, base.usage, new Map(file.records.map((r) => [r.id, r])));
         merge3(rollups, base.rollups, new Map(file.rollups.map((r) => [rollupIdOf(r), r])));
-        nextUsageId = Math.max(nextUsageId, file.nextId, ...[...usage.keys()].map((id) => id + 1));
+        t.next.usage = Math.max(
+          t.next.usage,
+          file.nextId,
+          ...[...usage.keys()].map((id) => id + 1),
+        );
       }
     }
     if (changed.has(KV)) {
@@ -424,7 +398,7 @@ export function fileStore(options: FileStoreOptions): Store {
   // ------------------------------------------------------------------------------------------
   // Writing
 
-  const dirty = new Set<Group>();
+  const dirty = new Set<TableGroup>();
 
   /** Writes one file when its content differs from what the file holds (never a broken one). */
   const put = async (rel: string, view: unknown, text: () => string): Promise<void> => {
@@ -446,7 +420,7 @@ export function fileStore(options: FileStoreOptions): Store {
       const jobs: Promise<void>[] = [];
       if (groups.has("keys")) {
         const view = {
-          nextId: nextKeyId,
+          nextId: t.next.key,
           keys: [...keys.values()].sort((a, b) => a.id - b.id),
           reservations: [...reservations.values()],
         };
@@ -454,14 +428,14 @@ export function fileStore(options: FileStoreOptions): Store {
       }
       if (groups.has("users")) {
         const view = {
-          nextId: nextUserId,
+          nextId: t.next.user,
           users: [...users.values()].sort((a, b) => a.id - b.id),
         };
         jobs.push(put(USERS, view, () => json(view)));
       }
       if (groups.has("usage")) {
         const view = {
-          nextId: nextUsageId,
+          nextId: t.next.usage,
           records: [...usage.values()],
           rollups: [...rollups.values()],
         };
@@ -538,7 +512,7 @@ export function fileStore(options: FileStoreOptions): Store {
    * Marks groups dirty and resolves once a write that includes the current state is on disk;
    * then delivers the batch's changes. Changes made while a write runs join the next one.
    */
-  const commit = (groups: Group[], changes: StoreChange[] = []): Promise<void> => {
+  const commit = (groups: TableGroup[], changes: StoreChange[] = []): Promise<void> => {
     for (const g of groups) dirty.add(g);
     if (!batch) {
       const current: { changes: StoreChange[]; done: Promise<void> } = {
@@ -561,12 +535,6 @@ export function fileStore(options: FileStoreOptions): Store {
     batch.changes.push(...changes);
     return batch.done;
   };
-
-  const local = (
-    collection: StoreChange["collection"],
-    id: string | number,
-    op: StoreChange["op"],
-  ): StoreChange => ({ collection, id: String(id), op, origin: "local" });
 
   // ------------------------------------------------------------------------------------------
   // Opening
@@ -600,7 +568,7 @@ export function fileStore(options: FileStoreOptions): Store {
   const ready: Promise<void> = chain.then(async () => {
     await reload();
     // Write what the files lack (a fresh directory, ids of accounts added by hand ...).
-    for (const g of ["keys", "users", "settings", "credentials", "usage", "kv"] as Group[])
+    for (const g of ["keys", "users", "settings", "credentials", "usage", "kv"] as TableGroup[])
       dirty.add(g);
     await flush();
   });
@@ -644,433 +612,37 @@ export function fileStore(options: FileStoreOptions): Store {
   };
 
   // ------------------------------------------------------------------------------------------
-  // The contract (the same logic as core's memory store, plus commit)
+  // The contract: the kernel's steps (atomic: synchronous on the state), then the write
 
-  const kvLive = (key: string) => {
-    const e = kv.get(key);
-    if (!e) return null;
-    if (e.expiresAt !== null && e.expiresAt <= now()) {
-      kv.delete(key);
-      return null;
+  /**
+   * Runs one kernel call once the store is open; resolves once what it changed is on disk.
+   * Locks change no group, so they are not written: one process owns the directory, so they
+   * live and die with it.
+   */
+  const call: KernelCall = async (run) => {
+    await open();
+    let groups: TableGroup[];
+    let changes: StoreChange[];
+    let out: ReturnType<typeof run>;
+    try {
+      out = run();
+    } finally {
+      groups = kernel.takeTouched();
+      changes = pending.splice(0);
     }
-    return e;
+    if (groups.length > 0) await commit(groups, changes);
+    return out;
   };
-
-  const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
-    assertUnits(actualUnits, "actualUnits");
-    // Already recovered (charged in full then): nothing more to charge or give back.
-    if (!reservations.delete(res.id)) return { charged: 0 };
-    const key = keys.get(res.keyId);
-    const user = res.userId === null ? undefined : users.get(res.userId);
-    let charged = actualUnits;
-    if (actualUnits > res.units) {
-      let room = actualUnits - res.units;
-      if (key && res.keyDebited) room = Math.min(room, key.remainQuota);
-      if (user) room = Math.min(room, user.quota);
-      charged = res.units + Math.max(0, room);
-    }
-    const delta = res.units - charged;
-    if (key) {
-      if (res.keyDebited) key.remainQuota += delta;
-      key.usedQuota += charged;
-      key.accessedTime = nowSeconds;
-    }
-    if (user) {
-      user.quota += delta;
-      user.usedQuota += charged;
-    }
-    return { charged };
-  };
-
-  /** Units held by the unsettled reservations that match. */
-  const inFlight = (match: (r: ReservationRow) => boolean): number => {
-    let sum = 0;
-    for (const r of reservations.values()) if (match(r)) sum += r.units;
-    return sum;
-  };
-
-  const append = (r: NewUsageRecord): UsageRecord => {
-    const rec: UsageRecord = { ...clone(r), id: nextUsageId++ };
-    usage.set(rec.id, rec);
-    const k = rollupKey(r);
-    const row = rollups.get(k) ?? emptyRollup(r);
-    rollups.set(k, row);
-    addToRollup(row, r);
-    // Details are bounded: the oldest go first (roll-ups keep the totals).
-    while (usage.size > maxUsage) usage.delete(usage.keys().next().value!);
-    return clone(rec);
-  };
+  const members = liftKernel(kernel, call);
 
   return {
     name: "file",
     capabilities: { multiProcess: false, plaintextSecrets: true },
-    keys: {
-      async create(input) {
-        await open();
-        if (keyByHash.has(input.keyHash)) throw new Error("a key with this hash already exists");
-        const rec: ApiKeyRecord = { ...clone(input), id: nextKeyId++ };
-        keys.set(rec.id, rec);
-        keyByHash.set(rec.keyHash, rec.id);
-        await commit(["keys"], [local("keys", rec.id, "upsert")]);
-        return clone(rec);
-      },
-      async get(id) {
-        await open();
-        const r = keys.get(id);
-        return r ? clone(r) : null;
-      },
-      async getByHash(hash) {
-        await open();
-        const id = keyByHash.get(hash);
-        const r = id === undefined ? undefined : keys.get(id);
-        return r ? clone(r) : null;
-      },
-      async list(q: KeyQuery = {}) {
-        await open();
-        const kw = q.keyword?.toLowerCase();
-        const items = [...keys.values()]
-          .filter(
-            (k) =>
-              (q.userId === undefined || k.userId === q.userId) &&
-              (!kw || k.name.toLowerCase().includes(kw)) &&
-              (!q.hint || k.keyHint.includes(q.hint)),
-          )
-          .sort((a, b) => b.id - a.id);
-        return paginate(items, q.offset, q.limit ?? 20);
-      },
-      async update(id, patch: ApiKeyPatch) {
-        await open();
-        const r = keys.get(id);
-        if (!r) return null;
-        const {
-          id: _i,
-          keyHash: _h,
-          ...rest
-        } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
-        Object.assign(r, clone(rest));
-        const out = clone(r);
-        await commit(["keys"], [local("keys", id, "upsert")]);
-        return out;
-      },
-      async rekey(id, keyHash, keyCipher) {
-        await open();
-        const r = keys.get(id);
-        if (!r) return null;
-        const holder = keyByHash.get(keyHash);
-        if (holder !== undefined && holder !== id)
-          throw new Error("a key with this hash already exists");
-        keyByHash.delete(r.keyHash);
-        keyByHash.set(keyHash, id);
-        r.keyHash = keyHash;
-        r.keyCipher = keyCipher;
-        const out = clone(r);
-        await commit(["keys"], [local("keys", id, "upsert")]);
-        return out;
-      },
-      async delete(ids) {
-        await open();
-        const changes: StoreChange[] = [];
-        for (const id of new Set(ids)) {
-          const r = keys.get(id);
-          if (!r) continue;
-          keys.delete(id);
-          keyByHash.delete(r.keyHash);
-          changes.push(local("keys", id, "delete"));
-        }
-        if (changes.length > 0) await commit(["keys"], changes);
-        return changes.length;
-      },
-    },
-    users: {
-      async create(input) {
-        await open();
-        for (const u of users.values())
-          if (u.username === input.username)
-            throw new Error(`username "${input.username}" already exists`);
-        const rec: UserRecord = { ...clone(input), id: nextUserId++ };
-        users.set(rec.id, rec);
-        await commit(["users"], [local("users", rec.id, "upsert")]);
-        return clone(rec);
-      },
-      async get(id) {
-        await open();
-        const r = users.get(id);
-        return r ? clone(r) : null;
-      },
-      async getByUsername(name) {
-        await open();
-        for (const u of users.values()) if (u.username === name) return clone(u);
-        return null;
-      },
-      async getByAccessTokenHash(hash) {
-        await open();
-        for (const u of users.values()) if (u.accessTokenHash === hash) return clone(u);
-        return null;
-      },
-      async list(q = {}) {
-        await open();
-        const kw = q.keyword?.toLowerCase();
-        const items = [...users.values()]
-          .filter(
-            (u) =>
-              !kw ||
-              u.username.toLowerCase().includes(kw) ||
-              u.displayName.toLowerCase().includes(kw),
-          )
-          .sort((a, b) => a.id - b.id);
-        return paginate(items, q.offset, q.limit ?? 20);
-      },
-      async update(id, patch: UserPatch) {
-        await open();
-        const r = users.get(id);
-        if (!r) return null;
-        if (patch.username !== undefined && patch.username !== r.username) {
-          for (const u of users.values())
-            if (u.username === patch.username)
-              throw new Error(`username "${patch.username}" already exists`);
-        }
-        const { id: _i, ...rest } = patch as UserPatch & { id?: number };
-        Object.assign(r, clone(rest));
-        const out = clone(r);
-        await commit(["users"], [local("users", id, "upsert")]);
-        return out;
-      },
-      async delete(id) {
-        await open();
-        if (!users.delete(id)) return false;
-        await commit(["users"], [local("users", id, "delete")]);
-        return true;
-      },
-    },
-    credentials: {
-      async create(input) {
-        await open();
-        const rec = materializeCredential(input, now());
-        if (credentials.has(rec.id)) throw new Error(`credential "${rec.id}" already exists`);
-        credentials.set(rec.id, rec);
-        await commit(["credentials"], [local("credentials", rec.id, "upsert")]);
-        return clone(rec);
-      },
-      async get(id) {
-        await open();
-        const r = credentials.get(id);
-        return r ? clone(r) : null;
-      },
-      async list() {
-        await open();
-        return [...credentials.values()].map(clone);
-      },
-      async update(id, patch: CredentialPatch) {
-        await open();
-        const r = credentials.get(id);
-        if (!r) return null;
-        const {
-          id: _i,
-          createdAt: _c,
-          ...rest
-        } = patch as CredentialPatch & { id?: string; createdAt?: number };
-        Object.assign(r, clone(rest), { updatedAt: now() });
-        const out = clone(r);
-        await commit(["credentials"], [local("credentials", id, "upsert")]);
-        return out;
-      },
-      async delete(id) {
-        await open();
-        if (!credentials.delete(id)) return false;
-        await commit(["credentials"], [local("credentials", id, "delete")]);
-        return true;
-      },
-    },
-    usage: {
-      async list(q = {}) {
-        await open();
-        const items: UsageRecord[] = [];
-        for (const r of usage.values()) {
-          if (q.from !== undefined && r.timestamp < q.from) continue;
-          if (q.to !== undefined && r.timestamp >= q.to) continue;
-          if (q.keyId !== undefined && r.keyId !== q.keyId) continue;
-          if (q.userId !== undefined && r.userId !== q.userId) continue;
-          items.push(r);
-        }
-        items.sort((a, b) => b.timestamp - a.timestamp || b.id - a.id);
-        return paginate(items, q.offset, q.limit ?? 100);
-      },
-      async rollups(q = {}) {
-        await open();
-        return [...rollups.values()]
-          .filter(
-            (r) =>
-              (q.fromHour === undefined || r.hour >= q.fromHour) &&
-              (q.toHour === undefined || r.hour < q.toHour) &&
-              (q.keyId === undefined || r.keyId === q.keyId),
-          )
-          .sort((a, b) => (a.hour < b.hour ? -1 : a.hour > b.hour ? 1 : 0))
-          .map(clone);
-      },
-      async prune(before) {
-        await open();
-        let n = 0;
-        for (const [id, r] of usage) {
-          if (r.timestamp < before) {
-            usage.delete(id);
-            n++;
-          }
-        }
-        if (n > 0) await commit(["usage"]);
-        return n;
-      },
-    },
-    settings: {
-      async all() {
-        await open();
-        return Object.fromEntries([...settings].map(([k, v]) => [k, clone(v)]));
-      },
-      async get(name) {
-        await open();
-        return clone(settings.get(name));
-      },
-      async set(values) {
-        await open();
-        for (const [k, v] of Object.entries(values)) settings.set(k, clone(v));
-        await commit(
-          ["settings"],
-          Object.keys(values).map((k) => local("settings", k, "upsert")),
-        );
-      },
-      async delete(name) {
-        await open();
-        if (!settings.delete(name)) return false;
-        await commit(["settings"], [local("settings", name, "delete")]);
-        return true;
-      },
-    },
-    kv: {
-      async get(key) {
-        await open();
-        return kvLive(key)?.value ?? null;
-      },
-      async set(key, value, ttlMs) {
-        await open();
-        kv.set(key, { value, expiresAt: ttlMs === undefined ? null : now() + ttlMs });
-        await commit(["kv"]);
-      },
-      async delete(key) {
-        await open();
-        const live = kvLive(key) !== null;
-        const had = kv.delete(key);
-        if (had) await commit(["kv"]);
-        return live;
-      },
-      async incr(key, by, ttlMs) {
-        await open();
-        const e = kvLive(key);
-        let n = by;
-        if (!e)
-          kv.set(key, { value: String(by), expiresAt: ttlMs === undefined ? null : now() + ttlMs });
-        else {
-          n = Number(e.value) + by;
-          e.value = String(n);
-        }
-        await commit(["kv"]);
-        return n;
-      },
-    },
+    ...members,
 
-    async reserveQuota(keyId, units, meta): Promise<ReserveResult> {
+    async reserveQuota(keyId, units, meta) {
       assertUnits(units);
-      await open();
-      const key = keys.get(keyId);
-      if (!key) return { ok: false, reason: "key_not_found" };
-      const debitKey = !key.unlimitedQuota;
-      if (debitKey && key.remainQuota < units)
-        return { ok: false, reason: "key_quota", inFlight: inFlight((r) => r.keyId === keyId) };
-      const user = key.userId === null ? undefined : users.get(key.userId);
-      if (user && user.quota < units)
-        return { ok: false, reason: "user_quota", inFlight: inFlight((r) => r.userId === user.id) };
-      if (debitKey) key.remainQuota -= units;
-      if (user) user.quota -= units;
-      const reservation: Reservation = {
-        id: randomUUID(),
-        keyId,
-        userId: user ? user.id : null,
-        units,
-        keyDebited: debitKey,
-      };
-      reservations.set(reservation.id, reservationRow(reservation, meta, now()));
-      await commit(user ? ["keys", "users"] : ["keys"]);
-      return { ok: true, reservation };
-    },
-
-    async renewReservations(ids, expiresAt) {
-      await open();
-      let n = 0;
-      for (const id of ids) {
-        const row = reservations.get(id);
-        if (!row) continue;
-        row.expiresAt = expiresAt;
-        n++;
-      }
-      if (n > 0) await commit(["keys"]);
-      return n;
-    },
-
-    async recoverReservations(nowMs, limit) {
-      await open();
-      const due = [...reservations.values()]
-        .filter((r) => r.expiresAt <= nowMs)
-        .sort((a, b) => a.expiresAt - b.expiresAt)
-        .slice(0, limit);
-      if (due.length === 0) return [];
-      const out = due.map((row) => {
-        settle(row, row.units, Math.floor(nowMs / 1000));
-        return append(recoveredRecord(row));
-      });
-      await commit(["keys", "users", "usage"]);
-      return out;
-    },
-
-    async settleQuota(res, actualUnits, nowSeconds) {
-      await open();
-      const out = settle(res, actualUnits, nowSeconds);
-      await commit(["keys", "users"]);
-      return out;
-    },
-
-    async recordUsage(records) {
-      await open();
-      const out = records.map(append);
-      if (out.length > 0) await commit(["usage"]);
-      return out;
-    },
-
-    async commitUsage(commits, nowSeconds) {
-      await open();
-      const out = commits.map((c) => {
-        const quota = c.reservation
-          ? settle(c.reservation, c.actualUnits, nowSeconds).charged
-          : c.actualUnits;
-        return append({ ...c.record, quota });
-      });
-      if (out.length > 0) await commit(["keys", "users", "usage"]);
-      return out;
-    },
-
-    // Locks are not written: one process owns the directory, so they live and die with it.
-    async acquireLock(name, ttlMs) {
-      await open();
-      const held = locks.get(name);
-      if (held && held.expiresAt > now()) return null;
-      const token = randomUUID();
-      locks.set(name, { token, expiresAt: now() + ttlMs });
-      return token;
-    },
-
-    async releaseLock(name, token) {
-      await open();
-      const held = locks.get(name);
-      if (!held || held.token !== token) return false;
-      locks.delete(name);
-      return held.expiresAt > now();
+      return members.reserveQuota(keyId, units, meta);
     },
 
     watch(listener) {
