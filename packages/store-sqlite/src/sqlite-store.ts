@@ -31,6 +31,7 @@ import {
   type UserPatch,
   type UserRecord,
 } from "@tokenpool/core";
+import { settleAmounts } from "@tokenpool/core/store-kernel";
 import Database from "better-sqlite3";
 import { migrate } from "./migrations.js";
 import {
@@ -589,14 +590,12 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       const keyRemain = s.keyRemain.get(res.keyId) as number | undefined;
       const userQuota =
         res.userId === null ? undefined : (s.userQuota.get(res.userId) as number | undefined);
-      let charged = actualUnits;
-      if (actualUnits > res.units) {
-        let room = actualUnits - res.units;
-        if (keyRemain !== undefined && res.keyDebited) room = Math.min(room, keyRemain);
-        if (userQuota !== undefined) room = Math.min(room, userQuota);
-        charged = res.units + Math.max(0, room);
-      }
-      const delta = res.units - charged; // > 0 gives back, < 0 takes more
+      const { charged, delta } = settleAmounts(
+        res.units,
+        actualUnits,
+        res.keyDebited ? keyRemain : undefined,
+        userQuota,
+      );
       if (keyRemain !== undefined) {
         s.settleKey.run(res.keyDebited ? delta : 0, charged, nowSeconds, res.keyId);
       }

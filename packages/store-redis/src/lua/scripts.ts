@@ -216,6 +216,8 @@ return {1, ustr, debit and 1 or 0}
  * Settles one reservation (shared by SETTLE, COMMIT and RECOVER). Returns the units charged.
  * The reservation row goes in the same step; when it is already gone (recovered, so charged in
  * full), nothing changes and 0 is charged.
+ * The arithmetic (charged, room, delta) is `settleAmounts` of `@tokenpool/core/store-kernel`
+ * (packages/core/src/store/settlement.ts), the reference every store follows: keep the two in step.
  */
 const SETTLE_FN = `
 local function settle(base, resId, keyId, userId, units, keyDebited, actual, nowSec)
