@@ -56,6 +56,7 @@ export {
 } from "./credentials/strategies.js";
 export * from "./errors.js";
 export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from "./events.js";
+export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./exchange.js";
 export {
   type CredentialsApi,
   createGateway,
@@ -103,7 +104,6 @@ export {
 } from "./http/dialects/pool.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./http/dialects/token.js";
 export type * from "./http/dialects/wire-types.js";
-export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export {
   IpAllowList,
   normalizeIp,

@@ -8,7 +8,7 @@ import type { CredentialPool, PickOptions } from "../credentials/pool.js";
 import { SecretMask } from "../credentials/secret-mask.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
-import { type ClientSignal, type Exchange, header, type Reply } from "../http/exchange.js";
+import { type ClientSignal, type Exchange, header, type Reply } from "../exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
 import { adapterFor, GENERATION_PROVIDERS, OPENAI_API_PROVIDERS } from "../providers/index.js";
