@@ -25,8 +25,8 @@ import { IpAllowList, resolveClientIp } from "./keys/ip.js";
 import { createManagementGate } from "./keys/management-gate.js";
 import { KeyService } from "./keys/service.js";
 import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+import { UpstreamClient } from "./net/upstream.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
-import { UpstreamClient } from "./proxy/upstream.js";
 import { SettingsService } from "./settings/service.js";
 import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {

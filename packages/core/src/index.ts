@@ -119,9 +119,9 @@ export {
   KeyService,
 } from "./keys/service.js";
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
-export type { UpstreamClient, UpstreamTimeouts } from "./proxy/upstream.js";
 export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export {
