@@ -3,7 +3,14 @@ export {
   DEFAULT_COMPLETION_RATIO,
   DEFAULT_MODEL_RATIO,
 } from "./billing/defaults.js";
-export { Billing, type Prices, QUOTA_PER_USD, type TokenUsage } from "./billing/price.js";
+export {
+  Billing,
+  type Prices,
+  type PriceTableName,
+  type PriceTableReader,
+  QUOTA_PER_USD,
+  type TokenUsage,
+} from "./billing/price.js";
 export {
   countPromptTokens,
   countTokens,
