@@ -6,6 +6,7 @@ import { type AddCredentialInput, CredentialPool, maskCredential } from "./crede
 import { modelsProbe } from "./credentials/probe.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
+import { type Exchange, header, type Reply } from "./exchange.js";
 import { anthropicError, anthropicRoutes } from "./http/dialects/anthropic.js";
 import { geminiError, geminiRoutes } from "./http/dialects/gemini.js";
 import {
@@ -18,15 +19,14 @@ import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
 import { poolError, poolRoutes } from "./http/dialects/pool.js";
 import { consoleError, tokenRoutes } from "./http/dialects/token.js";
 import { userRoutes } from "./http/dialects/user.js";
-import { type Exchange, header, type Reply } from "./http/exchange.js";
-import { createManagementGate } from "./http/management-gate.js";
 import { healthRoute, Router } from "./http/router.js";
 import { fromRequest, toResponse } from "./http/web.js";
 import { IpAllowList, resolveClientIp } from "./keys/ip.js";
+import { createManagementGate } from "./keys/management-gate.js";
 import { KeyService } from "./keys/service.js";
 import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+import { UpstreamClient } from "./net/upstream.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
-import { UpstreamClient } from "./proxy/upstream.js";
 import { SettingsService } from "./settings/service.js";
 import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {

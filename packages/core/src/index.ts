@@ -3,7 +3,14 @@ export {
   DEFAULT_COMPLETION_RATIO,
   DEFAULT_MODEL_RATIO,
 } from "./billing/defaults.js";
-export { Billing, type Prices, QUOTA_PER_USD, type TokenUsage } from "./billing/price.js";
+export {
+  Billing,
+  type Prices,
+  type PriceTableName,
+  type PriceTableReader,
+  QUOTA_PER_USD,
+  type TokenUsage,
+} from "./billing/price.js";
 export {
   countPromptTokens,
   countTokens,
@@ -56,6 +63,7 @@ export {
 } from "./credentials/strategies.js";
 export * from "./errors.js";
 export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from "./events.js";
+export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./exchange.js";
 export {
   type CredentialsApi,
   createGateway,
@@ -103,7 +111,6 @@ export {
 } from "./http/dialects/pool.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./http/dialects/token.js";
 export type * from "./http/dialects/wire-types.js";
-export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./http/exchange.js";
 export {
   IpAllowList,
   normalizeIp,
@@ -119,9 +126,9 @@ export {
   KeyService,
 } from "./keys/service.js";
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
-export type { UpstreamClient, UpstreamTimeouts } from "./proxy/upstream.js";
 export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export {

@@ -1,8 +1,8 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { GatewayError } from "./errors.js";
+import { type Exchange, isStreamBody, type Reply } from "./exchange.js";
 import type { Gateway } from "./gateway.js";
-import { type Exchange, isStreamBody, type Reply } from "./http/exchange.js";
 import { jsonTooDeep, valueDepthExceeds } from "./util/json-depth.js";
 
 /** A node:http request listener. */

@@ -9,7 +9,6 @@ import type { AddressInfo } from "node:net";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { MANAGEMENT_MAX_CHECKS } from "../src/http/management-gate.js";
 import {
   createGateway,
   type Gateway,
@@ -19,6 +18,7 @@ import {
   resolveClientIp,
   type Store,
 } from "../src/index.js";
+import { MANAGEMENT_MAX_CHECKS } from "../src/keys/management-gate.js";
 import { toNodeHandler } from "../src/node.js";
 import { createBcryptComparer } from "../src/util/bcrypt-worker.js";
 

@@ -9,7 +9,7 @@ import type { AddCredentialInput } from "../src/credentials/pool.js";
 import { modelsProbe } from "../src/credentials/probe.js";
 import type { GatewayEvents } from "../src/events.js";
 import { createGateway, type Gateway, memoryStore } from "../src/index.js";
-import { UpstreamClient } from "../src/proxy/upstream.js";
+import { UpstreamClient } from "../src/net/upstream.js";
 
 const SECRET = "rotation-secret-0123456789-0123456789-abcdef";
 const MODEL = "gpt-4o-mini";

@@ -14,9 +14,9 @@ import {
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
-import { createMockUpstream, type MockUpstream } from "@tokenpool/testing/mock-upstream";
 import { loadConfig, type ServerConfig } from "./config.js";
 import { type ConfigSync, startConfigSync } from "./config-sync.js";
+import { type DemoUpstream, startDemoUpstream } from "./demo-upstream.js";
 
 /** Options of {@link startServer}; the CLI flags map onto them. */
 export interface ServeOptions {
@@ -166,7 +166,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       ? { trustedProxies: config["trusted-proxies"].map(String) }
       : {}),
   });
-  let mock: MockUpstream | null = null;
+  let mock: DemoUpstream | null = null;
   let server: Server | null = null;
   let sync: ConfigSync | null = null;
   try {
@@ -191,7 +191,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
 
     let demoKey: string | null = null;
     if (options.demo) {
-      mock = await createMockUpstream({ apiKeys: [DEMO_UPSTREAM_KEY] });
+      mock = await startDemoUpstream({ apiKey: DEMO_UPSTREAM_KEY });
       const fields = {
         provider: "openai",
         kind: "api-key" as const,

@@ -1,4 +1,3 @@
-import type { SettingsService } from "../settings/service.js";
 import type { TokenUsage } from "../store/types.js";
 
 export type { TokenUsage };
@@ -27,6 +26,23 @@ export interface Prices {
   reasoning: number;
   /** `group-ratio`: multiplier of the key's (or its owner's) group. */
   group: number;
+}
+
+/** The settings that hold the price tables. */
+export type PriceTableName =
+  | "model-ratio"
+  | "completion-ratio"
+  | "cache-ratio"
+  | "reasoning-ratio"
+  | "group-ratio";
+
+/**
+ * Where {@link Billing} reads the price tables: the gateway's `settings` fit as they are. A small
+ * reader rather than the settings service, so that billing sits below settings in the layers.
+ */
+export interface PriceTableReader {
+  /** The current value of one price table (an object of ratios; anything else prices at 1). */
+  get(name: PriceTableName): unknown;
 }
 
 /** Date, `-latest`, `-preview` and `-exp` suffixes, stripped one at a time to find a base entry. */
@@ -106,14 +122,14 @@ function units(x: number): number {
  * ```
  */
 export class Billing {
-  readonly #settings: SettingsService;
+  readonly #settings: PriceTableReader;
   readonly #defaultCompletion: number;
 
   /**
    * @param settings where the price tables live
    * @param defaultCompletionTokens completion tokens reserved for a request without `max_tokens`
    */
-  constructor(settings: SettingsService, defaultCompletionTokens: number) {
+  constructor(settings: PriceTableReader, defaultCompletionTokens: number) {
     this.#settings = settings;
     this.#defaultCompletion = defaultCompletionTokens;
   }

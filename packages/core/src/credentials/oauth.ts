@@ -19,7 +19,7 @@
 import PQueue from "p-queue";
 import type { GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
-import type { UpstreamClient } from "../proxy/upstream.js";
+import type { UpstreamClient } from "../net/upstream.js";
 import type { CredentialRecord, CredentialSecret, Store } from "../store/types.js";
 import { redactSecrets } from "../util/secrets.js";
 

@@ -1,5 +1,5 @@
+import type { UpstreamClient } from "../net/upstream.js";
 import { openaiProvider } from "../providers/openai.js";
-import type { UpstreamClient } from "../proxy/upstream.js";
 import type { CredentialRecord } from "../store/types.js";
 
 /**

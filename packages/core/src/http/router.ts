@@ -1,6 +1,6 @@
 import { GatewayError } from "../errors.js";
+import { type Exchange, json, type Reply } from "../exchange.js";
 import type { Logger } from "../logger.js";
-import { type Exchange, json, type Reply } from "./exchange.js";
 
 /**
  * One route: a method, a path (exact, or with `:param` segments, or ending in a `*param` segment

@@ -1,5 +1,5 @@
 import { GatewayError } from "../errors.js";
-import { type Exchange, type HeaderBag, isStreamBody, type Reply } from "./exchange.js";
+import { type Exchange, type HeaderBag, isStreamBody, type Reply } from "../exchange.js";
 
 function tooLarge(limit: number): GatewayError {
   return new GatewayError("BODY_TOO_LARGE", `The request body is larger than ${limit} bytes.`);

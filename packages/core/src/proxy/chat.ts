@@ -8,9 +8,10 @@ import type { CredentialPool, PickOptions } from "../credentials/pool.js";
 import { SecretMask } from "../credentials/secret-mask.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
-import { type ClientSignal, type Exchange, header, type Reply } from "../http/exchange.js";
+import { type ClientSignal, type Exchange, header, type Reply } from "../exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
+import type { UpstreamClient } from "../net/upstream.js";
 import { adapterFor, GENERATION_PROVIDERS, OPENAI_API_PROVIDERS } from "../providers/index.js";
 import { findUsageObject, openaiHeaders, openaiProvider } from "../providers/openai.js";
 import type { UpstreamAdapter } from "../providers/types.js";
@@ -46,7 +47,6 @@ import {
   textOfEvents,
 } from "./relay.js";
 import { replyText, type StreamedText, streamedText } from "./sse.js";
-import type { UpstreamClient } from "./upstream.js";
 
 /** What the proxy engine needs from the gateway. */
 export interface ProxyDeps {

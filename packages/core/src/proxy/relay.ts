@@ -1,7 +1,7 @@
 import type { TokenUsage } from "../billing/price.js";
 import { ZERO_USAGE } from "../billing/price.js";
 import type { SecretMask } from "../credentials/secret-mask.js";
-import type { ClientSignal } from "../http/exchange.js";
+import type { ClientSignal } from "../exchange.js";
 import {
   type EventTranslator,
   type Json,

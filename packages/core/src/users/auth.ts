@@ -1,6 +1,6 @@
 import { GatewayError } from "../errors.js";
-import { type Exchange, type HeaderBag, header } from "../http/exchange.js";
-import type { ManagementGate, ManagementRefusal } from "../http/management-gate.js";
+import { type Exchange, type HeaderBag, header } from "../exchange.js";
+import type { ManagementGate, ManagementRefusal } from "../keys/management-gate.js";
 import type { UserRecord } from "../store/types.js";
 import type { UserService } from "./service.js";
 

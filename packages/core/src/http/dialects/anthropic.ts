@@ -1,6 +1,7 @@
 import { countPromptTokens } from "../../billing/tokens.js";
 import { SecretMask } from "../../credentials/secret-mask.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
+import { type Exchange, header, json, type Reply } from "../../exchange.js";
 import type { AuthorizedKey } from "../../keys/service.js";
 import {
   ANTHROPIC_VERSION,
@@ -10,7 +11,6 @@ import {
 import { proxyChat } from "../../proxy/chat.js";
 import { anthropicErrorType, translateRequest } from "../../translate/index.js";
 import { redactSecrets } from "../../util/secrets.js";
-import { type Exchange, header, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
 import {
   authorizeClient,

@@ -1,8 +1,8 @@
 import { countPromptTokens } from "../../billing/tokens.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
+import { type Exchange, json, type Reply } from "../../exchange.js";
 import { proxyChat } from "../../proxy/chat.js";
 import { googleStatus, translateRequest } from "../../translate/index.js";
-import { type Exchange, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
 import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "./proxy-auth.js";
 

@@ -1,6 +1,6 @@
 import { GatewayError, isGatewayError } from "../../errors.js";
+import { type Exchange, header, json, type Reply } from "../../exchange.js";
 import { proxyChat } from "../../proxy/chat.js";
-import { type Exchange, header, json, type Reply } from "../exchange.js";
 import type { Route } from "../router.js";
 import {
   authorizeClient,

@@ -6,11 +6,11 @@
  * @module
  */
 import { GatewayError } from "../../errors.js";
+import type { Exchange } from "../../exchange.js";
+import type { ManagementGate } from "../../keys/management-gate.js";
 import type { UserPatch, UserRecord } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
-import type { Exchange } from "../exchange.js";
-import type { ManagementGate } from "../management-gate.js";
 import type { Route } from "../router.js";
 import {
   type ConsolePageQuery,

@@ -19,9 +19,9 @@
  * @module
  */
 import type { AddCredentialInput } from "../../../credentials/pool.js";
+import { type Exchange, header, json, parseJsonBytes } from "../../../exchange.js";
 import type { CredentialPatch, CredentialRecord, CredentialSecret } from "../../../store/types.js";
 import { emptyCredentialState } from "../../../store/util.js";
-import { type Exchange, header, json, parseJsonBytes } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import { type ManagementGuard, managementError, managementOk, managementRoute } from "./common.js";
 

@@ -7,7 +7,7 @@
  * @module
  */
 import { GatewayError, isGatewayError } from "../../../errors.js";
-import { type Exchange, json, parseJsonBytes, type Reply } from "../../exchange.js";
+import { type Exchange, json, parseJsonBytes, type Reply } from "../../../exchange.js";
 import type { Route } from "../../router.js";
 
 /** The path prefix of the management dialect. */

@@ -29,6 +29,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { OAuthProviderConfig } from "../../../credentials/oauth.js";
 import type { AddCredentialInput } from "../../../credentials/pool.js";
+import { type Exchange, json, type Reply } from "../../../exchange.js";
 import type { Logger } from "../../../logger.js";
 import type {
   CredentialPatch,
@@ -37,7 +38,6 @@ import type {
   Store,
 } from "../../../store/types.js";
 import type { SecretBox } from "../../../util/secrets.js";
-import { type Exchange, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import {
   MANAGEMENT_PREFIX,

@@ -8,9 +8,10 @@
  *
  * @module
  */
+
+import { json } from "../../../exchange.js";
 import type { SettingsService } from "../../../settings/service.js";
 import { USAGE_RETENTION_SETTING } from "../../../usage/retention.js";
-import { json } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import {
   type ManagementGuard,

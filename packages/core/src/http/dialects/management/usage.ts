@@ -1,10 +1,10 @@
+import { json } from "../../../exchange.js";
 import type { Store } from "../../../store/types.js";
 import {
   type UsageSnapshot,
   type UsageSnapshotOptions,
   usageSnapshot,
 } from "../../../usage/view.js";
-import { json } from "../../exchange.js";
 import type { Route } from "../../router.js";
 import { type ManagementGuard, managementRoute } from "./common.js";
 

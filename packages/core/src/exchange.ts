@@ -4,7 +4,7 @@
  * which never creates Web `Request`/`Response` objects (they cost CPU on the proxy path).
  */
 import { isUtf8 } from "node:buffer";
-import { checkJsonDepth } from "../util/json-depth.js";
+import { checkJsonDepth } from "./util/json-depth.js";
 
 /** Incoming headers, lower-case names (node:http's `IncomingHttpHeaders` fits as is). */
 export type HeaderBag = Record<string, string | string[] | undefined>;

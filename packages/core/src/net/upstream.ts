@@ -1,6 +1,6 @@
 import type { Dispatcher } from "undici";
 import { Pool, ProxyAgent, Socks5ProxyAgent } from "undici";
-import type { ClientSignal } from "../http/exchange.js";
+import type { ClientSignal } from "../exchange.js";
 
 /** Timeouts of upstream calls (ms). */
 export interface UpstreamTimeouts {

@@ -22,10 +22,11 @@
  *
  * @module
  */
-import { isLoopback } from "../keys/ip.js";
+
+import type { Exchange } from "../exchange.js";
 import type { Store } from "../store/types.js";
 import { type BcryptComparer, createBcryptComparer } from "../util/bcrypt-worker.js";
-import type { Exchange } from "./exchange.js";
+import { isLoopback } from "./ip.js";
 
 /** Failed attempts from one remote address before it is banned. */
 export const MANAGEMENT_MAX_FAILURES = 5;
