@@ -149,11 +149,11 @@ export async function applyConfig(gateway: Gateway, config: ServerConfig): Promi
   const patch: Record<string, unknown> = {};
   for (const s of SCALARS) {
     const v = config[s.name];
-    if (v !== undefined && v !== null && gateway.settings.get(s.name) !== v) patch[s.name] = v;
+    if (v !== undefined && v !== null && gateway.settings.raw(s.name) !== v) patch[s.name] = v;
   }
   const quota = config["quota-exceeded"];
   if (isObject(quota)) {
-    const current = gateway.settings.get<unknown>("quota-exceeded");
+    const current = gateway.settings.get("quota-exceeded");
     const base = isObject(current) ? current : {};
     const next = { ...base };
     for (const f of QUOTA_FIELDS) if (typeof quota[f] === "boolean") next[f] = quota[f];
