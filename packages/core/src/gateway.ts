@@ -185,7 +185,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const settings = new SettingsService(store, events, opts.settings);
   const keys = new KeyService(store, box);
   const users = new UserService(store, box, keys, () => {
-    const ratios = settings.get<unknown>("group-ratio");
+    const ratios = settings.get("group-ratio");
     return typeof ratios === "object" && ratios !== null ? Object.keys(ratios) : [];
   });
   const pool = new CredentialPool(store, events, logger, { settings });
@@ -263,7 +263,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   const managementHash = () => {
-    const v = settings.get<{ "secret-key"?: string } | undefined>(MANAGEMENT_SETTING);
+    const v = settings.get(MANAGEMENT_SETTING);
     return v?.["secret-key"] ?? "";
   };
   // The one gate of the management key: every route that accepts it asks this object.
@@ -449,7 +449,7 @@ export function createGateway(options: GatewayOptions): Gateway {
             "INVALID_REQUEST",
             "a management key needs at least 16 characters",
           );
-        const current = settings.get<Record<string, unknown> | undefined>(MANAGEMENT_SETTING) ?? {};
+        const current = settings.get(MANAGEMENT_SETTING);
         await settings.set({
           [MANAGEMENT_SETTING]: { ...current, "secret-key": await bcrypt.hash(plain, 10) },
         });

@@ -129,7 +129,18 @@ export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logge
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
-export { DEFAULT_SETTINGS, SettingsService } from "./settings/service.js";
+export { SettingsService } from "./settings/service.js";
+export {
+  acceptsSetting,
+  acceptsSettingField,
+  DEFAULT_SETTINGS,
+  type RemoteManagementSetting,
+  RUNTIME_SETTINGS,
+  type SettingDefinition,
+  type SettingName,
+  type SettingType,
+  type SettingValue,
+} from "./settings/table.js";
 export { type MemoryStoreOptions, memoryStore } from "./store/memory.js";
 export {
   type RotateSecretOptions,

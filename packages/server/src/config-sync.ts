@@ -98,11 +98,11 @@ async function applySecretKey(gateway: Gateway, doc: Document): Promise<boolean>
   const value = doc.getIn([...SECRET_PATH]);
   if (value === undefined || value === null) return false;
   const configured = String(value).trim();
-  const current = gateway.settings.get<Record<string, unknown> | undefined>(MANAGEMENT_SETTING);
+  const current = gateway.settings.get(MANAGEMENT_SETTING);
   const stored = typeof current?.["secret-key"] === "string" ? current["secret-key"] : "";
   if (configured !== "" && !BCRYPT_HASH.test(configured)) {
     await gateway.management.setKey(configured);
-    const hash = gateway.settings.get<Record<string, string>>(MANAGEMENT_SETTING)["secret-key"]!;
+    const hash = gateway.settings.get(MANAGEMENT_SETTING)["secret-key"]!;
     doc.setIn([...SECRET_PATH], hash);
     return true;
   }

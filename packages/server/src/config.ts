@@ -1,13 +1,16 @@
 import { readFile } from "node:fs/promises";
 import {
   API_KEYS_NAME_PREFIX,
+  acceptsSetting,
   apiKeysModel,
   CONFIG_LIST_NAMES,
   type Gateway,
   GL_API_KEY_LABEL,
   glApiKeysModel,
   parseConfigList,
+  RUNTIME_SETTINGS,
   replaceConfigList,
+  type SettingName,
 } from "@tokenpool/core";
 import { parse } from "yaml";
 
@@ -43,26 +46,20 @@ export interface ServerConfig {
   "openai-compatibility"?: unknown[];
 }
 
-type Kind = "boolean" | "integer" | "string";
-
-/** File fields that are plain settings of the same name, with their type and range. */
-const SCALARS: readonly { name: keyof ServerConfig; kind: Kind; ok?(v: unknown): boolean }[] = [
-  { name: "debug", kind: "boolean" },
-  {
-    name: "proxy-url",
-    kind: "string",
-    ok: (v) => v === "" || /^(https?|socks5h?):\/\/[^\s]+$/i.test(v as string),
-  },
-  { name: "request-retry", kind: "integer", ok: (v) => (v as number) >= 0 && (v as number) <= 100 },
-  { name: "request-log", kind: "boolean" },
-  { name: "allow-localhost-unauthenticated", kind: "boolean" },
-  { name: "force-gpt-5-codex", kind: "boolean" },
-  { name: "usage-retention-days", kind: "integer", ok: (v) => (v as number) >= 0 },
+/**
+ * File fields that are plain settings of the same name; their type and range are the settings'
+ * declarations (`RUNTIME_SETTINGS`), as for the management routes.
+ */
+const SCALARS: readonly (keyof ServerConfig & SettingName)[] = [
+  "debug",
+  "proxy-url",
+  "request-retry",
+  "request-log",
+  "allow-localhost-unauthenticated",
+  "force-gpt-5-codex",
+  "usage-retention-days",
 ];
 const QUOTA_FIELDS = ["switch-project", "switch-preview-model"] as const;
-
-const typeOk = (kind: Kind, v: unknown) =>
-  kind === "integer" ? typeof v === "number" && Number.isInteger(v) : typeof v === kind;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -105,11 +102,12 @@ function stringList(v: unknown): string[] | null {
  */
 export function configProblems(config: ServerConfig): string[] {
   const problems: string[] = [];
-  for (const s of SCALARS) {
-    const v = config[s.name];
+  for (const name of SCALARS) {
+    const v = config[name];
     if (v === undefined || v === null) continue;
-    if (!typeOk(s.kind, v) || (s.ok && !s.ok(v)))
-      problems.push(`\`${s.name}\` must be ${s.kind === "integer" ? "an integer" : `a ${s.kind}`}`);
+    const type = RUNTIME_SETTINGS[name].type;
+    if (!acceptsSetting(name, v))
+      problems.push(`\`${name}\` must be ${type === "integer" ? "an integer" : `a ${type}`}`);
   }
   const quota = config["quota-exceeded"];
   if (quota !== undefined && quota !== null) {
@@ -147,13 +145,13 @@ export async function applyConfig(gateway: Gateway, config: ServerConfig): Promi
   let changed = false;
 
   const patch: Record<string, unknown> = {};
-  for (const s of SCALARS) {
-    const v = config[s.name];
-    if (v !== undefined && v !== null && gateway.settings.get(s.name) !== v) patch[s.name] = v;
+  for (const name of SCALARS) {
+    const v = config[name];
+    if (v !== undefined && v !== null && gateway.settings.raw(name) !== v) patch[name] = v;
   }
   const quota = config["quota-exceeded"];
   if (isObject(quota)) {
-    const current = gateway.settings.get<unknown>("quota-exceeded");
+    const current = gateway.settings.get("quota-exceeded");
     const base = isObject(current) ? current : {};
     const next = { ...base };
     for (const f of QUOTA_FIELDS) if (typeof quota[f] === "boolean") next[f] = quota[f];

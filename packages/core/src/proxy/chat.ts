@@ -482,7 +482,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
   };
 
   try {
-    const retries = Math.max(0, Number(settings.get("request-retry")) || 0);
+    const retries = Math.max(0, settings.get("request-retry"));
     const includeUsage =
       (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
     const sessionKey = sessionKeyOf(req);
@@ -513,7 +513,7 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
           // come back (its `Retry-After`), when that is within `max-retry-interval`.
           const any = pickOptions(new Set(), group || "default", sessionKey, providers);
           const wait = pool.cooldownWait(model, any);
-          const bound = Math.max(0, Number(settings.get("max-retry-interval")) || 0) * 1000;
+          const bound = Math.max(0, settings.get("max-retry-interval")) * 1000;
           if (wait !== undefined && wait > 0 && wait <= bound) {
             waited = true;
             if (!(await sleep(wait + 5, req.exchange.signal))) break;
@@ -843,7 +843,7 @@ const PROJECT_PROVIDERS: ReadonlySet<string> = new Set(["gemini", "gemini-cli", 
  */
 function switchProject(deps: ProxyDeps, credential: CredentialRecord, model: string): boolean {
   if (credential.projectIds.length < 2 || !PROJECT_PROVIDERS.has(credential.provider)) return false;
-  const q = deps.settings.get<{ "switch-project"?: unknown } | undefined>("quota-exceeded");
+  const q = deps.settings.get("quota-exceeded");
   if (q?.["switch-project"] !== true) return false;
   return deps.pool.rotateProject(credential.id, model);
 }
@@ -853,9 +853,9 @@ function switchProject(deps: ProxyDeps, credential: CredentialRecord, model: str
  * `preview-model-fallbacks`, `{ [model]: fallback }`), or null when it is off or there is none.
  */
 function previewFallback(deps: ProxyDeps, model: string): string | null {
-  const q = deps.settings.get<{ "switch-preview-model"?: unknown } | undefined>("quota-exceeded");
+  const q = deps.settings.get("quota-exceeded");
   if (q?.["switch-preview-model"] !== true) return null;
-  const table = deps.settings.get<Record<string, unknown> | undefined>(PREVIEW_FALLBACKS);
+  const table = deps.settings.get(PREVIEW_FALLBACKS);
   const fb = table && Object.hasOwn(table, model) ? table[model] : undefined;
   return typeof fb === "string" && fb !== "" && fb !== model ? fb : null;
 }
@@ -926,7 +926,7 @@ async function forward(
         body,
         signal: req.exchange.signal,
         // A credential's own proxy wins over the global `proxy-url` setting.
-        proxyUrl: credential.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
+        proxyUrl: credential.proxyUrl || deps.settings.get("proxy-url"),
       });
     } catch (error) {
       if (req.exchange.signal.aborted) return { aborted: true, credential };

@@ -17,7 +17,7 @@ export async function pruneUsage(
   settings: Pick<SettingsService, "get">,
   now: number = Date.now(),
 ): Promise<number> {
-  const days = Number(settings.get(USAGE_RETENTION_SETTING));
+  const days = settings.get(USAGE_RETENTION_SETTING);
   if (!Number.isFinite(days) || days <= 0) return 0;
   return store.usage.prune(now - days * 86_400_000);
 }

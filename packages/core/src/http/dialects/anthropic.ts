@@ -72,7 +72,7 @@ async function countTokens(
             ? raw
             : JSON.stringify({ ...body, model: pick.upstreamModel }),
         signal: ex.signal,
-        proxyUrl: c.proxyUrl || String(deps.settings.get("proxy-url") ?? ""),
+        proxyUrl: c.proxyUrl || deps.settings.get("proxy-url"),
       });
       // An upstream may quote our credential back (in an error, or anywhere): masked by value.
       const mask = new SecretMask();

@@ -11,6 +11,13 @@
 
 import { json } from "../../../exchange.js";
 import type { SettingsService } from "../../../settings/service.js";
+import {
+  acceptsSetting,
+  acceptsSettingField,
+  RUNTIME_SETTINGS,
+  type SettingName,
+  type SettingType,
+} from "../../../settings/table.js";
 import { USAGE_RETENTION_SETTING } from "../../../usage/retention.js";
 import type { Route } from "../../router.js";
 import {
@@ -43,22 +50,18 @@ export interface ManagementSettingsDeps extends StringListDeps {
   configLists?(): Promise<ConfigObjectLists>;
 }
 
-type Kind = "boolean" | "integer" | "string";
-
-/** One scalar setting: route path, reply field, and where it lives. */
+/**
+ * One scalar setting: route path, reply field, and where it lives. Its type and validation are
+ * the setting's declaration in `RUNTIME_SETTINGS`.
+ */
 interface Scalar {
   path: string;
   /** The field of the GET reply (the seed says `gpt-5-codex` for `/force-gpt-5-codex`). */
   field: string;
-  kind: Kind;
   /** Setting name, and the field inside it for settings that are objects. */
-  setting: string;
+  setting: SettingName;
   sub?: string;
-  validate?(value: unknown): boolean;
 }
-
-const isProxyUrl = (v: unknown) =>
-  v === "" || (typeof v === "string" && /^(https?|socks5h?):\/\/[^\s]+$/i.test(v));
 
 /**
  * The scalar settings of the management dialect, by route (under `/v0/management/`): the field
@@ -99,71 +102,68 @@ export interface ManagementSettingBody<N extends ManagementSettingName> {
 
 /** The scalar settings of the seed (plus `usage-retention-days`, tokenpool's). */
 export const SCALAR_SETTINGS: readonly Scalar[] = [
-  { path: "/debug", field: "debug", kind: "boolean", setting: "debug" },
+  { path: "/debug", field: "debug", setting: "debug" },
   {
     path: "/force-gpt-5-codex",
     field: "gpt-5-codex",
-    kind: "boolean",
     setting: "force-gpt-5-codex",
   },
   {
     path: "/proxy-url",
     field: "proxy-url",
-    kind: "string",
     setting: "proxy-url",
-    validate: isProxyUrl,
   },
   {
     path: "/quota-exceeded/switch-project",
     field: "switch-project",
-    kind: "boolean",
     setting: "quota-exceeded",
     sub: "switch-project",
   },
   {
     path: "/quota-exceeded/switch-preview-model",
     field: "switch-preview-model",
-    kind: "boolean",
     setting: "quota-exceeded",
     sub: "switch-preview-model",
   },
   {
     path: "/request-retry",
     field: "request-retry",
-    kind: "integer",
     setting: "request-retry",
-    validate: (v) => (v as number) >= 0 && (v as number) <= 100,
   },
-  { path: "/request-log", field: "request-log", kind: "boolean", setting: "request-log" },
+  { path: "/request-log", field: "request-log", setting: "request-log" },
   {
     path: "/allow-localhost-unauthenticated",
     field: "allow-localhost-unauthenticated",
-    kind: "boolean",
     setting: "allow-localhost-unauthenticated",
   },
   {
     path: `/${USAGE_RETENTION_SETTING}`,
     field: USAGE_RETENTION_SETTING,
-    kind: "integer",
     setting: USAGE_RETENTION_SETTING,
-    validate: (v) => (v as number) >= 0,
   },
 ];
 
-function objectSetting(settings: SettingsService, name: string): Record<string, unknown> {
-  const v = settings.get<unknown>(name);
+function objectSetting(settings: SettingsService, name: SettingName): Record<string, unknown> {
+  const v = settings.raw(name);
   return typeof v === "object" && v !== null && !Array.isArray(v)
     ? { ...(v as Record<string, unknown>) }
     : {};
 }
 
 function read(settings: SettingsService, s: Scalar): unknown {
-  return s.sub === undefined ? settings.get(s.setting) : objectSetting(settings, s.setting)[s.sub];
+  return s.sub === undefined ? settings.raw(s.setting) : objectSetting(settings, s.setting)[s.sub];
 }
 
-function typeOk(kind: Kind, v: unknown): boolean {
-  if (kind === "integer") return typeof v === "number" && Number.isInteger(v);
-  return typeof v === kind;
+function accepts(s: Scalar, value: unknown): boolean {
+  return s.sub === undefined
+    ? acceptsSetting(s.setting, value)
+    : acceptsSettingField(s.setting, s.sub, value);
+}
+
+function typeOf(s: Scalar): SettingType | undefined {
+  return s.sub === undefined
+    ? RUNTIME_SETTINGS[s.setting].type
+    : RUNTIME_SETTINGS[s.setting].fields?.[s.sub];
 }
 
 async function write(deps: ManagementSettingsDeps, s: Scalar, value: unknown): Promise<void> {
@@ -210,20 +210,20 @@ export async function managementConfigView(
   const lists = await (deps.configLists ?? emptyLists)();
   const quota = objectSetting(s, "quota-exceeded");
   return {
-    debug: s.get("debug") === true,
-    "proxy-url": String(s.get("proxy-url") ?? ""),
+    debug: s.get("debug"),
+    "proxy-url": s.get("proxy-url"),
     "api-keys": (await apiKeysModel(deps.keys).members()).map((m) => m.value),
     "quota-exceeded": {
       "switch-project": quota["switch-project"] === true,
       "switch-preview-model": quota["switch-preview-model"] === true,
     },
     [GL_API_KEY_LABEL]: (await glApiKeysModel(deps.pool).members()).map((m) => m.value),
-    "request-log": s.get("request-log") === true,
-    "request-retry": Number(s.get("request-retry")) || 0,
+    "request-log": s.get("request-log"),
+    "request-retry": s.get("request-retry"),
     "claude-api-key": lists["claude-api-key"],
     "codex-api-key": lists["codex-api-key"],
     "openai-compatibility": lists["openai-compatibility"],
-    "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated") === true,
+    "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated"),
   };
 }
 
@@ -247,9 +247,8 @@ export function managementSettingsRoutes(
             typeof body === "object" && body !== null && !Array.isArray(body)
               ? (body as Record<string, unknown>).value
               : undefined;
-          if (!typeOk(s.kind, value) || (s.validate && !s.validate(value)))
-            throw managementError(400, "invalid body");
-          await write(deps, s, s.kind === "string" ? (value as string).trim() : value);
+          if (!accepts(s, value)) throw managementError(400, "invalid body");
+          await write(deps, s, typeOf(s) === "string" ? (value as string).trim() : value);
           return managementOk();
         }),
       );
