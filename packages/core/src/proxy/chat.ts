@@ -503,11 +503,16 @@ export async function proxyChat(deps: ProxyDeps, req: ChatRequest): Promise<Repl
       let quotaOnly = true;
       let picked = 0;
       let waited = false;
-      // A configured preview-model fallback serves at once rather than after a wait.
-      const fallbackFirst = round === 0 && previewFallback(deps, model) !== null;
       for (let attempt = 0; attempt <= retries; attempt++) {
         let pick = pool.pick(model, pickOptions(tried, group || "default", sessionKey, providers));
-        if (!pick && !waited && (picked === 0 || attempt < retries) && !fallbackFirst) {
+        if (
+          !pick &&
+          !waited &&
+          (picked === 0 || attempt < retries) &&
+          // A configured preview-model fallback serves at once rather than after a wait (asked
+          // only here: the settings are not read on the path of a request that found a credential).
+          !(round === 0 && previewFallback(deps, model) !== null)
+        ) {
           // Every credential that could serve is cooling down, after a 429 this request saw or
           // one another request saw: cooling down is not failing, so wait once for the first to
           // come back (its `Retry-After`), when that is within `max-retry-interval`.
