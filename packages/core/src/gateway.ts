@@ -4,21 +4,21 @@ import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
 import { modelsProbe } from "./credentials/probe.js";
-import { GatewayError } from "./errors.js";
-import { GatewayEmitter } from "./events.js";
-import { type Exchange, header, type Reply } from "./exchange.js";
-import { anthropicError, anthropicRoutes } from "./http/dialects/anthropic.js";
-import { geminiError, geminiRoutes } from "./http/dialects/gemini.js";
+import { anthropicError, anthropicRoutes } from "./dialects/anthropic/routes.js";
+import { poolError, poolRoutes } from "./dialects/antigravity/routes.js";
 import {
   MANAGEMENT_PREFIX,
   managementError,
   renderManagementError,
-} from "./http/dialects/management/common.js";
-import { managementRoutes } from "./http/dialects/management/index.js";
-import { openaiError, openaiRoutes } from "./http/dialects/openai.js";
-import { poolError, poolRoutes } from "./http/dialects/pool.js";
-import { consoleError, tokenRoutes } from "./http/dialects/token.js";
-import { userRoutes } from "./http/dialects/user.js";
+} from "./dialects/cliproxy/common.js";
+import { managementRoutes } from "./dialects/cliproxy/routes.js";
+import { geminiError, geminiRoutes } from "./dialects/gemini/routes.js";
+import { consoleError, tokenRoutes } from "./dialects/new-api/tokens.js";
+import { userRoutes } from "./dialects/new-api/users.js";
+import { openaiError, openaiRoutes } from "./dialects/openai/routes.js";
+import { GatewayError } from "./errors.js";
+import { GatewayEmitter } from "./events.js";
+import { type Exchange, header, type Reply } from "./exchange.js";
 import { healthRoute, Router } from "./http/router.js";
 import { fromRequest, toResponse } from "./http/web.js";
 import { IpAllowList, resolveClientIp } from "./keys/ip.js";

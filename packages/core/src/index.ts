@@ -61,6 +61,44 @@ export {
   ROUTING_STRATEGIES,
   type RoutingStrategy,
 } from "./credentials/strategies.js";
+export {
+  accessTokenSuffix,
+  POOL_DEFAULT_EXPIRES_IN,
+  POOL_MESSAGES,
+  poolTokenView,
+} from "./dialects/antigravity/routes.js";
+export {
+  authFileName,
+  isValidAuthFileName,
+  parseAuthFile,
+  renderAuthFile,
+} from "./dialects/cliproxy/auth-files.js";
+export {
+  CONFIG_LIST_NAMES,
+  type ConfigListName,
+  type ConfigLists,
+  configLists,
+  type ListCredentials,
+  parseConfigList,
+  replaceConfigList,
+  replaceOpenAICompatibility,
+} from "./dialects/cliproxy/lists.js";
+export {
+  type ConfigObjectLists,
+  type ManagementConfigView,
+  type ManagementSettingsDeps,
+  managementConfigView,
+} from "./dialects/cliproxy/settings.js";
+export {
+  API_KEYS_NAME_PREFIX,
+  apiKeysModel,
+  GL_API_KEY_LABEL,
+  glApiKeysModel,
+  type ListModel,
+  type StringListDeps,
+} from "./dialects/cliproxy/string-lists.js";
+export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
+export type * from "./dialects/wire-types.js";
 export * from "./errors.js";
 export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from "./events.js";
 export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./exchange.js";
@@ -73,44 +111,6 @@ export {
   type UsageApi,
   type UsersApi,
 } from "./gateway.js";
-export {
-  authFileName,
-  isValidAuthFileName,
-  parseAuthFile,
-  renderAuthFile,
-} from "./http/dialects/management/auth-files.js";
-export {
-  CONFIG_LIST_NAMES,
-  type ConfigListName,
-  type ConfigLists,
-  configLists,
-  type ListCredentials,
-  parseConfigList,
-  replaceConfigList,
-  replaceOpenAICompatibility,
-} from "./http/dialects/management/lists.js";
-export {
-  type ConfigObjectLists,
-  type ManagementConfigView,
-  type ManagementSettingsDeps,
-  managementConfigView,
-} from "./http/dialects/management/settings.js";
-export {
-  API_KEYS_NAME_PREFIX,
-  apiKeysModel,
-  GL_API_KEY_LABEL,
-  glApiKeysModel,
-  type ListModel,
-  type StringListDeps,
-} from "./http/dialects/management/string-lists.js";
-export {
-  accessTokenSuffix,
-  POOL_DEFAULT_EXPIRES_IN,
-  POOL_MESSAGES,
-  poolTokenView,
-} from "./http/dialects/pool.js";
-export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./http/dialects/token.js";
-export type * from "./http/dialects/wire-types.js";
 export {
   IpAllowList,
   normalizeIp,

@@ -1,9 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { authFileRoutes, parseMultipartFile } from "../src/dialects/cliproxy/auth-files.js";
 import type { GatewayError } from "../src/errors.js";
 import { json } from "../src/exchange.js";
-import { authFileRoutes, parseMultipartFile } from "../src/http/dialects/management/auth-files.js";
 import { Router } from "../src/http/router.js";
 import { createGateway, type Gateway, memoryStore } from "../src/index.js";
 import { silentLogger } from "../src/logger.js";

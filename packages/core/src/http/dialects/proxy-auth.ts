@@ -1,9 +1,8 @@
 import { GatewayError } from "../../errors.js";
 import { type Exchange, header, readJsonObjectBody } from "../../exchange.js";
-import { normalizeIp } from "../../keys/ip.js";
+import { isLoopback, normalizeIp } from "../../keys/ip.js";
 import type { AuthorizedKey, KeyService } from "../../keys/service.js";
 import type { ProxyDeps } from "../../proxy/chat.js";
-import { isLoopback } from "./management/auth.js";
 
 /** Context the proxy dialects (OpenAI, Anthropic, Gemini) need. */
 export interface ProxyDialectDeps extends ProxyDeps {

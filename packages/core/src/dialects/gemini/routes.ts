@@ -1,10 +1,14 @@
 import { countPromptTokens } from "../../billing/tokens.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, json, type Reply } from "../../exchange.js";
+import {
+  authorizeClient,
+  type ProxyDialectDeps,
+  readProxyBody,
+} from "../../http/dialects/proxy-auth.js";
+import type { Route } from "../../http/router.js";
 import { proxyChat } from "../../proxy/chat.js";
 import { googleStatus, translateRequest } from "../../translate/index.js";
-import type { Route } from "../router.js";
-import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "./proxy-auth.js";
 
 /** Renders any error as Google's: `{ error: { code, message, status } }`. */
 export function geminiError(error: unknown): Reply {

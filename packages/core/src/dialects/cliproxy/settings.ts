@@ -9,17 +9,17 @@
  * @module
  */
 
-import { json } from "../../../exchange.js";
-import type { SettingsService } from "../../../settings/service.js";
+import { json } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import type { SettingsService } from "../../settings/service.js";
 import {
   acceptsSetting,
   acceptsSettingField,
   RUNTIME_SETTINGS,
   type SettingName,
   type SettingType,
-} from "../../../settings/table.js";
-import { USAGE_RETENTION_SETTING } from "../../../usage/retention.js";
-import type { Route } from "../../router.js";
+} from "../../settings/table.js";
+import { USAGE_RETENTION_SETTING } from "../../usage/retention.js";
 import {
   type ManagementGuard,
   managementError,

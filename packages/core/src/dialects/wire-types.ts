@@ -11,47 +11,7 @@ export type {
   ModelUsage,
   UsageDetail,
   UsageSnapshot,
-} from "../../usage/view.js";
-export type {
-  AuthFileContent,
-  AuthFileDeleteAllResponse,
-  AuthFileInfo,
-  AuthFileListResponse,
-} from "./management/auth-files.js";
-export type { ManagementErrorResponse, ManagementOkResponse } from "./management/common.js";
-export type {
-  ConfigListDeleteQuery,
-  ConfigListName,
-  ConfigListPatchBody,
-  ConfigListPutBody,
-  ConfigListResponse,
-  ConfigLists,
-  OpenAICompatibilityItem,
-  ProviderKeyItem,
-} from "./management/lists.js";
-export type {
-  GeminiWebTokenBody,
-  GeminiWebTokenResponse,
-  ManagementAuthStatusResponse,
-  ManagementAuthUrlResponse,
-  ManagementLoginName,
-} from "./management/oauth-login.js";
-export type {
-  ManagementConfigView,
-  ManagementScalarSettings,
-  ManagementSettingBody,
-  ManagementSettingName,
-  ManagementSettingResponse,
-  ManagementSettingValue,
-} from "./management/settings.js";
-export type {
-  ManagementStringListDeleteQuery,
-  ManagementStringListName,
-  ManagementStringListPatchBody,
-  ManagementStringListPutBody,
-  ManagementStringListResponse,
-} from "./management/string-lists.js";
-export type { ManagementUsageResponse } from "./management/usage.js";
+} from "../usage/view.js";
 export type {
   PoolErrorResponse,
   PoolMessageResponse,
@@ -61,7 +21,47 @@ export type {
   PoolTokenListResponse,
   PoolTokenUpdateBody,
   PoolTokenView,
-} from "./pool.js";
+} from "./antigravity/routes.js";
+export type {
+  AuthFileContent,
+  AuthFileDeleteAllResponse,
+  AuthFileInfo,
+  AuthFileListResponse,
+} from "./cliproxy/auth-files.js";
+export type { ManagementErrorResponse, ManagementOkResponse } from "./cliproxy/common.js";
+export type {
+  ConfigListDeleteQuery,
+  ConfigListName,
+  ConfigListPatchBody,
+  ConfigListPutBody,
+  ConfigListResponse,
+  ConfigLists,
+  OpenAICompatibilityItem,
+  ProviderKeyItem,
+} from "./cliproxy/lists.js";
+export type {
+  GeminiWebTokenBody,
+  GeminiWebTokenResponse,
+  ManagementAuthStatusResponse,
+  ManagementAuthUrlResponse,
+  ManagementLoginName,
+} from "./cliproxy/oauth-login.js";
+export type {
+  ManagementConfigView,
+  ManagementScalarSettings,
+  ManagementSettingBody,
+  ManagementSettingName,
+  ManagementSettingResponse,
+  ManagementSettingValue,
+} from "./cliproxy/settings.js";
+export type {
+  ManagementStringListDeleteQuery,
+  ManagementStringListName,
+  ManagementStringListPatchBody,
+  ManagementStringListPutBody,
+  ManagementStringListResponse,
+} from "./cliproxy/string-lists.js";
+export type { ManagementUsageResponse } from "./cliproxy/usage.js";
 export type {
   ConsoleErrorResponse,
   ConsolePage,
@@ -76,7 +76,7 @@ export type {
   TokenUpdateBody,
   TokenView,
   TokenWritableFields,
-} from "./token.js";
+} from "./new-api/tokens.js";
 export type {
   UserAccessTokenData,
   UserCreateBody,
@@ -85,4 +85,4 @@ export type {
   UserUpdateBody,
   UserView,
   UserWritableFields,
-} from "./user.js";
+} from "./new-api/users.js";

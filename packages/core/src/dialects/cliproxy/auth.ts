@@ -14,13 +14,13 @@
  * @module
  */
 
-import { type Exchange, header } from "../../../exchange.js";
-import type { ManagementGate } from "../../../keys/management-gate.js";
-import type { Store } from "../../../store/types.js";
+import { type Exchange, header } from "../../exchange.js";
+import type { ManagementGate } from "../../keys/management-gate.js";
+import type { Store } from "../../store/types.js";
 import { type ManagementGuard, managementError } from "./common.js";
 
-export { isLoopback } from "../../../keys/ip.js";
-export { MANAGEMENT_BAN_MS, MANAGEMENT_MAX_FAILURES } from "../../../keys/management-gate.js";
+export { isLoopback } from "../../keys/ip.js";
+export { MANAGEMENT_BAN_MS, MANAGEMENT_MAX_FAILURES } from "../../keys/management-gate.js";
 
 /** What {@link createManagementGuard} needs. */
 export interface ManagementGuardDeps {

@@ -21,12 +21,12 @@ import { scrub } from "../../credentials/oauth.js";
 import type { CredentialPool } from "../../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply, readJsonObjectBody } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
 import type { ManagementGate, ManagementRefusal } from "../../keys/management-gate.js";
 import type { Logger } from "../../logger.js";
 import type { CredentialPatch, CredentialRecord, UserRecord } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
-import type { Route } from "../router.js";
 
 /** The messages of the seed (and of antigravity2api for its errors). */
 export const POOL_MESSAGES = {

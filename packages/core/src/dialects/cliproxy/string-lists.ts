@@ -14,13 +14,13 @@
  *
  * @module
  */
-import type { CredentialPool } from "../../../credentials/pool.js";
-import type { Exchange } from "../../../exchange.js";
-import { json } from "../../../exchange.js";
-import type { KeyService } from "../../../keys/service.js";
-import type { ApiKeyRecord, CredentialRecord } from "../../../store/types.js";
-import { emptyCredentialState } from "../../../store/util.js";
-import type { Route } from "../../router.js";
+import type { CredentialPool } from "../../credentials/pool.js";
+import type { Exchange } from "../../exchange.js";
+import { json } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import type { KeyService } from "../../keys/service.js";
+import type { ApiKeyRecord, CredentialRecord } from "../../store/types.js";
+import { emptyCredentialState } from "../../store/util.js";
 import {
   type ManagementGuard,
   managementError,

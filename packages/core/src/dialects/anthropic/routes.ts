@@ -2,6 +2,13 @@ import { countPromptTokens } from "../../billing/tokens.js";
 import { SecretMask } from "../../credentials/secret-mask.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
+import {
+  authorizeClient,
+  checkStreamFlag,
+  type ProxyDialectDeps,
+  readProxyBody,
+} from "../../http/dialects/proxy-auth.js";
+import type { Route } from "../../http/router.js";
 import type { AuthorizedKey } from "../../keys/service.js";
 import {
   ANTHROPIC_VERSION,
@@ -11,13 +18,6 @@ import {
 import { proxyChat } from "../../proxy/chat.js";
 import { anthropicErrorType, translateRequest } from "../../translate/index.js";
 import { redactSecrets } from "../../util/secrets.js";
-import type { Route } from "../router.js";
-import {
-  authorizeClient,
-  checkStreamFlag,
-  type ProxyDialectDeps,
-  readProxyBody,
-} from "./proxy-auth.js";
 
 /** Renders any error as Anthropic's: `{ type: "error", error: { type, message } }`. */
 export function anthropicError(error: unknown): Reply {

@@ -7,11 +7,11 @@
  */
 import { GatewayError } from "../../errors.js";
 import type { Exchange } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
 import type { UserPatch, UserRecord } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
-import type { Route } from "../router.js";
 import {
   type ConsolePageQuery,
   consoleError,
@@ -20,7 +20,7 @@ import {
   parseBodyId,
   parseId,
   readConsoleBody,
-} from "./token.js";
+} from "./tokens.js";
 
 /** A user as `/api/user/` shows it. */
 export interface UserView {

@@ -1,11 +1,7 @@
-import { json } from "../../../exchange.js";
-import type { Store } from "../../../store/types.js";
-import {
-  type UsageSnapshot,
-  type UsageSnapshotOptions,
-  usageSnapshot,
-} from "../../../usage/view.js";
-import type { Route } from "../../router.js";
+import { json } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import type { Store } from "../../store/types.js";
+import { type UsageSnapshot, type UsageSnapshotOptions, usageSnapshot } from "../../usage/view.js";
 import { type ManagementGuard, managementRoute } from "./common.js";
 
 /** Reply of `GET /v0/management/usage`. */

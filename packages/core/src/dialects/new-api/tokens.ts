@@ -7,13 +7,13 @@
 import { randomBytes } from "node:crypto";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, json, type Reply, readJsonObjectBody } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
 import { validateIpEntry } from "../../keys/ip.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
 import type { CreateKeyInput, KeyService } from "../../keys/service.js";
 import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
-import type { Route } from "../router.js";
 
 /** Longest token name, in characters (the seed's limit). */
 export const TOKEN_NAME_MAX = 30;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Route } from "../../router.js";
+import type { Route } from "../../http/router.js";
 import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";

@@ -18,11 +18,11 @@
  *
  * @module
  */
-import type { AddCredentialInput } from "../../../credentials/pool.js";
-import { type Exchange, header, json, parseJsonBytes } from "../../../exchange.js";
-import type { CredentialPatch, CredentialRecord, CredentialSecret } from "../../../store/types.js";
-import { emptyCredentialState } from "../../../store/util.js";
-import type { Route } from "../../router.js";
+import type { AddCredentialInput } from "../../credentials/pool.js";
+import { type Exchange, header, json, parseJsonBytes } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import type { CredentialPatch, CredentialRecord, CredentialSecret } from "../../store/types.js";
+import { emptyCredentialState } from "../../store/util.js";
 import { type ManagementGuard, managementError, managementOk, managementRoute } from "./common.js";
 
 /** The pool operations auth files need; a gateway's `CredentialPool` fits. */

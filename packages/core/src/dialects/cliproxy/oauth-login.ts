@@ -27,18 +27,18 @@
  * @module
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { OAuthProviderConfig } from "../../../credentials/oauth.js";
-import type { AddCredentialInput } from "../../../credentials/pool.js";
-import { type Exchange, json, type Reply } from "../../../exchange.js";
-import type { Logger } from "../../../logger.js";
+import type { OAuthProviderConfig } from "../../credentials/oauth.js";
+import type { AddCredentialInput } from "../../credentials/pool.js";
+import { type Exchange, json, type Reply } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import type { Logger } from "../../logger.js";
 import type {
   CredentialPatch,
   CredentialRecord,
   CredentialSecret,
   Store,
-} from "../../../store/types.js";
-import type { SecretBox } from "../../../util/secrets.js";
-import type { Route } from "../../router.js";
+} from "../../store/types.js";
+import type { SecretBox } from "../../util/secrets.js";
 import {
   MANAGEMENT_PREFIX,
   type ManagementGuard,

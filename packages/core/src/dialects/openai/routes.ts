@@ -1,15 +1,15 @@
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
-import { proxyChat } from "../../proxy/chat.js";
-import type { Route } from "../router.js";
 import {
   authorizeClient,
   checkStreamFlag,
   type ProxyDialectDeps,
   readProxyBody,
-} from "./proxy-auth.js";
+} from "../../http/dialects/proxy-auth.js";
+import type { Route } from "../../http/router.js";
+import { proxyChat } from "../../proxy/chat.js";
 
-export { bearer, LOCALHOST_KEY_NAME } from "./proxy-auth.js";
+export { bearer, LOCALHOST_KEY_NAME } from "../../http/dialects/proxy-auth.js";
 
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {

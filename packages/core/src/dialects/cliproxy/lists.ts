@@ -23,12 +23,12 @@
  *
  * @module
  */
-import type { AddCredentialInput } from "../../../credentials/pool.js";
-import { isGatewayError } from "../../../errors.js";
-import { type Exchange, json, type Reply } from "../../../exchange.js";
-import type { CredentialPatch, CredentialRecord } from "../../../store/types.js";
-import { emptyCredentialState } from "../../../store/util.js";
-import type { Route } from "../../router.js";
+import type { AddCredentialInput } from "../../credentials/pool.js";
+import { isGatewayError } from "../../errors.js";
+import { type Exchange, json, type Reply } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import type { CredentialPatch, CredentialRecord } from "../../store/types.js";
+import { emptyCredentialState } from "../../store/util.js";
 import {
   type ManagementGuard,
   managementError,

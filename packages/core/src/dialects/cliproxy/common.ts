@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { GatewayError, isGatewayError } from "../../../errors.js";
-import { type Exchange, json, parseJsonBytes, type Reply } from "../../../exchange.js";
-import type { Route } from "../../router.js";
+import { GatewayError, isGatewayError } from "../../errors.js";
+import { type Exchange, json, parseJsonBytes, type Reply } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
 
 /** The path prefix of the management dialect. */
 export const MANAGEMENT_PREFIX = "/v0/management";
