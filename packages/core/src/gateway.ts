@@ -4,18 +4,8 @@ import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
 import { modelsProbe } from "./credentials/probe.js";
-import { anthropicError, anthropicRoutes } from "./dialects/anthropic/routes.js";
-import { poolError, poolRoutes } from "./dialects/antigravity/routes.js";
-import {
-  MANAGEMENT_PREFIX,
-  managementError,
-  renderManagementError,
-} from "./dialects/cliproxy/common.js";
-import { managementRoutes } from "./dialects/cliproxy/routes.js";
-import { geminiError, geminiRoutes } from "./dialects/gemini/routes.js";
-import { consoleError, tokenRoutes } from "./dialects/new-api/tokens.js";
-import { userRoutes } from "./dialects/new-api/users.js";
-import { openaiError, openaiRoutes } from "./dialects/openai/routes.js";
+import { openaiError } from "./dialects/openai/routes.js";
+import { BUILTIN_DIALECTS, mountDialects } from "./dialects/registry.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
 import { type Exchange, header, type Reply } from "./exchange.js";
@@ -275,25 +265,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     allowRemote: opts.management.allowRemote,
   });
 
-  // Paths under /api/ belong to the token and user dialects: their 404s and 405s use that format too.
-  const router = new Router(logger, (ex, err) =>
-    ex.path === "/api" || ex.path.startsWith("/api/")
-      ? consoleError(err)
-      : ex.path === "/v1/tokens" || ex.path.startsWith("/v1/tokens/")
-        ? poolError(err)
-        : ex.path === MANAGEMENT_PREFIX || ex.path.startsWith(`${MANAGEMENT_PREFIX}/`)
-          ? // A disabled management API (no key) is 404 on every path and method.
-            renderManagementError(
-              err.status === 405 && managementHash() !== ""
-                ? managementError(405, "method not allowed")
-                : managementError(404, "not found"),
-            )
-          : ex.path.startsWith("/v1beta/")
-            ? geminiError(err)
-            : ex.path.startsWith("/v1/messages")
-              ? anthropicError(err)
-              : openaiError(err),
-  );
   const proxyDeps = {
     store,
     pool,
@@ -308,49 +279,26 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxBodyBytes: opts.maxBodyBytes,
     clientIp,
   };
-  const consoleDeps = { keys, users, gate, maxBodyBytes: opts.maxBodyBytes };
-  router.add([
-    healthRoute,
-    ...tokenRoutes(consoleDeps),
-    ...userRoutes(consoleDeps),
-    ...poolRoutes({
-      pool,
-      users,
-      gate,
-      provider: opts.poolDialect.provider,
-      baseUrl: opts.poolDialect.baseUrl,
-      idFor: (refreshToken) => `tok_${box.hash(`pool-dialect:${refreshToken}`).slice(0, 24)}`,
-      setEnabled: (id, enabled) => pool.setEnabled(id, enabled),
-      secretChanged: (id) => oauth.forgetFailure(id),
-      exists: async (id) => (await store.credentials.get(id)) !== null,
-      reload: () => pool.load(),
-      maxBodyBytes: opts.maxBodyBytes,
-      logger,
-    }),
-    ...managementRoutes({
-      store,
-      gate,
-      settings,
-      settingChanged: (name) => {
-        if (name === "debug") applyDebug();
-      },
-      keys,
-      pool,
-      maxBodyBytes: opts.maxBodyBytes,
-      flushUsage: () => usageWriter.flush(),
-      usageView: { detailsPerModel: opts.management.usageDetailsPerModel },
-      secretChanged: (id) => oauth.forgetFailure(id),
-      oauthLogin: {
-        providers: opts.oauth.providers,
-        logger,
-        timeoutMs: opts.oauth.timeoutMs,
-        box,
-      },
-    }),
-    ...openaiRoutes(proxyDeps),
-    ...anthropicRoutes(proxyDeps),
-    ...geminiRoutes(proxyDeps),
-  ]);
+  // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
+  const router = mountDialects(new Router(logger).add([healthRoute]), BUILTIN_DIALECTS, {
+    options: opts,
+    store,
+    settings,
+    events,
+    logger,
+    keys,
+    users,
+    pool,
+    oauth,
+    oauthHttp,
+    usage: usageWriter,
+    box,
+    gate,
+    proxy: proxyDeps,
+    settingChanged: (name) => {
+      if (name === "debug") applyDebug();
+    },
+  });
 
   const prune = () => pruneUsage(store, settings);
   let pruneTimer: NodeJS.Timeout | null = null;

@@ -23,20 +23,66 @@ interface Compiled {
 /** Renders an error for paths no route matches, by the dialect of the path prefix. */
 export type FallbackError = (ex: Exchange, error: GatewayError) => Reply;
 
+/** A registered path prefix and the renderer of the 404s and 405s under it. */
+interface Scope {
+  /** The literal part of the prefix (without a trailing `*`). */
+  literal: string;
+  /** Whether the prefix ended in `*` (any continuation matches, not only `/...`). */
+  open: boolean;
+  render: FallbackError;
+}
+
+/**
+ * Whether a path is under a scope: `/api` takes `/api` and `/api/...` (not `/apis`); a prefix
+ * that ended in `*` takes every path that starts with the part before it (`/v1/messages*`, `/*`).
+ */
+function under(scope: Scope, path: string): boolean {
+  const { literal } = scope;
+  if (scope.open) return path.startsWith(literal);
+  return path === literal || (path.startsWith(literal) && path.charCodeAt(literal.length) === 47);
+}
+
 /**
  * The router: `(Exchange) => Promise<Reply>`. Exact paths are one map lookup; parameterised
- * paths are tried in order. Errors are rendered by the matched route's dialect.
+ * paths are tried in order (the first that matches wins). Errors are rendered by the matched
+ * route's dialect; a path no route matches gets its 404 or 405 from the dialect with the
+ * longest matching prefix (see {@link Router.scope}), else from the fallback.
  */
 export class Router {
   readonly #exact = new Map<string, Route>();
   readonly #patterns: Compiled[] = [];
   readonly #paths = new Set<string>();
+  readonly #scopes: Scope[] = [];
   readonly #logger: Logger;
-  readonly #fallback: FallbackError;
+  readonly #fallback: FallbackError | undefined;
 
-  constructor(logger: Logger, fallback: FallbackError) {
+  constructor(logger: Logger, fallback?: FallbackError) {
     this.#logger = logger;
     this.#fallback = fallback;
+  }
+
+  /**
+   * Registers path prefixes whose unmatched paths (404) and methods (405) `render` answers.
+   * `/api` takes `/api` and `/api/...` (not `/apis`); a prefix ending in `*` takes every path
+   * that starts with the part before it (`/v1/messages*`, `/*`). The longest matching prefix
+   * wins; between equal ones, the first registered.
+   */
+  scope(prefixes: readonly string[], render: FallbackError): this {
+    for (const prefix of prefixes) {
+      const open = prefix.endsWith("*");
+      this.#scopes.push({ literal: open ? prefix.slice(0, -1) : prefix, open, render });
+    }
+    return this;
+  }
+
+  /** The renderer of a path's 404s and 405s: the longest matching scope, else the fallback. */
+  #renderer(path: string): FallbackError {
+    let best: Scope | undefined;
+    for (const s of this.#scopes) {
+      if (best && s.literal.length <= best.literal.length) continue;
+      if (under(s, path)) best = s;
+    }
+    return best?.render ?? this.#fallback ?? notFoundReply;
   }
 
   add(routes: Route[]): this {
@@ -89,7 +135,7 @@ export class Router {
             `Method ${ex.method} is not allowed on ${ex.path}.`,
           )
         : new GatewayError("NOT_FOUND", `Invalid URL (${ex.method} ${ex.path})`);
-      return this.#fallback(ex, err);
+      return this.#renderer(ex.path)(ex, err);
     }
     try {
       return await route.handle(ex, params);
@@ -113,6 +159,9 @@ function decodeParam(raw: string): string {
     return raw;
   }
 }
+
+/** The answer of a router with neither a matching scope nor a fallback. */
+const notFoundReply: FallbackError = (_ex, err) => json(err.status, { error: err.message });
 
 /** A tiny health route. */
 export const healthRoute: Route = {

@@ -1,0 +1,42 @@
+/**
+ * The cliproxy dialect: CLIProxyAPI's management API under `/v0/management`, errors as
+ * `{ "error": "..." }`. With no management key set it is disabled: 404 on every path and method.
+ *
+ * @module
+ */
+import type { Dialect } from "../types.js";
+import { MANAGEMENT_PREFIX, managementError, renderManagementError } from "./common.js";
+import { managementRoutes } from "./routes.js";
+
+/** The cliproxy dialect. */
+export const cliproxyDialect: Dialect = {
+  name: "cliproxy",
+  prefixes: [MANAGEMENT_PREFIX],
+  routes: (context) =>
+    managementRoutes({
+      store: context.store,
+      gate: context.gate,
+      settings: context.settings,
+      settingChanged: context.settingChanged,
+      keys: context.keys,
+      pool: context.pool,
+      maxBodyBytes: context.options.maxBodyBytes,
+      flushUsage: () => context.usage.flush(),
+      usageView: { detailsPerModel: context.options.management.usageDetailsPerModel },
+      secretChanged: (id) => context.oauth.forgetFailure(id),
+      oauthLogin: {
+        providers: context.options.oauth.providers,
+        logger: context.logger,
+        timeoutMs: context.options.oauth.timeoutMs,
+        box: context.box,
+      },
+    }),
+  renderError: renderManagementError,
+  // A disabled management API (no key) is 404 on every path and method.
+  notFound: (error, context) =>
+    renderManagementError(
+      error.status === 405 && context.gate.hasKey()
+        ? managementError(405, "method not allowed")
+        : managementError(404, "not found"),
+    ),
+};

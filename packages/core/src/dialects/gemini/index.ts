@@ -1,0 +1,18 @@
+/**
+ * The gemini dialect: the Generative Language API (`/v1beta/models/...`, and
+ * `POST /v1/models/{model}:...`), errors as Google's. Its 404s and 405s are Google's under
+ * `/v1beta/` only (under `/v1` they are OpenAI's).
+ *
+ * @module
+ */
+import type { Dialect } from "../types.js";
+import { geminiError, geminiRoutes } from "./routes.js";
+
+/** The gemini dialect. */
+export const geminiDialect: Dialect = {
+  name: "gemini",
+  prefixes: ["/v1beta/*"],
+  routes: (context) => geminiRoutes(context.proxy),
+  renderError: geminiError,
+  notFound: (error) => geminiError(error),
+};

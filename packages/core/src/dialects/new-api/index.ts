@@ -1,0 +1,26 @@
+/**
+ * The new-api dialect: new-api's token API (`/api/token/`) and user administration
+ * (`/api/user/`), with its `{ success, message, data }` envelope.
+ *
+ * @module
+ */
+import type { Dialect } from "../types.js";
+import { consoleError, tokenRoutes } from "./tokens.js";
+import { userRoutes } from "./users.js";
+
+/** The new-api dialect. */
+export const newApiDialect: Dialect = {
+  name: "new-api",
+  prefixes: ["/api"],
+  routes(context) {
+    const deps = {
+      keys: context.keys,
+      users: context.users,
+      gate: context.gate,
+      maxBodyBytes: context.options.maxBodyBytes,
+    };
+    return [...tokenRoutes(deps), ...userRoutes(deps)];
+  },
+  renderError: consoleError,
+  notFound: (error) => consoleError(error),
+};
