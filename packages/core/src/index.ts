@@ -62,10 +62,10 @@ export {
   type RoutingStrategy,
 } from "./credentials/strategies.js";
 export {
+  ANTIGRAVITY_DEFAULT_EXPIRES_IN,
+  ANTIGRAVITY_MESSAGES,
   accessTokenSuffix,
-  POOL_DEFAULT_EXPIRES_IN,
-  POOL_MESSAGES,
-  poolTokenView,
+  antigravityTokenView,
 } from "./dialects/antigravity/routes.js";
 export {
   authFileName,
@@ -97,6 +97,24 @@ export {
   type ListModel,
   type StringListDeps,
 } from "./dialects/cliproxy/string-lists.js";
+export {
+  type ConsoleErrorResponse,
+  type ConsolePage,
+  type ConsolePageQuery,
+  type ConsoleResponse,
+  type ConsoleSuccessResponse,
+  POOL_DEFAULT_EXPIRES_IN,
+  POOL_MESSAGES,
+  type PoolErrorResponse,
+  type PoolMessageResponse,
+  type PoolTokenAddBody,
+  type PoolTokenAddedData,
+  type PoolTokenFields,
+  type PoolTokenListResponse,
+  type PoolTokenUpdateBody,
+  type PoolTokenView,
+  poolTokenView,
+} from "./dialects/deprecated-names.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
 export type * from "./dialects/wire-types.js";
 export * from "./errors.js";

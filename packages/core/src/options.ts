@@ -94,15 +94,20 @@ export interface GatewayOptions {
     failureBackoffMs?: number;
   };
   /**
-   * The pool dialect (`/v1/tokens`, antigravity2api's token API): what credentials added through
-   * it are. They are OAuth accounts of `provider` with base URL `baseUrl`.
+   * The antigravity dialect (`/v1/tokens`, antigravity2api's token API): what credentials added
+   * through it are. They are OAuth accounts of `provider` with base URL `baseUrl`.
    */
-  poolDialect?: {
+  antigravityDialect?: {
     /** @default "antigravity" */
     provider?: string;
     /** @default "https://daily-cloudcode-pa.sandbox.googleapis.com" (antigravity2api's endpoint) */
     baseUrl?: string;
   };
+  /**
+   * @deprecated Renamed {@link GatewayOptions.antigravityDialect}, which wins field by field
+   * when both are given.
+   */
+  poolDialect?: GatewayOptions["antigravityDialect"];
   /**
    * Re-enable credentials the pool disabled by itself (not those an operator disabled) once they
    * work again: every `intervalMs`, each is probed with `GET {baseUrl}/models`. Off by default.
@@ -128,6 +133,11 @@ export interface GatewayOptions {
 const positiveInt = { type: "integer", minimum: 1 } as const;
 const nonNegativeInt = { type: "integer", minimum: 0 } as const;
 const httpUrl = { type: "string", pattern: "^https?://" } as const;
+const antigravityDialectSchema = {
+  type: "object",
+  additionalProperties: false,
+  properties: { provider: { type: "string", minLength: 1 }, baseUrl: httpUrl },
+} as const;
 
 const schema = {
   type: "object",
@@ -194,11 +204,8 @@ const schema = {
         failureBackoffMs: nonNegativeInt,
       },
     },
-    poolDialect: {
-      type: "object",
-      additionalProperties: false,
-      properties: { provider: { type: "string", minLength: 1 }, baseUrl: httpUrl },
-    },
+    antigravityDialect: antigravityDialectSchema,
+    poolDialect: antigravityDialectSchema,
     management: {
       type: "object",
       additionalProperties: false,
@@ -262,7 +269,7 @@ export interface ResolvedOptions {
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number };
   settings: Record<string, unknown>;
   oauth: OAuthSettings;
-  poolDialect: { provider: string; baseUrl: string };
+  antigravityDialect: { provider: string; baseUrl: string };
   recoveryProbe: { intervalMs: number; timeoutMs?: number } | false;
   management: { allowRemote: boolean; usageDetailsPerModel: number };
 }
@@ -332,10 +339,11 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     },
     settings: input.settings ?? {},
     oauth: resolveOAuth(input.oauth),
-    poolDialect: {
+    antigravityDialect: {
       provider: "antigravity",
       baseUrl: "https://daily-cloudcode-pa.sandbox.googleapis.com",
       ...input.poolDialect,
+      ...input.antigravityDialect,
     },
     recoveryProbe: input.recoveryProbe ?? false,
     management: { allowRemote: false, usageDetailsPerModel: 100, ...input.management },

@@ -4,6 +4,7 @@ import { json } from "../src/exchange.js";
 import { Router } from "../src/http/router.js";
 import { createGateway, type Gateway, memoryStore } from "../src/index.js";
 import { silentLogger } from "../src/logger.js";
+import { resolveOptions } from "../src/options.js";
 
 const SECRET = "dialects-secret-0123456789-0123456789-abc";
 
@@ -99,5 +100,38 @@ describe("Router scopes", () => {
     expect(await by("/v1/tokens/x")).toBe("tokens");
     expect(await by("/v1/models")).toBe("v1");
     expect(await by("/v1x")).toBe("root");
+  });
+});
+
+describe("antigravityDialect option", () => {
+  const base = { store: memoryStore(), secret: SECRET };
+  it("sets the antigravity dialect's provider and base URL", () => {
+    const { antigravityDialect } = resolveOptions({
+      ...base,
+      antigravityDialect: { provider: "x", baseUrl: "http://127.0.0.1:1" },
+    });
+    expect(antigravityDialect).toEqual({ provider: "x", baseUrl: "http://127.0.0.1:1" });
+  });
+
+  it("still takes the deprecated poolDialect, the new name winning field by field", () => {
+    expect(
+      resolveOptions({ ...base, poolDialect: { provider: "old" } }).antigravityDialect,
+    ).toEqual({
+      provider: "old",
+      baseUrl: "https://daily-cloudcode-pa.sandbox.googleapis.com",
+    });
+    expect(
+      resolveOptions({
+        ...base,
+        poolDialect: { provider: "old", baseUrl: "http://old" },
+        antigravityDialect: { provider: "new" },
+      }).antigravityDialect,
+    ).toEqual({ provider: "new", baseUrl: "http://old" });
+  });
+
+  it("validates the new name like the old one", () => {
+    expect(() => resolveOptions({ ...base, antigravityDialect: { baseUrl: "ftp://x" } })).toThrow(
+      /antigravityDialect/,
+    );
   });
 });

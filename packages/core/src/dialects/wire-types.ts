@@ -13,14 +13,14 @@ export type {
   UsageSnapshot,
 } from "../usage/view.js";
 export type {
-  PoolErrorResponse,
-  PoolMessageResponse,
-  PoolTokenAddBody,
-  PoolTokenAddedData,
-  PoolTokenFields,
-  PoolTokenListResponse,
-  PoolTokenUpdateBody,
-  PoolTokenView,
+  AntigravityErrorResponse,
+  AntigravityMessageResponse,
+  AntigravityTokenAddBody,
+  AntigravityTokenAddedData,
+  AntigravityTokenFields,
+  AntigravityTokenListResponse,
+  AntigravityTokenUpdateBody,
+  AntigravityTokenView,
 } from "./antigravity/routes.js";
 export type {
   AuthFileContent,
@@ -63,11 +63,11 @@ export type {
 } from "./cliproxy/string-lists.js";
 export type { ManagementUsageResponse } from "./cliproxy/usage.js";
 export type {
-  ConsoleErrorResponse,
-  ConsolePage,
-  ConsolePageQuery,
-  ConsoleResponse,
-  ConsoleSuccessResponse,
+  NewApiErrorResponse,
+  NewApiPage,
+  NewApiPageQuery,
+  NewApiResponse,
+  NewApiSuccessResponse,
   TokenBatchDeleteBody,
   TokenCreateBody,
   TokenListQuery,

@@ -5,19 +5,19 @@
  * @module
  */
 import type { Dialect } from "../types.js";
-import { poolError, poolRoutes } from "./routes.js";
+import { antigravityError, antigravityRoutes } from "./routes.js";
 
 /** The antigravity dialect. */
 export const antigravityDialect: Dialect = {
   name: "antigravity",
   prefixes: ["/v1/tokens"],
   routes: ({ pool, users, gate, oauth, store, box, options, logger }) =>
-    poolRoutes({
+    antigravityRoutes({
       pool,
       users,
       gate,
-      provider: options.poolDialect.provider,
-      baseUrl: options.poolDialect.baseUrl,
+      provider: options.antigravityDialect.provider,
+      baseUrl: options.antigravityDialect.baseUrl,
       idFor: (refreshToken) => `tok_${box.hash(`pool-dialect:${refreshToken}`).slice(0, 24)}`,
       setEnabled: (id, enabled) => pool.setEnabled(id, enabled),
       secretChanged: (id) => oauth.forgetFailure(id),
@@ -26,6 +26,6 @@ export const antigravityDialect: Dialect = {
       maxBodyBytes: options.maxBodyBytes,
       logger,
     }),
-  renderError: poolError,
-  notFound: (error) => poolError(error),
+  renderError: antigravityError,
+  notFound: (error) => antigravityError(error),
 };

@@ -1,7 +1,7 @@
 /**
- * The pool dialect: antigravity2api's token API (seed 000) under `/v1/tokens`, a view over the
- * credential pool's OAuth accounts, with its `{ success, message }` / `{ success, data }`
- * envelopes and messages.
+ * The antigravity dialect's routes: antigravity2api's token API (seed 000) under `/v1/tokens`,
+ * a view over the credential pool's OAuth accounts, with its `{ success, message }` /
+ * `{ success, data }` envelopes and messages.
  *
  * Differences from the seed, all on the side of not spreading secrets:
  * - the list shows `refresh_token` masked (e.g. `1//0****wxYZ`) and adds the credential's `id`;
@@ -10,7 +10,7 @@
  * - an add answers with `data: { id }` besides the seed's message.
  *
  * Credentials added here are OAuth accounts (`kind: "oauth"`) of the dialect's provider and base
- * URL (gateway option `poolDialect`, default `antigravity` at
+ * URL (gateway option `antigravityDialect`, default `antigravity` at
  * `https://daily-cloudcode-pa.sandbox.googleapis.com`), and the dialect lists and edits only
  * those. Their id is derived from the refresh token (a keyed hash, so it reveals nothing), which
  * makes a duplicate add fail atomically in the store, across instances too.
@@ -29,7 +29,7 @@ import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
 
 /** The messages of the seed (and of antigravity2api for its errors). */
-export const POOL_MESSAGES = {
+export const ANTIGRAVITY_MESSAGES = {
   added: "Token添加成功",
   updated: "Token更新成功",
   deleted: "Token删除成功",
@@ -43,29 +43,31 @@ export const POOL_MESSAGES = {
 } as const;
 
 /** Lifetime assumed for an access token added without `expires_in` (Google's, as in the seed). */
-export const POOL_DEFAULT_EXPIRES_IN = 3599;
-/** Largest body the pool dialect reads. */
-const POOL_BODY_MAX = 64 * 1024;
+export const ANTIGRAVITY_DEFAULT_EXPIRES_IN = 3599;
+/** Largest body the antigravity dialect reads. */
+const ANTIGRAVITY_BODY_MAX = 64 * 1024;
 
 const bad = (detail: string) =>
-  new GatewayError("INVALID_REQUEST", `${POOL_MESSAGES.badRequest}: ${detail}`);
-const notFound = () => new GatewayError("NOT_FOUND", POOL_MESSAGES.notFound);
+  new GatewayError("INVALID_REQUEST", `${ANTIGRAVITY_MESSAGES.badRequest}: ${detail}`);
+const notFound = () => new GatewayError("NOT_FOUND", ANTIGRAVITY_MESSAGES.notFound);
 
 /**
  * Renders any error as `{ success: false, message }`: 4xx with the error's message, 5xx as the
  * seed's "internal error" (details go to the log, not to the client).
  */
-export function poolError(error: unknown): Reply {
-  const e = isGatewayError(error) ? error : new GatewayError("INTERNAL", POOL_MESSAGES.internal);
-  const message = e.status >= 500 ? POOL_MESSAGES.internal : e.message;
+export function antigravityError(error: unknown): Reply {
+  const e = isGatewayError(error)
+    ? error
+    : new GatewayError("INTERNAL", ANTIGRAVITY_MESSAGES.internal);
+  const message = e.status >= 500 ? ANTIGRAVITY_MESSAGES.internal : e.message;
   return json(e.status, { success: false, message });
 }
 
 const ok = (message: string, data?: unknown) =>
   json(200, data === undefined ? { success: true, message } : { success: true, message, data });
 
-/** What the pool dialect needs. */
-export interface PoolDialectDeps {
+/** What the antigravity dialect needs. */
+export interface AntigravityDialectDeps {
   pool: CredentialPool;
   users: { findByAccessToken(token: string): Promise<UserRecord | null> };
   /** The gateway's management gate (the management key is accepted here under its rules). */
@@ -98,30 +100,33 @@ function presented(ex: Exchange): string | undefined {
 }
 
 /**
- * A refusal of the management gate in the pool dialect's words: 403 for a banned address and
+ * A refusal of the management gate in the antigravity dialect's words: 403 for a banned address and
  * for remote management, the seed's 401 for anything else.
  */
 function gateError(refusal: ManagementRefusal): GatewayError {
   if (refusal.reason === "banned" || refusal.reason === "remote")
-    return new GatewayError("FORBIDDEN", `${POOL_MESSAGES.unauthorized}: ${refusal.message}`);
-  return new GatewayError("UNAUTHORIZED", POOL_MESSAGES.unauthorized);
+    return new GatewayError(
+      "FORBIDDEN",
+      `${ANTIGRAVITY_MESSAGES.unauthorized}: ${refusal.message}`,
+    );
+  return new GatewayError("UNAUTHORIZED", ANTIGRAVITY_MESSAGES.unauthorized);
 }
 
 /**
- * Authenticates a pool dialect request: the management key (under the management gate's rules:
+ * Authenticates a antigravity dialect request: the management key (under the management gate's rules:
  * loopback unless `management.allowRemote`, never when no key is set), or the access token of
  * an enabled admin user (a `new-api-user` header, when sent, must name that user). 401
  * otherwise; 403 for a valid token of a user who is not an admin, and for a banned address
  * whatever it presents. A credential that is neither counts as a failure towards the ban.
  */
-async function authenticate(ex: Exchange, deps: PoolDialectDeps): Promise<void> {
+async function authenticate(ex: Exchange, deps: AntigravityDialectDeps): Promise<void> {
   const ban = await deps.gate.banned(ex);
   if (ban) throw gateError(ban);
   const token = presented(ex);
   if (!token)
     throw new GatewayError(
       "UNAUTHORIZED",
-      `${POOL_MESSAGES.unauthorized}: send Authorization: Bearer <management key>`,
+      `${ANTIGRAVITY_MESSAGES.unauthorized}: send Authorization: Bearer <management key>`,
     );
   const user = await deps.users.findByAccessToken(token);
   if (user) {
@@ -129,10 +134,10 @@ async function authenticate(ex: Exchange, deps: PoolDialectDeps): Promise<void> 
     if (claimed && claimed !== String(user.id))
       throw new GatewayError(
         "UNAUTHORIZED",
-        `${POOL_MESSAGES.unauthorized}: New-Api-User does not match the access token`,
+        `${ANTIGRAVITY_MESSAGES.unauthorized}: New-Api-User does not match the access token`,
       );
     if (user.status !== 1 || user.role !== "admin")
-      throw new GatewayError("FORBIDDEN", POOL_MESSAGES.forbidden);
+      throw new GatewayError("FORBIDDEN", ANTIGRAVITY_MESSAGES.forbidden);
     return;
   }
   const refusal = await deps.gate.admit(ex, token, { countEveryRefusal: true });
@@ -140,7 +145,7 @@ async function authenticate(ex: Exchange, deps: PoolDialectDeps): Promise<void> 
 }
 
 async function readBody(ex: Exchange, maxBodyBytes: number): Promise<Record<string, unknown>> {
-  const limit = Math.min(maxBodyBytes, POOL_BODY_MAX);
+  const limit = Math.min(maxBodyBytes, ANTIGRAVITY_BODY_MAX);
   const { body } = await readJsonObjectBody(ex, limit, (reason) =>
     bad(
       reason === "invalid_json"
@@ -159,7 +164,7 @@ export function accessTokenSuffix(token: string | undefined): string {
 }
 
 /** A pool credential as `GET /v1/tokens` lists it. */
-export interface PoolTokenView {
+export interface AntigravityTokenView {
   /** The credential id (usable in place of the refresh token in paths). */
   id: string;
   /** Masked, e.g. `1//0****wxYZ`. */
@@ -175,7 +180,7 @@ export interface PoolTokenView {
 }
 
 /** The fields of `POST /v1/tokens` and `PUT /v1/tokens/{key}`. */
-export interface PoolTokenFields {
+export interface AntigravityTokenFields {
   access_token?: string;
   refresh_token?: string;
   /** Seconds. @default 3599 with an access token */
@@ -189,33 +194,33 @@ export interface PoolTokenFields {
 }
 
 /** Body of `POST /v1/tokens`. */
-export interface PoolTokenAddBody extends PoolTokenFields {
+export interface AntigravityTokenAddBody extends AntigravityTokenFields {
   refresh_token: string;
 }
 
 /** Body of `PUT /v1/tokens/{key}`. */
-export type PoolTokenUpdateBody = PoolTokenFields;
+export type AntigravityTokenUpdateBody = AntigravityTokenFields;
 
 /** Reply of `GET /v1/tokens`. */
-export interface PoolTokenListResponse {
+export interface AntigravityTokenListResponse {
   success: true;
-  data: PoolTokenView[];
+  data: AntigravityTokenView[];
 }
 
-/** Reply of the pool dialect's writes; an add also carries `data: { id }`. */
-export interface PoolMessageResponse<T = undefined> {
+/** Reply of the antigravity dialect's writes; an add also carries `data: { id }`. */
+export interface AntigravityMessageResponse<T = undefined> {
   success: true;
   message: string;
   data?: T;
 }
 
 /** `data` of `POST /v1/tokens`. */
-export interface PoolTokenAddedData {
+export interface AntigravityTokenAddedData {
   id: string;
 }
 
-/** A failed pool dialect reply. */
-export interface PoolErrorResponse {
+/** A failed antigravity dialect reply. */
+export interface AntigravityErrorResponse {
   success: false;
   message: string;
 }
@@ -226,7 +231,7 @@ export interface PoolErrorResponse {
  * at add or refresh (`secret.extra.expiresIn`), so that `timestamp + expires_in * 1000` is the
  * expiry as antigravity2api computes it.
  */
-export function poolTokenView(c: CredentialRecord, now = Date.now()): PoolTokenView {
+export function antigravityTokenView(c: CredentialRecord, now = Date.now()): AntigravityTokenView {
   const s = c.secret;
   const lifetime = Number(s.extra?.expiresIn);
   let expiresIn = 0;
@@ -291,17 +296,17 @@ function parseFields(b: Record<string, unknown>): TokenFields {
 }
 
 /**
- * The pool dialect's routes: `GET /v1/tokens`, `POST /v1/tokens`, `PUT /v1/tokens/{key}`,
+ * The antigravity dialect's routes: `GET /v1/tokens`, `POST /v1/tokens`, `PUT /v1/tokens/{key}`,
  * `DELETE /v1/tokens/{key}`, `POST /v1/tokens/reload`, where `{key}` is a refresh token or a
  * credential id. See the module comment.
  */
-export function poolRoutes(deps: PoolDialectDeps): Route[] {
+export function antigravityRoutes(deps: AntigravityDialectDeps): Route[] {
   const { pool } = deps;
   const mine = (c: CredentialRecord) => c.kind === "oauth" && c.provider === deps.provider;
   const route = (method: string, path: string, handle: Route["handle"]): Route => ({
     method,
     path,
-    onError: poolError,
+    onError: antigravityError,
     async handle(ex, params) {
       await authenticate(ex, deps);
       try {
@@ -310,11 +315,11 @@ export function poolRoutes(deps: PoolDialectDeps): Route[] {
         if (isGatewayError(error) && error.status < 500) throw error;
         // A store failure's text may quote what was being written: log it redacted, answer
         // the seed's bare "internal error".
-        deps.logger.error("pool dialect request failed", {
+        deps.logger.error("antigravity dialect request failed", {
           route: `${method} ${path}`,
           error: scrub(String(error), []),
         });
-        throw new GatewayError("INTERNAL", POOL_MESSAGES.internal);
+        throw new GatewayError("INTERNAL", ANTIGRAVITY_MESSAGES.internal);
       }
     },
   });
@@ -345,16 +350,16 @@ export function poolRoutes(deps: PoolDialectDeps): Route[] {
       const data = pool
         .list()
         .filter(mine)
-        .map((c) => poolTokenView(c, now));
+        .map((c) => antigravityTokenView(c, now));
       return json(200, { success: true, data });
     }),
 
     route("POST", "/v1/tokens", async (ex) => {
       const f = parseFields(await readBody(ex, deps.maxBodyBytes));
       if (f.refreshToken === undefined) throw bad("refresh_token is required");
-      if (holderOf(f.refreshToken)) throw bad(POOL_MESSAGES.duplicate);
+      if (holderOf(f.refreshToken)) throw bad(ANTIGRAVITY_MESSAGES.duplicate);
       const id = deps.idFor(f.refreshToken);
-      const expiresIn = f.expiresIn ?? (f.accessToken ? POOL_DEFAULT_EXPIRES_IN : 0);
+      const expiresIn = f.expiresIn ?? (f.accessToken ? ANTIGRAVITY_DEFAULT_EXPIRES_IN : 0);
       // Without an access token the credential counts as expired: refreshed on first use.
       const expiresAt = f.accessToken ? (f.timestamp ?? Date.now()) + expiresIn * 1000 : 0;
       try {
@@ -376,17 +381,17 @@ export function poolRoutes(deps: PoolDialectDeps): Route[] {
       } catch (error) {
         // The id is derived from the refresh token: an existing one means a duplicate (perhaps
         // added by another instance a moment ago).
-        if (await deps.exists(id)) throw bad(POOL_MESSAGES.duplicate);
+        if (await deps.exists(id)) throw bad(ANTIGRAVITY_MESSAGES.duplicate);
         throw error;
       }
-      return ok(POOL_MESSAGES.added, { id });
+      return ok(ANTIGRAVITY_MESSAGES.added, { id });
     }),
 
     route("PUT", "/v1/tokens/*key", async (ex, params) => {
       const current = find(params.key!);
       const f = parseFields(await readBody(ex, deps.maxBodyBytes));
       if (f.refreshToken !== undefined && holderOf(f.refreshToken, current.id))
-        throw bad(POOL_MESSAGES.duplicate);
+        throw bad(ANTIGRAVITY_MESSAGES.duplicate);
 
       const patch: CredentialPatch = {};
       const tokensChanged =
@@ -396,12 +401,12 @@ export function poolRoutes(deps: PoolDialectDeps): Route[] {
         f.timestamp !== undefined;
       if (tokensChanged) {
         const s = structuredClone(current.secret);
-        const view = poolTokenView(current);
+        const view = antigravityTokenView(current);
         if (f.refreshToken !== undefined) s.refreshToken = f.refreshToken;
         if (f.accessToken !== undefined) s.accessToken = f.accessToken;
         if (f.accessToken !== undefined || f.expiresIn !== undefined || f.timestamp !== undefined) {
           const lifetime =
-            f.expiresIn ?? (view.expires_in > 0 ? view.expires_in : POOL_DEFAULT_EXPIRES_IN);
+            f.expiresIn ?? (view.expires_in > 0 ? view.expires_in : ANTIGRAVITY_DEFAULT_EXPIRES_IN);
           // A new access token without a timestamp was issued now; otherwise keep the issue time.
           const issued = f.timestamp ?? (f.accessToken !== undefined ? Date.now() : view.timestamp);
           s.expiresAt = issued + lifetime * 1000;
@@ -419,18 +424,18 @@ export function poolRoutes(deps: PoolDialectDeps): Route[] {
       if (tokensChanged) deps.secretChanged(current.id);
       if (f.enable !== undefined && f.enable !== current.enabled)
         await deps.setEnabled(current.id, f.enable);
-      return ok(POOL_MESSAGES.updated);
+      return ok(ANTIGRAVITY_MESSAGES.updated);
     }),
 
     route("DELETE", "/v1/tokens/*key", async (_ex, params) => {
       const current = find(params.key!);
       if (!(await pool.remove(current.id))) throw notFound();
-      return ok(POOL_MESSAGES.deleted);
+      return ok(ANTIGRAVITY_MESSAGES.deleted);
     }),
 
     route("POST", "/v1/tokens/reload", async () => {
       await deps.reload();
-      return ok(POOL_MESSAGES.reloaded);
+      return ok(ANTIGRAVITY_MESSAGES.reloaded);
     }),
   ];
 }

@@ -6,14 +6,14 @@
  */
 import type { Dialect } from "../types.js";
 import { MANAGEMENT_PREFIX, managementError, renderManagementError } from "./common.js";
-import { managementRoutes } from "./routes.js";
+import { cliproxyRoutes } from "./routes.js";
 
 /** The cliproxy dialect. */
 export const cliproxyDialect: Dialect = {
   name: "cliproxy",
   prefixes: [MANAGEMENT_PREFIX],
   routes: (context) =>
-    managementRoutes({
+    cliproxyRoutes({
       store: context.store,
       gate: context.gate,
       settings: context.settings,

@@ -29,7 +29,7 @@ export {
 } from "./oauth-login.js";
 
 /** Everything the management routes need. */
-export type ManagementDeps = ManagementGuardDeps &
+export type CliproxyDeps = ManagementGuardDeps &
   ManagementSettingsDeps &
   ManagementUsageDeps & {
     /** Called after an auth file replaced a credential's secret (forgets a failed refresh). */
@@ -39,7 +39,7 @@ export type ManagementDeps = ManagementGuardDeps &
   };
 
 /** Every management route, guarded by one {@link ManagementGuard}. */
-export function managementRoutes(deps: ManagementDeps): Route[] {
+export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
   const guard: ManagementGuard = createManagementGuard(deps);
   return [
     ...usageRoutes(guard, deps),

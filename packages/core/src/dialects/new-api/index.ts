@@ -5,7 +5,7 @@
  * @module
  */
 import type { Dialect } from "../types.js";
-import { consoleError, tokenRoutes } from "./tokens.js";
+import { newApiError, tokenRoutes } from "./tokens.js";
 import { userRoutes } from "./users.js";
 
 /** The new-api dialect. */
@@ -21,6 +21,6 @@ export const newApiDialect: Dialect = {
     };
     return [...tokenRoutes(deps), ...userRoutes(deps)];
   },
-  renderError: consoleError,
-  notFound: (error) => consoleError(error),
+  renderError: newApiError,
+  notFound: (error) => newApiError(error),
 };

@@ -1,6 +1,7 @@
 /**
- * The token dialect: new-api's `/api/token/` routes over the key service, with its
- * `{ success, message, data }` envelope, snake_case fields and messages.
+ * The new-api dialect's token routes: new-api's `/api/token/` over the key service, with its
+ * `{ success, message, data }` envelope, snake_case fields and messages, and the helpers the
+ * dialect's user routes share.
  *
  * @module
  */
@@ -23,8 +24,8 @@ export const TOKEN_QUOTA_MAX = 500_000 * 1_000_000_000;
 export const TOKEN_BATCH_CREATE_MAX = 100;
 /** Most ids one batch deletion takes. */
 export const TOKEN_BATCH_DELETE_MAX = 1000;
-/** Largest body the console dialects read (they never need more), unless `maxBodyBytes` is lower. */
-const CONSOLE_BODY_MAX = 1024 * 1024;
+/** Largest body the new-api dialect reads (it never needs more), unless `maxBodyBytes` is lower. */
+const NEW_API_BODY_MAX = 1024 * 1024;
 
 /** The exact messages of the seeds and new-api. */
 export const TOKEN_MESSAGES = {
@@ -45,13 +46,13 @@ const param = (detail: string) => bad(`${TOKEN_MESSAGES.parameterError}: ${detai
 const tokenNotFound = () => new GatewayError("KEY_NOT_FOUND", TOKEN_MESSAGES.notFound);
 
 /** Renders any error as `{ success: false, message }` with the error's 4xx/5xx status. */
-export function consoleError(error: unknown): Reply {
+export function newApiError(error: unknown): Reply {
   const e = isGatewayError(error) ? error : new GatewayError("INTERNAL", "internal error");
   return json(e.status, { success: false, message: e.message });
 }
 
 /** A success envelope: `{ success: true, message: "", data }` (`data` left out when undefined). */
-export function consoleOk(data?: unknown): Reply {
+export function newApiOk(data?: unknown): Reply {
   return json(
     200,
     data === undefined ? { success: true, message: "" } : { success: true, message: "", data },
@@ -59,11 +60,11 @@ export function consoleOk(data?: unknown): Reply {
 }
 
 /** Reads a JSON object body or throws the dialect's 400 (413 beyond the size limit). */
-export async function readConsoleBody(
+export async function readNewApiBody(
   ex: Exchange,
   maxBodyBytes: number,
 ): Promise<Record<string, unknown>> {
-  const limit = Math.min(maxBodyBytes, CONSOLE_BODY_MAX);
+  const limit = Math.min(maxBodyBytes, NEW_API_BODY_MAX);
   const { body } = await readJsonObjectBody(ex, limit, (reason) =>
     param(
       reason === "invalid_json"
@@ -105,23 +106,23 @@ export function pageQuery(
  * 4xx/5xx status; a client should still check `success`, as new-api itself answers some
  * failures with HTTP 200 and `success: false`.
  */
-export type ConsoleResponse<T = undefined> = ConsoleSuccessResponse<T> | ConsoleErrorResponse;
+export type NewApiResponse<T = undefined> = NewApiSuccessResponse<T> | NewApiErrorResponse;
 
 /** A successful `/api/token/` or `/api/user/` reply; `data` is absent when `T` is `undefined`. */
-export interface ConsoleSuccessResponse<T = undefined> {
+export interface NewApiSuccessResponse<T = undefined> {
   success: true;
   message: string;
   data: T;
 }
 
 /** A failed `/api/token/` or `/api/user/` reply. */
-export interface ConsoleErrorResponse {
+export interface NewApiErrorResponse {
   success: false;
   message: string;
 }
 
-/** One page of a console listing (`GET /api/token/`, `GET /api/user/`, `GET /api/user/search`). */
-export interface ConsolePage<T> {
+/** One page of a new-api listing (`GET /api/token/`, `GET /api/user/`, `GET /api/user/search`). */
+export interface NewApiPage<T> {
   items: T[];
   total: number;
   /** From 1. */
@@ -129,8 +130,8 @@ export interface ConsolePage<T> {
   page_size: number;
 }
 
-/** Pagination of a console listing: `?p=` (from 1) and `?size=` (at most 100). */
-export interface ConsolePageQuery {
+/** Pagination of a new-api listing: `?p=` (from 1) and `?size=` (at most 100). */
+export interface NewApiPageQuery {
   /** @default 1 */
   p?: number;
   /** @default 20 */
@@ -138,7 +139,7 @@ export interface ConsolePageQuery {
 }
 
 /** Query of `GET /api/token/`. */
-export interface TokenListQuery extends ConsolePageQuery {
+export interface TokenListQuery extends NewApiPageQuery {
   /** Admins only: one user's keys. */
   user_id?: number;
 }
@@ -218,7 +219,7 @@ export interface TokenRevealData {
   key: string;
 }
 
-/** A key as the token dialect shows it; `key` is the masked hint unless the caller passes the plain key. */
+/** A key as the new-api token routes show it; `key` is the masked hint unless the caller passes the plain key. */
 export function tokenView(k: ApiKeyRecord, key: string = k.keyHint): TokenView {
   return {
     id: k.id,
@@ -370,8 +371,8 @@ function flag(q: URLSearchParams, name: string): boolean {
   return v !== null && v !== "" && v !== "false" && v !== "0";
 }
 
-/** Context the token dialect needs. */
-export interface TokenDialectDeps {
+/** Context the new-api dialect needs. */
+export interface NewApiDialectDeps {
   keys: KeyService;
   users: UserService;
   /** The gateway's management gate (the management key is accepted here under its rules). */
@@ -380,16 +381,16 @@ export interface TokenDialectDeps {
 }
 
 /**
- * The token dialect under `/api/token/` (new-api's token module, seeds 002 and 003).
+ * The new-api token routes under `/api/token/` (new-api's token module, seeds 002 and 003).
  *
  * Authentication: `Authorization: Bearer <access token>` with `new-api-user: <id>` (a user acts
  * on its own keys; an admin on all), or the management key (an admin). Every failure is
  * `{ success: false, message }` with a 4xx status, and is detected before anything is written.
  */
-export function tokenRoutes(deps: TokenDialectDeps): Route[] {
+export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
   const { keys, users } = deps;
   const auth = (ex: Exchange) => authenticateConsole(ex, deps);
-  const body = (ex: Exchange) => readConsoleBody(ex, deps.maxBodyBytes);
+  const body = (ex: Exchange) => readNewApiBody(ex, deps.maxBodyBytes);
   const query = (ex: Exchange) => new URLSearchParams(ex.search);
   const visible = (p: ConsolePrincipal, k: ApiKeyRecord) =>
     p.admin || (p.user !== null && k.userId === p.user.id);
@@ -409,7 +410,7 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
   };
 
   const route = (method: string, path: string, handle: Route["handle"]): Route[] => {
-    const r = { method, path, handle, onError: consoleError };
+    const r = { method, path, handle, onError: newApiError };
     // `/api/token/` is new-api's spelling; accept it without the trailing slash too.
     return path.endsWith("/") ? [r, { ...r, path: path.slice(0, -1) }] : [r];
   };
@@ -420,7 +421,7 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
       const q = query(ex);
       const { page, size, offset } = pageQuery(q);
       const res = await keys.list({ userId: scope(p, q), offset, limit: size });
-      return consoleOk({
+      return newApiOk({
         items: res.items.map((k) => tokenView(k)),
         total: res.total,
         page,
@@ -444,7 +445,7 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
             visible(p, exact) &&
             (userId === undefined || exact.userId === userId) &&
             exact.name.toLowerCase().includes(keyword.toLowerCase());
-          return consoleOk(hit && offset === 0 ? [tokenView(exact)] : []);
+          return newApiOk(hit && offset === 0 ? [tokenView(exact)] : []);
         }
       }
       const res = await keys.list({
@@ -454,12 +455,12 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
         offset,
         limit: size,
       });
-      return consoleOk(res.items.map((k) => tokenView(k)));
+      return newApiOk(res.items.map((k) => tokenView(k)));
     }),
 
     ...route("GET", "/api/token/:id", async (ex, params) => {
       const p = await auth(ex);
-      return consoleOk(tokenView(await visibleKey(p, parseId(params.id))));
+      return newApiOk(tokenView(await visibleKey(p, parseId(params.id))));
     }),
 
     ...route("POST", "/api/token/:id/key", async (ex, params) => {
@@ -471,7 +472,7 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
           "KEY_NOT_FOUND",
           "The full key of this token is not available (it was stored without its encrypted copy, or under another server secret)",
         );
-      return consoleOk({ key: plain });
+      return newApiOk({ key: plain });
     }),
 
     ...route("POST", "/api/token/", async (ex) => {
@@ -539,7 +540,7 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
         throw error;
       }
       const views = created.map((c) => tokenView(c.record, c.key));
-      return consoleOk(batch ? views : views[0]);
+      return newApiOk(batch ? views : views[0]);
     }),
 
     ...route("PUT", "/api/token/", async (ex) => {
@@ -555,14 +556,14 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
         if (v !== undefined) (patch as Record<string, unknown>)[k] = v;
       const updated = await keys.update(id, patch);
       if (!updated) throw tokenNotFound();
-      return consoleOk(tokenView(updated));
+      return newApiOk(tokenView(updated));
     }),
 
     ...route("DELETE", "/api/token/:id", async (ex, params) => {
       const p = await auth(ex);
       const k = await visibleKey(p, parseId(params.id));
       await keys.delete([k.id]);
-      return consoleOk();
+      return newApiOk();
     }),
 
     ...route("POST", "/api/token/batch", async (ex) => {
@@ -577,7 +578,7 @@ export function tokenRoutes(deps: TokenDialectDeps): Route[] {
       const unique = [...new Set(ids as number[])];
       // All or nothing: one id the caller may not see (unknown, or another user's) refuses the batch.
       await Promise.all(unique.map((id) => visibleKey(p, id)));
-      return consoleOk(await keys.delete(unique));
+      return newApiOk(await keys.delete(unique));
     }),
   ];
 }

@@ -1,7 +1,7 @@
 /**
- * The user admin routes under `/api/user/`, modelled on new-api's user administration:
- * the same `{ success, message, data }` envelope, pagination and authentication as the token
- * dialect, admin-only.
+ * The new-api dialect's user admin routes under `/api/user/`, modelled on new-api's user
+ * administration: the same `{ success, message, data }` envelope, pagination and
+ * authentication as its token routes, admin-only.
  *
  * @module
  */
@@ -13,13 +13,13 @@ import type { UserPatch, UserRecord } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
 import {
-  type ConsolePageQuery,
-  consoleError,
-  consoleOk,
+  type NewApiPageQuery,
+  newApiError,
+  newApiOk,
   pageQuery,
   parseBodyId,
   parseId,
-  readConsoleBody,
+  readNewApiBody,
 } from "./tokens.js";
 
 /** A user as `/api/user/` shows it. */
@@ -60,7 +60,7 @@ export interface UserUpdateBody extends UserWritableFields {
 }
 
 /** Query of `GET /api/user/search`. */
-export interface UserSearchQuery extends ConsolePageQuery {
+export interface UserSearchQuery extends NewApiPageQuery {
   keyword?: string;
 }
 
@@ -146,16 +146,16 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
       );
     return p;
   };
-  const body = (ex: Exchange) => readConsoleBody(ex, deps.maxBodyBytes);
+  const body = (ex: Exchange) => readNewApiBody(ex, deps.maxBodyBytes);
   const route = (method: string, path: string, handle: Route["handle"]): Route[] => {
-    const r = { method, path, handle, onError: consoleError };
+    const r = { method, path, handle, onError: newApiError };
     return path.endsWith("/") ? [r, { ...r, path: path.slice(0, -1) }] : [r];
   };
   const list = async (ex: Exchange, keyword?: string) => {
     await admin(ex);
     const { page, size, offset } = pageQuery(new URLSearchParams(ex.search));
     const res = await users.list({ offset, limit: size, ...(keyword ? { keyword } : {}) });
-    return consoleOk({ items: res.items.map(userView), total: res.total, page, page_size: size });
+    return newApiOk({ items: res.items.map(userView), total: res.total, page, page_size: size });
   };
   /** An admin acting through its own access token must not lock itself out. */
   const guardSelf = (p: ConsolePrincipal, id: number, patch: UserPatch | null) => {
@@ -173,14 +173,14 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
       await admin(ex);
       const u = await users.get(parseId(params.id));
       if (!u) throw userNotFound();
-      return consoleOk(userView(u));
+      return newApiOk(userView(u));
     }),
     ...route("POST", "/api/user/", async (ex) => {
       await admin(ex);
       const f = parseUserFields(await body(ex));
       if (f.username === undefined) throw bad("Parameter error: username is required");
       const { accessToken, record } = await users.create({ ...f, username: f.username });
-      return consoleOk({ ...userView(record), access_token: accessToken });
+      return newApiOk({ ...userView(record), access_token: accessToken });
     }),
     ...route("PUT", "/api/user/", async (ex) => {
       const p = await admin(ex);
@@ -191,20 +191,20 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
       users.validate(f);
       const updated = (await users.get(id)) && (await users.update(id, f));
       if (!updated) throw userNotFound();
-      return consoleOk(userView(updated));
+      return newApiOk(userView(updated));
     }),
     ...route("DELETE", "/api/user/:id", async (ex, params) => {
       const p = await admin(ex);
       const id = parseId(params.id);
       guardSelf(p, id, null);
       if (!(await users.delete(id))) throw userNotFound();
-      return consoleOk();
+      return newApiOk();
     }),
     ...route("POST", "/api/user/:id/token", async (ex, params) => {
       await admin(ex);
       const token = await users.issueAccessToken(parseId(params.id));
       if (token === null) throw userNotFound();
-      return consoleOk({ access_token: token });
+      return newApiOk({ access_token: token });
     }),
   ];
 }

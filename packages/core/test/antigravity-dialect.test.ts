@@ -13,7 +13,7 @@ import {
   type Gateway,
   type Logger,
   memoryStore,
-  POOL_MESSAGES,
+  ANTIGRAVITY_MESSAGES as POOL_MESSAGES,
   type Store,
 } from "../src/index.js";
 import { toNodeHandler } from "../src/node.js";
