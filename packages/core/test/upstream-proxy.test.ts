@@ -135,6 +135,39 @@ describe("proxy-url", () => {
   });
 });
 
+describe("proxy-url for count_tokens", () => {
+  it("sends Anthropic count_tokens through the same proxy as proxied calls", async () => {
+    await gateway.credentials.add({
+      id: "a",
+      provider: "anthropic",
+      baseUrl: mock.origin,
+      secret: { apiKey: "k" },
+    });
+    const proxy = await startConnectProxy();
+    try {
+      await gateway.settings.set({ "proxy-url": proxy.url });
+      const res = await gateway.handler(
+        new Request("http://gw/v1/messages/count_tokens", {
+          method: "POST",
+          headers: { "x-api-key": key, "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "claude-sonnet-4-5",
+            messages: [{ role: "user", content: "via a proxy" }],
+          }),
+        }),
+        { remoteAddress: "127.0.0.1" },
+      );
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { input_tokens: number }).input_tokens).toBeGreaterThan(0);
+      expect(mock.requests.at(-1)?.path).toBe("/v1/messages/count_tokens");
+      expect(proxy.targets).toEqual([`127.0.0.1:${mock.port}`]);
+    } finally {
+      proxy.server.closeAllConnections();
+      proxy.server.close();
+    }
+  });
+});
+
 describe("request-log", () => {
   it("logs each proxied request with bodies, never the client's key, only while it is on", async () => {
     expect((await chat()).status).toBe(200);
