@@ -8,10 +8,10 @@ import type { Router } from "../http/router.js";
 import { anthropicDialect } from "./anthropic/index.js";
 import { antigravityDialect } from "./antigravity/index.js";
 import { cliproxyDialect } from "./cliproxy/index.js";
+import type { Dialect, DialectContext } from "./dialect.js";
 import { geminiDialect } from "./gemini/index.js";
 import { newApiDialect } from "./new-api/index.js";
 import { openaiDialect } from "./openai/index.js";
-import type { Dialect, DialectContext } from "./types.js";
 
 /**
  * The built-in dialects, in the order their routes are added (the order decides between

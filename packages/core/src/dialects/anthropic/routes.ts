@@ -113,15 +113,19 @@ function withClientBeta(
 
 /** The Anthropic-format proxy routes: `POST /v1/messages` and `POST /v1/messages/count_tokens`. */
 export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
+  // What both routes check first, in this order: the key, the body, the model.
+  const accept = async (ex: Exchange) => {
+    const auth = await authorizeClient(deps, ex);
+    const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
+    return { auth, raw, body, model: requireModel(body) };
+  };
   return [
     {
       method: "POST",
       path: "/v1/messages",
       onError: anthropicError,
       async handle(ex) {
-        const auth = await authorizeClient(deps, ex);
-        const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
-        const model = requireModel(body);
+        const { auth, raw, body, model } = await accept(ex);
         if (typeof body.max_tokens !== "number") {
           throw new GatewayError("INVALID_REQUEST", "max_tokens: Field required");
         }
@@ -144,9 +148,7 @@ export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
       path: "/v1/messages/count_tokens",
       onError: anthropicError,
       async handle(ex) {
-        const auth = await authorizeClient(deps, ex);
-        const { raw, body } = await readProxyBody(ex, deps.maxBodyBytes, INVALID_JSON);
-        const model = requireModel(body);
+        const { auth, raw, body, model } = await accept(ex);
         deps.keys.checkModel(auth.key, model);
         return countTokens(deps, ex, auth, model, raw, body);
       },

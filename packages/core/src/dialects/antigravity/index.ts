@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { Dialect } from "../types.js";
+import { type Dialect, plainDialect } from "../dialect.js";
 import { antigravityError, antigravityRoutes } from "./routes.js";
 
 /** The antigravity dialect. */
-export const antigravityDialect: Dialect = {
+export const antigravityDialect: Dialect = plainDialect({
   name: "antigravity",
   prefixes: ["/v1/tokens"],
   routes: ({ pool, users, gate, oauth, store, box, options, logger }) =>
@@ -27,5 +27,4 @@ export const antigravityDialect: Dialect = {
       logger,
     }),
   renderError: antigravityError,
-  notFound: (error) => antigravityError(error),
-};
+});

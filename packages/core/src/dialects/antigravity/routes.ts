@@ -20,13 +20,14 @@
 import { scrub } from "../../credentials/oauth.js";
 import type { CredentialPool } from "../../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
-import { type Exchange, header, json, type Reply, readJsonObjectBody } from "../../exchange.js";
+import { type Exchange, header, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import type { ManagementGate, ManagementRefusal } from "../../keys/management-gate.js";
 import type { Logger } from "../../logger.js";
 import type { CredentialPatch, CredentialRecord, UserRecord } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
+import { readObjectBody } from "../object-body.js";
 
 /** The messages of the seed (and of antigravity2api for its errors). */
 export const ANTIGRAVITY_MESSAGES = {
@@ -144,16 +145,8 @@ async function authenticate(ex: Exchange, deps: AntigravityDialectDeps): Promise
   if (refusal) throw gateError(refusal);
 }
 
-async function readBody(ex: Exchange, maxBodyBytes: number): Promise<Record<string, unknown>> {
-  const limit = Math.min(maxBodyBytes, ANTIGRAVITY_BODY_MAX);
-  const { body } = await readJsonObjectBody(ex, limit, (reason) =>
-    bad(
-      reason === "invalid_json"
-        ? "the request body is not valid JSON"
-        : "the request body must be a JSON object",
-    ),
-  );
-  return body;
+function readBody(ex: Exchange, maxBodyBytes: number): Promise<Record<string, unknown>> {
+  return readObjectBody(ex, Math.min(maxBodyBytes, ANTIGRAVITY_BODY_MAX), bad);
 }
 
 /** The last characters of an access token, as the seed shows them (`...abc12345`); fewer for short tokens. */

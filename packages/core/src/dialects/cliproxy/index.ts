@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Dialect } from "../types.js";
+import type { Dialect } from "../dialect.js";
 import { MANAGEMENT_PREFIX, managementError, renderManagementError } from "./common.js";
 import { cliproxyRoutes } from "./routes.js";
 

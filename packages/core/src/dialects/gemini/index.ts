@@ -5,14 +5,13 @@
  *
  * @module
  */
-import type { Dialect } from "../types.js";
+import { type Dialect, proxyDialect } from "../dialect.js";
 import { geminiError, geminiRoutes } from "./routes.js";
 
 /** The gemini dialect. */
-export const geminiDialect: Dialect = {
-  name: "gemini",
-  prefixes: ["/v1beta/*"],
-  routes: (context) => geminiRoutes(context.proxy),
-  renderError: geminiError,
-  notFound: (error) => geminiError(error),
-};
+export const geminiDialect: Dialect = proxyDialect(
+  "gemini",
+  ["/v1beta/*"],
+  geminiRoutes,
+  geminiError,
+);

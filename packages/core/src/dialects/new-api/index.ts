@@ -4,12 +4,12 @@
  *
  * @module
  */
-import type { Dialect } from "../types.js";
+import { type Dialect, plainDialect } from "../dialect.js";
 import { newApiError, tokenRoutes } from "./tokens.js";
 import { userRoutes } from "./users.js";
 
 /** The new-api dialect. */
-export const newApiDialect: Dialect = {
+export const newApiDialect: Dialect = plainDialect({
   name: "new-api",
   prefixes: ["/api"],
   routes(context) {
@@ -22,5 +22,4 @@ export const newApiDialect: Dialect = {
     return [...tokenRoutes(deps), ...userRoutes(deps)];
   },
   renderError: newApiError,
-  notFound: (error) => newApiError(error),
-};
+});

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { GatewayError, isGatewayError } from "../../errors.js";
-import { type Exchange, json, type Reply, readJsonObjectBody } from "../../exchange.js";
+import { type Exchange, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import { validateIpEntry } from "../../keys/ip.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
@@ -15,6 +15,7 @@ import type { CreateKeyInput, KeyService } from "../../keys/service.js";
 import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/types.js";
 import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
+import { readObjectBody } from "../object-body.js";
 
 /** Longest token name, in characters (the seed's limit). */
 export const TOKEN_NAME_MAX = 30;
@@ -64,15 +65,7 @@ export async function readNewApiBody(
   ex: Exchange,
   maxBodyBytes: number,
 ): Promise<Record<string, unknown>> {
-  const limit = Math.min(maxBodyBytes, NEW_API_BODY_MAX);
-  const { body } = await readJsonObjectBody(ex, limit, (reason) =>
-    param(
-      reason === "invalid_json"
-        ? "the request body is not valid JSON"
-        : "the request body must be a JSON object",
-    ),
-  );
-  return body;
+  return readObjectBody(ex, Math.min(maxBodyBytes, NEW_API_BODY_MAX), param);
 }
 
 /** A positive integer id from a path segment or a query value (digits only). */

@@ -82,3 +82,29 @@ export interface Dialect {
   /** Renders a 404 (no route has the path) or 405 (no route has the method) under its prefixes. */
   notFound(error: GatewayError, context: DialectContext): Reply;
 }
+
+/**
+ * A dialect whose 404s and 405s are rendered like any of its errors (every built-in dialect
+ * but cliproxy).
+ *
+ * @example
+ * ```ts
+ * const metricsDialect = plainDialect({ name: "metrics", prefixes: ["/metrics"], routes, renderError });
+ * ```
+ */
+export function plainDialect(dialect: Omit<Dialect, "notFound">): Dialect {
+  return { ...dialect, notFound: (error) => dialect.renderError(error) };
+}
+
+/**
+ * A proxy dialect (openai, anthropic, gemini): routes over the engine's dependencies
+ * ({@link DialectContext.proxy}), errors in the provider's own shape.
+ */
+export function proxyDialect(
+  name: string,
+  prefixes: readonly string[],
+  routes: (deps: ProxyDialectDeps) => Route[],
+  renderError: (error: unknown) => Reply,
+): Dialect {
+  return plainDialect({ name, prefixes, routes: (context) => routes(context.proxy), renderError });
+}
