@@ -115,6 +115,7 @@ export {
   type PoolTokenView,
   poolTokenView,
 } from "./dialects/deprecated-names.js";
+export type { ConsolePrincipal } from "./dialects/new-api/auth.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
 export type * from "./dialects/wire-types.js";
 export * from "./errors.js";
@@ -185,7 +186,6 @@ export {
   reservationRow,
   rollupKey,
 } from "./store/util.js";
-export type { ConsolePrincipal } from "./users/auth.js";
 export {
   ACCESS_TOKEN_PREFIX,
   type CreateUserInput,

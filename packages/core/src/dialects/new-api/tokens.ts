@@ -13,9 +13,9 @@ import { validateIpEntry } from "../../keys/ip.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
 import type { CreateKeyInput, KeyService } from "../../keys/service.js";
 import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/types.js";
-import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
 import { readObjectBody } from "../object-body.js";
+import { authenticateConsole, type ConsolePrincipal } from "./auth.js";
 
 /** Longest token name, in characters (the seed's limit). */
 export const TOKEN_NAME_MAX = 30;

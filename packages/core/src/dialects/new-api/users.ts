@@ -10,8 +10,8 @@ import type { Exchange } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
 import type { UserPatch, UserRecord } from "../../store/types.js";
-import { authenticateConsole, type ConsolePrincipal } from "../../users/auth.js";
 import type { UserService } from "../../users/service.js";
+import { authenticateConsole, type ConsolePrincipal } from "./auth.js";
 import {
   type NewApiPageQuery,
   newApiError,

@@ -1,8 +1,8 @@
-import { GatewayError } from "../errors.js";
-import { type Exchange, type HeaderBag, header } from "../exchange.js";
-import type { ManagementGate, ManagementRefusal } from "../keys/management-gate.js";
-import type { UserRecord } from "../store/types.js";
-import type { UserService } from "./service.js";
+import { GatewayError } from "../../errors.js";
+import { type Exchange, type HeaderBag, header } from "../../exchange.js";
+import type { ManagementGate, ManagementRefusal } from "../../keys/management-gate.js";
+import type { UserRecord } from "../../store/types.js";
+import type { UserService } from "../../users/service.js";
 
 /** Who sent a request to the token or user dialect. */
 export interface ConsolePrincipal {
