@@ -101,6 +101,7 @@ export {
   type ConsoleErrorResponse,
   type ConsolePage,
   type ConsolePageQuery,
+  type ConsolePrincipal,
   type ConsoleResponse,
   type ConsoleSuccessResponse,
   POOL_DEFAULT_EXPIRES_IN,
@@ -115,7 +116,7 @@ export {
   type PoolTokenView,
   poolTokenView,
 } from "./dialects/deprecated-names.js";
-export type { ConsolePrincipal } from "./dialects/new-api/auth.js";
+export type { NewApiPrincipal } from "./dialects/new-api/auth.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
 export type * from "./dialects/wire-types.js";
 export * from "./errors.js";

@@ -18,6 +18,7 @@ import {
   type AntigravityTokenView,
   antigravityTokenView,
 } from "./antigravity/routes.js";
+import type { NewApiPrincipal } from "./new-api/auth.js";
 import type {
   NewApiErrorResponse,
   NewApiPage,
@@ -58,3 +59,5 @@ export type ConsoleErrorResponse = NewApiErrorResponse;
 export type ConsolePage<T> = NewApiPage<T>;
 /** @deprecated Renamed {@link NewApiPageQuery}. */
 export type ConsolePageQuery = NewApiPageQuery;
+/** @deprecated Renamed {@link NewApiPrincipal}. */
+export type ConsolePrincipal = NewApiPrincipal;

@@ -4,8 +4,8 @@ import type { ManagementGate, ManagementRefusal } from "../../keys/management-ga
 import type { UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 
-/** Who sent a request to the token or user dialect. */
-export interface ConsolePrincipal {
+/** Who sent a request to the new-api dialect. */
+export interface NewApiPrincipal {
   /** The acting user: the access token's owner, or the `new-api-user` named with the management key. */
   user: UserRecord | null;
   /** Admins (role `admin`, or anyone presenting the management key) act on every user's keys. */
@@ -14,8 +14,8 @@ export interface ConsolePrincipal {
   via: "access-token" | "management-key";
 }
 
-/** What {@link authenticateConsole} needs. */
-export interface ConsoleAuthDeps {
+/** What {@link authenticateNewApi} needs. */
+export interface NewApiAuthDeps {
   users: Pick<UserService, "findByAccessToken" | "get">;
   /** The gateway's management gate: the key's rules are the same on every route. */
   gate: ManagementGate;
@@ -41,7 +41,7 @@ function headerUserId(headers: HeaderBag): number | undefined {
 }
 
 /**
- * A refusal of the management gate as a token/user dialect error: a banned address and remote
+ * A refusal of the management gate as a new-api dialect error: a banned address and remote
  * management are 403 with the gate's message; anything else is an invalid credential, worded
  * as before (the caller may have meant an access token, and learns nothing about the key).
  */
@@ -52,7 +52,7 @@ function gateError(refusal: ManagementRefusal): GatewayError {
 }
 
 /**
- * Authenticates a request of the token or user dialect, as new-api does: a user's access token
+ * Authenticates a request of the new-api dialect, as new-api does: a user's access token
  * plus a `new-api-user` header naming that same user. The management key is accepted too and
  * acts as an admin, with or without `new-api-user` (when present it names the acting user,
  * e.g. the default owner of keys it creates), under the management gate's rules: not from a
@@ -60,10 +60,10 @@ function gateError(refusal: ManagementRefusal): GatewayError {
  * refused whatever it presents, and a credential that is neither a valid access token nor the
  * management key counts as a failure towards the ban. Throws UNAUTHORIZED (401) or FORBIDDEN (403).
  */
-export async function authenticateConsole(
+export async function authenticateNewApi(
   ex: Exchange,
-  deps: ConsoleAuthDeps,
-): Promise<ConsolePrincipal> {
+  deps: NewApiAuthDeps,
+): Promise<NewApiPrincipal> {
   const headers = ex.headers;
   const ban = await deps.gate.banned(ex);
   if (ban) throw gateError(ban);

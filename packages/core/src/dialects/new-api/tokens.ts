@@ -15,7 +15,7 @@ import type { CreateKeyInput, KeyService } from "../../keys/service.js";
 import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 import { readObjectBody } from "../object-body.js";
-import { authenticateConsole, type ConsolePrincipal } from "./auth.js";
+import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
 
 /** Longest token name, in characters (the seed's limit). */
 export const TOKEN_NAME_MAX = 30;
@@ -382,21 +382,21 @@ export interface NewApiDialectDeps {
  */
 export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
   const { keys, users } = deps;
-  const auth = (ex: Exchange) => authenticateConsole(ex, deps);
+  const auth = (ex: Exchange) => authenticateNewApi(ex, deps);
   const body = (ex: Exchange) => readNewApiBody(ex, deps.maxBodyBytes);
   const query = (ex: Exchange) => new URLSearchParams(ex.search);
-  const visible = (p: ConsolePrincipal, k: ApiKeyRecord) =>
+  const visible = (p: NewApiPrincipal, k: ApiKeyRecord) =>
     p.admin || (p.user !== null && k.userId === p.user.id);
 
   /** The key with this id if the caller may see it; an unknown and a foreign id look the same. */
-  const visibleKey = async (p: ConsolePrincipal, id: number) => {
+  const visibleKey = async (p: NewApiPrincipal, id: number) => {
     const k = await keys.get(id);
     if (!k || !visible(p, k)) throw tokenNotFound();
     return k;
   };
 
   /** Whose keys a listing covers: a user's own; an admin's all, or one user's with `?user_id=`. */
-  const scope = (p: ConsolePrincipal, q: URLSearchParams): number | undefined => {
+  const scope = (p: NewApiPrincipal, q: URLSearchParams): number | undefined => {
     if (!p.admin) return p.user!.id;
     const u = q.get("user_id");
     return u === null || u === "" ? undefined : parseId(u, "user_id");

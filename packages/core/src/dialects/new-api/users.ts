@@ -11,7 +11,7 @@ import type { Route } from "../../http/router.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
 import type { UserPatch, UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
-import { authenticateConsole, type ConsolePrincipal } from "./auth.js";
+import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
 import {
   type NewApiPageQuery,
   newApiError,
@@ -137,8 +137,8 @@ export interface UserDialectDeps {
  */
 export function userRoutes(deps: UserDialectDeps): Route[] {
   const { users } = deps;
-  const admin = async (ex: Exchange): Promise<ConsolePrincipal> => {
-    const p = await authenticateConsole(ex, deps);
+  const admin = async (ex: Exchange): Promise<NewApiPrincipal> => {
+    const p = await authenticateNewApi(ex, deps);
     if (!p.admin)
       throw new GatewayError(
         "FORBIDDEN",
@@ -158,7 +158,7 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
     return newApiOk({ items: res.items.map(userView), total: res.total, page, page_size: size });
   };
   /** An admin acting through its own access token must not lock itself out. */
-  const guardSelf = (p: ConsolePrincipal, id: number, patch: UserPatch | null) => {
+  const guardSelf = (p: NewApiPrincipal, id: number, patch: UserPatch | null) => {
     if (p.via !== "access-token" || p.user?.id !== id) return;
     if (patch === null || patch.status === 2 || patch.role === "user")
       throw new GatewayError("FORBIDDEN", "You cannot delete, disable or demote yourself");
