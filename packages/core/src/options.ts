@@ -115,7 +115,7 @@ export interface GatewayOptions {
    */
   recoveryProbe?: { intervalMs: number; timeoutMs?: number } | false;
   /**
-   * The management dialect (`/v0/management`). Its key is set with `gateway.management.setKey`
+   * The cliproxy dialect (`/v0/management`, CLIProxyAPI's management API). Its key is set with `gateway.management.setKey`
    * (stored as a bcrypt hash); without a key every management route answers 404.
    */
   management?: {

@@ -150,7 +150,7 @@ async function chat(apiKey: string): Promise<number> {
   return res.status;
 }
 
-describe("pool dialect: authentication", () => {
+describe("antigravity dialect: authentication", () => {
   it("answers 401 without a key and with a wrong one, in the seed's envelope", async () => {
     for (const auth of [null, "sk-wrong-key-000000000000", ""]) {
       const res = await call("GET", "/v1/tokens", undefined, auth);
@@ -173,7 +173,7 @@ describe("pool dialect: authentication", () => {
   });
 });
 
-describe("pool dialect: routes", () => {
+describe("antigravity dialect: routes", () => {
   it("adds a token and lists it with its secrets masked", async () => {
     const before = Date.now();
     const id = await add({
@@ -357,7 +357,7 @@ describe("pool dialect: routes", () => {
   });
 });
 
-describe("pool dialect: tokens in the proxy", () => {
+describe("antigravity dialect: tokens in the proxy", () => {
   it("serves requests with an added token, refreshing it once, and never with a disabled one", async () => {
     const { key } = await gateway.keys.create({ name: "pool", unlimitedQuota: true });
     // The access token given is stale: the first request gets a 401, refreshes, succeeds.

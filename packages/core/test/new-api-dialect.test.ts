@@ -147,7 +147,7 @@ function expectFailure(res: { status: number; body: Envelope }, status: number, 
   if (message !== undefined) expect(res.body.message).toBe(message);
 }
 
-describe("token dialect authentication", () => {
+describe("new-api dialect: token authentication", () => {
   it("refuses a request without an access token with 401 in the {success,message} format", async () => {
     expectFailure(await api("GET", "/api/token/", { as: null }), 401);
     expectFailure(

@@ -1,5 +1,5 @@
 /**
- * The JSON bodies of the management dialects, in one place: what `/api/token/`, `/api/user/`,
+ * The JSON bodies of the new-api, cliproxy and antigravity dialects, in one place: what `/api/token/`, `/api/user/`,
  * `/v0/management/*` and `/v1/tokens` accept and answer. Types only; `@tokenpool/client` uses
  * them so that its requests and replies are the server's, not a copy.
  *

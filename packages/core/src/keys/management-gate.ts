@@ -33,8 +33,8 @@ export const MANAGEMENT_MAX_FAILURES = 5;
 /** How long a ban lasts (ms); also the window in which failures are counted. */
 export const MANAGEMENT_BAN_MS = 30 * 60_000;
 /**
- * How long a successful key check is remembered. bcrypt costs ~70 ms by design; the token and
- * user dialects check the key on every request, so a short cache keeps them usable.
+ * How long a successful key check is remembered. bcrypt costs ~70 ms by design; the new-api
+ * and antigravity dialects check the key on every request, so a short cache keeps them usable.
  */
 export const MANAGEMENT_VERIFY_TTL_MS = 60_000;
 /** How long a failed key check is remembered: the same wrong key again costs no bcrypt. */
@@ -49,7 +49,7 @@ const BAN_PREFIX = "management-auth:ban:";
 
 /**
  * Why the gate refused a request, with the status and message of CLIProxyAPI's management API
- * (the management dialect renders them as they are; the other dialects in their own format).
+ * (the cliproxy dialect renders them as they are; the other dialects in their own format).
  */
 export type ManagementRefusal =
   | { reason: "disabled"; status: 404; message: string }
@@ -61,8 +61,8 @@ export type ManagementRefusal =
 /** Options of {@link ManagementGate.admit}. */
 export interface AdmitOptions {
   /**
-   * The key was presented in place of another credential (a user's access token on the token,
-   * user and pool dialects), so it was wrong whatever the refusal: a refused remote client
+   * The key was presented in place of another credential (a user's access token on the new-api
+   * and antigravity dialects), so it was wrong whatever the refusal: a refused remote client
    * counts one failure even when management is disabled or remote management is off.
    * @default false
    */

@@ -3,7 +3,7 @@ import type { KeyService } from "../keys/service.js";
 import type { NewUser, Page, Store, UserPatch, UserRecord } from "../store/types.js";
 import { randomToken, type SecretBox } from "../util/secrets.js";
 
-/** The prefix of generated user access tokens ("system tokens" of the token dialect). */
+/** The prefix of generated user access tokens ("system tokens" of the new-api dialect). */
 export const ACCESS_TOKEN_PREFIX = "tpu-";
 
 /** Longest username and display name, in characters. */

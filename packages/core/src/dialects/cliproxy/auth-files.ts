@@ -1,5 +1,5 @@
 /**
- * Auth files of the management dialect. CLIProxyAPI keeps OAuth token files in its `auth-dir`;
+ * Auth files of the cliproxy dialect. CLIProxyAPI keeps OAuth token files in its `auth-dir`;
  * tokenpool keeps OAuth accounts as credentials of the pool (kind `oauth`) and shows each one
  * as a JSON file in CLIProxyAPI's token file format:
  *
@@ -11,7 +11,7 @@
  * - `DELETE /auth-files?name=` / `?all=true` → deletes one / every OAuth credential.
  *
  * File names and credential ids: a file uploaded as `acc1.json` becomes the credential with the
- * id `acc1.json`. OAuth credentials created otherwise (the pool dialect, the SDK) are shown as
+ * id `acc1.json`. OAuth credentials created otherwise (the antigravity dialect, the SDK) are shown as
  * `<id>.json`, with characters outside `[A-Za-z0-9._-]` replaced by `_`. A name must match
  * `[A-Za-z0-9._-]+\.json`, without `..`, at most 128 characters; anything else (path
  * separators, encoded slashes, NUL, absolute paths) is a 400 before any lookup.

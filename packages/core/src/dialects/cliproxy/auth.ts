@@ -1,5 +1,5 @@
 /**
- * Authentication of the management dialect, as CLIProxyAPI's management middleware does it:
+ * Authentication of the cliproxy dialect, as CLIProxyAPI's management middleware does it:
  *
  * - the key comes as `Authorization: Bearer <key>` (a bare `Authorization: <key>` is accepted
  *   too, like the original) or `X-Management-Key: <key>`;

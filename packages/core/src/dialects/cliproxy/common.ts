@@ -1,5 +1,5 @@
 /**
- * Shared pieces of the management dialect (`/v0/management`, CLIProxyAPI's management API):
+ * Shared pieces of the cliproxy dialect (`/v0/management`, CLIProxyAPI's management API):
  * its reply and error shapes and body parsing. Errors are `{ "error": "..." }` with the status
  * of the seed (400 invalid body, 401 missing/invalid key, 403 remote management disabled, 404
  * item/file not found, 500 failed to save).
@@ -10,7 +10,7 @@ import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, json, parseJsonBytes, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 
-/** The path prefix of the management dialect. */
+/** The path prefix of the cliproxy dialect. */
 export const MANAGEMENT_PREFIX = "/v0/management";
 
 /** A failed management reply (any 4xx/5xx): `{ "error": "..." }`. */

@@ -1,6 +1,6 @@
 /**
- * The management dialect (`/v0/management`, CLIProxyAPI's management API): every route behind
- * one guard (see `auth.ts`), errors as `{ "error": "..." }`.
+ * The cliproxy dialect's routes (`/v0/management`, CLIProxyAPI's management API): every route
+ * behind one guard (see `auth.ts`), errors as `{ "error": "..." }`.
  *
  * @module
  */
