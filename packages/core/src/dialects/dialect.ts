@@ -57,12 +57,14 @@ export interface DialectContext {
  *
  * @example
  * ```ts
- * export const newApiDialect: Dialect = {
- *   name: "new-api",
- *   prefixes: ["/api"],
- *   routes: (context) => newApiRoutes(context),
- *   renderError: newApiError,
- *   notFound: (error) => newApiError(error),
+ * const statusDialect: Dialect = {
+ *   name: "status",
+ *   prefixes: ["/status"],
+ *   routes: () => [
+ *     { method: "GET", path: "/status", onError: render, handle: async () => json(200, { up: true }) },
+ *   ],
+ *   renderError: render,
+ *   notFound: (error) => render(error),
  * };
  * ```
  */
