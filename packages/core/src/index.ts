@@ -80,30 +80,6 @@ export {
   renderAuthFile,
 } from "./http/dialects/management/auth-files.js";
 export {
-  CONFIG_LIST_NAMES,
-  type ConfigListName,
-  type ConfigLists,
-  configLists,
-  type ListCredentials,
-  parseConfigList,
-  replaceConfigList,
-  replaceOpenAICompatibility,
-} from "./http/dialects/management/lists.js";
-export {
-  type ConfigObjectLists,
-  type ManagementConfigView,
-  type ManagementSettingsDeps,
-  managementConfigView,
-} from "./http/dialects/management/settings.js";
-export {
-  API_KEYS_NAME_PREFIX,
-  apiKeysModel,
-  GL_API_KEY_LABEL,
-  glApiKeysModel,
-  type ListModel,
-  type StringListDeps,
-} from "./http/dialects/management/string-lists.js";
-export {
   accessTokenSuffix,
   POOL_DEFAULT_EXPIRES_IN,
   POOL_MESSAGES,

@@ -3,7 +3,8 @@ import { type FSWatcher, watch } from "node:fs";
 import { chmod, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import { configLists, type Gateway, type Logger, managementConfigView } from "@tokenpool/core";
+import type { Gateway, Logger } from "@tokenpool/core";
+import { configLists, managementConfigView } from "@tokenpool/core/config-model";
 import { type Document, parseDocument } from "yaml";
 import { applyConfig, type ServerConfig } from "./config.js";
 

@@ -1,17 +1,14 @@
 import { readFile } from "node:fs/promises";
+import { acceptsSetting, type Gateway, RUNTIME_SETTINGS, type SettingName } from "@tokenpool/core";
 import {
   API_KEYS_NAME_PREFIX,
-  acceptsSetting,
   apiKeysModel,
   CONFIG_LIST_NAMES,
-  type Gateway,
   GL_API_KEY_LABEL,
   glApiKeysModel,
   parseConfigList,
-  RUNTIME_SETTINGS,
   replaceConfigList,
-  type SettingName,
-} from "@tokenpool/core";
+} from "@tokenpool/core/config-model";
 import { parse } from "yaml";
 
 /**

@@ -17,19 +17,21 @@
 import {
   type AddCredentialInput,
   authFileName,
-  CONFIG_LIST_NAMES,
-  type ConfigListName,
   type CredentialRecord,
   type CredentialSecret,
-  configLists,
   emptyCredentialState,
+  parseAuthFile,
+  renderAuthFile,
+} from "@tokenpool/core";
+import {
+  CONFIG_LIST_NAMES,
+  type ConfigListName,
+  configLists,
   GL_API_KEY_LABEL,
   type ListCredentials,
-  parseAuthFile,
   parseConfigList,
-  renderAuthFile,
   replaceConfigList,
-} from "@tokenpool/core";
+} from "@tokenpool/core/config-model";
 import { Document, parseDocument } from "yaml";
 import { sha256 } from "./fs-util.js";
 import { canon, FileFormatError, isObject, parseCredential } from "./records.js";
