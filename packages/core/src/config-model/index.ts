@@ -5,6 +5,13 @@
  * server and the file store; not part of the gateway's root API.
  * @packageDocumentation
  */
+
+export {
+  type MergeYamlOptions,
+  mergeYaml,
+  type WriteFileAtomicOptions,
+  writeFileAtomic,
+} from "./config-file.js";
 export {
   type ConfigObjectLists,
   type ConfigViewDeps,
