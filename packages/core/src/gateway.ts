@@ -342,6 +342,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       secretChanged: (id) => oauth.forgetFailure(id),
       oauthLogin: {
         providers: opts.oauth.providers,
+        http: oauthHttp,
         logger,
         timeoutMs: opts.oauth.timeoutMs,
         box,
