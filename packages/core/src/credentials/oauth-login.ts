@@ -24,6 +24,7 @@ import type { CredentialPatch, CredentialRecord, CredentialSecret, Store } from 
 import type { SecretBox } from "../util/secrets.js";
 import { type OAuthProviderConfig, scrub } from "./oauth.js";
 import type { AddCredentialInput } from "./pool.js";
+import { postTokenEndpoint } from "./token-endpoint.js";
 
 /** How long a login may take (the `state` TTL), ms. */
 export const OAUTH_LOGIN_TTL_MS = 10 * 60_000;
@@ -240,8 +241,8 @@ interface EndpointAnswer {
 }
 
 /**
- * POSTs `fields` to a device or token endpoint through `http`; never throws for an HTTP status
- * (it throws for a bad URL, a network error or the timeout).
+ * POSTs `fields` to a device or token endpoint (see {@link postTokenEndpoint}); never throws
+ * for an HTTP status (it throws for a bad URL, a network error or the timeout).
  */
 async function postEndpoint(
   http: UpstreamClient,
@@ -250,24 +251,15 @@ async function postEndpoint(
   format: "form" | "json",
   timeoutMs: number,
 ): Promise<EndpointAnswer> {
-  const res = await http.request(new URL(url), {
-    method: "POST",
-    headers: {
-      "content-type": format === "json" ? "application/json" : "application/x-www-form-urlencoded",
-      accept: "application/json",
-    },
-    body: format === "json" ? JSON.stringify(fields) : new URLSearchParams(fields).toString(),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await res.body.text();
+  const res = await postTokenEndpoint(http, new URL(url), fields, format, timeoutMs);
   let body: Record<string, unknown> = {};
   try {
-    const v = JSON.parse(text);
+    const v = JSON.parse(res.text);
     if (typeof v === "object" && v !== null) body = v as Record<string, unknown>;
   } catch {
     // not JSON: the status decides
   }
-  return { status: res.statusCode, body };
+  return { status: res.status, body };
 }
 
 /**
