@@ -7,6 +7,12 @@
  */
 
 export {
+  applyConfig,
+  type ConfigFileSettings,
+  type ConfigTarget,
+  configProblems,
+} from "./config-apply.js";
+export {
   type MergeYamlOptions,
   mergeYaml,
   type WriteFileAtomicOptions,
