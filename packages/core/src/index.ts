@@ -74,30 +74,6 @@ export {
   renderAuthFile,
 } from "./dialects/cliproxy/auth-files.js";
 export {
-  CONFIG_LIST_NAMES,
-  type ConfigListName,
-  type ConfigLists,
-  configLists,
-  type ListCredentials,
-  parseConfigList,
-  replaceConfigList,
-  replaceOpenAICompatibility,
-} from "./dialects/cliproxy/lists.js";
-export {
-  type ConfigObjectLists,
-  type ManagementConfigView,
-  type ManagementSettingsDeps,
-  managementConfigView,
-} from "./dialects/cliproxy/settings.js";
-export {
-  API_KEYS_NAME_PREFIX,
-  apiKeysModel,
-  GL_API_KEY_LABEL,
-  glApiKeysModel,
-  type ListModel,
-  type StringListDeps,
-} from "./dialects/cliproxy/string-lists.js";
-export {
   type ConsoleErrorResponse,
   type ConsolePage,
   type ConsolePageQuery,

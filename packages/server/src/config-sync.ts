@@ -1,9 +1,14 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { type FSWatcher, watch } from "node:fs";
-import { chmod, open, readFile, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
-import { isDeepStrictEqual } from "node:util";
-import { configLists, type Gateway, type Logger, managementConfigView } from "@tokenpool/core";
+import { readFile } from "node:fs/promises";
+import { basename, dirname, resolve } from "node:path";
+import type { Gateway, Logger } from "@tokenpool/core";
+import {
+  configLists,
+  managementConfigView,
+  mergeYaml,
+  writeFileAtomic,
+} from "@tokenpool/core/config-model";
 import { type Document, parseDocument } from "yaml";
 import { applyConfig, type ServerConfig } from "./config.js";
 
@@ -33,50 +38,6 @@ const BCRYPT_HASH = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
 const SECRET_PATH = ["remote-management", "secret-key"] as const;
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
-
-/**
- * Writes `text` to `path` atomically: a temporary file in the same directory, fsync, rename
- * over the target (keeping its mode, since the file holds keys). A reader or a crash sees the
- * old file or the new one, never half of one.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = join(
-    dirname(path),
-    `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
-  );
-  const mode = await stat(path).then(
-    (s) => s.mode & 0o777,
-    () => 0o600,
-  );
-  const fh = await open(tmp, "w", mode);
-  try {
-    await fh.writeFile(text, "utf8");
-    await fh.sync();
-  } catch (error) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw error;
-  } finally {
-    await fh.close().catch(() => {});
-  }
-  await chmod(tmp, mode);
-  await rename(tmp, path);
-}
-
-/**
- * Sets the values of `value` into `doc` at `path`, touching only what differs: mappings are
- * merged key by key so that comments and order of unchanged entries survive; anything else
- * (scalars, lists) is replaced whole.
- */
-function setDiff(doc: Document, path: string[], value: unknown, current: unknown): void {
-  const isMap = (v: unknown): v is Record<string, unknown> =>
-    typeof v === "object" && v !== null && !Array.isArray(v);
-  if (isMap(value) && isMap(current)) {
-    for (const [k, v] of Object.entries(value)) setDiff(doc, [...path, k], v, current[k]);
-    return;
-  }
-  if (!isDeepStrictEqual(value, current)) doc.setIn(path, value);
-}
 
 function parse(text: string, path: string): { doc: Document; config: ServerConfig } {
   const doc = parseDocument(text, { prettyErrors: true });
@@ -198,10 +159,7 @@ export async function startConfigSync(options: ConfigSyncOptions): Promise<Confi
       if (broken) return;
       if (JSON.stringify(await view()) === written) return;
     }
-    const doc = parseDocument(good);
-    const js = (doc.toJS() ?? {}) as Record<string, unknown>;
-    for (const [k, v] of Object.entries(await view())) setDiff(doc, [k], v, js[k]);
-    const next = doc.toString();
+    const next = mergeYaml(good, await view());
     await writeFileAtomic(path, next);
     good = next;
     seen = sha256(next);

@@ -1,17 +1,10 @@
 import { readFile } from "node:fs/promises";
+import type { Gateway } from "@tokenpool/core";
 import {
-  API_KEYS_NAME_PREFIX,
-  acceptsSetting,
-  apiKeysModel,
-  CONFIG_LIST_NAMES,
-  type Gateway,
-  GL_API_KEY_LABEL,
-  glApiKeysModel,
-  parseConfigList,
-  RUNTIME_SETTINGS,
-  replaceConfigList,
-  type SettingName,
-} from "@tokenpool/core";
+  applyConfig as applyManagedConfig,
+  type ConfigFileSettings,
+  configProblems as managedConfigProblems,
+} from "@tokenpool/core/config-model";
 import { parse } from "yaml";
 
 /**
@@ -19,7 +12,7 @@ import { parse } from "yaml";
  * secret, `remote-management`, the scalar settings and the key lists of the management API's
  * `GET /config`. Unknown fields are ignored (and kept in the file on write-back).
  */
-export interface ServerConfig {
+export interface ServerConfig extends ConfigFileSettings {
   port?: number;
   host?: string;
   store?: string;
@@ -31,35 +24,7 @@ export interface ServerConfig {
    */
   "trusted-proxies"?: string[];
   "remote-management"?: { "allow-remote"?: boolean; "secret-key"?: string };
-  debug?: boolean;
-  "proxy-url"?: string;
-  "request-retry"?: number;
-  "request-log"?: boolean;
-  "allow-localhost-unauthenticated"?: boolean;
-  "force-gpt-5-codex"?: boolean;
-  "usage-retention-days"?: number;
-  "quota-exceeded"?: { "switch-project"?: boolean; "switch-preview-model"?: boolean };
-  "api-keys"?: string[];
-  "generative-language-api-key"?: string[];
-  "claude-api-key"?: unknown[];
-  "codex-api-key"?: unknown[];
-  "openai-compatibility"?: unknown[];
 }
-
-/**
- * File fields that are plain settings of the same name; their type and range are the settings'
- * declarations (`RUNTIME_SETTINGS`), as for the management routes.
- */
-const SCALARS: readonly (keyof ServerConfig & SettingName)[] = [
-  "debug",
-  "proxy-url",
-  "request-retry",
-  "request-log",
-  "allow-localhost-unauthenticated",
-  "force-gpt-5-codex",
-  "usage-retention-days",
-];
-const QUOTA_FIELDS = ["switch-project", "switch-preview-model"] as const;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
@@ -90,108 +55,21 @@ export async function loadConfig(path: string): Promise<ServerConfig> {
   return parseConfigText(text, path);
 }
 
-function stringList(v: unknown): string[] | null {
-  if (v === null) return [];
-  if (!Array.isArray(v) || !v.every((s) => typeof s === "string")) return null;
-  return [...new Set(v.map((s) => s.trim()).filter((s) => s !== ""))];
-}
-
 /**
  * The problems of a configuration's managed fields (settings and key lists), one message per
  * field; empty when it can be applied.
  */
 export function configProblems(config: ServerConfig): string[] {
-  const problems: string[] = [];
-  for (const name of SCALARS) {
-    const v = config[name];
-    if (v === undefined || v === null) continue;
-    const type = RUNTIME_SETTINGS[name].type;
-    if (!acceptsSetting(name, v))
-      problems.push(`\`${name}\` must be ${type === "integer" ? "an integer" : `a ${type}`}`);
-  }
-  const quota = config["quota-exceeded"];
-  if (quota !== undefined && quota !== null) {
-    if (!isObject(quota)) problems.push("`quota-exceeded` must be a mapping");
-    else
-      for (const f of QUOTA_FIELDS)
-        if (quota[f] !== undefined && typeof quota[f] !== "boolean")
-          problems.push(`\`quota-exceeded.${f}\` must be a boolean`);
-  }
-  for (const name of ["api-keys", GL_API_KEY_LABEL] as const) {
-    const v = config[name];
-    if (v !== undefined && stringList(v) === null)
-      problems.push(`\`${name}\` must be a list of strings`);
-  }
-  for (const name of CONFIG_LIST_NAMES) {
-    const v = config[name];
-    if (v === undefined || v === null) continue;
-    if (!Array.isArray(v) || parseConfigList(name, v) === null)
-      problems.push(`\`${name}\` has an invalid entry (see the management API's PUT /${name})`);
-  }
-  return problems;
+  return managedConfigProblems(config);
 }
 
 /**
  * Brings the configuration's settings and key lists into the gateway, through the same domain
- * models as the management API (`api-keys` = keys named `api-keys:<n>`, the provider lists =
- * pool credentials). Only fields present in the file are applied, and only where they differ
- * from the current state, so applying the same file twice writes nothing. Validates everything
- * first: throws (naming the fields) without changing anything when a field is invalid.
- * Resolves with whether anything was written.
+ * models as the management API (see core's config model, `applyConfig`). Only fields present in
+ * the file are applied, and only where they differ from the current state, so applying the same
+ * file twice writes nothing. Validates everything first: throws (naming the fields) without
+ * changing anything when a field is invalid. Resolves with whether anything was written.
  */
-export async function applyConfig(gateway: Gateway, config: ServerConfig): Promise<boolean> {
-  const problems = configProblems(config);
-  if (problems.length > 0) throw new Error(`invalid configuration: ${problems.join("; ")}`);
-  let changed = false;
-
-  const patch: Record<string, unknown> = {};
-  for (const name of SCALARS) {
-    const v = config[name];
-    if (v !== undefined && v !== null && gateway.settings.raw(name) !== v) patch[name] = v;
-  }
-  const quota = config["quota-exceeded"];
-  if (isObject(quota)) {
-    const current = gateway.settings.get("quota-exceeded");
-    const base = isObject(current) ? current : {};
-    const next = { ...base };
-    for (const f of QUOTA_FIELDS) if (typeof quota[f] === "boolean") next[f] = quota[f];
-    if (QUOTA_FIELDS.some((f) => next[f] !== base[f])) patch["quota-exceeded"] = next;
-  }
-  if (Object.keys(patch).length > 0) {
-    await gateway.settings.set(patch);
-    changed = true;
-  }
-
-  if (config["api-keys"] !== undefined) {
-    const values = stringList(config["api-keys"])!;
-    const model = apiKeysModel(gateway.keys);
-    const current = (await model.members()).map((m) => m.value);
-    if (JSON.stringify(current) !== JSON.stringify(values)) {
-      // Keys an older server imported as `config-api-key-<n>` join the list instead of clashing.
-      for (const [i, v] of values.entries()) {
-        const k = await gateway.keys.findByPlain(v);
-        if (k && k.userId === null && k.name.startsWith("config-api-key-"))
-          await gateway.keys.update(k.id, { name: `${API_KEYS_NAME_PREFIX}${i}` });
-      }
-      await model.replaceAll(values);
-      changed = true;
-    }
-  }
-
-  if (config[GL_API_KEY_LABEL] !== undefined) {
-    const values = stringList(config[GL_API_KEY_LABEL])!;
-    const model = glApiKeysModel(gateway.credentials.pool);
-    const current = (await model.members()).map((m) => m.value);
-    if (JSON.stringify(current) !== JSON.stringify(values)) {
-      await model.replaceAll(values);
-      changed = true;
-    }
-  }
-
-  for (const name of CONFIG_LIST_NAMES) {
-    const v = config[name];
-    if (v === undefined) continue;
-    if (await replaceConfigList(gateway.credentials.pool, name, v ?? [])) changed = true;
-  }
-  return changed;
+export function applyConfig(gateway: Gateway, config: ServerConfig): Promise<boolean> {
+  return applyManagedConfig(gateway, config);
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { linkSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { chmod, open, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
+import { writeFileAtomic as writeFileAtomicWith } from "@tokenpool/core/config-model";
 
 /** SHA-256 of a text, hex: how the store recognises its own writes among file events. */
 export const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -10,33 +10,11 @@ export const sha256 = (text: string) => createHash("sha256").update(text).digest
 export const isTempName = (name: string) => name.startsWith(".") && name.endsWith(".tmp");
 
 /**
- * Writes `text` to `path` atomically: a temporary file in the same directory (so that the
- * rename stays on one file system), fsync, rename over the target. A reader or a crash sees
- * the old file or the new one, never half of one. The file gets `mode` (0600 for secrets).
+ * Writes `text` to `path` atomically (core's config-file writer: temporary file in the same
+ * directory, fsync, rename), with `mode` (0600: the store's files hold secrets).
  */
-export async function writeFileAtomic(path: string, text: string, mode = 0o600): Promise<void> {
-  const tmp = join(
-    dirname(path),
-    `.${basename(path)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
-  );
-  const fh = await open(tmp, "w", mode);
-  try {
-    await fh.writeFile(text, "utf8");
-    await fh.sync();
-  } catch (error) {
-    await fh.close().catch(() => {});
-    await rm(tmp, { force: true });
-    throw error;
-  }
-  await fh.close();
-  try {
-    // open() applies the umask; the mode must not depend on it.
-    await chmod(tmp, mode);
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
+export function writeFileAtomic(path: string, text: string, mode = 0o600): Promise<void> {
+  return writeFileAtomicWith(path, text, { mode });
 }
 
 /** Thrown when another live process (or another store in this one) holds the directory. */

@@ -17,20 +17,23 @@
 import {
   type AddCredentialInput,
   authFileName,
-  CONFIG_LIST_NAMES,
-  type ConfigListName,
   type CredentialRecord,
   type CredentialSecret,
-  configLists,
   emptyCredentialState,
+  parseAuthFile,
+  renderAuthFile,
+} from "@tokenpool/core";
+import {
+  CONFIG_LIST_NAMES,
+  type ConfigListName,
+  configLists,
   GL_API_KEY_LABEL,
   type ListCredentials,
-  parseAuthFile,
+  mergeYaml,
   parseConfigList,
-  renderAuthFile,
   replaceConfigList,
-} from "@tokenpool/core";
-import { Document, parseDocument } from "yaml";
+} from "@tokenpool/core/config-model";
+import { parseDocument } from "yaml";
 import { sha256 } from "./fs-util.js";
 import { canon, FileFormatError, isObject, parseCredential } from "./records.js";
 
@@ -111,25 +114,18 @@ export function configView(
 }
 
 /**
- * Writes `view` into the YAML text `previous`, touching only what differs: mappings are merged
- * key by key so that comments and order of unchanged entries survive; managed top-level keys
- * absent from `view` are removed; `api-keys` is never touched.
+ * Writes `view` into the YAML text `previous` (core's config-file merge), touching only what
+ * differs: mappings are merged key by key so that comments and order of unchanged entries
+ * survive; managed top-level keys absent from `view` are removed (and so are the entries of
+ * `tokenpool` it no longer has); `api-keys` is never touched.
  */
 export function renderConfigFile(view: Record<string, unknown>, previous: string | undefined) {
-  const doc = previous?.trim() ? parseDocument(previous) : new Document({});
-  const current = (doc.toJS() ?? {}) as Record<string, unknown>;
-  const setDiff = (path: string[], value: unknown, cur: unknown) => {
-    if (isObject(value) && isObject(cur)) {
-      for (const [k, v] of Object.entries(value)) setDiff([...path, k], v, cur[k]);
-      if (path.length === 1 && path[0] === TOKENPOOL_KEY)
-        for (const k of Object.keys(cur)) if (!(k in value)) doc.deleteIn([...path, k]);
-      return;
-    }
-    if (canon(value) !== canon(cur)) doc.setIn(path, value);
-  };
-  for (const k of Object.keys(current)) if (!UNMANAGED_KEYS.has(k) && !(k in view)) doc.delete(k);
-  for (const [k, v] of Object.entries(view)) setDiff([k], v, current[k]);
-  return doc.toString();
+  return mergeYaml(previous, view, {
+    prune: (path) =>
+      path.length === 1
+        ? !UNMANAGED_KEYS.has(path[0]!)
+        : path.length === 2 && path[0] === TOKENPOOL_KEY,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import type { Logger } from "../logger.js";
 import type { UpstreamClient } from "../net/upstream.js";
 import type { CredentialRecord, CredentialSecret, Store } from "../store/types.js";
 import { redactSecrets } from "../util/secrets.js";
+import { postTokenEndpoint } from "./token-endpoint.js";
 
 /** How one provider's token endpoint refreshes an access token (`grant_type=refresh_token`). */
 export interface OAuthProviderConfig {
@@ -43,7 +44,7 @@ export interface OAuthProviderConfig {
   bodyFormat?: "form" | "json";
   /**
    * The authorization endpoint of a management login (authorization code flow with PKCE);
-   * see `http/dialects/management/oauth-login.ts` for the defaults.
+   * see `credentials/oauth-login.ts` for the defaults.
    */
   authorizeUrl?: string;
   /** The `redirect_uri` of a management login (the one registered for the client). */
@@ -485,20 +486,16 @@ export class OAuthRefresher {
     };
     if (cfg.clientSecret) fields.client_secret = cfg.clientSecret;
     if (cfg.scopes && cfg.scopes.length > 0) fields.scope = cfg.scopes.join(" ");
-    const json = cfg.bodyFormat === "json";
-    const body = json ? JSON.stringify(fields) : new URLSearchParams(fields).toString();
     const secrets = this.#secretsOf(rec);
 
-    const res = await this.#deps.http.request(url, {
-      method: "POST",
-      headers: {
-        "content-type": json ? "application/json" : "application/x-www-form-urlencoded",
-        accept: "application/json",
-      },
-      body,
-      signal: AbortSignal.timeout(this.#settings.timeoutMs),
-    });
-    const text = await res.body.text();
+    const res = await postTokenEndpoint(
+      this.#deps.http,
+      url,
+      fields,
+      cfg.bodyFormat === "json" ? "json" : "form",
+      this.#settings.timeoutMs,
+    );
+    const text = res.text;
     let parsed: Record<string, unknown> | null = null;
     try {
       const v = JSON.parse(text) as unknown;
@@ -506,7 +503,7 @@ export class OAuthRefresher {
     } catch {
       // not JSON
     }
-    if (res.statusCode >= 400) {
+    if (res.status >= 400) {
       const err = parsed?.error;
       const desc = parsed?.error_description ?? parsed?.message;
       const detail =
@@ -515,17 +512,17 @@ export class OAuthRefresher {
           : typeof (err as { message?: unknown } | undefined)?.message === "string"
             ? (err as { message: string }).message
             : text;
-      const message = scrub(`token endpoint answered HTTP ${res.statusCode}: ${detail}`, secrets);
+      const message = scrub(`token endpoint answered HTTP ${res.status}: ${detail}`, secrets);
       // 4xx: the grant or the client was refused (retrying sends the same request); except
       // 408/429, which like 5xx are worth another try later.
-      const permanent = res.statusCode < 500 && res.statusCode !== 408 && res.statusCode !== 429;
-      throw new OAuthRefreshError(message.slice(0, MAX_MESSAGE), res.statusCode, permanent);
+      const permanent = res.status < 500 && res.status !== 408 && res.status !== 429;
+      throw new OAuthRefreshError(message.slice(0, MAX_MESSAGE), res.status, permanent);
     }
     const accessToken = parsed?.access_token;
     if (typeof accessToken !== "string" || accessToken === "") {
       throw new OAuthRefreshError(
-        `token endpoint answered HTTP ${res.statusCode} without an access_token`,
-        res.statusCode,
+        `token endpoint answered HTTP ${res.status} without an access_token`,
+        res.status,
         false,
       );
     }

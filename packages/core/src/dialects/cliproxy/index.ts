@@ -26,6 +26,7 @@ export const cliproxyDialect: Dialect = {
       secretChanged: (id) => context.oauth.forgetFailure(id),
       oauthLogin: {
         providers: context.options.oauth.providers,
+        http: context.oauthHttp,
         logger: context.logger,
         timeoutMs: context.options.oauth.timeoutMs,
         box: context.box,

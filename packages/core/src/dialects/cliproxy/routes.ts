@@ -35,7 +35,10 @@ export type CliproxyDeps = ManagementGuardDeps &
     /** Called after an auth file replaced a credential's secret (forgets a failed refresh). */
     secretChanged?: (id: string) => void;
     /** OAuth logins (`/anthropic-auth-url` ...): the resolved `oauth.providers` and timeouts. */
-    oauthLogin?: Pick<OAuthLoginDeps, "providers" | "logger" | "timeoutMs" | "ttlMs" | "box">;
+    oauthLogin?: Pick<
+      OAuthLoginDeps,
+      "providers" | "http" | "logger" | "timeoutMs" | "ttlMs" | "box"
+    >;
   };
 
 /** Every management route, guarded by one {@link ManagementGuard}. */

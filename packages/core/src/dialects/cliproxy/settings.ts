@@ -9,6 +9,11 @@
  * @module
  */
 
+import {
+  type ConfigObjectLists,
+  managementConfigView,
+  objectSetting,
+} from "../../config-model/config-view.js";
 import { json } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import type { SettingsService } from "../../settings/service.js";
@@ -27,19 +32,14 @@ import {
   managementRoute,
   readManagementBody,
 } from "./common.js";
-import {
-  apiKeysModel,
-  GL_API_KEY_LABEL,
-  glApiKeysModel,
-  type StringListDeps,
-} from "./string-lists.js";
+import type { StringListDeps } from "./string-lists.js";
 
-/** The object lists of `GET /config` (provided by `lists.ts`). */
-export interface ConfigObjectLists {
-  "claude-api-key": unknown[];
-  "codex-api-key": unknown[];
-  "openai-compatibility": unknown[];
-}
+export {
+  type ConfigObjectLists,
+  type ConfigViewDeps,
+  type ManagementConfigView,
+  managementConfigView,
+} from "../../config-model/config-view.js";
 
 /** What the settings routes need. */
 export interface ManagementSettingsDeps extends StringListDeps {
@@ -143,13 +143,6 @@ export const SCALAR_SETTINGS: readonly Scalar[] = [
   },
 ];
 
-function objectSetting(settings: SettingsService, name: SettingName): Record<string, unknown> {
-  const v = settings.raw(name);
-  return typeof v === "object" && v !== null && !Array.isArray(v)
-    ? { ...(v as Record<string, unknown>) }
-    : {};
-}
-
 function read(settings: SettingsService, s: Scalar): unknown {
   return s.sub === undefined ? settings.raw(s.setting) : objectSetting(settings, s.setting)[s.sub];
 }
@@ -171,60 +164,6 @@ async function write(deps: ManagementSettingsDeps, s: Scalar, value: unknown): P
     s.sub === undefined ? value : { ...objectSetting(deps.settings, s.setting), [s.sub]: value };
   await deps.settings.set({ [s.setting]: next });
   deps.settingChanged?.(s.setting);
-}
-
-const emptyLists = async (): Promise<ConfigObjectLists> => ({
-  "claude-api-key": [],
-  "codex-api-key": [],
-  "openai-compatibility": [],
-});
-
-/** The object `GET /config` returns (the seed's `config.yaml` layout, without the file-only fields). */
-export interface ManagementConfigView {
-  debug: boolean;
-  "proxy-url": string;
-  "api-keys": string[];
-  "quota-exceeded": { "switch-project": boolean; "switch-preview-model": boolean };
-  "generative-language-api-key": string[];
-  "request-log": boolean;
-  "request-retry": number;
-  "claude-api-key": unknown[];
-  "codex-api-key": unknown[];
-  "openai-compatibility": unknown[];
-  "allow-localhost-unauthenticated": boolean;
-}
-
-/**
- * Builds the `GET /config` view from the domain (settings, the `api-keys` keys, the pool). The
- * standalone server writes the same object back to its configuration file.
- *
- * @example
- * ```ts
- * const view = await managementConfigView({ settings, keys, pool, configLists: () => configLists({ pool }) });
- * ```
- */
-export async function managementConfigView(
-  deps: Pick<ManagementSettingsDeps, "settings" | "keys" | "pool" | "configLists">,
-): Promise<ManagementConfigView> {
-  const s = deps.settings;
-  const lists = await (deps.configLists ?? emptyLists)();
-  const quota = objectSetting(s, "quota-exceeded");
-  return {
-    debug: s.get("debug"),
-    "proxy-url": s.get("proxy-url"),
-    "api-keys": (await apiKeysModel(deps.keys).members()).map((m) => m.value),
-    "quota-exceeded": {
-      "switch-project": quota["switch-project"] === true,
-      "switch-preview-model": quota["switch-preview-model"] === true,
-    },
-    [GL_API_KEY_LABEL]: (await glApiKeysModel(deps.pool).members()).map((m) => m.value),
-    "request-log": s.get("request-log"),
-    "request-retry": s.get("request-retry"),
-    "claude-api-key": lists["claude-api-key"],
-    "codex-api-key": lists["codex-api-key"],
-    "openai-compatibility": lists["openai-compatibility"],
-    "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated"),
-  };
 }
 
 /** `GET /config`, the scalar settings and `DELETE /proxy-url`. */
