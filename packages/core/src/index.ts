@@ -163,6 +163,7 @@ export {
   materializeCredential,
   newCredentialId,
   type ReservationRow,
+  recordUsage,
   recoveredRecord,
   reservationRow,
   rollupKey,

@@ -272,7 +272,6 @@ const STORE_METHODS = [
   "renewReservations",
   "recoverReservations",
   "settleQuota",
-  "recordUsage",
   "acquireLock",
   "releaseLock",
   "watch",

@@ -748,13 +748,6 @@ export function redisStore(options: RedisStoreOptions): Store {
       return { charged: Number(charged) };
     },
 
-    async recordUsage(records: NewUsageRecord[]) {
-      return commit(
-        records.map((record) => ({ reservation: null, actualUnits: record.quota, record })),
-        0,
-      );
-    },
-
     commitUsage: commit,
 
     async acquireLock(name, ttlMs) {

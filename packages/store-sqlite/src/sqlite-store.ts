@@ -628,7 +628,6 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       return out;
     }
   };
-  const record = (records: NewUsageRecord[]): UsageRecord[] => immediate(() => recordIn(records));
   const commit = (commits: UsageCommit[], nowSeconds: number): UsageRecord[] =>
     immediate(() =>
       recordIn(
@@ -968,10 +967,6 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     async settleQuota(reservation, actualUnits, nowSeconds) {
       assertUnits(actualUnits, "actualUnits");
       return settle(reservation, actualUnits, nowSeconds);
-    },
-
-    async recordUsage(records) {
-      return records.length ? record(records) : [];
     },
 
     async commitUsage(commits, nowSeconds) {

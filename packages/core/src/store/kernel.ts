@@ -88,7 +88,6 @@ export type KernelSteps = Sync<
     | "renewReservations"
     | "recoverReservations"
     | "settleQuota"
-    | "recordUsage"
     | "commitUsage"
     | "acquireLock"
     | "releaseLock"
@@ -515,12 +514,8 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
 
     settleQuota: settle,
 
-    recordUsage(records) {
-      return records.map(append);
-    },
-
     commitUsage(commits, nowSeconds) {
-      if (commits.length > 0) touch("keys", "users");
+      // settle() marks keys and users changed; a commit without a reservation changes neither.
       return commits.map((c) => {
         const quota = c.reservation
           ? settle(c.reservation, c.actualUnits, nowSeconds).charged

@@ -1,4 +1,4 @@
-import type { NewUsageRecord, Store, UsageRollup } from "@tokenpool/core";
+import { type NewUsageRecord, recordUsage, type Store, type UsageRollup } from "@tokenpool/core";
 import { beforeEach, expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
 import { byRollupId, type ConformanceGroup } from "./context.js";
@@ -18,18 +18,18 @@ export const usageGroup: ConformanceGroup = {
 
     it("recordUsage returns the records with distinct increasing ids", async () => {
       const input = [fixtures.usage(), fixtures.usage({ keyId: 3 }), fixtures.usage()];
-      const out = await store.recordUsage(input);
+      const out = await recordUsage(store, input);
       expect(out).toHaveLength(3);
       expect(out).toEqual(input.map((r, i) => ({ ...r, id: out[i]!.id })));
       expect(out[1]!.id).toBeGreaterThan(out[0]!.id);
       expect(out[2]!.id).toBeGreaterThan(out[1]!.id);
-      const more = await store.recordUsage([fixtures.usage()]);
+      const more = await recordUsage(store, [fixtures.usage()]);
       expect(more[0]!.id).toBeGreaterThan(out[2]!.id);
-      expect(await store.recordUsage([])).toEqual([]);
+      expect(await recordUsage(store, [])).toEqual([]);
     });
 
     it("list returns details newest first", async () => {
-      const [mid, old, recent] = await store.recordUsage([
+      const [mid, old, recent] = await recordUsage(store, [
         fixtures.usage({ timestamp: H + 2 * MIN }),
         fixtures.usage({ timestamp: H + 1 * MIN }),
         fixtures.usage({ timestamp: H + 3 * MIN }),
@@ -40,7 +40,7 @@ export const usageGroup: ConformanceGroup = {
     });
 
     it("list filters by from (inclusive), to (exclusive), keyId and userId", async () => {
-      const rows = await store.recordUsage([
+      const rows = await recordUsage(store, [
         fixtures.usage({ timestamp: H, keyId: 1, userId: 10 }),
         fixtures.usage({ timestamp: H + MIN, keyId: 2, userId: 10 }),
         fixtures.usage({ timestamp: H + 2 * MIN, keyId: 1, userId: 20 }),
@@ -61,7 +61,7 @@ export const usageGroup: ConformanceGroup = {
 
     it("list paginates (default limit 100) and counts all matches", async () => {
       const input = Array.from({ length: 105 }, (_, i) => fixtures.usage({ timestamp: H + i }));
-      await store.recordUsage(input);
+      await recordUsage(store, input);
       const first = await store.usage.list();
       expect(first.total).toBe(105);
       expect(first.items).toHaveLength(100);
@@ -90,13 +90,13 @@ export const usageGroup: ConformanceGroup = {
           quota: 100,
           ...o,
         });
-      await store.recordUsage([
+      await recordUsage(store, [
         rec({ timestamp: H + 1 * MIN }),
         rec({ timestamp: H + 2 * MIN, model: "m2", inputTokens: 7, totalTokens: 27 }),
         rec({ timestamp: H + 60 * MIN }), // next hour
         rec({ timestamp: H + 5 * MIN, route: B }),
       ]);
-      await store.recordUsage([
+      await recordUsage(store, [
         rec({
           timestamp: H + 59 * MIN,
           success: false,
@@ -163,7 +163,7 @@ export const usageGroup: ConformanceGroup = {
     it("concurrent recordUsage calls lose no roll-up increments", async () => {
       await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          store.recordUsage([
+          recordUsage(store, [
             fixtures.usage({ timestamp: H + i, quota: 1, totalTokens: 2 }),
             fixtures.usage({ timestamp: H + i, quota: 1, totalTokens: 2, success: false }),
           ]),
@@ -177,7 +177,7 @@ export const usageGroup: ConformanceGroup = {
     });
 
     it("keeps roll-up rows apart whatever characters routes and models contain", async () => {
-      await store.recordUsage([
+      await recordUsage(store, [
         fixtures.usage({ timestamp: H, route: "POST /a|b", model: "m", keyId: null }),
         fixtures.usage({ timestamp: H, route: "POST /a", model: "b|m", keyId: null }),
       ]);
@@ -187,7 +187,7 @@ export const usageGroup: ConformanceGroup = {
     });
 
     it("prune deletes details older than the cut-off and keeps the roll-ups", async () => {
-      const [, kept1, kept2] = await store.recordUsage([
+      const [, kept1, kept2] = await recordUsage(store, [
         fixtures.usage({ timestamp: H - 120 * MIN }),
         fixtures.usage({ timestamp: H - 60 * MIN }),
         fixtures.usage({ timestamp: H }),

@@ -1,4 +1,4 @@
-import type { ApiKeyRecord, Store } from "@tokenpool/core";
+import { type ApiKeyRecord, recordUsage, type Store } from "@tokenpool/core";
 import { beforeEach, expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
 import {
@@ -155,7 +155,7 @@ export const watchGroup: ConformanceGroup = {
       const res = reservationOf(await store.reserveQuota(key.id, 10));
       await store.settleQuota(res, 12, 1_700_000_000);
       await store.reserveQuota(key.id, 10_000_000);
-      await store.recordUsage([fixtures.usage({ keyId: key.id, userId: user.id })]);
+      await recordUsage(store, [fixtures.usage({ keyId: key.id, userId: user.id })]);
       await store.usage.prune(Date.now() + 1);
       await store.kv.set("k", "v", 1_000);
       await store.kv.incr("n", 1);
