@@ -1,10 +1,11 @@
 import type { Store, StoreCapabilities } from "@tokenpool/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { commitUsageGroup } from "./conformance/commit-usage.js";
-import type {
-  ConformanceContext,
-  ConformanceGroup,
-  ConformanceGroupName,
+import {
+  type ConformanceContext,
+  type ConformanceGroup,
+  type ConformanceGroupName,
+  storeHandle,
 } from "./conformance/context.js";
 import { credentialsGroup } from "./conformance/credentials.js";
 import { keysGroup } from "./conformance/keys.js";
@@ -95,9 +96,7 @@ export function runStoreConformance(options: StoreConformanceOptions): void {
     });
 
     const ctx: ConformanceContext = {
-      get store() {
-        return store;
-      },
+      store: storeHandle(() => store),
       capabilities,
       reopen,
       /** A second store object over the same data (see `reopen`). */

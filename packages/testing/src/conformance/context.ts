@@ -24,7 +24,11 @@ export type ConformanceGroupName =
 
 /** What a group's tests see of the suite: the current store and the adapter's options. */
 export interface ConformanceContext {
-  /** The running test's store: a fresh one per test, closed and cleaned up after it. */
+  /**
+   * The running test's store (a fresh one per test, closed and cleaned up after it), through a
+   * handle that stays the same for the whole group: tests read it when they run, not when they
+   * are collected.
+   */
   readonly store: Store;
   /** The adapter's capabilities, read once while tests are collected (for `it.skipIf`). */
   readonly capabilities: StoreCapabilities;
@@ -41,6 +45,29 @@ export interface ConformanceGroup {
   title: string;
   /** Registers the group's tests (called inside its `describe`). */
   register(ctx: ConformanceContext): void;
+}
+
+/** Declares a group: its name (for `skip`), its `describe` title and its tests. */
+export function defineGroup(
+  name: ConformanceGroupName,
+  title: string,
+  register: (ctx: ConformanceContext) => void,
+): ConformanceGroup {
+  return { name, title, register };
+}
+
+/**
+ * A Store that forwards every member to the store `current()` returns at the time of the call,
+ * with the Store's own methods bound to it.
+ */
+export function storeHandle(current: () => Store): Store {
+  return new Proxy({} as Store, {
+    get(_, member) {
+      const store = current();
+      const value: unknown = Reflect.get(store, member);
+      return typeof value === "function" ? value.bind(store) : value;
+    },
+  });
 }
 
 /** Resolves after `ms` milliseconds. */

@@ -1,9 +1,9 @@
-import type { Store, StoreChange } from "@tokenpool/core";
-import { beforeEach, expect, it } from "vitest";
+import type { StoreChange } from "@tokenpool/core";
+import { expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
 import {
-  type ConformanceGroup,
   change,
+  defineGroup,
   granted,
   record,
   reservationOf,
@@ -12,17 +12,11 @@ import {
 } from "./context.js";
 
 /** Several store objects over the same data (multi-process adapters with `reopen`): shared reads, remote changes, races across objects. */
-export const multiProcessGroup: ConformanceGroup = {
-  name: "multi-process",
-  title: "several store objects over the same data",
-  register(ctx) {
-    let store: Store;
-    beforeEach(() => {
-      store = ctx.store;
-    });
-
-    const skip = !ctx.capabilities.multiProcess || !ctx.reopen;
-    const openPeer = ctx.openPeer;
+export const multiProcessGroup = defineGroup(
+  "multi-process",
+  "several store objects over the same data",
+  ({ store, capabilities, reopen, openPeer }) => {
+    const skip = !capabilities.multiProcess || !reopen;
 
     it.skipIf(skip)("a write through one is read through the other", async () => {
       const peer = await openPeer();
@@ -129,4 +123,4 @@ export const multiProcessGroup: ConformanceGroup = {
       expect(await store.kv.get("n")).toBe("100");
     });
   },
-};
+);

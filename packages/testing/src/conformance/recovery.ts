@@ -2,22 +2,16 @@ import {
   DEFAULT_RESERVATION_TTL_MS,
   type Reservation,
   type ReservationMeta,
-  type Store,
 } from "@tokenpool/core";
-import { beforeEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
-import { type ConformanceGroup, reservationOf } from "./context.js";
+import { defineGroup, reservationOf } from "./context.js";
 
 /** Durable reservation rows: renewal, recovery of expired ones exactly once, the ledger invariant. */
-export const recoveryGroup: ConformanceGroup = {
-  name: "recovery",
-  title: "durable reservations and recovery",
-  register(ctx) {
-    let store: Store;
-    beforeEach(() => {
-      store = ctx.store;
-    });
-
+export const recoveryGroup = defineGroup(
+  "recovery",
+  "durable reservations and recovery",
+  ({ store }) => {
     const T = 1_700_000_000_000;
     const meta = (expiresAt: number, requestId = "req-1"): ReservationMeta => ({
       expiresAt,
@@ -188,4 +182,4 @@ export const recoveryGroup: ConformanceGroup = {
       });
     });
   },
-};
+);
