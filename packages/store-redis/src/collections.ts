@@ -10,6 +10,7 @@ import {
   type KvCollection,
   materializeCredential,
   type SettingsCollection,
+  type Store,
   type UserCollection,
   type UserPatch,
   type UserRecord,
@@ -263,5 +264,18 @@ export function kvCollection({ client, k, run }: RedisContext): KvCollection {
       const ttl = ttlMs === undefined ? "" : Math.max(1, Math.ceil(ttlMs));
       return Number(await run("tpKvIncr", [k.kv(key)], [by, ttl]));
     },
+  };
+}
+
+/** Every collection of the store except usage (which belongs to the ledger). */
+export function collections(
+  ctx: RedisContext,
+): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
+  return {
+    keys: keyCollection(ctx),
+    users: userCollection(ctx),
+    credentials: credentialCollection(ctx),
+    settings: settingsCollection(ctx),
+    kv: kvCollection(ctx),
   };
 }

@@ -2,13 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "@tokenpool/core";
 import { Redis, type RedisOptions } from "ioredis";
 import { changeFeed } from "./change-feed.js";
-import {
-  credentialCollection,
-  keyCollection,
-  kvCollection,
-  settingsCollection,
-  userCollection,
-} from "./collections.js";
+import { collections } from "./collections.js";
 import {
   COMMANDS,
   type CommandName,
@@ -87,22 +81,12 @@ export function redisStore(options: RedisStoreOptions): Store {
 
   const feed = changeFeed({ client, channel, log: k.log, instanceId });
   const ctx: RedisContext = { client, k, base, run, write, emitLocal: feed.emitLocal };
-  const steps = ledger(ctx, detailsLimit);
 
   return {
     name: "redis",
     capabilities: { multiProcess: true },
-    keys: keyCollection(ctx),
-    users: userCollection(ctx),
-    credentials: credentialCollection(ctx),
-    usage: steps.usage,
-    settings: settingsCollection(ctx),
-    kv: kvCollection(ctx),
-    reserveQuota: steps.reserveQuota,
-    renewReservations: steps.renewReservations,
-    recoverReservations: steps.recoverReservations,
-    settleQuota: steps.settleQuota,
-    commitUsage: steps.commitUsage,
+    ...collections(ctx),
+    ...ledger(ctx, detailsLimit),
 
     async acquireLock(name, ttlMs) {
       const token = randomUUID();

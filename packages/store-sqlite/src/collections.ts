@@ -13,6 +13,7 @@ import {
   type NewCredential,
   type NewUser,
   type SettingsCollection,
+  type Store,
   type UserCollection,
   type UserPatch,
   type UserRecord,
@@ -316,5 +317,18 @@ export function kvCollection({ s, maintain }: CollectionContext): KvCollection {
       maintain();
       return Number(value);
     },
+  };
+}
+
+/** Every collection of the store except usage (which belongs to the ledger). */
+export function collections(
+  ctx: CollectionContext,
+): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
+  return {
+    keys: keyCollection(ctx),
+    users: userCollection(ctx),
+    credentials: credentialCollection(ctx),
+    settings: settingsCollection(ctx),
+    kv: kvCollection(ctx),
   };
 }

@@ -2,13 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "@tokenpool/core";
 import Database from "better-sqlite3";
 import { changeFeed } from "./change-feed.js";
-import {
-  credentialCollection,
-  keyCollection,
-  kvCollection,
-  settingsCollection,
-  userCollection,
-} from "./collections.js";
+import { collections } from "./collections.js";
 import { ledger } from "./ledger.js";
 import { migrate } from "./migrations.js";
 import { prepareStatements, queryShapes } from "./statements.js";
@@ -123,24 +117,14 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
   const feed = changeFeed({ s, immediate, shared, instanceId, pollIntervalMs });
   const { mutate, maintain } = feed;
-  const steps = ledger({ s, immediate, shaped, page });
-  const collections = { s, mutate, maintain, page };
+  const { flush, ...steps } = ledger({ s, immediate, shaped, page });
   let closed = false;
 
   return {
     name: "sqlite",
     capabilities: { multiProcess: shared },
-    keys: keyCollection(collections),
-    users: userCollection(collections),
-    credentials: credentialCollection(collections),
-    usage: steps.usage,
-    settings: settingsCollection(collections),
-    kv: kvCollection(collections),
-    reserveQuota: steps.reserveQuota,
-    renewReservations: steps.renewReservations,
-    recoverReservations: steps.recoverReservations,
-    settleQuota: steps.settleQuota,
-    commitUsage: steps.commitUsage,
+    ...collections({ s, mutate, maintain, page }),
+    ...steps,
 
     async acquireLock(name, ttlMs) {
       const now = Date.now();
@@ -161,7 +145,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       if (closed) return;
       closed = true;
       // Reservations already asked for are answered before the database goes away.
-      steps.flush();
+      flush();
       feed.close();
       if (owned) db.close();
     },

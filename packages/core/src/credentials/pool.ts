@@ -28,16 +28,8 @@ import {
   type RoutingStrategy,
 } from "./strategies.js";
 
-export {
-  type AddCredentialInput,
-  type CredentialPick,
-  type CredentialPoolOptions,
-  type MaskedCredential,
-  maskCredential,
-  type PickOptions,
-  type ReportFailureOptions,
-  type SettingsReader,
-} from "./pool-options.js";
+// What the pool's importers take from here; the rest of its types is in pool-options.ts.
+export { type AddCredentialInput, maskCredential, type PickOptions } from "./pool-options.js";
 
 /**
  * The upstream credential pool, held in memory for picking and kept in step with the store
