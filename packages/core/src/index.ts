@@ -157,6 +157,7 @@ export { DEFAULT_RESERVATION_TTL_MS, KeyStatus } from "./store/types.js";
 export {
   addToRollup,
   assertUnits,
+  credentialDefaults,
   emptyCredentialState,
   emptyRollup,
   hourBucket,

@@ -147,6 +147,37 @@ export function recoveredRecord(row: ReservationRow): NewUsageRecord {
 }
 
 /**
+ * The defaults of a credential's optional fields: no proxy, projects, model list, exclusions or
+ * extra headers, priority 0, weight 1, enabled, no groups (the default group), a fresh state.
+ */
+export function credentialDefaults(): Pick<
+  NewCredential,
+  | "proxyUrl"
+  | "projectIds"
+  | "models"
+  | "excludedModels"
+  | "priority"
+  | "weight"
+  | "enabled"
+  | "groups"
+  | "headers"
+  | "state"
+> {
+  return {
+    proxyUrl: "",
+    projectIds: [],
+    models: [],
+    excludedModels: [],
+    priority: 0,
+    weight: 1,
+    enabled: true,
+    groups: [],
+    headers: {},
+    state: emptyCredentialState(),
+  };
+}
+
+/**
  * Appends usage records that settle no reservation, with their hourly roll-ups, in one atomic
  * step: one {@link Store.commitUsage} call whose commits carry no reservation, so each record
  * keeps its own `quota`. Returns the records with their ids. Derived here once, so that an
