@@ -30,14 +30,14 @@ import {
   userFromRow,
   userParams,
 } from "./rows.js";
-import type { PageQuery, Statements } from "./statements.js";
+import { type QueryShapes, type Statements, Where } from "./statements.js";
 
 /** What the collections need of the store. */
 export interface CollectionContext {
   s: Statements;
   mutate: ChangeFeed["mutate"];
   maintain: ChangeFeed["maintain"];
-  page: PageQuery;
+  shapes: QueryShapes;
 }
 
 /** The patch without `undefined` values, which mean "not given" rather than "set to undefined". */
@@ -54,7 +54,7 @@ function rethrowDuplicate(err: unknown, message: string): never {
 }
 
 /** The `keys` table. */
-export function keyCollection({ s, mutate, page }: CollectionContext): KeyCollection {
+export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyCollection {
   const getKey = (id: number): ApiKeyRecord | null => {
     const row = s.keyById.get(id) as KeyRow | undefined;
     return row ? keyFromRow(row) : null;
@@ -80,21 +80,11 @@ export function keyCollection({ s, mutate, page }: CollectionContext): KeyCollec
       return row ? keyFromRow(row) : null;
     },
     async list(q: KeyQuery = {}) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (q.userId !== undefined) {
-        where.push("user_id IS ?");
-        params.push(q.userId);
-      }
-      if (q.keyword) {
-        where.push("instr(tokenpool_lower(name), ?) > 0");
-        params.push(q.keyword.toLowerCase());
-      }
-      if (q.hint) {
-        where.push("instr(key_hint, ?) > 0");
-        params.push(q.hint);
-      }
-      return page("keys", where, params, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
+      const where = new Where()
+        .and(q.userId !== undefined, "user_id IS ?", q.userId)
+        .and(!!q.keyword, "instr(tokenpool_lower(name), ?) > 0", q.keyword?.toLowerCase())
+        .and(!!q.hint, "instr(key_hint, ?) > 0", q.hint);
+      return shapes.page("keys", where, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
     },
     async update(id, patch: ApiKeyPatch) {
       return mutate((note) => {
@@ -143,7 +133,7 @@ export function keyCollection({ s, mutate, page }: CollectionContext): KeyCollec
 }
 
 /** The `users` table. */
-export function userCollection({ s, mutate, page }: CollectionContext): UserCollection {
+export function userCollection({ s, mutate, shapes }: CollectionContext): UserCollection {
   const getUser = (id: number): UserRecord | null => {
     const row = s.userById.get(id) as UserRow | undefined;
     return row ? userFromRow(row) : null;
@@ -173,16 +163,14 @@ export function userCollection({ s, mutate, page }: CollectionContext): UserColl
       return row ? userFromRow(row) : null;
     },
     async list(q = {}) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (q.keyword) {
-        where.push(
-          "(instr(tokenpool_lower(username), ?) > 0 OR instr(tokenpool_lower(display_name), ?) > 0)",
-        );
-        const kw = q.keyword.toLowerCase();
-        params.push(kw, kw);
-      }
-      return page("users", where, params, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
+      const kw = q.keyword?.toLowerCase();
+      const where = new Where().and(
+        !!kw,
+        "(instr(tokenpool_lower(username), ?) > 0 OR instr(tokenpool_lower(display_name), ?) > 0)",
+        kw,
+        kw,
+      );
+      return shapes.page("users", where, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
     },
     async update(id, patch: UserPatch) {
       return mutate((note) => {

@@ -20,7 +20,6 @@ import {
   type UsageRollup,
 } from "@tokenpool/core";
 import { settleAmounts } from "@tokenpool/core/store-kernel";
-import type Database from "better-sqlite3";
 import {
   type KeyRow,
   type ReservationDbRow,
@@ -32,14 +31,13 @@ import {
   usageFromRow,
   usageParams,
 } from "./rows.js";
-import type { PageQuery, Statements } from "./statements.js";
+import { type QueryShapes, type Statements, Where } from "./statements.js";
 
 /** What the ledger needs of the store. */
 export interface LedgerContext {
   s: Statements;
   immediate: <T>(fn: () => T) => T;
-  shaped: (sql: string) => Database.Statement;
-  page: PageQuery;
+  shapes: QueryShapes;
 }
 
 /** The quota and usage steps of the Store contract, plus `flush` for the reservations still queued. */
@@ -60,7 +58,7 @@ export type Ledger = Pick<
  * The ledger: quota reservations (group-committed per event-loop turn), settlements, usage
  * records with their roll-ups and the recovery of expired reservations, each one transaction.
  */
-export function ledger({ s, immediate, shaped, page }: LedgerContext): Ledger {
+export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
   /**
    * One reservation inside the caller's transaction: the guarded debit and the durable
    * reservation row commit together, so a process that dies leaves a row to recover.
@@ -224,28 +222,14 @@ export function ledger({ s, immediate, shaped, page }: LedgerContext): Ledger {
   return {
     usage: {
       async list(q: UsageQuery = {}) {
-        const where: string[] = [];
-        const params: unknown[] = [];
-        if (q.from !== undefined) {
-          where.push("timestamp >= ?");
-          params.push(q.from);
-        }
-        if (q.to !== undefined) {
-          where.push("timestamp < ?");
-          params.push(q.to);
-        }
-        if (q.keyId !== undefined) {
-          where.push("key_id = ?");
-          params.push(q.keyId);
-        }
-        if (q.userId !== undefined) {
-          where.push("user_id = ?");
-          params.push(q.userId);
-        }
-        return page(
+        const where = new Where()
+          .and(q.from !== undefined, "timestamp >= ?", q.from)
+          .and(q.to !== undefined, "timestamp < ?", q.to)
+          .and(q.keyId !== undefined, "key_id = ?", q.keyId)
+          .and(q.userId !== undefined, "user_id = ?", q.userId);
+        return shapes.page(
           "usage_records",
           where,
-          params,
           "timestamp DESC, id DESC",
           q.offset ?? 0,
           q.limit ?? 100,
@@ -253,24 +237,13 @@ export function ledger({ s, immediate, shaped, page }: LedgerContext): Ledger {
         );
       },
       async rollups(q: RollupQuery = {}) {
-        const where: string[] = [];
-        const params: unknown[] = [];
-        if (q.fromHour !== undefined) {
-          where.push("hour >= ?");
-          params.push(q.fromHour);
-        }
-        if (q.toHour !== undefined) {
-          where.push("hour < ?");
-          params.push(q.toHour);
-        }
-        if (q.keyId !== undefined) {
-          where.push("key_id = ?");
-          params.push(q.keyId);
-        }
-        const clause = where.length ? ` WHERE ${where.join(" AND ")}` : "";
-        const rows = shaped(
-          `SELECT * FROM usage_rollups${clause} ORDER BY hour, route, model, key_id`,
-        ).all(...params) as RollupRow[];
+        const where = new Where()
+          .and(q.fromHour !== undefined, "hour >= ?", q.fromHour)
+          .and(q.toHour !== undefined, "hour < ?", q.toHour)
+          .and(q.keyId !== undefined, "key_id = ?", q.keyId);
+        const rows = shapes
+          .of(`SELECT * FROM usage_rollups${where.clause} ORDER BY hour, route, model, key_id`)
+          .all(...where.params) as RollupRow[];
         return rows.map(rollupFromRow);
       },
       async prune(before) {

@@ -5,7 +5,7 @@ import { changeFeed } from "./change-feed.js";
 import { collections } from "./collections.js";
 import { ledger } from "./ledger.js";
 import { migrate } from "./migrations.js";
-import { prepareStatements, queryShapes } from "./statements.js";
+import { prepareStatements, QueryShapes } from "./statements.js";
 
 /** Options shared by both ways of opening a {@link sqliteStore}. */
 export interface SqliteStoreBaseOptions {
@@ -110,20 +110,20 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const instanceId = randomUUID();
 
   const s = prepareStatements(db);
-  const { shaped, page } = queryShapes(db);
+  const shapes = new QueryShapes(db);
   const transaction = db.transaction((fn: () => unknown) => fn());
   /** Runs `fn` in a BEGIN IMMEDIATE transaction: the write lock is taken before the first read. */
   const immediate = <T>(fn: () => T): T => transaction.immediate(fn) as T;
 
   const feed = changeFeed({ s, immediate, shared, instanceId, pollIntervalMs });
   const { mutate, maintain } = feed;
-  const { flush, ...steps } = ledger({ s, immediate, shaped, page });
+  const { flush, ...steps } = ledger({ s, immediate, shapes });
   let closed = false;
 
   return {
     name: "sqlite",
     capabilities: { multiProcess: shared },
-    ...collections({ s, mutate, maintain, page }),
+    ...collections({ s, mutate, maintain, shapes }),
     ...steps,
 
     async acquireLock(name, ttlMs) {

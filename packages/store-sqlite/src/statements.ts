@@ -178,55 +178,67 @@ export function prepareStatements(db: Database.Database) {
 /** The store's prepared statements. */
 export type Statements = ReturnType<typeof prepareStatements>;
 
-/** A page query: the total count and one page of `table` rows, mapped to records. */
-export type PageQuery = <R, T>(
-  table: string,
-  where: string[],
-  params: unknown[],
-  order: string,
-  offset: number,
-  limit: number,
-  map: (row: R) => T,
-) => Page<T>;
+/** The conditions of a WHERE clause and their parameters, added filter by filter. */
+export class Where {
+  readonly #conditions: string[] = [];
+  /** The parameters, in the order of their `?`. */
+  readonly params: unknown[] = [];
+
+  /** Adds the condition `sql` with its parameters when `applies`. */
+  and(applies: boolean, sql: string, ...params: unknown[]): this {
+    if (applies) {
+      this.#conditions.push(sql);
+      this.params.push(...params);
+    }
+    return this;
+  }
+
+  /** ` WHERE a AND b`, or `""` without conditions. */
+  get clause(): string {
+    return this.#conditions.length ? ` WHERE ${this.#conditions.join(" AND ")}` : "";
+  }
+}
 
 /**
- * Queries whose SQL depends on which filters are given: `shaped` compiles each distinct SQL once,
- * `page` counts and pages a filtered table.
+ * Statements whose SQL depends on which filters a query uses, each distinct SQL compiled once.
  */
-export function queryShapes(db: Database.Database): {
-  shaped: (sql: string) => Database.Statement;
-  page: PageQuery;
-} {
-  /** Statements whose SQL depends on which filters a query uses, compiled once per shape. */
-  const shapes = new Map<string, Database.Statement>();
-  const shaped = (sql: string): Database.Statement => {
-    let stmt = shapes.get(sql);
+export class QueryShapes {
+  readonly #db: Database.Database;
+  readonly #shapes = new Map<string, Database.Statement>();
+
+  constructor(db: Database.Database) {
+    this.#db = db;
+  }
+
+  /** The statement of `sql`, compiled on its first use. */
+  of(sql: string): Database.Statement {
+    let stmt = this.#shapes.get(sql);
     if (!stmt) {
-      stmt = db.prepare(sql);
-      shapes.set(sql, stmt);
+      stmt = this.#db.prepare(sql);
+      this.#shapes.set(sql, stmt);
     }
     return stmt;
-  };
+  }
 
-  const page = <R, T>(
+  /** The total count of the `table` rows matching `where`, and one page of them as records. */
+  page<R, T>(
     table: string,
-    where: string[],
-    params: unknown[],
+    where: Where,
     order: string,
     offset: number,
     limit: number,
     map: (row: R) => T,
-  ): Page<T> => {
-    const clause = where.length ? ` WHERE ${where.join(" AND ")}` : "";
-    const total = shaped(`SELECT COUNT(*) FROM ${table}${clause}`)
+  ): Page<T> {
+    const clause = where.clause;
+    const params = where.params;
+    const total = this.of(`SELECT COUNT(*) FROM ${table}${clause}`)
       .pluck()
       .get(...params) as number;
-    const rows = shaped(`SELECT * FROM ${table}${clause} ORDER BY ${order} LIMIT ? OFFSET ?`).all(
+    const rows = this.of(`SELECT * FROM ${table}${clause} ORDER BY ${order} LIMIT ? OFFSET ?`).all(
       ...params,
       Math.max(0, limit),
       Math.max(0, offset),
     ) as R[];
     return { items: rows.map(map), total };
-  };
-  return { shaped, page };
+  }
 }
