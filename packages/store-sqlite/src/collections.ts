@@ -45,12 +45,16 @@ function given<T extends object>(patch: T): Partial<T> {
   return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** Turns a UNIQUE constraint failure into an error that says what was duplicated. */
-function rethrowDuplicate(err: unknown, message: string): never {
-  if ((err as { code?: unknown } | null)?.code === "SQLITE_CONSTRAINT_UNIQUE") {
-    throw new Error(message, { cause: err });
+/** Runs a write a UNIQUE index may refuse; a refusal becomes an error that says what was duplicated. */
+function unique<T>(write: () => T, message: string): T {
+  try {
+    return write();
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code === "SQLITE_CONSTRAINT_UNIQUE") {
+      throw new Error(message, { cause: err });
+    }
+    throw err;
   }
-  throw err;
 }
 
 /** The `keys` table. */
@@ -62,12 +66,11 @@ export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyColl
   return {
     async create(input: NewApiKey) {
       return mutate((note) => {
-        let id: number;
-        try {
-          id = Number(s.insertKey.run(keyParams(input)).lastInsertRowid);
-        } catch (err) {
-          rethrowDuplicate(err, "a key with this hash already exists");
-        }
+        const { lastInsertRowid } = unique(
+          () => s.insertKey.run(keyParams(input)),
+          "a key with this hash already exists",
+        );
+        const id = Number(lastInsertRowid);
         note("keys", id, "upsert");
         return getKey(id)!;
       });
@@ -105,15 +108,13 @@ export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyColl
     },
     async rekey(id, keyHash, keyCipher) {
       return mutate((note) => {
-        let changed: number;
-        try {
-          // The unique index on key_hash moves the lookup with the row, or refuses a hash
-          // another key holds.
-          changed = s.rekey.run(keyHash, keyCipher, id).changes;
-        } catch (err) {
-          rethrowDuplicate(err, "a key with this hash already exists");
-        }
-        if (changed === 0) return null;
+        // The unique index on key_hash moves the lookup with the row, or refuses a hash
+        // another key holds.
+        const { changes } = unique(
+          () => s.rekey.run(keyHash, keyCipher, id),
+          "a key with this hash already exists",
+        );
+        if (changes === 0) return null;
         note("keys", id, "upsert");
         return getKey(id);
       });
@@ -141,12 +142,11 @@ export function userCollection({ s, mutate, shapes }: CollectionContext): UserCo
   return {
     async create(input: NewUser) {
       return mutate((note) => {
-        let id: number;
-        try {
-          id = Number(s.insertUser.run(userParams(input)).lastInsertRowid);
-        } catch (err) {
-          rethrowDuplicate(err, `username "${input.username}" already exists`);
-        }
+        const { lastInsertRowid } = unique(
+          () => s.insertUser.run(userParams(input)),
+          `username "${input.username}" already exists`,
+        );
+        const id = Number(lastInsertRowid);
         note("users", id, "upsert");
         return getUser(id)!;
       });
@@ -178,11 +178,10 @@ export function userCollection({ s, mutate, shapes }: CollectionContext): UserCo
         if (!current) return null;
         const { id: _id, ...rest } = given(patch) as UserPatch & { id?: number };
         const next = { ...current, ...rest };
-        try {
-          s.updateUser.run({ ...userParams(next), id });
-        } catch (err) {
-          rethrowDuplicate(err, `username "${next.username}" already exists`);
-        }
+        unique(
+          () => s.updateUser.run({ ...userParams(next), id }),
+          `username "${next.username}" already exists`,
+        );
         note("users", id, "upsert");
         return getUser(id);
       });
@@ -207,11 +206,10 @@ export function credentialCollection({ s, mutate }: CollectionContext): Credenti
     async create(input: NewCredential) {
       return mutate((note) => {
         const rec = materializeCredential(input, Date.now());
-        try {
-          s.insertCredential.run(credentialParams(rec));
-        } catch (err) {
-          rethrowDuplicate(err, `credential "${rec.id}" already exists`);
-        }
+        unique(
+          () => s.insertCredential.run(credentialParams(rec)),
+          `credential "${rec.id}" already exists`,
+        );
         note("credentials", rec.id, "upsert");
         return rec;
       });
