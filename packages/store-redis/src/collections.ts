@@ -11,11 +11,38 @@ import {
   materializeCredential,
   type SettingsCollection,
   type Store,
+  type StoreChange,
   type UserCollection,
   type UserPatch,
   type UserRecord,
 } from "@tokenpool/core";
 import { decode, encode, loadHashes, page, type RedisContext, toHash } from "./context.js";
+
+/**
+ * The record an update script answered (its fields, flat), announced to the listeners when it
+ * exists; null for an unknown id.
+ */
+function updated<T>(
+  emitLocal: RedisContext["emitLocal"],
+  collection: StoreChange["collection"],
+  id: string | number,
+  reply: unknown,
+): T | null {
+  const rec = decode<T>(toHash(reply));
+  if (rec) emitLocal(collection, id, "upsert");
+  return rec;
+}
+
+/** Whether a delete script removed the record, announced to the listeners when it did. */
+function deleted(
+  emitLocal: RedisContext["emitLocal"],
+  collection: StoreChange["collection"],
+  id: string | number,
+  ok: boolean,
+): boolean {
+  if (ok) emitLocal(collection, id, "delete");
+  return ok;
+}
 
 /** The keys: one hash each, a hash index and a sorted set by id. */
 export function keyCollection({ client, k, write, emitLocal }: RedisContext): KeyCollection {
@@ -73,9 +100,7 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
         ...rest
       } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
       const reply = await write("tpRecordUpdate", [k.key(id)], ["keys", id, ...encode(rest)]);
-      const rec = decode<ApiKeyRecord>(toHash(reply));
-      if (rec) emitLocal("keys", id, "upsert");
-      return rec;
+      return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
     },
     async rekey(id, keyHash, keyCipher) {
       const reply = await write(
@@ -84,16 +109,14 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
         [id, keyHash, JSON.stringify(keyCipher)],
       );
       if (reply === -1) throw new Error("a key with this hash already exists");
-      const rec = decode<ApiKeyRecord>(toHash(reply));
-      if (rec) emitLocal("keys", id, "upsert");
-      return rec;
+      return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
     },
     async delete(ids) {
       const unique = [...new Set(ids)];
       if (unique.length === 0) return 0;
-      const deleted = (await write("tpKeyDelete", [k.keyHash, k.keys], unique)) as string[];
-      for (const id of deleted) emitLocal("keys", id, "delete");
-      return deleted.length;
+      const gone = (await write("tpKeyDelete", [k.keyHash, k.keys], unique)) as string[];
+      for (const id of gone) emitLocal("keys", id, "delete");
+      return gone.length;
     },
   };
 }
@@ -152,15 +175,12 @@ export function userCollection({ client, k, write, emitLocal }: RedisContext): U
         ],
       );
       if (reply === -1) throw userDuplicate(rest.username!);
-      const rec = decode<UserRecord>(toHash(reply));
-      if (rec) emitLocal("users", id, "upsert");
-      return rec;
+      return updated<UserRecord>(emitLocal, "users", id, reply);
     },
     async delete(id) {
       const ok =
         (await write("tpUserDelete", [k.user(id), k.username, k.userToken, k.users], [id])) === 1;
-      if (ok) emitLocal("users", id, "delete");
-      return ok;
+      return deleted(emitLocal, "users", id, ok);
     },
   };
 }
@@ -204,14 +224,11 @@ export function credentialCollection({
         [k.cred(id)],
         ["credentials", id, ...encode({ ...rest, updatedAt: Date.now() })],
       );
-      const rec = decode<CredentialRecord>(toHash(reply));
-      if (rec) emitLocal("credentials", id, "upsert");
-      return rec;
+      return updated<CredentialRecord>(emitLocal, "credentials", id, reply);
     },
     async delete(id) {
       const ok = (await write("tpCredDelete", [k.cred(id), k.creds], [id])) === 1;
-      if (ok) emitLocal("credentials", id, "delete");
-      return ok;
+      return deleted(emitLocal, "credentials", id, ok);
     },
   };
 }
@@ -240,8 +257,7 @@ export function settingsCollection({
     },
     async delete(name) {
       const ok = (await write("tpSettingsDelete", [k.settings], [name])) === 1;
-      if (ok) emitLocal("settings", name, "delete");
-      return ok;
+      return deleted(emitLocal, "settings", name, ok);
     },
   };
 }
