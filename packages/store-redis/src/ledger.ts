@@ -18,7 +18,6 @@ import {
   type UsageRollup,
 } from "@tokenpool/core";
 import { type Hash, page, type RedisContext, type ScriptArg } from "./context.js";
-import type * as lua from "./lua/scripts.js";
 
 const PRUNE_BATCH = 1_000;
 
@@ -90,7 +89,7 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
     ];
   };
 
-  /** The {@link lua.RECORD_STRIDE} script values of one usage record. */
+  /** The `RECORD_STRIDE` script values of one usage record (see `lua/scripts.ts`). */
   const recordArgs = (r: NewUsageRecord): ScriptArg[] => {
     const { quota: _q, ...rest } = r;
     return [
