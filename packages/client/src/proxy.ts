@@ -1,5 +1,5 @@
 import { errorFromBody, TokenpoolError } from "./error.js";
-import { parseBody, type Transport } from "./http.js";
+import { type Auth, parseBody, type Transport } from "./http.js";
 import { parseSse } from "./sse.js";
 
 /** A JSON object of a provider's API (request, response or stream chunk). */
@@ -100,6 +100,7 @@ function lazyStream<T>(open: () => Promise<Response>): AsyncIterable<T> {
   };
 }
 
+/** `client.proxy(apiKey)` on a transport. */
 export function proxyApi(t: Transport, apiKey: string): ProxyApi {
   const openai = { header: "authorization", value: `Bearer ${apiKey}` };
   const anthropic = {
@@ -111,37 +112,28 @@ export function proxyApi(t: Transport, apiKey: string): ProxyApi {
   const stream = { accept: "text/event-stream" };
   const modelPath = (model: string, method: string) =>
     `v1beta/models/${encodeURIComponent(model)}:${method}`;
+  /** A JSON call whose body gets `stream: false`. */
+  const whole =
+    (path: string, auth: Auth) =>
+    <T>(body: ProviderJson, o?: ProxyCallOptions) =>
+      t.request<T>("POST", path, { auth, json: { ...body, stream: false }, signal: o?.signal });
+  /** The same call with `stream: true`, read as an SSE stream. */
+  const streamed =
+    (path: string, auth: Auth) =>
+    <T>(body: ProviderJson, o?: ProxyCallOptions) =>
+      lazyStream<T>(() =>
+        t.send("POST", path, {
+          auth,
+          json: { ...body, stream: true },
+          headers: stream,
+          signal: o?.signal,
+        }),
+      );
   return {
-    chat: (body, o) =>
-      t.request("POST", "v1/chat/completions", {
-        auth: openai,
-        json: { ...body, stream: false },
-        signal: o?.signal,
-      }),
-    chatStream: (body, o) =>
-      lazyStream(() =>
-        t.send("POST", "v1/chat/completions", {
-          auth: openai,
-          json: { ...body, stream: true },
-          headers: stream,
-          signal: o?.signal,
-        }),
-      ),
-    messages: (body, o) =>
-      t.request("POST", "v1/messages", {
-        auth: anthropic,
-        json: { ...body, stream: false },
-        signal: o?.signal,
-      }),
-    messagesStream: (body, o) =>
-      lazyStream(() =>
-        t.send("POST", "v1/messages", {
-          auth: anthropic,
-          json: { ...body, stream: true },
-          headers: stream,
-          signal: o?.signal,
-        }),
-      ),
+    chat: whole("v1/chat/completions", openai),
+    chatStream: streamed("v1/chat/completions", openai),
+    messages: whole("v1/messages", anthropic),
+    messagesStream: streamed("v1/messages", anthropic),
     generateContent: (model, body, o) =>
       t.request("POST", modelPath(model, "generateContent"), {
         auth: gemini,
@@ -158,21 +150,8 @@ export function proxyApi(t: Transport, apiKey: string): ProxyApi {
           signal: o?.signal,
         }),
       ),
-    responses: (body, o) =>
-      t.request("POST", "v1/responses", {
-        auth: openai,
-        json: { ...body, stream: false },
-        signal: o?.signal,
-      }),
-    responsesStream: (body, o) =>
-      lazyStream(() =>
-        t.send("POST", "v1/responses", {
-          auth: openai,
-          json: { ...body, stream: true },
-          headers: stream,
-          signal: o?.signal,
-        }),
-      ),
+    responses: whole("v1/responses", openai),
+    responsesStream: streamed("v1/responses", openai),
     embeddings: (body, o) =>
       t.request("POST", "v1/embeddings", { auth: openai, json: body, signal: o?.signal }),
     countTokens: (body, o) =>

@@ -8,6 +8,7 @@ import type {
   TokenUpdateBody,
   TokenView,
 } from "@tokenpool/core";
+import { consoleResource } from "./console-resource.js";
 import type { Transport } from "./http.js";
 
 /** `client.tokens`: new-api's `/api/token/` (downstream keys). */
@@ -34,24 +35,19 @@ export interface TokensApi {
   reveal(id: number): Promise<string>;
 }
 
+/** `client.tokens` on a transport. */
 export function tokensApi(t: Transport): TokensApi {
   const auth = "console" as const;
   return {
-    list: (query) => t.envelope("GET", "api/token/", { auth, query: { ...query } }),
-    search: (query) => t.envelope("GET", "api/token/search", { auth, query: { ...query } }),
-    get: (id) => t.envelope("GET", `api/token/${id}`, { auth }),
+    ...consoleResource(t, "api/token"),
     create: ((body: TokenCreateBody) =>
       t.envelope("POST", "api/token/", { auth, json: body })) as TokensApi["create"],
-    update: (body) => t.envelope("PUT", "api/token/", { auth, json: body }),
     setStatus: (id, status) =>
       t.envelope("PUT", "api/token/", {
         auth,
         query: { status_only: "true" },
         json: { id, status },
       }),
-    delete: async (id) => {
-      await t.envelope("DELETE", `api/token/${id}`, { auth });
-    },
     deleteBatch: (ids) => t.envelope("POST", "api/token/batch", { auth, json: { ids } }),
     reveal: async (id) =>
       (await t.envelope<TokenRevealData>("POST", `api/token/${id}/key`, { auth })).key,

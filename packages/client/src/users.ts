@@ -8,6 +8,7 @@ import type {
   UserUpdateBody,
   UserView,
 } from "@tokenpool/core";
+import { consoleResource } from "./console-resource.js";
 import type { Transport } from "./http.js";
 
 /** `client.users`: the user administration under `/api/user/` (admins only). */
@@ -28,17 +29,12 @@ export interface UsersApi {
   issueAccessToken(id: number): Promise<string>;
 }
 
+/** `client.users` on a transport. */
 export function usersApi(t: Transport): UsersApi {
   const auth = "console" as const;
   return {
-    list: (query) => t.envelope("GET", "api/user/", { auth, query: { ...query } }),
-    search: (query) => t.envelope("GET", "api/user/search", { auth, query: { ...query } }),
-    get: (id) => t.envelope("GET", `api/user/${id}`, { auth }),
+    ...consoleResource(t, "api/user"),
     create: (body) => t.envelope("POST", "api/user/", { auth, json: body }),
-    update: (body) => t.envelope("PUT", "api/user/", { auth, json: body }),
-    delete: async (id) => {
-      await t.envelope("DELETE", `api/user/${id}`, { auth });
-    },
     issueAccessToken: async (id) =>
       (await t.envelope<UserAccessTokenData>("POST", `api/user/${id}/token`, { auth }))
         .access_token,

@@ -37,17 +37,17 @@ export {
   type RefreshOptions,
   type RefreshReason,
 } from "./credentials/oauth.js";
+export { CredentialPool } from "./credentials/pool.js";
 export {
   type AddCredentialInput,
   type CredentialPick,
-  CredentialPool,
   type CredentialPoolOptions,
   type MaskedCredential,
   maskCredential,
   type PickOptions,
   type ReportFailureOptions,
   type SettingsReader,
-} from "./credentials/pool.js";
+} from "./credentials/pool-options.js";
 export {
   type CredentialProbe,
   type ModelsProbeOptions,
@@ -153,12 +153,14 @@ export { DEFAULT_RESERVATION_TTL_MS, KeyStatus } from "./store/types.js";
 export {
   addToRollup,
   assertUnits,
+  credentialDefaults,
   emptyCredentialState,
   emptyRollup,
   hourBucket,
   materializeCredential,
   newCredentialId,
   type ReservationRow,
+  recordUsage,
   recoveredRecord,
   reservationRow,
   rollupKey,

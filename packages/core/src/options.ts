@@ -279,7 +279,6 @@ const STORE_METHODS = [
   "renewReservations",
   "recoverReservations",
   "settleQuota",
-  "recordUsage",
   "acquireLock",
   "releaseLock",
   "watch",

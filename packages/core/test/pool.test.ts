@@ -3,9 +3,9 @@ import { AUTO_DISABLED_PREFIX, isAutoDisabled } from "../src/credentials/health.
 import {
   type AddCredentialInput,
   CredentialPool,
-  type CredentialPoolOptions,
   type PickOptions,
 } from "../src/credentials/pool.js";
+import type { CredentialPoolOptions } from "../src/credentials/pool-options.js";
 import { GatewayEmitter, type GatewayEvents } from "../src/events.js";
 import { silentLogger } from "../src/logger.js";
 import { memoryStore } from "../src/store/memory.js";

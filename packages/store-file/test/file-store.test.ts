@@ -12,7 +12,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Store, StoreChange } from "@tokenpool/core";
+import { recordUsage, type Store, type StoreChange } from "@tokenpool/core";
 import { fixtures } from "@tokenpool/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -190,7 +190,7 @@ describe("fileStore", () => {
       const store = open();
       const user = await store.users.create(fixtures.user());
       const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-      await store.recordUsage([fixtures.usage({ keyId: key.id })]);
+      await recordUsage(store, [fixtures.usage({ keyId: key.id })]);
       await store.kv.set("ban:1.2.3.4", "1");
       expect(readJson("keys.json").keys[0]).toEqual(key);
       expect(readJson("users.json").users[0]).toEqual(user);
@@ -225,7 +225,7 @@ describe("fileStore", () => {
       await first.credentials.update(cred.id, {
         state: { ...cred.state, errorCount: 2, cooldowns: { "*": 123 } },
       });
-      await first.recordUsage([fixtures.usage({ keyId: key.id })]);
+      await recordUsage(first, [fixtures.usage({ keyId: key.id })]);
       await first.kv.incr("n", 3);
       await first.close();
       stores.length = 0;

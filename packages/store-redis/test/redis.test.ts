@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Store } from "@tokenpool/core";
+import { recordUsage, type Store } from "@tokenpool/core";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -92,7 +92,8 @@ describe("redisStore", () => {
   it("bounds usage details with usageDetailsLimit and keeps roll-ups", async () => {
     const store = open(uniquePrefix(), { usageDetailsLimit: 5 });
     const timestamp = Date.UTC(2024, 0, 1, 10);
-    await store.recordUsage(
+    await recordUsage(
+      store,
       Array.from({ length: 8 }, (_, i) => fixtures.usage({ timestamp: timestamp + i, keyId: 1 })),
     );
     const page = await store.usage.list({ limit: 100 });

@@ -5,6 +5,7 @@ import type {
   KeyStatus,
   NewUsageRecord,
   ReservationRow,
+  TokenUsage,
   UsageRecord,
   UsageRollup,
   UserRecord,
@@ -67,8 +68,18 @@ export interface CredentialRow {
   updated_at: number;
 }
 
+/** The token and quota columns shared by `usage_records` and `usage_rollups`. */
+export interface TokenColumns {
+  input_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+  cached_tokens: number;
+  total_tokens: number;
+  quota: number;
+}
+
 /** A row of `usage_records`. */
-export interface UsageRow {
+export interface UsageRow extends TokenColumns {
   id: number;
   timestamp: number;
   request_id: string;
@@ -81,12 +92,6 @@ export interface UsageRow {
   stream: number;
   status: number;
   success: number;
-  input_tokens: number;
-  output_tokens: number;
-  reasoning_tokens: number;
-  cached_tokens: number;
-  total_tokens: number;
-  quota: number;
   duration_ms: number;
   error: string | null;
   /** 1 for a record written by recoverReservations. */
@@ -109,7 +114,7 @@ export interface ReservationDbRow {
 }
 
 /** A row of `usage_rollups`. */
-export interface RollupRow {
+export interface RollupRow extends TokenColumns {
   hour: string;
   route: string;
   model: string;
@@ -117,12 +122,6 @@ export interface RollupRow {
   requests: number;
   successes: number;
   failures: number;
-  input_tokens: number;
-  output_tokens: number;
-  reasoning_tokens: number;
-  cached_tokens: number;
-  total_tokens: number;
-  quota: number;
 }
 
 /** `usage_rollups.key_id` for usage without a key. */
@@ -255,6 +254,18 @@ export function credentialParams(c: CredentialRecord): Record<string, unknown> {
   };
 }
 
+/** The token counts and quota of a usage or roll-up row. */
+function tokensFromRow(r: TokenColumns): TokenUsage & { quota: number } {
+  return {
+    inputTokens: r.input_tokens,
+    outputTokens: r.output_tokens,
+    reasoningTokens: r.reasoning_tokens,
+    cachedTokens: r.cached_tokens,
+    totalTokens: r.total_tokens,
+    quota: r.quota,
+  };
+}
+
 /** A usage record from its row. */
 export function usageFromRow(r: UsageRow): UsageRecord {
   return {
@@ -270,12 +281,7 @@ export function usageFromRow(r: UsageRow): UsageRecord {
     stream: r.stream !== 0,
     status: r.status,
     success: r.success !== 0,
-    inputTokens: r.input_tokens,
-    outputTokens: r.output_tokens,
-    reasoningTokens: r.reasoning_tokens,
-    cachedTokens: r.cached_tokens,
-    totalTokens: r.total_tokens,
-    quota: r.quota,
+    ...tokensFromRow(r),
     durationMs: r.duration_ms,
     error: r.error,
     ...(r.recovered ? { recovered: true } : {}),
@@ -352,12 +358,7 @@ export function rollupFromRow(r: RollupRow): UsageRollup {
     requests: r.requests,
     successes: r.successes,
     failures: r.failures,
-    inputTokens: r.input_tokens,
-    outputTokens: r.output_tokens,
-    reasoningTokens: r.reasoning_tokens,
-    cachedTokens: r.cached_tokens,
-    totalTokens: r.total_tokens,
-    quota: r.quota,
+    ...tokensFromRow(r),
   };
 }
 

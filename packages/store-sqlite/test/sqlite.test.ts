@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Store, StoreChange } from "@tokenpool/core";
+import { recordUsage, type Store, type StoreChange } from "@tokenpool/core";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -122,7 +122,7 @@ describe("sqliteStore", () => {
   it("keeps roll-ups apart whose route and model only differ in where a | falls", async () => {
     const store = track(sqliteStore({ filename: ":memory:" }));
     const timestamp = Date.UTC(2024, 0, 1, 10);
-    await store.recordUsage([
+    await recordUsage(store, [
       fixtures.usage({ timestamp, route: "POST /a|b", model: "m" }),
       fixtures.usage({ timestamp, route: "POST /a", model: "b|m" }),
     ]);

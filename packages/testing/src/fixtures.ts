@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import {
-  emptyCredentialState,
+  credentialDefaults,
   KeyStatus,
   type NewApiKey,
   type NewCredential,
@@ -75,16 +75,7 @@ export const fixtures = {
       label: `credential ${u}`,
       baseUrl: "https://api.openai.com/v1",
       secret: { apiKey: `sk-test-${u}` },
-      proxyUrl: "",
-      projectIds: [],
-      models: [],
-      excludedModels: [],
-      priority: 0,
-      weight: 1,
-      enabled: true,
-      groups: [],
-      headers: {},
-      state: emptyCredentialState(),
+      ...credentialDefaults(),
       ...overrides,
     };
   },

@@ -1,4 +1,8 @@
-export { runStoreConformance, type StoreConformanceOptions } from "./conformance.js";
+export {
+  type ConformanceGroupName,
+  runStoreConformance,
+  type StoreConformanceOptions,
+} from "./conformance.js";
 export { fixtures } from "./fixtures.js";
 export * from "./mock-oauth.js";
 export * from "./mock-upstream.js";

@@ -1,145 +1,35 @@
 import { GatewayError } from "../errors.js";
 import type { CredentialChangeSource, GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
-import type { CredentialPatch, CredentialRecord, NewCredential, Store } from "../store/types.js";
+import type { CredentialPatch, CredentialRecord, Store } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
-import { maskSecret } from "../util/secrets.js";
 import {
   AUTO_DISABLED_PREFIX,
   backoffMs,
   DEFAULT_POOL_SETTINGS,
-  type FailureKind,
   failureKind,
   isAutoDisabled,
   operatorReason,
   POOL_SETTINGS,
   safeErrorText,
 } from "./health.js";
+import type {
+  AddCredentialInput,
+  CredentialPick,
+  CredentialPoolOptions,
+  PickOptions,
+  ReportFailureOptions,
+} from "./pool-options.js";
 import type { CredentialProbe, RecoveryProbeHandle, RecoveryProbeOptions } from "./probe.js";
+import { CredentialSelector, type Entry, inGroup, MAX_MODEL_STATES, serves } from "./selection.js";
 import {
-  chooseLeastRecentlyUsed,
-  chooseRoundRobin,
-  chooseWeighted,
   DEFAULT_ROUTING_STRATEGY,
   parseRoutingStrategy,
   type RoutingStrategy,
-  type StrategyCandidate,
 } from "./strategies.js";
 
-/** What {@link CredentialPool.add} accepts: provider, base URL and secret; everything else has a default. */
-export type AddCredentialInput = Partial<NewCredential> &
-  Pick<NewCredential, "provider" | "baseUrl" | "secret">;
-
-/**
- * A credential chosen for a request, with the model name to send upstream (aliases resolved).
- * `credential` is the pool's live record: read it, never mutate it.
- */
-export interface CredentialPick {
-  credential: CredentialRecord;
-  upstreamModel: string;
-}
-
-/** Constraints of one pick. */
-export interface PickOptions {
-  /** Credentials already tried for this request. */
-  exclude?: ReadonlySet<string>;
-  /**
-   * Only credentials of this group (a credential with no groups belongs to `default`).
-   * Absent: every credential is a candidate.
-   */
-  group?: string;
-  /** Only credentials of these providers (wire formats). */
-  providers?: readonly string[];
-  /**
-   * Session stickiness: picks with the same key get the same credential while it is available
-   * (enabled, not cooling down for the model, not excluded, in the best available priority tier).
-   */
-  sessionKey?: string;
-  /** ms. @default Date.now() */
-  now?: number;
-}
-
-/** Options of {@link CredentialPool.reportFailure}. */
-export interface ReportFailureOptions {
-  /** The upstream's retry delay (`Retry-After`, a quota reset time ...): the cooldown to apply. */
-  retryAfterMs?: number;
-  /** @default derived from the status: 429 → `rate_limit`, 401/403 → `auth`, 0 → `network`, else `server` */
-  kind?: FailureKind;
-  /** An OAuth credential whose token refresh failed: with `kind: "auth"`, disables it at once. */
-  refreshFailed?: boolean;
-  /** ms. @default Date.now() */
-  now?: number;
-}
-
-/** Reads runtime settings; the gateway's `SettingsService` fits. */
-export interface SettingsReader {
-  get(name: string): unknown;
-}
-
-/**
- * Options of {@link CredentialPool}. Where a runtime setting exists it wins (so that it can
- * change while the gateway runs); these options apply when it is absent or invalid.
- */
-export interface CredentialPoolOptions {
-  /** Runtime settings (`routing-strategy`, `credential-max-failures`, `credential-failure-window-ms`). */
-  settings?: SettingsReader;
-  /** @default "round-robin" */
-  strategy?: RoutingStrategy;
-  /** Failures inside the window that auto-disable a credential; 0 = never; 1 counts as 2. @default 5 */
-  maxFailures?: number;
-  /** @default 60000 */
-  failureWindowMs?: number;
-  /** First cooldown of a 429 without a retry delay; doubles with each consecutive one. @default 1000 */
-  cooldownBaseMs?: number;
-  /** Longest cooldown by backoff. @default 300000 */
-  maxBackoffMs?: number;
-  /** Longest upstream retry delay honoured. @default 86400000 */
-  maxRetryAfterMs?: number;
-  /** How long a session stays bound to its credential after its last pick. @default 1800000 */
-  sessionTtlMs?: number;
-  /** Sessions remembered; the least recently used is forgotten first. @default 10000 */
-  maxSessions?: number;
-  /** @default Date.now */
-  clock?: () => number;
-}
-
-/** A credential as listed: secrets masked. */
-export type MaskedCredential = Omit<CredentialRecord, "secret"> & {
-  secret: Record<string, string | number>;
-};
-
-/** Masks every secret field of a credential for list responses and events. */
-export function maskCredential(c: CredentialRecord): MaskedCredential {
-  const secret: Record<string, string | number> = {};
-  for (const [k, v] of Object.entries(c.secret)) {
-    if (typeof v === "string") secret[k] = maskSecret(v);
-    else if (typeof v === "number") secret[k] = v;
-  }
-  return { ...c, secret };
-}
-
-/** A credential and what this process knows about it beyond the stored record. */
-interface Entry extends StrategyCandidate {
-  /** Timestamps of failures counted toward auto-disabling (inside the window, since the last success). */
-  failures: number[];
-  /** Consecutive cooldowns per model, for the backoff. */
-  backoff: Map<string, number> | null;
-  /** Index into `projectIds` per model (`quota-exceeded/switch-project`). */
-  projects: Map<string, number> | null;
-  /** Bumped on every local change of `state` or `enabled`. */
-  localSeq: number;
-  /** The state write in flight, if any. */
-  writing: Promise<void> | null;
-  /** A local change waits for the next write. */
-  dirty: boolean;
-  /** That change includes `enabled`. */
-  dirtyEnabled: boolean;
-  /** Who made the `enabled` change that the next store refresh will show. */
-  changeBy: CredentialChangeSource | null;
-}
-
-/** Bound of the per-model maps (cursors, weights): cleared past it, as model names come from clients. */
-const MAX_MODEL_STATES = 10_000;
+// What the pool's importers take from here; the rest of its types is in pool-options.ts.
+export { type AddCredentialInput, maskCredential, type PickOptions } from "./pool-options.js";
 
 /**
  * The upstream credential pool, held in memory for picking and kept in step with the store
@@ -166,16 +56,8 @@ export class CredentialPool {
   #entries: Entry[] = [];
   #byId = new Map<string, Entry>();
   #nextOrd = 0;
-  #useSeq = 0;
-  /** Round-robin: `ord` of the last credential chosen, per model. */
-  readonly #cursor = new Map<string, number>();
-  /** Smooth weighted round-robin: current weights per model. */
-  readonly #weights = new Map<string, Map<string, number>>();
-  /** Session key → bound credential, least recently used first. */
-  readonly #sessions = new Map<string, { id: string; until: number }>();
-  /** Scratch arrays of {@link CredentialPool.pick}, reused so that a pick allocates nearly nothing. */
-  readonly #cands: Entry[] = [];
-  readonly #ups: string[] = [];
+  /** Rotation state and session bindings of {@link CredentialPool.pick}. */
+  readonly #selector: CredentialSelector;
   #probe: RecoveryProbeHandle | null = null;
 
   /**
@@ -198,6 +80,11 @@ export class CredentialPool {
     this.#logger = logger;
     this.#opts = { ...options };
     this.#clock = options.clock ?? Date.now;
+    this.#selector = new CredentialSelector({
+      events,
+      strategy: () => this.strategy,
+      options: () => this.#opts,
+    });
   }
 
   /** Changes options while the pool runs (e.g. attaches the runtime settings). */
@@ -404,15 +291,12 @@ export class CredentialPool {
 
   /** The upstream model name when `c` serves `model`, else null. */
   static serves(c: CredentialRecord, model: string): string | null {
-    if (c.excludedModels.includes(model)) return null;
-    if (c.models.length === 0) return model;
-    for (const m of c.models) if ((m.alias || m.name) === model) return m.name;
-    return null;
+    return serves(c, model);
   }
 
   /** Whether `c` belongs to `group` (a credential with no groups belongs to `default`). */
   static inGroup(c: CredentialRecord, group: string): boolean {
-    return c.groups.length === 0 ? group === "default" : c.groups.includes(group);
+    return inGroup(c, group);
   }
 
   /**
@@ -423,7 +307,7 @@ export class CredentialPool {
     const out = new Map<string, Set<string>>();
     for (const { c } of this.#entries) {
       if (!c.enabled) continue;
-      if (group !== undefined && !CredentialPool.inGroup(c, group)) continue;
+      if (group !== undefined && !inGroup(c, group)) continue;
       for (const m of c.models) {
         const name = m.alias || m.name;
         if (c.excludedModels.includes(name)) continue;
@@ -440,72 +324,7 @@ export class CredentialPool {
    * one pass over the pool, no store access, no allocation but the result.
    */
   pick(model: string, opts: PickOptions = {}): CredentialPick | null {
-    const now = opts.now ?? this.#clock();
-    const { exclude, group, providers } = opts;
-    const cands = this.#cands;
-    const ups = this.#ups;
-    cands.length = 0;
-    ups.length = 0;
-    let tier = Number.NEGATIVE_INFINITY;
-    for (const e of this.#entries) {
-      const c = e.c;
-      if (!c.enabled || c.priority < tier) continue;
-      if (exclude?.has(c.id)) continue;
-      if (providers && !providers.includes(c.provider)) continue;
-      if (group !== undefined && !CredentialPool.inGroup(c, group)) continue;
-      const upstreamModel = CredentialPool.serves(c, model);
-      if (upstreamModel === null) continue;
-      const cd = c.state.cooldowns;
-      if ((cd[model] ?? 0) > now || (cd["*"] ?? 0) > now) continue;
-      if (c.priority > tier) {
-        tier = c.priority;
-        cands.length = 0;
-        ups.length = 0;
-      }
-      cands.push(e);
-      ups.push(upstreamModel);
-    }
-    if (cands.length === 0) return null;
-
-    const strategy = this.strategy;
-    const sessionKey = opts.sessionKey;
-    let i = -1;
-    if (sessionKey) {
-      const s = this.#sessions.get(sessionKey);
-      if (s && s.until > now) {
-        for (let j = 0; j < cands.length; j++)
-          if (cands[j]!.c.id === s.id) {
-            i = j;
-            break;
-          }
-      }
-    }
-    const sticky = i >= 0;
-    if (!sticky) i = this.#choose(strategy, model, cands);
-    const e = cands[i]!;
-    const upstreamModel = ups[i]!;
-    cands.length = 0;
-    ups.length = 0;
-
-    // The rotation goes on from the last credential chosen by a strategy, whichever it was.
-    if (!sticky) {
-      if (this.#cursor.size >= MAX_MODEL_STATES && !this.#cursor.has(model)) this.#cursor.clear();
-      this.#cursor.set(model, e.ord);
-    }
-    e.lastUsedAt = now;
-    e.useSeq = ++this.#useSeq;
-    e.c.state.lastUsedAt = now;
-    if (sessionKey) this.#bindSession(sessionKey, e.c.id, now);
-    if (this.#events.listenerCount("credential.selected") > 0)
-      this.#events.emit("credential.selected", {
-        credentialId: e.c.id,
-        provider: e.c.provider,
-        model,
-        upstreamModel,
-        strategy,
-        sticky,
-      });
-    return { credential: e.c, upstreamModel };
+    return this.#selector.pick(this.#entries, model, opts, opts.now ?? this.#clock());
   }
 
   /**
@@ -515,56 +334,12 @@ export class CredentialPool {
    * filters as `pick` (exclusions, group, providers); the priority tiers do not matter here.
    */
   cooldownWait(model: string, opts: PickOptions = {}): number | undefined {
-    const now = opts.now ?? this.#clock();
-    const { exclude, group, providers } = opts;
-    let soonest: number | undefined;
-    for (const e of this.#entries) {
-      const c = e.c;
-      if (!c.enabled || exclude?.has(c.id)) continue;
-      if (providers && !providers.includes(c.provider)) continue;
-      if (group !== undefined && !CredentialPool.inGroup(c, group)) continue;
-      if (CredentialPool.serves(c, model) === null) continue;
-      const cd = c.state.cooldowns;
-      const until = Math.max(cd[model] ?? 0, cd["*"] ?? 0);
-      if (until <= now) return 0;
-      if (soonest === undefined || until < soonest) soonest = until;
-    }
-    return soonest === undefined ? undefined : soonest - now;
-  }
-
-  #choose(strategy: RoutingStrategy, model: string, cands: readonly Entry[]): number {
-    if (strategy === "fill-first") return 0;
-    if (strategy === "least-recently-used") return chooseLeastRecentlyUsed(cands);
-    if (strategy === "weighted") {
-      let current = this.#weights.get(model);
-      if (!current) {
-        if (this.#weights.size >= MAX_MODEL_STATES) this.#weights.clear();
-        current = new Map();
-        this.#weights.set(model, current);
-      }
-      const i = chooseWeighted(cands, current);
-      if (i >= 0) return i;
-    }
-    return chooseRoundRobin(cands, this.#cursor.get(model) ?? -1);
-  }
-
-  #bindSession(key: string, id: string, now: number): void {
-    const sessions = this.#sessions;
-    // Delete first so that the entry moves to the end: the map stays in least-recent-first order.
-    sessions.delete(key);
-    sessions.set(key, { id, until: now + (this.#opts.sessionTtlMs ?? 30 * 60_000) });
-    const max = Math.max(1, this.#opts.maxSessions ?? 10_000);
-    while (sessions.size > max) {
-      const oldest = sessions.keys().next().value;
-      if (oldest === undefined) break;
-      sessions.delete(oldest);
-    }
+    return this.#selector.cooldownWait(this.#entries, model, opts, opts.now ?? this.#clock());
   }
 
   /** The credential a session is bound to (while the binding lasts), or undefined. */
   sessionCredential(sessionKey: string, now = this.#clock()): string | undefined {
-    const s = this.#sessions.get(sessionKey);
-    return s && s.until > now ? s.id : undefined;
+    return this.#selector.sessionCredential(sessionKey, now);
   }
 
   /**

@@ -88,7 +88,6 @@ export type KernelSteps = Sync<
     | "renewReservations"
     | "recoverReservations"
     | "settleQuota"
-    | "recordUsage"
     | "commitUsage"
     | "acquireLock"
     | "releaseLock"
@@ -157,6 +156,15 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     id: string | number,
     op: StoreChange["op"],
   ) => onChange({ collection, id: String(id), op, origin: "local" });
+  /** A record written: its table is to be persisted, and listeners hear of the change. */
+  const wrote = (
+    collection: StoreChange["collection"],
+    id: string | number,
+    op: StoreChange["op"],
+  ) => {
+    touch(collection);
+    changed(collection, id, op);
+  };
 
   const kvLive = (key: string) => {
     const e = kv.get(key);
@@ -231,8 +239,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         const rec: ApiKeyRecord = { ...clone(input), id: t.next.key++ };
         keys.set(rec.id, rec);
         keyByHash.set(rec.keyHash, rec.id);
-        touch("keys");
-        changed("keys", rec.id, "upsert");
+        wrote("keys", rec.id, "upsert");
         return clone(rec);
       },
       get(id) {
@@ -265,8 +272,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
           ...rest
         } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
         Object.assign(r, clone(rest));
-        touch("keys");
-        changed("keys", id, "upsert");
+        wrote("keys", id, "upsert");
         return clone(r);
       },
       rekey(id, keyHash, keyCipher) {
@@ -279,8 +285,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         keyByHash.set(keyHash, id);
         r.keyHash = keyHash;
         r.keyCipher = keyCipher;
-        touch("keys");
-        changed("keys", id, "upsert");
+        wrote("keys", id, "upsert");
         return clone(r);
       },
       delete(ids) {
@@ -291,8 +296,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
           keys.delete(id);
           keyByHash.delete(r.keyHash);
           n++;
-          touch("keys");
-          changed("keys", id, "delete");
+          wrote("keys", id, "delete");
         }
         return n;
       },
@@ -302,8 +306,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         assertFreeUsername(input.username);
         const rec: UserRecord = { ...clone(input), id: t.next.user++ };
         users.set(rec.id, rec);
-        touch("users");
-        changed("users", rec.id, "upsert");
+        wrote("users", rec.id, "upsert");
         return clone(rec);
       },
       get(id) {
@@ -337,14 +340,12 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
           assertFreeUsername(patch.username);
         const { id: _i, ...rest } = patch as UserPatch & { id?: number };
         Object.assign(r, clone(rest));
-        touch("users");
-        changed("users", id, "upsert");
+        wrote("users", id, "upsert");
         return clone(r);
       },
       delete(id) {
         if (!users.delete(id)) return false;
-        touch("users");
-        changed("users", id, "delete");
+        wrote("users", id, "delete");
         return true;
       },
     },
@@ -353,8 +354,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         const rec = materializeCredential(input, now());
         if (credentials.has(rec.id)) throw new Error(`credential "${rec.id}" already exists`);
         credentials.set(rec.id, rec);
-        touch("credentials");
-        changed("credentials", rec.id, "upsert");
+        wrote("credentials", rec.id, "upsert");
         return clone(rec);
       },
       get(id) {
@@ -373,14 +373,12 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
           ...rest
         } = patch as CredentialPatch & { id?: string; createdAt?: number };
         Object.assign(r, clone(rest), { updatedAt: now() });
-        touch("credentials");
-        changed("credentials", id, "upsert");
+        wrote("credentials", id, "upsert");
         return clone(r);
       },
       delete(id) {
         if (!credentials.delete(id)) return false;
-        touch("credentials");
-        changed("credentials", id, "delete");
+        wrote("credentials", id, "delete");
         return true;
       },
     },
@@ -434,8 +432,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
       },
       delete(name) {
         if (!settings.delete(name)) return false;
-        touch("settings");
-        changed("settings", name, "delete");
+        wrote("settings", name, "delete");
         return true;
       },
     },
@@ -515,12 +512,8 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
 
     settleQuota: settle,
 
-    recordUsage(records) {
-      return records.map(append);
-    },
-
     commitUsage(commits, nowSeconds) {
-      if (commits.length > 0) touch("keys", "users");
+      // settle() marks keys and users changed; a commit without a reservation changes neither.
       return commits.map((c) => {
         const quota = c.reservation
           ? settle(c.reservation, c.actualUnits, nowSeconds).charged

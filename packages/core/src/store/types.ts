@@ -401,7 +401,11 @@ export interface CredentialCollection {
   delete(id: string): Promise<boolean>;
 }
 
-/** Usage details and roll-ups. Written only through {@link Store.recordUsage}. */
+/**
+ * Usage details and roll-ups. Written only through {@link Store.commitUsage} (and
+ * {@link Store.recoverReservations}); `recordUsage` of `@tokenpool/core` appends records that
+ * settle no reservation.
+ */
 export interface UsageCollection {
   /** Details, newest first (descending `timestamp`, then descending `id`). */
   list(query?: UsageQuery): Promise<Page<UsageRecord>>;
@@ -507,18 +511,13 @@ export interface Store {
   ): Promise<Settlement>;
 
   /**
-   * Appends usage records and bumps their hourly roll-ups (see {@link UsageRollup}), as one
-   * atomic step per call: a reader never sees a record without its roll-up or the reverse.
-   * Concurrent calls MUST NOT lose roll-up increments. Returns the records with their ids.
-   */
-  recordUsage(records: NewUsageRecord[]): Promise<UsageRecord[]>;
-
-  /**
    * Settles the reservations of a batch of finished requests and appends their usage records, as
    * ONE atomic step: each reservation is settled exactly as {@link Store.settleQuota} would (in
-   * order), and each record is appended as {@link Store.recordUsage} would, with its `quota` set
-   * to the amount its settlement charged (`actualUnits` when it has no reservation). A reader
-   * never sees a settlement without its record or the reverse. This is the proxy path's write: a
+   * order), and each record is appended with its `quota` set to the amount its settlement
+   * charged (`actualUnits` when it has no reservation), bumping its hourly roll-up (see
+   * {@link UsageRollup}). A reader never sees a settlement without its record, nor a record
+   * without its roll-up, or the reverse. Concurrent calls MUST NOT lose roll-up increments.
+   * Returns the records with their ids (increasing), in order. This is the proxy path's write: a
    * gateway pays one store round-trip per batch instead of two per request.
    *
    * A commit whose reservation row was already recovered is still appended (its real tokens and

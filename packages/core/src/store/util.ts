@@ -7,6 +7,8 @@ import {
   type NewUsageRecord,
   type Reservation,
   type ReservationMeta,
+  type Store,
+  type UsageRecord,
   type UsageRollup,
 } from "./types.js";
 
@@ -142,4 +144,57 @@ export function recoveredRecord(row: ReservationRow): NewUsageRecord {
     error: "recovered: the gateway process ended before settling this request",
     recovered: true,
   };
+}
+
+/**
+ * The defaults of a credential's optional fields: no proxy, projects, model list, exclusions or
+ * extra headers, priority 0, weight 1, enabled, no groups (the default group), a fresh state.
+ */
+export function credentialDefaults(): Pick<
+  NewCredential,
+  | "proxyUrl"
+  | "projectIds"
+  | "models"
+  | "excludedModels"
+  | "priority"
+  | "weight"
+  | "enabled"
+  | "groups"
+  | "headers"
+  | "state"
+> {
+  return {
+    proxyUrl: "",
+    projectIds: [],
+    models: [],
+    excludedModels: [],
+    priority: 0,
+    weight: 1,
+    enabled: true,
+    groups: [],
+    headers: {},
+    state: emptyCredentialState(),
+  };
+}
+
+/**
+ * Appends usage records that settle no reservation, with their hourly roll-ups, in one atomic
+ * step: one {@link Store.commitUsage} call whose commits carry no reservation, so each record
+ * keeps its own `quota`. Returns the records with their ids. Derived here once, so that an
+ * adapter implements only `commitUsage`.
+ *
+ * @example
+ * ```ts
+ * const [rec] = await recordUsage(store, [{ ...usage, quota: 120 }]);
+ * ```
+ */
+export function recordUsage(
+  store: Pick<Store, "commitUsage">,
+  records: NewUsageRecord[],
+): Promise<UsageRecord[]> {
+  if (records.length === 0) return Promise.resolve([]);
+  return store.commitUsage(
+    records.map((record) => ({ reservation: null, actualUnits: record.quota, record })),
+    Math.floor(Date.now() / 1000),
+  );
 }

@@ -1,0 +1,297 @@
+/** Keys, users, credentials, settings and kv of the Redis store. Internal to this package. */
+import {
+  type ApiKeyPatch,
+  type ApiKeyRecord,
+  type CredentialCollection,
+  type CredentialPatch,
+  type CredentialRecord,
+  type KeyCollection,
+  type KeyQuery,
+  type KvCollection,
+  materializeCredential,
+  type SettingsCollection,
+  type Store,
+  type StoreChange,
+  type UserCollection,
+  type UserPatch,
+  type UserRecord,
+} from "@tokenpool/core";
+import { decode, encode, loadHashes, page, type RedisContext, toHash } from "./context.js";
+
+/**
+ * The record an update script answered (its fields, flat), announced to the listeners when it
+ * exists; null for an unknown id.
+ */
+function updated<T>(
+  emitLocal: RedisContext["emitLocal"],
+  collection: StoreChange["collection"],
+  id: string | number,
+  reply: unknown,
+): T | null {
+  const rec = decode<T>(toHash(reply));
+  if (rec) emitLocal(collection, id, "upsert");
+  return rec;
+}
+
+/** Whether a delete script removed the record, announced to the listeners when it did. */
+function deleted(
+  emitLocal: RedisContext["emitLocal"],
+  collection: StoreChange["collection"],
+  id: string | number,
+  ok: boolean,
+): boolean {
+  if (ok) emitLocal(collection, id, "delete");
+  return ok;
+}
+
+/** The keys: one hash each, a hash index and a sorted set by id. */
+export function keyCollection({ client, k, write, emitLocal }: RedisContext): KeyCollection {
+  return {
+    async create(input) {
+      const { id: _i, ...rest } = input as typeof input & { id?: number };
+      const id = (await write(
+        "tpKeyCreate",
+        [k.keySeq, k.keyHash, k.keys],
+        [input.keyHash, ...encode(rest)],
+      )) as number;
+      if (id === -1) throw new Error("a key with this hash already exists");
+      emitLocal("keys", id, "upsert");
+      return { ...structuredClone(rest), id } as ApiKeyRecord;
+    },
+    async get(id) {
+      return decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
+    },
+    async getByHash(hash) {
+      const id = await client.hget(k.keyHash, hash);
+      return id === null ? null : decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
+    },
+    async list(q: KeyQuery = {}) {
+      const offset = q.offset ?? 0;
+      const limit = q.limit ?? 20;
+      const filtered = q.userId !== undefined || !!q.keyword || !!q.hint;
+      if (!filtered) {
+        const res = await client
+          .multi()
+          .zcard(k.keys)
+          .zrevrange(k.keys, offset, offset + limit - 1)
+          .exec();
+        const total = Number(res?.[0]?.[1] ?? 0);
+        const ids = (res?.[1]?.[1] as string[]) ?? [];
+        const items = (await loadHashes<ApiKeyRecord>(client, ids.map(k.key))).filter(
+          (x): x is ApiKeyRecord => x !== null,
+        );
+        return { items, total };
+      }
+      const ids = await client.zrevrange(k.keys, 0, -1);
+      const kw = q.keyword?.toLowerCase();
+      const all = (await loadHashes<ApiKeyRecord>(client, ids.map(k.key))).filter(
+        (x): x is ApiKeyRecord =>
+          x !== null &&
+          (q.userId === undefined || x.userId === q.userId) &&
+          (!kw || x.name.toLowerCase().includes(kw)) &&
+          (!q.hint || x.keyHint.includes(q.hint)),
+      );
+      return page(all, offset, limit);
+    },
+    async update(id, patch: ApiKeyPatch) {
+      const {
+        id: _i,
+        keyHash: _h,
+        ...rest
+      } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
+      const reply = await write("tpRecordUpdate", [k.key(id)], ["keys", id, ...encode(rest)]);
+      return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
+    },
+    async rekey(id, keyHash, keyCipher) {
+      const reply = await write(
+        "tpKeyRekey",
+        [k.key(id), k.keyHash],
+        [id, keyHash, JSON.stringify(keyCipher)],
+      );
+      if (reply === -1) throw new Error("a key with this hash already exists");
+      return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
+    },
+    async delete(ids) {
+      const unique = [...new Set(ids)];
+      if (unique.length === 0) return 0;
+      const gone = (await write("tpKeyDelete", [k.keyHash, k.keys], unique)) as string[];
+      for (const id of gone) emitLocal("keys", id, "delete");
+      return gone.length;
+    },
+  };
+}
+
+const userDuplicate = (username: string) => new Error(`username "${username}" already exists`);
+
+/** The users: one hash each, indexes by username and access token, a sorted set by id. */
+export function userCollection({ client, k, write, emitLocal }: RedisContext): UserCollection {
+  return {
+    async create(input) {
+      const { id: _i, ...rest } = input as typeof input & { id?: number };
+      const id = (await write(
+        "tpUserCreate",
+        [k.userSeq, k.username, k.userToken, k.users],
+        [input.username, input.accessTokenHash ?? "", ...encode(rest)],
+      )) as number;
+      if (id === -1) throw userDuplicate(input.username);
+      emitLocal("users", id, "upsert");
+      return { ...structuredClone(rest), id } as UserRecord;
+    },
+    async get(id) {
+      return decode<UserRecord>(await client.hgetall(k.user(id)));
+    },
+    async getByUsername(name) {
+      const id = await client.hget(k.username, name);
+      return id === null ? null : decode<UserRecord>(await client.hgetall(k.user(id)));
+    },
+    async getByAccessTokenHash(hash) {
+      const id = await client.hget(k.userToken, hash);
+      return id === null ? null : decode<UserRecord>(await client.hgetall(k.user(id)));
+    },
+    async list(q = {}) {
+      const ids = await client.zrange(k.users, 0, -1);
+      const kw = q.keyword?.toLowerCase();
+      const all = (await loadHashes<UserRecord>(client, ids.map(k.user))).filter(
+        (u): u is UserRecord =>
+          u !== null &&
+          (!kw ||
+            u.username.toLowerCase().includes(kw) ||
+            u.displayName.toLowerCase().includes(kw)),
+      );
+      return page(all, q.offset ?? 0, q.limit ?? 20);
+    },
+    async update(id, patch: UserPatch) {
+      const { id: _i, ...rest } = patch as UserPatch & { id?: number };
+      const reply = await write(
+        "tpUserUpdate",
+        [k.user(id), k.username, k.userToken],
+        [
+          id,
+          rest.username !== undefined ? "1" : "0",
+          rest.username ?? "",
+          rest.accessTokenHash !== undefined ? "1" : "0",
+          rest.accessTokenHash ?? "",
+          ...encode(rest),
+        ],
+      );
+      if (reply === -1) throw userDuplicate(rest.username!);
+      return updated<UserRecord>(emitLocal, "users", id, reply);
+    },
+    async delete(id) {
+      const ok =
+        (await write("tpUserDelete", [k.user(id), k.username, k.userToken, k.users], [id])) === 1;
+      return deleted(emitLocal, "users", id, ok);
+    },
+  };
+}
+
+/** The credentials: one hash each and a sorted set in creation order. */
+export function credentialCollection({
+  client,
+  k,
+  write,
+  emitLocal,
+}: RedisContext): CredentialCollection {
+  return {
+    async create(input) {
+      const rec = materializeCredential(input, Date.now());
+      const r = await write(
+        "tpCredCreate",
+        [k.cred(rec.id), k.creds, k.credSeq],
+        [rec.id, ...encode(rec)],
+      );
+      if (r === -1) throw new Error(`credential "${rec.id}" already exists`);
+      emitLocal("credentials", rec.id, "upsert");
+      return rec;
+    },
+    async get(id) {
+      return decode<CredentialRecord>(await client.hgetall(k.cred(id)));
+    },
+    async list() {
+      const ids = await client.zrange(k.creds, 0, -1);
+      return (await loadHashes<CredentialRecord>(client, ids.map(k.cred))).filter(
+        (c): c is CredentialRecord => c !== null,
+      );
+    },
+    async update(id, patch: CredentialPatch) {
+      const {
+        id: _i,
+        createdAt: _c,
+        ...rest
+      } = patch as CredentialPatch & { id?: string; createdAt?: number };
+      const reply = await write(
+        "tpRecordUpdate",
+        [k.cred(id)],
+        ["credentials", id, ...encode({ ...rest, updatedAt: Date.now() })],
+      );
+      return updated<CredentialRecord>(emitLocal, "credentials", id, reply);
+    },
+    async delete(id) {
+      const ok = (await write("tpCredDelete", [k.cred(id), k.creds], [id])) === 1;
+      return deleted(emitLocal, "credentials", id, ok);
+    },
+  };
+}
+
+/** The settings: one hash of JSON values. */
+export function settingsCollection({
+  client,
+  k,
+  write,
+  emitLocal,
+}: RedisContext): SettingsCollection {
+  return {
+    async all() {
+      const h = await client.hgetall(k.settings);
+      return Object.fromEntries(Object.entries(h).map(([n, v]) => [n, JSON.parse(v)]));
+    },
+    async get(name) {
+      const v = await client.hget(k.settings, name);
+      return v === null ? undefined : JSON.parse(v);
+    },
+    async set(values) {
+      const pairs = encode(values);
+      if (pairs.length === 0) return;
+      await write("tpSettingsSet", [k.settings], pairs);
+      for (let i = 0; i < pairs.length; i += 2) emitLocal("settings", pairs[i]!, "upsert");
+    },
+    async delete(name) {
+      const ok = (await write("tpSettingsDelete", [k.settings], [name])) === 1;
+      return deleted(emitLocal, "settings", name, ok);
+    },
+  };
+}
+
+/** The kv space: plain Redis strings with PX expiry. */
+export function kvCollection({ client, k, run }: RedisContext): KvCollection {
+  return {
+    async get(key) {
+      return client.get(k.kv(key));
+    },
+    async set(key, value, ttlMs) {
+      if (ttlMs === undefined) await client.set(k.kv(key), value);
+      else if (ttlMs <= 0) await client.del(k.kv(key));
+      else await client.set(k.kv(key), value, "PX", Math.ceil(ttlMs));
+    },
+    async delete(key) {
+      return (await client.del(k.kv(key))) === 1;
+    },
+    async incr(key, by, ttlMs) {
+      const ttl = ttlMs === undefined ? "" : Math.max(1, Math.ceil(ttlMs));
+      return Number(await run("tpKvIncr", [k.kv(key)], [by, ttl]));
+    },
+  };
+}
+
+/** Every collection of the store except usage (which belongs to the ledger). */
+export function collections(
+  ctx: RedisContext,
+): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
+  return {
+    keys: keyCollection(ctx),
+    users: userCollection(ctx),
+    credentials: credentialCollection(ctx),
+    settings: settingsCollection(ctx),
+    kv: kvCollection(ctx),
+  };
+}

@@ -1,0 +1,320 @@
+/** Keys, users, credentials, settings and kv of the SQLite store. Internal to this package. */
+import {
+  type ApiKeyPatch,
+  type ApiKeyRecord,
+  type CredentialCollection,
+  type CredentialPatch,
+  type CredentialRecord,
+  type KeyCollection,
+  type KeyQuery,
+  type KvCollection,
+  materializeCredential,
+  type NewApiKey,
+  type NewCredential,
+  type NewUser,
+  type SettingsCollection,
+  type Store,
+  type UserCollection,
+  type UserPatch,
+  type UserRecord,
+} from "@tokenpool/core";
+import type { ChangeFeed } from "./change-feed.js";
+import {
+  type CredentialRow,
+  credentialFromRow,
+  credentialParams,
+  type KeyRow,
+  keyFromRow,
+  keyParams,
+  type UserRow,
+  userFromRow,
+  userParams,
+} from "./rows.js";
+import { type QueryShapes, type Statements, Where } from "./statements.js";
+
+/** What the collections need of the store. */
+export interface CollectionContext {
+  s: Statements;
+  mutate: ChangeFeed["mutate"];
+  maintain: ChangeFeed["maintain"];
+  shapes: QueryShapes;
+}
+
+/** The patch without `undefined` values, which mean "not given" rather than "set to undefined". */
+function given<T extends object>(patch: T): Partial<T> {
+  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Runs a write a UNIQUE index may refuse; a refusal becomes an error that says what was duplicated. */
+function unique<T>(write: () => T, message: string): T {
+  try {
+    return write();
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code === "SQLITE_CONSTRAINT_UNIQUE") {
+      throw new Error(message, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/** The `keys` table. */
+export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyCollection {
+  const getKey = (id: number): ApiKeyRecord | null => {
+    const row = s.keyById.get(id) as KeyRow | undefined;
+    return row ? keyFromRow(row) : null;
+  };
+  return {
+    async create(input: NewApiKey) {
+      return mutate((note) => {
+        const { lastInsertRowid } = unique(
+          () => s.insertKey.run(keyParams(input)),
+          "a key with this hash already exists",
+        );
+        const id = Number(lastInsertRowid);
+        note("keys", id, "upsert");
+        return getKey(id)!;
+      });
+    },
+    async get(id) {
+      return getKey(id);
+    },
+    async getByHash(keyHash) {
+      const row = s.keyByHash.get(keyHash) as KeyRow | undefined;
+      return row ? keyFromRow(row) : null;
+    },
+    async list(q: KeyQuery = {}) {
+      const where = new Where()
+        .and(q.userId !== undefined, "user_id IS ?", q.userId)
+        .and(!!q.keyword, "instr(tokenpool_lower(name), ?) > 0", q.keyword?.toLowerCase())
+        .and(!!q.hint, "instr(key_hint, ?) > 0", q.hint);
+      return shapes.page("keys", where, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
+    },
+    async update(id, patch: ApiKeyPatch) {
+      return mutate((note) => {
+        const current = getKey(id);
+        if (!current) return null;
+        const {
+          id: _id,
+          keyHash: _hash,
+          ...rest
+        } = given(patch) as ApiKeyPatch & {
+          id?: number;
+          keyHash?: string;
+        };
+        s.updateKey.run({ ...keyParams({ ...current, ...rest }), id });
+        note("keys", id, "upsert");
+        return getKey(id);
+      });
+    },
+    async rekey(id, keyHash, keyCipher) {
+      return mutate((note) => {
+        // The unique index on key_hash moves the lookup with the row, or refuses a hash
+        // another key holds.
+        const { changes } = unique(
+          () => s.rekey.run(keyHash, keyCipher, id),
+          "a key with this hash already exists",
+        );
+        if (changes === 0) return null;
+        note("keys", id, "upsert");
+        return getKey(id);
+      });
+    },
+    async delete(ids) {
+      return mutate((note) => {
+        let n = 0;
+        for (const id of new Set(ids)) {
+          if (s.deleteKey.run(id).changes === 0) continue;
+          n++;
+          note("keys", id, "delete");
+        }
+        return n;
+      });
+    },
+  };
+}
+
+/** The `users` table. */
+export function userCollection({ s, mutate, shapes }: CollectionContext): UserCollection {
+  const getUser = (id: number): UserRecord | null => {
+    const row = s.userById.get(id) as UserRow | undefined;
+    return row ? userFromRow(row) : null;
+  };
+  return {
+    async create(input: NewUser) {
+      return mutate((note) => {
+        const { lastInsertRowid } = unique(
+          () => s.insertUser.run(userParams(input)),
+          `username "${input.username}" already exists`,
+        );
+        const id = Number(lastInsertRowid);
+        note("users", id, "upsert");
+        return getUser(id)!;
+      });
+    },
+    async get(id) {
+      return getUser(id);
+    },
+    async getByUsername(username) {
+      const row = s.userByName.get(username) as UserRow | undefined;
+      return row ? userFromRow(row) : null;
+    },
+    async getByAccessTokenHash(hash) {
+      const row = s.userByToken.get(hash) as UserRow | undefined;
+      return row ? userFromRow(row) : null;
+    },
+    async list(q = {}) {
+      const kw = q.keyword?.toLowerCase();
+      const where = new Where().and(
+        !!kw,
+        "(instr(tokenpool_lower(username), ?) > 0 OR instr(tokenpool_lower(display_name), ?) > 0)",
+        kw,
+        kw,
+      );
+      return shapes.page("users", where, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
+    },
+    async update(id, patch: UserPatch) {
+      return mutate((note) => {
+        const current = getUser(id);
+        if (!current) return null;
+        const { id: _id, ...rest } = given(patch) as UserPatch & { id?: number };
+        const next = { ...current, ...rest };
+        unique(
+          () => s.updateUser.run({ ...userParams(next), id }),
+          `username "${next.username}" already exists`,
+        );
+        note("users", id, "upsert");
+        return getUser(id);
+      });
+    },
+    async delete(id) {
+      return mutate((note) => {
+        if (s.deleteUser.run(id).changes === 0) return false;
+        note("users", id, "delete");
+        return true;
+      });
+    },
+  };
+}
+
+/** The `credentials` table. */
+export function credentialCollection({ s, mutate }: CollectionContext): CredentialCollection {
+  const getCredential = (id: string): CredentialRecord | null => {
+    const row = s.credentialById.get(id) as CredentialRow | undefined;
+    return row ? credentialFromRow(row) : null;
+  };
+  return {
+    async create(input: NewCredential) {
+      return mutate((note) => {
+        const rec = materializeCredential(input, Date.now());
+        unique(
+          () => s.insertCredential.run(credentialParams(rec)),
+          `credential "${rec.id}" already exists`,
+        );
+        note("credentials", rec.id, "upsert");
+        return rec;
+      });
+    },
+    async get(id) {
+      return getCredential(id);
+    },
+    async list() {
+      return (s.credentials.all() as CredentialRow[]).map(credentialFromRow);
+    },
+    async update(id, patch: CredentialPatch) {
+      return mutate((note) => {
+        const current = getCredential(id);
+        if (!current) return null;
+        const {
+          id: _id,
+          createdAt: _createdAt,
+          ...rest
+        } = given(patch) as CredentialPatch & {
+          id?: string;
+          createdAt?: number;
+        };
+        s.updateCredential.run(
+          credentialParams({ ...current, ...rest, id, updatedAt: Date.now() }),
+        );
+        note("credentials", id, "upsert");
+        return getCredential(id);
+      });
+    },
+    async delete(id) {
+      return mutate((note) => {
+        if (s.deleteCredential.run(id).changes === 0) return false;
+        note("credentials", id, "delete");
+        return true;
+      });
+    },
+  };
+}
+
+/** The `settings` table: JSON values by name. */
+export function settingsCollection({ s, mutate }: CollectionContext): SettingsCollection {
+  return {
+    async all() {
+      const rows = s.settings.all() as { name: string; value: string }[];
+      return Object.fromEntries(rows.map((r) => [r.name, JSON.parse(r.value)]));
+    },
+    async get(name) {
+      const value = s.setting.get(name) as string | undefined;
+      return value === undefined ? undefined : JSON.parse(value);
+    },
+    async set(values) {
+      mutate((note) => {
+        for (const [name, value] of Object.entries(values)) {
+          s.putSetting.run(name, JSON.stringify(value) ?? "null");
+          note("settings", name, "upsert");
+        }
+      });
+    },
+    async delete(name) {
+      return mutate((note) => {
+        if (s.deleteSetting.run(name).changes === 0) return false;
+        note("settings", name, "delete");
+        return true;
+      });
+    },
+  };
+}
+
+/** The `kv` table: values with an optional expiry, and atomic counters. */
+export function kvCollection({ s, maintain }: CollectionContext): KvCollection {
+  return {
+    async get(key) {
+      return (s.kvGet.get(key, Date.now()) as string | undefined) ?? null;
+    },
+    async set(key, value, ttlMs) {
+      s.kvSet.run(key, value, ttlMs === undefined ? null : Date.now() + ttlMs);
+      maintain();
+    },
+    async delete(key) {
+      const expiresAt = s.kvDelete.get(key) as number | null | undefined;
+      return expiresAt === null || (expiresAt !== undefined && expiresAt > Date.now());
+    },
+    async incr(key, by, ttlMs) {
+      const now = Date.now();
+      const value = s.kvIncr.get({
+        key,
+        by,
+        expiresAt: ttlMs === undefined ? null : now + ttlMs,
+        now,
+      });
+      maintain();
+      return Number(value);
+    },
+  };
+}
+
+/** Every collection of the store except usage (which belongs to the ledger). */
+export function collections(
+  ctx: CollectionContext,
+): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
+  return {
+    keys: keyCollection(ctx),
+    users: userCollection(ctx),
+    credentials: credentialCollection(ctx),
+    settings: settingsCollection(ctx),
+    kv: kvCollection(ctx),
+  };
+}

@@ -1,0 +1,282 @@
+/** Quota reservations, settlements and usage of the SQLite store. Internal to this package. */
+import { randomUUID } from "node:crypto";
+import {
+  addToRollup,
+  assertUnits,
+  emptyRollup,
+  type NewUsageRecord,
+  type Reservation,
+  type ReservationMeta,
+  type ReserveResult,
+  type RollupQuery,
+  recoveredRecord,
+  reservationRow,
+  rollupKey,
+  type Settlement,
+  type Store,
+  type UsageCommit,
+  type UsageQuery,
+  type UsageRecord,
+  type UsageRollup,
+} from "@tokenpool/core";
+import { settleAmounts } from "@tokenpool/core/store-kernel";
+import {
+  type KeyRow,
+  type ReservationDbRow,
+  type RollupRow,
+  reservationFromRow,
+  reservationParams,
+  rollupFromRow,
+  rollupParams,
+  usageFromRow,
+  usageParams,
+} from "./rows.js";
+import { type QueryShapes, type Statements, Where } from "./statements.js";
+
+/** What the ledger needs of the store. */
+export interface LedgerContext {
+  s: Statements;
+  immediate: <T>(fn: () => T) => T;
+  shapes: QueryShapes;
+}
+
+/** The quota and usage steps of the Store contract, plus `flush` for the reservations still queued. */
+export type Ledger = Pick<
+  Store,
+  | "usage"
+  | "reserveQuota"
+  | "renewReservations"
+  | "recoverReservations"
+  | "settleQuota"
+  | "commitUsage"
+> & {
+  /** Answers the reservations asked for but not yet run (before the database closes). */
+  flush(): void;
+};
+
+/**
+ * The ledger: quota reservations (group-committed per event-loop turn), settlements, usage
+ * records with their roll-ups and the recovery of expired reservations, each one transaction.
+ */
+export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
+  /**
+   * One reservation inside the caller's transaction: the guarded debit and the durable
+   * reservation row commit together, so a process that dies leaves a row to recover.
+   */
+  const reserveIn = (keyId: number, units: number, meta?: ReservationMeta): ReserveResult => {
+    // The common case, a limited key without an owner, is one guarded UPDATE; every other case
+    // (owner, unlimited, refusal and its reason) takes the full path below.
+    const result: ReserveResult =
+      s.reserveFast.run(units, keyId, units).changes === 1
+        ? {
+            ok: true,
+            reservation: { id: randomUUID(), keyId, userId: null, units, keyDebited: true },
+          }
+        : reserveFull(keyId, units);
+    if (result.ok) {
+      s.insertReservation.run(
+        reservationParams(reservationRow(result.reservation, meta, Date.now())),
+      );
+    }
+    return result;
+  };
+
+  /**
+   * Group commit: reservations asked for in the same event-loop turn run in one BEGIN IMMEDIATE
+   * transaction, one after the other, each with its own guarded update, so each is exactly as
+   * atomic as alone; only the commit (the WAL write, the locks) is shared. Under concurrency this
+   * turns one write transaction per request into one per loop turn.
+   */
+  let reserveQueue: {
+    keyId: number;
+    units: number;
+    meta: ReservationMeta | undefined;
+    resolve: (r: ReserveResult) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  const flushReserves = () => {
+    const batch = reserveQueue;
+    reserveQueue = [];
+    let results: ReserveResult[];
+    try {
+      results = immediate(() => batch.map((r) => reserveIn(r.keyId, r.units, r.meta)));
+    } catch (error) {
+      for (const r of batch) r.reject(error);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]!);
+  };
+  const reserve = (
+    keyId: number,
+    units: number,
+    meta: ReservationMeta | undefined,
+  ): Promise<ReserveResult> =>
+    new Promise((resolve, reject) => {
+      if (reserveQueue.push({ keyId, units, meta, resolve, reject }) === 1)
+        setImmediate(flushReserves);
+    });
+
+  const reserveFull = (keyId: number, units: number): ReserveResult => {
+    {
+      const key = s.keyQuota.get(keyId) as
+        | Pick<KeyRow, "user_id" | "remain_quota" | "unlimited_quota">
+        | undefined;
+      if (!key) return { ok: false, reason: "key_not_found" };
+      const debitKey = key.unlimited_quota === 0;
+      if (debitKey && key.remain_quota < units)
+        return { ok: false, reason: "key_quota", inFlight: s.keyInFlight.get(keyId) as number };
+      const userQuota =
+        key.user_id === null ? undefined : (s.userQuota.get(key.user_id) as number | undefined);
+      if (userQuota !== undefined && userQuota < units)
+        return {
+          ok: false,
+          reason: "user_quota",
+          inFlight: s.userInFlight.get(key.user_id) as number,
+        };
+      // Guarded debits: the WHERE clause re-checks the balance the SELECT above saw.
+      if (debitKey && s.debitKey.run(units, keyId, units).changes !== 1) {
+        throw new Error(`reserveQuota: key ${keyId} changed inside its transaction`);
+      }
+      if (userQuota !== undefined && s.debitUser.run(units, key.user_id, units).changes !== 1) {
+        throw new Error(`reserveQuota: user ${key.user_id} changed inside its transaction`);
+      }
+      const reservation: Reservation = {
+        id: randomUUID(),
+        keyId,
+        userId: userQuota === undefined ? null : key.user_id,
+        units,
+        keyDebited: debitKey,
+      };
+      return { ok: true, reservation };
+    }
+  };
+
+  /** Settles inside the caller's transaction. */
+  const settleIn = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
+    {
+      // The row is gone when recoverReservations already charged it in full: nothing more.
+      if (s.deleteReservation.run(res.id).changes === 0) return { charged: 0 };
+      const keyRemain = s.keyRemain.get(res.keyId) as number | undefined;
+      const userQuota =
+        res.userId === null ? undefined : (s.userQuota.get(res.userId) as number | undefined);
+      const { charged, delta } = settleAmounts(
+        res.units,
+        actualUnits,
+        res.keyDebited ? keyRemain : undefined,
+        userQuota,
+      );
+      if (keyRemain !== undefined) {
+        s.settleKey.run(res.keyDebited ? delta : 0, charged, nowSeconds, res.keyId);
+      }
+      if (userQuota !== undefined) s.settleUser.run(delta, charged, res.userId);
+      return { charged };
+    }
+  };
+  const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement =>
+    immediate(() => settleIn(res, actualUnits, nowSeconds));
+
+  /** Appends records and bumps their roll-ups inside the caller's transaction. */
+  const recordIn = (records: NewUsageRecord[]): UsageRecord[] => {
+    {
+      const out: UsageRecord[] = new Array(records.length);
+      const buckets = new Map<string, UsageRollup>();
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        const id = Number(s.insertUsage.run(usageParams(r)).lastInsertRowid);
+        out[i] = { ...r, id };
+        // Sum the batch per bucket first: one upsert per bucket, not per record.
+        const k = rollupKey(r);
+        let bucket = buckets.get(k);
+        if (!bucket) {
+          bucket = emptyRollup(r);
+          buckets.set(k, bucket);
+        }
+        addToRollup(bucket, r);
+      }
+      for (const bucket of buckets.values()) s.bumpRollup.run(rollupParams(bucket));
+      return out;
+    }
+  };
+  const commit = (commits: UsageCommit[], nowSeconds: number): UsageRecord[] =>
+    immediate(() =>
+      recordIn(
+        commits.map((c) => ({
+          ...c.record,
+          quota: c.reservation
+            ? settleIn(c.reservation, c.actualUnits, nowSeconds).charged
+            : c.actualUnits,
+        })),
+      ),
+    );
+
+  const recover = (nowMs: number, limit: number): UsageRecord[] =>
+    immediate(() => {
+      const rows = (s.expiredReservations.all(nowMs, limit) as ReservationDbRow[]).map(
+        reservationFromRow,
+      );
+      const nowSeconds = Math.floor(nowMs / 1000);
+      for (const row of rows) settleIn(row, row.units, nowSeconds);
+      return recordIn(rows.map(recoveredRecord));
+    });
+
+  return {
+    usage: {
+      async list(q: UsageQuery = {}) {
+        const where = new Where()
+          .and(q.from !== undefined, "timestamp >= ?", q.from)
+          .and(q.to !== undefined, "timestamp < ?", q.to)
+          .and(q.keyId !== undefined, "key_id = ?", q.keyId)
+          .and(q.userId !== undefined, "user_id = ?", q.userId);
+        return shapes.page(
+          "usage_records",
+          where,
+          "timestamp DESC, id DESC",
+          q.offset ?? 0,
+          q.limit ?? 100,
+          usageFromRow,
+        );
+      },
+      async rollups(q: RollupQuery = {}) {
+        const where = new Where()
+          .and(q.fromHour !== undefined, "hour >= ?", q.fromHour)
+          .and(q.toHour !== undefined, "hour < ?", q.toHour)
+          .and(q.keyId !== undefined, "key_id = ?", q.keyId);
+        const rows = shapes
+          .of(`SELECT * FROM usage_rollups${where.clause} ORDER BY hour, route, model, key_id`)
+          .all(...where.params) as RollupRow[];
+        return rows.map(rollupFromRow);
+      },
+      async prune(before) {
+        return s.pruneUsage.run(before).changes;
+      },
+    },
+
+    async reserveQuota(keyId, units, meta) {
+      assertUnits(units);
+      return reserve(keyId, units, meta);
+    },
+
+    async renewReservations(ids, expiresAt) {
+      if (ids.length === 0) return 0;
+      return s.renewReservations.run(expiresAt, JSON.stringify(ids)).changes;
+    },
+
+    async recoverReservations(nowMs, limit) {
+      return limit > 0 ? recover(nowMs, limit) : [];
+    },
+
+    async settleQuota(reservation, actualUnits, nowSeconds) {
+      assertUnits(actualUnits, "actualUnits");
+      return settle(reservation, actualUnits, nowSeconds);
+    },
+
+    async commitUsage(commits, nowSeconds) {
+      for (const c of commits) assertUnits(c.actualUnits, "actualUnits");
+      return commits.length ? commit(commits, nowSeconds) : [];
+    },
+
+    flush() {
+      if (reserveQueue.length > 0) flushReserves();
+    },
+  };
+}
