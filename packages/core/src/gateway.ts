@@ -27,6 +27,7 @@ import { KeyService } from "./keys/service.js";
 import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
 import { UpstreamClient } from "./net/upstream.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
+import { LocalhostKey, QuotaHolds } from "./proxy/index.js";
 import { SettingsService } from "./settings/service.js";
 import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {
@@ -307,6 +308,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     keys,
     maxBodyBytes: opts.maxBodyBytes,
     clientIp,
+    holds: new QuotaHolds(),
+    localhostKey: new LocalhostKey(keys),
   };
   const consoleDeps = { keys, users, gate, maxBodyBytes: opts.maxBodyBytes };
   router.add([

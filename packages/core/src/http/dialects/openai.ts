@@ -1,6 +1,6 @@
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
-import { proxyChat } from "../../proxy/chat.js";
+import { proxyRequest } from "../../proxy/index.js";
 import type { Route } from "../router.js";
 import {
   authorizeClient,
@@ -97,7 +97,7 @@ function proxyRoute(deps: OpenAIDialectDeps, r: OpenAIRoute): Route {
       }
       checkStreamFlag(body);
       deps.keys.checkModel(auth.key, model);
-      return proxyChat(deps, {
+      return proxyRequest(deps, {
         exchange: ex,
         route,
         auth,
