@@ -8,8 +8,8 @@ import type { ClientBody, StreamInspector, WireFormatSpec } from "./types.js";
 const USAGE_NEEDLE = Buffer.from('"usage":{');
 const DONE_NEEDLE = Buffer.from("[DONE]");
 
-/** The usage of an OpenAI answer or chunk (and of a Responses API `response.*` event). */
-function usageOf(body: unknown): TokenUsage | null {
+/** The usage of an OpenAI answer or chunk (and of a Responses API answer or `response.*` event). */
+export function openaiBodyUsage(body: unknown): TokenUsage | null {
   if (!body || typeof body !== "object") return null;
   const b = body as Json;
   return openaiUsageOf(b.usage ?? (b.response as Json | undefined)?.usage);
@@ -34,7 +34,7 @@ export class OpenAIInspector implements StreamInspector {
       try {
         const parsed = JSON.parse(data) as { usage?: unknown; choices?: unknown[]; type?: unknown };
         // Responses API streams carry usage in `response.completed`, which is also their end.
-        const u = usageOf(parsed);
+        const u = openaiBodyUsage(parsed);
         if (u) {
           this.usage = u;
           if (parsed.type === "response.completed") this.finished = true;
@@ -134,7 +134,7 @@ export const openaiFormat: WireFormatSpec = {
   streamToPivot: () => null,
   streamFromPivot: () => null,
   unwrap: asIs,
-  usage: usageOf,
+  usage: openaiBodyUsage,
   usageOfBytes: (body) => openaiUsageOf(findUsageObject(body)),
   errorBody: openaiErrorBody,
   streamErrorEvent: (_status, message) =>

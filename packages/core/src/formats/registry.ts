@@ -61,17 +61,6 @@ export function translateRequestBody(
   return to.requestFromPivot(from.requestToPivot(body, opts), opts);
 }
 
-/** An upstream's (unwrapped) JSON answer in the client's format, through the pivot. */
-export function translateAnswer(
-  from: WireFormatSpec,
-  to: WireFormatSpec,
-  body: Json,
-  opts: ResponseOptions,
-): Json {
-  if (from.name === to.name) return body;
-  return to.answerFromPivot(from.answerToPivot(body, opts), opts);
-}
-
 /**
  * A translator of upstream stream events of `from` into the client's format `to`. Null when the
  * events can be relayed as they are (same format, no envelope, no re-framing); `reframe` = the

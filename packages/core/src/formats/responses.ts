@@ -1,5 +1,4 @@
 import type { TokenUsage } from "../store/types.js";
-import { openaiUsageOf } from "../translate/openai.js";
 import {
   ChatToResponsesStream,
   chatToResponsesRequest,
@@ -8,7 +7,7 @@ import {
   responsesToChatRequest,
   responsesToChatResponse,
 } from "../translate/responses.js";
-import type { Json } from "../translate/types.js";
+import { openaiBodyUsage } from "./openai.js";
 import {
   asIs,
   carryNothing,
@@ -23,13 +22,6 @@ import type { StreamInspector, WireFormatSpec } from "./types.js";
 
 const ERROR_TYPE = Buffer.from('"type":"error"');
 const RESPONSE_END = Buffer.from('"type":"response.');
-
-/** The usage of a Responses answer or of a `response.*` event. */
-function usageOf(body: unknown): TokenUsage | null {
-  if (!body || typeof body !== "object") return null;
-  const b = body as Json;
-  return openaiUsageOf(b.usage ?? (b.response as Json | undefined)?.usage);
-}
 
 /**
  * Responses API events: usage and the end come with `response.completed` (or
@@ -53,7 +45,7 @@ export class ResponsesInspector implements StreamInspector {
       | undefined;
     const type = data?.type;
     if (type === "response.completed" || type === "response.incomplete") {
-      this.usage = usageOf(data) ?? this.usage;
+      this.usage = openaiBodyUsage(data) ?? this.usage;
       this.finished = true;
     } else if (type === "response.failed" || type === "error") {
       const m = data?.response?.error?.message ?? data?.message;
@@ -75,7 +67,7 @@ export const responsesFormat: WireFormatSpec = {
   streamToPivot: (opts) => new ResponsesToChatStream(opts),
   streamFromPivot: (opts) => new ChatToResponsesStream(opts),
   unwrap: asIs,
-  usage: usageOf,
+  usage: openaiBodyUsage,
   errorBody: openaiErrorBody,
   streamErrorEvent(_status, message) {
     const ev = {

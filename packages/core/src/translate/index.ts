@@ -1,19 +1,11 @@
-import { formatOf } from "../formats/registry.js";
+import { formatOf, translateRequestBody } from "../formats/registry.js";
 import type { TokenUsage } from "../store/types.js";
-import type { Json, RequestOptions, ResponseOptions, UpstreamEvent, WireFormat } from "./types.js";
+import type { Json, RequestOptions, UpstreamEvent, WireFormat } from "./types.js";
 
 export { anthropicErrorType } from "../formats/anthropic.js";
 export { googleStatus, unwrapResponse } from "../formats/gemini.js";
 export { errorMessageOf } from "../formats/registry.js";
-export type {
-  EventTranslator,
-  Json,
-  RequestOptions,
-  ResponseOptions,
-  UpstreamEvent,
-  WireFormat,
-} from "./types.js";
-export { DONE_EVENT } from "./types.js";
+export * from "./types.js";
 
 /*
  * Shorthands by format name over the wire-format registry (`formats/`), which owns what each
@@ -27,19 +19,7 @@ export function translateRequest(
   body: Json,
   opts: RequestOptions,
 ): Json {
-  if (from === to) return body;
-  return formatOf(to).requestFromPivot(formatOf(from).requestToPivot(body, opts), opts);
-}
-
-/** An upstream's JSON answer in the client's format (`from` = the upstream's, `to` = the client's). */
-export function translateResponse(
-  from: WireFormat,
-  to: WireFormat,
-  body: Json,
-  opts: ResponseOptions,
-): Json {
-  if (from === to) return body;
-  return formatOf(to).answerFromPivot(formatOf(from).answerToPivot(body, opts), opts);
+  return translateRequestBody(formatOf(from), formatOf(to), body, opts);
 }
 
 /** The usage of an upstream answer (a JSON body or one stream event) of `format`; null if none. */
