@@ -17,6 +17,7 @@ import { KeyService } from "./keys/service.js";
 import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
 import { UpstreamClient } from "./net/upstream.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
+import { LocalhostKey, QuotaHolds } from "./proxy/index.js";
 import { SettingsService } from "./settings/service.js";
 import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {
@@ -278,6 +279,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     keys,
     maxBodyBytes: opts.maxBodyBytes,
     clientIp,
+    holds: new QuotaHolds(),
+    localhostKey: new LocalhostKey(keys),
   };
   // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
   const router = mountDialects(new Router(logger).add([healthRoute]), BUILTIN_DIALECTS, {

@@ -124,7 +124,7 @@ export {
 export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
-export { PREVIEW_FALLBACKS } from "./proxy/chat.js";
+export { PREVIEW_FALLBACKS } from "./proxy/forward.js";
 export { SettingsService } from "./settings/service.js";
 export {
   acceptsSetting,

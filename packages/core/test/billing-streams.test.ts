@@ -5,10 +5,10 @@ import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { Billing } from "../src/billing/price.js";
 import { countPromptTokens, countTokens, promptTokenBound } from "../src/billing/tokens.js";
+import { streamedText } from "../src/formats/sse.js";
 import { createGateway, type Gateway, memoryStore, type UsageRecord } from "../src/index.js";
 import { toNodeHandler } from "../src/node.js";
-import { TOKENIZE_WITHIN } from "../src/proxy/chat.js";
-import { streamedText } from "../src/proxy/sse.js";
+import { TOKENIZE_WITHIN } from "../src/proxy/reserve.js";
 
 const SECRET = "streams-secret-0123456789-0123456789-abcdef";
 

@@ -9,7 +9,7 @@ import { countPromptTokens, countTokens, promptTokenBound } from "../src/billing
 import { GatewayEmitter } from "../src/events.js";
 import { createGateway, type Gateway, memoryStore } from "../src/index.js";
 import { toNodeHandler } from "../src/node.js";
-import { TOKENIZE_WITHIN } from "../src/proxy/chat.js";
+import { TOKENIZE_WITHIN } from "../src/proxy/reserve.js";
 import { SettingsService } from "../src/settings/service.js";
 
 const SECRET = "billing-secret-0123456789-0123456789-abcdef";

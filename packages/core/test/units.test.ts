@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { eventData, SseFramer } from "../src/formats/sse.js";
 import { IpAllowList, resolveClientIp, validateIpEntry } from "../src/keys/ip.js";
 import { findUsageObject } from "../src/providers/openai.js";
-import { eventData, SseFramer } from "../src/proxy/sse.js";
 import { maskSecret, redactSecrets, SecretBox } from "../src/util/secrets.js";
 
 describe("SseFramer", () => {

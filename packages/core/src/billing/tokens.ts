@@ -6,7 +6,7 @@
  * tokenizer's merge cache is warm. A 2 KB prompt therefore costs 100-300 µs of CPU, as much as
  * the whole rest of the proxy path; a 100 KB prompt several milliseconds. Loading an encoding
  * costs about 140 ms and 60 MB the first time. So nothing here runs on the common path: the
- * proxy tokenizes only when the count decides something (see `proxy/chat.ts`), and the encodings
+ * proxy tokenizes only when the count decides something (see `proxy/reserve.ts`), and the encodings
  * are imported on first use.
  *
  * Encodings: `o200k_base` for the GPT-4o, GPT-4.1, GPT-4.5, GPT-5 and o-series families and for

@@ -10,7 +10,6 @@ import type { CredentialPool } from "../credentials/pool.js";
 import type { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Reply } from "../exchange.js";
-import type { ProxyDialectDeps } from "../http/dialects/proxy-auth.js";
 import type { Route } from "../http/router.js";
 import type { ManagementGate } from "../keys/management-gate.js";
 import type { KeyService } from "../keys/service.js";
@@ -22,6 +21,7 @@ import type { Store } from "../store/types.js";
 import type { UsageWriter } from "../usage/writer.js";
 import type { UserService } from "../users/service.js";
 import type { SecretBox } from "../util/secrets.js";
+import type { ProxyDialectDeps } from "./proxy-common.js";
 
 /** The services of one gateway, as `createGateway` hands them to every dialect. */
 export interface DialectContext {

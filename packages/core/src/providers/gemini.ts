@@ -57,7 +57,7 @@ export const geminiApiKeyAdapter: UpstreamAdapter = {
 /**
  * Gemini through Cloud Code Assist, as Gemini CLI and Antigravity OAuth accounts use it:
  * `POST {base}/v1internal:generateContent` with `{ model, project, request }`, answers wrapped in
- * `{ response }`.
+ * `{ response }` (the envelope is the Code Assist wire format's: `formats/code-assist.ts`).
  */
 export function codeAssistAdapter(userAgent: string): UpstreamAdapter {
   return {
@@ -74,9 +74,6 @@ export function codeAssistAdapter(userAgent: string): UpstreamAdapter {
           authorization: `Bearer ${c.secret.accessToken ?? ""}`,
         },
       };
-    },
-    wrap(body, _c, model, project) {
-      return project === undefined ? { model, request: body } : { model, project, request: body };
     },
   };
 }

@@ -2,6 +2,8 @@ import type { CredentialRecord } from "../store/types.js";
 import { openaiUsageOf } from "../translate/openai.js";
 import type { UpstreamAdapter } from "./types.js";
 
+export { findUsageObject } from "../formats/openai.js";
+
 const urlCache = new Map<string, URL>();
 
 /** The OpenAI wire format: URLs, auth headers and usage. */
@@ -29,50 +31,6 @@ export const openaiProvider = {
   /** Maps an OpenAI `usage` object to {@link TokenUsage}; null when it is not one. */
   usage: openaiUsageOf,
 };
-
-/**
- * Finds the `"usage": {...}` object in a JSON body without parsing the whole body: the last
- * `"usage"` key, then a brace scan that respects strings. Falls back to a full parse.
- */
-export function findUsageObject(body: Buffer): unknown {
-  const at = body.lastIndexOf('"usage"');
-  if (at >= 0) {
-    const start = body.indexOf("{", at);
-    const colon = body.indexOf(":", at);
-    if (
-      start > 0 &&
-      colon > 0 &&
-      colon < start &&
-      body
-        .subarray(colon + 1, start)
-        .toString()
-        .trim() === ""
-    ) {
-      let depth = 0;
-      let inString = false;
-      for (let i = start; i < body.length; i++) {
-        const ch = body[i];
-        if (inString) {
-          if (ch === 0x5c) i++;
-          else if (ch === 0x22) inString = false;
-        } else if (ch === 0x22) inString = true;
-        else if (ch === 0x7b) depth++;
-        else if (ch === 0x7d && --depth === 0) {
-          try {
-            return JSON.parse(body.subarray(start, i + 1).toString("utf8"));
-          } catch {
-            break;
-          }
-        }
-      }
-    }
-  }
-  try {
-    return (JSON.parse(body.toString("utf8")) as { usage?: unknown }).usage;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The headers of an OpenAI-API call with a credential: JSON in, JSON or SSE out, the

@@ -1,5 +1,5 @@
 import type { CredentialRecord } from "../store/types.js";
-import type { Json, WireFormat } from "../translate/types.js";
+import type { WireFormat } from "../translate/types.js";
 
 /** Where and how one generation request goes upstream with one credential. */
 export interface UpstreamCall {
@@ -11,7 +11,7 @@ export interface UpstreamCall {
 /**
  * One upstream wire format as a provider speaks it: the URL of a generation call, the headers
  * that authenticate a credential, and, for APIs that wrap the format in an envelope (Gemini's
- * Cloud Code Assist), how requests are wrapped and answers unwrapped.
+ * Cloud Code Assist), that it is wrapped.
  */
 export interface UpstreamAdapter {
   /** The provider ids (`CredentialRecord.provider`) this adapter serves. */
@@ -19,11 +19,9 @@ export interface UpstreamAdapter {
   /** The generation call for `model` (the upstream's model name). */
   call(c: CredentialRecord, model: string, stream: boolean): UpstreamCall;
   /**
-   * Wraps a request body of {@link UpstreamAdapter.format} for the upstream (Code Assist:
-   * `{ model, project, request }`). Absent: the body is sent as it is.
+   * Whether requests and answers travel in a Code Assist envelope (the wire format is then
+   * `formats/code-assist.ts`'s, which wraps requests and unwraps answers).
    */
-  wrap?(body: Json, c: CredentialRecord, model: string, project: string | undefined): Json;
-  /** Whether answers (JSON and each stream event) arrive wrapped in `{ response: … }`. */
   readonly wrapped?: boolean;
 }
 

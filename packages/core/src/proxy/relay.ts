@@ -2,227 +2,18 @@ import type { TokenUsage } from "../billing/price.js";
 import { ZERO_USAGE } from "../billing/price.js";
 import type { SecretMask } from "../credentials/secret-mask.js";
 import type { ClientSignal } from "../exchange.js";
-import {
-  type EventTranslator,
-  type Json,
-  sseEvent,
-  streamErrorEvent,
-  streamTranslator,
-  type UpstreamEvent,
-  usageOf,
-  type WireFormat,
-} from "../translate/index.js";
+import { parseEvent, SseFramer } from "../formats/sse.js";
+import type { StreamInspector, WireFormatSpec } from "../formats/types.js";
+import type { EventTranslator, Json, UpstreamEvent } from "../translate/types.js";
 import { redactSecrets } from "../util/secrets.js";
-import { eventData, SseFramer, type StreamedText, streamedText } from "./sse.js";
-
-/**
- * Looks at the events of a stream relayed byte for byte (client and upstream speak the same
- * format): reads usage from the few events that carry it and notices the upstream's end signal.
- * Only events that contain a needle are decoded.
- */
-export interface StreamInspector {
-  /** Looks at one complete event; true = do not relay it. */
-  inspect(ev: Buffer): boolean;
-  /** The usage reported so far. */
-  readonly usage: TokenUsage | null;
-  /** The usage covers the whole answer (OpenAI's usage chunk, Anthropic's `message_delta`). */
-  readonly usageFinal: boolean;
-  /** The upstream's end-of-stream signal was seen. */
-  readonly finished: boolean;
-  /** The upstream sent an error event of its own (relayed); its message. */
-  readonly failed: string | null;
-}
-
-const USAGE_NEEDLE = Buffer.from('"usage":{');
-const DONE_NEEDLE = Buffer.from("[DONE]");
-
-/** OpenAI chunks: usage from the usage chunk (dropped when we asked for it), end at `[DONE]`. */
-export class OpenAIInspector implements StreamInspector {
-  usage: TokenUsage | null = null;
-  get usageFinal(): boolean {
-    return this.usage !== null;
-  }
-  finished = false;
-  failed: string | null = null;
-  readonly #stripUsage: boolean;
-  constructor(stripUsage: boolean) {
-    this.#stripUsage = stripUsage;
-  }
-  inspect(ev: Buffer): boolean {
-    if (ev.indexOf(USAGE_NEEDLE) >= 0) {
-      const data = eventData(ev);
-      if (data === undefined) return false;
-      try {
-        const parsed = JSON.parse(data) as { usage?: unknown; choices?: unknown[]; type?: unknown };
-        // Responses API streams carry usage in `response.completed`, which is also their end.
-        const u = usageOf("openai", parsed);
-        if (u) {
-          this.usage = u;
-          if (parsed.type === "response.completed") this.finished = true;
-        }
-        return this.#stripUsage && Array.isArray(parsed.choices) && parsed.choices.length === 0;
-      } catch {
-        return false;
-      }
-    }
-    if (ev.length <= 16 && ev.indexOf(DONE_NEEDLE) >= 0) this.finished = true;
-    return false;
-  }
-}
-
-const ERROR_TYPE = Buffer.from('"type":"error"');
-const RESPONSE_END = Buffer.from('"type":"response.');
-
-/**
- * Responses API events: usage and the end come with `response.completed` (or
- * `response.incomplete`); `response.failed` and `error` events are the upstream's own errors.
- */
-export class ResponsesInspector implements StreamInspector {
-  usage: TokenUsage | null = null;
-  finished = false;
-  failed: string | null = null;
-  get usageFinal(): boolean {
-    return this.finished;
-  }
-  inspect(ev: Buffer): boolean {
-    if (ev.indexOf(RESPONSE_END) < 0 && ev.indexOf(ERROR_TYPE) < 0) return false;
-    const data = parseData(ev) as
-      | {
-          type?: unknown;
-          response?: { usage?: unknown; error?: { message?: unknown } };
-          message?: unknown;
-        }
-      | undefined;
-    const type = data?.type;
-    if (type === "response.completed" || type === "response.incomplete") {
-      this.usage = usageOf("responses", data) ?? this.usage;
-      this.finished = true;
-    } else if (type === "response.failed" || type === "error") {
-      const m = data?.response?.error?.message ?? data?.message;
-      this.failed = typeof m === "string" ? m : "upstream error event";
-    }
-    return false;
-  }
-}
-
-const ANTHROPIC_USAGE = Buffer.from('"usage"');
-const MESSAGE_STOP = Buffer.from("message_stop");
-
-/** Merges two partial usages: a non-zero count of the later one wins. */
-export function mergeUsage(a: TokenUsage | null, b: TokenUsage | null): TokenUsage | null {
-  if (!a) return b;
-  if (!b) return a;
-  const inputTokens = b.inputTokens || a.inputTokens;
-  const outputTokens = b.outputTokens || a.outputTokens;
-  return {
-    inputTokens,
-    outputTokens,
-    reasoningTokens: b.reasoningTokens || a.reasoningTokens,
-    cachedTokens: b.cachedTokens || a.cachedTokens,
-    totalTokens: inputTokens + outputTokens,
-  };
-}
-
-/** Anthropic events: input usage in `message_start`, output in `message_delta`, end at `message_stop`. */
-export class AnthropicInspector implements StreamInspector {
-  usage: TokenUsage | null = null;
-  usageFinal = false;
-  finished = false;
-  failed: string | null = null;
-  inspect(ev: Buffer): boolean {
-    if (ev.indexOf(ANTHROPIC_USAGE) >= 0) {
-      const data = parseData(ev);
-      this.usage = mergeUsage(this.usage, usageOf("anthropic", data));
-      if ((data as { type?: unknown } | undefined)?.type === "message_delta")
-        this.usageFinal = true;
-    } else if (ev.indexOf(MESSAGE_STOP) >= 0) this.finished = true;
-    else if (ev.indexOf(ERROR_TYPE) >= 0) {
-      const err = (parseData(ev) as { error?: { message?: unknown } } | undefined)?.error;
-      this.failed = typeof err?.message === "string" ? err.message : "upstream error event";
-    }
-    return false;
-  }
-}
-
-const USAGE_METADATA = Buffer.from('"usageMetadata"');
-const FINISH_REASON = Buffer.from('"finishReason"');
-
-/** Gemini events: the latest `usageMetadata` is the total; a `finishReason` ends the answer. */
-export class GeminiInspector implements StreamInspector {
-  usage: TokenUsage | null = null;
-  /** Every Gemini chunk's usage counts the answer so far. */
-  get usageFinal(): boolean {
-    return this.usage !== null;
-  }
-  finished = false;
-  failed: string | null = null;
-  inspect(ev: Buffer): boolean {
-    if (ev.indexOf(FINISH_REASON) >= 0) this.finished = true;
-    if (ev.indexOf(USAGE_METADATA) >= 0) {
-      this.usage = usageOf("gemini", parseData(ev)) ?? this.usage;
-    }
-    return false;
-  }
-}
-
-function parseData(ev: Buffer): unknown {
-  const data = eventData(ev);
-  if (data === undefined) return undefined;
-  try {
-    return JSON.parse(data);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Parses one SSE event into its name and JSON data; null for comments and non-JSON data. */
-export function parseEvent(ev: Buffer): UpstreamEvent | null {
-  const text = ev.toString("utf8");
-  let event: string | undefined;
-  let data: string | undefined;
-  for (const line of text.split(/\r?\n/)) {
-    if (line.startsWith("data:")) {
-      const v = line.slice(line[5] === " " ? 6 : 5);
-      data = data === undefined ? v : `${data}\n${v}`;
-    } else if (line.startsWith("event:")) event = line.slice(6).trim();
-  }
-  if (data === undefined) return null;
-  if (data.trim() === "[DONE]") return { data: "[DONE]" };
-  try {
-    const parsed = JSON.parse(data) as unknown;
-    return event === undefined ? { data: parsed } : { event, data: parsed };
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The text of stream events of `format` as the client received it, per choice, for counting
- * the usage of a stream that ended without a usage block. Non-OpenAI events are translated to
- * OpenAI chunks first (the rare path: it parses every event).
- */
-export function textOfEvents(format: WireFormat, events: Buffer[], wrapped = false): StreamedText {
-  const t = streamTranslator(format, "openai", { model: "", id: "" }, wrapped);
-  if (!t) return streamedText(events);
-  const chunks: Buffer[] = [];
-  for (const ev of events) {
-    const parsed = parseEvent(ev);
-    if (!parsed) continue;
-    try {
-      for (const out of t.push(parsed)) chunks.push(Buffer.from(sseEvent("openai", out)));
-    } catch {
-      // an upstream error event: no text
-    }
-  }
-  return streamedText(chunks);
-}
 
 /** How a streamed answer ends for usage accounting. */
 export type RelayEnd = (usage: TokenUsage, error: string | null) => void;
 
-interface RelayCommon {
+/** What both relays need: the client's format, its signal, the secret mask, usage counting and the end. */
+export interface RelayCommon {
   /** The client's format, for the error event. */
-  clientFormat: WireFormat;
+  client: WireFormatSpec;
   signal: ClientSignal;
   /**
    * The secrets of the credentials the request tried: every relayed event is masked by them
@@ -284,13 +75,13 @@ export async function* relayStream(
       error = `upstream error event: ${redactSecrets(opts.mask.text(inspector.failed))}`;
     else if (!inspector.finished) {
       error = "upstream stream ended before its end signal";
-      yield Buffer.from(streamErrorEvent(opts.clientFormat, 502, error));
+      yield Buffer.from(opts.client.streamErrorEvent(502, error));
     }
     completed = true;
   } catch (e) {
     if (!opts.signal.aborted) {
       error = `upstream stream interrupted: ${redactSecrets(opts.mask.text((e as Error).message))}`;
-      yield Buffer.from(streamErrorEvent(opts.clientFormat, 502, error));
+      yield Buffer.from(opts.client.streamErrorEvent(502, error));
     } else error = "client closed the stream";
     completed = true;
   } finally {
@@ -324,7 +115,7 @@ export async function* relayTranslated(
   opts: TranslatedRelayOptions,
 ): AsyncGenerator<Uint8Array> {
   const framer = new SseFramer();
-  const { translator, clientFormat } = opts;
+  const { translator, client } = opts;
   const sent: Buffer[] = [];
   let error: string | null = null;
   let completed = false;
@@ -333,7 +124,7 @@ export async function* relayTranslated(
     let out = "";
     for (const ev of events) {
       if (opts.stripUsage && isUsageChunk(ev.data)) continue;
-      if (!opts.jsonArray) out += sseEvent(clientFormat, ev);
+      if (!opts.jsonArray) out += client.sseEvent(ev);
       else if (ev.data !== "[DONE]") {
         out += `${opened ? ",\r\n" : "["}${JSON.stringify(ev.data)}`;
         opened = true;
@@ -351,7 +142,7 @@ export async function* relayTranslated(
     return out;
   };
   const fail = (message: string): string => {
-    if (!opts.jsonArray) return streamErrorEvent(clientFormat, 502, message);
+    if (!opts.jsonArray) return client.streamErrorEvent(502, message);
     const body = JSON.stringify({ error: { code: 502, message, status: "UNAVAILABLE" } });
     return `${opened ? ",\r\n" : "["}${body}]`;
   };

@@ -2,12 +2,7 @@ import { countPromptTokens } from "../../billing/tokens.js";
 import { SecretMask } from "../../credentials/secret-mask.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
-import {
-  authorizeClient,
-  checkStreamFlag,
-  type ProxyDialectDeps,
-  readProxyBody,
-} from "../../http/dialects/proxy-auth.js";
+import { withClientBeta } from "../../formats/anthropic.js";
 import type { Route } from "../../http/router.js";
 import type { AuthorizedKey } from "../../keys/service.js";
 import {
@@ -15,9 +10,15 @@ import {
   anthropicAuthHeaders,
   anthropicUrl,
 } from "../../providers/anthropic.js";
-import { proxyChat } from "../../proxy/chat.js";
+import { proxyRequest } from "../../proxy/index.js";
 import { anthropicErrorType, translateRequest } from "../../translate/index.js";
 import { redactSecrets } from "../../util/secrets.js";
+import {
+  authorizeClient,
+  checkStreamFlag,
+  type ProxyDialectDeps,
+  readProxyBody,
+} from "../proxy-common.js";
 
 /** Renders any error as Anthropic's: `{ type: "error", error: { type, message } }`. */
 export function anthropicError(error: unknown): Reply {
@@ -101,16 +102,6 @@ async function countTokens(
   return json(200, { input_tokens: await countPromptTokens(model, openai) });
 }
 
-/** Auth headers with the client's `anthropic-beta` flags added to the credential's own. */
-function withClientBeta(
-  h: Record<string, string>,
-  beta: string | undefined,
-): Record<string, string> {
-  if (!beta) return h;
-  const own = h["anthropic-beta"];
-  return { ...h, "anthropic-beta": own ? `${own},${beta}` : beta };
-}
-
 /** The Anthropic-format proxy routes: `POST /v1/messages` and `POST /v1/messages/count_tokens`. */
 export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
   // What both routes check first, in this order: the key, the body, the model.
@@ -131,7 +122,7 @@ export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
         }
         checkStreamFlag(body);
         deps.keys.checkModel(auth.key, model);
-        return proxyChat(deps, {
+        return proxyRequest(deps, {
           exchange: ex,
           route: "POST /v1/messages",
           auth,

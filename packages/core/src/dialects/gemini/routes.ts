@@ -1,14 +1,10 @@
 import { countPromptTokens } from "../../billing/tokens.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, json, type Reply } from "../../exchange.js";
-import {
-  authorizeClient,
-  type ProxyDialectDeps,
-  readProxyBody,
-} from "../../http/dialects/proxy-auth.js";
 import type { Route } from "../../http/router.js";
-import { proxyChat } from "../../proxy/chat.js";
+import { proxyRequest } from "../../proxy/index.js";
 import { googleStatus, translateRequest } from "../../translate/index.js";
+import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
 /** Renders any error as Google's: `{ error: { code, message, status } }`. */
 export function geminiError(error: unknown): Reply {
@@ -63,7 +59,7 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
       return json(200, { totalTokens: await countPromptTokens(model, openai) });
     }
     const stream = method === "streamGenerateContent";
-    return proxyChat(deps, {
+    return proxyRequest(deps, {
       exchange: ex,
       // Usage records name the root the client called (`/v1beta` or `/v1`).
       route: `POST ${ex.path.startsWith("/v1beta/") ? "/v1beta" : "/v1"}/models/{model}:${method}`,

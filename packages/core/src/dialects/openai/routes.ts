@@ -1,15 +1,15 @@
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
+import type { Route } from "../../http/router.js";
+import { proxyRequest } from "../../proxy/index.js";
 import {
   authorizeClient,
   checkStreamFlag,
   type ProxyDialectDeps,
   readProxyBody,
-} from "../../http/dialects/proxy-auth.js";
-import type { Route } from "../../http/router.js";
-import { proxyChat } from "../../proxy/chat.js";
+} from "../proxy-common.js";
 
-export { bearer, LOCALHOST_KEY_NAME } from "../../http/dialects/proxy-auth.js";
+export { bearer, LOCALHOST_KEY_NAME } from "../proxy-common.js";
 
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {
@@ -97,7 +97,7 @@ function proxyRoute(deps: OpenAIDialectDeps, r: OpenAIRoute): Route {
       }
       checkStreamFlag(body);
       deps.keys.checkModel(auth.key, model);
-      return proxyChat(deps, {
+      return proxyRequest(deps, {
         exchange: ex,
         route,
         auth,

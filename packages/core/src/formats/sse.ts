@@ -1,3 +1,5 @@
+import type { UpstreamEvent } from "../translate/types.js";
+
 /**
  * Splits a byte stream into complete Server-Sent Events without decoding anything but the
  * boundaries (a native `indexOf` per chunk). Events are yielded with their terminator.
@@ -131,4 +133,25 @@ export function replyText(body: Buffer): StreamedText {
     // not JSON: no text
   }
   return compact(text);
+}
+
+/** Parses one SSE event into its name and JSON data; null for comments and non-JSON data. */
+export function parseEvent(ev: Buffer): UpstreamEvent | null {
+  const text = ev.toString("utf8");
+  let event: string | undefined;
+  let data: string | undefined;
+  for (const line of text.split(/\r?\n/)) {
+    if (line.startsWith("data:")) {
+      const v = line.slice(line[5] === " " ? 6 : 5);
+      data = data === undefined ? v : `${data}\n${v}`;
+    } else if (line.startsWith("event:")) event = line.slice(6).trim();
+  }
+  if (data === undefined) return null;
+  if (data.trim() === "[DONE]") return { data: "[DONE]" };
+  try {
+    const parsed = JSON.parse(data) as unknown;
+    return event === undefined ? { data: parsed } : { event, data: parsed };
+  } catch {
+    return null;
+  }
 }

@@ -1,0 +1,84 @@
+import { randomUUID } from "node:crypto";
+import { ZERO_USAGE } from "../billing/price.js";
+import { SecretMask } from "../credentials/secret-mask.js";
+import type { GatewayError } from "../errors.js";
+import type { Reply } from "../exchange.js";
+import { formatOf } from "../formats/registry.js";
+import { admit } from "./admission.js";
+import { errorReply, jsonAnswer, streamAnswer } from "./answer.js";
+import { localCount } from "./count.js";
+import { forward } from "./forward.js";
+import { reserve } from "./reserve.js";
+import { settlement } from "./settle.js";
+import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
+
+export { type AuthorizeDeps, authorizeClient, LocalhostKey } from "./authorize.js";
+export { PREVIEW_FALLBACKS } from "./forward.js";
+export { QuotaHolds, TOKENIZE_WITHIN } from "./reserve.js";
+export type { ProxyDeps, ProxyRequest } from "./types.js";
+
+/**
+ * The proxy engine: serves one generation request of any wire format (chat, completions,
+ * embeddings, Responses, Anthropic Messages, Gemini) through its stages:
+ *
+ * 1. authorize — done by the dialect route before it reads the body (`authorizeClient`);
+ * 2. admit — rate limits and concurrency (a slot for now, `admission.ts`);
+ * 3. reserve — quota, against the key and its owner (`reserve.ts`);
+ * 4. plan + forward — pick a credential, build the call from the wire-format registry, send it,
+ *    failing over until the first byte (`plan.ts`, `forward.ts`);
+ * 5. answer / relay — a JSON answer, or the stream as it arrives (`answer.ts`, `relay.ts`);
+ * 6. settle — the reservation settled to the actual usage, the usage record and request log
+ *    queued, exactly once (`settle.ts`).
+ *
+ * When the upstream reports no usage (a stream cut by the client or the upstream, or an upstream
+ * that never sends it), the usage is counted locally: the prompt and the text the client
+ * actually received, with the tokenizer.
+ */
+export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<Reply> {
+  const ctx = requestContext(req);
+  admit(deps, ctx);
+  const reservation = await reserve(deps, ctx);
+  const settle = settlement(deps, ctx, reservation);
+  try {
+    const sent = await forward(deps, ctx, settle);
+    if (!sent.ok) {
+      settle(ZERO_USAGE, sent.status, sent.credential, `upstream ${sent.status}`, sent.logged);
+      return errorReply(ctx.client, sent.status, sent.body, sent.upstream);
+    }
+    const { res, credential, plan } = sent;
+    if (!req.stream) {
+      const buf = Buffer.from(await res.body.arrayBuffer());
+      return jsonAnswer(ctx, plan, ctx.mask.body(buf), (usage, responseBody) =>
+        settle(usage, res.statusCode, credential, null, responseBody),
+      );
+    }
+    return streamAnswer(ctx, plan, res.statusCode, sent.body, (usage, error) =>
+      settle(
+        usage,
+        error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
+        credential,
+        error,
+      ),
+    );
+  } catch (error) {
+    settle(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
+    throw error;
+  }
+}
+
+/** What the stages share about one request. */
+function requestContext(req: ProxyRequest): RequestContext {
+  const { key, user } = req.auth;
+  const client = formatOf(req.format);
+  return {
+    req,
+    client,
+    requestId: randomUUID(),
+    started: Date.now(),
+    includeUsage:
+      (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
+    group: user?.group ?? key.group,
+    local: localCount(req, client),
+    mask: new SecretMask(),
+  };
+}
