@@ -20,7 +20,12 @@ import PQueue from "p-queue";
 import type { GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
 import type { UpstreamClient } from "../net/upstream.js";
-import type { CredentialRecord, CredentialSecret, Store } from "../store/types.js";
+import {
+  type CredentialRecord,
+  type CredentialSecret,
+  REFRESH_LOCK_PREFIX,
+  type Store,
+} from "../store/types.js";
 import { redactSecrets } from "../util/secrets.js";
 import { postTokenEndpoint } from "./token-endpoint.js";
 
@@ -179,11 +184,6 @@ export interface RefreshOptions {
   failedToken?: string;
 }
 
-/**
- * Prefix of the store lock a credential's secret is rewritten under (`refresh:<id>`): refreshes
- * take it, and so do the sealing of plaintext secrets and the secret rotation.
- */
-export const LOCK_PREFIX = "refresh:";
 const MAX_MESSAGE = 300;
 /** Lifetime assumed when a token endpoint omits `expires_in` (Google's is 3599 s). */
 const DEFAULT_EXPIRES_IN_S = 3600;
@@ -310,7 +310,7 @@ export class OAuthRefresher {
     const { store } = this.#deps;
     const model = opts.model ?? "*";
     const s = this.#settings;
-    const lockName = `${LOCK_PREFIX}${c.id}`;
+    const lockName = `${REFRESH_LOCK_PREFIX}${c.id}`;
     // A holder may take up to the endpoint timeout; past the lock TTL another may take over.
     const deadline = Date.now() + s.lockTtlMs + s.timeoutMs;
     const poll = Math.max(10, Math.min(100, Math.floor(s.lockTtlMs / 20)));

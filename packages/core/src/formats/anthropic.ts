@@ -11,10 +11,9 @@ import {
 } from "../translate/anthropic.js";
 import type { Json } from "../translate/types.js";
 import {
-  asIs,
+  defineFormat,
   mergeUsage,
   namedSseEvent,
-  neverJsonArray,
   nonNegative,
   parseData,
   withModel,
@@ -89,17 +88,14 @@ function errorBody(status: number, message: string): Json {
 }
 
 /** Anthropic Messages (`POST /v1/messages`, named SSE events `message_start` … `message_stop`). */
-export const anthropicFormat: WireFormatSpec = {
+export const anthropicFormat: WireFormatSpec = defineFormat({
   name: "anthropic",
-  wrapped: false,
-  stripsUsageChunks: false,
   requestToPivot: anthropicToOpenAIRequest,
   requestFromPivot: openaiToAnthropicRequest,
   answerToPivot: anthropicToOpenAIResponse,
   answerFromPivot: openaiToAnthropicResponse,
   streamToPivot: (opts) => new AnthropicToOpenAIStream(opts),
   streamFromPivot: (opts) => new OpenAIToAnthropicStream(opts),
-  unwrap: asIs,
   usage: usageOf,
   errorBody,
   streamErrorEvent: (status, message) =>
@@ -115,6 +111,4 @@ export const anthropicFormat: WireFormatSpec = {
     const b = header(client, "anthropic-beta");
     if (b) upstream["anthropic-beta"] = mergeBeta(upstream["anthropic-beta"], b);
   },
-  jsonArray: neverJsonArray,
-  promptView: (req) => anthropicToOpenAIRequest(req.body, { model: req.model, stream: false }),
-};
+});

@@ -1,7 +1,7 @@
 import { GeminiToOpenAIStream } from "../translate/gemini.js";
 import type { Json } from "../translate/types.js";
 import { GeminiUnwrap, geminiFormat, unwrapResponse } from "./gemini.js";
-import { Composed } from "./shared.js";
+import { Composed, defineFormat } from "./shared.js";
 import type { WireFormatSpec } from "./types.js";
 
 /**
@@ -18,10 +18,10 @@ export function wrapCodeAssist(body: Json, model: string, project: string | unde
  * answers (JSON and each stream event) in `{ response }`. An upstream-side format: clients speak
  * plain Gemini.
  */
-export const codeAssistFormat: WireFormatSpec = {
+export const codeAssistFormat: WireFormatSpec = defineFormat({
   ...geminiFormat,
   wrapped: true,
   unwrap: unwrapResponse,
   wrapRequest: wrapCodeAssist,
   streamToPivot: (opts) => new Composed(new GeminiUnwrap(), new GeminiToOpenAIStream(opts)),
-};
+});

@@ -9,8 +9,8 @@ import {
   openaiToGeminiResponse,
 } from "../translate/gemini.js";
 import type { EventTranslator, Json, UpstreamEvent } from "../translate/types.js";
-import { asIs, carryNothing, nonNegative, parseData } from "./shared.js";
-import type { StreamInspector, WireFormatSpec } from "./types.js";
+import { defineFormat, LatestUsageInspector, nonNegative, parseData } from "./shared.js";
+import type { WireFormatSpec } from "./types.js";
 
 /** Google's canonical status name for an HTTP status. */
 export function googleStatus(status: number): string {
@@ -72,14 +72,7 @@ const USAGE_METADATA = Buffer.from('"usageMetadata"');
 const FINISH_REASON = Buffer.from('"finishReason"');
 
 /** Gemini events: the latest `usageMetadata` is the total; a `finishReason` ends the answer. */
-export class GeminiInspector implements StreamInspector {
-  usage: TokenUsage | null = null;
-  /** Every Gemini chunk's usage counts the answer so far. */
-  get usageFinal(): boolean {
-    return this.usage !== null;
-  }
-  finished = false;
-  failed: string | null = null;
+export class GeminiInspector extends LatestUsageInspector {
   inspect(ev: Buffer): boolean {
     if (ev.indexOf(FINISH_REASON) >= 0) this.finished = true;
     if (ev.indexOf(USAGE_METADATA) >= 0) {
@@ -97,10 +90,8 @@ function errorBody(status: number, message: string): Json {
  * Gemini's Generative Language API (`generateContent` / `streamGenerateContent?alt=sse`, a
  * `GenerateContentResponse` per event; without `alt=sse` a stream is one JSON array).
  */
-export const geminiFormat: WireFormatSpec = {
+export const geminiFormat: WireFormatSpec = defineFormat({
   name: "gemini",
-  wrapped: false,
-  stripsUsageChunks: false,
   requestToPivot: geminiToOpenAIRequest,
   requestFromPivot: openaiToGeminiRequest,
   answerToPivot: geminiToOpenAIResponse,
@@ -108,7 +99,6 @@ export const geminiFormat: WireFormatSpec = {
   streamToPivot: (opts) => new GeminiToOpenAIStream(opts),
   streamFromPivot: (opts) => new OpenAIToGeminiStream(opts),
   sameFormatStream: () => new GeminiUnwrap(),
-  unwrap: asIs,
   usage: usageOf,
   errorBody,
   streamErrorEvent: (status, message) =>
@@ -118,7 +108,5 @@ export const geminiFormat: WireFormatSpec = {
   inspector: () => new GeminiInspector(),
   // The model is in the URL, not in the body: the client's bytes go as they are.
   sameFormatBody: (req) => req.rawBody,
-  carryHeaders: carryNothing,
   jsonArray: (stream, sse) => stream && sse === false,
-  promptView: (req) => geminiToOpenAIRequest(req.body, { model: req.model, stream: false }),
-};
+});

@@ -1,9 +1,9 @@
 import type { TokenUsage } from "../store/types.js";
 import { openaiUsageOf } from "../translate/openai.js";
 import type { Json } from "../translate/types.js";
-import { asIs, carryNothing, neverJsonArray, nonNegative, openaiErrorBody } from "./shared.js";
+import { defineFormat, LatestUsageInspector, nonNegative, openaiErrorBody } from "./shared.js";
 import { eventData } from "./sse.js";
-import type { ClientBody, StreamInspector, WireFormatSpec } from "./types.js";
+import type { ClientBody, WireFormatSpec } from "./types.js";
 
 const USAGE_NEEDLE = Buffer.from('"usage":{');
 const DONE_NEEDLE = Buffer.from("[DONE]");
@@ -16,15 +16,10 @@ export function openaiBodyUsage(body: unknown): TokenUsage | null {
 }
 
 /** OpenAI chunks: usage from the usage chunk (dropped when we asked for it), end at `[DONE]`. */
-export class OpenAIInspector implements StreamInspector {
-  usage: TokenUsage | null = null;
-  get usageFinal(): boolean {
-    return this.usage !== null;
-  }
-  finished = false;
-  failed: string | null = null;
+export class OpenAIInspector extends LatestUsageInspector {
   readonly #stripUsage: boolean;
   constructor(stripUsage: boolean) {
+    super();
     this.#stripUsage = stripUsage;
   }
   inspect(ev: Buffer): boolean {
@@ -123,9 +118,8 @@ export function openaiBody(
 }
 
 /** OpenAI Chat Completions (also legacy Completions and Embeddings): the pivot format. */
-export const openaiFormat: WireFormatSpec = {
+export const openaiFormat: WireFormatSpec = defineFormat({
   name: "openai",
-  wrapped: false,
   stripsUsageChunks: true,
   requestToPivot: (body, opts) => ({ ...body, model: opts.model }),
   requestFromPivot: (body) => body,
@@ -133,7 +127,6 @@ export const openaiFormat: WireFormatSpec = {
   answerFromPivot: (body) => body,
   streamToPivot: () => null,
   streamFromPivot: () => null,
-  unwrap: asIs,
   usage: openaiBodyUsage,
   usageOfBytes: (body) => openaiUsageOf(findUsageObject(body)),
   errorBody: openaiErrorBody,
@@ -144,8 +137,6 @@ export const openaiFormat: WireFormatSpec = {
   maxTokens: (body) => nonNegative(body.max_completion_tokens ?? body.max_tokens),
   inspector: (stripUsage) => new OpenAIInspector(stripUsage),
   sameFormatBody: openaiBody,
-  carryHeaders: carryNothing,
-  jsonArray: neverJsonArray,
   promptView(req) {
     if (req.openaiPath === "completions" || req.openaiPath === "embeddings") {
       const p = req.openaiPath === "completions" ? req.body.prompt : req.body.input;
@@ -157,4 +148,4 @@ export const openaiFormat: WireFormatSpec = {
     }
     return req.body;
   },
-};
+});

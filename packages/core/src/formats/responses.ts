@@ -9,10 +9,8 @@ import {
 } from "../translate/responses.js";
 import { openaiBodyUsage } from "./openai.js";
 import {
-  asIs,
-  carryNothing,
+  defineFormat,
   namedSseEvent,
-  neverJsonArray,
   nonNegative,
   openaiErrorBody,
   parseData,
@@ -56,17 +54,14 @@ export class ResponsesInspector implements StreamInspector {
 }
 
 /** OpenAI's Responses API (`POST /v1/responses`), what Codex speaks. */
-export const responsesFormat: WireFormatSpec = {
+export const responsesFormat: WireFormatSpec = defineFormat({
   name: "responses",
-  wrapped: false,
-  stripsUsageChunks: false,
   requestToPivot: responsesToChatRequest,
   requestFromPivot: chatToResponsesRequest,
   answerToPivot: responsesToChatResponse,
   answerFromPivot: chatToResponsesResponse,
   streamToPivot: (opts) => new ResponsesToChatStream(opts),
   streamFromPivot: (opts) => new ChatToResponsesStream(opts),
-  unwrap: asIs,
   usage: openaiBodyUsage,
   errorBody: openaiErrorBody,
   streamErrorEvent(_status, message) {
@@ -83,7 +78,4 @@ export const responsesFormat: WireFormatSpec = {
   maxTokens: (body) => nonNegative(body.max_output_tokens),
   inspector: () => new ResponsesInspector(),
   sameFormatBody: withModel,
-  carryHeaders: carryNothing,
-  jsonArray: neverJsonArray,
-  promptView: (req) => responsesToChatRequest(req.body, { model: req.model, stream: false }),
-};
+});

@@ -1,6 +1,7 @@
 import type { TokenUsage } from "../store/types.js";
 import type { EventTranslator, Json, UpstreamEvent } from "../translate/types.js";
 import { eventData } from "./sse.js";
+import type { StreamInspector, WireFormatSpec } from "./types.js";
 
 /** The parsed JSON data of one SSE event; undefined when it has none or it is not JSON. */
 export function parseData(ev: Buffer): unknown {
@@ -102,4 +103,70 @@ export function carryNothing(): void {}
 /** Formats whose streams are always SSE. */
 export function neverJsonArray(): boolean {
   return false;
+}
+
+/** The members of a format that most formats leave at their default. */
+type Defaulted =
+  | "wrapped"
+  | "stripsUsageChunks"
+  | "unwrap"
+  | "carryHeaders"
+  | "jsonArray"
+  | "promptView"
+  | "sameFormatStream"
+  | "wrapRequest"
+  | "usageOfBytes";
+
+/** What a format declares: {@link WireFormatSpec} with the usual members optional. */
+export type FormatParts = Omit<WireFormatSpec, Defaulted> &
+  Partial<Pick<WireFormatSpec, Defaulted>>;
+
+/**
+ * A format object from its parts, with the defaults of a format that has no envelope, carries no
+ * client header, always streams SSE and counts its prompt through its pivot translation. Every
+ * format object gets the same members in the same order, so the engine's calls on them stay
+ * monomorphic.
+ */
+export function defineFormat(parts: FormatParts): WireFormatSpec {
+  const toPivot = parts.requestToPivot;
+  return {
+    name: parts.name,
+    wrapped: parts.wrapped ?? false,
+    stripsUsageChunks: parts.stripsUsageChunks ?? false,
+    requestToPivot: toPivot,
+    requestFromPivot: parts.requestFromPivot,
+    answerToPivot: parts.answerToPivot,
+    answerFromPivot: parts.answerFromPivot,
+    streamToPivot: parts.streamToPivot,
+    streamFromPivot: parts.streamFromPivot,
+    sameFormatStream: parts.sameFormatStream,
+    unwrap: parts.unwrap ?? asIs,
+    wrapRequest: parts.wrapRequest,
+    usage: parts.usage,
+    usageOfBytes: parts.usageOfBytes,
+    errorBody: parts.errorBody,
+    streamErrorEvent: parts.streamErrorEvent,
+    sseEvent: parts.sseEvent,
+    maxTokens: parts.maxTokens,
+    inspector: parts.inspector,
+    sameFormatBody: parts.sameFormatBody,
+    carryHeaders: parts.carryHeaders ?? carryNothing,
+    jsonArray: parts.jsonArray ?? neverJsonArray,
+    promptView:
+      parts.promptView ?? ((req) => toPivot(req.body, { model: req.model, stream: false })),
+  };
+}
+
+/**
+ * The state of an inspector whose latest usage counts the whole answer so far (OpenAI's usage
+ * chunk, Gemini's `usageMetadata`); subclasses look at the events.
+ */
+export abstract class LatestUsageInspector implements StreamInspector {
+  usage: TokenUsage | null = null;
+  finished = false;
+  failed: string | null = null;
+  get usageFinal(): boolean {
+    return this.usage !== null;
+  }
+  abstract inspect(ev: Buffer): boolean;
 }

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { LOCK_PREFIX } from "../credentials/oauth.js";
+
 import type { Logger } from "../logger.js";
 import type { SecretBox } from "../util/secrets.js";
 import type {
@@ -22,6 +22,7 @@ import type {
   CredentialSecret,
   Store,
 } from "./types.js";
+import { REFRESH_LOCK_PREFIX } from "./types.js";
 
 /**
  * The `disabledReason` of a credential whose stored secret does not open with this gateway's
@@ -165,7 +166,7 @@ export async function withCredentialLock<T>(
   fn: () => Promise<T>,
   waitMs = 10_000,
 ): Promise<T | undefined> {
-  const name = `${LOCK_PREFIX}${id}`;
+  const name = `${REFRESH_LOCK_PREFIX}${id}`;
   const deadline = Date.now() + waitMs;
   for (;;) {
     const token = await store.acquireLock(name, 60_000);

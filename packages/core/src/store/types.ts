@@ -299,6 +299,12 @@ export const DEFAULT_RESERVATION_TTL_MS = 300_000;
 /** Why a reservation was refused. */
 export type ReserveDenial = "key_not_found" | "key_quota" | "user_quota";
 
+/**
+ * The prefix of the store lock (`acquireLock`) a credential's OAuth refresh holds: `refresh:<id>`.
+ * Whoever rewrites a credential's secret outside a refresh (sealing, rotation) takes the same lock.
+ */
+export const REFRESH_LOCK_PREFIX = "refresh:";
+
 /** The outcome of {@link Store.reserveQuota}. */
 export type ReserveResult =
   | { ok: true; reservation: Reservation }

@@ -13,32 +13,45 @@ export function openaiUsageOf(u: unknown): TokenUsage | null {
   if (!u || typeof u !== "object") return null;
   const o = u as Record<string, unknown>;
   if (typeof o.prompt_tokens === "number" || typeof o.completion_tokens === "number") {
-    const inputTokens = count(o.prompt_tokens);
-    const outputTokens = count(o.completion_tokens);
-    const pd = o.prompt_tokens_details as Record<string, unknown> | undefined;
-    const cd = o.completion_tokens_details as Record<string, unknown> | undefined;
-    return {
-      inputTokens,
-      outputTokens,
-      reasoningTokens: count(cd?.reasoning_tokens),
-      cachedTokens: count(pd?.cached_tokens),
-      totalTokens: count(o.total_tokens) || inputTokens + outputTokens,
-    };
+    return usageFields(
+      o,
+      o.prompt_tokens,
+      o.completion_tokens,
+      o.prompt_tokens_details,
+      o.completion_tokens_details,
+    );
   }
   if (typeof o.input_tokens === "number" || typeof o.output_tokens === "number") {
-    const inputTokens = count(o.input_tokens);
-    const outputTokens = count(o.output_tokens);
-    const id = o.input_tokens_details as Record<string, unknown> | undefined;
-    const od = o.output_tokens_details as Record<string, unknown> | undefined;
-    return {
-      inputTokens,
-      outputTokens,
-      reasoningTokens: count(od?.reasoning_tokens),
-      cachedTokens: count(id?.cached_tokens),
-      totalTokens: count(o.total_tokens) || inputTokens + outputTokens,
-    };
+    return usageFields(
+      o,
+      o.input_tokens,
+      o.output_tokens,
+      o.input_tokens_details,
+      o.output_tokens_details,
+    );
   }
   return null;
+}
+
+/** A usage from one naming of OpenAI's fields (counts, their details objects, `total_tokens`). */
+function usageFields(
+  o: Record<string, unknown>,
+  input: unknown,
+  output: unknown,
+  inputDetails: unknown,
+  outputDetails: unknown,
+): TokenUsage {
+  const inputTokens = count(input);
+  const outputTokens = count(output);
+  const inDetails = inputDetails as Record<string, unknown> | undefined;
+  const outDetails = outputDetails as Record<string, unknown> | undefined;
+  return {
+    inputTokens,
+    outputTokens,
+    reasoningTokens: count(outDetails?.reasoning_tokens),
+    cachedTokens: count(inDetails?.cached_tokens),
+    totalTokens: count(o.total_tokens) || inputTokens + outputTokens,
+  };
 }
 
 /** {@link TokenUsage} as a Chat Completions `usage` object, with both detail objects. */

@@ -2,7 +2,8 @@ import { countPromptTokens } from "../../billing/tokens.js";
 import { SecretMask } from "../../credentials/secret-mask.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
-import { withClientBeta } from "../../formats/anthropic.js";
+import { anthropicErrorType, withClientBeta } from "../../formats/anthropic.js";
+import { formatOf, translateRequestBody } from "../../formats/registry.js";
 import type { Route } from "../../http/router.js";
 import type { AuthorizedKey } from "../../keys/service.js";
 import {
@@ -11,7 +12,6 @@ import {
   anthropicUrl,
 } from "../../providers/anthropic.js";
 import { proxyRequest } from "../../proxy/index.js";
-import { anthropicErrorType, translateRequest } from "../../translate/index.js";
 import { redactSecrets } from "../../util/secrets.js";
 import {
   authorizeClient,
@@ -98,7 +98,10 @@ async function countTokens(
       // fall back to counting locally
     }
   }
-  const openai = translateRequest("anthropic", "openai", body, { model, stream: false });
+  const openai = translateRequestBody(formatOf("anthropic"), formatOf("openai"), body, {
+    model,
+    stream: false,
+  });
   return json(200, { input_tokens: await countPromptTokens(model, openai) });
 }
 

@@ -1,9 +1,10 @@
 import { countPromptTokens } from "../../billing/tokens.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, json, type Reply } from "../../exchange.js";
+import { googleStatus } from "../../formats/gemini.js";
+import { formatOf, translateRequestBody } from "../../formats/registry.js";
 import type { Route } from "../../http/router.js";
 import { proxyRequest } from "../../proxy/index.js";
-import { googleStatus, translateRequest } from "../../translate/index.js";
 import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
 /** Renders any error as Google's: `{ error: { code, message, status } }`. */
@@ -55,7 +56,10 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
     }
     deps.keys.checkModel(auth.key, model);
     if (method === "countTokens") {
-      const openai = translateRequest("gemini", "openai", request, { model, stream: false });
+      const openai = translateRequestBody(formatOf("gemini"), formatOf("openai"), request, {
+        model,
+        stream: false,
+      });
       return json(200, { totalTokens: await countPromptTokens(model, openai) });
     }
     const stream = method === "streamGenerateContent";
