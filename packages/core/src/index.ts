@@ -61,36 +61,21 @@ export {
   ROUTING_STRATEGIES,
   type RoutingStrategy,
 } from "./credentials/strategies.js";
-export {
-  ANTIGRAVITY_DEFAULT_EXPIRES_IN,
-  ANTIGRAVITY_MESSAGES,
-  accessTokenSuffix,
-  antigravityTokenView,
-} from "./dialects/antigravity/routes.js";
-export {
-  authFileName,
-  isValidAuthFileName,
-  parseAuthFile,
-  renderAuthFile,
-} from "./dialects/cliproxy/auth-files.js";
-export {
-  type ConsoleErrorResponse,
-  type ConsolePage,
-  type ConsolePageQuery,
-  type ConsolePrincipal,
-  type ConsoleResponse,
-  type ConsoleSuccessResponse,
-  POOL_DEFAULT_EXPIRES_IN,
-  POOL_MESSAGES,
-  type PoolErrorResponse,
-  type PoolMessageResponse,
-  type PoolTokenAddBody,
-  type PoolTokenAddedData,
-  type PoolTokenFields,
-  type PoolTokenListResponse,
-  type PoolTokenUpdateBody,
-  type PoolTokenView,
-  poolTokenView,
+export type {
+  ConsoleErrorResponse,
+  ConsolePage,
+  ConsolePageQuery,
+  ConsolePrincipal,
+  ConsoleResponse,
+  ConsoleSuccessResponse,
+  PoolErrorResponse,
+  PoolMessageResponse,
+  PoolTokenAddBody,
+  PoolTokenAddedData,
+  PoolTokenFields,
+  PoolTokenListResponse,
+  PoolTokenUpdateBody,
+  PoolTokenView,
 } from "./dialects/deprecated-names.js";
 export type { NewApiPrincipal } from "./dialects/new-api/auth.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
@@ -150,21 +135,7 @@ export {
 } from "./store/sealed.js";
 export type * from "./store/types.js";
 export { DEFAULT_RESERVATION_TTL_MS, KeyStatus } from "./store/types.js";
-export {
-  addToRollup,
-  assertUnits,
-  credentialDefaults,
-  emptyCredentialState,
-  emptyRollup,
-  hourBucket,
-  materializeCredential,
-  newCredentialId,
-  type ReservationRow,
-  recordUsage,
-  recoveredRecord,
-  reservationRow,
-  rollupKey,
-} from "./store/util.js";
+export { recordUsage } from "./store/util.js";
 export {
   ACCESS_TOKEN_PREFIX,
   type CreateUserInput,

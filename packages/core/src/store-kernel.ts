@@ -1,6 +1,7 @@
 /**
- * The in-memory table kernel and the settlement arithmetic, for store adapters
- * (`@tokenpool/core/store-kernel`). Not part of the gateway's public API.
+ * What store adapters build on (`@tokenpool/core/store-kernel`): the in-memory table kernel, the
+ * settlement arithmetic and the record helpers every store shares (roll-ups, credential defaults,
+ * reservation rows). Not part of the gateway's public API.
  * @packageDocumentation
  */
 export {
@@ -17,3 +18,17 @@ export {
   tableKernel,
 } from "./store/kernel.js";
 export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
+export {
+  addToRollup,
+  assertUnits,
+  credentialDefaults,
+  emptyCredentialState,
+  emptyRollup,
+  hourBucket,
+  materializeCredential,
+  newCredentialId,
+  type ReservationRow,
+  recoveredRecord,
+  reservationRow,
+  rollupKey,
+} from "./store/util.js";

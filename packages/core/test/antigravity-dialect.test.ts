@@ -9,13 +9,9 @@ import {
 import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   accessTokenSuffix,
-  createGateway,
-  type Gateway,
-  type Logger,
-  memoryStore,
   ANTIGRAVITY_MESSAGES as POOL_MESSAGES,
-  type Store,
-} from "../src/index.js";
+} from "../src/dialects/antigravity/routes.js";
+import { createGateway, type Gateway, type Logger, memoryStore, type Store } from "../src/index.js";
 import { toNodeHandler } from "../src/node.js";
 
 const SECRET = "pool-secret-0123456789-0123456789-abcdef";

@@ -1,14 +1,9 @@
 import { type FSWatcher, mkdirSync, readdirSync, readFileSync, watch } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import type { CredentialRecord, Store, StoreChange, UsageRollup } from "@tokenpool/core";
 import {
   assertUnits,
-  type CredentialRecord,
-  type Store,
-  type StoreChange,
-  type UsageRollup,
-} from "@tokenpool/core";
-import {
   type KernelCall,
   liftKernel,
   type TableGroup,

@@ -4,16 +4,18 @@
  *
  * @module
  */
+import type {
+  ApiKeyRecord,
+  CredentialRecord,
+  UsageRecord,
+  UsageRollup,
+  UserRecord,
+} from "@tokenpool/core";
 import {
-  type ApiKeyRecord,
-  type CredentialRecord,
   credentialDefaults,
   emptyCredentialState,
   type ReservationRow,
-  type UsageRecord,
-  type UsageRollup,
-  type UserRecord,
-} from "@tokenpool/core";
+} from "@tokenpool/core/store-kernel";
 
 /** Thrown for a file that does not hold what the store expects. */
 export class FileFormatError extends Error {

@@ -14,25 +14,21 @@
  *
  * @module
  */
+import type { AddCredentialInput, CredentialRecord, CredentialSecret } from "@tokenpool/core";
 import {
-  type AddCredentialInput,
   authFileName,
-  type CredentialRecord,
-  type CredentialSecret,
-  emptyCredentialState,
-  parseAuthFile,
-  renderAuthFile,
-} from "@tokenpool/core";
-import {
   CONFIG_LIST_NAMES,
   type ConfigListName,
   configLists,
   GL_API_KEY_LABEL,
   type ListCredentials,
   mergeYaml,
+  parseAuthFile,
   parseConfigList,
+  renderAuthFile,
   replaceConfigList,
 } from "@tokenpool/core/config-model";
+import { emptyCredentialState } from "@tokenpool/core/store-kernel";
 import { parseDocument } from "yaml";
 import { sha256 } from "./fs-util.js";
 import { canon, FileFormatError, isObject, parseCredential } from "./records.js";

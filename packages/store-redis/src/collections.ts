@@ -1,21 +1,21 @@
 /** Keys, users, credentials, settings and kv of the Redis store. Internal to this package. */
-import {
-  type ApiKeyPatch,
-  type ApiKeyRecord,
-  type CredentialCollection,
-  type CredentialPatch,
-  type CredentialRecord,
-  type KeyCollection,
-  type KeyQuery,
-  type KvCollection,
-  materializeCredential,
-  type SettingsCollection,
-  type Store,
-  type StoreChange,
-  type UserCollection,
-  type UserPatch,
-  type UserRecord,
+import type {
+  ApiKeyPatch,
+  ApiKeyRecord,
+  CredentialCollection,
+  CredentialPatch,
+  CredentialRecord,
+  KeyCollection,
+  KeyQuery,
+  KvCollection,
+  SettingsCollection,
+  Store,
+  StoreChange,
+  UserCollection,
+  UserPatch,
+  UserRecord,
 } from "@tokenpool/core";
+import { materializeCredential } from "@tokenpool/core/store-kernel";
 import { decode, encode, loadHashes, page, type RedisContext, toHash } from "./context.js";
 
 /**

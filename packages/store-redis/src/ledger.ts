@@ -1,22 +1,24 @@
 /** Quota reservations, settlements and usage of the Redis store. Internal to this package. */
 import { randomUUID } from "node:crypto";
+import type {
+  NewUsageRecord,
+  Reservation,
+  ReservationMeta,
+  ReserveDenial,
+  ReserveResult,
+  Store,
+  UsageCommit,
+  UsageQuery,
+  UsageRecord,
+  UsageRollup,
+} from "@tokenpool/core";
 import {
   assertUnits,
-  type NewUsageRecord,
-  type Reservation,
-  type ReservationMeta,
   type ReservationRow,
-  type ReserveDenial,
-  type ReserveResult,
   recoveredRecord,
   reservationRow,
   rollupKey,
-  type Store,
-  type UsageCommit,
-  type UsageQuery,
-  type UsageRecord,
-  type UsageRollup,
-} from "@tokenpool/core";
+} from "@tokenpool/core/store-kernel";
 import { type Hash, page, type RedisContext, type ScriptArg } from "./context.js";
 
 const PRUNE_BATCH = 1_000;

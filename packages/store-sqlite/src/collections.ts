@@ -1,23 +1,23 @@
 /** Keys, users, credentials, settings and kv of the SQLite store. Internal to this package. */
-import {
-  type ApiKeyPatch,
-  type ApiKeyRecord,
-  type CredentialCollection,
-  type CredentialPatch,
-  type CredentialRecord,
-  type KeyCollection,
-  type KeyQuery,
-  type KvCollection,
-  materializeCredential,
-  type NewApiKey,
-  type NewCredential,
-  type NewUser,
-  type SettingsCollection,
-  type Store,
-  type UserCollection,
-  type UserPatch,
-  type UserRecord,
+import type {
+  ApiKeyPatch,
+  ApiKeyRecord,
+  CredentialCollection,
+  CredentialPatch,
+  CredentialRecord,
+  KeyCollection,
+  KeyQuery,
+  KvCollection,
+  NewApiKey,
+  NewCredential,
+  NewUser,
+  SettingsCollection,
+  Store,
+  UserCollection,
+  UserPatch,
+  UserRecord,
 } from "@tokenpool/core";
+import { materializeCredential } from "@tokenpool/core/store-kernel";
 import type { ChangeFeed } from "./change-feed.js";
 import {
   type CredentialRow,

@@ -1,25 +1,27 @@
 /** Quota reservations, settlements and usage of the SQLite store. Internal to this package. */
 import { randomUUID } from "node:crypto";
+import type {
+  NewUsageRecord,
+  Reservation,
+  ReservationMeta,
+  ReserveResult,
+  RollupQuery,
+  Settlement,
+  Store,
+  UsageCommit,
+  UsageQuery,
+  UsageRecord,
+  UsageRollup,
+} from "@tokenpool/core";
 import {
   addToRollup,
   assertUnits,
   emptyRollup,
-  type NewUsageRecord,
-  type Reservation,
-  type ReservationMeta,
-  type ReserveResult,
-  type RollupQuery,
   recoveredRecord,
   reservationRow,
   rollupKey,
-  type Settlement,
-  type Store,
-  type UsageCommit,
-  type UsageQuery,
-  type UsageRecord,
-  type UsageRollup,
-} from "@tokenpool/core";
-import { settleAmounts } from "@tokenpool/core/store-kernel";
+  settleAmounts,
+} from "@tokenpool/core/store-kernel";
 import {
   type KeyRow,
   type ReservationDbRow,

@@ -4,12 +4,12 @@ import type {
   CredentialRecord,
   KeyStatus,
   NewUsageRecord,
-  ReservationRow,
   TokenUsage,
   UsageRecord,
   UsageRollup,
   UserRecord,
 } from "@tokenpool/core";
+import type { ReservationRow } from "@tokenpool/core/store-kernel";
 
 /** A row of `keys`. */
 export interface KeyRow {

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import {
-  credentialDefaults,
   KeyStatus,
   type NewApiKey,
   type NewCredential,
   type NewUsageRecord,
   type NewUser,
 } from "@tokenpool/core";
+import { credentialDefaults } from "@tokenpool/core/store-kernel";
 
 let counter = 0;
 /** A short string that no other fixture of this process has used. */

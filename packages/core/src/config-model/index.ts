@@ -1,11 +1,17 @@
 /**
  * CLIProxyAPI's configuration model (`@tokenpool/core/config-model`): the object and string
  * lists as views over the domain, the `GET /config` view, and the configuration file writer
- * (atomic write, YAML merge that keeps comments). Used by the management dialect, the standalone
+ * (atomic write, YAML merge that keeps comments), and the auth files (`auths/*.json`). Used by the management dialect, the standalone
  * server and the file store; not part of the gateway's root API.
  * @packageDocumentation
  */
 
+export {
+  authFileName,
+  isValidAuthFileName,
+  parseAuthFile,
+  renderAuthFile,
+} from "./auth-file.js";
 export {
   applyConfig,
   type ConfigFileSettings,

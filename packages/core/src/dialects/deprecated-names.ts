@@ -5,18 +5,15 @@
  *
  * @module
  */
-import {
-  ANTIGRAVITY_DEFAULT_EXPIRES_IN,
-  ANTIGRAVITY_MESSAGES,
-  type AntigravityErrorResponse,
-  type AntigravityMessageResponse,
-  type AntigravityTokenAddBody,
-  type AntigravityTokenAddedData,
-  type AntigravityTokenFields,
-  type AntigravityTokenListResponse,
-  type AntigravityTokenUpdateBody,
-  type AntigravityTokenView,
-  antigravityTokenView,
+import type {
+  AntigravityErrorResponse,
+  AntigravityMessageResponse,
+  AntigravityTokenAddBody,
+  AntigravityTokenAddedData,
+  AntigravityTokenFields,
+  AntigravityTokenListResponse,
+  AntigravityTokenUpdateBody,
+  AntigravityTokenView,
 } from "./antigravity/routes.js";
 import type { NewApiPrincipal } from "./new-api/auth.js";
 import type {
@@ -27,12 +24,6 @@ import type {
   NewApiSuccessResponse,
 } from "./new-api/tokens.js";
 
-/** @deprecated Renamed {@link ANTIGRAVITY_MESSAGES}. */
-export const POOL_MESSAGES = ANTIGRAVITY_MESSAGES;
-/** @deprecated Renamed {@link ANTIGRAVITY_DEFAULT_EXPIRES_IN}. */
-export const POOL_DEFAULT_EXPIRES_IN = ANTIGRAVITY_DEFAULT_EXPIRES_IN;
-/** @deprecated Renamed {@link antigravityTokenView}. */
-export const poolTokenView = antigravityTokenView;
 /** @deprecated Renamed {@link AntigravityTokenView}. */
 export type PoolTokenView = AntigravityTokenView;
 /** @deprecated Renamed {@link AntigravityTokenFields}. */
