@@ -225,6 +225,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     credentials: () => pool.list(),
     saveSecret: (id, secret) => pool.update(id, { secret }),
     onFailure: onRefreshFailure,
+    proxyUrl: () => settings.get("proxy-url"),
   });
   const billing = new Billing(settings, opts.billing.defaultCompletionTokens);
   const trusted = opts.trustedProxies.length > 0 ? new IpAllowList(opts.trustedProxies) : null;

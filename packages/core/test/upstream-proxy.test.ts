@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type Server } from "node:http";
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from "node:net";
-import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { createMockOAuth, createMockUpstream, type MockUpstream } from "@tokenpool/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createGateway, type Gateway, type Logger, memoryStore } from "../src/index.js";
 
@@ -164,6 +164,74 @@ describe("proxy-url for count_tokens", () => {
     } finally {
       proxy.server.closeAllConnections();
       proxy.server.close();
+    }
+  });
+});
+
+describe("proxy-url for token endpoints", () => {
+  it("sends an OAuth refresh and a login's endpoint calls through the proxy-url setting", async () => {
+    const oauth = await createMockOAuth({ refreshTokens: ["rt-proxy"], deviceInterval: 0.02 });
+    const guarded = await createMockUpstream({ authorize: (t) => oauth.accepts(t) });
+    const gw = createGateway({
+      store: memoryStore(),
+      secret: SECRET,
+      logger: false,
+      oauth: {
+        scanIntervalMs: 0,
+        providers: {
+          openai: { tokenUrl: oauth.url, clientId: "tokenpool-test" },
+          qwen: { deviceCodeUrl: oauth.deviceCodeUrl, tokenUrl: oauth.url },
+        },
+      },
+    });
+    const proxy = await startConnectProxy();
+    const oauthHost = new URL(oauth.url).host;
+    try {
+      await gw.ready;
+      await gw.settings.set({ "proxy-url": proxy.url });
+      await gw.credentials.add({
+        provider: "openai",
+        kind: "oauth",
+        baseUrl: guarded.url,
+        secret: { accessToken: "stale", refreshToken: "rt-proxy", expiresAt: Date.now() - 1000 },
+      });
+      const apiKey = (await gw.keys.create({ name: "r", unlimitedQuota: true })).key;
+      const res = await gw.handler(
+        new Request("http://gw/v1/chat/completions", {
+          method: "POST",
+          headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+          body: JSON.stringify(hello),
+        }),
+        { remoteAddress: "127.0.0.1" },
+      );
+      expect(res.status).toBe(200);
+      expect(oauth.calls("rt-proxy")).toBe(1);
+      expect(proxy.targets).toContain(oauthHost);
+
+      // A device login's first call (the device-code endpoint) takes the proxy the setting
+      // names at that moment (another one: a fresh tunnel, not the refresh's).
+      const second = await startConnectProxy();
+      try {
+        await gw.settings.set({ "proxy-url": second.url });
+        const mgmt = await gw.management.generateKey();
+        const start = await gw.handler(
+          new Request("http://gw/v0/management/qwen-auth-url", {
+            headers: { authorization: `Bearer ${mgmt}` },
+          }),
+          { remoteAddress: "127.0.0.1" },
+        );
+        expect(start.status).toBe(200);
+        expect(second.targets).toEqual([oauthHost]);
+      } finally {
+        second.server.closeAllConnections();
+        second.server.close();
+      }
+    } finally {
+      proxy.server.closeAllConnections();
+      proxy.server.close();
+      await gw.close();
+      await guarded.close();
+      await oauth.close();
     }
   });
 });

@@ -118,6 +118,8 @@ export interface OAuthLoginsDeps {
   logger?: Logger;
   /** Timeout of one call to a token or device endpoint, ms. @default 30000 */
   timeoutMs?: number;
+  /** The global `proxy-url` setting, read at each call, as on the proxy path. @default no proxy */
+  proxyUrl?: () => string;
   /** @default OAUTH_LOGIN_TTL_MS */
   ttlMs?: number;
   /** Called after a credential's secret changed. */
@@ -250,8 +252,9 @@ async function postEndpoint(
   fields: Record<string, string>,
   format: "form" | "json",
   timeoutMs: number,
+  proxyUrl: string,
 ): Promise<EndpointAnswer> {
-  const res = await postTokenEndpoint(http, new URL(url), fields, format, timeoutMs);
+  const res = await postTokenEndpoint(http, new URL(url), fields, format, timeoutMs, proxyUrl);
   let body: Record<string, unknown> = {};
   try {
     const v = JSON.parse(res.text);
@@ -324,7 +327,7 @@ export function createOAuthLogins(deps: OAuthLoginsDeps): OAuthLogins {
   };
 
   const post = (url: string, fields: Record<string, string>, format: "form" | "json") =>
-    postEndpoint(deps.http, url, fields, format, timeoutMs);
+    postEndpoint(deps.http, url, fields, format, timeoutMs, deps.proxyUrl?.() ?? "");
 
   /** Creates (or replaces) the credential of a token response; returns its file name. */
   const saveTokens = async (

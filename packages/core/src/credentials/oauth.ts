@@ -170,6 +170,11 @@ export interface OAuthRefresherDeps {
   saveSecret(id: string, secret: CredentialSecret): Promise<CredentialRecord | null>;
   /** Health report of a failed refresh (lastError, error count, auto-disable). */
   onFailure: RefreshFailureSink;
+  /**
+   * The global `proxy-url` setting, read at each refresh; a credential's own `proxyUrl` wins, as
+   * on the proxy path. @default no proxy
+   */
+  proxyUrl?: () => string;
 }
 
 /** Options of one refresh. */
@@ -494,6 +499,7 @@ export class OAuthRefresher {
       fields,
       cfg.bodyFormat === "json" ? "json" : "form",
       this.#settings.timeoutMs,
+      rec.proxyUrl || this.#deps.proxyUrl?.() || "",
     );
     const text = res.text;
     let parsed: Record<string, unknown> | null = null;

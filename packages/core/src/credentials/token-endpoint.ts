@@ -15,8 +15,9 @@ export interface TokenEndpointAnswer {
 
 /**
  * POSTs `fields` to `url` (as `application/x-www-form-urlencoded` or JSON, asking for JSON) and
- * reads the whole answer. Never throws for an HTTP status; throws for a network error or when
- * `timeoutMs` passes.
+ * reads the whole answer, through `proxyUrl` when one is given (the `proxy-url` setting, or the
+ * credential's own proxy), like proxied calls. Never throws for an HTTP status; throws for a
+ * network error or when `timeoutMs` passes.
  *
  * @example
  * ```ts
@@ -29,6 +30,7 @@ export async function postTokenEndpoint(
   fields: Record<string, string>,
   format: "form" | "json",
   timeoutMs: number,
+  proxyUrl = "",
 ): Promise<TokenEndpointAnswer> {
   const json = format === "json";
   const res = await http.request(url, {
@@ -39,6 +41,7 @@ export async function postTokenEndpoint(
     },
     body: json ? JSON.stringify(fields) : new URLSearchParams(fields).toString(),
     signal: AbortSignal.timeout(timeoutMs),
+    ...(proxyUrl ? { proxyUrl } : {}),
   });
   return { status: res.statusCode, text: await res.body.text() };
 }

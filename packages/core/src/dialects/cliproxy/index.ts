@@ -29,6 +29,7 @@ export const cliproxyDialect: Dialect = {
         http: context.oauthHttp,
         logger: context.logger,
         timeoutMs: context.options.oauth.timeoutMs,
+        proxyUrl: () => context.settings.get("proxy-url"),
         box: context.box,
       },
     }),

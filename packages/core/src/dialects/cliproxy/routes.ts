@@ -37,7 +37,7 @@ export type CliproxyDeps = ManagementGuardDeps &
     /** OAuth logins (`/anthropic-auth-url` ...): the resolved `oauth.providers` and timeouts. */
     oauthLogin?: Pick<
       OAuthLoginDeps,
-      "providers" | "http" | "logger" | "timeoutMs" | "ttlMs" | "box"
+      "providers" | "http" | "logger" | "timeoutMs" | "ttlMs" | "box" | "proxyUrl"
     >;
   };
 
