@@ -3,6 +3,13 @@
  * (`@tokenpool/core/store-kernel`). Not part of the gateway's public API.
  * @packageDocumentation
  */
+
+export {
+  type CollectionFactories,
+  type StoreCollections,
+  type StoreLedger,
+  storeCollections,
+} from "./store/adapter-parts.js";
 export {
   type KernelCall,
   type KernelSteps,

@@ -6,11 +6,9 @@ import {
   type CredentialPatch,
   type CredentialRecord,
   type KeyCollection,
-  type KeyQuery,
   type KvCollection,
   materializeCredential,
   type SettingsCollection,
-  type Store,
   type StoreChange,
   type UserCollection,
   type UserPatch,
@@ -45,7 +43,7 @@ function deleted(
 }
 
 /** The keys: one hash each, a hash index and a sorted set by id. */
-export function keyCollection({ client, k, write, emitLocal }: RedisContext): KeyCollection {
+export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollection {
   return {
     async create(input) {
       const { id: _i, ...rest } = input as typeof input & { id?: number };
@@ -65,7 +63,7 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
       const id = await client.hget(k.keyHash, hash);
       return id === null ? null : decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
     },
-    async list(q: KeyQuery = {}) {
+    async list(q = {}) {
       const offset = q.offset ?? 0;
       const limit = q.limit ?? 20;
       const filtered = q.userId !== undefined || !!q.keyword || !!q.hint;
@@ -93,7 +91,7 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
       );
       return page(all, offset, limit);
     },
-    async update(id, patch: ApiKeyPatch) {
+    async update(id, patch) {
       const {
         id: _i,
         keyHash: _h,
@@ -124,7 +122,7 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
 const userDuplicate = (username: string) => new Error(`username "${username}" already exists`);
 
 /** The users: one hash each, indexes by username and access token, a sorted set by id. */
-export function userCollection({ client, k, write, emitLocal }: RedisContext): UserCollection {
+export function users({ client, k, write, emitLocal }: RedisContext): UserCollection {
   return {
     async create(input) {
       const { id: _i, ...rest } = input as typeof input & { id?: number };
@@ -160,7 +158,7 @@ export function userCollection({ client, k, write, emitLocal }: RedisContext): U
       );
       return page(all, q.offset ?? 0, q.limit ?? 20);
     },
-    async update(id, patch: UserPatch) {
+    async update(id, patch) {
       const { id: _i, ...rest } = patch as UserPatch & { id?: number };
       const reply = await write(
         "tpUserUpdate",
@@ -186,12 +184,7 @@ export function userCollection({ client, k, write, emitLocal }: RedisContext): U
 }
 
 /** The credentials: one hash each and a sorted set in creation order. */
-export function credentialCollection({
-  client,
-  k,
-  write,
-  emitLocal,
-}: RedisContext): CredentialCollection {
+export function credentials({ client, k, write, emitLocal }: RedisContext): CredentialCollection {
   return {
     async create(input) {
       const rec = materializeCredential(input, Date.now());
@@ -213,7 +206,7 @@ export function credentialCollection({
         (c): c is CredentialRecord => c !== null,
       );
     },
-    async update(id, patch: CredentialPatch) {
+    async update(id, patch) {
       const {
         id: _i,
         createdAt: _c,
@@ -234,12 +227,7 @@ export function credentialCollection({
 }
 
 /** The settings: one hash of JSON values. */
-export function settingsCollection({
-  client,
-  k,
-  write,
-  emitLocal,
-}: RedisContext): SettingsCollection {
+export function settings({ client, k, write, emitLocal }: RedisContext): SettingsCollection {
   return {
     async all() {
       const h = await client.hgetall(k.settings);
@@ -263,7 +251,7 @@ export function settingsCollection({
 }
 
 /** The kv space: plain Redis strings with PX expiry. */
-export function kvCollection({ client, k, run }: RedisContext): KvCollection {
+export function kv({ client, k, run }: RedisContext): KvCollection {
   return {
     async get(key) {
       return client.get(k.kv(key));
@@ -280,18 +268,5 @@ export function kvCollection({ client, k, run }: RedisContext): KvCollection {
       const ttl = ttlMs === undefined ? "" : Math.max(1, Math.ceil(ttlMs));
       return Number(await run("tpKvIncr", [k.kv(key)], [by, ttl]));
     },
-  };
-}
-
-/** Every collection of the store except usage (which belongs to the ledger). */
-export function collections(
-  ctx: RedisContext,
-): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
-  return {
-    keys: keyCollection(ctx),
-    users: userCollection(ctx),
-    credentials: credentialCollection(ctx),
-    settings: settingsCollection(ctx),
-    kv: kvCollection(ctx),
   };
 }

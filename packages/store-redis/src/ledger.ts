@@ -11,12 +11,12 @@ import {
   recoveredRecord,
   reservationRow,
   rollupKey,
-  type Store,
   type UsageCommit,
   type UsageQuery,
   type UsageRecord,
   type UsageRollup,
 } from "@tokenpool/core";
+import type { StoreLedger } from "@tokenpool/core/store-kernel";
 import { type Hash, page, type RedisContext, type ScriptArg } from "./context.js";
 
 const PRUNE_BATCH = 1_000;
@@ -34,15 +34,7 @@ const rollupFields = [
 ] as const;
 
 /** The quota and usage steps of the Store contract. */
-export type Ledger = Pick<
-  Store,
-  | "usage"
-  | "reserveQuota"
-  | "renewReservations"
-  | "recoverReservations"
-  | "settleQuota"
-  | "commitUsage"
->;
+export type Ledger = StoreLedger;
 
 /**
  * The ledger: each reservation, settlement, batch commit and recovery is one Lua script; usage

@@ -6,14 +6,12 @@ import {
   type CredentialPatch,
   type CredentialRecord,
   type KeyCollection,
-  type KeyQuery,
   type KvCollection,
   materializeCredential,
   type NewApiKey,
   type NewCredential,
   type NewUser,
   type SettingsCollection,
-  type Store,
   type UserCollection,
   type UserPatch,
   type UserRecord,
@@ -58,7 +56,7 @@ function unique<T>(write: () => T, message: string): T {
 }
 
 /** The `keys` table. */
-export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyCollection {
+export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
   const getKey = (id: number): ApiKeyRecord | null => {
     const row = s.keyById.get(id) as KeyRow | undefined;
     return row ? keyFromRow(row) : null;
@@ -82,14 +80,14 @@ export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyColl
       const row = s.keyByHash.get(keyHash) as KeyRow | undefined;
       return row ? keyFromRow(row) : null;
     },
-    async list(q: KeyQuery = {}) {
+    async list(q = {}) {
       const where = new Where()
         .and(q.userId !== undefined, "user_id IS ?", q.userId)
         .and(!!q.keyword, "instr(tokenpool_lower(name), ?) > 0", q.keyword?.toLowerCase())
         .and(!!q.hint, "instr(key_hint, ?) > 0", q.hint);
       return shapes.page("keys", where, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
     },
-    async update(id, patch: ApiKeyPatch) {
+    async update(id, patch) {
       return mutate((note) => {
         const current = getKey(id);
         if (!current) return null;
@@ -134,7 +132,7 @@ export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyColl
 }
 
 /** The `users` table. */
-export function userCollection({ s, mutate, shapes }: CollectionContext): UserCollection {
+export function users({ s, mutate, shapes }: CollectionContext): UserCollection {
   const getUser = (id: number): UserRecord | null => {
     const row = s.userById.get(id) as UserRow | undefined;
     return row ? userFromRow(row) : null;
@@ -172,7 +170,7 @@ export function userCollection({ s, mutate, shapes }: CollectionContext): UserCo
       );
       return shapes.page("users", where, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
     },
-    async update(id, patch: UserPatch) {
+    async update(id, patch) {
       return mutate((note) => {
         const current = getUser(id);
         if (!current) return null;
@@ -197,7 +195,7 @@ export function userCollection({ s, mutate, shapes }: CollectionContext): UserCo
 }
 
 /** The `credentials` table. */
-export function credentialCollection({ s, mutate }: CollectionContext): CredentialCollection {
+export function credentials({ s, mutate }: CollectionContext): CredentialCollection {
   const getCredential = (id: string): CredentialRecord | null => {
     const row = s.credentialById.get(id) as CredentialRow | undefined;
     return row ? credentialFromRow(row) : null;
@@ -220,7 +218,7 @@ export function credentialCollection({ s, mutate }: CollectionContext): Credenti
     async list() {
       return (s.credentials.all() as CredentialRow[]).map(credentialFromRow);
     },
-    async update(id, patch: CredentialPatch) {
+    async update(id, patch) {
       return mutate((note) => {
         const current = getCredential(id);
         if (!current) return null;
@@ -250,7 +248,7 @@ export function credentialCollection({ s, mutate }: CollectionContext): Credenti
 }
 
 /** The `settings` table: JSON values by name. */
-export function settingsCollection({ s, mutate }: CollectionContext): SettingsCollection {
+export function settings({ s, mutate }: CollectionContext): SettingsCollection {
   return {
     async all() {
       const rows = s.settings.all() as { name: string; value: string }[];
@@ -279,7 +277,7 @@ export function settingsCollection({ s, mutate }: CollectionContext): SettingsCo
 }
 
 /** The `kv` table: values with an optional expiry, and atomic counters. */
-export function kvCollection({ s, maintain }: CollectionContext): KvCollection {
+export function kv({ s, maintain }: CollectionContext): KvCollection {
   return {
     async get(key) {
       return (s.kvGet.get(key, Date.now()) as string | undefined) ?? null;
@@ -303,18 +301,5 @@ export function kvCollection({ s, maintain }: CollectionContext): KvCollection {
       maintain();
       return Number(value);
     },
-  };
-}
-
-/** Every collection of the store except usage (which belongs to the ledger). */
-export function collections(
-  ctx: CollectionContext,
-): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
-  return {
-    keys: keyCollection(ctx),
-    users: userCollection(ctx),
-    credentials: credentialCollection(ctx),
-    settings: settingsCollection(ctx),
-    kv: kvCollection(ctx),
   };
 }

@@ -13,13 +13,12 @@ import {
   reservationRow,
   rollupKey,
   type Settlement,
-  type Store,
   type UsageCommit,
   type UsageQuery,
   type UsageRecord,
   type UsageRollup,
 } from "@tokenpool/core";
-import { settleAmounts } from "@tokenpool/core/store-kernel";
+import { type StoreLedger, settleAmounts } from "@tokenpool/core/store-kernel";
 import {
   type KeyRow,
   type ReservationDbRow,
@@ -41,15 +40,7 @@ export interface LedgerContext {
 }
 
 /** The quota and usage steps of the Store contract, plus `flush` for the reservations still queued. */
-export type Ledger = Pick<
-  Store,
-  | "usage"
-  | "reserveQuota"
-  | "renewReservations"
-  | "recoverReservations"
-  | "settleQuota"
-  | "commitUsage"
-> & {
+export type Ledger = StoreLedger & {
   /** Answers the reservations asked for but not yet run (before the database closes). */
   flush(): void;
 };
