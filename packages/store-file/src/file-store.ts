@@ -8,6 +8,7 @@ import {
   type StoreChange,
   type UsageRollup,
 } from "@tokenpool/core";
+import { canonicalJson } from "@tokenpool/core/config-model";
 import {
   type KernelCall,
   liftKernel,
@@ -16,7 +17,6 @@ import {
 } from "@tokenpool/core/store-kernel";
 import { acquireDirLock, isTempName, sha256, writeFileAtomic } from "./fs-util.js";
 import {
-  canon,
   type KvFile,
   parseKeysFile,
   parseKvFile,
@@ -111,7 +111,7 @@ function merge3<K, T>(
 ): void {
   for (const k of new Set([...base.keys(), ...disk.keys()])) {
     const d = disk.get(k);
-    if ((d === undefined ? undefined : canon(d)) === base.get(k)) continue;
+    if ((d === undefined ? undefined : canonicalJson(d)) === base.get(k)) continue;
     if (d === undefined) {
       if (mem.delete(k)) changed?.(k, "delete");
     } else {
@@ -120,7 +120,7 @@ function merge3<K, T>(
     }
   }
   base.clear();
-  for (const [k, v] of disk) base.set(k, canon(v));
+  for (const [k, v] of disk) base.set(k, canonicalJson(v));
 }
 
 /**
@@ -295,7 +295,7 @@ export function fileStore(options: FileStoreOptions): Store {
       try {
         const value = fn(text);
         broken.delete(rel);
-        known.set(rel, { text, canon: canon(view(value)) });
+        known.set(rel, { text, canon: canonicalJson(view(value)) });
         return value;
       } catch (error) {
         broken.add(rel);
@@ -403,7 +403,7 @@ export function fileStore(options: FileStoreOptions): Store {
   /** Writes one file when its content differs from what the file holds (never a broken one). */
   const put = async (rel: string, view: unknown, text: () => string): Promise<void> => {
     if (broken.has(rel)) return;
-    const c = canon(view);
+    const c = canonicalJson(view);
     if (known.get(rel)?.canon === c) return;
     const t = text();
     await writeFileAtomic(path(rel), t);
@@ -468,7 +468,7 @@ export function fileStore(options: FileStoreOptions): Store {
             jobs.push(rm(path(rel), { force: true }));
           }
         }
-        for (const [k, v] of settingsNow) base.settings.set(k, canon(v));
+        for (const [k, v] of settingsNow) base.settings.set(k, canonicalJson(v));
         for (const k of [...base.settings.keys()]) if (!settingsNow.has(k)) base.settings.delete(k);
       }
       const results = await Promise.allSettled(jobs);
@@ -491,7 +491,7 @@ export function fileStore(options: FileStoreOptions): Store {
           layout,
         );
         base.credentials.clear();
-        for (const [id, c] of disk) base.credentials.set(id, canon(c));
+        for (const [id, c] of disk) base.credentials.set(id, canonicalJson(c));
       }
     } catch (error) {
       for (const g of groups) dirty.add(g);
@@ -501,7 +501,7 @@ export function fileStore(options: FileStoreOptions): Store {
 
   const rebase = <K, T>(b: Map<K, string>, mem: Map<K, T>) => {
     b.clear();
-    for (const [k, v] of mem) b.set(k, canon(v));
+    for (const [k, v] of mem) b.set(k, canonicalJson(v));
   };
 
   // One file operation at a time (writes and reloads), in order.

@@ -13,6 +13,7 @@ export {
   configProblems,
 } from "./config-apply.js";
 export {
+  canonicalJson,
   type MergeYamlOptions,
   mergeYaml,
   type WriteFileAtomicOptions,
