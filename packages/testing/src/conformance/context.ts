@@ -1,5 +1,6 @@
 import type {
   Reservation,
+  ReserveDenial,
   ReserveResult,
   Store,
   StoreCapabilities,
@@ -104,6 +105,13 @@ export const change = (
 
 /** How many of the results granted a reservation. */
 export const granted = (results: ReserveResult[]) => results.filter((r) => r.ok).length;
+
+/** A refused reservation as `reserveQuota` answers it: the reason and the units held in flight. */
+export const denial = (reason: ReserveDenial, inFlight: number): ReserveResult => ({
+  ok: false,
+  reason,
+  inFlight,
+});
 
 /** The reservation of a granted result; throws on a denial. */
 export function reservationOf(result: ReserveResult): Reservation {

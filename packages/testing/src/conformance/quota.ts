@@ -1,7 +1,7 @@
 import type { Reservation, ReserveResult } from "@tokenpool/core";
 import { expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
-import { defineGroup, granted, reservationOf } from "./context.js";
+import { defineGroup, denial, granted, reservationOf } from "./context.js";
 
 /** Quota reservations and settlements: debits of key and owner, caps, overdraft races. */
 export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", ({ store }) => {
@@ -79,11 +79,7 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
     });
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 4 });
     // The denial reports the owner's units held by unsettled reservations.
-    expect(await store.reserveQuota(key.id, 5)).toEqual({
-      ok: false,
-      reason: "user_quota",
-      inFlight: 6,
-    });
+    expect(await store.reserveQuota(key.id, 5)).toEqual(denial("user_quota", 6));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 4 });
   });
 
@@ -105,30 +101,18 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
   it("refuses with key_quota when the key has too little left, debiting nobody", async () => {
     const user = await store.users.create(fixtures.user({ quota: 100 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 30 }));
-    expect(await store.reserveQuota(key.id, 31)).toEqual({
-      ok: false,
-      reason: "key_quota",
-      inFlight: 0,
-    });
+    expect(await store.reserveQuota(key.id, 31)).toEqual(denial("key_quota", 0));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 30, userQuota: 100 });
     expect((await store.reserveQuota(key.id, 30)).ok).toBe(true);
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 70 });
     // Now 30 units are held by a reservation in flight, which waiting may give back.
-    expect(await store.reserveQuota(key.id, 1)).toEqual({
-      ok: false,
-      reason: "key_quota",
-      inFlight: 30,
-    });
+    expect(await store.reserveQuota(key.id, 1)).toEqual(denial("key_quota", 30));
   });
 
   it("refuses with user_quota when the owner has too little left, debiting nobody", async () => {
     const user = await store.users.create(fixtures.user({ quota: 5 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    expect(await store.reserveQuota(key.id, 6)).toEqual({
-      ok: false,
-      reason: "user_quota",
-      inFlight: 0,
-    });
+    expect(await store.reserveQuota(key.id, 6)).toEqual(denial("user_quota", 0));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 100, userQuota: 5 });
   });
 
