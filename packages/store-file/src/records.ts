@@ -211,19 +211,38 @@ function nextIdOf(v: unknown): number {
   return Number.isSafeInteger(n) ? (n as number) : 1;
 }
 
+/** A field no two records of a file may share: its name, its value and how an error shows it. */
+type UniqueField<T> = readonly [name: string, value: (r: T) => unknown, shown?: (r: T) => string];
+
+/** The records of a file's list `field`, each parsed, and none sharing a value of a `unique` field. */
+function parseRecords<T>(
+  v: unknown,
+  field: string,
+  parse: (item: unknown, where: string) => T,
+  unique: readonly UniqueField<T>[],
+): T[] {
+  const seen = unique.map(() => new Set<unknown>());
+  return listField(v, field).map((item, i) => {
+    const where = `${field}[${i}]`;
+    const r = parse(item, where);
+    unique.forEach(([name, value, shown], u) => {
+      if (seen[u]!.has(value(r)))
+        throw new FileFormatError(`${where}.${name}${shown ? ` ${shown(r)}` : ""} is used twice`);
+    });
+    unique.forEach(([, value], u) => {
+      seen[u]!.add(value(r));
+    });
+    return r;
+  });
+}
+
 /** Parses `keys.json`; ids and key hashes must be unique. */
 export function parseKeysFile(text: string): KeysFile {
   const v = JSON.parse(text) as unknown;
-  const ids = new Set<number>();
-  const hashes = new Set<string>();
-  const keys = listField(v, "keys").map((k, i) => {
-    const r = parseKey(k, `keys[${i}]`);
-    if (ids.has(r.id)) throw new FileFormatError(`keys[${i}].id ${r.id} is used twice`);
-    if (hashes.has(r.keyHash)) throw new FileFormatError(`keys[${i}].keyHash is used twice`);
-    ids.add(r.id);
-    hashes.add(r.keyHash);
-    return r;
-  });
+  const keys = parseRecords(v, "keys", parseKey, [
+    ["id", (r) => r.id, (r) => `${r.id}`],
+    ["keyHash", (r) => r.keyHash],
+  ]);
   const list = isObject(v) && Array.isArray(v.reservations) ? v.reservations : [];
   const reservations = list.map((r, i) => parseReservation(r, `reservations[${i}]`));
   return { nextId: nextIdOf(v), keys, reservations };
@@ -232,17 +251,10 @@ export function parseKeysFile(text: string): KeysFile {
 /** Parses `users.json`; ids and usernames must be unique. */
 export function parseUsersFile(text: string): UsersFile {
   const v = JSON.parse(text) as unknown;
-  const ids = new Set<number>();
-  const names = new Set<string>();
-  const users = listField(v, "users").map((u, i) => {
-    const r = parseUser(u, `users[${i}]`);
-    if (ids.has(r.id)) throw new FileFormatError(`users[${i}].id ${r.id} is used twice`);
-    if (names.has(r.username))
-      throw new FileFormatError(`users[${i}].username "${r.username}" is used twice`);
-    ids.add(r.id);
-    names.add(r.username);
-    return r;
-  });
+  const users = parseRecords(v, "users", parseUser, [
+    ["id", (r) => r.id, (r) => `${r.id}`],
+    ["username", (r) => r.username, (r) => `"${r.username}"`],
+  ]);
   return { nextId: nextIdOf(v), users };
 }
 
