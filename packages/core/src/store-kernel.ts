@@ -24,3 +24,4 @@ export {
   tableKernel,
 } from "./store/kernel.js";
 export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
+export { changeable } from "./store/util.js";

@@ -1,9 +1,7 @@
 /** Keys, users, credentials, settings and kv of the SQLite store. Internal to this package. */
 import {
-  type ApiKeyPatch,
   type ApiKeyRecord,
   type CredentialCollection,
-  type CredentialPatch,
   type CredentialRecord,
   type KeyCollection,
   type KvCollection,
@@ -13,10 +11,10 @@ import {
   type NewUser,
   type SettingsCollection,
   type UserCollection,
-  type UserPatch,
   type UserRecord,
 } from "@tokenpool/core";
-import type { ChangeFeed } from "./change-feed.js";
+import { changeable } from "@tokenpool/core/store-kernel";
+import type { ChangeFeed, Collection } from "./change-feed.js";
 import {
   type CredentialRow,
   credentialFromRow,
@@ -55,6 +53,37 @@ function unique<T>(write: () => T, message: string): T {
   }
 }
 
+/** Changes one row (`write` gets the current record), notes it and returns the new record; null for an unknown id. */
+function updateRow<K extends string | number, T>(
+  mutate: ChangeFeed["mutate"],
+  collection: Collection,
+  id: K,
+  get: (id: K) => T | null,
+  write: (current: T) => void,
+): T | null {
+  return mutate((note) => {
+    const current = get(id);
+    if (!current) return null;
+    write(current);
+    note(collection, id, "upsert");
+    return get(id);
+  });
+}
+
+/** Deletes one row (`remove` answers how many rows went) and notes it; whether there was one. */
+function deleteRow(
+  mutate: ChangeFeed["mutate"],
+  collection: Collection,
+  id: string | number,
+  remove: () => { changes: number },
+): boolean {
+  return mutate((note) => {
+    if (remove().changes === 0) return false;
+    note(collection, id, "delete");
+    return true;
+  });
+}
+
 /** The `keys` table. */
 export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
   const getKey = (id: number): ApiKeyRecord | null => {
@@ -88,20 +117,9 @@ export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
       return shapes.page("keys", where, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
     },
     async update(id, patch) {
-      return mutate((note) => {
-        const current = getKey(id);
-        if (!current) return null;
-        const {
-          id: _id,
-          keyHash: _hash,
-          ...rest
-        } = given(patch) as ApiKeyPatch & {
-          id?: number;
-          keyHash?: string;
-        };
+      const rest = changeable(given(patch), "id", "keyHash");
+      return updateRow(mutate, "keys", id, getKey, (current) => {
         s.updateKey.run({ ...keyParams({ ...current, ...rest }), id });
-        note("keys", id, "upsert");
-        return getKey(id);
       });
     },
     async rekey(id, keyHash, keyCipher) {
@@ -171,25 +189,17 @@ export function users({ s, mutate, shapes }: CollectionContext): UserCollection 
       return shapes.page("users", where, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
     },
     async update(id, patch) {
-      return mutate((note) => {
-        const current = getUser(id);
-        if (!current) return null;
-        const { id: _id, ...rest } = given(patch) as UserPatch & { id?: number };
+      const rest = changeable(given(patch), "id");
+      return updateRow(mutate, "users", id, getUser, (current) => {
         const next = { ...current, ...rest };
         unique(
           () => s.updateUser.run({ ...userParams(next), id }),
           `username "${next.username}" already exists`,
         );
-        note("users", id, "upsert");
-        return getUser(id);
       });
     },
     async delete(id) {
-      return mutate((note) => {
-        if (s.deleteUser.run(id).changes === 0) return false;
-        note("users", id, "delete");
-        return true;
-      });
+      return deleteRow(mutate, "users", id, () => s.deleteUser.run(id));
     },
   };
 }
@@ -219,30 +229,15 @@ export function credentials({ s, mutate }: CollectionContext): CredentialCollect
       return (s.credentials.all() as CredentialRow[]).map(credentialFromRow);
     },
     async update(id, patch) {
-      return mutate((note) => {
-        const current = getCredential(id);
-        if (!current) return null;
-        const {
-          id: _id,
-          createdAt: _createdAt,
-          ...rest
-        } = given(patch) as CredentialPatch & {
-          id?: string;
-          createdAt?: number;
-        };
+      const rest = changeable(given(patch), "id", "createdAt");
+      return updateRow(mutate, "credentials", id, getCredential, (current) => {
         s.updateCredential.run(
           credentialParams({ ...current, ...rest, id, updatedAt: Date.now() }),
         );
-        note("credentials", id, "upsert");
-        return getCredential(id);
       });
     },
     async delete(id) {
-      return mutate((note) => {
-        if (s.deleteCredential.run(id).changes === 0) return false;
-        note("credentials", id, "delete");
-        return true;
-      });
+      return deleteRow(mutate, "credentials", id, () => s.deleteCredential.run(id));
     },
   };
 }

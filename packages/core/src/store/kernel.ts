@@ -22,6 +22,7 @@ import type {
 import {
   addToRollup,
   assertUnits,
+  changeable,
   emptyRollup,
   materializeCredential,
   type ReservationRow,
@@ -110,13 +111,6 @@ export interface TableKernel extends KernelSteps {
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
-
-/** The patch without the fields no update may change (a record's id, a key's hash, ...). */
-function changeable<T extends object>(patch: T, ...fixed: string[]): Partial<T> {
-  const rest = { ...patch } as Record<string, unknown>;
-  for (const field of fixed) delete rest[field];
-  return rest as Partial<T>;
-}
 
 function paginate<T>(items: T[], offset = 0, limit = 20): Page<T> {
   return { items: items.slice(offset, offset + limit).map(clone), total: items.length };
