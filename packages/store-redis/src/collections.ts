@@ -1,9 +1,7 @@
 /** Keys, users, credentials, settings and kv of the Redis store. Internal to this package. */
 import {
-  type ApiKeyPatch,
   type ApiKeyRecord,
   type CredentialCollection,
-  type CredentialPatch,
   type CredentialRecord,
   type KeyCollection,
   type KvCollection,
@@ -11,9 +9,9 @@ import {
   type SettingsCollection,
   type StoreChange,
   type UserCollection,
-  type UserPatch,
   type UserRecord,
 } from "@tokenpool/core";
+import { changeable } from "@tokenpool/core/store-kernel";
 import { decode, encode, loadHashes, page, type RedisContext, toHash } from "./context.js";
 
 /**
@@ -31,6 +29,22 @@ function updated<T>(
   return rec;
 }
 
+/**
+ * The record a create script numbered, announced to the listeners; `id` -1 means a unique index
+ * refused it, and `duplicate` says which.
+ */
+function created<T>(
+  emitLocal: RedisContext["emitLocal"],
+  collection: StoreChange["collection"],
+  id: number,
+  fields: object,
+  duplicate: () => Error,
+): T {
+  if (id === -1) throw duplicate();
+  emitLocal(collection, id, "upsert");
+  return { ...structuredClone(fields), id } as T;
+}
+
 /** Whether a delete script removed the record, announced to the listeners when it did. */
 function deleted(
   emitLocal: RedisContext["emitLocal"],
@@ -42,19 +56,19 @@ function deleted(
   return ok;
 }
 
+const keyDuplicate = () => new Error("a key with this hash already exists");
+
 /** The keys: one hash each, a hash index and a sorted set by id. */
 export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollection {
   return {
     async create(input) {
-      const { id: _i, ...rest } = input as typeof input & { id?: number };
+      const rest = changeable(input, "id");
       const id = (await write(
         "tpKeyCreate",
         [k.keySeq, k.keyHash, k.keys],
         [input.keyHash, ...encode(rest)],
       )) as number;
-      if (id === -1) throw new Error("a key with this hash already exists");
-      emitLocal("keys", id, "upsert");
-      return { ...structuredClone(rest), id } as ApiKeyRecord;
+      return created<ApiKeyRecord>(emitLocal, "keys", id, rest, keyDuplicate);
     },
     async get(id) {
       return decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
@@ -92,11 +106,7 @@ export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollecti
       return page(all, offset, limit);
     },
     async update(id, patch) {
-      const {
-        id: _i,
-        keyHash: _h,
-        ...rest
-      } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
+      const rest = changeable(patch, "id", "keyHash");
       const reply = await write("tpRecordUpdate", [k.key(id)], ["keys", id, ...encode(rest)]);
       return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
     },
@@ -106,7 +116,7 @@ export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollecti
         [k.key(id), k.keyHash],
         [id, keyHash, JSON.stringify(keyCipher)],
       );
-      if (reply === -1) throw new Error("a key with this hash already exists");
+      if (reply === -1) throw keyDuplicate();
       return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
     },
     async delete(ids) {
@@ -125,15 +135,13 @@ const userDuplicate = (username: string) => new Error(`username "${username}" al
 export function users({ client, k, write, emitLocal }: RedisContext): UserCollection {
   return {
     async create(input) {
-      const { id: _i, ...rest } = input as typeof input & { id?: number };
+      const rest = changeable(input, "id");
       const id = (await write(
         "tpUserCreate",
         [k.userSeq, k.username, k.userToken, k.users],
         [input.username, input.accessTokenHash ?? "", ...encode(rest)],
       )) as number;
-      if (id === -1) throw userDuplicate(input.username);
-      emitLocal("users", id, "upsert");
-      return { ...structuredClone(rest), id } as UserRecord;
+      return created<UserRecord>(emitLocal, "users", id, rest, () => userDuplicate(input.username));
     },
     async get(id) {
       return decode<UserRecord>(await client.hgetall(k.user(id)));
@@ -159,7 +167,7 @@ export function users({ client, k, write, emitLocal }: RedisContext): UserCollec
       return page(all, q.offset ?? 0, q.limit ?? 20);
     },
     async update(id, patch) {
-      const { id: _i, ...rest } = patch as UserPatch & { id?: number };
+      const rest = changeable(patch, "id");
       const reply = await write(
         "tpUserUpdate",
         [k.user(id), k.username, k.userToken],
@@ -207,11 +215,7 @@ export function credentials({ client, k, write, emitLocal }: RedisContext): Cred
       );
     },
     async update(id, patch) {
-      const {
-        id: _i,
-        createdAt: _c,
-        ...rest
-      } = patch as CredentialPatch & { id?: string; createdAt?: number };
+      const rest = changeable(patch, "id", "createdAt");
       const reply = await write(
         "tpRecordUpdate",
         [k.cred(id)],
