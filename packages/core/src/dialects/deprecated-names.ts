@@ -25,7 +25,7 @@ import type {
   NewApiPageQuery,
   NewApiResponse,
   NewApiSuccessResponse,
-} from "./new-api/tokens.js";
+} from "./new-api/wire.js";
 
 /** @deprecated Renamed {@link ANTIGRAVITY_MESSAGES}. */
 export const POOL_MESSAGES = ANTIGRAVITY_MESSAGES;

@@ -64,27 +64,4 @@ export type {
   ManagementStringListResponse,
 } from "./cliproxy/string-lists.js";
 export type { ManagementUsageResponse } from "./cliproxy/usage.js";
-export type {
-  NewApiErrorResponse,
-  NewApiPage,
-  NewApiPageQuery,
-  NewApiResponse,
-  NewApiSuccessResponse,
-  TokenBatchDeleteBody,
-  TokenCreateBody,
-  TokenListQuery,
-  TokenRevealData,
-  TokenSearchQuery,
-  TokenUpdateBody,
-  TokenView,
-  TokenWritableFields,
-} from "./new-api/tokens.js";
-export type {
-  UserAccessTokenData,
-  UserCreateBody,
-  UserCreatedData,
-  UserSearchQuery,
-  UserUpdateBody,
-  UserView,
-  UserWritableFields,
-} from "./new-api/users.js";
+export type * from "./new-api/wire.js";
