@@ -6,9 +6,6 @@ import {
   type KeyCollection,
   type KvCollection,
   materializeCredential,
-  type NewApiKey,
-  type NewCredential,
-  type NewUser,
   type SettingsCollection,
   type UserCollection,
   type UserRecord,
@@ -53,6 +50,33 @@ function unique<T>(write: () => T, message: string): T {
   }
 }
 
+/** A lookup by one statement's parameter: the record of the row it finds, or null. */
+function lookup<P, Row, T>(
+  statement: { get(param: P): unknown },
+  fromRow: (row: Row) => T,
+): (param: P) => T | null {
+  return (param) => {
+    const row = statement.get(param) as Row | undefined;
+    return row ? fromRow(row) : null;
+  };
+}
+
+/** Inserts one row SQLite numbers, notes it and returns the stored record. */
+function insertRow<T>(
+  mutate: ChangeFeed["mutate"],
+  collection: Collection,
+  insert: () => { lastInsertRowid: number | bigint },
+  duplicate: string,
+  get: (id: number) => T | null,
+): T {
+  return mutate((note) => {
+    const { lastInsertRowid } = unique(insert, duplicate);
+    const id = Number(lastInsertRowid);
+    note(collection, id, "upsert");
+    return get(id)!;
+  });
+}
+
 /** Changes one row (`write` gets the current record), notes it and returns the new record; null for an unknown id. */
 function updateRow<K extends string | number, T>(
   mutate: ChangeFeed["mutate"],
@@ -86,28 +110,18 @@ function deleteRow(
 
 /** The `keys` table. */
 export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
-  const getKey = (id: number): ApiKeyRecord | null => {
-    const row = s.keyById.get(id) as KeyRow | undefined;
-    return row ? keyFromRow(row) : null;
-  };
+  const getKey = lookup<number, KeyRow, ApiKeyRecord>(s.keyById, keyFromRow);
+  const getByHash = lookup<string, KeyRow, ApiKeyRecord>(s.keyByHash, keyFromRow);
   return {
-    async create(input: NewApiKey) {
-      return mutate((note) => {
-        const { lastInsertRowid } = unique(
-          () => s.insertKey.run(keyParams(input)),
-          "a key with this hash already exists",
-        );
-        const id = Number(lastInsertRowid);
-        note("keys", id, "upsert");
-        return getKey(id)!;
-      });
+    async create(input) {
+      const insert = () => s.insertKey.run(keyParams(input));
+      return insertRow(mutate, "keys", insert, "a key with this hash already exists", getKey);
     },
     async get(id) {
       return getKey(id);
     },
     async getByHash(keyHash) {
-      const row = s.keyByHash.get(keyHash) as KeyRow | undefined;
-      return row ? keyFromRow(row) : null;
+      return getByHash(keyHash);
     },
     async list(q = {}) {
       const where = new Where()
@@ -151,32 +165,28 @@ export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
 
 /** The `users` table. */
 export function users({ s, mutate, shapes }: CollectionContext): UserCollection {
-  const getUser = (id: number): UserRecord | null => {
-    const row = s.userById.get(id) as UserRow | undefined;
-    return row ? userFromRow(row) : null;
-  };
+  const getUser = lookup<number, UserRow, UserRecord>(s.userById, userFromRow);
+  const getByUsername = lookup<string, UserRow, UserRecord>(s.userByName, userFromRow);
+  const getByToken = lookup<string, UserRow, UserRecord>(s.userByToken, userFromRow);
   return {
-    async create(input: NewUser) {
-      return mutate((note) => {
-        const { lastInsertRowid } = unique(
-          () => s.insertUser.run(userParams(input)),
-          `username "${input.username}" already exists`,
-        );
-        const id = Number(lastInsertRowid);
-        note("users", id, "upsert");
-        return getUser(id)!;
-      });
+    async create(input) {
+      const insert = () => s.insertUser.run(userParams(input));
+      return insertRow(
+        mutate,
+        "users",
+        insert,
+        `username "${input.username}" already exists`,
+        getUser,
+      );
     },
     async get(id) {
       return getUser(id);
     },
     async getByUsername(username) {
-      const row = s.userByName.get(username) as UserRow | undefined;
-      return row ? userFromRow(row) : null;
+      return getByUsername(username);
     },
     async getByAccessTokenHash(hash) {
-      const row = s.userByToken.get(hash) as UserRow | undefined;
-      return row ? userFromRow(row) : null;
+      return getByToken(hash);
     },
     async list(q = {}) {
       const kw = q.keyword?.toLowerCase();
@@ -206,12 +216,12 @@ export function users({ s, mutate, shapes }: CollectionContext): UserCollection 
 
 /** The `credentials` table. */
 export function credentials({ s, mutate }: CollectionContext): CredentialCollection {
-  const getCredential = (id: string): CredentialRecord | null => {
-    const row = s.credentialById.get(id) as CredentialRow | undefined;
-    return row ? credentialFromRow(row) : null;
-  };
+  const getCredential = lookup<string, CredentialRow, CredentialRecord>(
+    s.credentialById,
+    credentialFromRow,
+  );
   return {
-    async create(input: NewCredential) {
+    async create(input) {
       return mutate((note) => {
         const rec = materializeCredential(input, Date.now());
         unique(
