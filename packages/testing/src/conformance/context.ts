@@ -7,6 +7,7 @@ import type {
   StoreChange,
   UsageRollup,
 } from "@tokenpool/core";
+import { expect } from "vitest";
 
 /** The names of the conformance suite's groups, one per area of the Store contract. */
 export type ConformanceGroupName =
@@ -111,6 +112,17 @@ export const denial = (reason: ReserveDenial, inFlight: number): ReserveResult =
   ok: false,
   reason,
   inFlight,
+});
+
+/** A granted reservation as `reserveQuota` answers it (any id). */
+export const grant = (
+  keyId: number,
+  userId: number | null,
+  units: number,
+  keyDebited: boolean,
+): ReserveResult => ({
+  ok: true,
+  reservation: { id: expect.any(String), keyId, userId, units, keyDebited },
 });
 
 /** The reservation of a granted result; throws on a denial. */
