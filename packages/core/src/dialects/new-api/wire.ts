@@ -5,6 +5,8 @@
  * @module
  */
 import type { KeyStatus, UserRecord } from "../../store/types.js";
+// For the {@link} tags below (types only: no import at run time).
+import type { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./tokens.js";
 
 /**
  * The envelope of every `/api/token/` and `/api/user/` reply (new-api's). Failures come with a
