@@ -4,6 +4,13 @@
  * reservation rows). Not part of the gateway's public API.
  * @packageDocumentation
  */
+
+export {
+  type CollectionFactories,
+  type StoreCollections,
+  type StoreLedger,
+  storeCollections,
+} from "./store/adapter-parts.js";
 export {
   type KernelCall,
   type KernelSteps,
@@ -21,6 +28,7 @@ export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
 export {
   addToRollup,
   assertUnits,
+  changeable,
   credentialDefaults,
   emptyCredentialState,
   emptyRollup,

@@ -2,6 +2,7 @@ import { type FSWatcher, mkdirSync, readdirSync, readFileSync, watch } from "nod
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { CredentialRecord, Store, StoreChange, UsageRollup } from "@tokenpool/core";
+import { canonicalJson } from "@tokenpool/core/config-model";
 import {
   assertUnits,
   type KernelCall,
@@ -11,7 +12,6 @@ import {
 } from "@tokenpool/core/store-kernel";
 import { acquireDirLock, isTempName, sha256, writeFileAtomic } from "./fs-util.js";
 import {
-  canon,
   type KvFile,
   parseKeysFile,
   parseKvFile,
@@ -106,7 +106,7 @@ function merge3<K, T>(
 ): void {
   for (const k of new Set([...base.keys(), ...disk.keys()])) {
     const d = disk.get(k);
-    if ((d === undefined ? undefined : canon(d)) === base.get(k)) continue;
+    if ((d === undefined ? undefined : canonicalJson(d)) === base.get(k)) continue;
     if (d === undefined) {
       if (mem.delete(k)) changed?.(k, "delete");
     } else {
@@ -115,7 +115,7 @@ function merge3<K, T>(
     }
   }
   base.clear();
-  for (const [k, v] of disk) base.set(k, canon(v));
+  for (const [k, v] of disk) base.set(k, canonicalJson(v));
 }
 
 /**
@@ -290,7 +290,7 @@ export function fileStore(options: FileStoreOptions): Store {
       try {
         const value = fn(text);
         broken.delete(rel);
-        known.set(rel, { text, canon: canon(view(value)) });
+        known.set(rel, { text, canon: canonicalJson(view(value)) });
         return value;
       } catch (error) {
         broken.add(rel);
@@ -398,7 +398,7 @@ export function fileStore(options: FileStoreOptions): Store {
   /** Writes one file when its content differs from what the file holds (never a broken one). */
   const put = async (rel: string, view: unknown, text: () => string): Promise<void> => {
     if (broken.has(rel)) return;
-    const c = canon(view);
+    const c = canonicalJson(view);
     if (known.get(rel)?.canon === c) return;
     const t = text();
     await writeFileAtomic(path(rel), t);
@@ -463,7 +463,7 @@ export function fileStore(options: FileStoreOptions): Store {
             jobs.push(rm(path(rel), { force: true }));
           }
         }
-        for (const [k, v] of settingsNow) base.settings.set(k, canon(v));
+        for (const [k, v] of settingsNow) base.settings.set(k, canonicalJson(v));
         for (const k of [...base.settings.keys()]) if (!settingsNow.has(k)) base.settings.delete(k);
       }
       const results = await Promise.allSettled(jobs);
@@ -486,7 +486,7 @@ export function fileStore(options: FileStoreOptions): Store {
           layout,
         );
         base.credentials.clear();
-        for (const [id, c] of disk) base.credentials.set(id, canon(c));
+        for (const [id, c] of disk) base.credentials.set(id, canonicalJson(c));
       }
     } catch (error) {
       for (const g of groups) dirty.add(g);
@@ -496,7 +496,7 @@ export function fileStore(options: FileStoreOptions): Store {
 
   const rebase = <K, T>(b: Map<K, string>, mem: Map<K, T>) => {
     b.clear();
-    for (const [k, v] of mem) b.set(k, canon(v));
+    for (const [k, v] of mem) b.set(k, canonicalJson(v));
   };
 
   // One file operation at a time (writes and reloads), in order.

@@ -22,14 +22,21 @@ export class FileFormatError extends Error {
   override readonly name = "FileFormatError";
 }
 
-type Kind = "number" | "integer" | "string" | "boolean" | "array" | "object";
-type Spec = Record<string, readonly Kind[] | Kind>;
+type Kind = "number" | "integer" | "string" | "boolean" | "array" | "object" | "null";
+
+/** One field of a hand-written record: the kinds it may hold, and its value when absent. */
+type Field<V> = readonly [kinds: Kind | readonly Kind[], absent: V];
+
+/** Every field of a record, one entry each. */
+type Fields<T> = { readonly [K in keyof T]-?: Field<T[K]> };
 
 export const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
 function kindOk(kind: Kind, v: unknown): boolean {
   switch (kind) {
+    case "null":
+      return v === null;
     case "integer":
       return Number.isSafeInteger(v);
     case "array":
@@ -41,94 +48,65 @@ function kindOk(kind: Kind, v: unknown): boolean {
   }
 }
 
-/** Checks the fields of `value` present in `spec`, then fills the absent ones from `defaults`. */
-function record<T>(value: unknown, where: string, spec: Spec, defaults: T): T {
+/** Checks the fields of `value` present in `fields`, then fills the absent ones. */
+function record<T>(value: unknown, where: string, fields: Fields<T>): T {
   if (!isObject(value)) throw new FileFormatError(`${where} must be an object`);
-  for (const [field, kinds] of Object.entries(spec)) {
+  const defaults: Record<string, unknown> = {};
+  for (const [field, [kinds, absent]] of Object.entries<Field<unknown>>(fields)) {
+    defaults[field] = absent;
     const v = value[field];
     if (v === undefined) continue;
     const list = typeof kinds === "string" ? [kinds] : kinds;
-    const ok = list.some((k) => (k === ("null" as Kind) ? v === null : kindOk(k, v)));
-    if (!ok) throw new FileFormatError(`${where}.${field} must be ${list.join(" or ")}`);
+    if (!list.some((k) => kindOk(k, v)))
+      throw new FileFormatError(`${where}.${field} must be ${list.join(" or ")}`);
   }
   return { ...structuredClone(defaults), ...structuredClone(value) } as T;
 }
 
-const NULL = "null" as Kind;
-
-const KEY_SPEC: Spec = {
-  id: "integer",
-  userId: ["integer", NULL],
-  name: "string",
-  keyHash: "string",
-  keyCipher: ["string", NULL],
-  keyHint: "string",
-  status: "integer",
-  remainQuota: "number",
-  usedQuota: "number",
-  unlimitedQuota: "boolean",
-  expiredTime: "number",
-  modelLimitsEnabled: "boolean",
-  modelLimits: "array",
-  allowIps: "array",
-  group: "string",
-  createdTime: "number",
-  accessedTime: "number",
+const KEY_FIELDS: Fields<ApiKeyRecord> = {
+  id: ["integer", 0],
+  userId: [["integer", "null"], null],
+  name: ["string", ""],
+  keyHash: ["string", ""],
+  keyCipher: [["string", "null"], null],
+  keyHint: ["string", ""],
+  status: ["integer", 1],
+  remainQuota: ["number", 0],
+  usedQuota: ["number", 0],
+  unlimitedQuota: ["boolean", false],
+  expiredTime: ["number", -1],
+  modelLimitsEnabled: ["boolean", false],
+  modelLimits: ["array", []],
+  allowIps: ["array", []],
+  group: ["string", "default"],
+  createdTime: ["number", 0],
+  accessedTime: ["number", 0],
 };
 
 /** A key from `keys.json`. */
 export function parseKey(v: unknown, where: string): ApiKeyRecord {
-  const r = record<ApiKeyRecord>(v, where, KEY_SPEC, {
-    id: 0,
-    userId: null,
-    name: "",
-    keyHash: "",
-    keyCipher: null,
-    keyHint: "",
-    status: 1,
-    remainQuota: 0,
-    usedQuota: 0,
-    unlimitedQuota: false,
-    expiredTime: -1,
-    modelLimitsEnabled: false,
-    modelLimits: [],
-    allowIps: [],
-    group: "default",
-    createdTime: 0,
-    accessedTime: 0,
-  });
+  const r = record(v, where, KEY_FIELDS);
   if (!(r.id > 0)) throw new FileFormatError(`${where}.id must be a positive integer`);
   if (r.keyHash === "") throw new FileFormatError(`${where}.keyHash is required`);
   return r;
 }
 
-const USER_SPEC: Spec = {
-  id: "integer",
-  username: "string",
-  displayName: "string",
-  role: "string",
-  status: "integer",
-  group: "string",
-  quota: "number",
-  usedQuota: "number",
-  accessTokenHash: ["string", NULL],
-  createdTime: "number",
+const USER_FIELDS: Fields<UserRecord> = {
+  id: ["integer", 0],
+  username: ["string", ""],
+  displayName: ["string", ""],
+  role: ["string", "user"],
+  status: ["integer", 1],
+  group: ["string", "default"],
+  quota: ["number", 0],
+  usedQuota: ["number", 0],
+  accessTokenHash: [["string", "null"], null],
+  createdTime: ["number", 0],
 };
 
 /** A user from `users.json`. */
 export function parseUser(v: unknown, where: string): UserRecord {
-  const r = record<UserRecord>(v, where, USER_SPEC, {
-    id: 0,
-    username: "",
-    displayName: "",
-    role: "user",
-    status: 1,
-    group: "default",
-    quota: 0,
-    usedQuota: 0,
-    accessTokenHash: null,
-    createdTime: 0,
-  });
+  const r = record(v, where, USER_FIELDS);
   if (!(r.id > 0)) throw new FileFormatError(`${where}.id must be a positive integer`);
   if (r.username === "") throw new FileFormatError(`${where}.username is required`);
   if (r.role !== "admin" && r.role !== "user")
@@ -136,40 +114,32 @@ export function parseUser(v: unknown, where: string): UserRecord {
   return r;
 }
 
-const CREDENTIAL_SPEC: Spec = {
-  id: "string",
-  provider: "string",
-  kind: "string",
-  label: "string",
-  baseUrl: "string",
-  secret: "object",
-  proxyUrl: "string",
-  projectIds: "array",
-  models: "array",
-  excludedModels: "array",
-  priority: "number",
-  weight: "number",
-  enabled: "boolean",
-  groups: "array",
-  headers: "object",
-  state: "object",
-  createdAt: "number",
-  updatedAt: "number",
+const CREDENTIAL_DEFAULTS = credentialDefaults();
+
+const CREDENTIAL_FIELDS: Fields<CredentialRecord> = {
+  id: ["string", ""],
+  provider: ["string", ""],
+  kind: ["string", "api-key"],
+  label: ["string", ""],
+  baseUrl: ["string", ""],
+  secret: ["object", {}],
+  proxyUrl: ["string", CREDENTIAL_DEFAULTS.proxyUrl],
+  projectIds: ["array", CREDENTIAL_DEFAULTS.projectIds],
+  models: ["array", CREDENTIAL_DEFAULTS.models],
+  excludedModels: ["array", CREDENTIAL_DEFAULTS.excludedModels],
+  priority: ["number", CREDENTIAL_DEFAULTS.priority],
+  weight: ["number", CREDENTIAL_DEFAULTS.weight],
+  enabled: ["boolean", CREDENTIAL_DEFAULTS.enabled],
+  groups: ["array", CREDENTIAL_DEFAULTS.groups],
+  headers: ["object", CREDENTIAL_DEFAULTS.headers],
+  state: ["object", CREDENTIAL_DEFAULTS.state],
+  createdAt: ["number", 0],
+  updatedAt: ["number", 0],
 };
 
 /** A credential with every field, from what may be a partial record. */
 export function parseCredential(v: unknown, where: string): CredentialRecord {
-  const r = record<CredentialRecord>(v, where, CREDENTIAL_SPEC, {
-    id: "",
-    provider: "",
-    kind: "api-key",
-    label: "",
-    baseUrl: "",
-    secret: {},
-    ...credentialDefaults(),
-    createdAt: 0,
-    updatedAt: 0,
-  });
+  const r = record(v, where, CREDENTIAL_FIELDS);
   if (r.id === "") throw new FileFormatError(`${where}.id is required`);
   if (r.provider === "") throw new FileFormatError(`${where}.provider is required`);
   if (r.kind !== "api-key" && r.kind !== "oauth")
@@ -190,19 +160,6 @@ export function parseRollup(v: unknown, where: string): UsageRollup {
   if (!isObject(v) || typeof v.hour !== "string" || typeof v.requests !== "number")
     throw new FileFormatError(`${where} must be a roll-up row`);
   return v as unknown as UsageRollup;
-}
-
-/** A stable text of a JSON value with sorted object keys: equal values give equal texts. */
-export function canon(v: unknown): string {
-  return JSON.stringify(v, (_k, val: unknown) =>
-    isObject(val)
-      ? Object.fromEntries(
-          Object.keys(val)
-            .sort()
-            .map((k) => [k, val[k]]),
-        )
-      : val,
-  );
 }
 
 /**
@@ -256,19 +213,38 @@ function nextIdOf(v: unknown): number {
   return Number.isSafeInteger(n) ? (n as number) : 1;
 }
 
+/** A field no two records of a file may share: its name, its value and how an error shows it. */
+type UniqueField<T> = readonly [name: string, value: (r: T) => unknown, shown?: (r: T) => string];
+
+/** The records of a file's list `field`, each parsed, and none sharing a value of a `unique` field. */
+function parseRecords<T>(
+  v: unknown,
+  field: string,
+  parse: (item: unknown, where: string) => T,
+  unique: readonly UniqueField<T>[],
+): T[] {
+  const seen = unique.map(() => new Set<unknown>());
+  return listField(v, field).map((item, i) => {
+    const where = `${field}[${i}]`;
+    const r = parse(item, where);
+    unique.forEach(([name, value, shown], u) => {
+      if (seen[u]!.has(value(r)))
+        throw new FileFormatError(`${where}.${name}${shown ? ` ${shown(r)}` : ""} is used twice`);
+    });
+    unique.forEach(([, value], u) => {
+      seen[u]!.add(value(r));
+    });
+    return r;
+  });
+}
+
 /** Parses `keys.json`; ids and key hashes must be unique. */
 export function parseKeysFile(text: string): KeysFile {
   const v = JSON.parse(text) as unknown;
-  const ids = new Set<number>();
-  const hashes = new Set<string>();
-  const keys = listField(v, "keys").map((k, i) => {
-    const r = parseKey(k, `keys[${i}]`);
-    if (ids.has(r.id)) throw new FileFormatError(`keys[${i}].id ${r.id} is used twice`);
-    if (hashes.has(r.keyHash)) throw new FileFormatError(`keys[${i}].keyHash is used twice`);
-    ids.add(r.id);
-    hashes.add(r.keyHash);
-    return r;
-  });
+  const keys = parseRecords(v, "keys", parseKey, [
+    ["id", (r) => r.id, (r) => `${r.id}`],
+    ["keyHash", (r) => r.keyHash],
+  ]);
   const list = isObject(v) && Array.isArray(v.reservations) ? v.reservations : [];
   const reservations = list.map((r, i) => parseReservation(r, `reservations[${i}]`));
   return { nextId: nextIdOf(v), keys, reservations };
@@ -277,17 +253,10 @@ export function parseKeysFile(text: string): KeysFile {
 /** Parses `users.json`; ids and usernames must be unique. */
 export function parseUsersFile(text: string): UsersFile {
   const v = JSON.parse(text) as unknown;
-  const ids = new Set<number>();
-  const names = new Set<string>();
-  const users = listField(v, "users").map((u, i) => {
-    const r = parseUser(u, `users[${i}]`);
-    if (ids.has(r.id)) throw new FileFormatError(`users[${i}].id ${r.id} is used twice`);
-    if (names.has(r.username))
-      throw new FileFormatError(`users[${i}].username "${r.username}" is used twice`);
-    ids.add(r.id);
-    names.add(r.username);
-    return r;
-  });
+  const users = parseRecords(v, "users", parseUser, [
+    ["id", (r) => r.id, (r) => `${r.id}`],
+    ["username", (r) => r.username, (r) => `"${r.username}"`],
+  ]);
   return { nextId: nextIdOf(v), users };
 }
 

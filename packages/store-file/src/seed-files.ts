@@ -19,6 +19,7 @@ import {
   authFileName,
   CONFIG_LIST_NAMES,
   type ConfigListName,
+  canonicalJson,
   configLists,
   GL_API_KEY_LABEL,
   type ListCredentials,
@@ -31,7 +32,7 @@ import {
 import { emptyCredentialState } from "@tokenpool/core/store-kernel";
 import { parseDocument } from "yaml";
 import { sha256 } from "./fs-util.js";
-import { canon, FileFormatError, isObject, parseCredential } from "./records.js";
+import { FileFormatError, isObject, parseCredential } from "./records.js";
 
 /** Top-level keys of `config.yaml` that are not settings. */
 export const GL_LIST = GL_API_KEY_LABEL;
@@ -236,7 +237,8 @@ function secretRest(full: CredentialSecret, carried: CredentialSecret): Credenti
       for (const [ek, ev] of Object.entries(full.extra ?? {}))
         if (carried.extra?.[ek] !== ev) extra[ek] = ev;
       if (Object.keys(extra).length > 0) rest.extra = extra;
-    } else if (canon(v) !== canon(carried[k])) (rest as Record<string, unknown>)[k] = v;
+    } else if (canonicalJson(v) !== canonicalJson(carried[k]))
+      (rest as Record<string, unknown>)[k] = v;
   }
   return rest;
 }
@@ -252,7 +254,7 @@ function join(id: string, kind: CredentialRecord["kind"], p: Carried, index?: In
   if (Object.keys(extra).length > 0) secret.extra = extra;
   else delete secret.extra;
   const keepProjects =
-    canon(p.projectIds) === canon(base.projectIds) ||
+    canonicalJson(p.projectIds) === canonicalJson(base.projectIds) ||
     (p.projectIds.length === 1 && p.projectIds[0] === base.projectIds[0]);
   return {
     ...base,
@@ -344,7 +346,7 @@ export async function renderCredentials(
       const one = await configLists({ pool: poolOver(new Map([[c.id, c]])) });
       const items = one[list];
       const parsed = parseConfigList(list, items);
-      if (parsed && canon(parsed) === canon(items)) {
+      if (parsed && canonicalJson(parsed) === canonicalJson(items)) {
         const { apiKey: _k, ...secret } = c.secret;
         files.index.push({ ...c, secret, source: "config.yaml" });
         listed.push(c);
@@ -361,7 +363,7 @@ export async function renderCredentials(
         const source: Source = toAccounts ? "data/accounts.json" : `auths/${name}`;
         const index: IndexEntry = { ...c, secret: secretRest(c.secret, carried.secret), source };
         const faithful =
-          canon(join(c.id, c.kind, carried, index)) === canon(c) &&
+          canonicalJson(join(c.id, c.kind, carried, index)) === canonicalJson(c) &&
           (toAccounts || !files.auths.has(name));
         if (faithful) {
           files.index.push(index);

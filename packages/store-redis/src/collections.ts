@@ -1,21 +1,16 @@
 /** Keys, users, credentials, settings and kv of the Redis store. Internal to this package. */
 import type {
-  ApiKeyPatch,
   ApiKeyRecord,
   CredentialCollection,
-  CredentialPatch,
   CredentialRecord,
   KeyCollection,
-  KeyQuery,
   KvCollection,
   SettingsCollection,
-  Store,
   StoreChange,
   UserCollection,
-  UserPatch,
   UserRecord,
 } from "@tokenpool/core";
-import { materializeCredential } from "@tokenpool/core/store-kernel";
+import { changeable, materializeCredential } from "@tokenpool/core/store-kernel";
 import { decode, encode, loadHashes, page, type RedisContext, toHash } from "./context.js";
 
 /**
@@ -33,6 +28,22 @@ function updated<T>(
   return rec;
 }
 
+/**
+ * The record a create script numbered, announced to the listeners; `id` -1 means a unique index
+ * refused it, and `duplicate` says which.
+ */
+function created<T>(
+  emitLocal: RedisContext["emitLocal"],
+  collection: StoreChange["collection"],
+  id: number,
+  fields: object,
+  duplicate: () => Error,
+): T {
+  if (id === -1) throw duplicate();
+  emitLocal(collection, id, "upsert");
+  return { ...structuredClone(fields), id } as T;
+}
+
 /** Whether a delete script removed the record, announced to the listeners when it did. */
 function deleted(
   emitLocal: RedisContext["emitLocal"],
@@ -44,19 +55,19 @@ function deleted(
   return ok;
 }
 
+const keyDuplicate = () => new Error("a key with this hash already exists");
+
 /** The keys: one hash each, a hash index and a sorted set by id. */
-export function keyCollection({ client, k, write, emitLocal }: RedisContext): KeyCollection {
+export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollection {
   return {
     async create(input) {
-      const { id: _i, ...rest } = input as typeof input & { id?: number };
+      const rest = changeable(input, "id");
       const id = (await write(
         "tpKeyCreate",
         [k.keySeq, k.keyHash, k.keys],
         [input.keyHash, ...encode(rest)],
       )) as number;
-      if (id === -1) throw new Error("a key with this hash already exists");
-      emitLocal("keys", id, "upsert");
-      return { ...structuredClone(rest), id } as ApiKeyRecord;
+      return created<ApiKeyRecord>(emitLocal, "keys", id, rest, keyDuplicate);
     },
     async get(id) {
       return decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
@@ -65,7 +76,7 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
       const id = await client.hget(k.keyHash, hash);
       return id === null ? null : decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
     },
-    async list(q: KeyQuery = {}) {
+    async list(q = {}) {
       const offset = q.offset ?? 0;
       const limit = q.limit ?? 20;
       const filtered = q.userId !== undefined || !!q.keyword || !!q.hint;
@@ -93,12 +104,8 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
       );
       return page(all, offset, limit);
     },
-    async update(id, patch: ApiKeyPatch) {
-      const {
-        id: _i,
-        keyHash: _h,
-        ...rest
-      } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
+    async update(id, patch) {
+      const rest = changeable(patch, "id", "keyHash");
       const reply = await write("tpRecordUpdate", [k.key(id)], ["keys", id, ...encode(rest)]);
       return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
     },
@@ -108,7 +115,7 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
         [k.key(id), k.keyHash],
         [id, keyHash, JSON.stringify(keyCipher)],
       );
-      if (reply === -1) throw new Error("a key with this hash already exists");
+      if (reply === -1) throw keyDuplicate();
       return updated<ApiKeyRecord>(emitLocal, "keys", id, reply);
     },
     async delete(ids) {
@@ -124,18 +131,16 @@ export function keyCollection({ client, k, write, emitLocal }: RedisContext): Ke
 const userDuplicate = (username: string) => new Error(`username "${username}" already exists`);
 
 /** The users: one hash each, indexes by username and access token, a sorted set by id. */
-export function userCollection({ client, k, write, emitLocal }: RedisContext): UserCollection {
+export function users({ client, k, write, emitLocal }: RedisContext): UserCollection {
   return {
     async create(input) {
-      const { id: _i, ...rest } = input as typeof input & { id?: number };
+      const rest = changeable(input, "id");
       const id = (await write(
         "tpUserCreate",
         [k.userSeq, k.username, k.userToken, k.users],
         [input.username, input.accessTokenHash ?? "", ...encode(rest)],
       )) as number;
-      if (id === -1) throw userDuplicate(input.username);
-      emitLocal("users", id, "upsert");
-      return { ...structuredClone(rest), id } as UserRecord;
+      return created<UserRecord>(emitLocal, "users", id, rest, () => userDuplicate(input.username));
     },
     async get(id) {
       return decode<UserRecord>(await client.hgetall(k.user(id)));
@@ -160,8 +165,8 @@ export function userCollection({ client, k, write, emitLocal }: RedisContext): U
       );
       return page(all, q.offset ?? 0, q.limit ?? 20);
     },
-    async update(id, patch: UserPatch) {
-      const { id: _i, ...rest } = patch as UserPatch & { id?: number };
+    async update(id, patch) {
+      const rest = changeable(patch, "id");
       const reply = await write(
         "tpUserUpdate",
         [k.user(id), k.username, k.userToken],
@@ -186,12 +191,7 @@ export function userCollection({ client, k, write, emitLocal }: RedisContext): U
 }
 
 /** The credentials: one hash each and a sorted set in creation order. */
-export function credentialCollection({
-  client,
-  k,
-  write,
-  emitLocal,
-}: RedisContext): CredentialCollection {
+export function credentials({ client, k, write, emitLocal }: RedisContext): CredentialCollection {
   return {
     async create(input) {
       const rec = materializeCredential(input, Date.now());
@@ -213,12 +213,8 @@ export function credentialCollection({
         (c): c is CredentialRecord => c !== null,
       );
     },
-    async update(id, patch: CredentialPatch) {
-      const {
-        id: _i,
-        createdAt: _c,
-        ...rest
-      } = patch as CredentialPatch & { id?: string; createdAt?: number };
+    async update(id, patch) {
+      const rest = changeable(patch, "id", "createdAt");
       const reply = await write(
         "tpRecordUpdate",
         [k.cred(id)],
@@ -234,12 +230,7 @@ export function credentialCollection({
 }
 
 /** The settings: one hash of JSON values. */
-export function settingsCollection({
-  client,
-  k,
-  write,
-  emitLocal,
-}: RedisContext): SettingsCollection {
+export function settings({ client, k, write, emitLocal }: RedisContext): SettingsCollection {
   return {
     async all() {
       const h = await client.hgetall(k.settings);
@@ -263,7 +254,7 @@ export function settingsCollection({
 }
 
 /** The kv space: plain Redis strings with PX expiry. */
-export function kvCollection({ client, k, run }: RedisContext): KvCollection {
+export function kv({ client, k, run }: RedisContext): KvCollection {
   return {
     async get(key) {
       return client.get(k.kv(key));
@@ -280,18 +271,5 @@ export function kvCollection({ client, k, run }: RedisContext): KvCollection {
       const ttl = ttlMs === undefined ? "" : Math.max(1, Math.ceil(ttlMs));
       return Number(await run("tpKvIncr", [k.kv(key)], [by, ttl]));
     },
-  };
-}
-
-/** Every collection of the store except usage (which belongs to the ledger). */
-export function collections(
-  ctx: RedisContext,
-): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
-  return {
-    keys: keyCollection(ctx),
-    users: userCollection(ctx),
-    credentials: credentialCollection(ctx),
-    settings: settingsCollection(ctx),
-    kv: kvCollection(ctx),
   };
 }

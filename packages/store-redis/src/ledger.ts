@@ -6,12 +6,12 @@ import type {
   ReservationMeta,
   ReserveDenial,
   ReserveResult,
-  Store,
   UsageCommit,
   UsageQuery,
   UsageRecord,
   UsageRollup,
 } from "@tokenpool/core";
+import type { StoreLedger } from "@tokenpool/core/store-kernel";
 import {
   assertUnits,
   type ReservationRow,
@@ -36,15 +36,7 @@ const rollupFields = [
 ] as const;
 
 /** The quota and usage steps of the Store contract. */
-export type Ledger = Pick<
-  Store,
-  | "usage"
-  | "reserveQuota"
-  | "renewReservations"
-  | "recoverReservations"
-  | "settleQuota"
-  | "commitUsage"
->;
+export type Ledger = StoreLedger;
 
 /**
  * The ledger: each reservation, settlement, batch commit and recovery is one Lua script; usage

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Store } from "@tokenpool/core";
+import { storeCollections } from "@tokenpool/core/store-kernel";
 import { Redis, type RedisOptions } from "ioredis";
 import { changeFeed } from "./change-feed.js";
-import { collections } from "./collections.js";
+import * as collections from "./collections.js";
 import {
   COMMANDS,
   type CommandName,
@@ -85,7 +86,7 @@ export function redisStore(options: RedisStoreOptions): Store {
   return {
     name: "redis",
     capabilities: { multiProcess: true },
-    ...collections(ctx),
+    ...storeCollections(ctx, collections),
     ...ledger(ctx, detailsLimit),
 
     async acquireLock(name, ttlMs) {

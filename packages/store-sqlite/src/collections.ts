@@ -1,24 +1,16 @@
 /** Keys, users, credentials, settings and kv of the SQLite store. Internal to this package. */
 import type {
-  ApiKeyPatch,
   ApiKeyRecord,
   CredentialCollection,
-  CredentialPatch,
   CredentialRecord,
   KeyCollection,
-  KeyQuery,
   KvCollection,
-  NewApiKey,
-  NewCredential,
-  NewUser,
   SettingsCollection,
-  Store,
   UserCollection,
-  UserPatch,
   UserRecord,
 } from "@tokenpool/core";
-import { materializeCredential } from "@tokenpool/core/store-kernel";
-import type { ChangeFeed } from "./change-feed.js";
+import { changeable, materializeCredential } from "@tokenpool/core/store-kernel";
+import type { ChangeFeed, Collection } from "./change-feed.js";
 import {
   type CredentialRow,
   credentialFromRow,
@@ -57,53 +49,90 @@ function unique<T>(write: () => T, message: string): T {
   }
 }
 
-/** The `keys` table. */
-export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyCollection {
-  const getKey = (id: number): ApiKeyRecord | null => {
-    const row = s.keyById.get(id) as KeyRow | undefined;
-    return row ? keyFromRow(row) : null;
+/** A lookup by one statement's parameter: the record of the row it finds, or null. */
+function lookup<P, Row, T>(
+  statement: { get(param: P): unknown },
+  fromRow: (row: Row) => T,
+): (param: P) => T | null {
+  return (param) => {
+    const row = statement.get(param) as Row | undefined;
+    return row ? fromRow(row) : null;
   };
+}
+
+/** Inserts one row SQLite numbers, notes it and returns the stored record. */
+function insertRow<T>(
+  mutate: ChangeFeed["mutate"],
+  collection: Collection,
+  insert: () => { lastInsertRowid: number | bigint },
+  duplicate: string,
+  get: (id: number) => T | null,
+): T {
+  return mutate((note) => {
+    const { lastInsertRowid } = unique(insert, duplicate);
+    const id = Number(lastInsertRowid);
+    note(collection, id, "upsert");
+    return get(id)!;
+  });
+}
+
+/** Changes one row (`write` gets the current record), notes it and returns the new record; null for an unknown id. */
+function updateRow<K extends string | number, T>(
+  mutate: ChangeFeed["mutate"],
+  collection: Collection,
+  id: K,
+  get: (id: K) => T | null,
+  write: (current: T) => void,
+): T | null {
+  return mutate((note) => {
+    const current = get(id);
+    if (!current) return null;
+    write(current);
+    note(collection, id, "upsert");
+    return get(id);
+  });
+}
+
+/** Deletes one row (`remove` answers how many rows went) and notes it; whether there was one. */
+function deleteRow(
+  mutate: ChangeFeed["mutate"],
+  collection: Collection,
+  id: string | number,
+  remove: () => { changes: number },
+): boolean {
+  return mutate((note) => {
+    if (remove().changes === 0) return false;
+    note(collection, id, "delete");
+    return true;
+  });
+}
+
+/** The `keys` table. */
+export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
+  const getKey = lookup<number, KeyRow, ApiKeyRecord>(s.keyById, keyFromRow);
+  const getByHash = lookup<string, KeyRow, ApiKeyRecord>(s.keyByHash, keyFromRow);
   return {
-    async create(input: NewApiKey) {
-      return mutate((note) => {
-        const { lastInsertRowid } = unique(
-          () => s.insertKey.run(keyParams(input)),
-          "a key with this hash already exists",
-        );
-        const id = Number(lastInsertRowid);
-        note("keys", id, "upsert");
-        return getKey(id)!;
-      });
+    async create(input) {
+      const insert = () => s.insertKey.run(keyParams(input));
+      return insertRow(mutate, "keys", insert, "a key with this hash already exists", getKey);
     },
     async get(id) {
       return getKey(id);
     },
     async getByHash(keyHash) {
-      const row = s.keyByHash.get(keyHash) as KeyRow | undefined;
-      return row ? keyFromRow(row) : null;
+      return getByHash(keyHash);
     },
-    async list(q: KeyQuery = {}) {
+    async list(q = {}) {
       const where = new Where()
         .and(q.userId !== undefined, "user_id IS ?", q.userId)
         .and(!!q.keyword, "instr(tokenpool_lower(name), ?) > 0", q.keyword?.toLowerCase())
         .and(!!q.hint, "instr(key_hint, ?) > 0", q.hint);
       return shapes.page("keys", where, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
     },
-    async update(id, patch: ApiKeyPatch) {
-      return mutate((note) => {
-        const current = getKey(id);
-        if (!current) return null;
-        const {
-          id: _id,
-          keyHash: _hash,
-          ...rest
-        } = given(patch) as ApiKeyPatch & {
-          id?: number;
-          keyHash?: string;
-        };
+    async update(id, patch) {
+      const rest = changeable(given(patch), "id", "keyHash");
+      return updateRow(mutate, "keys", id, getKey, (current) => {
         s.updateKey.run({ ...keyParams({ ...current, ...rest }), id });
-        note("keys", id, "upsert");
-        return getKey(id);
       });
     },
     async rekey(id, keyHash, keyCipher) {
@@ -134,33 +163,29 @@ export function keyCollection({ s, mutate, shapes }: CollectionContext): KeyColl
 }
 
 /** The `users` table. */
-export function userCollection({ s, mutate, shapes }: CollectionContext): UserCollection {
-  const getUser = (id: number): UserRecord | null => {
-    const row = s.userById.get(id) as UserRow | undefined;
-    return row ? userFromRow(row) : null;
-  };
+export function users({ s, mutate, shapes }: CollectionContext): UserCollection {
+  const getUser = lookup<number, UserRow, UserRecord>(s.userById, userFromRow);
+  const getByUsername = lookup<string, UserRow, UserRecord>(s.userByName, userFromRow);
+  const getByToken = lookup<string, UserRow, UserRecord>(s.userByToken, userFromRow);
   return {
-    async create(input: NewUser) {
-      return mutate((note) => {
-        const { lastInsertRowid } = unique(
-          () => s.insertUser.run(userParams(input)),
-          `username "${input.username}" already exists`,
-        );
-        const id = Number(lastInsertRowid);
-        note("users", id, "upsert");
-        return getUser(id)!;
-      });
+    async create(input) {
+      const insert = () => s.insertUser.run(userParams(input));
+      return insertRow(
+        mutate,
+        "users",
+        insert,
+        `username "${input.username}" already exists`,
+        getUser,
+      );
     },
     async get(id) {
       return getUser(id);
     },
     async getByUsername(username) {
-      const row = s.userByName.get(username) as UserRow | undefined;
-      return row ? userFromRow(row) : null;
+      return getByUsername(username);
     },
     async getByAccessTokenHash(hash) {
-      const row = s.userByToken.get(hash) as UserRow | undefined;
-      return row ? userFromRow(row) : null;
+      return getByToken(hash);
     },
     async list(q = {}) {
       const kw = q.keyword?.toLowerCase();
@@ -172,38 +197,30 @@ export function userCollection({ s, mutate, shapes }: CollectionContext): UserCo
       );
       return shapes.page("users", where, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
     },
-    async update(id, patch: UserPatch) {
-      return mutate((note) => {
-        const current = getUser(id);
-        if (!current) return null;
-        const { id: _id, ...rest } = given(patch) as UserPatch & { id?: number };
+    async update(id, patch) {
+      const rest = changeable(given(patch), "id");
+      return updateRow(mutate, "users", id, getUser, (current) => {
         const next = { ...current, ...rest };
         unique(
           () => s.updateUser.run({ ...userParams(next), id }),
           `username "${next.username}" already exists`,
         );
-        note("users", id, "upsert");
-        return getUser(id);
       });
     },
     async delete(id) {
-      return mutate((note) => {
-        if (s.deleteUser.run(id).changes === 0) return false;
-        note("users", id, "delete");
-        return true;
-      });
+      return deleteRow(mutate, "users", id, () => s.deleteUser.run(id));
     },
   };
 }
 
 /** The `credentials` table. */
-export function credentialCollection({ s, mutate }: CollectionContext): CredentialCollection {
-  const getCredential = (id: string): CredentialRecord | null => {
-    const row = s.credentialById.get(id) as CredentialRow | undefined;
-    return row ? credentialFromRow(row) : null;
-  };
+export function credentials({ s, mutate }: CollectionContext): CredentialCollection {
+  const getCredential = lookup<string, CredentialRow, CredentialRecord>(
+    s.credentialById,
+    credentialFromRow,
+  );
   return {
-    async create(input: NewCredential) {
+    async create(input) {
       return mutate((note) => {
         const rec = materializeCredential(input, Date.now());
         unique(
@@ -220,37 +237,22 @@ export function credentialCollection({ s, mutate }: CollectionContext): Credenti
     async list() {
       return (s.credentials.all() as CredentialRow[]).map(credentialFromRow);
     },
-    async update(id, patch: CredentialPatch) {
-      return mutate((note) => {
-        const current = getCredential(id);
-        if (!current) return null;
-        const {
-          id: _id,
-          createdAt: _createdAt,
-          ...rest
-        } = given(patch) as CredentialPatch & {
-          id?: string;
-          createdAt?: number;
-        };
+    async update(id, patch) {
+      const rest = changeable(given(patch), "id", "createdAt");
+      return updateRow(mutate, "credentials", id, getCredential, (current) => {
         s.updateCredential.run(
           credentialParams({ ...current, ...rest, id, updatedAt: Date.now() }),
         );
-        note("credentials", id, "upsert");
-        return getCredential(id);
       });
     },
     async delete(id) {
-      return mutate((note) => {
-        if (s.deleteCredential.run(id).changes === 0) return false;
-        note("credentials", id, "delete");
-        return true;
-      });
+      return deleteRow(mutate, "credentials", id, () => s.deleteCredential.run(id));
     },
   };
 }
 
 /** The `settings` table: JSON values by name. */
-export function settingsCollection({ s, mutate }: CollectionContext): SettingsCollection {
+export function settings({ s, mutate }: CollectionContext): SettingsCollection {
   return {
     async all() {
       const rows = s.settings.all() as { name: string; value: string }[];
@@ -279,7 +281,7 @@ export function settingsCollection({ s, mutate }: CollectionContext): SettingsCo
 }
 
 /** The `kv` table: values with an optional expiry, and atomic counters. */
-export function kvCollection({ s, maintain }: CollectionContext): KvCollection {
+export function kv({ s, maintain }: CollectionContext): KvCollection {
   return {
     async get(key) {
       return (s.kvGet.get(key, Date.now()) as string | undefined) ?? null;
@@ -303,18 +305,5 @@ export function kvCollection({ s, maintain }: CollectionContext): KvCollection {
       maintain();
       return Number(value);
     },
-  };
-}
-
-/** Every collection of the store except usage (which belongs to the ledger). */
-export function collections(
-  ctx: CollectionContext,
-): Pick<Store, "keys" | "users" | "credentials" | "settings" | "kv"> {
-  return {
-    keys: keyCollection(ctx),
-    users: userCollection(ctx),
-    credentials: credentialCollection(ctx),
-    settings: settingsCollection(ctx),
-    kv: kvCollection(ctx),
   };
 }

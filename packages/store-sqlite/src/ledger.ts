@@ -7,7 +7,6 @@ import type {
   ReserveResult,
   RollupQuery,
   Settlement,
-  Store,
   UsageCommit,
   UsageQuery,
   UsageRecord,
@@ -20,6 +19,7 @@ import {
   recoveredRecord,
   reservationRow,
   rollupKey,
+  type StoreLedger,
   settleAmounts,
 } from "@tokenpool/core/store-kernel";
 import {
@@ -43,15 +43,7 @@ export interface LedgerContext {
 }
 
 /** The quota and usage steps of the Store contract, plus `flush` for the reservations still queued. */
-export type Ledger = Pick<
-  Store,
-  | "usage"
-  | "reserveQuota"
-  | "renewReservations"
-  | "recoverReservations"
-  | "settleQuota"
-  | "commitUsage"
-> & {
+export type Ledger = StoreLedger & {
   /** Answers the reservations asked for but not yet run (before the database closes). */
   flush(): void;
 };

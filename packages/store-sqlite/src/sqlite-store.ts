@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { Store } from "@tokenpool/core";
+import { storeCollections } from "@tokenpool/core/store-kernel";
 import Database from "better-sqlite3";
 import { changeFeed } from "./change-feed.js";
-import { collections } from "./collections.js";
+import * as collections from "./collections.js";
 import { ledger } from "./ledger.js";
 import { migrate } from "./migrations.js";
 import { prepareStatements, QueryShapes } from "./statements.js";
@@ -123,7 +124,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   return {
     name: "sqlite",
     capabilities: { multiProcess: shared },
-    ...collections({ s, mutate, maintain, shapes }),
+    ...storeCollections({ s, mutate, maintain, shapes }, collections),
     ...steps,
 
     async acquireLock(name, ttlMs) {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { listenMock, mockCloser } from "./listen.js";
+import { sendJson } from "./mock/shared.js";
 
 /** Options of {@link createMockOAuth}. */
 export interface MockOAuthOptions {
@@ -529,15 +530,9 @@ export async function createMockOAuth(options: MockOAuthOptions = {}): Promise<M
   };
 }
 
+/** A JSON reply of the token endpoint (never cached). */
 function send(res: ServerResponse, status: number, body: unknown): void {
-  if (res.destroyed) return;
-  const text = typeof body === "string" ? body : JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-  });
-  res.end(text);
+  sendJson(res, status, body, { "cache-control": "no-store" });
 }
 
 function readBody(req: IncomingMessage): Promise<Buffer> {

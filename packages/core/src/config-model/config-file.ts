@@ -78,8 +78,11 @@ export interface MergeYamlOptions {
 const isMap = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** A stable text of a JSON value with sorted object keys: equal values give equal texts. */
-function canonical(v: unknown): string | undefined {
+/**
+ * A stable text of a JSON value with sorted object keys: equal values give equal texts. Used to
+ * tell whether a value changed (the YAML merge here, the file store's change detection).
+ */
+export function canonicalJson(v: unknown): string {
   return JSON.stringify(v, (_k, val: unknown) =>
     isMap(val)
       ? Object.fromEntries(
@@ -118,7 +121,7 @@ export function mergeYaml(
       for (const [k, v] of Object.entries(value)) merge([...path, k], v, cur[k]);
       return;
     }
-    if (canonical(value) !== canonical(cur)) doc.setIn(path, value);
+    if (canonicalJson(value) !== canonicalJson(cur)) doc.setIn(path, value);
   };
   for (const k of Object.keys(current)) if (!(k in view) && options.prune?.([k])) doc.delete(k);
   for (const [k, v] of Object.entries(view) as [string, unknown][]) merge([k], v, current[k]);

@@ -19,6 +19,7 @@ export {
   configProblems,
 } from "./config-apply.js";
 export {
+  canonicalJson,
   type MergeYamlOptions,
   mergeYaml,
   type WriteFileAtomicOptions,

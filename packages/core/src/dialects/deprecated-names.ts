@@ -22,7 +22,7 @@ import type {
   NewApiPageQuery,
   NewApiResponse,
   NewApiSuccessResponse,
-} from "./new-api/tokens.js";
+} from "./new-api/wire.js";
 
 /** @deprecated Renamed {@link AntigravityTokenView}. */
 export type PoolTokenView = AntigravityTokenView;

@@ -6,6 +6,13 @@
  * @module
  */
 
+export type { ManagementConfigView } from "../config-model/config-view.js";
+export type {
+  ConfigListName,
+  ConfigLists,
+  OpenAICompatibilityItem,
+  ProviderKeyItem,
+} from "../config-model/list-items.js";
 export type {
   ApiUsage,
   ModelUsage,
@@ -31,13 +38,9 @@ export type {
 export type { ManagementErrorResponse, ManagementOkResponse } from "./cliproxy/common.js";
 export type {
   ConfigListDeleteQuery,
-  ConfigListName,
   ConfigListPatchBody,
   ConfigListPutBody,
   ConfigListResponse,
-  ConfigLists,
-  OpenAICompatibilityItem,
-  ProviderKeyItem,
 } from "./cliproxy/lists.js";
 export type {
   GeminiWebTokenBody,
@@ -47,7 +50,6 @@ export type {
   ManagementLoginName,
 } from "./cliproxy/oauth-login.js";
 export type {
-  ManagementConfigView,
   ManagementScalarSettings,
   ManagementSettingBody,
   ManagementSettingName,
@@ -62,27 +64,4 @@ export type {
   ManagementStringListResponse,
 } from "./cliproxy/string-lists.js";
 export type { ManagementUsageResponse } from "./cliproxy/usage.js";
-export type {
-  NewApiErrorResponse,
-  NewApiPage,
-  NewApiPageQuery,
-  NewApiResponse,
-  NewApiSuccessResponse,
-  TokenBatchDeleteBody,
-  TokenCreateBody,
-  TokenListQuery,
-  TokenRevealData,
-  TokenSearchQuery,
-  TokenUpdateBody,
-  TokenView,
-  TokenWritableFields,
-} from "./new-api/tokens.js";
-export type {
-  UserAccessTokenData,
-  UserCreateBody,
-  UserCreatedData,
-  UserSearchQuery,
-  UserUpdateBody,
-  UserView,
-  UserWritableFields,
-} from "./new-api/users.js";
+export type * from "./new-api/wire.js";

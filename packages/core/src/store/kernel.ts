@@ -1,10 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { settleAmounts } from "./settlement.js";
 import type {
-  ApiKeyPatch,
   ApiKeyRecord,
   CredentialCollection,
-  CredentialPatch,
   CredentialRecord,
   KeyCollection,
   KvCollection,
@@ -19,12 +17,12 @@ import type {
   UsageRecord,
   UsageRollup,
   UserCollection,
-  UserPatch,
   UserRecord,
 } from "./types.js";
 import {
   addToRollup,
   assertUnits,
+  changeable,
   emptyRollup,
   materializeCredential,
   type ReservationRow,
@@ -226,6 +224,37 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
       if (u.username === username) throw new Error(`username "${username}" already exists`);
   };
 
+  /** A copy of the record `id` of `table`, or null. */
+  const copyOf = <K, V>(table: Map<K, V>, id: K): V | null => {
+    const r = table.get(id);
+    return r ? clone(r) : null;
+  };
+
+  /** Changes the record `id` in place, announces it and returns a copy; null for an unknown id. */
+  const changeRecord = <K extends string | number, V>(
+    collection: StoreChange["collection"],
+    table: Map<K, V>,
+    id: K,
+    change: (r: V) => void,
+  ): V | null => {
+    const r = table.get(id);
+    if (!r) return null;
+    change(r);
+    wrote(collection, id, "upsert");
+    return clone(r);
+  };
+
+  /** Deletes the record `id` and announces it; whether there was one. */
+  const deleteRecord = <K extends string | number>(
+    collection: StoreChange["collection"],
+    table: Map<K, unknown>,
+    id: K,
+  ): boolean => {
+    if (!table.delete(id)) return false;
+    wrote(collection, id, "delete");
+    return true;
+  };
+
   return {
     tables: t,
     takeTouched() {
@@ -243,8 +272,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         return clone(rec);
       },
       get(id) {
-        const r = keys.get(id);
-        return r ? clone(r) : null;
+        return copyOf(keys, id);
       },
       getByHash(hash) {
         const id = keyByHash.get(hash);
@@ -264,16 +292,8 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         return paginate(items, q.offset, q.limit ?? 20);
       },
       update(id, patch) {
-        const r = keys.get(id);
-        if (!r) return null;
-        const {
-          id: _i,
-          keyHash: _h,
-          ...rest
-        } = patch as ApiKeyPatch & { id?: number; keyHash?: string };
-        Object.assign(r, clone(rest));
-        wrote("keys", id, "upsert");
-        return clone(r);
+        const rest = changeable(patch, "id", "keyHash");
+        return changeRecord("keys", keys, id, (r) => Object.assign(r, clone(rest)));
       },
       rekey(id, keyHash, keyCipher) {
         const r = keys.get(id);
@@ -310,8 +330,7 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         return clone(rec);
       },
       get(id) {
-        const r = users.get(id);
-        return r ? clone(r) : null;
+        return copyOf(users, id);
       },
       getByUsername(name) {
         for (const u of users.values()) if (u.username === name) return clone(u);
@@ -334,19 +353,15 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         return paginate(items, q.offset, q.limit ?? 20);
       },
       update(id, patch) {
-        const r = users.get(id);
-        if (!r) return null;
-        if (patch.username !== undefined && patch.username !== r.username)
-          assertFreeUsername(patch.username);
-        const { id: _i, ...rest } = patch as UserPatch & { id?: number };
-        Object.assign(r, clone(rest));
-        wrote("users", id, "upsert");
-        return clone(r);
+        const rest = changeable(patch, "id");
+        return changeRecord("users", users, id, (r) => {
+          if (patch.username !== undefined && patch.username !== r.username)
+            assertFreeUsername(patch.username);
+          Object.assign(r, clone(rest));
+        });
       },
       delete(id) {
-        if (!users.delete(id)) return false;
-        wrote("users", id, "delete");
-        return true;
+        return deleteRecord("users", users, id);
       },
     },
     credentials: {
@@ -358,28 +373,19 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         return clone(rec);
       },
       get(id) {
-        const r = credentials.get(id);
-        return r ? clone(r) : null;
+        return copyOf(credentials, id);
       },
       list() {
         return [...credentials.values()].map(clone);
       },
       update(id, patch) {
-        const r = credentials.get(id);
-        if (!r) return null;
-        const {
-          id: _i,
-          createdAt: _c,
-          ...rest
-        } = patch as CredentialPatch & { id?: string; createdAt?: number };
-        Object.assign(r, clone(rest), { updatedAt: now() });
-        wrote("credentials", id, "upsert");
-        return clone(r);
+        const rest = changeable(patch, "id", "createdAt");
+        return changeRecord("credentials", credentials, id, (r) =>
+          Object.assign(r, clone(rest), { updatedAt: now() }),
+        );
       },
       delete(id) {
-        if (!credentials.delete(id)) return false;
-        wrote("credentials", id, "delete");
-        return true;
+        return deleteRecord("credentials", credentials, id);
       },
     },
     usage: {

@@ -198,3 +198,18 @@ export function recordUsage(
     Math.floor(Date.now() / 1000),
   );
 }
+
+/**
+ * The patch without the fields no update may change (a record's `id`, a key's `keyHash`, a
+ * credential's `createdAt`): what a store's `update` applies.
+ *
+ * @example
+ * ```ts
+ * Object.assign(record, changeable(patch, "id", "keyHash"));
+ * ```
+ */
+export function changeable<T extends object>(patch: T, ...fixed: string[]): Partial<T> {
+  const rest = { ...patch } as Record<string, unknown>;
+  for (const field of fixed) delete rest[field];
+  return rest as Partial<T>;
+}

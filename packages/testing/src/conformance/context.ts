@@ -1,11 +1,13 @@
 import type {
   Reservation,
+  ReserveDenial,
   ReserveResult,
   Store,
   StoreCapabilities,
   StoreChange,
   UsageRollup,
 } from "@tokenpool/core";
+import { expect } from "vitest";
 
 /** The names of the conformance suite's groups, one per area of the Store contract. */
 export type ConformanceGroupName =
@@ -104,6 +106,24 @@ export const change = (
 
 /** How many of the results granted a reservation. */
 export const granted = (results: ReserveResult[]) => results.filter((r) => r.ok).length;
+
+/** A refused reservation as `reserveQuota` answers it: the reason and the units held in flight. */
+export const denial = (reason: ReserveDenial, inFlight: number): ReserveResult => ({
+  ok: false,
+  reason,
+  inFlight,
+});
+
+/** A granted reservation as `reserveQuota` answers it (any id). */
+export const grant = (
+  keyId: number,
+  userId: number | null,
+  units: number,
+  keyDebited: boolean,
+): ReserveResult => ({
+  ok: true,
+  reservation: { id: expect.any(String), keyId, userId, units, keyDebited },
+});
 
 /** The reservation of a granted result; throws on a denial. */
 export function reservationOf(result: ReserveResult): Reservation {

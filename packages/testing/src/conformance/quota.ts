@@ -1,7 +1,7 @@
 import type { Reservation, ReserveResult } from "@tokenpool/core";
 import { expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
-import { defineGroup, granted, reservationOf } from "./context.js";
+import { defineGroup, denial, grant, granted, reservationOf } from "./context.js";
 
 /** Quota reservations and settlements: debits of key and owner, caps, overdraft races. */
 export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", ({ store }) => {
@@ -18,47 +18,20 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
 
   it("reserves from a key without an owner", async () => {
     const key = await store.keys.create(fixtures.key({ remainQuota: 100 }));
-    expect(await store.reserveQuota(key.id, 30)).toEqual({
-      ok: true,
-      reservation: {
-        id: expect.any(String),
-        keyId: key.id,
-        userId: null,
-        units: 30,
-        keyDebited: true,
-      },
-    });
+    expect(await store.reserveQuota(key.id, 30)).toEqual(grant(key.id, null, 30, true));
     expect((await store.keys.get(key.id))!.remainQuota).toBe(70);
   });
 
   it("reserves from the key and its owner together", async () => {
     const user = await store.users.create(fixtures.user({ quota: 80 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    expect(await store.reserveQuota(key.id, 30)).toEqual({
-      ok: true,
-      reservation: {
-        id: expect.any(String),
-        keyId: key.id,
-        userId: user.id,
-        units: 30,
-        keyDebited: true,
-      },
-    });
+    expect(await store.reserveQuota(key.id, 30)).toEqual(grant(key.id, user.id, 30, true));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 70, userQuota: 50 });
   });
 
   it("debits only the key when its owner does not exist", async () => {
     const key = await store.keys.create(fixtures.key({ userId: 4_040, remainQuota: 10 }));
-    expect(await store.reserveQuota(key.id, 4)).toEqual({
-      ok: true,
-      reservation: {
-        id: expect.any(String),
-        keyId: key.id,
-        userId: null,
-        units: 4,
-        keyDebited: true,
-      },
-    });
+    expect(await store.reserveQuota(key.id, 4)).toEqual(grant(key.id, null, 4, true));
     expect((await store.keys.get(key.id))!.remainQuota).toBe(6);
   });
 
@@ -67,68 +40,36 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
     const key = await store.keys.create(
       fixtures.key({ userId: user.id, unlimitedQuota: true, remainQuota: 0 }),
     );
-    expect(await store.reserveQuota(key.id, 6)).toEqual({
-      ok: true,
-      reservation: {
-        id: expect.any(String),
-        keyId: key.id,
-        userId: user.id,
-        units: 6,
-        keyDebited: false,
-      },
-    });
+    expect(await store.reserveQuota(key.id, 6)).toEqual(grant(key.id, user.id, 6, false));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 4 });
     // The denial reports the owner's units held by unsettled reservations.
-    expect(await store.reserveQuota(key.id, 5)).toEqual({
-      ok: false,
-      reason: "user_quota",
-      inFlight: 6,
-    });
+    expect(await store.reserveQuota(key.id, 5)).toEqual(denial("user_quota", 6));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 4 });
   });
 
   it("an unlimited key without an owner always succeeds and debits nothing", async () => {
     const key = await store.keys.create(fixtures.key({ unlimitedQuota: true, remainQuota: 0 }));
-    expect(await store.reserveQuota(key.id, 1_000_000)).toEqual({
-      ok: true,
-      reservation: {
-        id: expect.any(String),
-        keyId: key.id,
-        userId: null,
-        units: 1_000_000,
-        keyDebited: false,
-      },
-    });
+    expect(await store.reserveQuota(key.id, 1_000_000)).toEqual(
+      grant(key.id, null, 1_000_000, false),
+    );
     expect((await store.keys.get(key.id))!.remainQuota).toBe(0);
   });
 
   it("refuses with key_quota when the key has too little left, debiting nobody", async () => {
     const user = await store.users.create(fixtures.user({ quota: 100 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 30 }));
-    expect(await store.reserveQuota(key.id, 31)).toEqual({
-      ok: false,
-      reason: "key_quota",
-      inFlight: 0,
-    });
+    expect(await store.reserveQuota(key.id, 31)).toEqual(denial("key_quota", 0));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 30, userQuota: 100 });
     expect((await store.reserveQuota(key.id, 30)).ok).toBe(true);
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 70 });
     // Now 30 units are held by a reservation in flight, which waiting may give back.
-    expect(await store.reserveQuota(key.id, 1)).toEqual({
-      ok: false,
-      reason: "key_quota",
-      inFlight: 30,
-    });
+    expect(await store.reserveQuota(key.id, 1)).toEqual(denial("key_quota", 30));
   });
 
   it("refuses with user_quota when the owner has too little left, debiting nobody", async () => {
     const user = await store.users.create(fixtures.user({ quota: 5 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    expect(await store.reserveQuota(key.id, 6)).toEqual({
-      ok: false,
-      reason: "user_quota",
-      inFlight: 0,
-    });
+    expect(await store.reserveQuota(key.id, 6)).toEqual(denial("user_quota", 0));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 100, userQuota: 5 });
   });
 
@@ -146,16 +87,7 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
   it("0 units always succeeds for an existing key, even with nothing left", async () => {
     const user = await store.users.create(fixtures.user({ quota: 0 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 0 }));
-    expect(await store.reserveQuota(key.id, 0)).toEqual({
-      ok: true,
-      reservation: {
-        id: expect.any(String),
-        keyId: key.id,
-        userId: user.id,
-        units: 0,
-        keyDebited: true,
-      },
-    });
+    expect(await store.reserveQuota(key.id, 0)).toEqual(grant(key.id, user.id, 0, true));
     expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 0 });
   });
 
@@ -166,64 +98,72 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
     expect((await store.reserveQuota(key.id, 5)).ok).toBe(true);
   });
 
-  it("settling for less gives the difference back to the key and the owner", async () => {
-    const user = await store.users.create(fixtures.user({ quota: 200 }));
-    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    const res = reservationOf(await store.reserveQuota(key.id, 50));
-    expect(await store.settleQuota(res, 20, 1_700_000_123)).toEqual({ charged: 20 });
-    expect(await balances(key.id, user.id)).toEqual({
-      remain: 80,
-      keyUsed: 20,
-      userQuota: 180,
-      userUsed: 20,
+  // A key of `remainQuota` units owned by a user of `quota`; `reserve` units reserved, then
+  // settled for `actual`: what is charged and the balances after.
+  const settleCases = [
+    {
+      title: "settling for less gives the difference back to the key and the owner",
+      quota: 200,
+      remainQuota: 100,
+      reserve: 50,
+      actual: 20,
+      at: 1_700_000_123,
+      charged: 20,
+      after: { remain: 80, keyUsed: 20, userQuota: 180, userUsed: 20 },
+      // The settlement also stamps the key's last use.
+      accessedTime: 1_700_000_123,
+    },
+    {
+      title: "settling for more takes the extra when both balances cover it",
+      quota: 200,
+      remainQuota: 100,
+      reserve: 10,
+      actual: 25,
+      at: 1_700_000_000,
+      charged: 25,
+      after: { remain: 75, keyUsed: 25, userQuota: 175, userUsed: 25 },
+    },
+    {
+      title: "the extra is capped by the key's balance, which never goes below zero",
+      quota: 1_000,
+      remainQuota: 100,
+      reserve: 90,
+      actual: 150,
+      at: 1_700_000_000,
+      charged: 100,
+      after: { remain: 0, keyUsed: 100, userQuota: 900, userUsed: 100 },
+    },
+    {
+      title: "the extra is capped by the owner's balance, which never goes below zero",
+      quota: 40,
+      remainQuota: 1_000,
+      reserve: 30,
+      actual: 100,
+      at: 1_700_000_000,
+      charged: 40,
+      after: { remain: 960, keyUsed: 40, userQuota: 0, userUsed: 40 },
+    },
+  ];
+
+  for (const c of settleCases) {
+    it(c.title, async () => {
+      const user = await store.users.create(fixtures.user({ quota: c.quota }));
+      const key = await store.keys.create(
+        fixtures.key({ userId: user.id, remainQuota: c.remainQuota }),
+      );
+      const res = reservationOf(await store.reserveQuota(key.id, c.reserve));
+      expect(await store.settleQuota(res, c.actual, c.at)).toEqual({ charged: c.charged });
+      expect(await balances(key.id, user.id)).toEqual(c.after);
+      if (c.accessedTime !== undefined)
+        expect((await store.keys.get(key.id))!.accessedTime).toBe(c.accessedTime);
     });
-    expect((await store.keys.get(key.id))!.accessedTime).toBe(1_700_000_123);
-  });
+  }
 
   it("settling for exactly the reservation changes no balance but counts usage", async () => {
     const key = await store.keys.create(fixtures.key({ remainQuota: 100, usedQuota: 7 }));
     const res = reservationOf(await store.reserveQuota(key.id, 40));
     expect(await store.settleQuota(res, 40, 1_700_000_000)).toEqual({ charged: 40 });
     expect(await balances(key.id)).toMatchObject({ remain: 60, keyUsed: 47 });
-  });
-
-  it("settling for more takes the extra when both balances cover it", async () => {
-    const user = await store.users.create(fixtures.user({ quota: 200 }));
-    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    const res = reservationOf(await store.reserveQuota(key.id, 10));
-    expect(await store.settleQuota(res, 25, 1_700_000_000)).toEqual({ charged: 25 });
-    expect(await balances(key.id, user.id)).toEqual({
-      remain: 75,
-      keyUsed: 25,
-      userQuota: 175,
-      userUsed: 25,
-    });
-  });
-
-  it("the extra is capped by the key's balance, which never goes below zero", async () => {
-    const user = await store.users.create(fixtures.user({ quota: 1_000 }));
-    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    const res = reservationOf(await store.reserveQuota(key.id, 90));
-    expect(await store.settleQuota(res, 150, 1_700_000_000)).toEqual({ charged: 100 });
-    expect(await balances(key.id, user.id)).toEqual({
-      remain: 0,
-      keyUsed: 100,
-      userQuota: 900,
-      userUsed: 100,
-    });
-  });
-
-  it("the extra is capped by the owner's balance, which never goes below zero", async () => {
-    const user = await store.users.create(fixtures.user({ quota: 40 }));
-    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 1_000 }));
-    const res = reservationOf(await store.reserveQuota(key.id, 30));
-    expect(await store.settleQuota(res, 100, 1_700_000_000)).toEqual({ charged: 40 });
-    expect(await balances(key.id, user.id)).toEqual({
-      remain: 960,
-      keyUsed: 40,
-      userQuota: 0,
-      userUsed: 40,
-    });
   });
 
   it("an unlimited key's extra is capped only by the owner and leaves remainQuota alone", async () => {

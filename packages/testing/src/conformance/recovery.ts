@@ -5,7 +5,7 @@ import {
 } from "@tokenpool/core";
 import { expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
-import { defineGroup, reservationOf } from "./context.js";
+import { defineGroup, denial, reservationOf } from "./context.js";
 
 /** Durable reservation rows: renewal, recovery of expired ones exactly once, the ledger invariant. */
 export const recoveryGroup = defineGroup(
@@ -63,11 +63,7 @@ export const recoveryGroup = defineGroup(
       expect(rollups.reduce((sum, r) => sum + r.quota, 0)).toBe(40);
       expect(rollups.reduce((sum, r) => sum + r.requests, 0)).toBe(1);
       // Nothing is in flight any more.
-      expect(await store.reserveQuota(key.id, 61)).toEqual({
-        ok: false,
-        reason: "key_quota",
-        inFlight: 0,
-      });
+      expect(await store.reserveQuota(key.id, 61)).toEqual(denial("key_quota", 0));
     });
 
     it("a settlement after recovery charges and gives back nothing; its record carries quota 0", async () => {
@@ -96,11 +92,7 @@ export const recoveryGroup = defineGroup(
         [{ reservation: res, actualUnits: 30, record: fixtures.usage({ keyId: key.id }) }],
         1,
       );
-      expect(await store.reserveQuota(key.id, 1)).toEqual({
-        ok: false,
-        reason: "key_quota",
-        inFlight: 0,
-      });
+      expect(await store.reserveQuota(key.id, 1)).toEqual(denial("key_quota", 0));
       expect(await store.recoverReservations(T + 3_600_000, 100)).toEqual([]);
       expect(await ledger(key.id)).toMatchObject({ billed: 30, used: 30, remain: 0 });
     });

@@ -69,17 +69,21 @@ export const usageGroup = defineGroup("usage", "usage", ({ store }) => {
   it("rollups sum records per hour, route, model and key", async () => {
     const A = "POST /v1/chat/completions";
     const B = "POST /v1/messages";
+    // The amounts of one record, and so of a roll-up row that counts one record.
+    const ONE = {
+      inputTokens: 10,
+      outputTokens: 20,
+      reasoningTokens: 1,
+      cachedTokens: 2,
+      totalTokens: 30,
+      quota: 100,
+    };
     const rec = (o: Partial<NewUsageRecord>) =>
       fixtures.usage({
         route: A,
         model: "m1",
         keyId: 1,
-        inputTokens: 10,
-        outputTokens: 20,
-        reasoningTokens: 1,
-        cachedTokens: 2,
-        totalTokens: 30,
-        quota: 100,
+        ...ONE,
         ...o,
       });
     await recordUsage(store, [
@@ -111,12 +115,7 @@ export const usageGroup = defineGroup("usage", "usage", ({ store }) => {
       requests: 1,
       successes: 1,
       failures: 0,
-      inputTokens: 10,
-      outputTokens: 20,
-      reasoningTokens: 1,
-      cachedTokens: 2,
-      totalTokens: 30,
-      quota: 100,
+      ...ONE,
       ...o,
     });
     const expected = [

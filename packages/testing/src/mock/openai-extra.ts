@@ -23,6 +23,9 @@ import {
 } from "./shared.js";
 import { type MockAnswer, mockAnswer, openAIChatToolTurn, responsesToolTurn } from "./tools.js";
 
+/** A request body whose `model` is a non-empty string (checked before the route runs). */
+type ModelRequest = JsonObject & { model: string };
+
 export const COMPLETIONS_PATH = "/v1/completions";
 export const EMBEDDINGS_PATH = "/v1/embeddings";
 export const RESPONSES_PATH = "/v1/responses";
@@ -47,7 +50,7 @@ export function chatNeedsTools(chat: { tools?: unknown; messages?: unknown }): b
 export async function handleChatWithTools(
   env: MockEnv,
   call: MockCall,
-  chat: JsonObject & { model: string },
+  chat: ModelRequest,
 ): Promise<void> {
   const answer = mockAnswer(env, openAIChatToolTurn(chat));
   const promptTokens = countMockPromptTokens(chat.messages);
@@ -160,18 +163,14 @@ export async function handleOpenAIExtra(env: MockEnv, call: MockCall): Promise<b
     sendJson(call.res, 400, error, call.extraHeaders);
     return true;
   }
-  const request = body as JsonObject & { model: string };
+  const request = body as ModelRequest;
   if (pathname === COMPLETIONS_PATH) await completions(env, call, request);
   else if (pathname === EMBEDDINGS_PATH) embeddings(call, request);
   else await responses(env, call, request);
   return true;
 }
 
-async function completions(
-  env: MockEnv,
-  call: MockCall,
-  body: JsonObject & { model: string },
-): Promise<void> {
+async function completions(env: MockEnv, call: MockCall, body: ModelRequest): Promise<void> {
   const prompt = body.prompt;
   let chars = 0;
   if (typeof prompt === "string") chars = prompt.length;
@@ -209,7 +208,7 @@ async function completions(
   await writeSse(env, call, events, (i) => i > 0 && i <= chunks.length);
 }
 
-function embeddings(call: MockCall, body: JsonObject & { model: string }): void {
+function embeddings(call: MockCall, body: ModelRequest): void {
   const input = body.input;
   const items: unknown[] =
     typeof input === "string" || (Array.isArray(input) && typeof input[0] === "number")
@@ -283,11 +282,7 @@ function responsesChars(body: JsonObject): number {
   return chars;
 }
 
-async function responses(
-  env: MockEnv,
-  call: MockCall,
-  body: JsonObject & { model: string },
-): Promise<void> {
+async function responses(env: MockEnv, call: MockCall, body: ModelRequest): Promise<void> {
   const answer: MockAnswer = mockAnswer(env, responsesToolTurn(body));
   const inputTokens = tokensOfChars(responsesChars(body));
   const n = env.nextId();

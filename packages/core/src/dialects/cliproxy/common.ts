@@ -81,3 +81,39 @@ export function managementRoute(
     },
   };
 }
+
+/**
+ * The route helpers of one management route file, bound to its guard and body limit: what the
+ * list, string-list and settings routes share.
+ */
+export interface ManagementRouteKit {
+  /** A guarded management route ({@link managementRoute} with the bound guard). */
+  route(method: string, path: string, handle: Route["handle"]): Route;
+  /** The request's JSON body ({@link readManagementBody} with the bound limit). */
+  body(ex: Exchange): Promise<unknown>;
+  /** {@link managementError}. */
+  error: typeof managementError;
+  /** {@link managementOk}. */
+  ok: typeof managementOk;
+}
+
+/**
+ * Binds the route helpers to a guard and a body limit.
+ *
+ * @example
+ * ```ts
+ * const kit = managementRouteKit(guard, 1 << 20);
+ * kit.route("GET", "/debug", async () => kit.ok({ debug: true }));
+ * ```
+ */
+export function managementRouteKit(
+  guard: ManagementGuard,
+  maxBodyBytes: number,
+): ManagementRouteKit {
+  return {
+    route: (method, path, handle) => managementRoute(guard, method, path, handle),
+    body: (ex) => readManagementBody(ex, maxBodyBytes),
+    error: managementError,
+    ok: managementOk,
+  };
+}

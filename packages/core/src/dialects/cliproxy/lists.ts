@@ -14,29 +14,7 @@ import { configListEditor, type ListCredentials } from "../../config-model/list-
 import type { Exchange, Reply } from "../../exchange.js";
 import { json } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
-import {
-  type ManagementGuard,
-  managementError,
-  managementOk,
-  managementRoute,
-  readManagementBody,
-} from "./common.js";
-
-export {
-  CONFIG_LIST_NAMES,
-  type ConfigListName,
-  type ConfigLists,
-  type OpenAICompatibilityItem,
-  PROVIDER_KEY_DEFAULT_BASE_URLS,
-  type ProviderKeyItem,
-} from "../../config-model/list-items.js";
-export {
-  configLists,
-  type ListCredentials,
-  parseConfigList,
-  replaceConfigList,
-  replaceOpenAICompatibility,
-} from "../../config-model/list-writer.js";
+import { type ManagementGuard, managementError, managementRouteKit } from "./common.js";
 
 /** Dependencies of {@link listRoutes}. */
 export interface ListRoutesDeps {
@@ -104,33 +82,33 @@ function parseIndex(v: unknown): number | undefined {
  * ```
  */
 export function listRoutes(deps: ListRoutesDeps): Route[] {
-  const { guard, maxBodyBytes } = deps;
+  const { route, body: readBody, ok } = managementRouteKit(deps.guard, deps.maxBodyBytes);
   // One list write at a time in this process (the editor serialises its writes).
   const lists = configListEditor(deps.pool);
 
   const routesOf = (name: ConfigListName): Route[] => [
-    managementRoute(guard, "GET", `/${name}`, async () => json(200, { [name]: lists.read(name) })),
+    route("GET", `/${name}`, async () => json(200, { [name]: lists.read(name) })),
 
-    managementRoute(guard, "PUT", `/${name}`, async (ex) => {
-      const body = await readManagementBody(ex, maxBodyBytes);
+    route("PUT", `/${name}`, async (ex) => {
+      const body = await readBody(ex);
       const raw = Array.isArray(body) ? body : isObject(body) ? body.items : undefined;
       if (!Array.isArray(raw)) throw invalidBody();
       await lists.replace(name, raw);
-      return managementOk();
+      return ok();
     }),
 
-    managementRoute(guard, "PATCH", `/${name}`, async (ex) => {
-      const body = await readManagementBody(ex, maxBodyBytes);
+    route("PATCH", `/${name}`, async (ex) => {
+      const body = await readBody(ex);
       if (!isObject(body)) throw invalidBody();
       const index = parseIndex(body.index);
       const key = body[KEY_PARAMS[name].field];
       if (key !== undefined && key !== null && typeof key !== "string") throw invalidBody();
       if (index === undefined && (key === undefined || key === null)) throw invalidBody();
       await lists.update(name, { index, key: key ?? undefined }, body.value);
-      return managementOk();
+      return ok();
     }),
 
-    managementRoute(guard, "DELETE", `/${name}`, async (ex: Exchange): Promise<Reply> => {
+    route("DELETE", `/${name}`, async (ex: Exchange): Promise<Reply> => {
       const q = new URLSearchParams(ex.search);
       const index = parseIndex(q.get("index") ?? undefined);
       const param = KEY_PARAMS[name].query;
@@ -138,7 +116,7 @@ export function listRoutes(deps: ListRoutesDeps): Route[] {
       if (index === undefined && key === null)
         throw managementError(400, `missing ${param} or index`);
       await lists.remove(name, { index, key: key ?? undefined });
-      return managementOk();
+      return ok();
     }),
   ];
 

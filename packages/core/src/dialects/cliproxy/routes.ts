@@ -4,11 +4,13 @@
  *
  * @module
  */
+
+import { configLists } from "../../config-model/list-writer.js";
 import type { Route } from "../../http/router.js";
 import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
-import { configLists, listRoutes } from "./lists.js";
+import { listRoutes } from "./lists.js";
 import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
 import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
 import { managementStringListRoutes } from "./string-lists.js";

@@ -25,21 +25,8 @@ import {
   type SettingType,
 } from "../../settings/table.js";
 import { USAGE_RETENTION_SETTING } from "../../usage/retention.js";
-import {
-  type ManagementGuard,
-  managementError,
-  managementOk,
-  managementRoute,
-  readManagementBody,
-} from "./common.js";
+import { type ManagementGuard, managementError, managementRouteKit } from "./common.js";
 import type { StringListDeps } from "./string-lists.js";
-
-export {
-  type ConfigObjectLists,
-  type ConfigViewDeps,
-  type ManagementConfigView,
-  managementConfigView,
-} from "../../config-model/config-view.js";
 
 /** What the settings routes need. */
 export interface ManagementSettingsDeps extends StringListDeps {
@@ -171,40 +158,33 @@ export function managementSettingsRoutes(
   guard: ManagementGuard,
   deps: ManagementSettingsDeps,
 ): Route[] {
+  const { route, body: readBody, ok } = managementRouteKit(guard, deps.maxBodyBytes);
   const routes: Route[] = [];
   for (const s of SCALAR_SETTINGS) {
-    routes.push(
-      managementRoute(guard, "GET", s.path, async () =>
-        json(200, { [s.field]: read(deps.settings, s) }),
-      ),
-    );
+    routes.push(route("GET", s.path, async () => json(200, { [s.field]: read(deps.settings, s) })));
     for (const method of ["PUT", "PATCH"]) {
       routes.push(
-        managementRoute(guard, method, s.path, async (ex) => {
-          const body = await readManagementBody(ex, deps.maxBodyBytes);
+        route(method, s.path, async (ex) => {
+          const body = await readBody(ex);
           const value =
             typeof body === "object" && body !== null && !Array.isArray(body)
               ? (body as Record<string, unknown>).value
               : undefined;
           if (!accepts(s, value)) throw managementError(400, "invalid body");
           await write(deps, s, typeOf(s) === "string" ? (value as string).trim() : value);
-          return managementOk();
+          return ok();
         }),
       );
     }
   }
   const proxy = SCALAR_SETTINGS.find((s) => s.path === "/proxy-url")!;
   routes.push(
-    managementRoute(guard, "DELETE", "/proxy-url", async () => {
+    route("DELETE", "/proxy-url", async () => {
       await write(deps, proxy, "");
-      return managementOk();
+      return ok();
     }),
   );
 
-  routes.push(
-    managementRoute(guard, "GET", "/config", async () =>
-      json(200, await managementConfigView(deps)),
-    ),
-  );
+  routes.push(route("GET", "/config", async () => json(200, await managementConfigView(deps))));
   return routes;
 }

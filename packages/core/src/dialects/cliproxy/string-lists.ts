@@ -21,22 +21,7 @@ import type { Exchange } from "../../exchange.js";
 import { json } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import type { KeyService } from "../../keys/service.js";
-import {
-  type ManagementGuard,
-  managementError,
-  managementOk,
-  managementRoute,
-  readManagementBody,
-} from "./common.js";
-
-export {
-  API_KEYS_NAME_PREFIX,
-  apiKeysModel,
-  GL_API_BASE_URL,
-  GL_API_KEY_LABEL,
-  glApiKeysModel,
-  type ListModel,
-} from "../../config-model/string-lists.js";
+import { type ManagementGuard, managementError, managementRouteKit } from "./common.js";
 
 /** The string lists of the management dialect. */
 export type ManagementStringListName = "api-keys" | "generative-language-api-key";
@@ -95,16 +80,17 @@ function stringListRoutes<T>(
   maxBodyBytes: number,
 ): Route[] {
   const path = `/${name}`;
+  const { route, body: readBody, ok } = managementRouteKit(guard, maxBodyBytes);
   return [
-    managementRoute(guard, "GET", path, async () =>
+    route("GET", path, async () =>
       json(200, { [name]: (await model.members()).map((m) => m.value) }),
     ),
-    managementRoute(guard, "PUT", path, async (ex) => {
-      await model.replaceAll(parseItems(await readManagementBody(ex, maxBodyBytes)));
-      return managementOk();
+    route("PUT", path, async (ex) => {
+      await model.replaceAll(parseItems(await readBody(ex)));
+      return ok();
     }),
-    managementRoute(guard, "PATCH", path, async (ex) => {
-      const body = await readManagementBody(ex, maxBodyBytes);
+    route("PATCH", path, async (ex) => {
+      const body = await readBody(ex);
       if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalid();
       const b = body as Record<string, unknown>;
       const members = await model.members();
@@ -126,9 +112,9 @@ function stringListRoutes<T>(
       if (next !== target.value && members.some((m) => m.value === next))
         throw managementError(409, "item already exists");
       await model.replace(target, next);
-      return managementOk();
+      return ok();
     }),
-    managementRoute(guard, "DELETE", path, async (ex: Exchange) => {
+    route("DELETE", path, async (ex: Exchange) => {
       const q = new URLSearchParams(ex.search);
       const members = await model.members();
       let target: (typeof members)[number] | undefined;
@@ -139,7 +125,7 @@ function stringListRoutes<T>(
       else throw invalid();
       if (!target) throw notFound();
       await model.remove(target);
-      return managementOk();
+      return ok();
     }),
   ];
 }

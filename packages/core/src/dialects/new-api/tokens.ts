@@ -16,6 +16,7 @@ import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/type
 import type { UserService } from "../../users/service.js";
 import { readObjectBody } from "../object-body.js";
 import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
+import type { TokenView } from "./wire.js";
 
 /** Longest token name, in characters (the seed's limit). */
 export const TOKEN_NAME_MAX = 30;
@@ -92,124 +93,6 @@ export function pageQuery(
   const asked = int(q.get("size") ?? q.get("page_size"));
   const size = asked > 0 ? Math.min(asked, 100) : defaultSize;
   return { page, size, offset: (page - 1) * size };
-}
-
-/**
- * The envelope of every `/api/token/` and `/api/user/` reply (new-api's). Failures come with a
- * 4xx/5xx status; a client should still check `success`, as new-api itself answers some
- * failures with HTTP 200 and `success: false`.
- */
-export type NewApiResponse<T = undefined> = NewApiSuccessResponse<T> | NewApiErrorResponse;
-
-/** A successful `/api/token/` or `/api/user/` reply; `data` is absent when `T` is `undefined`. */
-export interface NewApiSuccessResponse<T = undefined> {
-  success: true;
-  message: string;
-  data: T;
-}
-
-/** A failed `/api/token/` or `/api/user/` reply. */
-export interface NewApiErrorResponse {
-  success: false;
-  message: string;
-}
-
-/** One page of a new-api listing (`GET /api/token/`, `GET /api/user/`, `GET /api/user/search`). */
-export interface NewApiPage<T> {
-  items: T[];
-  total: number;
-  /** From 1. */
-  page: number;
-  page_size: number;
-}
-
-/** Pagination of a new-api listing: `?p=` (from 1) and `?size=` (at most 100). */
-export interface NewApiPageQuery {
-  /** @default 1 */
-  p?: number;
-  /** @default 20 */
-  size?: number;
-}
-
-/** Query of `GET /api/token/`. */
-export interface TokenListQuery extends NewApiPageQuery {
-  /** Admins only: one user's keys. */
-  user_id?: number;
-}
-
-/** Query of `GET /api/token/search`: a name fragment and/or a whole key or a fragment of its hint. */
-export interface TokenSearchQuery extends TokenListQuery {
-  keyword?: string;
-  token?: string;
-}
-
-/** A token (downstream key) as `/api/token/` shows it. */
-export interface TokenView {
-  id: number;
-  /** 0 = no owner. */
-  user_id: number;
-  /** The masked hint (e.g. `sk-Ab12****wxYZ`), or the plain key in a creation reply. */
-  key: string;
-  /** 1 enabled, 2 disabled, 3 expired, 4 exhausted. */
-  status: KeyStatus;
-  name: string;
-  /** Unix seconds. */
-  created_time: number;
-  /** Unix seconds. */
-  accessed_time: number;
-  /** Unix seconds, -1 = never. */
-  expired_time: number;
-  remain_quota: number;
-  unlimited_quota: boolean;
-  used_quota: number;
-  model_limits_enabled: boolean;
-  /** Comma-separated model names. */
-  model_limits: string;
-  /** One address or CIDR range per line. */
-  allow_ips: string;
-  group: string;
-}
-
-/** The writable fields of a token (`POST`/`PUT /api/token/`); unknown fields are ignored. */
-export interface TokenWritableFields {
-  /** At most {@link TOKEN_NAME_MAX} characters. */
-  name?: string;
-  /** Unix seconds, -1 = never. */
-  expired_time?: number;
-  /** Quota units (500000 = 1 USD). */
-  remain_quota?: number;
-  unlimited_quota?: boolean;
-  model_limits_enabled?: boolean;
-  /** A comma-separated string or an array; null clears. */
-  model_limits?: string | string[] | null;
-  /** Addresses or CIDR ranges, as a string (whitespace/comma separated) or an array; null clears. */
-  allow_ips?: string | string[] | null;
-  /** `""` = the owner's group. */
-  group?: string;
-  status?: KeyStatus;
-}
-
-/** Body of `POST /api/token/`. The reply's `key` is the plain key, shown this once. */
-export interface TokenCreateBody extends TokenWritableFields {
-  /** Admins: the owner (0 = none); users may only name themselves. */
-  user_id?: number;
-  /** Creates this many tokens (1 to {@link TOKEN_BATCH_CREATE_MAX}); the reply is then an array. */
-  count?: number;
-}
-
-/** Body of `PUT /api/token/` (with `?status_only=true` only `status` is read). */
-export interface TokenUpdateBody extends TokenWritableFields {
-  id: number;
-}
-
-/** Body of `POST /api/token/batch` (delete); the reply's `data` is the number deleted. */
-export interface TokenBatchDeleteBody {
-  ids: number[];
-}
-
-/** `data` of `POST /api/token/:id/key`: the full key. */
-export interface TokenRevealData {
-  key: string;
 }
 
 /** A key as the new-api token routes show it; `key` is the masked hint unless the caller passes the plain key. */

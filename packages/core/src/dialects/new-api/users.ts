@@ -13,7 +13,6 @@ import type { UserPatch, UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
 import {
-  type NewApiPageQuery,
   newApiError,
   newApiOk,
   pageQuery,
@@ -21,58 +20,7 @@ import {
   parseId,
   readNewApiBody,
 } from "./tokens.js";
-
-/** A user as `/api/user/` shows it. */
-export interface UserView {
-  id: number;
-  username: string;
-  display_name: string;
-  role: UserRecord["role"];
-  /** 1 enabled, 2 disabled. */
-  status: UserRecord["status"];
-  group: string;
-  /** Quota units left (500000 = 1 USD). */
-  quota: number;
-  used_quota: number;
-  /** Unix seconds. */
-  created_time: number;
-  has_access_token: boolean;
-}
-
-/** The writable fields of a user (`POST`/`PUT /api/user/`). */
-export interface UserWritableFields {
-  username?: string;
-  display_name?: string;
-  role?: UserRecord["role"];
-  status?: UserRecord["status"];
-  group?: string;
-  quota?: number;
-}
-
-/** Body of `POST /api/user/`. */
-export interface UserCreateBody extends UserWritableFields {
-  username: string;
-}
-
-/** Body of `PUT /api/user/`. */
-export interface UserUpdateBody extends UserWritableFields {
-  id: number;
-}
-
-/** Query of `GET /api/user/search`. */
-export interface UserSearchQuery extends NewApiPageQuery {
-  keyword?: string;
-}
-
-/** `data` of `POST /api/user/`: the user and its access token (shown this once). */
-export interface UserCreatedData extends UserView {
-  access_token: string;
-}
-
-/** `data` of `POST /api/user/:id/token`: a new access token (the old one stops working). */
-export interface UserAccessTokenData {
-  access_token: string;
-}
+import type { UserView } from "./wire.js";
 
 /** A user as the user routes show it. The access token itself is never shown after it is issued. */
 export function userView(u: UserRecord): UserView {

@@ -1,0 +1,179 @@
+/**
+ * The JSON bodies of the new-api dialect (`/api/token/`, `/api/user/`): what its routes accept
+ * and answer, new-api's `{ success, message, data }` envelope and snake_case fields. Types only.
+ *
+ * @module
+ */
+import type { KeyStatus, UserRecord } from "../../store/types.js";
+// For the {@link} tags below (types only: no import at run time).
+import type { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./tokens.js";
+
+/**
+ * The envelope of every `/api/token/` and `/api/user/` reply (new-api's). Failures come with a
+ * 4xx/5xx status; a client should still check `success`, as new-api itself answers some
+ * failures with HTTP 200 and `success: false`.
+ */
+export type NewApiResponse<T = undefined> = NewApiSuccessResponse<T> | NewApiErrorResponse;
+
+/** A successful `/api/token/` or `/api/user/` reply; `data` is absent when `T` is `undefined`. */
+export interface NewApiSuccessResponse<T = undefined> {
+  success: true;
+  message: string;
+  data: T;
+}
+
+/** A failed `/api/token/` or `/api/user/` reply. */
+export interface NewApiErrorResponse {
+  success: false;
+  message: string;
+}
+
+/** One page of a new-api listing (`GET /api/token/`, `GET /api/user/`, `GET /api/user/search`). */
+export interface NewApiPage<T> {
+  items: T[];
+  total: number;
+  /** From 1. */
+  page: number;
+  page_size: number;
+}
+
+/** Pagination of a new-api listing: `?p=` (from 1) and `?size=` (at most 100). */
+export interface NewApiPageQuery {
+  /** @default 1 */
+  p?: number;
+  /** @default 20 */
+  size?: number;
+}
+
+/** Query of `GET /api/token/`. */
+export interface TokenListQuery extends NewApiPageQuery {
+  /** Admins only: one user's keys. */
+  user_id?: number;
+}
+
+/** Query of `GET /api/token/search`: a name fragment and/or a whole key or a fragment of its hint. */
+export interface TokenSearchQuery extends TokenListQuery {
+  keyword?: string;
+  token?: string;
+}
+
+/** A token (downstream key) as `/api/token/` shows it. */
+export interface TokenView {
+  id: number;
+  /** 0 = no owner. */
+  user_id: number;
+  /** The masked hint (e.g. `sk-Ab12****wxYZ`), or the plain key in a creation reply. */
+  key: string;
+  /** 1 enabled, 2 disabled, 3 expired, 4 exhausted. */
+  status: KeyStatus;
+  name: string;
+  /** Unix seconds. */
+  created_time: number;
+  /** Unix seconds. */
+  accessed_time: number;
+  /** Unix seconds, -1 = never. */
+  expired_time: number;
+  remain_quota: number;
+  unlimited_quota: boolean;
+  used_quota: number;
+  model_limits_enabled: boolean;
+  /** Comma-separated model names. */
+  model_limits: string;
+  /** One address or CIDR range per line. */
+  allow_ips: string;
+  group: string;
+}
+
+/** The writable fields of a token (`POST`/`PUT /api/token/`); unknown fields are ignored. */
+export interface TokenWritableFields {
+  /** At most {@link TOKEN_NAME_MAX} characters. */
+  name?: string;
+  /** Unix seconds, -1 = never. */
+  expired_time?: number;
+  /** Quota units (500000 = 1 USD). */
+  remain_quota?: number;
+  unlimited_quota?: boolean;
+  model_limits_enabled?: boolean;
+  /** A comma-separated string or an array; null clears. */
+  model_limits?: string | string[] | null;
+  /** Addresses or CIDR ranges, as a string (whitespace/comma separated) or an array; null clears. */
+  allow_ips?: string | string[] | null;
+  /** `""` = the owner's group. */
+  group?: string;
+  status?: KeyStatus;
+}
+
+/** Body of `POST /api/token/`. The reply's `key` is the plain key, shown this once. */
+export interface TokenCreateBody extends TokenWritableFields {
+  /** Admins: the owner (0 = none); users may only name themselves. */
+  user_id?: number;
+  /** Creates this many tokens (1 to {@link TOKEN_BATCH_CREATE_MAX}); the reply is then an array. */
+  count?: number;
+}
+
+/** Body of `PUT /api/token/` (with `?status_only=true` only `status` is read). */
+export interface TokenUpdateBody extends TokenWritableFields {
+  id: number;
+}
+
+/** Body of `POST /api/token/batch` (delete); the reply's `data` is the number deleted. */
+export interface TokenBatchDeleteBody {
+  ids: number[];
+}
+
+/** `data` of `POST /api/token/:id/key`: the full key. */
+export interface TokenRevealData {
+  key: string;
+}
+
+/** A user as `/api/user/` shows it. */
+export interface UserView {
+  id: number;
+  username: string;
+  display_name: string;
+  role: UserRecord["role"];
+  /** 1 enabled, 2 disabled. */
+  status: UserRecord["status"];
+  group: string;
+  /** Quota units left (500000 = 1 USD). */
+  quota: number;
+  used_quota: number;
+  /** Unix seconds. */
+  created_time: number;
+  has_access_token: boolean;
+}
+
+/** The writable fields of a user (`POST`/`PUT /api/user/`). */
+export interface UserWritableFields {
+  username?: string;
+  display_name?: string;
+  role?: UserRecord["role"];
+  status?: UserRecord["status"];
+  group?: string;
+  quota?: number;
+}
+
+/** Body of `POST /api/user/`. */
+export interface UserCreateBody extends UserWritableFields {
+  username: string;
+}
+
+/** Body of `PUT /api/user/`. */
+export interface UserUpdateBody extends UserWritableFields {
+  id: number;
+}
+
+/** Query of `GET /api/user/search`. */
+export interface UserSearchQuery extends NewApiPageQuery {
+  keyword?: string;
+}
+
+/** `data` of `POST /api/user/`: the user and its access token (shown this once). */
+export interface UserCreatedData extends UserView {
+  access_token: string;
+}
+
+/** `data` of `POST /api/user/:id/token`: a new access token (the old one stops working). */
+export interface UserAccessTokenData {
+  access_token: string;
+}
