@@ -12,6 +12,18 @@ export interface Migration {
  *
  * Arrays and objects are JSON text columns; booleans are 0/1 integers.
  */
+/**
+ * The token and quota columns of `usage_records` and `usage_rollups`, exactly as version 1
+ * wrote them (interpolated, so the SQL stays byte for byte what was shipped).
+ */
+const TOKEN_COLUMNS = `        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        total_tokens INTEGER NOT NULL,
+        quota INTEGER NOT NULL,
+`;
+
 export const migrations: readonly Migration[] = [
   {
     version: 1,
@@ -89,13 +101,7 @@ export const migrations: readonly Migration[] = [
         stream INTEGER NOT NULL,
         status INTEGER NOT NULL,
         success INTEGER NOT NULL,
-        input_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        reasoning_tokens INTEGER NOT NULL,
-        cached_tokens INTEGER NOT NULL,
-        total_tokens INTEGER NOT NULL,
-        quota INTEGER NOT NULL,
-        duration_ms INTEGER NOT NULL,
+${TOKEN_COLUMNS}        duration_ms INTEGER NOT NULL,
         error TEXT
       );
       CREATE INDEX usage_records_timestamp ON usage_records (timestamp);
@@ -112,13 +118,7 @@ export const migrations: readonly Migration[] = [
         requests INTEGER NOT NULL,
         successes INTEGER NOT NULL,
         failures INTEGER NOT NULL,
-        input_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        reasoning_tokens INTEGER NOT NULL,
-        cached_tokens INTEGER NOT NULL,
-        total_tokens INTEGER NOT NULL,
-        quota INTEGER NOT NULL,
-        PRIMARY KEY (hour, route, model, key_id)
+${TOKEN_COLUMNS}        PRIMARY KEY (hour, route, model, key_id)
       ) WITHOUT ROWID;
       CREATE INDEX usage_rollups_key_id ON usage_rollups (key_id, hour);
 

@@ -5,50 +5,35 @@
  *
  * @module
  */
-import type {
-  AntigravityErrorResponse,
-  AntigravityMessageResponse,
-  AntigravityTokenAddBody,
-  AntigravityTokenAddedData,
-  AntigravityTokenFields,
-  AntigravityTokenListResponse,
-  AntigravityTokenUpdateBody,
-  AntigravityTokenView,
-} from "./antigravity/routes.js";
+import type * as Antigravity from "./antigravity/routes.js";
 import type { NewApiPrincipal } from "./new-api/auth.js";
-import type {
-  NewApiErrorResponse,
-  NewApiPage,
-  NewApiPageQuery,
-  NewApiResponse,
-  NewApiSuccessResponse,
-} from "./new-api/wire.js";
+import type * as NewApi from "./new-api/wire.js";
 
-/** @deprecated Renamed {@link AntigravityTokenView}. */
-export type PoolTokenView = AntigravityTokenView;
-/** @deprecated Renamed {@link AntigravityTokenFields}. */
-export type PoolTokenFields = AntigravityTokenFields;
-/** @deprecated Renamed {@link AntigravityTokenAddBody}. */
-export type PoolTokenAddBody = AntigravityTokenAddBody;
-/** @deprecated Renamed {@link AntigravityTokenUpdateBody}. */
-export type PoolTokenUpdateBody = AntigravityTokenUpdateBody;
-/** @deprecated Renamed {@link AntigravityTokenListResponse}. */
-export type PoolTokenListResponse = AntigravityTokenListResponse;
-/** @deprecated Renamed {@link AntigravityMessageResponse}. */
-export type PoolMessageResponse<T = undefined> = AntigravityMessageResponse<T>;
-/** @deprecated Renamed {@link AntigravityTokenAddedData}. */
-export type PoolTokenAddedData = AntigravityTokenAddedData;
-/** @deprecated Renamed {@link AntigravityErrorResponse}. */
-export type PoolErrorResponse = AntigravityErrorResponse;
-/** @deprecated Renamed {@link NewApiResponse}. */
-export type ConsoleResponse<T = undefined> = NewApiResponse<T>;
-/** @deprecated Renamed {@link NewApiSuccessResponse}. */
-export type ConsoleSuccessResponse<T = undefined> = NewApiSuccessResponse<T>;
-/** @deprecated Renamed {@link NewApiErrorResponse}. */
-export type ConsoleErrorResponse = NewApiErrorResponse;
-/** @deprecated Renamed {@link NewApiPage}. */
-export type ConsolePage<T> = NewApiPage<T>;
-/** @deprecated Renamed {@link NewApiPageQuery}. */
-export type ConsolePageQuery = NewApiPageQuery;
+/** @deprecated Renamed `AntigravityTokenView`. */
+export type PoolTokenView = Antigravity.AntigravityTokenView;
+/** @deprecated Renamed `AntigravityTokenFields`. */
+export type PoolTokenFields = Antigravity.AntigravityTokenFields;
+/** @deprecated Renamed `AntigravityTokenAddBody`. */
+export type PoolTokenAddBody = Antigravity.AntigravityTokenAddBody;
+/** @deprecated Renamed `AntigravityTokenUpdateBody`. */
+export type PoolTokenUpdateBody = Antigravity.AntigravityTokenUpdateBody;
+/** @deprecated Renamed `AntigravityTokenListResponse`. */
+export type PoolTokenListResponse = Antigravity.AntigravityTokenListResponse;
+/** @deprecated Renamed `AntigravityMessageResponse`. */
+export type PoolMessageResponse<T = undefined> = Antigravity.AntigravityMessageResponse<T>;
+/** @deprecated Renamed `AntigravityTokenAddedData`. */
+export type PoolTokenAddedData = Antigravity.AntigravityTokenAddedData;
+/** @deprecated Renamed `AntigravityErrorResponse`. */
+export type PoolErrorResponse = Antigravity.AntigravityErrorResponse;
+/** @deprecated Renamed `NewApiResponse`. */
+export type ConsoleResponse<T = undefined> = NewApi.NewApiResponse<T>;
+/** @deprecated Renamed `NewApiSuccessResponse`. */
+export type ConsoleSuccessResponse<T = undefined> = NewApi.NewApiSuccessResponse<T>;
+/** @deprecated Renamed `NewApiErrorResponse`. */
+export type ConsoleErrorResponse = NewApi.NewApiErrorResponse;
+/** @deprecated Renamed `NewApiPage`. */
+export type ConsolePage<T> = NewApi.NewApiPage<T>;
+/** @deprecated Renamed `NewApiPageQuery`. */
+export type ConsolePageQuery = NewApi.NewApiPageQuery;
 /** @deprecated Renamed {@link NewApiPrincipal}. */
 export type ConsolePrincipal = NewApiPrincipal;

@@ -12,39 +12,17 @@ function count(v: unknown): number {
 export function openaiUsageOf(u: unknown): TokenUsage | null {
   if (!u || typeof u !== "object") return null;
   const o = u as Record<string, unknown>;
-  if (typeof o.prompt_tokens === "number" || typeof o.completion_tokens === "number") {
-    return usageFields(
-      o,
-      o.prompt_tokens,
-      o.completion_tokens,
-      o.prompt_tokens_details,
-      o.completion_tokens_details,
-    );
-  }
-  if (typeof o.input_tokens === "number" || typeof o.output_tokens === "number") {
-    return usageFields(
-      o,
-      o.input_tokens,
-      o.output_tokens,
-      o.input_tokens_details,
-      o.output_tokens_details,
-    );
-  }
-  return null;
-}
-
-/** A usage from one naming of OpenAI's fields (counts, their details objects, `total_tokens`). */
-function usageFields(
-  o: Record<string, unknown>,
-  input: unknown,
-  output: unknown,
-  inputDetails: unknown,
-  outputDetails: unknown,
-): TokenUsage {
-  const inputTokens = count(input);
-  const outputTokens = count(output);
-  const inDetails = inputDetails as Record<string, unknown> | undefined;
-  const outDetails = outputDetails as Record<string, unknown> | undefined;
+  const names =
+    typeof o.prompt_tokens === "number" || typeof o.completion_tokens === "number"
+      ? CHAT_USAGE
+      : typeof o.input_tokens === "number" || typeof o.output_tokens === "number"
+        ? RESPONSES_USAGE
+        : null;
+  if (names === null) return null;
+  const inputTokens = count(o[names.input]);
+  const outputTokens = count(o[names.output]);
+  const inDetails = o[names.inputDetails] as Record<string, unknown> | undefined;
+  const outDetails = o[names.outputDetails] as Record<string, unknown> | undefined;
   return {
     inputTokens,
     outputTokens,
@@ -53,6 +31,30 @@ function usageFields(
     totalTokens: count(o.total_tokens) || inputTokens + outputTokens,
   };
 }
+
+/** The field names of one of OpenAI's two usage shapes. */
+interface UsageNames {
+  input: string;
+  output: string;
+  inputDetails: string;
+  outputDetails: string;
+}
+
+/** Chat Completions, legacy Completions and Embeddings. */
+const CHAT_USAGE: UsageNames = {
+  input: "prompt_tokens",
+  output: "completion_tokens",
+  inputDetails: "prompt_tokens_details",
+  outputDetails: "completion_tokens_details",
+};
+
+/** The Responses API. */
+const RESPONSES_USAGE: UsageNames = {
+  input: "input_tokens",
+  output: "output_tokens",
+  inputDetails: "input_tokens_details",
+  outputDetails: "output_tokens_details",
+};
 
 /** {@link TokenUsage} as a Chat Completions `usage` object, with both detail objects. */
 export function chatUsage(u: TokenUsage): Record<string, unknown> {

@@ -15,6 +15,17 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
       userUsed: user?.usedQuota,
     };
   };
+  /** Reserves `units` on a new key with a new owner: what came back, the grant it should be, balances after. */
+  const reserveOwned = async (userQuota: number, remainQuota: number, units: number) => {
+    const user = await store.users.create(fixtures.user({ quota: userQuota }));
+    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota }));
+    const reserved = await store.reserveQuota(key.id, units);
+    return {
+      reserved,
+      grant: grant(key.id, user.id, units, true),
+      after: await balances(key.id, user.id),
+    };
+  };
 
   it("reserves from a key without an owner", async () => {
     const key = await store.keys.create(fixtures.key({ remainQuota: 100 }));
@@ -23,10 +34,9 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
   });
 
   it("reserves from the key and its owner together", async () => {
-    const user = await store.users.create(fixtures.user({ quota: 80 }));
-    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 100 }));
-    expect(await store.reserveQuota(key.id, 30)).toEqual(grant(key.id, user.id, 30, true));
-    expect(await balances(key.id, user.id)).toMatchObject({ remain: 70, userQuota: 50 });
+    const { reserved, grant, after } = await reserveOwned(80, 100, 30);
+    expect(reserved).toEqual(grant);
+    expect(after).toMatchObject({ remain: 70, userQuota: 50 });
   });
 
   it("debits only the key when its owner does not exist", async () => {
@@ -85,10 +95,9 @@ export const quotaGroup = defineGroup("quota", "reserveQuota and settleQuota", (
   });
 
   it("0 units always succeeds for an existing key, even with nothing left", async () => {
-    const user = await store.users.create(fixtures.user({ quota: 0 }));
-    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 0 }));
-    expect(await store.reserveQuota(key.id, 0)).toEqual(grant(key.id, user.id, 0, true));
-    expect(await balances(key.id, user.id)).toMatchObject({ remain: 0, userQuota: 0 });
+    const { reserved, grant, after } = await reserveOwned(0, 0, 0);
+    expect(reserved).toEqual(grant);
+    expect(after).toMatchObject({ remain: 0, userQuota: 0 });
   });
 
   it("does not check the key's status or expiry", async () => {
