@@ -14,6 +14,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { build } from "esbuild";
@@ -28,6 +29,16 @@ const CHUNK_DELAY_MS = Number(process.env.BENCH_CHUNK_DELAY_MS ?? 0);
  * the main thread). Profiling slows the targets, so the numbers of such a run are not valid.
  */
 const CPU_PROF = process.env.BENCH_CPU_PROF === "1";
+/**
+ * A/B mode: another checkout of this repository (e.g. a git worktree of the previous commit,
+ * dependencies installed). Its tokenpool target runs beside this one and the two take turns,
+ * `BENCH_AB_SLICES` slices of `BENCH_SECONDS` each per cell, so that the machine's drift falls
+ * on both alike; the report is this checkout's CPU per request ÷ the base's.
+ */
+const AB_BASE = process.env.BENCH_AB_BASE
+  ? resolve(process.env.INIT_CWD || process.cwd(), process.env.BENCH_AB_BASE)
+  : undefined;
+const AB_SLICES = positiveNumber("BENCH_AB_SLICES", 10);
 /** The CPU budget tokenpool must stay within, as a multiple of the floor's CPU per request. */
 const CPU_TARGET_VS_FLOOR = 1.5;
 const CHAT_PATH = "/v1/chat/completions";
@@ -36,7 +47,7 @@ const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta
 const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
 const STARTED_AT = new Date().toISOString();
 
-type TargetName = "direct" | "floor" | "tokenpool";
+type TargetName = "direct" | "floor" | "tokenpool" | "base";
 const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool"];
 
 /** One cell of the matrix. */
@@ -113,10 +124,34 @@ function cellName(cell: Cell): string {
 async function buildChildren(): Promise<{ upstream: string; floor: string; tokenpool: string }> {
   const outdir = fileURLToPath(new URL("../.build/", import.meta.url));
   const entries = { upstream: "upstream.ts", floor: "floor.ts", tokenpool: "tokenpool-target.ts" };
-  await build({
-    entryPoints: Object.fromEntries(
+  await bundle(
+    Object.fromEntries(
       Object.entries(entries).map(([k, f]) => [k, fileURLToPath(new URL(f, import.meta.url))]),
     ),
+    outdir,
+  );
+  return {
+    upstream: `${outdir}upstream.mjs`,
+    floor: `${outdir}floor.mjs`,
+    tokenpool: `${outdir}tokenpool.mjs`,
+  };
+}
+
+/** The tokenpool target of another checkout (A/B mode), bundled from that checkout's sources. */
+async function buildBase(base: string): Promise<string> {
+  const outdir = fileURLToPath(new URL("../.build/base/", import.meta.url));
+  await bundle({ base: `${base.replace(/\/$/, "")}/bench/src/tokenpool-target.ts` }, outdir, base);
+  return `${outdir}base.mjs`;
+}
+
+async function bundle(
+  entryPoints: Record<string, string>,
+  outdir: string,
+  absWorkingDir = ROOT,
+): Promise<void> {
+  await build({
+    absWorkingDir,
+    entryPoints,
     outdir,
     outExtension: { ".js": ".mjs" },
     bundle: true,
@@ -132,11 +167,6 @@ async function buildChildren(): Promise<{ upstream: string; floor: string; token
     },
     logLevel: "warning",
   });
-  return {
-    upstream: `${outdir}upstream.mjs`,
-    floor: `${outdir}floor.mjs`,
-    tokenpool: `${outdir}tokenpool.mjs`,
-  };
 }
 
 function log(line: string): void {
@@ -477,7 +507,8 @@ function render(rows: readonly Row[], ratioRows: readonly Ratio[], notes: string
 // Main
 
 async function main(): Promise<number> {
-  const budgetMs = 90_000 + CELLS.length * TARGETS.length * (SECONDS + WARMUP_SECONDS + 5) * 1000;
+  const runs = AB_BASE ? 2 * AB_SLICES : TARGETS.length;
+  const budgetMs = 90_000 + CELLS.length * runs * (SECONDS + WARMUP_SECONDS + 5) * 1000;
   const watchdog = setTimeout(() => {
     log(`the bench did not finish within ${Math.round(budgetMs / 1000)} s; giving up`);
     stopAll().finally(() => process.exit(1));
@@ -532,6 +563,19 @@ async function main(): Promise<number> {
     status.tokenpool = { status: "ok" };
   }
 
+  if (AB_BASE) {
+    if (skipReason) throw new Error(`A/B: this checkout's tokenpool target failed: ${skipReason}`);
+    const base = await Target.start("base", await buildBase(AB_BASE), ["--upstream", upstreamUrl]);
+    await smokeTest(base);
+    const code = await abRun(
+      tokenpool.status === "fulfilled" ? tokenpool.value : base,
+      base,
+      upstream,
+    );
+    await stopAll();
+    return code;
+  }
+
   const rows: Row[] = [];
   for (const cell of CELLS) {
     for (const target of targets) rows.push(await measure(target, upstream, cell));
@@ -572,6 +616,58 @@ async function main(): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/**
+ * A/B mode: per cell, this checkout's tokenpool target (B) and the base's (A) take turns for
+ * `AB_SLICES` slices each (in ABBA order, so neither always goes first); prints CPU per request
+ * of each side over all its slices, their ratio, and the median of the per-pair ratios.
+ */
+async function abRun(b: Target, a: Target, upstream: Target): Promise<number> {
+  const out: string[][] = [];
+  const results: unknown[] = [];
+  let failed = false;
+  for (const cell of CELLS) {
+    const sum = { a: { cpu: 0, n: 0 }, b: { cpu: 0, n: 0 } };
+    const pairs: number[] = [];
+    for (let i = 0; i < AB_SLICES; i++) {
+      const order = i % 2 === 0 ? [a, b] : [b, a];
+      const rows = new Map<Target, Row>();
+      for (const t of order) rows.set(t, await measure(t, upstream, cell));
+      for (const [t, r] of rows) {
+        if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0) failed = true;
+        const side = t === a ? sum.a : sum.b;
+        side.cpu += r.cpuUsPerRequest * r.requests;
+        side.n += r.requests;
+      }
+      pairs.push(rows.get(b)!.cpuUsPerRequest / rows.get(a)!.cpuUsPerRequest);
+    }
+    const cpuA = sum.a.cpu / sum.a.n;
+    const cpuB = sum.b.cpu / sum.b.n;
+    const sorted = [...pairs].sort((x, y) => x - y);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    const higher = pairs.filter((p) => p > 1).length;
+    out.push([
+      cellName(cell),
+      fixed(cpuA, 0),
+      fixed(cpuB, 0),
+      times(cpuB / cpuA),
+      times(median),
+      `${higher}/${pairs.length}`,
+    ]);
+    results.push({ cell: cellName(cell), cpuA, cpuB, ratio: cpuB / cpuA, pairs });
+  }
+  process.stdout.write(
+    `A = ${AB_BASE}, B = this checkout; ${AB_SLICES} slices of ${SECONDS} s per side and cell\n\n` +
+      `${table(["cell", "A CPU µs/req", "B CPU µs/req", "B÷A", "median pair B÷A", "pairs B>A"], out, 1)}\n`,
+  );
+  await mkdir(new URL("../results/", import.meta.url), { recursive: true });
+  await writeFile(
+    fileURLToPath(new URL("../results/ab.json", import.meta.url)),
+    `${JSON.stringify({ date: STARTED_AT, base: AB_BASE, slices: AB_SLICES, seconds: SECONDS, results }, null, 2)}\n`,
+  );
+  if (failed) log("FAILED: some slices had non-2xx answers or errors; the numbers are not valid");
+  return failed ? 1 : 0;
 }
 
 main().then(
