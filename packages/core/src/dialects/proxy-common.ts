@@ -3,13 +3,6 @@ import { type Exchange, readJsonObjectBody } from "../exchange.js";
 import type { AuthorizeDeps } from "../proxy/authorize.js";
 import type { ProxyDeps } from "../proxy/types.js";
 
-export {
-  authorizeClient,
-  bearer,
-  LOCALHOST_KEY_NAME,
-  presentedKey,
-} from "../proxy/authorize.js";
-
 /** Context the proxy dialects (OpenAI, Anthropic, Gemini) need. */
 export interface ProxyDialectDeps extends ProxyDeps, AuthorizeDeps {
   maxBodyBytes: number;

@@ -93,15 +93,15 @@ export class Composed implements EventTranslator {
 }
 
 /** The identity of formats without an envelope. */
-export function asIs(data: unknown): unknown {
+function asIs(data: unknown): unknown {
   return data;
 }
 
 /** Formats that carry no client header upstream. */
-export function carryNothing(): void {}
+function carryNothing(): void {}
 
 /** Formats whose streams are always SSE. */
-export function neverJsonArray(): boolean {
+function neverJsonArray(): boolean {
   return false;
 }
 

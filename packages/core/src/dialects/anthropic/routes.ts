@@ -11,14 +11,10 @@ import {
   anthropicAuthHeaders,
   anthropicUrl,
 } from "../../providers/anthropic.js";
+import { authorizeClient } from "../../proxy/authorize.js";
 import { proxyRequest } from "../../proxy/index.js";
 import { redactSecrets } from "../../util/secrets.js";
-import {
-  authorizeClient,
-  checkStreamFlag,
-  type ProxyDialectDeps,
-  readProxyBody,
-} from "../proxy-common.js";
+import { checkStreamFlag, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
 /** Renders any error as Anthropic's: `{ type: "error", error: { type, message } }`. */
 export function anthropicError(error: unknown): Reply {

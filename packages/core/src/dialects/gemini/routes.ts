@@ -4,8 +4,9 @@ import { type Exchange, json, type Reply } from "../../exchange.js";
 import { googleStatus } from "../../formats/gemini.js";
 import { formatOf, translateRequestBody } from "../../formats/registry.js";
 import type { Route } from "../../http/router.js";
+import { authorizeClient } from "../../proxy/authorize.js";
 import { proxyRequest } from "../../proxy/index.js";
-import { authorizeClient, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
+import { type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
 /** Renders any error as Google's: `{ error: { code, message, status } }`. */
 export function geminiError(error: unknown): Reply {

@@ -1,15 +1,9 @@
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
+import { authorizeClient } from "../../proxy/authorize.js";
 import { proxyRequest } from "../../proxy/index.js";
-import {
-  authorizeClient,
-  checkStreamFlag,
-  type ProxyDialectDeps,
-  readProxyBody,
-} from "../proxy-common.js";
-
-export { bearer, LOCALHOST_KEY_NAME } from "../proxy-common.js";
+import { checkStreamFlag, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {
