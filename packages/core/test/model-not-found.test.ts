@@ -68,7 +68,11 @@ beforeAll(async () => {
     models: [{ name: "gemini-2.5-flash" }],
   });
   await gateway.credentials.add({ ...openai, models: [{ name: "members-only" }], groups: ["vip"] });
-  await gateway.credentials.add({ ...openai, models: [{ name: "disabled-model" }], enabled: false });
+  await gateway.credentials.add({
+    ...openai,
+    models: [{ name: "disabled-model" }],
+    enabled: false,
+  });
   await gateway.credentials.add({ ...openai, models: [{ name: "cooling-model" }] });
   await gateway.settings.set({ "request-retry": 0, "preview-model-fallbacks": {} });
   key = (await gateway.keys.create({ name: "nf", unlimitedQuota: true })).key;
@@ -248,7 +252,10 @@ describe("a model nobody serves", () => {
     // The message names the key's group, never the group that serves it.
     expect(err.message).toContain("in the group `default`");
     expect(err.message).not.toContain("`vip`");
-    const ok = await openaiClient(vipKey).chat.completions.create({ model: "members-only", messages });
+    const ok = await openaiClient(vipKey).chat.completions.create({
+      model: "members-only",
+      messages,
+    });
     expect(ok.choices[0]?.message.content).toBe(DEFAULT_MOCK_REPLY);
     // And a vip key cannot reach the default group's models.
     const vipErr = await openaiClient(vipKey)

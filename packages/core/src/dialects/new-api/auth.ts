@@ -1,6 +1,10 @@
 import { GatewayError } from "../../errors.js";
 import { type Exchange, type HeaderBag, header } from "../../exchange.js";
-import type { ManagementGate, ManagementRefusal } from "../../keys/management-gate.js";
+import {
+  MANAGEMENT_KEY_HOWTO,
+  type ManagementGate,
+  type ManagementRefusal,
+} from "../../keys/management-gate.js";
 import type { UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 
@@ -43,11 +47,17 @@ function headerUserId(headers: HeaderBag): number | undefined {
 /**
  * A refusal of the management gate as a new-api dialect error: a banned address and remote
  * management are 403 with the gate's message; anything else is an invalid credential, worded
- * as before (the caller may have meant an access token, and learns nothing about the key).
+ * as before (the caller may have meant an access token, and learns nothing about the key), with
+ * the hint to set a management key when none is set.
  */
 function gateError(refusal: ManagementRefusal): GatewayError {
   if (refusal.reason === "banned" || refusal.reason === "remote")
     return new GatewayError("FORBIDDEN", refusal.message);
+  // The management API's 404 says as much: a caller who meant the management key learns how to set one.
+  if (refusal.reason === "disabled")
+    return unauthorized(
+      `the access token is invalid, and no management key is set; ${MANAGEMENT_KEY_HOWTO}`,
+    );
   return unauthorized("the access token is invalid");
 }
 
