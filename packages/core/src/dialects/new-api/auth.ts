@@ -65,7 +65,8 @@ function gateError(refusal: ManagementRefusal): GatewayError {
  * Authenticates a request of the new-api dialect, as new-api does: a user's access token
  * plus a `new-api-user` header naming that same user. The management key is accepted too and
  * acts as an admin, with or without `new-api-user` (when present it names the acting user,
- * e.g. the default owner of keys it creates), under the management gate's rules: not from a
+ * e.g. the default owner of keys it creates; `1` with no stored user 1 is the built-in root,
+ * {@link NEW_API_ROOT_USER_ID}), under the management gate's rules: not from a
  * remote address unless `management.allowRemote`, never when no key is set. A banned address is
  * refused whatever it presents, and a credential that is neither a valid access token nor the
  * management key counts as a failure towards the ban. Throws UNAUTHORIZED (401) or FORBIDDEN (403).
@@ -94,6 +95,18 @@ export async function authenticateNewApi(
   if (refusal) throw gateError(refusal);
   if (claimed === undefined) return { user: null, admin: true, via: "management-key" };
   const acting = Number.isNaN(claimed) ? null : await deps.users.get(claimed);
-  if (!acting) throw unauthorized("New-Api-User does not match any user");
-  return { user: acting, admin: true, via: "management-key" };
+  if (acting) return { user: acting, admin: true, via: "management-key" };
+  // new-api's root user: with no stored user of that id (a fresh install), the management key
+  // itself is the root, as if it had sent no header.
+  if (claimed === NEW_API_ROOT_USER_ID) return { user: null, admin: true, via: "management-key" };
+  throw unauthorized("New-Api-User does not match any user");
 }
+
+/**
+ * The id of new-api's root user (its first, built-in administrator), which new-api clients send
+ * as `new-api-user` with a system token. With the management key, it names the built-in root
+ * when no stored user has this id: the management key acts as itself (an admin owning nothing),
+ * as without the header. A stored user 1 (an existing database, or the store's first user) is
+ * that user, as for any other id: user ids stay as the stores allocate them.
+ */
+export const NEW_API_ROOT_USER_ID = 1;
