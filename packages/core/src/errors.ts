@@ -14,6 +14,8 @@ export const ERROR_STATUS = {
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
+  /** No credential of the pool serves the model in the caller's group (OpenAI's `model_not_found`). */
+  MODEL_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   // downstream key authorisation
   MISSING_API_KEY: 401,
@@ -52,11 +54,18 @@ export class GatewayError extends Error {
   override readonly name = "GatewayError" as const;
   readonly code: ErrorCode;
   readonly status: number;
+  /** Headers the error's reply carries, whatever dialect renders it (e.g. `retry-after`). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; status?: number; headers?: Record<string, string> },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options?.status ?? ERROR_STATUS[code];
+    this.headers = options?.headers;
   }
 }
 

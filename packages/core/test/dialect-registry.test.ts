@@ -66,7 +66,11 @@ describe("dialect registry", () => {
   it("answers 404 on every management path and method while no management key is set", async () => {
     expect(await call("DELETE", "/v0/management/usage")).toEqual({
       status: 404,
-      body: { error: "not found" },
+      body: {
+        error: expect.stringMatching(
+          /^not found: no management key is set; set one with `await gateway\.management\.setKey\(key\)`/,
+        ),
+      },
     });
   });
 

@@ -266,6 +266,9 @@ describe.each(PAIRS)("$client client, $upstream upstream", (pair) => {
     const started = Date.now();
     const res = await send(pair, one, false);
     expect(res.status).toBe(503);
+    // Until the credential is back from its cooldown (the upstream's Retry-After: 5).
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(4);
+    expect(Number(res.headers.get("retry-after"))).toBeLessThanOrEqual(5);
     expect(Date.now() - started).toBeLessThan(500);
     expect(one.a.requests.length).toBe(1);
   });

@@ -74,7 +74,12 @@ describe("management authentication", () => {
     ] as const) {
       const res = await get(base, path, bearer(KEY), method);
       expect(res.status, `${method} ${path}`).toBe(404);
-      expect(await res.json()).toEqual({ error: "not found" });
+      // The seed's 404, with how to set a key (issue 14).
+      expect(await res.json()).toEqual({
+        error: expect.stringMatching(
+          /^not found: no management key is set; set one with `await gateway\.management\.setKey\(key\)`/,
+        ),
+      });
     }
   });
 
@@ -112,7 +117,11 @@ describe("management authentication", () => {
     const { base } = await start(store);
     const res = await get(base, "/debug", from("203.0.113.9", bearer(KEY)));
     expect(res.status).toBe(403);
-    expect(await res.json()).toEqual({ error: "remote management disabled" });
+    expect(await res.json()).toEqual({
+      error: expect.stringMatching(
+        /^remote management disabled: the management key is accepted from loopback clients only/,
+      ),
+    });
     // Loopback in any spelling is local.
     for (const ip of ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.2"]) {
       const ok = await get(base, "/debug", from(ip, bearer(KEY)));
@@ -178,7 +187,11 @@ describe("management authentication", () => {
       { remoteAddress: "192.0.2.44" },
     );
     expect(reply.status).toBe(403);
-    expect(await reply.json()).toEqual({ error: "remote management disabled" });
+    expect(await reply.json()).toEqual({
+      error: expect.stringMatching(
+        /^remote management disabled: .* the client address 192\.0\.2\.44\./,
+      ),
+    });
     const local = await gateway.handler(
       new Request("http://x/v0/management/debug", { headers: bearer(KEY) }),
       { remoteAddress: "::ffff:127.0.0.1" },

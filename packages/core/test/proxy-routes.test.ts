@@ -339,15 +339,16 @@ describe("OpenAI routes besides chat completions (openai credential)", () => {
     expect(rec.outputTokens).toBe(WORDS);
   });
 
-  it("answers a clear error when no credential serves embeddings (anthropic-only pool)", async () => {
+  it("answers 404 model_not_found when no credential serves embeddings (anthropic-only pool)", async () => {
     const before = mock.requests.length;
     const err = await openai("anthropic")
       .embeddings.create({ model: "text-embedding-3-small", input: "x" })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.APIError);
     const e = err as InstanceType<typeof OpenAI.APIError>;
-    expect(e.status).toBe(503);
-    expect(e.message).toContain("No upstream credential is available");
+    expect(e.status).toBe(404);
+    expect(e.code).toBe("model_not_found");
+    expect(e.message).toContain("does not exist or you do not have access to it");
     expect(mock.requests.length).toBe(before);
     // Same for a Codex-only pool and legacy completions.
     const res = await post(
@@ -355,9 +356,9 @@ describe("OpenAI routes besides chat completions (openai credential)", () => {
       { model: MODEL, prompt: "x" },
       { authorization: `Bearer ${keys.codex}` },
     );
-    expect(res.status).toBe(503);
+    expect(res.status).toBe(404);
     const body = (await res.json()) as { error: { code: string } };
-    expect(body.error.code).toBe("no_credential_available");
+    expect(body.error.code).toBe("model_not_found");
   });
 });
 
@@ -550,7 +551,8 @@ describe("model lists and aliases", () => {
       { model: "upstream-name", messages: [{ role: "user", content: "Hi" }] },
       { authorization: `Bearer ${keys["alias-openai"]}` },
     );
-    expect(res.status).toBe(503);
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("model_not_found");
   });
 });
 

@@ -149,7 +149,7 @@ describe("POST /v1/chat/completions", () => {
       [chat({ messages: [] }), 400, "missing_model"],
       [chat({ model: "gpt-4o-mini" }), 400, "invalid_request"],
       [chat(["an array"]), 400, "invalid_request"],
-      [chat({ ...hello, model: "unknown-model" }), 503, "no_credential_available"],
+      [chat({ ...hello, model: "unknown-model" }), 404, "model_not_found"],
     ];
     for (const [p, status, code] of cases) {
       const res = await p;

@@ -24,6 +24,8 @@ export interface ServerConfig extends ConfigFileSettings {
    */
   "trusted-proxies"?: string[];
   "remote-management"?: { "allow-remote"?: boolean; "secret-key"?: string };
+  /** CLIProxyAPI's older spelling of `remote-management.allow-remote` (either one allows). */
+  "allow-remote-management"?: boolean;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> =>

@@ -161,7 +161,11 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     secret,
     logger,
     // Only the configuration file can allow remote management (never the management API).
-    management: { allowRemote: config["remote-management"]?.["allow-remote"] === true },
+    management: {
+      allowRemote:
+        config["remote-management"]?.["allow-remote"] === true ||
+        config["allow-remote-management"] === true,
+    },
     ...(Array.isArray(config["trusted-proxies"])
       ? { trustedProxies: config["trusted-proxies"].map(String) }
       : {}),

@@ -337,6 +337,21 @@ export class CredentialPool {
     return this.#selector.cooldownWait(this.#entries, model, opts, opts.now ?? this.#clock());
   }
 
+  /**
+   * Whether any credential of the pool serves `model` (after its aliases and exclusions) within
+   * `opts`' group and providers, whatever its state: disabled and cooling-down credentials count.
+   * False means the model is not served at all (a 404), true with no pick means not now (a 503).
+   */
+  isServed(model: string, opts: Pick<PickOptions, "group" | "providers"> = {}): boolean {
+    const { group, providers } = opts;
+    for (const { c } of this.#entries) {
+      if (providers && !providers.includes(c.provider)) continue;
+      if (group !== undefined && !inGroup(c, group)) continue;
+      if (serves(c, model) !== null) return true;
+    }
+    return false;
+  }
+
   /** The credential a session is bound to (while the binding lasts), or undefined. */
   sessionCredential(sessionKey: string, now = this.#clock()): string | undefined {
     return this.#selector.sessionCredential(sessionKey, now);

@@ -146,7 +146,9 @@ export class Router {
           error: String(error),
         });
       }
-      return route.onError(error);
+      const reply = route.onError(error);
+      const extra = (error as Partial<GatewayError>).headers;
+      return extra ? { ...reply, headers: { ...reply.headers, ...extra } } : reply;
     }
   }
 }

@@ -44,6 +44,31 @@ export const MANAGEMENT_MAX_CHECKS = 16;
 /** Entries of each check cache (successes, failures); the oldest goes first. */
 const CACHE_MAX = 1_000;
 
+/**
+ * How to set a management key, as the refusals name it: the library's call, and the
+ * `tokenpool` server's sources (the key printed on a store's first start, the config file).
+ */
+export const MANAGEMENT_KEY_HOWTO =
+  "set one with `await gateway.management.setKey(key)` (tokenpool server: use the management key it printed on the store's first start, or set `remote-management.secret-key` in the file given with --config; an empty value disables the management API)";
+
+/** The message of the refusal when no management key is set (the management API's 404). */
+export const MANAGEMENT_DISABLED_MESSAGE = `not found: no management key is set; ${MANAGEMENT_KEY_HOWTO}`;
+
+/**
+ * The message of the refusal of a remote client (remote management off): the address the gateway
+ * saw, how to allow remote clients, and how the client address reaches it behind a proxy or
+ * from a binding that has no socket address (Next.js).
+ */
+export function remoteManagementMessage(ip: string): string {
+  const from = ip === "" ? "an unknown client address" : `the client address ${ip}`;
+  return (
+    `remote management disabled: the management key is accepted from loopback clients only, and this request came from ${from}. ` +
+    "To allow remote clients, set the gateway option `management: { allowRemote: true }` (tokenpool server: `allow-remote-management: true` or `remote-management.allow-remote: true` in its config file). " +
+    "If the client is local but behind a proxy, make its address reach the gateway: `trustedProxies` (gateway option; `trusted-proxies` in the server's config file), Express's `trust proxy` or Fastify's `trustProxy` setting, or the `clientIp` option of the binding; " +
+    "with @tokenpool/next the address is unknown unless `toNextRouteHandlers` gets `trustProxy` or `clientIp`."
+  );
+}
+
 const FAIL_PREFIX = "management-auth:failures:";
 const BAN_PREFIX = "management-auth:ban:";
 
@@ -225,13 +250,16 @@ export function createManagementGate(deps: ManagementGateDeps): ManagementGate {
       };
       const everything = options.countEveryRefusal === true;
       if (!hasKey())
-        return refuse({ reason: "disabled", status: 404, message: "not found" }, everything);
+        return refuse(
+          { reason: "disabled", status: 404, message: MANAGEMENT_DISABLED_MESSAGE },
+          everything,
+        );
       if (remote) {
         const ban = await banOf(ip);
         if (ban) return ban;
         if (!deps.allowRemote)
           return refuse(
-            { reason: "remote", status: 403, message: "remote management disabled" },
+            { reason: "remote", status: 403, message: remoteManagementMessage(ip) },
             everything,
           );
       }

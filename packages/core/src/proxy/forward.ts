@@ -9,6 +9,7 @@ import type { CredentialRecord } from "../store/types.js";
 import { redactSecrets } from "../util/secrets.js";
 import {
   type CallPlan,
+  modelNotFound,
   pickOptions,
   planCall,
   providersFor,
@@ -51,8 +52,10 @@ export type Forwarded =
  * within `max-retry-interval`, and tries the model's preview fallback when every credential of
  * the model is out of quota (`quota-exceeded/switch-preview-model`).
  *
- * Throws `NO_CREDENTIAL_AVAILABLE` when no credential could be tried, and a 499 when the client
- * went away (settled first).
+ * Throws `MODEL_NOT_FOUND` (404) when no credential serves the model (or its preview fallback)
+ * in the request's group and providers, whatever their state; `NO_CREDENTIAL_AVAILABLE` (503,
+ * with `Retry-After`: the first cooldown's end, else a few seconds) when some do but none could
+ * be tried now; and a 499 when the client went away (settled first).
  */
 export async function forward(
   deps: ProxyDeps,
@@ -194,11 +197,21 @@ export async function forward(
       credential: last.credential,
     };
   }
+  const scope = pickOptions(new Set(), group || "default", undefined, providers);
+  if (!pool.isServed(req.model, scope) && (model === req.model || !pool.isServed(model, scope)))
+    throw modelNotFound(deps, req.model, scope.group ?? "default", req.route);
+  // Served, but not now (cooling down, disabled, or no adapter for this request).
+  const wait = pool.cooldownWait(model, scope);
+  const seconds = wait !== undefined && wait > 0 ? Math.ceil(wait / 1000) : RETRY_AFTER_DEFAULT_S;
   throw new GatewayError(
     "NO_CREDENTIAL_AVAILABLE",
-    `No upstream credential is available for the model ${req.model}.`,
+    `No upstream credential is available for the model ${req.model} right now; retry in ${seconds} s.`,
+    { headers: { "retry-after": String(seconds) } },
   );
 }
+
+/** `Retry-After` (seconds) of a 503 when no credential of the model comes back by itself. */
+const RETRY_AFTER_DEFAULT_S = 5;
 
 /** Upstream statuses worth another credential: rate limits, credential problems, server errors. */
 function retriable(status: number): boolean {

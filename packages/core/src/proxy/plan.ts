@@ -1,4 +1,5 @@
 import type { PickOptions } from "../credentials/pool.js";
+import { GatewayError } from "../errors.js";
 import { header } from "../exchange.js";
 import { openaiFormat } from "../formats/openai.js";
 import { translateRequestBody, upstreamFormatOf } from "../formats/registry.js";
@@ -105,4 +106,35 @@ export function pickOptions(
   const opts: PickOptions = { exclude, group, providers };
   if (sessionKey !== undefined) opts.sessionKey = sessionKey;
   return opts;
+}
+
+/**
+ * The 404 for a model that no credential serves in the caller's group — OpenAI's
+ * `model_not_found` (Anthropic's `not_found_error`, Google's `NOT_FOUND`), which clients do not
+ * retry; logged at info, as a client's mistake. A model served only in another group is the same
+ * 404, as new-api answers it (`model_not_found`: no channel for the model in the key's group).
+ */
+export function modelNotFound(
+  deps: Pick<ProxyDeps, "logger">,
+  model: string,
+  group: string,
+  route: string,
+): GatewayError {
+  const name = model.length > 200 ? `${model.slice(0, 200)}…` : model;
+  deps.logger.info("model not served", { route, model: name, group });
+  return new GatewayError(
+    "MODEL_NOT_FOUND",
+    `The model \`${name}\` does not exist or you do not have access to it: no upstream credential serves it in the group \`${group}\`.`,
+  );
+}
+
+/**
+ * Throws {@link modelNotFound} unless a credential of the generation providers serves `model`
+ * in `group` (in any state): for the routes that answer without calling upstream
+ * (`count_tokens`, `countTokens`).
+ */
+export function requireServed(deps: ProxyDeps, model: string, group: string, route: string): void {
+  const g = group || "default";
+  if (!deps.pool.isServed(model, { group: g, providers: GENERATION_PROVIDERS }))
+    throw modelNotFound(deps, model, g, route);
 }

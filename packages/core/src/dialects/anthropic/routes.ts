@@ -12,7 +12,7 @@ import {
   anthropicUrl,
 } from "../../providers/anthropic.js";
 import { authorizeClient } from "../../proxy/authorize.js";
-import { proxyRequest } from "../../proxy/index.js";
+import { proxyRequest, requireServed } from "../../proxy/index.js";
 import { redactSecrets } from "../../util/secrets.js";
 import { checkStreamFlag, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
@@ -140,6 +140,12 @@ export function anthropicRoutes(deps: ProxyDialectDeps): Route[] {
       async handle(ex) {
         const { auth, raw, body, model } = await accept(ex);
         deps.keys.checkModel(auth.key, model);
+        requireServed(
+          deps,
+          model,
+          auth.user?.group ?? auth.key.group,
+          "POST /v1/messages/count_tokens",
+        );
         return countTokens(deps, ex, auth, model, raw, body);
       },
     },

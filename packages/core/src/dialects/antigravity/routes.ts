@@ -22,7 +22,11 @@ import type { CredentialPool } from "../../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
-import type { ManagementGate, ManagementRefusal } from "../../keys/management-gate.js";
+import {
+  MANAGEMENT_KEY_HOWTO,
+  type ManagementGate,
+  type ManagementRefusal,
+} from "../../keys/management-gate.js";
 import type { Logger } from "../../logger.js";
 import type { CredentialPatch, CredentialRecord, UserRecord } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
@@ -102,13 +106,19 @@ function presented(ex: Exchange): string | undefined {
 
 /**
  * A refusal of the management gate in the antigravity dialect's words: 403 for a banned address and
- * for remote management, the seed's 401 for anything else.
+ * for remote management, the seed's 401 for anything else (naming how to set a management key
+ * when none is set).
  */
 function gateError(refusal: ManagementRefusal): GatewayError {
   if (refusal.reason === "banned" || refusal.reason === "remote")
     return new GatewayError(
       "FORBIDDEN",
       `${ANTIGRAVITY_MESSAGES.unauthorized}: ${refusal.message}`,
+    );
+  if (refusal.reason === "disabled")
+    return new GatewayError(
+      "UNAUTHORIZED",
+      `${ANTIGRAVITY_MESSAGES.unauthorized}: no management key is set; ${MANAGEMENT_KEY_HOWTO}`,
     );
   return new GatewayError("UNAUTHORIZED", ANTIGRAVITY_MESSAGES.unauthorized);
 }

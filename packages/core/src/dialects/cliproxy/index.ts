@@ -1,9 +1,11 @@
 /**
  * The cliproxy dialect: CLIProxyAPI's management API under `/v0/management`, errors as
- * `{ "error": "..." }`. With no management key set it is disabled: 404 on every path and method.
+ * `{ "error": "..." }`. With no management key set it is disabled: 404 on every path and method,
+ * whose message says how to set one.
  *
  * @module
  */
+import { MANAGEMENT_DISABLED_MESSAGE } from "../../keys/management-gate.js";
 import type { Dialect } from "../dialect.js";
 import { MANAGEMENT_PREFIX, managementError, renderManagementError } from "./common.js";
 import { cliproxyRoutes } from "./routes.js";
@@ -37,8 +39,10 @@ export const cliproxyDialect: Dialect = {
   // A disabled management API (no key) is 404 on every path and method.
   notFound: (error, context) =>
     renderManagementError(
-      error.status === 405 && context.gate.hasKey()
-        ? managementError(405, "method not allowed")
-        : managementError(404, "not found"),
+      context.gate.hasKey()
+        ? error.status === 405
+          ? managementError(405, "method not allowed")
+          : managementError(404, "not found")
+        : managementError(404, MANAGEMENT_DISABLED_MESSAGE),
     ),
 };

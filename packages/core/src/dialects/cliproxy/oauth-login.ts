@@ -35,6 +35,7 @@ import {
 } from "../../credentials/oauth-login.js";
 import { type Exchange, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
+import { MANAGEMENT_DISABLED_MESSAGE } from "../../keys/management-gate.js";
 import {
   MANAGEMENT_PREFIX,
   type ManagementGuard,
@@ -134,7 +135,7 @@ export function oauthLoginRoutes(deps: OAuthLoginDeps): Route[] {
 
   /** The callback: exchanges the code of a flow in progress. */
   const callback = async (ex: Exchange): Promise<Reply> => {
-    if (!deps.enabled()) throw managementError(404, "not found");
+    if (!deps.enabled()) throw managementError(404, MANAGEMENT_DISABLED_MESSAGE);
     const q = new URLSearchParams(ex.search);
     return step(async () =>
       managementOk(

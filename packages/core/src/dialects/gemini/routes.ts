@@ -5,7 +5,7 @@ import { googleStatus } from "../../formats/gemini.js";
 import { formatOf, translateRequestBody } from "../../formats/registry.js";
 import type { Route } from "../../http/router.js";
 import { authorizeClient } from "../../proxy/authorize.js";
-import { proxyRequest } from "../../proxy/index.js";
+import { proxyRequest, requireServed } from "../../proxy/index.js";
 import { type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
 
 /** Renders any error as Google's: `{ error: { code, message, status } }`. */
@@ -56,7 +56,10 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
       );
     }
     deps.keys.checkModel(auth.key, model);
+    // Usage records name the root the client called (`/v1beta` or `/v1`).
+    const route = `POST ${ex.path.startsWith("/v1beta/") ? "/v1beta" : "/v1"}/models/{model}:${method}`;
     if (method === "countTokens") {
+      requireServed(deps, model, auth.user?.group ?? auth.key.group, route);
       const openai = translateRequestBody(formatOf("gemini"), formatOf("openai"), request, {
         model,
         stream: false,
@@ -66,8 +69,7 @@ export function geminiRoutes(deps: ProxyDialectDeps): Route[] {
     const stream = method === "streamGenerateContent";
     return proxyRequest(deps, {
       exchange: ex,
-      // Usage records name the root the client called (`/v1beta` or `/v1`).
-      route: `POST ${ex.path.startsWith("/v1beta/") ? "/v1beta" : "/v1"}/models/{model}:${method}`,
+      route,
       auth,
       body,
       rawBody: raw,

@@ -1,6 +1,10 @@
 import { GatewayError } from "../../errors.js";
 import { type Exchange, type HeaderBag, header } from "../../exchange.js";
-import type { ManagementGate, ManagementRefusal } from "../../keys/management-gate.js";
+import {
+  MANAGEMENT_KEY_HOWTO,
+  type ManagementGate,
+  type ManagementRefusal,
+} from "../../keys/management-gate.js";
 import type { UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 
@@ -43,11 +47,17 @@ function headerUserId(headers: HeaderBag): number | undefined {
 /**
  * A refusal of the management gate as a new-api dialect error: a banned address and remote
  * management are 403 with the gate's message; anything else is an invalid credential, worded
- * as before (the caller may have meant an access token, and learns nothing about the key).
+ * as before (the caller may have meant an access token, and learns nothing about the key), with
+ * the hint to set a management key when none is set.
  */
 function gateError(refusal: ManagementRefusal): GatewayError {
   if (refusal.reason === "banned" || refusal.reason === "remote")
     return new GatewayError("FORBIDDEN", refusal.message);
+  // The management API's 404 says as much: a caller who meant the management key learns how to set one.
+  if (refusal.reason === "disabled")
+    return unauthorized(
+      `the access token is invalid, and no management key is set; ${MANAGEMENT_KEY_HOWTO}`,
+    );
   return unauthorized("the access token is invalid");
 }
 
@@ -55,7 +65,8 @@ function gateError(refusal: ManagementRefusal): GatewayError {
  * Authenticates a request of the new-api dialect, as new-api does: a user's access token
  * plus a `new-api-user` header naming that same user. The management key is accepted too and
  * acts as an admin, with or without `new-api-user` (when present it names the acting user,
- * e.g. the default owner of keys it creates), under the management gate's rules: not from a
+ * e.g. the default owner of keys it creates; `1` with no stored user 1 is the built-in root,
+ * {@link NEW_API_ROOT_USER_ID}), under the management gate's rules: not from a
  * remote address unless `management.allowRemote`, never when no key is set. A banned address is
  * refused whatever it presents, and a credential that is neither a valid access token nor the
  * management key counts as a failure towards the ban. Throws UNAUTHORIZED (401) or FORBIDDEN (403).
@@ -84,6 +95,18 @@ export async function authenticateNewApi(
   if (refusal) throw gateError(refusal);
   if (claimed === undefined) return { user: null, admin: true, via: "management-key" };
   const acting = Number.isNaN(claimed) ? null : await deps.users.get(claimed);
-  if (!acting) throw unauthorized("New-Api-User does not match any user");
-  return { user: acting, admin: true, via: "management-key" };
+  if (acting) return { user: acting, admin: true, via: "management-key" };
+  // new-api's root user: with no stored user of that id (a fresh install), the management key
+  // itself is the root, as if it had sent no header.
+  if (claimed === NEW_API_ROOT_USER_ID) return { user: null, admin: true, via: "management-key" };
+  throw unauthorized("New-Api-User does not match any user");
 }
+
+/**
+ * The id of new-api's root user (its first, built-in administrator), which new-api clients send
+ * as `new-api-user` with a system token. With the management key, it names the built-in root
+ * when no stored user has this id: the management key acts as itself (an admin owning nothing),
+ * as without the header. A stored user 1 (an existing database, or the store's first user) is
+ * that user, as for any other id: user ids stay as the stores allocate them.
+ */
+export const NEW_API_ROOT_USER_ID = 1;
