@@ -72,8 +72,8 @@ export async function openStore(
 ): Promise<{ store: Store; dataDir: string | null; shared: boolean }> {
   if (spec === "memory") return { store: memoryStore(), dataDir: null, shared: false };
   if (spec.startsWith("sqlite:")) {
+    // sqliteStore creates the file's folder (and names it when it cannot); secret.key goes beside.
     const filename = resolve(spec.slice("sqlite:".length));
-    await mkdir(dirname(filename), { recursive: true });
     return { store: sqliteStore({ filename }), dataDir: dirname(filename), shared: false };
   }
   if (spec.startsWith("file:")) {
