@@ -100,6 +100,7 @@ export {
   validateIpEntry,
 } from "./keys/ip.js";
 export {
+  type ApiKeyView,
   type AuthorizeContext,
   type AuthorizedKey,
   type CreateKeyInput,
