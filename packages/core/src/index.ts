@@ -107,7 +107,18 @@ export {
   KEY_PREFIX,
   KeyService,
 } from "./keys/service.js";
-export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+export {
+  consoleLogger,
+  isPinoLogger,
+  type Logger,
+  type LoggerLike,
+  type LogLevel,
+  type PinoLogFn,
+  type PinoStyleLogger,
+  pinoLogger,
+  silentLogger,
+  toLogger,
+} from "./logger.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/forward.js";

@@ -7,10 +7,11 @@ import {
   consoleLogger,
   createGateway,
   type Gateway,
-  type Logger,
+  type LoggerLike,
   type LogLevel,
   memoryStore,
   type Store,
+  toLogger,
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
@@ -36,8 +37,8 @@ export interface ServeOptions {
   demo?: boolean;
   /** @default "info" */
   logLevel?: LogLevel;
-  /** Where log lines go. @default a console logger at `logLevel` */
-  logger?: Logger;
+  /** Where log lines go (tokenpool's Logger shape or a pino instance). @default a console logger at `logLevel` */
+  logger?: LoggerLike;
   /** Where messages for the operator go (the management key, the demo key). @default stdout */
   print?: (line: string) => void;
 }
@@ -155,7 +156,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     );
   }
   const secret = await resolveSecret(config, dataDir);
-  const logger = options.logger ?? consoleLogger(options.logLevel ?? "info");
+  const logger = options.logger
+    ? toLogger(options.logger)
+    : consoleLogger(options.logLevel ?? "info");
   const gateway = createGateway({
     store,
     secret,
