@@ -35,6 +35,11 @@ export interface ServeOptions {
   config?: string;
   /** Start a local mock upstream and a demo key, so a first request works offline. */
   demo?: boolean;
+  /**
+   * With `demo`: the loopback port of the demo upstream (0 = any free port).
+   * @default 0
+   */
+  demoPort?: number;
   /** @default "info" */
   logLevel?: LogLevel;
   /** Where log lines go (tokenpool's Logger shape or a pino instance). @default a console logger at `logLevel` */
@@ -194,7 +199,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
 
     let demoKey: string | null = null;
     if (options.demo) {
-      mock = await startDemoUpstream({ apiKey: DEMO_UPSTREAM_KEY });
+      mock = await startDemoUpstream({
+        apiKey: DEMO_UPSTREAM_KEY,
+        ...(options.demoPort === undefined ? {} : { port: options.demoPort }),
+      });
       const fields = {
         provider: "openai",
         kind: "api-key" as const,
@@ -225,6 +233,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const addr = srv.address() as AddressInfo;
     const url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
     // The listening line comes last but for the hint: scripts wait for it, then read what came before.
+    if (mock) print(`Demo upstream: ${mock.url}`);
     if (demoKey) print(`Demo key: ${demoKey}`);
     print(`tokenpool listening on ${url} (store: ${storeSpec})`);
     if (demoKey) {
