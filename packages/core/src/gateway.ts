@@ -14,7 +14,7 @@ import { fromRequest, toResponse } from "./http/web.js";
 import { IpAllowList, resolveClientIp } from "./keys/ip.js";
 import { createManagementGate } from "./keys/management-gate.js";
 import { KeyService } from "./keys/service.js";
-import { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+import { consoleLogger, type Logger, type LogLevel, silentLogger, toLogger } from "./logger.js";
 import { UpstreamClient } from "./net/upstream.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
 import { LocalhostKey, QuotaHolds } from "./proxy/index.js";
@@ -159,7 +159,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ? silentLogger
       : typeof opts.logger === "string"
         ? consoleLogger(opts.logger)
-        : opts.logger;
+        : toLogger(opts.logger);
   // The `debug` setting raises the level of a logger that has a mutable `level` (consoleLogger,
   // pino ...) to "debug"; turning it off restores the level the logger started with.
   const leveled = logger as Logger & { level?: unknown };

@@ -100,13 +100,25 @@ export {
   validateIpEntry,
 } from "./keys/ip.js";
 export {
+  type ApiKeyView,
   type AuthorizeContext,
   type AuthorizedKey,
   type CreateKeyInput,
   KEY_PREFIX,
   KeyService,
 } from "./keys/service.js";
-export { consoleLogger, type Logger, type LogLevel, silentLogger } from "./logger.js";
+export {
+  consoleLogger,
+  isPinoLogger,
+  type Logger,
+  type LoggerLike,
+  type LogLevel,
+  type PinoLogFn,
+  type PinoStyleLogger,
+  pinoLogger,
+  silentLogger,
+  toLogger,
+} from "./logger.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/forward.js";

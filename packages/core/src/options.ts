@@ -5,7 +5,7 @@ import {
   type OAuthSettings,
 } from "./credentials/oauth.js";
 import { GatewayError } from "./errors.js";
-import type { Logger, LogLevel } from "./logger.js";
+import type { LoggerLike, LogLevel } from "./logger.js";
 import { DEFAULT_RESERVATION_TTL_MS, type Store } from "./store/types.js";
 
 /** Options of {@link createGateway}. */
@@ -18,8 +18,13 @@ export interface GatewayOptions {
    * stored key. Falls back to the `TOKENPOOL_SECRET` environment variable.
    */
   secret?: string;
-  /** A logger, a level for the built-in stderr logger, or `false` for none. @default "info" */
-  logger?: Logger | LogLevel | false;
+  /**
+   * A logger, a level for the built-in stderr logger, or `false` for none. A logger is either
+   * tokenpool's shape (`info(message, fields)`) or pino's (`info(fields, message)`: a pino
+   * instance or Fastify's `app.log` is recognised and plugs in as it is).
+   * @default "info"
+   */
+  logger?: LoggerLike | LogLevel | false;
   /** Largest request body accepted, in bytes. @default 20971520 (20 MiB) */
   maxBodyBytes?: number;
   /**
@@ -256,7 +261,7 @@ function describe(err: ErrorObject): string {
 export interface ResolvedOptions {
   store: Store;
   secret: string;
-  logger: Logger | LogLevel | false;
+  logger: LoggerLike | LogLevel | false;
   maxBodyBytes: number;
   trustedProxies: string[];
   usage: {

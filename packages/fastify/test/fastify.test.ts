@@ -305,3 +305,53 @@ describe("tokenpoolPlugin conversions", () => {
     ).rejects.toThrow(/gateway/);
   });
 });
+
+describe("Fastify's app.log as the gateway's logger", () => {
+  it("plugs in as it is: one JSON line per request with the fields, no key in any line", async () => {
+    const mock = await createMockUpstream();
+    const raw: string[] = [];
+    const app = Fastify({
+      logger: { level: "info", stream: { write: (s: string) => raw.push(s) } },
+    });
+    apps.push(app);
+    const gateway = createGateway({ store: memoryStore(), secret: SECRET, logger: app.log });
+    try {
+      await gateway.ready;
+      await gateway.settings.set({ "request-log": true });
+      await gateway.credentials.add({
+        provider: "openai",
+        baseUrl: mock.url,
+        secret: { apiKey: "sk-fastify-upstream-0123456789abcdef" },
+      });
+      const { key, record } = await gateway.keys.create({ name: "log", unlimitedQuota: true });
+      await app.register(tokenpoolPlugin, { gateway, prefix: "/llm" });
+      await app.listen({ port: 0, host: "127.0.0.1" });
+      const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+      const client = new OpenAI({ baseURL: `${base}/llm/v1`, apiKey: key, maxRetries: 0 });
+      const pasted = "sk-pasted-into-a-prompt-0123456789abcdef";
+      await client.chat.completions.create({
+        model: "gpt-4o-mini",
+        messages: [{ role: "user", content: `here: ${pasted}` }],
+      });
+      // The request line is written when the request settles, which may follow the answer.
+      const requestLine = () =>
+        raw.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "request");
+      for (let i = 0; i < 100 && !requestLine(); i++) await new Promise((r) => setTimeout(r, 20));
+      const line = requestLine();
+      expect(line).toMatchObject({
+        level: 30,
+        keyId: record.id,
+        status: 200,
+        model: "gpt-4o-mini",
+        request: expect.stringContaining("here: [redacted]"),
+      });
+      const all = raw.join("");
+      expect(all).not.toContain(pasted);
+      expect(all).not.toContain(key);
+      expect(all).not.toContain("sk-fastify-upstream-0123456789abcdef");
+    } finally {
+      await gateway.close();
+      await mock.close();
+    }
+  });
+});

@@ -18,6 +18,7 @@ Options:
                       memory          nothing kept
   --config <file>   a YAML configuration file (CLIProxyAPI layout)
   --demo            also start a local mock upstream and a demo key (works offline)
+  --demo-port <n>   with --demo: the mock upstream's port on 127.0.0.1 (default 0 = any free port)
   --log-level <l>   debug | info | warn | error | silent (default info)
   --new-secret <s>  rotate-secret: the new server secret (32+ characters; default
                     TOKENPOOL_NEW_SECRET, else a random one written to secret.key)
@@ -34,6 +35,17 @@ Environment:
                     the file store's directory; required with redis, the same on every instance)
   TOKENPOOL_NEW_SECRET  rotate-secret: the new server secret`;
 
+/** A port flag's value (undefined when absent), or null after printing why it is refused. */
+function portFlag(flag: string, value: string | undefined): number | undefined | null {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isInteger(n) || n < 0 || n > 65535) {
+    process.stderr.write(`${flag} must be an integer between 0 and 65535, got "${value}"\n`);
+    return null;
+  }
+  return n;
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -44,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       store: { type: "string" },
       config: { type: "string" },
       demo: { type: "boolean", default: false },
+      "demo-port": { type: "string" },
       "log-level": { type: "string" },
       "new-secret": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -66,9 +79,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command "${command}"\n\n${USAGE}\n`);
     return 2;
   }
-  const port = values.port === undefined ? undefined : Number(values.port);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
-    process.stderr.write(`--port must be an integer between 0 and 65535, got "${values.port}"\n`);
+  const port = portFlag("--port", values.port);
+  const demoPort = portFlag("--demo-port", values["demo-port"]);
+  if (port === null || demoPort === null) return 2;
+  if (demoPort !== undefined && !values.demo) {
+    process.stderr.write("--demo-port only applies with --demo\n");
     return 2;
   }
   const level = values["log-level"];
@@ -85,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
     ...(values.config === undefined ? {} : { config: values.config }),
     ...(level === undefined ? {} : { logLevel: level as "info" }),
     demo: values.demo,
+    ...(demoPort === undefined ? {} : { demoPort }),
   });
   const stop = (signal: string) => {
     process.stderr.write(`${signal}: shutting down\n`);

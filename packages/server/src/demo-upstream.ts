@@ -20,6 +20,11 @@ const DEMO_MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini"];
 export interface DemoUpstreamOptions {
   /** The API key requests must present as `Authorization: Bearer <key>`. */
   apiKey: string;
+  /**
+   * The loopback port to listen on; 0 picks a free one.
+   * @default 0
+   */
+  port?: number;
 }
 
 /** A running demo upstream. */
@@ -76,7 +81,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
 }
 
 /**
- * Starts the demo upstream on a free loopback port.
+ * Starts the demo upstream on a loopback port (`port`, a free one by default). A port that is
+ * taken is refused with an error naming it.
  *
  * @example
  * ```ts
@@ -178,9 +184,19 @@ export async function startDemoUpstream(options: DemoUpstreamOptions): Promise<D
       else send(res, 500, errorBody(500, `Demo upstream error: ${String(error)}`));
     });
   });
+  const wanted = options.port ?? 0;
   await new Promise<void>((ok, fail) => {
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => ok());
+    server.once("error", (error: NodeJS.ErrnoException) =>
+      fail(
+        error.code === "EADDRINUSE"
+          ? new Error(
+              `the demo upstream cannot listen on 127.0.0.1:${wanted}: the port is in use; pick another --demo-port (0 = any free port)`,
+              { cause: error },
+            )
+          : error,
+      ),
+    );
+    server.listen(wanted, "127.0.0.1", () => ok());
   });
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;

@@ -7,7 +7,12 @@
 import { randomBytes } from "node:crypto";
 import { chmod, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Logger, type RotateSecretReport, rotateSecret, silentLogger } from "@tokenpool/core";
+import {
+  type LoggerLike,
+  type RotateSecretReport,
+  rotateSecret,
+  silentLogger,
+} from "@tokenpool/core";
 import { loadConfig } from "./config.js";
 import { DEFAULT_STORE, openStore } from "./serve.js";
 
@@ -25,7 +30,7 @@ export interface RotateServerSecretOptions {
   /** Where messages for the operator go (counts and ids, never a secret). @default stdout */
   print?: (line: string) => void;
   /** @default silentLogger */
-  logger?: Logger;
+  logger?: LoggerLike;
 }
 
 /** What {@link rotateServerSecret} did. */

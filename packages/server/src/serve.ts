@@ -7,10 +7,11 @@ import {
   consoleLogger,
   createGateway,
   type Gateway,
-  type Logger,
+  type LoggerLike,
   type LogLevel,
   memoryStore,
   type Store,
+  toLogger,
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
@@ -34,10 +35,15 @@ export interface ServeOptions {
   config?: string;
   /** Start a local mock upstream and a demo key, so a first request works offline. */
   demo?: boolean;
+  /**
+   * With `demo`: the loopback port of the demo upstream (0 = any free port).
+   * @default 0
+   */
+  demoPort?: number;
   /** @default "info" */
   logLevel?: LogLevel;
-  /** Where log lines go. @default a console logger at `logLevel` */
-  logger?: Logger;
+  /** Where log lines go (tokenpool's Logger shape or a pino instance). @default a console logger at `logLevel` */
+  logger?: LoggerLike;
   /** Where messages for the operator go (the management key, the demo key). @default stdout */
   print?: (line: string) => void;
 }
@@ -72,8 +78,8 @@ export async function openStore(
 ): Promise<{ store: Store; dataDir: string | null; shared: boolean }> {
   if (spec === "memory") return { store: memoryStore(), dataDir: null, shared: false };
   if (spec.startsWith("sqlite:")) {
+    // sqliteStore creates the file's folder (and names it when it cannot); secret.key goes beside.
     const filename = resolve(spec.slice("sqlite:".length));
-    await mkdir(dirname(filename), { recursive: true });
     return { store: sqliteStore({ filename }), dataDir: dirname(filename), shared: false };
   }
   if (spec.startsWith("file:")) {
@@ -155,7 +161,9 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     );
   }
   const secret = await resolveSecret(config, dataDir);
-  const logger = options.logger ?? consoleLogger(options.logLevel ?? "info");
+  const logger = options.logger
+    ? toLogger(options.logger)
+    : consoleLogger(options.logLevel ?? "info");
   const gateway = createGateway({
     store,
     secret,
@@ -195,7 +203,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
 
     let demoKey: string | null = null;
     if (options.demo) {
-      mock = await startDemoUpstream({ apiKey: DEMO_UPSTREAM_KEY });
+      mock = await startDemoUpstream({
+        apiKey: DEMO_UPSTREAM_KEY,
+        ...(options.demoPort === undefined ? {} : { port: options.demoPort }),
+      });
       const fields = {
         provider: "openai",
         kind: "api-key" as const,
@@ -226,6 +237,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     const addr = srv.address() as AddressInfo;
     const url = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
     // The listening line comes last but for the hint: scripts wait for it, then read what came before.
+    if (mock) print(`Demo upstream: ${mock.url}`);
     if (demoKey) print(`Demo key: ${demoKey}`);
     print(`tokenpool listening on ${url} (store: ${storeSpec})`);
     if (demoKey) {

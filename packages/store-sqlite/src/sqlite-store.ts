@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Store } from "@tokenpool/core";
 import { storeCollections } from "@tokenpool/core/store-kernel";
 import Database from "better-sqlite3";
@@ -30,7 +32,10 @@ export interface SqliteStoreBaseOptions {
 export type SqliteStoreOptions = SqliteStoreBaseOptions &
   (
     | {
-        /** Path of the database file (created when missing), or `":memory:"`. */
+        /**
+         * Path of the database file, or `":memory:"`. The file is created when missing, and so
+         * is its folder (with its parents).
+         */
         filename: string;
       }
     | {
@@ -41,6 +46,31 @@ export type SqliteStoreOptions = SqliteStoreBaseOptions &
         database: Database.Database;
       }
   );
+
+/**
+ * Creates the folder of a database file (with its parents) so that better-sqlite3 can create
+ * the file; nothing for `":memory:"` or `""` (SQLite's private temporary database). Throws an
+ * error naming the folder and the cause when it cannot (e.g. a file where a folder should be).
+ */
+function ensureFolder(filename: string): void {
+  if (filename === ":memory:" || filename === "") return;
+  const folder = dirname(resolve(filename));
+  try {
+    mkdirSync(folder, { recursive: true });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const why =
+      code === "ENOTDIR" || code === "EEXIST"
+        ? "a file is in the way (a path component is not a folder)"
+        : code === "EACCES" || code === "EPERM"
+          ? "permission denied"
+          : (err as Error).message;
+    throw new Error(
+      `sqliteStore: cannot create the folder ${folder} for the database file ${filename}: ${why}${code ? ` (${code})` : ""}`,
+      { cause: err },
+    );
+  }
+}
 
 /** Runs `fn`, retrying on SQLITE_BUSY/SQLITE_LOCKED with a short sleep until `timeoutMs`. */
 function withBusyRetry<T>(fn: () => T, timeoutMs: number): T {
@@ -83,6 +113,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const pollIntervalMs = options.pollIntervalMs ?? 200;
   const busyTimeoutMs = options.busyTimeoutMs ?? 5_000;
   const owned = !("database" in options);
+  if (!("database" in options)) ensureFolder(options.filename);
   const db = "database" in options ? options.database : new Database(options.filename);
 
   try {

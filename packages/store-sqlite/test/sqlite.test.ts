@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { recordUsage, type Store, type StoreChange } from "@tokenpool/core";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import Database from "better-sqlite3";
@@ -56,6 +56,29 @@ describe("sqliteStore", () => {
   it("a file store is multi-process; a :memory: store is not", async () => {
     expect(track(sqliteStore({ filename: file })).capabilities.multiProcess).toBe(true);
     expect(track(sqliteStore({ filename: ":memory:" })).capabilities.multiProcess).toBe(false);
+  });
+
+  it("creates the missing folders of a relative filename, and the file in them", async () => {
+    const target = join(dir, "data", "nested", "tokenpool.db");
+    // A relative path, as a user writes it: resolved against the working directory.
+    const store = track(sqliteStore({ filename: relative(process.cwd(), target) }));
+    await store.keys.create(fixtures.key());
+    expect(statSync(join(dir, "data", "nested")).isDirectory()).toBe(true);
+    expect(statSync(target).size).toBeGreaterThan(0);
+    await store.close();
+    const reopened = track(sqliteStore({ filename: target }));
+    expect((await reopened.keys.list()).total).toBe(1);
+  });
+
+  it("names the folder it cannot create when a file is in the way", () => {
+    writeFileSync(join(dir, "data"), "not a folder");
+    const filename = join(dir, "data", "tokenpool.db");
+    expect(() => sqliteStore({ filename })).toThrow(
+      `sqliteStore: cannot create the folder ${join(dir, "data")} for the database file ${filename}: a file is in the way`,
+    );
+    expect(() => sqliteStore({ filename: join(dir, "data", "deeper", "x.db") })).toThrow(
+      /cannot create the folder .*deeper.*a file is in the way/,
+    );
   });
 
   it("does not close a database it did not open", async () => {

@@ -1,10 +1,13 @@
+#!/usr/bin/env node
 /**
- * Run a mock OpenAI-compatible upstream standalone:
+ * Run a mock OpenAI-compatible upstream standalone. Installed, the package has it as a bin:
  *
  * ```sh
- * node --conditions=source --import tsx packages/testing/src/mock-upstream-cli.ts \
- *   --port 8787 --api-key sk-a --api-key sk-b --chunk-delay-ms 20
+ * npx tokenpool-mock-upstream --port 8787 --api-key sk-a --api-key sk-b --chunk-delay-ms 20
  * ```
+ *
+ * In this repository, from the sources:
+ * `node --conditions=source --import tsx packages/testing/src/mock-upstream-cli.ts --port 0`.
  *
  * Prints one JSON line `{"url": "http://127.0.0.1:8787/v1", "port": 8787}` on stdout once it
  * listens, and exits on SIGTERM or SIGINT (or when its parent's IPC channel closes).
@@ -14,7 +17,7 @@
 import { parseArgs } from "node:util";
 import { createMockUpstream, type MockUpstreamOptions } from "./mock-upstream.js";
 
-const USAGE = `Usage: mock-upstream [options]
+const USAGE = `Usage: tokenpool-mock-upstream [options]
   --port N                    port to listen on (default 0: a free port)
   --host H                    interface (default 127.0.0.1)
   --api-key K                 accepted upstream key, repeatable (default: accept any)

@@ -12,8 +12,8 @@
  */
 import type { CredentialPool } from "../credentials/pool.js";
 import { GatewayError } from "../errors.js";
-import type { KeyService } from "../keys/service.js";
-import type { ApiKeyRecord, CredentialRecord } from "../store/types.js";
+import type { ApiKeyView, KeyService } from "../keys/service.js";
+import type { CredentialRecord } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
 
 /** Name prefix of the keys of the `api-keys` list. */
@@ -33,16 +33,16 @@ export interface ListModel<T> {
   remove(member: { record: T; value: string }): Promise<void>;
 }
 
-function apiKeySeq(k: ApiKeyRecord): number | null {
+function apiKeySeq(k: ApiKeyView): number | null {
   if (k.userId !== null || !k.name.startsWith(API_KEYS_NAME_PREFIX)) return null;
   const n = Number(k.name.slice(API_KEYS_NAME_PREFIX.length));
   return Number.isInteger(n) && n >= 0 ? n : null;
 }
 
 /** The `api-keys` list over downstream keys. */
-export function apiKeysModel(keys: KeyService): ListModel<ApiKeyRecord> {
+export function apiKeysModel(keys: KeyService): ListModel<ApiKeyView> {
   const members = async () => {
-    const found: { record: ApiKeyRecord; seq: number }[] = [];
+    const found: { record: ApiKeyView; seq: number }[] = [];
     for (let offset = 0; ; offset += 500) {
       const page = await keys.list({
         userId: null,
@@ -57,7 +57,7 @@ export function apiKeysModel(keys: KeyService): ListModel<ApiKeyRecord> {
       if (page.items.length < 500) break;
     }
     found.sort((a, b) => a.seq - b.seq || a.record.id - b.record.id);
-    const out: { record: ApiKeyRecord; value: string }[] = [];
+    const out: { record: ApiKeyView; value: string }[] = [];
     for (const { record } of found) {
       const value = await keys.reveal(record.id);
       out.push({ record, value: value ?? record.keyHint });

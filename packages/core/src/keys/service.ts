@@ -47,9 +47,26 @@ export interface AuthorizeContext {
   nowSeconds?: number;
 }
 
+/**
+ * A downstream key as the gateway's API returns it: the stored record without its keyed hash
+ * (`keyHash`) and its encrypted plain key (`keyCipher`). `keyHint` is the masked form; the plain
+ * key comes only from {@link KeyService.create} and {@link KeyService.reveal}.
+ */
+export type ApiKeyView = Omit<ApiKeyRecord, "keyHash" | "keyCipher">;
+
+/** A stored key without its hash and cipher: a new object, the record is left as it is. */
+export function apiKeyView(record: ApiKeyRecord): ApiKeyView {
+  const { keyHash: _hash, keyCipher: _cipher, ...view } = record;
+  return view;
+}
+
+/** {@link apiKeyView}, passing null through. */
+const viewOrNull = (record: ApiKeyRecord | null): ApiKeyView | null =>
+  record ? apiKeyView(record) : null;
+
 /** A key that passed authorisation, with its owner when it has one. */
 export interface AuthorizedKey {
-  key: ApiKeyRecord;
+  key: ApiKeyView;
   user: UserRecord | null;
 }
 
@@ -75,7 +92,7 @@ export class KeyService {
    * read from them (the atomic reservation decides), so they never have to follow quota counters.
    */
   readonly #hashOf = new Map<string, string>();
-  readonly #keyByHash = new Map<string, { key: ApiKeyRecord; at: number }>();
+  readonly #keyByHash = new Map<string, { key: ApiKeyView; at: number }>();
   readonly #userById = new Map<number, { user: UserRecord | null; at: number }>();
 
   constructor(store: Store, box: SecretBox) {
@@ -105,11 +122,12 @@ export class KeyService {
     return h;
   }
 
-  async #cachedKey(plain: string, now: number): Promise<ApiKeyRecord | null> {
+  async #cachedKey(plain: string, now: number): Promise<ApiKeyView | null> {
     const hash = this.#hash(plain);
     const hit = this.#keyByHash.get(hash);
     if (hit && now - hit.at < CACHE_TTL_MS) return hit.key;
-    const key = await this.#store.keys.getByHash(hash);
+    // The cache holds the view: the hash is its index already, and authorize() hands it out.
+    const key = viewOrNull(await this.#store.keys.getByHash(hash));
     if (key) {
       if (this.#keyByHash.size >= CACHE_MAX) this.#keyByHash.clear();
       this.#keyByHash.set(hash, { key, at: now });
@@ -127,7 +145,7 @@ export class KeyService {
   }
 
   /** Creates a key; the result holds the plain key, which is never retrievable in the clear again except by {@link reveal}. */
-  async create(input: CreateKeyInput): Promise<{ key: string; record: ApiKeyRecord }> {
+  async create(input: CreateKeyInput): Promise<{ key: string; record: ApiKeyView }> {
     const plain = input.key ?? randomToken(KEY_PREFIX, 48);
     const record = this.#validate({
       userId: input.userId ?? null,
@@ -147,23 +165,26 @@ export class KeyService {
       createdTime: Math.floor(Date.now() / 1000),
       accessedTime: 0,
     });
-    return { key: plain, record: await this.#store.keys.create(record) };
+    return { key: plain, record: apiKeyView(await this.#store.keys.create(record)) };
   }
 
-  get(id: number): Promise<ApiKeyRecord | null> {
-    return this.#store.keys.get(id);
+  /** The key with this id (without its hash and cipher), or null. */
+  async get(id: number): Promise<ApiKeyView | null> {
+    return viewOrNull(await this.#store.keys.get(id));
   }
 
-  list(query?: KeyQuery): Promise<Page<ApiKeyRecord>> {
-    return this.#store.keys.list(query);
+  /** A page of keys matching `query` (without their hashes and ciphers). */
+  async list(query?: KeyQuery): Promise<Page<ApiKeyView>> {
+    const page = await this.#store.keys.list(query);
+    return { ...page, items: page.items.map(apiKeyView) };
   }
 
   /** Applies a validated partial update. */
-  async update(id: number, patch: ApiKeyPatch): Promise<ApiKeyRecord | null> {
+  async update(id: number, patch: ApiKeyPatch): Promise<ApiKeyView | null> {
     this.#validate(patch);
     const rec = await this.#store.keys.update(id, patch);
     this.invalidateKey(id);
-    return rec;
+    return viewOrNull(rec);
   }
 
   async delete(ids: number[]): Promise<number> {
@@ -179,8 +200,8 @@ export class KeyService {
   }
 
   /** Finds a key by its plain value: one indexed lookup. */
-  findByPlain(plain: string): Promise<ApiKeyRecord | null> {
-    return this.#store.keys.getByHash(this.#hash(plain));
+  async findByPlain(plain: string): Promise<ApiKeyView | null> {
+    return viewOrNull(await this.#store.keys.getByHash(this.#hash(plain)));
   }
 
   /**
@@ -232,7 +253,7 @@ export class KeyService {
   }
 
   /** Throws MODEL_NOT_ALLOWED when the key's model limits exclude `model`. */
-  checkModel(key: ApiKeyRecord, model: string): void {
+  checkModel(key: Pick<ApiKeyView, "modelLimitsEnabled" | "modelLimits">, model: string): void {
     if (key.modelLimitsEnabled && !key.modelLimits.includes(model)) {
       throw new GatewayError(
         "MODEL_NOT_ALLOWED",
@@ -241,7 +262,7 @@ export class KeyService {
     }
   }
 
-  #allowList(key: ApiKeyRecord): IpAllowList {
+  #allowList(key: ApiKeyView): IpAllowList {
     const sig = `${key.id}|${key.allowIps.join(",")}`;
     let list = this.#allowLists.get(sig);
     if (!list) {

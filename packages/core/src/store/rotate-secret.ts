@@ -5,7 +5,7 @@
  * @module
  */
 import { GatewayError } from "../errors.js";
-import { type Logger, silentLogger } from "../logger.js";
+import { type LoggerLike, silentLogger, toLogger } from "../logger.js";
 import { SecretBox } from "../util/secrets.js";
 import {
   hasPlaintextSecret,
@@ -25,7 +25,7 @@ export interface RotateSecretOptions {
   /** The new server secret (at least 32 characters). */
   to: string;
   /** Progress and problems (ids and counts, never a secret). @default silentLogger */
-  logger?: Logger;
+  logger?: LoggerLike;
 }
 
 /** What {@link rotateSecret} did. Ids only, never a secret. */
@@ -91,7 +91,7 @@ const PAGE = 500;
  */
 export async function rotateSecret(options: RotateSecretOptions): Promise<RotateSecretReport> {
   const { store, from, to } = options;
-  const logger = options.logger ?? silentLogger;
+  const logger = options.logger ? toLogger(options.logger) : silentLogger;
   if (typeof to !== "string" || to.length < 32)
     throw new GatewayError(
       "INVALID_OPTIONS",

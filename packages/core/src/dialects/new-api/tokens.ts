@@ -11,8 +11,8 @@ import { type Exchange, json, type Reply } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import { validateIpEntry } from "../../keys/ip.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
-import type { CreateKeyInput, KeyService } from "../../keys/service.js";
-import { type ApiKeyPatch, type ApiKeyRecord, KeyStatus } from "../../store/types.js";
+import type { ApiKeyView, CreateKeyInput, KeyService } from "../../keys/service.js";
+import { type ApiKeyPatch, KeyStatus } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 import { readObjectBody } from "../object-body.js";
 import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
@@ -96,7 +96,7 @@ export function pageQuery(
 }
 
 /** A key as the new-api token routes show it; `key` is the masked hint unless the caller passes the plain key. */
-export function tokenView(k: ApiKeyRecord, key: string = k.keyHint): TokenView {
+export function tokenView(k: ApiKeyView, key: string = k.keyHint): TokenView {
   return {
     id: k.id,
     user_id: k.userId ?? 0,
@@ -217,7 +217,7 @@ function parseTokenFields(
   return out;
 }
 
-function isExpired(k: Pick<ApiKeyRecord, "expiredTime">, now: number): boolean {
+function isExpired(k: Pick<ApiKeyView, "expiredTime">, now: number): boolean {
   return k.expiredTime !== -1 && k.expiredTime <= now;
 }
 
@@ -227,7 +227,7 @@ function isExpired(k: Pick<ApiKeyRecord, "expiredTime">, now: number): boolean {
  * to enabled, so that clients which send the whole record back (status 1 included) can still
  * edit a fresh key created with no quota.
  */
-function checkEnable(current: ApiKeyRecord, patch: TokenFields, now: number): void {
+function checkEnable(current: ApiKeyView, patch: TokenFields, now: number): void {
   if (patch.status !== KeyStatus.Enabled) return;
   const next = { ...current, ...patch };
   if (isExpired(next, now)) throw bad(TOKEN_MESSAGES.expiredCannotEnable);
@@ -268,7 +268,7 @@ export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
   const auth = (ex: Exchange) => authenticateNewApi(ex, deps);
   const body = (ex: Exchange) => readNewApiBody(ex, deps.maxBodyBytes);
   const query = (ex: Exchange) => new URLSearchParams(ex.search);
-  const visible = (p: NewApiPrincipal, k: ApiKeyRecord) =>
+  const visible = (p: NewApiPrincipal, k: ApiKeyView) =>
     p.admin || (p.user !== null && k.userId === p.user.id);
 
   /** The key with this id if the caller may see it; an unknown and a foreign id look the same. */
@@ -407,7 +407,7 @@ export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
         ...(f.group !== undefined ? { group: f.group } : {}),
         ...(f.status !== undefined ? { status: f.status } : {}),
       });
-      const created: { key: string; record: ApiKeyRecord }[] = [];
+      const created: { key: string; record: ApiKeyView }[] = [];
       try {
         for (const name of names) created.push(await keys.create(input(name)));
       } catch (error) {
