@@ -106,6 +106,7 @@ export {
   type CreateKeyInput,
   KEY_PREFIX,
   KeyService,
+  type UserView,
 } from "./keys/service.js";
 export {
   consoleLogger,

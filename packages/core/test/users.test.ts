@@ -128,7 +128,13 @@ describe("gateway.users", () => {
       usedQuota: 0,
     });
     expect(JSON.stringify(await gateway.store.users.get(record.id))).not.toContain(accessToken);
-    expect(record.accessTokenHash).toMatch(/^[0-9a-f]{64}$/);
+    // The API's view has no hash; the store keeps it as a keyed hash.
+    expect(record).not.toHaveProperty("accessTokenHash");
+    expect(record.hasAccessToken).toBe(true);
+    expect((await gateway.store.users.get(record.id))?.accessTokenHash).toMatch(/^[0-9a-f]{64}$/);
+    const listed = (await gateway.users.list()).items.find((u) => u.id === record.id);
+    expect(listed).not.toHaveProperty("accessTokenHash");
+    expect(await gateway.users.get(record.id)).not.toHaveProperty("accessTokenHash");
     expect((await gateway.users.findByAccessToken(accessToken))?.id).toBe(record.id);
     expect(await gateway.users.findByAccessToken(`${accessToken}x`)).toBeNull();
   });

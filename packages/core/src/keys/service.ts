@@ -64,10 +64,22 @@ export function apiKeyView(record: ApiKeyRecord): ApiKeyView {
 const viewOrNull = (record: ApiKeyRecord | null): ApiKeyView | null =>
   record ? apiKeyView(record) : null;
 
+/**
+ * A user as the gateway's API returns it: the stored record without the keyed hash of its
+ * access token (whether it has one is `hasAccessToken`).
+ */
+export type UserView = Omit<UserRecord, "accessTokenHash"> & { hasAccessToken: boolean };
+
+/** The view of a stored user. */
+export function userView(record: UserRecord): UserView {
+  const { accessTokenHash, ...rest } = record;
+  return { ...rest, hasAccessToken: accessTokenHash !== null };
+}
+
 /** A key that passed authorisation, with its owner when it has one. */
 export interface AuthorizedKey {
   key: ApiKeyView;
-  user: UserRecord | null;
+  user: UserView | null;
 }
 
 /** How long an authorisation cache entry may live without a change notification. */
@@ -93,7 +105,7 @@ export class KeyService {
    */
   readonly #hashOf = new Map<string, string>();
   readonly #keyByHash = new Map<string, { key: ApiKeyView; at: number }>();
-  readonly #userById = new Map<number, { user: UserRecord | null; at: number }>();
+  readonly #userById = new Map<number, { user: UserView | null; at: number }>();
 
   constructor(store: Store, box: SecretBox) {
     this.#store = store;
@@ -135,10 +147,11 @@ export class KeyService {
     return key;
   }
 
-  async #cachedUser(id: number, now: number): Promise<UserRecord | null> {
+  async #cachedUser(id: number, now: number): Promise<UserView | null> {
     const hit = this.#userById.get(id);
     if (hit && now - hit.at < CACHE_TTL_MS) return hit.user;
-    const user = await this.#store.users.get(id);
+    const stored = await this.#store.users.get(id);
+    const user = stored ? userView(stored) : null;
     if (this.#userById.size >= CACHE_MAX) this.#userById.clear();
     this.#userById.set(id, { user, at: now });
     return user;
@@ -241,7 +254,7 @@ export class KeyService {
       );
     }
     if (ctx.model !== undefined) this.checkModel(key, ctx.model);
-    let user: UserRecord | null = null;
+    let user: UserView | null = null;
     if (key.userId !== null) {
       user = await this.#cachedUser(key.userId, nowMs);
       if (!user)

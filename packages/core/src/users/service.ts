@@ -1,5 +1,5 @@
 import { GatewayError } from "../errors.js";
-import type { KeyService } from "../keys/service.js";
+import { type KeyService, type UserView, userView } from "../keys/service.js";
 import type { NewUser, Page, Store, UserPatch, UserRecord } from "../store/types.js";
 import { randomToken, type SecretBox } from "../util/secrets.js";
 
@@ -35,6 +35,9 @@ export interface UserQuery {
   /** Case-insensitive substring of the username or display name. */
   keyword?: string;
 }
+
+const viewOrNull = (record: UserRecord | null): UserView | null =>
+  record ? userView(record) : null;
 
 const bad = (message: string) => new GatewayError("INVALID_REQUEST", message);
 
@@ -109,7 +112,7 @@ export class UserService {
   }
 
   /** Creates a user and issues its access token, which is returned here and never again. */
-  async create(input: CreateUserInput): Promise<{ accessToken: string; record: UserRecord }> {
+  async create(input: CreateUserInput): Promise<{ accessToken: string; record: UserView }> {
     const accessToken = randomToken(ACCESS_TOKEN_PREFIX, 40);
     const user: NewUser = {
       username: input.username,
@@ -124,20 +127,21 @@ export class UserService {
     };
     this.validate(user);
     if (await this.#store.users.getByUsername(user.username)) throw bad("Username already exists");
-    return { accessToken, record: await this.#store.users.create(user) };
+    return { accessToken, record: userView(await this.#store.users.create(user)) };
   }
 
-  get(id: number): Promise<UserRecord | null> {
-    return this.#store.users.get(id);
+  async get(id: number): Promise<UserView | null> {
+    return viewOrNull(await this.#store.users.get(id));
   }
 
   /** Ascending id. */
-  list(query?: UserQuery): Promise<Page<UserRecord>> {
-    return this.#store.users.list(query);
+  async list(query?: UserQuery): Promise<Page<UserView>> {
+    const page = await this.#store.users.list(query);
+    return { ...page, items: page.items.map(userView) };
   }
 
   /** Applies a validated partial update; returns null for an unknown id. */
-  async update(id: number, patch: UserPatch): Promise<UserRecord | null> {
+  async update(id: number, patch: UserPatch): Promise<UserView | null> {
     this.validate(patch);
     if (patch.username !== undefined) {
       const other = await this.#store.users.getByUsername(patch.username);
@@ -145,7 +149,7 @@ export class UserService {
     }
     const rec = await this.#store.users.update(id, patch);
     this.#keys.invalidateUser(id);
-    return rec;
+    return viewOrNull(rec);
   }
 
   /**
@@ -178,8 +182,8 @@ export class UserService {
   }
 
   /** The user presenting this access token (one keyed-hash lookup), or null. */
-  findByAccessToken(token: string): Promise<UserRecord | null> {
-    if (!token) return Promise.resolve(null);
-    return this.#store.users.getByAccessTokenHash(this.#box.hash(token));
+  async findByAccessToken(token: string): Promise<UserView | null> {
+    if (!token) return null;
+    return viewOrNull(await this.#store.users.getByAccessTokenHash(this.#box.hash(token)));
   }
 }

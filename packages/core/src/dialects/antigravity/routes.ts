@@ -27,8 +27,9 @@ import {
   type ManagementGate,
   type ManagementRefusal,
 } from "../../keys/management-gate.js";
+import type { UserView } from "../../keys/service.js";
 import type { Logger } from "../../logger.js";
-import type { CredentialPatch, CredentialRecord, UserRecord } from "../../store/types.js";
+import type { CredentialPatch, CredentialRecord } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
 import { readObjectBody } from "../object-body.js";
@@ -74,7 +75,7 @@ const ok = (message: string, data?: unknown) =>
 /** What the antigravity dialect needs. */
 export interface AntigravityDialectDeps {
   pool: CredentialPool;
-  users: { findByAccessToken(token: string): Promise<UserRecord | null> };
+  users: { findByAccessToken(token: string): Promise<UserView | null> };
   /** The gateway's management gate (the management key is accepted here under its rules). */
   gate: ManagementGate;
   /** Provider of the credentials this dialect shows and adds. */

@@ -5,13 +5,13 @@ import {
   type ManagementGate,
   type ManagementRefusal,
 } from "../../keys/management-gate.js";
-import type { UserRecord } from "../../store/types.js";
+import type { UserView } from "../../keys/service.js";
 import type { UserService } from "../../users/service.js";
 
 /** Who sent a request to the new-api dialect. */
 export interface NewApiPrincipal {
   /** The acting user: the access token's owner, or the `new-api-user` named with the management key. */
-  user: UserRecord | null;
+  user: UserView | null;
   /** Admins (role `admin`, or anyone presenting the management key) act on every user's keys. */
   admin: boolean;
   /** Which credential authenticated the request. */

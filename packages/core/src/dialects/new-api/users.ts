@@ -9,6 +9,7 @@ import { GatewayError } from "../../errors.js";
 import type { Exchange } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import type { ManagementGate } from "../../keys/management-gate.js";
+import type { UserView } from "../../keys/service.js";
 import type { UserPatch, UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
@@ -20,10 +21,10 @@ import {
   parseId,
   readNewApiBody,
 } from "./tokens.js";
-import type { UserView } from "./wire.js";
+import type { UserView as UserWire } from "./wire.js";
 
 /** A user as the user routes show it. The access token itself is never shown after it is issued. */
-export function userView(u: UserRecord): UserView {
+export function userView(u: UserView): UserWire {
   return {
     id: u.id,
     username: u.username,
@@ -34,7 +35,7 @@ export function userView(u: UserRecord): UserView {
     quota: u.quota,
     used_quota: u.usedQuota,
     created_time: u.createdTime,
-    has_access_token: u.accessTokenHash !== null,
+    has_access_token: u.hasAccessToken,
   };
 }
 
