@@ -284,6 +284,12 @@ describe("a model whose credentials exist but none is usable now", () => {
     expect(a.status).toBe(503);
     expect(a.headers.get("retry-after")).toBe("5");
     expect(((await a.json()) as { type: string }).type).toBe("error");
+    // A known condition, not a bug: logged as a warning naming it, never as an error.
+    const lines = logLines.filter(
+      (l) => l.includes("no_credential_available") || l.includes("disabled-model"),
+    );
+    expect(lines.some((l) => l.startsWith("warn request failed"))).toBe(true);
+    expect(lines.filter((l) => l.startsWith("error "))).toEqual([]);
   });
 
   it("is a 503 whose Retry-After is the seconds until the first credential comes back from its cooldown", async () => {

@@ -140,12 +140,11 @@ export class Router {
     try {
       return await route.handle(ex, params);
     } catch (error) {
-      if (!(error as { code?: string }).code || (error as GatewayError).status >= 500) {
-        this.#logger.error("request failed", {
-          route: `${route.method} ${route.path}`,
-          error: String(error),
-        });
-      }
+      // A bug or an unexpected failure is an error; a known condition answered with a 5xx
+      // (no usable credential, an upstream down) is a warning; a 4xx is the client's.
+      const fields = { route: `${route.method} ${route.path}`, error: String(error) };
+      if (!(error as { code?: string }).code) this.#logger.error("request failed", fields);
+      else if ((error as GatewayError).status >= 500) this.#logger.warn("request failed", fields);
       const reply = route.onError(error);
       const extra = (error as Partial<GatewayError>).headers;
       return extra ? { ...reply, headers: { ...reply.headers, ...extra } } : reply;
