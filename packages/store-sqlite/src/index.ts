@@ -1,5 +1,6 @@
 export { MIGRATIONS_TABLE, type Migration, migrations } from "./migrations.js";
 export {
+  type BetterSqlite3Database,
   type SqliteStoreBaseOptions,
   type SqliteStoreOptions,
   sqliteStore,

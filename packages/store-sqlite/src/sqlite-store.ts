@@ -38,9 +38,23 @@ export type SqliteStoreOptions = SqliteStoreBaseOptions &
          * An open better-sqlite3 database. The store configures it (WAL, pragmas, migrations,
          * a `tokenpool_lower` SQL function) and does not close it.
          */
-        database: Database.Database;
+        database: BetterSqlite3Database;
       }
   );
+
+/**
+ * An open better-sqlite3 `Database` (what `new Database(file)` returns), described by a few of its
+ * members so that the public types do not need `@types/better-sqlite3`: any better-sqlite3
+ * `Database` fits it.
+ */
+export interface BetterSqlite3Database {
+  readonly name: string;
+  readonly open: boolean;
+  readonly memory: boolean;
+  prepare(source: string): unknown;
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  close(): unknown;
+}
 
 /** Runs `fn`, retrying on SQLITE_BUSY/SQLITE_LOCKED with a short sleep until `timeoutMs`. */
 function withBusyRetry<T>(fn: () => T, timeoutMs: number): T {
@@ -83,7 +97,11 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const pollIntervalMs = options.pollIntervalMs ?? 200;
   const busyTimeoutMs = options.busyTimeoutMs ?? 5_000;
   const owned = !("database" in options);
-  const db = "database" in options ? options.database : new Database(options.filename);
+  // The option's public type is structural (BetterSqlite3Database); it is better-sqlite3's own.
+  const db =
+    "database" in options
+      ? (options.database as Database.Database)
+      : new Database(options.filename);
 
   try {
     // busy_timeout first: switching a fresh file to WAL and migrating both need the write lock.
