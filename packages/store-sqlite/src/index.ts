@@ -1,6 +1,6 @@
+export type { BetterSqlite3Database } from "./database.js";
 export { MIGRATIONS_TABLE, type Migration, migrations } from "./migrations.js";
 export {
-  type BetterSqlite3Database,
   type SqliteStoreBaseOptions,
   type SqliteStoreOptions,
   sqliteStore,

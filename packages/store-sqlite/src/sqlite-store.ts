@@ -4,6 +4,7 @@ import { storeCollections } from "@tokenpool/core/store-kernel";
 import Database from "better-sqlite3";
 import { changeFeed } from "./change-feed.js";
 import * as collections from "./collections.js";
+import type { BetterSqlite3Database } from "./database.js";
 import { ledger } from "./ledger.js";
 import { migrate } from "./migrations.js";
 import { prepareStatements, QueryShapes } from "./statements.js";
@@ -41,20 +42,6 @@ export type SqliteStoreOptions = SqliteStoreBaseOptions &
         database: BetterSqlite3Database;
       }
   );
-
-/**
- * An open better-sqlite3 `Database` (what `new Database(file)` returns), described by a few of its
- * members so that the public types do not need `@types/better-sqlite3`: any better-sqlite3
- * `Database` fits it.
- */
-export interface BetterSqlite3Database {
-  readonly name: string;
-  readonly open: boolean;
-  readonly memory: boolean;
-  prepare(source: string): unknown;
-  pragma(source: string, options?: { simple?: boolean }): unknown;
-  close(): unknown;
-}
 
 /** Runs `fn`, retrying on SQLITE_BUSY/SQLITE_LOCKED with a short sleep until `timeoutMs`. */
 function withBusyRetry<T>(fn: () => T, timeoutMs: number): T {
