@@ -127,6 +127,25 @@ interface ExampleRun {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** Waits until no process of the group `pgid` is left (SIGKILLs it and throws after 20 s). */
+async function groupGone(pgid: number): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const deadline = Date.now() + 20_000; alive(); ) {
+    if (Date.now() > deadline) {
+      process.kill(-pgid, "SIGKILL");
+      throw new Error(`example.ts still running 20 s after SIGTERM (process group ${pgid})`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** The runs of this file, stopped in afterAll if a failed test left one running. */
 const runs: ExampleRun[] = [];
 
@@ -135,6 +154,8 @@ function startExample(cwd: string, env: Record<string, string>): ExampleRun {
     cwd,
     env: cleanEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: npx → tsx → node, and stop() waits until none of them is left.
+    detached: true,
   });
   const lines: string[] = [];
   const waiters = new Set<() => void>();
@@ -175,8 +196,10 @@ function startExample(cwd: string, env: Record<string, string>): ExampleRun {
         check();
       }),
     stop: async () => {
+      // SIGTERM to npx, which passes it on; npx may end before the program it runs.
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
       const [code, signal] = await exited;
+      await groupGone(child.pid as number);
       return { code, signal };
     },
   };
