@@ -154,7 +154,7 @@ function startExample(cwd: string, env: Record<string, string>): ExampleRun {
     cwd,
     env: cleanEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
-    // Its own process group: npx → tsx → node, and stop() waits until none of them is left.
+    // Its own process group (npx → sh → tsx → node): stop() signals it and waits until none is left.
     detached: true,
   });
   const lines: string[] = [];
@@ -196,8 +196,11 @@ function startExample(cwd: string, env: Record<string, string>): ExampleRun {
         check();
       }),
     stop: async () => {
-      // SIGTERM to npx, which passes it on; npx may end before the program it runs.
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      // SIGTERM to the whole group, as a terminal or a service manager sends it: npx does not
+      // pass a signal on to the program it runs (it runs it through `sh -c`).
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(-(child.pid as number), "SIGTERM");
+      }
       const [code, signal] = await exited;
       await groupGone(child.pid as number);
       return { code, signal };

@@ -14,14 +14,14 @@ import { Router } from "express";
 // Request/Response/NextFunction extend these).
 
 /** The request as Express hands it to middleware: Node's request plus `ip` (and `body` once a parser ran). */
-export interface ExpressRequest extends IncomingMessage {
+export type ExpressRequest = IncomingMessage & {
   /** The path and query, relative to where the router is mounted. */
   url: string;
   /** The client address Express resolved (under its `trust proxy` setting). */
   ip?: string | undefined;
   /** The parsed body, when an app-wide parser (`express.json()`) ran first. */
   body?: unknown;
-}
+};
 
 /** Express's `next`: an error passes it on to the error handlers. */
 export type ExpressNext = (err?: unknown) => void;
