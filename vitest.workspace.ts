@@ -18,4 +18,6 @@ export const projects = [
   "examples/fastify",
   "packages/next",
   "examples/nextjs",
+  // Last: builds, packs and installs every public package with npm outside the workspace.
+  "e2e",
 ];

@@ -14,32 +14,25 @@
 //
 // Flags: --no-build skips the build (use after `pnpm build`).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { isDeepStrictEqual } from "node:util";
+import { buildPackages, packPackage, publicPackages, root } from "./pack-packages.mjs";
 
-const root = resolve(import.meta.dirname, "..");
+const rootPkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: "inherit" });
 
 if (!process.argv.includes("--no-build")) {
   console.log("> pnpm build");
-  run("pnpm", ["build"], root);
+  buildPackages();
 }
 
 const out = mkdtempSync(join(tmpdir(), "tokenpool-pack-"));
 const failures = [];
 try {
-  for (const dir of readdirSync(join(root, "packages")).sort()) {
-    const cwd = join(root, "packages", dir);
-    let pkg;
-    try {
-      pkg = JSON.parse(readFileSync(join(cwd, "package.json"), "utf8"));
-    } catch {
-      continue;
-    }
-    if (pkg.private) continue;
+  for (const { dir: cwd, pkg } of publicPackages()) {
     console.log(`\n=== ${pkg.name}`);
 
     const expected = Object.fromEntries(
@@ -56,17 +49,17 @@ try {
       failures.push(`${pkg.name}: publishConfig.exports out of sync`);
     }
 
-    const packed = execFileSync("pnpm", ["pack", "--pack-destination", out], {
-      cwd,
-      encoding: "utf8",
-    });
-    const tarball = packed
-      .trim()
-      .split("\n")
-      .map((line) => line.trim())
-      .findLast((line) => line.endsWith(".tgz"));
-    if (!tarball) throw new Error(`pnpm pack printed no tarball for ${pkg.name}:\n${packed}`);
-    const file = resolve(out, tarball);
+    const file = packPackage(cwd, out);
+
+    // The license travels with the code: a LICENSE file beside package.json, in the tarball.
+    const license = pkg.license === rootPkg.license ? null : `license ${pkg.license}`;
+    const inTarball = execFileSync("tar", ["-tzf", file], { encoding: "utf8" }).split("\n");
+    if (license || !existsSync(join(cwd, "LICENSE")) || !inTarball.includes("package/LICENSE")) {
+      console.error(
+        `${pkg.name}: needs "license": "${rootPkg.license}" and a LICENSE file in its folder and tarball`,
+      );
+      failures.push(`${pkg.name}: LICENSE`);
+    }
 
     for (const [tool, args] of [
       ["publint", ["run", file, "--strict"]],

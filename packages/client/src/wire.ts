@@ -1,6 +1,7 @@
 /**
- * The gateway's request and reply types, re-exported from `@tokenpool/core` for convenience
- * (types only: the client does not load core at run time).
+ * The gateway's request and reply types, those of `@tokenpool/core` (types only). The build
+ * inlines them into the client's declarations: the published client depends on core neither at
+ * run time nor for its types.
  *
  * @module
  */

@@ -3,9 +3,39 @@
  *
  * @module
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Gateway } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
-import { type ErrorRequestHandler, type Request, Router } from "express";
+import { Router } from "express";
+
+// The public types below describe Express's request, `next` and middleware by the members the
+// binding uses, over node:http's types: a consumer type-checks without `@types/express` (and
+// whichever @types/express major it has, 4 or 5, its `app.use` accepts them, as Express's own
+// Request/Response/NextFunction extend these).
+
+/** The request as Express hands it to middleware: Node's request plus `ip` (and `body` once a parser ran). */
+export type ExpressRequest = IncomingMessage & {
+  /** The path and query, relative to where the router is mounted. */
+  url: string;
+  /** The client address Express resolved (under its `trust proxy` setting). */
+  ip?: string | undefined;
+  /** The parsed body, when an app-wide parser (`express.json()`) ran first. */
+  body?: unknown;
+};
+
+/** Express's `next`: an error passes it on to the error handlers. */
+export type ExpressNext = (err?: unknown) => void;
+
+/** What {@link tokenpoolRouter} returns: an Express router, i.e. a middleware for `app.use(prefix, router)`. */
+export type TokenpoolRouter = (req: ExpressRequest, res: ServerResponse, next: ExpressNext) => void;
+
+/** What {@link tokenpoolErrorHandler} returns: an Express error-handling middleware (four parameters). */
+export type TokenpoolErrorHandler = (
+  err: unknown,
+  req: ExpressRequest,
+  res: ServerResponse,
+  next: ExpressNext,
+) => void;
 
 /** Options of {@link tokenpoolRouter} and {@link tokenpoolErrorHandler}. */
 export interface TokenpoolRouterOptions {
@@ -14,13 +44,13 @@ export interface TokenpoolRouterOptions {
    * @default (req) => req.ip — the socket's peer, or the address Express resolved from
    * `X-Forwarded-For` under its `trust proxy` setting.
    */
-  clientIp?: (req: Request) => string | undefined;
+  clientIp?: (req: ExpressRequest) => string | undefined;
 }
 
 function nodeHandler(gateway: Pick<Gateway, "serve">, options: TokenpoolRouterOptions) {
-  const clientIp = options.clientIp ?? ((req: Request) => req.ip);
+  const clientIp = options.clientIp ?? ((req: ExpressRequest) => req.ip);
   // Under `app.use(prefix, router)` Express sets req.url relative to the mount (query kept).
-  return toNodeHandler<Request>(gateway, {
+  return toNodeHandler<ExpressRequest>(gateway, {
     remoteAddress: clientIp,
     url: (req) => req.url,
   });
@@ -45,11 +75,12 @@ function nodeHandler(gateway: Pick<Gateway, "serve">, options: TokenpoolRouterOp
 export function tokenpoolRouter(
   gateway: Pick<Gateway, "serve">,
   options: TokenpoolRouterOptions = {},
-): Router {
+): TokenpoolRouter {
   const router = Router();
   const handle = nodeHandler(gateway, options);
   router.use((req, res) => handle(req, res));
-  return router;
+  // An Express Router is such a function; its own type names @types/express's Request.
+  return router as unknown as TokenpoolRouter;
 }
 
 /** body-parser's error for a body it could not parse: the raw text rides along. */
@@ -77,7 +108,7 @@ function isParseFailure(err: unknown): err is ParseFailure {
 export function tokenpoolErrorHandler(
   gateway: Pick<Gateway, "serve">,
   options: TokenpoolRouterOptions = {},
-): ErrorRequestHandler {
+): TokenpoolErrorHandler {
   const handle = nodeHandler(gateway, options);
   return (err, req, res, next) => {
     if (!isParseFailure(err) || res.headersSent) {

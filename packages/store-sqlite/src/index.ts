@@ -1,3 +1,4 @@
+export type { BetterSqlite3Database } from "./database.js";
 export { MIGRATIONS_TABLE, type Migration, migrations } from "./migrations.js";
 export {
   type SqliteStoreBaseOptions,

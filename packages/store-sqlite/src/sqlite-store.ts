@@ -6,6 +6,7 @@ import { storeCollections } from "@tokenpool/core/store-kernel";
 import Database from "better-sqlite3";
 import { changeFeed } from "./change-feed.js";
 import * as collections from "./collections.js";
+import type { BetterSqlite3Database } from "./database.js";
 import { ledger } from "./ledger.js";
 import { migrate } from "./migrations.js";
 import { prepareStatements, QueryShapes } from "./statements.js";
@@ -43,7 +44,7 @@ export type SqliteStoreOptions = SqliteStoreBaseOptions &
          * An open better-sqlite3 database. The store configures it (WAL, pragmas, migrations,
          * a `tokenpool_lower` SQL function) and does not close it.
          */
-        database: Database.Database;
+        database: BetterSqlite3Database;
       }
   );
 
@@ -114,7 +115,11 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const busyTimeoutMs = options.busyTimeoutMs ?? 5_000;
   const owned = !("database" in options);
   if (!("database" in options)) ensureFolder(options.filename);
-  const db = "database" in options ? options.database : new Database(options.filename);
+  // The option's public type is structural (BetterSqlite3Database); it is better-sqlite3's own.
+  const db =
+    "database" in options
+      ? (options.database as Database.Database)
+      : new Database(options.filename);
 
   try {
     // busy_timeout first: switching a fresh file to WAL and migrating both need the write lock.

@@ -10,14 +10,11 @@ import type { CredentialPool } from "../credentials/pool.js";
 import type { KeyService } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { SettingName } from "../settings/table.js";
+import type { ConfigLists, OpenAICompatibilityItem, ProviderKeyItem } from "./list-items.js";
 import { apiKeysModel, GL_API_KEY_LABEL, glApiKeysModel } from "./string-lists.js";
 
-/** The object lists of `GET /config` (see `configLists`). */
-export interface ConfigObjectLists {
-  "claude-api-key": unknown[];
-  "codex-api-key": unknown[];
-  "openai-compatibility": unknown[];
-}
+/** The object lists of `GET /config` (see `configLists`): {@link ConfigLists}. */
+export type ConfigObjectLists = ConfigLists;
 
 /** A setting whose value is an object, copied (`{}` when it is not an object). */
 export function objectSetting(
@@ -54,9 +51,9 @@ export interface ManagementConfigView {
   "generative-language-api-key": string[];
   "request-log": boolean;
   "request-retry": number;
-  "claude-api-key": unknown[];
-  "codex-api-key": unknown[];
-  "openai-compatibility": unknown[];
+  "claude-api-key": ProviderKeyItem[];
+  "codex-api-key": ProviderKeyItem[];
+  "openai-compatibility": OpenAICompatibilityItem[];
   "allow-localhost-unauthenticated": boolean;
 }
 

@@ -94,8 +94,11 @@ export interface TokenWritableFields {
   remain_quota?: number;
   unlimited_quota?: boolean;
   model_limits_enabled?: boolean;
-  /** A comma-separated string or an array; null clears. */
-  model_limits?: string | string[] | null;
+  /**
+   * Comma-separated model names, the type {@link TokenView} has, so that a token read can be
+   * written back; `""` clears. (The route also accepts an array of names or null.)
+   */
+  model_limits?: string;
   /** Addresses or CIDR ranges, as a string (whitespace/comma separated) or an array; null clears. */
   allow_ips?: string | string[] | null;
   /** `""` = the owner's group. */
