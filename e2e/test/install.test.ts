@@ -7,6 +7,8 @@
  *   the same key printed and still working, the database intact);
  * - a strict TypeScript consumer of core, store-sqlite, express and client type-checks without
  *   `skipLibCheck` and without `@types/better-sqlite3` / `@types/express`;
+ * - the CLIs run through npx: `tokenpool serve --demo --demo-port` serves the official client (and
+ *   answers a model nobody serves with a 404 `model_not_found`), `tokenpool-mock-upstream` serves;
  * - `@tokenpool/client` installed alone brings none of the engine (`@tokenpool/core`,
  *   `gpt-tokenizer`, `undici`) and its types stand alone.
  *
@@ -149,8 +151,12 @@ async function groupGone(pgid: number): Promise<void> {
 /** The runs of this file, stopped in afterAll if a failed test left one running. */
 const runs: ExampleRun[] = [];
 
-function startExample(cwd: string, env: Record<string, string>): ExampleRun {
-  const child = spawn("npx", ["tsx", "example.ts"], {
+function startExample(
+  cwd: string,
+  env: Record<string, string>,
+  args: string[] = ["tsx", "example.ts"],
+): ExampleRun {
+  const child = spawn("npx", args, {
     cwd,
     env: cleanEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
@@ -314,6 +320,52 @@ console.log(JSON.stringify({ integrity, credentials, keys }));
     );
     const state = JSON.parse(await sh(app, "node", ["inspect.mjs"], cleanEnv(env)));
     expect(state).toEqual({ integrity: "ok", credentials: ["openai"], keys: [expect.any(String)] });
+  });
+
+  it("run the CLIs as a user does: npx tokenpool serve --demo --demo-port, npx tokenpool-mock-upstream", async () => {
+    const [port, demoPort] = [await freePort(), await freePort()];
+    const server = startExample(app, { TOKENPOOL_SECRET: SECRET }, [
+      "tokenpool",
+      "serve",
+      "--demo",
+      "--port",
+      String(port),
+      "--demo-port",
+      String(demoPort),
+      "--store",
+      "sqlite:./cli-data/tokenpool.db",
+    ]);
+    try {
+      expect(await server.line("Demo upstream: ")).toContain(`http://127.0.0.1:${demoPort}/`);
+      const demoKey = (await server.line("Demo key: ")).slice("Demo key: ".length).trim();
+      await server.line("tokenpool listening on ");
+      const openai = new OpenAI({
+        apiKey: demoKey,
+        baseURL: `http://127.0.0.1:${port}/v1`,
+        maxRetries: 0,
+      });
+      const reply = await openai.chat.completions.create({
+        model: "gpt-4o-mini",
+        messages: [{ role: "user", content: "Hello" }],
+      });
+      expect(reply.choices[0]?.message.content).toBeTruthy();
+      // A model nobody serves: a 404 the client does not retry, not a 503.
+      await expect(
+        openai.chat.completions.create({ model: "no-such-model", messages: [] }),
+      ).rejects.toMatchObject({ status: 404, code: "model_not_found" });
+    } finally {
+      const exit = await server.stop();
+      expect([0, null], server.lines.join("\n")).toContain(exit.code);
+    }
+
+    const mock = startExample(app, {}, ["tokenpool-mock-upstream", "--port", "0"]);
+    try {
+      const { url } = JSON.parse(await mock.line("{")) as { url: string };
+      const res = await fetch(`${url}/models`);
+      expect(res.status).toBe(200);
+    } finally {
+      await mock.stop();
+    }
   });
 
   it("type-check a strict TypeScript consumer of every package but testing without skipLibCheck, @types/better-sqlite3 or @types/express", async () => {
