@@ -12,6 +12,7 @@ import {
   type ScriptArg,
 } from "./context.js";
 import { ledger } from "./ledger.js";
+import { limits } from "./limits.js";
 
 /** Options of {@link redisStore}. */
 export interface RedisStoreOptions {
@@ -33,10 +34,6 @@ export interface RedisStoreOptions {
    */
   usageDetailsLimit?: number;
 }
-
-const notYet = async (): Promise<never> => {
-  throw new Error("redisStore: admission steps are not implemented yet");
-};
 
 const isClient = (x: RedisStoreOptions["redis"]): x is Redis =>
   typeof x === "object" && x !== null && typeof (x as Redis).duplicate === "function";
@@ -92,13 +89,7 @@ export function redisStore(options: RedisStoreOptions): Store {
     capabilities: { multiProcess: true },
     ...storeCollections(ctx, collections),
     ...ledger(ctx, detailsLimit),
-
-    // The admission steps come in the next commit; until then the conformance group is skipped.
-    hitWindows: notYet,
-    adjustWindow: notYet,
-    acquireLeases: notYet,
-    renewLeases: notYet,
-    releaseLeases: notYet,
+    ...limits(ctx),
 
     async acquireLock(name, ttlMs) {
       const token = randomUUID();

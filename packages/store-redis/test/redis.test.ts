@@ -37,7 +37,6 @@ runStoreConformance({
     return peer;
   },
   cleanup: (store) => clearPrefix(admin, prefixes.get(store)!),
-  skip: ["limits"],
 });
 
 describe("redisStore", () => {
