@@ -95,29 +95,33 @@ export function judgeWindow(
   pending = 0,
 ): WindowJudgement {
   const span = windowSpan(hit.windowMs, nowMs);
-  const counted = new Map<number, number>();
-  for (const [index, units] of buckets)
-    if (index >= span.oldest && units > 0) counted.set(index, (counted.get(index) ?? 0) + units);
-  if (pending > 0) counted.set(span.current, (counted.get(span.current) ?? 0) + pending);
-  let count = 0;
-  for (const units of counted.values()) count += units;
-  const order = [...counted.keys()].sort((a, b) => a - b);
   const leaveIn = (index: number) => bucketLeavesAt(index, span.bucketMs, hit.windowMs) - nowMs;
-  const fits = count + hit.cost <= hit.limit;
-  if (fits) {
-    const first = hit.cost > 0 ? Math.min(order[0] ?? span.current, span.current) : order[0];
+  // The admitting path (the common one) is one pass without allocations.
+  let count = pending;
+  let first = pending > 0 ? span.current : Number.POSITIVE_INFINITY;
+  for (const [index, units] of buckets) {
+    if (index < span.oldest || units <= 0) continue;
+    count += units;
+    if (index < first) first = index;
+  }
+  if (count + hit.cost <= hit.limit) {
+    if (hit.cost > 0 && span.current < first) first = span.current;
     return {
       count,
-      fits,
+      fits: true,
       remaining: hit.limit - count - hit.cost,
-      resetMs: first === undefined ? 0 : leaveIn(first),
+      resetMs: Number.isFinite(first) ? leaveIn(first) : 0,
       retryAfterMs: null,
     };
   }
   let retryAfterMs: number | null = null;
   if (hit.cost <= hit.limit) {
+    const counted = new Map<number, number>();
+    for (const [index, units] of buckets)
+      if (index >= span.oldest && units > 0) counted.set(index, (counted.get(index) ?? 0) + units);
+    if (pending > 0) counted.set(span.current, (counted.get(span.current) ?? 0) + pending);
     let left = count;
-    for (const index of order) {
+    for (const index of [...counted.keys()].sort((a, b) => a - b)) {
       left -= counted.get(index)!;
       if (left + hit.cost <= hit.limit) {
         retryAfterMs = leaveIn(index);
@@ -127,7 +131,7 @@ export function judgeWindow(
   }
   return {
     count,
-    fits,
+    fits: false,
     remaining: Math.max(0, hit.limit - count),
     resetMs: 0,
     retryAfterMs,

@@ -687,6 +687,9 @@ export interface Store {
    * multi-process adapters, a pool MUST hold at most `limit` live leases: 200 parallel asks on a
    * pool of 5 are granted at most 5 at a time.
    *
+   * Expiry is judged by the caller's `nowMs` (as windows are): instances sharing a store should
+   * keep their clocks synchronised, or a lease may be dropped up to the skew early or late.
+   *
    * Rejects (throws) an ask whose `limit` is not a positive integer. No asks: `ok`.
    */
   acquireLeases(
