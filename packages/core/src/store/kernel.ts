@@ -667,8 +667,10 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
       const adding = new Set<string>();
       for (const [index, ask] of asks.entries()) {
         const held = livePool(ask.pool, nowMs);
-        const count = (held?.size ?? 0) + (adding.has(ask.pool) ? 1 : 0);
-        const mine = held?.has(leaseId) === true || adding.has(ask.pool);
+        const already = held?.has(leaseId) === true;
+        // A pool named twice in one call: its lease counts once.
+        const count = (held?.size ?? 0) + (adding.has(ask.pool) && !already ? 1 : 0);
+        const mine = already || adding.has(ask.pool);
         if (!mine && count >= ask.limit) {
           let earliest = Number.POSITIVE_INFINITY;
           for (const at of held?.values() ?? []) earliest = Math.min(earliest, at);

@@ -232,6 +232,17 @@ export const limitsGroup = defineGroup("limits", "limits: windows and leases", (
       inUse: [1],
     });
     expect(await store.acquireLeases([], "w", T0 + 1, T0)).toEqual({ ok: true, inUse: [] });
+    // A pool named twice counts the lease once.
+    const twice = { pool: "twice", limit: 1 };
+    expect(await store.acquireLeases([twice, twice], "v", T0 + 10_000, T0)).toEqual({
+      ok: true,
+      inUse: [1, 1],
+    });
+    expect(await store.acquireLeases([twice, twice], "v", T0 + 10_000, T0)).toEqual({
+      ok: true,
+      inUse: [1, 1],
+    });
+    expect(await store.releaseLeases("v", ["twice", "twice"])).toBe(1);
   });
 
   it("an expired lease frees its slot; renew keeps a live one and does not revive a dead one", async () => {
