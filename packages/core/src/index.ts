@@ -147,7 +147,7 @@ export {
   UNREADABLE_SECRET_REASON,
 } from "./store/sealed.js";
 export type * from "./store/types.js";
-export { DEFAULT_RESERVATION_TTL_MS, KeyStatus } from "./store/types.js";
+export { DEFAULT_RESERVATION_TTL_MS, KeyStatus, WINDOW_BUCKETS } from "./store/types.js";
 export { recordUsage } from "./store/util.js";
 export {
   ACCESS_TOKEN_PREFIX,

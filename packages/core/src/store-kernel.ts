@@ -24,6 +24,17 @@ export {
   type TableKernelOptions,
   tableKernel,
 } from "./store/kernel.js";
+export {
+  assertLeaseAsk,
+  assertWindowAdjust,
+  assertWindowHit,
+  bucketLeavesAt,
+  judgeWindow,
+  type WindowJudgement,
+  type WindowSpan,
+  windowId,
+  windowSpan,
+} from "./store/limits.js";
 export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
 export {
   addToRollup,

@@ -138,6 +138,10 @@ function merge3<K, T>(
  * is reported through `onError`, the last good state keeps serving, and the file is not written
  * until it is fixed.
  *
+ * Locks and the admission state (rate-limit windows and concurrency leases of `hitWindows` and
+ * `acquireLeases`) stay in memory and are never written: one process owns the data, and after a
+ * restart windows start empty and no lease is held (as a lease's expiry would free it anyway).
+ *
  * It serves ONE process: a `.lock` file refuses a second process (or a second store object)
  * on the same directory. Use `@tokenpool/store-sqlite` or `@tokenpool/store-redis` to share
  * state between processes.
@@ -611,8 +615,8 @@ export function fileStore(options: FileStoreOptions): Store {
 
   /**
    * Runs one kernel call once the store is open; resolves once what it changed is on disk.
-   * Locks change no group, so they are not written: one process owns the directory, so they
-   * live and die with it.
+   * Locks, windows and leases change no group, so they are not written: one process owns the
+   * directory, so they live and die with it.
    */
   const call: KernelCall = async (run) => {
     await open();

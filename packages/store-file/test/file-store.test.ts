@@ -559,4 +559,30 @@ remote-management:
       expect(readJson("keys.json").keys[0].remainQuota).toBe(900);
     });
   });
+
+  describe("admission state", () => {
+    it("keeps windows and leases in memory: no file is written, a reopened store starts empty", async () => {
+      const store = open();
+      await store.settings.set({ a: 1 });
+      const before = readdirSync(dir)
+        .map((f) => `${f}:${statSync(join(dir, f)).mtimeMs}`)
+        .sort();
+      const now = Date.now();
+      const hit = { key: "rpm:key:1", limit: 1, windowMs: 60_000, cost: 1 };
+      expect((await store.hitWindows([hit], now)).ok).toBe(true);
+      expect(
+        (await store.acquireLeases([{ pool: "p", limit: 1 }], "l", now + 60_000, now)).ok,
+      ).toBe(true);
+      const after = readdirSync(dir)
+        .map((f) => `${f}:${statSync(join(dir, f)).mtimeMs}`)
+        .sort();
+      expect(after).toEqual(before);
+      await store.close();
+      const again = open();
+      expect((await again.hitWindows([hit], now)).ok).toBe(true);
+      expect(
+        (await again.acquireLeases([{ pool: "p", limit: 1 }], "m", now + 60_000, now)).ok,
+      ).toBe(true);
+    });
+  });
 });

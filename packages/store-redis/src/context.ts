@@ -26,6 +26,11 @@ export const COMMANDS = {
   tpPrune: lua.PRUNE,
   tpKvIncr: lua.KV_INCR,
   tpLockRelease: lua.LOCK_RELEASE,
+  tpHitWindows: lua.HIT_WINDOWS,
+  tpAdjustWindow: lua.ADJUST_WINDOW,
+  tpAcquireLeases: lua.ACQUIRE_LEASES,
+  tpRenewLeases: lua.RENEW_LEASES,
+  tpReleaseLeases: lua.RELEASE_LEASES,
 } as const;
 /** The name of one of the {@link COMMANDS}. */
 export type CommandName = keyof typeof COMMANDS;
@@ -84,6 +89,10 @@ export function redisKeys(base: string) {
     rollup: (rk: string) => `${base}rollup:${rk}`,
     kv: (key: string) => `${base}kv:${key}`,
     lock: (name: string) => `${base}lock:${name}`,
+    /** HASH: bucket index -> units, of the hitWindows counter (`key`, `windowMs`). */
+    window: (key: string, windowMs: number) => `${base}win:${windowMs}:${key}`,
+    /** ZSET: lease id -> expiresAt (ms), of an acquireLeases pool. */
+    lease: (pool: string) => `${base}lease:${pool}`,
     /** ZSET: reservation id -> expiresAt (ms). */
     reservations: `${base}res`,
     /** HASH: reservation id -> `keyId|userId|units|keyDebited|metaJSON`. */

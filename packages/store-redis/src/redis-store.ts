@@ -12,6 +12,7 @@ import {
   type ScriptArg,
 } from "./context.js";
 import { ledger } from "./ledger.js";
+import { limits } from "./limits.js";
 
 /** Options of {@link redisStore}. */
 export interface RedisStoreOptions {
@@ -88,6 +89,7 @@ export function redisStore(options: RedisStoreOptions): Store {
     capabilities: { multiProcess: true },
     ...storeCollections(ctx, collections),
     ...ledger(ctx, detailsLimit),
+    ...limits(ctx),
 
     async acquireLock(name, ttlMs) {
       const token = randomUUID();

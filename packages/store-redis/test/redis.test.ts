@@ -160,4 +160,121 @@ describe("redisStore", () => {
     expect((await store.keys.get(key.id))!.remainQuota).toBe(0);
     expect((await store.users.get(user.id))!.quota).toBe(1_000 - 137);
   }, 30_000);
+
+  /**
+   * Starts limits-child.ts processes with the given arguments, releases them together once all
+   * are ready, and resolves each one's JSON answer. The processes are in `procs`.
+   */
+  const limitChildren = (prefix: string, argv: string[][]) => {
+    let ready = 0;
+    const procs: ReturnType<typeof spawn>[] = [];
+    let go!: () => void;
+    const allReady = new Promise<void>((r) => {
+      go = r;
+    });
+    const answers = argv.map(
+      (args) =>
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          const proc = spawn(
+            process.execPath,
+            [
+              "--conditions=source",
+              "--import",
+              "tsx",
+              join(here, "fixtures", "limits-child.ts"),
+              server.url,
+              prefix,
+              ...args,
+            ],
+            { cwd: join(here, "..") },
+          );
+          procs.push(proc);
+          let out = "";
+          let err = "";
+          proc.stdout!.on("data", (d) => {
+            const wasReady = out.startsWith("ready\n");
+            out += d;
+            if (!wasReady && out.startsWith("ready\n") && ++ready === argv.length) go();
+            const line = out.slice(6);
+            if (line.includes("\n")) resolve(JSON.parse(line.trim()));
+          });
+          proc.stderr!.on("data", (d) => {
+            err += d;
+          });
+          proc.on("exit", (code, signal) => {
+            if (code !== 0 && signal === null)
+              reject(new Error(`child exited with ${code}: ${err}`));
+          });
+        }),
+    );
+    const started = Promise.race([allReady, Promise.all(answers)]).then(() => {
+      for (const p of procs) p.stdin!.write("go\n");
+    });
+    return { procs, started, answers };
+  };
+
+  it("three processes hitting a 60-per-minute counter admit exactly 60", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const now = Date.now();
+    const { started, answers } = limitChildren(prefix, [
+      ["hit", "200", String(now)],
+      ["hit", "200", String(now)],
+      ["hit", "200", String(now)],
+    ]);
+    await started;
+    const admitted = (await Promise.all(answers)).map((a) => a.admitted as number);
+    expect(admitted.reduce((s, n) => s + n, 0)).toBe(60);
+    // They really raced: more than one process got hits through.
+    expect(admitted.filter((n) => n > 0).length).toBeGreaterThan(1);
+    const probe = await store.hitWindows(
+      [{ key: "rpm:key:1", limit: 60, windowMs: 60_000, cost: 0 }],
+      now,
+    );
+    expect(probe).toMatchObject({ ok: true, windows: [{ remaining: 0 }] });
+  }, 30_000);
+
+  it("a process killed with SIGKILL while holding a lease gives the slot back at its expiry", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const { procs, started, answers } = limitChildren(prefix, [["hold", "600"]]);
+    await started;
+    expect(await answers[0]).toEqual({ held: true });
+    procs[0]!.kill("SIGKILL");
+    const pool = [{ pool: "one", limit: 1 }];
+    const refused = await store.acquireLeases(pool, "parent", Date.now() + 5_000, Date.now());
+    expect(refused).toMatchObject({ ok: false, pool: "one" });
+    if (refused.ok) return;
+    expect(refused.retryAfterMs).toBeLessThanOrEqual(600);
+    await new Promise((r) => setTimeout(r, refused.retryAfterMs + 20));
+    const now = Date.now();
+    expect(await store.acquireLeases(pool, "parent", now + 5_000, now)).toEqual({
+      ok: true,
+      inUse: [1],
+    });
+  }, 30_000);
+
+  it("keeps window and lease keys under the prefix's hash tag, with a TTL", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const now = Date.now();
+    await store.hitWindows([{ key: "rpm:k", limit: 5, windowMs: 60_000, cost: 1 }], now);
+    await store.acquireLeases([{ pool: "conc:k", limit: 5 }], "l", now + 30_000, now);
+    const keys: string[] = [];
+    let cursor = "0";
+    do {
+      const [next, found] = await admin.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      keys.push(...found);
+    } while (cursor !== "0");
+    keys.sort();
+    expect(keys).toEqual([`{${prefix}}:lease:conc:k`, `{${prefix}}:win:60000:rpm:k`]);
+    for (const key of keys) {
+      const ttl = await admin.pttl(key);
+      expect(ttl).toBeGreaterThan(25_000);
+      expect(ttl).toBeLessThanOrEqual(61_000);
+    }
+    await store.releaseLeases("l", ["conc:k"]);
+    expect(await admin.exists(`{${prefix}}:lease:conc:k`)).toBe(0);
+  });
 });

@@ -179,6 +179,30 @@ ${TOKEN_COLUMNS}        PRIMARY KEY (hour, route, model, key_id)
       ALTER TABLE usage_records ADD COLUMN recovered INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 3,
+    name: "admission: rolling-window counters and concurrency leases",
+    sql: `
+      -- One row per non-empty bucket of a hitWindows counter; window_key is <windowMs>:<key>.
+      -- expires_at is when the bucket leaves its window: rows past it are swept now and then.
+      CREATE TABLE limit_windows (
+        window_key TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        units INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (window_key, bucket)
+      ) WITHOUT ROWID;
+
+      -- One row per concurrency lease; expired rows are dropped by the next acquire on the pool
+      -- (and by the sweep). No secondary index, as for reservations: few rows, many writes.
+      CREATE TABLE limit_leases (
+        pool TEXT NOT NULL,
+        lease_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (pool, lease_id)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** The table that records which migrations were applied. */

@@ -8,6 +8,7 @@ import { changeFeed } from "./change-feed.js";
 import * as collections from "./collections.js";
 import type { BetterSqlite3Database } from "./database.js";
 import { ledger } from "./ledger.js";
+import { limits } from "./limits.js";
 import { migrate } from "./migrations.js";
 import { prepareStatements, QueryShapes } from "./statements.js";
 
@@ -162,6 +163,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     capabilities: { multiProcess: shared },
     ...storeCollections({ s, mutate, maintain, shapes }, collections),
     ...steps,
+    ...limits(db, immediate),
 
     async acquireLock(name, ttlMs) {
       const now = Date.now();

@@ -65,6 +65,14 @@ class StoreChild {
     });
   }
 
+  /** Kills the process at once (SIGKILL): nothing it holds is released. */
+  async kill(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const exited = once(this.proc, "exit");
+    this.proc.kill("SIGKILL");
+    await exited;
+  }
+
   async stop(): Promise<void> {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const exited = once(this.proc, "exit");
@@ -143,6 +151,50 @@ describe("sqliteStore shared by several processes", () => {
     for (const r of results) expect(r.granted).toBeGreaterThan(0);
     expect(results.reduce((n, r) => n + r.denied, 0)).toBe(150);
     expect((await store.keys.get(key.id))!.remainQuota).toBe(0);
+  });
+
+  it("three processes hitting a 60-per-minute counter admit exactly 60", async () => {
+    const store = openHere();
+    const trio = await children(3);
+    const nowMs = Date.now();
+    const startAt = nowMs + 150;
+    const results = await Promise.all(
+      trio.map((c) =>
+        c.call<{ admitted: number }>({ op: "hit", count: 200, startAt, spreadMs: 60, nowMs }),
+      ),
+    );
+    expect(results.reduce((n, r) => n + r.admitted, 0)).toBe(60);
+    expect(results.filter((r) => r.admitted > 0).length).toBeGreaterThan(1);
+    const probe = await store.hitWindows(
+      [{ key: "rpm:key:1", limit: 60, windowMs: 60_000, cost: 0 }],
+      nowMs,
+    );
+    expect(probe).toMatchObject({ ok: true, windows: [{ remaining: 0 }] });
+  });
+
+  it("a process killed with SIGKILL while holding a lease gives the slot back at its expiry", async () => {
+    const store = openHere();
+    const doomed = new StoreChild();
+    try {
+      await doomed.ready;
+      await doomed.call({ op: "open", filename });
+      expect(await doomed.call({ op: "holdLease", pool: "one", limit: 1, ttlMs: 600 })).toEqual({
+        held: true,
+      });
+    } finally {
+      await doomed.kill();
+    }
+    const pool = [{ pool: "one", limit: 1 }];
+    const refused = await store.acquireLeases(pool, "parent", Date.now() + 5_000, Date.now());
+    expect(refused).toMatchObject({ ok: false, pool: "one" });
+    if (refused.ok) return;
+    expect(refused.retryAfterMs).toBeLessThanOrEqual(600);
+    await new Promise((r) => setTimeout(r, refused.retryAfterMs + 20));
+    const now = Date.now();
+    expect(await store.acquireLeases(pool, "parent", now + 5_000, now)).toEqual({
+      ok: true,
+      inUse: [1],
+    });
   });
 
   it("two processes racing acquireLock on one name get exactly one token", async () => {

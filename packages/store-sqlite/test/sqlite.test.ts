@@ -107,6 +107,24 @@ describe("sqliteStore", () => {
     expect(rows).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
   });
 
+  it("sweeps expired window buckets and leases of counters and pools nobody asks about", async () => {
+    const db = track(new Database(file));
+    const store = track(sqliteStore({ database: db }));
+    const T0 = 1_700_000_040_000;
+    for (let i = 0; i < 200; i++) {
+      await store.hitWindows([{ key: `k${i}`, limit: 5, windowMs: 60_000, cost: 1 }], T0);
+      await store.acquireLeases([{ pool: `p${i}`, limit: 5 }], "l", T0 + 1_000, T0);
+    }
+    const count = (table: string) =>
+      db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+    expect(count("limit_windows")).toBe(200);
+    expect(count("limit_leases")).toBe(200);
+    const live = { key: "live", limit: 5_000, windowMs: 60_000, cost: 1 };
+    for (let i = 0; i < 1_000; i++) await store.hitWindows([live], T0 + 120_000);
+    expect(count("limit_windows")).toBe(1);
+    expect(count("limit_leases")).toBe(0);
+  });
+
   it("refuses a database migrated by a newer version of the package", async () => {
     await sqliteStore({ filename: file }).close();
     const db = new Database(file);

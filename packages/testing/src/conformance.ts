@@ -10,6 +10,7 @@ import {
 import { credentialsGroup } from "./conformance/credentials.js";
 import { keysGroup } from "./conformance/keys.js";
 import { kvGroup } from "./conformance/kv.js";
+import { limitsGroup } from "./conformance/limits.js";
 import { locksGroup } from "./conformance/locks.js";
 import { multiProcessGroup } from "./conformance/multi-process.js";
 import { quotaGroup } from "./conformance/quota.js";
@@ -54,6 +55,7 @@ const groups: ConformanceGroup[] = [
   quotaGroup,
   commitUsageGroup,
   recoveryGroup,
+  limitsGroup,
   watchGroup,
   multiProcessGroup,
 ];

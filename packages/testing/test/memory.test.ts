@@ -17,6 +17,7 @@ runStoreConformance({
     "quota",
     "commit-usage",
     "recovery",
+    "limits",
     "watch",
     "multi-process",
   ],

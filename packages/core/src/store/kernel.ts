@@ -1,4 +1,13 @@
 import { randomUUID } from "node:crypto";
+import {
+  assertLeaseAsk,
+  assertWindowAdjust,
+  assertWindowHit,
+  bucketLeavesAt,
+  judgeWindow,
+  windowId,
+  windowSpan,
+} from "./limits.js";
 import { settleAmounts } from "./settlement.js";
 import type {
   ApiKeyRecord,
@@ -64,6 +73,13 @@ export interface KernelTables {
   locks: Map<string, { token: string; expiresAt: number }>;
   /** Unsettled reservations by id. */
   reservations: Map<string, ReservationRow>;
+  /**
+   * Rolling-window counters of `hitWindows` by `windowMs:key`: their window and their buckets
+   * (index → units). Kept in memory only, also by the file store (one process owns its data).
+   */
+  windows: Map<string, { windowMs: number; buckets: Map<number, number> }>;
+  /** Concurrency pools of `acquireLeases`: lease id → expiry (ms). In memory only, as `windows`. */
+  leases: Map<string, Map<string, number>>;
   /** The next ids to hand out. */
   next: { key: number; user: number; usage: number };
 }
@@ -89,6 +105,11 @@ export type KernelSteps = Sync<
     | "commitUsage"
     | "acquireLock"
     | "releaseLock"
+    | "hitWindows"
+    | "adjustWindow"
+    | "acquireLeases"
+    | "renewLeases"
+    | "releaseLeases"
   >
 >;
 
@@ -140,10 +161,12 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     kv: new Map(),
     locks: new Map(),
     reservations: new Map(),
+    windows: new Map(),
+    leases: new Map(),
     next: { key: 1, user: 1, usage: 1 },
   };
   const { keys, keyByHash, users, credentials, settings, usage, rollups, kv, locks } = t;
-  const reservations = t.reservations;
+  const { reservations, windows, leases } = t;
   const touched = new Set<TableGroup>();
 
   const touch = (...groups: TableGroup[]) => {
@@ -253,6 +276,47 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     if (!table.delete(id)) return false;
     wrote(collection, id, "delete");
     return true;
+  };
+
+  /** A counter's buckets still inside its window at `nowMs` (older ones are dropped). */
+  const liveBuckets = (key: string, windowMs: number, nowMs: number) => {
+    const id = windowId(key, windowMs);
+    const w = windows.get(id);
+    if (!w) return undefined;
+    const { oldest } = windowSpan(windowMs, nowMs);
+    for (const index of w.buckets.keys()) if (index < oldest) w.buckets.delete(index);
+    if (w.buckets.size === 0) {
+      windows.delete(id);
+      return undefined;
+    }
+    return w.buckets;
+  };
+
+  /** A pool's live leases at `nowMs` (expired ones are dropped). */
+  const livePool = (pool: string, nowMs: number) => {
+    const held = leases.get(pool);
+    if (!held) return undefined;
+    for (const [id, expiresAt] of held) if (expiresAt <= nowMs) held.delete(id);
+    if (held.size === 0) {
+      leases.delete(pool);
+      return undefined;
+    }
+    return held;
+  };
+
+  // Counters and pools nobody asks about again are dropped by an occasional sweep, so memory
+  // stays bounded by the live ones.
+  let callsSinceSweep = 0;
+  const maybeSweep = (nowMs: number) => {
+    if (++callsSinceSweep < 1_000) return;
+    callsSinceSweep = 0;
+    for (const [key, w] of [...windows]) {
+      let newest = Number.NEGATIVE_INFINITY;
+      for (const index of w.buckets.keys()) newest = Math.max(newest, index);
+      const { bucketMs } = windowSpan(w.windowMs, nowMs);
+      if (bucketLeavesAt(newest, bucketMs, w.windowMs) <= nowMs) windows.delete(key);
+    }
+    for (const pool of [...leases.keys()]) livePool(pool, nowMs);
   };
 
   return {
@@ -541,6 +605,112 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
       if (!held || held.token !== token) return false;
       locks.delete(name);
       return held.expiresAt > now();
+    },
+
+    hitWindows(hits, nowMs) {
+      for (const hit of hits) assertWindowHit(hit);
+      maybeSweep(nowMs);
+      const pending = new Map<string, number>();
+      const statuses = [];
+      for (const [index, hit] of hits.entries()) {
+        const id = windowId(hit.key, hit.windowMs);
+        const stored = liveBuckets(hit.key, hit.windowMs, nowMs) ?? new Map<number, number>();
+        const v = judgeWindow(stored, hit, nowMs, pending.get(id) ?? 0);
+        if (!v.fits) {
+          return {
+            ok: false,
+            index,
+            key: hit.key,
+            remaining: v.remaining,
+            retryAfterMs: v.retryAfterMs,
+          };
+        }
+        pending.set(id, (pending.get(id) ?? 0) + hit.cost);
+        statuses.push({ remaining: v.remaining, resetMs: v.resetMs });
+      }
+      for (const hit of hits) {
+        if (hit.cost === 0) continue;
+        const id = windowId(hit.key, hit.windowMs);
+        let w = windows.get(id);
+        if (!w) {
+          w = { windowMs: hit.windowMs, buckets: new Map() };
+          windows.set(id, w);
+        }
+        const { current } = windowSpan(hit.windowMs, nowMs);
+        w.buckets.set(current, (w.buckets.get(current) ?? 0) + hit.cost);
+      }
+      return { ok: true, windows: statuses };
+    },
+
+    adjustWindow(key, windowMs, atMs, delta, nowMs) {
+      assertWindowAdjust(key, windowMs, delta);
+      const { bucketMs, oldest } = windowSpan(windowMs, nowMs);
+      const index = Math.floor(atMs / bucketMs);
+      if (index < oldest || delta === 0) return;
+      const id = windowId(key, windowMs);
+      let w = windows.get(id);
+      if (!w) {
+        if (delta < 0) return;
+        w = { windowMs, buckets: new Map() };
+        windows.set(id, w);
+      }
+      const units = Math.max(0, (w.buckets.get(index) ?? 0) + delta);
+      if (units > 0) w.buckets.set(index, units);
+      else w.buckets.delete(index);
+      if (w.buckets.size === 0) windows.delete(id);
+    },
+
+    acquireLeases(asks, leaseId, expiresAt, nowMs) {
+      for (const ask of asks) assertLeaseAsk(ask);
+      maybeSweep(nowMs);
+      const inUse: number[] = [];
+      const adding = new Set<string>();
+      for (const [index, ask] of asks.entries()) {
+        const held = livePool(ask.pool, nowMs);
+        const already = held?.has(leaseId) === true;
+        // A pool named twice in one call: its lease counts once.
+        const count = (held?.size ?? 0) + (adding.has(ask.pool) && !already ? 1 : 0);
+        const mine = already || adding.has(ask.pool);
+        if (!mine && count >= ask.limit) {
+          let earliest = Number.POSITIVE_INFINITY;
+          for (const at of held?.values() ?? []) earliest = Math.min(earliest, at);
+          return { ok: false, index, pool: ask.pool, retryAfterMs: earliest - nowMs };
+        }
+        adding.add(ask.pool);
+        inUse.push(mine ? count : count + 1);
+      }
+      for (const pool of adding) {
+        let held = leases.get(pool);
+        if (!held) {
+          held = new Map();
+          leases.set(pool, held);
+        }
+        held.set(leaseId, expiresAt);
+      }
+      return { ok: true, inUse };
+    },
+
+    renewLeases(leaseId, pools, expiresAt, nowMs) {
+      let n = 0;
+      for (const pool of new Set(pools)) {
+        const held = leases.get(pool);
+        const at = held?.get(leaseId);
+        if (at === undefined || at <= nowMs) continue;
+        held!.set(leaseId, expiresAt);
+        n++;
+      }
+      return n;
+    },
+
+    releaseLeases(leaseId, pools) {
+      let n = 0;
+      for (const pool of new Set(pools)) {
+        const held = leases.get(pool);
+        if (!held?.delete(leaseId)) continue;
+        n++;
+        if (held.size === 0) leases.delete(pool);
+      }
+      return n;
     },
   };
 }

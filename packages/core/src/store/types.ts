@@ -360,6 +360,88 @@ export interface StoreCapabilities {
   plaintextSecrets?: boolean;
 }
 
+/**
+ * One counter of {@link Store.hitWindows}: a rolling window of `windowMs` that admits at most
+ * `limit` units (requests for rpm/rpd, tokens for tpm).
+ *
+ * A counter is identified by `key` and `windowMs` together: `rpm:key:7` with a minute and
+ * `rpm:key:7` with a day are two counters. The limit is not stored; each call brings it.
+ */
+export interface WindowHit {
+  /** The counter's name, e.g. `rpm:key:7` (any string; the store keeps it under its own prefix). */
+  key: string;
+  /** Units the window admits; a positive integer (a store rejects anything else). */
+  limit: number;
+  /** Length of the rolling window (ms), a positive integer: 60_000 for a minute, 86_400_000 for a day. */
+  windowMs: number;
+  /** Units this call adds: a non-negative integer (1 per request, or a token estimate). 0 only reads. */
+  cost: number;
+}
+
+/** The state of one admitted counter, after the hit was added. */
+export interface WindowStatus {
+  /** Units the window still admits now: `limit` minus what it counts, never below 0. */
+  remaining: number;
+  /**
+   * When the window gets room back (ms from `nowMs`): the oldest bucket it counts leaves it then
+   * (0 when it counts nothing).
+   */
+  resetMs: number;
+}
+
+/** The outcome of {@link Store.hitWindows}. */
+export type WindowResult =
+  | {
+      ok: true;
+      /** One status per hit, in the order of the hits. */
+      windows: WindowStatus[];
+    }
+  | {
+      ok: false;
+      /** The index of the first refused hit (nothing was added for any hit). */
+      index: number;
+      /** Its `key`. */
+      key: string;
+      /** Units its window still admits (less than the hit's cost). */
+      remaining: number;
+      /**
+       * The earliest time (ms from `nowMs`) the same hit could pass if nothing else is added
+       * meanwhile, or null when it never can (its cost alone is above its limit).
+       */
+      retryAfterMs: number | null;
+    };
+
+/** One concurrency pool of {@link Store.acquireLeases}: at most `limit` live leases at a time. */
+export interface LeaseAsk {
+  /** The pool's name, e.g. `conc:key:7` or `conc:cred:abc`. */
+  pool: string;
+  /** Leases the pool holds at most; a positive integer (a store rejects anything else). */
+  limit: number;
+}
+
+/** The outcome of {@link Store.acquireLeases}. */
+export type LeaseResult =
+  | {
+      ok: true;
+      /** Per ask, in order: the live leases of the pool after this one was added. */
+      inUse: number[];
+    }
+  | {
+      ok: false;
+      /** The index of the first full pool (no lease was taken in any pool). */
+      index: number;
+      /** Its name. */
+      pool: string;
+      /** When its earliest live lease expires (ms from `nowMs`): a slot is free by then at the latest. */
+      retryAfterMs: number;
+    };
+
+/**
+ * Buckets per window of {@link Store.hitWindows}: a minute is counted in 1 s buckets, a day in
+ * 24 min buckets.
+ */
+export const WINDOW_BUCKETS = 60;
+
 /** Downstream keys. */
 export interface KeyCollection {
   /** Inserts a key and assigns a new id. MUST reject (throw) a `keyHash` that already exists. */
@@ -545,6 +627,90 @@ export interface Store {
    * expired). MUST NOT release another owner's lock.
    */
   releaseLock(name: string, token: string): Promise<boolean>;
+
+  /**
+   * Adds one hit to each of several rolling-window counters (rpm, tpm, rpd of a key, its owner
+   * and an upstream credential), all or nothing.
+   *
+   * MUST, in one atomic step: when every hit's window count plus its cost is `<= limit`, add
+   * every cost and answer `ok` with each window's status; otherwise add nothing and name the
+   * first hit that does not fit. Two hits of one call on the same counter see each other's cost.
+   * Under any number of concurrent calls (from several processes for multi-process adapters)
+   * the counts MUST stay exact: 500 parallel hits of cost 1 on a 60-per-minute counter admit
+   * exactly 60.
+   *
+   * The algorithm (the same in every store, so that the answers match): a window is cut into
+   * {@link WINDOW_BUCKETS} buckets of `ceil(windowMs / WINDOW_BUCKETS)` ms aligned on the epoch;
+   * a hit at `nowMs` goes into the bucket holding `nowMs`, and the window counts every bucket
+   * that overlaps the rolling window `(nowMs - windowMs, nowMs]` (a bucket `[s, e)` leaves it at
+   * `e + windowMs`). The oldest of these is partly outside the rolling window and is counted
+   * whole, so the count is never below the true sliding count:
+   * no rolling span of `windowMs` ever holds more than `limit` admitted units. The price is that
+   * a hit may be refused up to one bucket (1/60 of the window: 1 s for a minute, 24 min for a
+   * day) before a perfect sliding log would admit it. Memory is at most 61 buckets per counter,
+   * and a counter's stored data expires once its newest bucket has left the window.
+   *
+   * "Exact across instances" means that every process sharing the store sees and changes the
+   * same counts, atomically; the buckets are chosen by the caller's `nowMs`, so instances whose
+   * clocks differ by `d` ms place hits up to `d` ms apart (keep clocks synchronised, e.g. NTP).
+   *
+   * Rejects (throws) a hit whose `limit` or `windowMs` is not a positive integer or whose `cost`
+   * is not a non-negative integer: a limit of 0 meaning "none" is the caller's business (it
+   * does not ask). No hits: `ok` with no windows.
+   */
+  hitWindows(hits: WindowHit[], nowMs: number): Promise<WindowResult>;
+
+  /**
+   * Corrects a hit made earlier with an estimate (a tpm hit settled to the real token count):
+   * adds `delta` (an integer, may be negative) to the bucket of counter (`key`, `windowMs`) that
+   * a hit at `atMs` went into, never taking it below 0. A no-op when that bucket has already
+   * left the window at `nowMs`. Atomic like {@link Store.hitWindows}; it never refuses.
+   */
+  adjustWindow(
+    key: string,
+    windowMs: number,
+    atMs: number,
+    delta: number,
+    nowMs: number,
+  ): Promise<void>;
+
+  /**
+   * Takes one lease named `leaseId` in each of several concurrency pools, all or nothing; the
+   * leases expire at `expiresAt` (ms) unless renewed ({@link Store.renewLeases}), so the slots
+   * of a process that died come back by themselves.
+   *
+   * MUST, in one atomic step: drop the pools' leases that expired (`expiresAt <= nowMs`); when
+   * every pool holds fewer than `limit` live leases, add the lease to each and answer `ok`;
+   * otherwise take nothing and name the first full pool with the time until its earliest live
+   * lease expires. A pool that already holds `leaseId` (live) keeps it and counts it once; its
+   * expiry becomes `expiresAt`. At any moment, across every process sharing the store for
+   * multi-process adapters, a pool MUST hold at most `limit` live leases: 200 parallel asks on a
+   * pool of 5 are granted at most 5 at a time.
+   *
+   * Expiry is judged by the caller's `nowMs` (as windows are): instances sharing a store should
+   * keep their clocks synchronised, or a lease may be dropped up to the skew early or late.
+   *
+   * Rejects (throws) an ask whose `limit` is not a positive integer. No asks: `ok`.
+   */
+  acquireLeases(
+    asks: LeaseAsk[],
+    leaseId: string,
+    expiresAt: number,
+    nowMs: number,
+  ): Promise<LeaseResult>;
+
+  /**
+   * Extends the lease `leaseId` in each of `pools` to `expiresAt` (ms), where it is still live
+   * at `nowMs` (an expired lease is not revived: its slot may already be someone else's).
+   * Returns how many leases were renewed. A running stream calls it periodically.
+   */
+  renewLeases(leaseId: string, pools: string[], expiresAt: number, nowMs: number): Promise<number>;
+
+  /**
+   * Frees the lease `leaseId` in each of `pools`. Idempotent: a lease already released or
+   * dropped is ignored. Returns how many leases it removed.
+   */
+  releaseLeases(leaseId: string, pools: string[]): Promise<number>;
 
   /**
    * Subscribes to changes of keys, users, credentials and settings (not to quota or usage

@@ -384,3 +384,177 @@ export const LOCK_RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `;
+
+/**
+ * Shared head of the window scripts: the bucket arithmetic of `@tokenpool/core`'s
+ * `store/limits.ts` (`windowSpan`, `bucketLeavesAt`), line by line. Bucket indexes are integers
+ * below 2^53, formatted with %d so that hash fields never take an exponent.
+ */
+const WINDOW_HEAD = `
+local function fmt(n) return string.format('%d', n) end
+local function span(windowMs, now, nb)
+  local b = math.ceil(windowMs / nb)
+  return b, math.floor(now / b), math.floor((now - windowMs) / b)
+end
+local function keepTtl(key, ms)
+  if ms < 1 then ms = 1 end
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+`;
+
+/**
+ * hitWindows. KEYS: one counter hash per hit (`{p}:win:<windowMs>:<key>`, field = bucket index,
+ * value = units). ARGV[1] = nowMs, ARGV[2] = buckets per window, then per hit: limit, windowMs,
+ * cost. All or nothing: returns `{1, remaining1, resetMs1, ...}`, or `{0, index (0-based),
+ * remaining, retryAfterMs (-1 = never)}` and writes nothing. On success, buckets that have left
+ * the window are deleted and each hash expires when its newest bucket leaves.
+ */
+export const HIT_WINDOWS = `${WINDOW_HEAD}
+local now, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
+local pending, stale, out = {}, {}, {1}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local limit, w, cost = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  local b, cur, oldest = span(w, now, nb)
+  local counted, order, count = {}, {}, 0
+  local flat = redis.call('HGETALL', key)
+  stale[key] = stale[key] or {}
+  for j = 1, #flat, 2 do
+    local bi, u = tonumber(flat[j]), tonumber(flat[j + 1])
+    if bi < oldest then
+      table.insert(stale[key], flat[j])
+    elseif u > 0 then
+      counted[bi] = (counted[bi] or 0) + u
+    end
+  end
+  local p = pending[key] or 0
+  if p > 0 then counted[cur] = (counted[cur] or 0) + p end
+  for bi, u in pairs(counted) do
+    count = count + u
+    order[#order + 1] = bi
+  end
+  table.sort(order)
+  local function leaveIn(bi) return (bi + 1) * b + w - now end
+  if count + cost <= limit then
+    local first = order[1]
+    if cost > 0 and (first == nil or first > cur) then first = cur end
+    out[#out + 1] = limit - count - cost
+    out[#out + 1] = first and leaveIn(first) or 0
+    pending[key] = p + cost
+  else
+    local retry = -1
+    if cost <= limit then
+      local left = count
+      for _, bi in ipairs(order) do
+        left = left - counted[bi]
+        if left + cost <= limit then
+          retry = leaveIn(bi)
+          break
+        end
+      end
+    end
+    local remaining = limit - count
+    if remaining < 0 then remaining = 0 end
+    return {0, i - 1, remaining, retry}
+  end
+end
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local w, cost = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  if #stale[key] > 0 then
+    redis.call('HDEL', key, unpack(stale[key]))
+    stale[key] = {}
+  end
+  if cost > 0 then
+    local b, cur = span(w, now, nb)
+    redis.call('HINCRBY', key, fmt(cur), cost)
+    keepTtl(key, (cur + 1) * b + w - now)
+  end
+end
+return out
+`;
+
+/**
+ * adjustWindow. KEYS[1] = the counter hash. ARGV: windowMs, atMs, delta, nowMs, buckets per
+ * window. Adds delta to the bucket of atMs (never below 0; deleted at 0); a no-op when that
+ * bucket has left the window at nowMs.
+ */
+export const ADJUST_WINDOW = `${WINDOW_HEAD}
+local w, at, delta, now, nb = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local b, _, oldest = span(w, now, nb)
+local bi = math.floor(at / b)
+if bi < oldest then return 0 end
+local field = fmt(bi)
+local units = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+local nextUnits = units + delta
+if nextUnits > 0 then
+  redis.call('HSET', KEYS[1], field, fmt(nextUnits))
+  keepTtl(KEYS[1], (bi + 1) * b + w - now)
+elseif units > 0 then
+  redis.call('HDEL', KEYS[1], field)
+end
+return 1
+`;
+
+/**
+ * acquireLeases. KEYS: one sorted set per pool (`{p}:lease:<pool>`, member = lease id, score =
+ * expiry ms). ARGV[1] = lease id, ARGV[2] = expiresAt, ARGV[3] = nowMs, then one limit per pool.
+ * Drops expired leases, then all or nothing: `{1, inUse1, ...}` or `{0, index (0-based),
+ * retryAfterMs}`. Each set expires with its last lease.
+ */
+export const ACQUIRE_LEASES = `
+local id, exp, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local adding, order, out = {}, {}, {1}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local limit = tonumber(ARGV[3 + i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local n = redis.call('ZCARD', key)
+  local held = redis.call('ZSCORE', key, id) ~= false
+  if adding[key] and not held then n = n + 1 end
+  local mine = held or adding[key] == true
+  if not mine and n >= limit then
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {0, i - 1, tonumber(first[2]) - now}
+  end
+  if not adding[key] then order[#order + 1] = key end
+  adding[key] = true
+  out[#out + 1] = mine and n or n + 1
+end
+for _, key in ipairs(order) do
+  redis.call('ZADD', key, exp, id)
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  local ttl = tonumber(last[2]) - now
+  if ttl < 1 then ttl = 1 end
+  redis.call('PEXPIRE', key, ttl)
+end
+return out
+`;
+
+/**
+ * renewLeases. KEYS: pool sets. ARGV[1] = lease id, ARGV[2] = expiresAt, ARGV[3] = nowMs.
+ * Extends the lease where it is still live; returns how many were.
+ */
+export const RENEW_LEASES = `
+local id, exp, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = 0
+for i = 1, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[i], id)
+  if score and tonumber(score) > now then
+    redis.call('ZADD', KEYS[i], 'XX', exp, id)
+    local last = redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')
+    local ttl = tonumber(last[2]) - now
+    if ttl < 1 then ttl = 1 end
+    redis.call('PEXPIRE', KEYS[i], ttl)
+    n = n + 1
+  end
+end
+return n
+`;
+
+/** releaseLeases. KEYS: pool sets. ARGV[1] = lease id. Returns how many leases were removed. */
+export const RELEASE_LEASES = `
+local n = 0
+for i = 1, #KEYS do n = n + redis.call('ZREM', KEYS[i], ARGV[1]) end
+return n
+`;

@@ -21,6 +21,7 @@ export type ConformanceGroupName =
   | "quota"
   | "commit-usage"
   | "recovery"
+  | "limits"
   | "watch"
   | "multi-process";
 

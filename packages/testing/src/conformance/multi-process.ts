@@ -10,6 +10,7 @@ import {
   sleep,
   waitUntil,
 } from "./context.js";
+import { leaseRace } from "./limits.js";
 
 /** Several store objects over the same data (multi-process adapters with `reopen`): shared reads, remote changes, races across objects. */
 export const multiProcessGroup = defineGroup(
@@ -113,6 +114,37 @@ export const multiProcessGroup = defineGroup(
       expect(await other.releaseLock("l", "forged")).toBe(false);
       expect(await holder.releaseLock("l", winners[0]!)).toBe(true);
       expect(await other.acquireLock("l", 5_000)).not.toBeNull();
+    });
+
+    it.skipIf(skip)(
+      "500 hits through three store objects on a 60-per-minute counter admit exactly 60",
+      async () => {
+        const peers = [store, await openPeer(), await openPeer()];
+        const now = Date.now();
+        const hit = { key: "rpm:key:1", limit: 60, windowMs: 60_000, cost: 1 };
+        const results = await Promise.all(
+          Array.from({ length: 500 }, (_, i) => peers[i % 3]!.hitWindows([hit], now)),
+        );
+        expect(results.filter((r) => r.ok)).toHaveLength(60);
+        const probe = await peers[1]!.hitWindows([{ ...hit, cost: 0 }], now);
+        expect(probe).toMatchObject({ ok: true, windows: [{ remaining: 0 }] });
+      },
+    );
+
+    it.skipIf(skip)("leases taken through three store objects never exceed the pool", async () => {
+      const peers = [store, await openPeer(), await openPeer()];
+      const stats = await leaseRace(peers, 150, 5);
+      expect(stats.peak).toBeLessThanOrEqual(5);
+      expect(stats.served).toBe(150);
+      const now = Date.now();
+      await peers[0]!.acquireLeases([{ pool: "one", limit: 1 }], "a", now + 10_000, now);
+      expect(
+        await peers[2]!.acquireLeases([{ pool: "one", limit: 1 }], "b", now + 10_000, now),
+      ).toMatchObject({ ok: false });
+      expect(await peers[1]!.releaseLeases("a", ["one"])).toBe(1);
+      expect(
+        (await peers[2]!.acquireLeases([{ pool: "one", limit: 1 }], "b", now + 10_000, now)).ok,
+      ).toBe(true);
     });
 
     it.skipIf(skip)("counters incremented through both end at the sum", async () => {

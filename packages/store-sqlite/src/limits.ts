@@ -1,0 +1,178 @@
+/** The admission steps of the SQLite store (windows and leases). Internal to this package. */
+import type { LeaseResult, Store, WindowResult, WindowStatus } from "@tokenpool/core";
+import {
+  assertLeaseAsk,
+  assertWindowAdjust,
+  assertWindowHit,
+  bucketLeavesAt,
+  judgeWindow,
+  windowId,
+  windowSpan,
+} from "@tokenpool/core/store-kernel";
+import type Database from "better-sqlite3";
+
+/** The admission steps of the Store contract. */
+export type LimitSteps = Pick<
+  Store,
+  "hitWindows" | "adjustWindow" | "acquireLeases" | "renewLeases" | "releaseLeases"
+>;
+
+/** Expired buckets and leases of counters and pools nobody asks about are swept this often (calls). */
+const SWEEP_EVERY = 1_000;
+
+/**
+ * Window counters and concurrency leases on the tables of migration 3, each step one
+ * `BEGIN IMMEDIATE` transaction (the write lock is taken before the first read, so the check
+ * and the write are one atomic step across processes).
+ */
+export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T): LimitSteps {
+  const buckets = db.prepare(
+    "SELECT bucket, units FROM limit_windows WHERE window_key = ? AND bucket >= ?",
+  );
+  const addUnits = db.prepare(
+    `INSERT INTO limit_windows (window_key, bucket, units, expires_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT (window_key, bucket) DO UPDATE SET units = units + excluded.units`,
+  );
+  const bucketUnits = db
+    .prepare("SELECT units FROM limit_windows WHERE window_key = ? AND bucket = ?")
+    .pluck();
+  const setUnits = db.prepare(
+    "UPDATE limit_windows SET units = ? WHERE window_key = ? AND bucket = ?",
+  );
+  const deleteBucket = db.prepare("DELETE FROM limit_windows WHERE window_key = ? AND bucket = ?");
+  const sweepWindows = db.prepare("DELETE FROM limit_windows WHERE expires_at <= ?");
+
+  const dropExpired = db.prepare("DELETE FROM limit_leases WHERE pool = ? AND expires_at <= ?");
+  const poolState = db.prepare(
+    `SELECT count(*) AS n, min(expires_at) AS earliest, sum(lease_id = ?) AS mine
+     FROM limit_leases WHERE pool = ?`,
+  );
+  const putLease = db.prepare(
+    `INSERT INTO limit_leases (pool, lease_id, expires_at) VALUES (?, ?, ?)
+     ON CONFLICT (pool, lease_id) DO UPDATE SET expires_at = excluded.expires_at`,
+  );
+  const renewLease = db.prepare(
+    "UPDATE limit_leases SET expires_at = ? WHERE pool = ? AND lease_id = ? AND expires_at > ?",
+  );
+  const deleteLease = db.prepare("DELETE FROM limit_leases WHERE pool = ? AND lease_id = ?");
+  const sweepLeases = db.prepare("DELETE FROM limit_leases WHERE expires_at <= ?");
+
+  let callsSinceSweep = 0;
+  const maybeSweep = (nowMs: number) => {
+    if (++callsSinceSweep < SWEEP_EVERY) return;
+    callsSinceSweep = 0;
+    sweepWindows.run(nowMs);
+    sweepLeases.run(nowMs);
+  };
+
+  return {
+    async hitWindows(hits, nowMs) {
+      for (const hit of hits) assertWindowHit(hit);
+      return immediate((): WindowResult => {
+        maybeSweep(nowMs);
+        const pending = new Map<string, number>();
+        const windows: WindowStatus[] = [];
+        for (const [index, hit] of hits.entries()) {
+          const id = windowId(hit.key, hit.windowMs);
+          const { oldest } = windowSpan(hit.windowMs, nowMs);
+          const rows = buckets.all(id, oldest) as { bucket: number; units: number }[];
+          const v = judgeWindow(
+            rows.map((r) => [r.bucket, r.units] as const),
+            hit,
+            nowMs,
+            pending.get(id) ?? 0,
+          );
+          if (!v.fits) {
+            return {
+              ok: false,
+              index,
+              key: hit.key,
+              remaining: v.remaining,
+              retryAfterMs: v.retryAfterMs,
+            };
+          }
+          pending.set(id, (pending.get(id) ?? 0) + hit.cost);
+          windows.push({ remaining: v.remaining, resetMs: v.resetMs });
+        }
+        for (const hit of hits) {
+          if (hit.cost === 0) continue;
+          const { bucketMs, current } = windowSpan(hit.windowMs, nowMs);
+          addUnits.run(
+            windowId(hit.key, hit.windowMs),
+            current,
+            hit.cost,
+            bucketLeavesAt(current, bucketMs, hit.windowMs),
+          );
+        }
+        return { ok: true, windows };
+      });
+    },
+
+    async adjustWindow(key, windowMs, atMs, delta, nowMs) {
+      assertWindowAdjust(key, windowMs, delta);
+      const { bucketMs, oldest } = windowSpan(windowMs, nowMs);
+      const bucket = Math.floor(atMs / bucketMs);
+      if (bucket < oldest || delta === 0) return;
+      const id = windowId(key, windowMs);
+      immediate(() => {
+        const units = bucketUnits.get(id, bucket) as number | undefined;
+        if (units === undefined) {
+          if (delta > 0)
+            addUnits.run(id, bucket, delta, bucketLeavesAt(bucket, bucketMs, windowMs));
+          return;
+        }
+        const next = units + delta;
+        if (next > 0) setUnits.run(next, id, bucket);
+        else deleteBucket.run(id, bucket);
+      });
+    },
+
+    async acquireLeases(asks, leaseId, expiresAt, nowMs) {
+      for (const ask of asks) assertLeaseAsk(ask);
+      return immediate((): LeaseResult => {
+        maybeSweep(nowMs);
+        const inUse: number[] = [];
+        const adding = new Set<string>();
+        for (const [index, ask] of asks.entries()) {
+          dropExpired.run(ask.pool, nowMs);
+          const state = poolState.get(leaseId, ask.pool) as {
+            n: number;
+            earliest: number | null;
+            mine: number | null;
+          };
+          const mine = (state.mine ?? 0) > 0 || adding.has(ask.pool);
+          const count = state.n + (adding.has(ask.pool) && !(state.mine ?? 0) ? 1 : 0);
+          if (!mine && count >= ask.limit) {
+            return {
+              ok: false,
+              index,
+              pool: ask.pool,
+              retryAfterMs: (state.earliest ?? nowMs) - nowMs,
+            };
+          }
+          adding.add(ask.pool);
+          inUse.push(mine ? count : count + 1);
+        }
+        for (const pool of adding) putLease.run(pool, leaseId, expiresAt);
+        return { ok: true, inUse };
+      });
+    },
+
+    async renewLeases(leaseId, pools, expiresAt, nowMs) {
+      return immediate(() => {
+        let n = 0;
+        for (const pool of new Set(pools))
+          n += renewLease.run(expiresAt, pool, leaseId, nowMs).changes;
+        return n;
+      });
+    },
+
+    async releaseLeases(leaseId, pools) {
+      return immediate(() => {
+        let n = 0;
+        for (const pool of new Set(pools)) n += deleteLease.run(pool, leaseId).changes;
+        return n;
+      });
+    },
+  };
+}
