@@ -30,6 +30,7 @@ export {
   assertWindowHit,
   bucketLeavesAt,
   judgeWindow,
+  judgeWindows,
   type WindowJudgement,
   type WindowSpan,
   windowId,

@@ -1,11 +1,11 @@
 /** The admission steps of the SQLite store (windows and leases). Internal to this package. */
-import type { LeaseResult, Store, WindowResult, WindowStatus } from "@tokenpool/core";
+import type { LeaseResult, Store } from "@tokenpool/core";
 import {
   assertLeaseAsk,
   assertWindowAdjust,
   assertWindowHit,
   bucketLeavesAt,
-  judgeWindow,
+  judgeWindows,
   windowId,
   windowSpan,
 } from "@tokenpool/core/store-kernel";
@@ -68,43 +68,19 @@ export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T):
   return {
     async hitWindows(hits, nowMs) {
       for (const hit of hits) assertWindowHit(hit);
-      return immediate((): WindowResult => {
+      return immediate(() => {
         maybeSweep(nowMs);
-        const pending = new Map<string, number>();
-        const windows: WindowStatus[] = [];
-        for (const [index, hit] of hits.entries()) {
-          const id = windowId(hit.key, hit.windowMs);
-          const { oldest } = windowSpan(hit.windowMs, nowMs);
-          const rows = buckets.all(id, oldest) as { bucket: number; units: number }[];
-          const v = judgeWindow(
-            rows.map((r) => [r.bucket, r.units] as const),
-            hit,
-            nowMs,
-            pending.get(id) ?? 0,
-          );
-          if (!v.fits) {
-            return {
-              ok: false,
-              index,
-              key: hit.key,
-              remaining: v.remaining,
-              retryAfterMs: v.retryAfterMs,
-            };
-          }
-          pending.set(id, (pending.get(id) ?? 0) + hit.cost);
-          windows.push({ remaining: v.remaining, resetMs: v.resetMs });
-        }
-        for (const hit of hits) {
-          if (hit.cost === 0) continue;
-          const { bucketMs, current } = windowSpan(hit.windowMs, nowMs);
-          addUnits.run(
-            windowId(hit.key, hit.windowMs),
-            current,
-            hit.cost,
-            bucketLeavesAt(current, bucketMs, hit.windowMs),
-          );
-        }
-        return { ok: true, windows };
+        return judgeWindows(
+          hits,
+          nowMs,
+          (id, hit) => {
+            const { oldest } = windowSpan(hit.windowMs, nowMs);
+            const rows = buckets.all(id, oldest) as { bucket: number; units: number }[];
+            return rows.map((r) => [r.bucket, r.units] as const);
+          },
+          (id, hit, { bucketMs, current }) =>
+            addUnits.run(id, current, hit.cost, bucketLeavesAt(current, bucketMs, hit.windowMs)),
+        );
       });
     },
 

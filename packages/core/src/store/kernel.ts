@@ -4,7 +4,7 @@ import {
   assertWindowAdjust,
   assertWindowHit,
   bucketLeavesAt,
-  judgeWindow,
+  judgeWindows,
   windowId,
   windowSpan,
 } from "./limits.js";
@@ -610,36 +610,19 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     hitWindows(hits, nowMs) {
       for (const hit of hits) assertWindowHit(hit);
       maybeSweep(nowMs);
-      const pending = new Map<string, number>();
-      const statuses = [];
-      for (const [index, hit] of hits.entries()) {
-        const id = windowId(hit.key, hit.windowMs);
-        const stored = liveBuckets(hit.key, hit.windowMs, nowMs) ?? new Map<number, number>();
-        const v = judgeWindow(stored, hit, nowMs, pending.get(id) ?? 0);
-        if (!v.fits) {
-          return {
-            ok: false,
-            index,
-            key: hit.key,
-            remaining: v.remaining,
-            retryAfterMs: v.retryAfterMs,
-          };
-        }
-        pending.set(id, (pending.get(id) ?? 0) + hit.cost);
-        statuses.push({ remaining: v.remaining, resetMs: v.resetMs });
-      }
-      for (const hit of hits) {
-        if (hit.cost === 0) continue;
-        const id = windowId(hit.key, hit.windowMs);
-        let w = windows.get(id);
-        if (!w) {
-          w = { windowMs: hit.windowMs, buckets: new Map() };
-          windows.set(id, w);
-        }
-        const { current } = windowSpan(hit.windowMs, nowMs);
-        w.buckets.set(current, (w.buckets.get(current) ?? 0) + hit.cost);
-      }
-      return { ok: true, windows: statuses };
+      return judgeWindows(
+        hits,
+        nowMs,
+        (_id, hit) => liveBuckets(hit.key, hit.windowMs, nowMs) ?? [],
+        (id, hit, { current }) => {
+          let w = windows.get(id);
+          if (!w) {
+            w = { windowMs: hit.windowMs, buckets: new Map() };
+            windows.set(id, w);
+          }
+          w.buckets.set(current, (w.buckets.get(current) ?? 0) + hit.cost);
+        },
+      );
     },
 
     adjustWindow(key, windowMs, atMs, delta, nowMs) {

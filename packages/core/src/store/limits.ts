@@ -5,7 +5,14 @@
  *
  * @module
  */
-import { type LeaseAsk, type Store, WINDOW_BUCKETS, type WindowHit } from "./types.js";
+import {
+  type LeaseAsk,
+  type Store,
+  WINDOW_BUCKETS,
+  type WindowHit,
+  type WindowResult,
+  type WindowStatus,
+} from "./types.js";
 
 const isPositiveInt = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) > 0;
 
@@ -140,3 +147,42 @@ export function judgeWindow(
 
 /** The key under which the stores keep a counter: its window and its name. */
 export const windowId = (key: string, windowMs: number): string => `${windowMs}:${key}`;
+
+/**
+ * One {@link Store.hitWindows} call over a store's buckets, all or nothing: every hit is judged
+ * ({@link judgeWindow}, earlier hits of the call on the same counter included) before any is
+ * added; then `add` puts each hit's cost into its counter's current bucket. The caller runs it
+ * inside its own atomic step (a transaction, or synchronous code) after checking the hits.
+ *
+ * @param bucketsOf the stored buckets of a counter (`id` from {@link windowId}) that the window
+ *   counts at `nowMs`.
+ * @param add adds `cost` units to bucket `current` of counter `id`.
+ */
+export function judgeWindows(
+  hits: readonly WindowHit[],
+  nowMs: number,
+  bucketsOf: (id: string, hit: WindowHit) => Iterable<readonly [number, number]>,
+  add: (id: string, hit: WindowHit, span: WindowSpan) => void,
+): WindowResult {
+  const pending = new Map<string, number>();
+  const windows: WindowStatus[] = [];
+  for (const [index, hit] of hits.entries()) {
+    const id = windowId(hit.key, hit.windowMs);
+    const v = judgeWindow(bucketsOf(id, hit), hit, nowMs, pending.get(id) ?? 0);
+    if (!v.fits) {
+      return {
+        ok: false,
+        index,
+        key: hit.key,
+        remaining: v.remaining,
+        retryAfterMs: v.retryAfterMs,
+      };
+    }
+    pending.set(id, (pending.get(id) ?? 0) + hit.cost);
+    windows.push({ remaining: v.remaining, resetMs: v.resetMs });
+  }
+  for (const hit of hits) {
+    if (hit.cost > 0) add(windowId(hit.key, hit.windowMs), hit, windowSpan(hit.windowMs, nowMs));
+  }
+  return { ok: true, windows };
+}
