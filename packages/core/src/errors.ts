@@ -25,6 +25,11 @@ export const ERROR_STATUS = {
   KEY_EXHAUSTED: 429,
   QUOTA_EXHAUSTED: 429,
   USER_QUOTA_EXHAUSTED: 429,
+  /**
+   * A rate limit (rpm, tpm, rpd) or concurrency cap of the key, its owner or its group, or of
+   * every credential that could serve the request, is reached (OpenAI's `rate_limit_exceeded`).
+   */
+  RATE_LIMIT_EXCEEDED: 429,
   USER_DISABLED: 403,
   /** The key names an owner that no longer exists. */
   KEY_OWNER_MISSING: 403,

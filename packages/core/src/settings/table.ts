@@ -12,7 +12,9 @@ import {
   DEFAULT_MODEL_RATIO,
 } from "../billing/defaults.js";
 import { DEFAULT_POOL_SETTINGS, POOL_SETTINGS } from "../credentials/health.js";
+import { isTimeZone } from "../admission/refill.js";
 import { parseRoutingStrategy, type RoutingStrategy } from "../credentials/strategies.js";
+import type { RateLimits } from "../store/types.js";
 
 /** The JSON type of a setting's value, as a write must send it. */
 export type SettingType = "boolean" | "integer" | "number" | "string" | "object";
@@ -51,6 +53,53 @@ const isProxyUrl = (v: unknown): boolean =>
 const nonNegative = (v: unknown): boolean => (v as number) >= 0;
 
 const define = <T>(d: SettingDefinition<T>): SettingDefinition<T> => d;
+
+/** The snake_case field of `group-limits` (and of the token and user dialects) for each rate limit. */
+export const RATE_LIMIT_FIELDS: Readonly<Record<keyof RateLimits, string>> = {
+  rpm: "rpm_limit",
+  tpm: "tpm_limit",
+  rpd: "rpd_limit",
+  maxConcurrency: "max_concurrency",
+  queueTimeoutMs: "queue_timeout_ms",
+};
+const RATE_LIMIT_ENTRIES = Object.entries(RATE_LIMIT_FIELDS) as [keyof RateLimits, string][];
+
+const isLimitValue = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+function isGroupLimits(v: unknown): boolean {
+  return Object.values(v as Record<string, unknown>).every(
+    (g) =>
+      typeof g === "object" &&
+      g !== null &&
+      !Array.isArray(g) &&
+      Object.entries(g).every(
+        ([f, n]) => RATE_LIMIT_ENTRIES.some(([, wire]) => wire === f) && isLimitValue(n),
+      ),
+  );
+}
+
+const groupLimitsRead = new WeakMap<object, Readonly<Record<string, RateLimits>>>();
+
+/** `group-limits` as the engine uses it: per group, the limits set (valid, above 0). */
+function readGroupLimits(v: unknown): Readonly<Record<string, RateLimits>> {
+  if (typeof v !== "object" || v === null) return EMPTY as Record<string, RateLimits>;
+  let out = groupLimitsRead.get(v);
+  if (!out) {
+    const groups: Record<string, RateLimits> = {};
+    for (const [group, g] of Object.entries(v)) {
+      if (typeof g !== "object" || g === null) continue;
+      const limits: RateLimits = {};
+      for (const [field, wire] of RATE_LIMIT_ENTRIES) {
+        const n = (g as Record<string, unknown>)[wire];
+        if (isLimitValue(n) && (n as number) > 0) limits[field] = n as number;
+      }
+      groups[group] = limits;
+    }
+    out = Object.freeze(groups);
+    groupLimitsRead.set(v, out);
+  }
+  return out;
+}
 
 /** The `remote-management` setting as the engine reads it (the management key's bcrypt hash). */
 export interface RemoteManagementSetting {
@@ -196,6 +245,22 @@ export const RUNTIME_SETTINGS = {
     description:
       "Fallback model per model, used when `quota-exceeded/switch-preview-model` is on and every credential of a model is rate limited.",
     read: asObject,
+  }),
+  "group-limits": define<Readonly<Record<string, RateLimits>>>({
+    type: "object",
+    default: {},
+    description:
+      "Default rate limits per group: `{ <group>: { rpm_limit, tpm_limit, rpd_limit, max_concurrency, queue_timeout_ms } }` (non-negative integers, 0 = none). They fill the unset limits of the user of that group (of the key, for a key without an owner).",
+    validate: isGroupLimits,
+    read: readGroupLimits,
+  }),
+  "quota-refill-time-zone": define<string>({
+    type: "string",
+    default: "UTC",
+    description:
+      "The IANA time zone (e.g. `UTC`, `Asia/Shanghai`) in which refill periods and credential spend caps per day and month start at 00:00.",
+    validate: isTimeZone,
+    read: (v) => (isTimeZone(v) ? v : "UTC"),
   }),
   "remote-management": define<RemoteManagementSetting>({
     type: "object",

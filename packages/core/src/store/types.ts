@@ -55,6 +55,61 @@ export interface ApiKeyRecord {
   createdTime: number;
   /** Unix seconds; 0 = never used. */
   accessedTime: number;
+  /** Rate and concurrency limits of the key. Absent = none (the group's defaults may apply). */
+  limits?: RateLimits;
+  /** The key's quota refills on a period; absent or null = never. */
+  quotaRefill?: QuotaRefill | null;
+  /**
+   * Start (ms) of the refill period the key's balance belongs to; absent or 0 = no period.
+   * Written only by {@link Store.refillQuota} (and by whoever sets up a refill). Reservations
+   * carry it ({@link Reservation.keyPeriod}): one made in an earlier period never touches the
+   * balance of a later one.
+   */
+  quotaPeriod?: number;
+}
+
+/**
+ * Rate and concurrency limits of a downstream key or a user. Every field: a non-negative
+ * integer, 0 or absent = no limit.
+ */
+export interface RateLimits {
+  /** Requests per rolling minute. */
+  rpm?: number;
+  /** Tokens (prompt + completion) per rolling minute: estimated when admitted, settled after. */
+  tpm?: number;
+  /** Requests per rolling day (24 h). */
+  rpd?: number;
+  /** Requests in flight at once. */
+  maxConcurrency?: number;
+  /** How long (ms) a request over `maxConcurrency` waits for a slot before it is refused; 0 = refuse at once. */
+  queueTimeoutMs?: number;
+}
+
+/** How a quota refills: the interval's calendar periods start in the `quota-refill-time-zone` setting. */
+export type RefillInterval = "1d" | "7d" | "30d" | "month";
+
+/**
+ * A budget that resets: at each period boundary the remaining quota becomes `amount` and the
+ * period's used quota starts at 0.
+ */
+export interface QuotaRefill {
+  interval: RefillInterval;
+  /** Quota units of each period (a non-negative integer). */
+  amount: number;
+}
+
+/** Limits of an upstream credential. Every field: a non-negative integer, 0 or absent = none. */
+export interface CredentialLimits {
+  /** Requests per rolling minute sent with this credential. */
+  rpm?: number;
+  /** Tokens per rolling minute. */
+  tpm?: number;
+  /** Requests in flight at once. */
+  maxConcurrency?: number;
+  /** Quota units spent per calendar day (in the `quota-refill-time-zone` setting). */
+  spendPerDay?: number;
+  /** Quota units spent per calendar month. */
+  spendPerMonth?: number;
 }
 
 /** What a caller provides to create a key; the store assigns `id`. */
@@ -100,6 +155,12 @@ export interface UserRecord {
   accessTokenHash: string | null;
   /** Unix seconds. */
   createdTime: number;
+  /** Rate and concurrency limits covering all the user's keys together. Absent = none. */
+  limits?: RateLimits;
+  /** The user's quota refills on a period; absent or null = never. */
+  quotaRefill?: QuotaRefill | null;
+  /** Start (ms) of the refill period the user's balance belongs to, as {@link ApiKeyRecord.quotaPeriod}. */
+  quotaPeriod?: number;
 }
 export type NewUser = Omit<UserRecord, "id">;
 export type UserPatch = Partial<Omit<UserRecord, "id">>;
@@ -169,6 +230,8 @@ export interface CredentialRecord {
   groups: string[];
   /** Extra headers sent upstream with this credential. */
   headers: Record<string, string>;
+  /** Limits of this credential; selection skips it while one is reached. Absent = none. */
+  limits?: CredentialLimits;
   state: CredentialState;
   createdAt: number;
   updatedAt: number;
@@ -269,6 +332,13 @@ export interface Reservation {
   units: number;
   /** Whether the key's own balance was debited (false for unlimited keys). */
   keyDebited: boolean;
+  /**
+   * The key's {@link ApiKeyRecord.quotaPeriod} when it was debited (absent = 0). Settlement
+   * touches the key's balance and `usedQuota` only while the key is still in that period.
+   */
+  keyPeriod?: number;
+  /** The owner's {@link UserRecord.quotaPeriod} when it was debited (absent = 0), likewise. */
+  userPeriod?: number;
 }
 
 /**
@@ -550,6 +620,8 @@ export interface Store {
    * was available: 200 parallel calls of 1 unit against 50 units succeed exactly 50 times.
    * It does not check the key's status or expiry (authorisation does that before).
    * `units` is a non-negative integer; 0 always succeeds for an existing key.
+   * The reservation (and its row) carries the key's and the owner's `quotaPeriod` as they were
+   * in that same step ({@link Reservation.keyPeriod}, {@link Reservation.userPeriod}).
    */
   reserveQuota(keyId: number, units: number, meta?: ReservationMeta): Promise<ReserveResult>;
 
@@ -571,10 +643,23 @@ export interface Store {
    * `recovered: true` (the row's requestId, route, model and timestamp, `quota` = units, zero
    * tokens, status 0, `success` false, `keyId`/`userId` of the reservation) with its roll-up.
    * MUST be exactly-once across concurrent callers and, for multi-process adapters, across
-   * processes: a row is recovered by one caller only, and never after it was settled. Returns
-   * the records written.
+   * processes: a row is recovered by one caller only, and never after it was settled. As in
+   * {@link Store.settleQuota}, `usedQuota` grows only on a balance still in the row's period.
+   * Returns the records written.
    */
   recoverReservations(nowMs: number, limit: number): Promise<UsageRecord[]>;
+
+  /**
+   * Starts a new refill period of a key's or a user's quota, once: when the record exists and
+   * its `quotaPeriod` (absent = 0) is below `period`, MUST in one atomic step set its balance
+   * (`remainQuota` of a key, `quota` of a user) to `amount`, its `usedQuota` to 0 and its
+   * `quotaPeriod` to `period`, and answer true; otherwise change nothing and answer false. Any
+   * number of concurrent calls for the same period (from several processes for multi-process
+   * adapters) refill once: exactly one answers true. Reservations made before keep their
+   * period (see {@link Store.settleQuota}). A change notification is delivered for the record.
+   * `period` is a positive integer (ms), `amount` a non-negative integer; anything else rejects.
+   */
+  refillQuota(target: "key" | "user", id: number, period: number, amount: number): Promise<boolean>;
 
   /**
    * Settles a reservation to the actual cost, exactly once per reservation (the caller
@@ -586,6 +671,13 @@ export interface Store {
    * left). `usedQuota` of the key and the owner grows by the amount charged, and the key's
    * `accessedTime` is set to `nowSeconds`. Concurrent settlements and reservations on the same
    * key MUST NOT lose updates (no read-modify-write outside the atomic step).
+   *
+   * Refill periods: a balance whose `quotaPeriod` is no longer the reservation's
+   * ({@link Reservation.keyPeriod} for the key, {@link Reservation.userPeriod} for the owner; an
+   * absent value is 0) was refilled since the debit. That balance is left as it is (nothing given
+   * back, nothing taken, its `usedQuota` unchanged: the request belongs to a period that is closed)
+   * and it caps nothing; the other balance settles as usual. `charged` is still the request's cost
+   * (capped only by balances of its own period).
    *
    * The same step MUST delete the reservation's row. When the row is already gone (it was
    * recovered by {@link Store.recoverReservations}, which charged its full units), the settlement

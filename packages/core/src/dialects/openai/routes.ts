@@ -8,6 +8,8 @@ import { checkStreamFlag, type ProxyDialectDeps, readProxyBody } from "../proxy-
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {
   if (e.status === 401) return "invalid_request_error";
+  if (e.code === "RATE_LIMIT_EXCEEDED")
+    return /\btokens?\b/.test(e.message) ? "tokens" : "requests";
   if (e.status === 429) return "insufficient_quota";
   if (e.status === 403) return "permission_error";
   if (e.status >= 500)
