@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
+import { LeaseKeeper } from "./admission/leases.js";
 import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
@@ -267,6 +268,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     allowRemote: opts.management.allowRemote,
   });
 
+  const leases = new LeaseKeeper(store, events);
   const proxyDeps = {
     store,
     pool,
@@ -281,6 +283,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxBodyBytes: opts.maxBodyBytes,
     clientIp,
     holds: new QuotaHolds(),
+    leases,
     localhostKey: new LocalhostKey(keys),
   };
   // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
@@ -425,6 +428,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         await oauth.close();
         await pool.stop();
         await usageWriter.flush();
+        await leases.close();
         unwatch();
         await upstream.close();
         await oauthHttp.close();

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { QuotaRefill, RefillInterval } from "../store/types.js";
+import type { QuotaRefill, RefillInterval, Store } from "../store/types.js";
 
 /** The refill intervals, as the dialects spell them. */
 export const REFILL_INTERVALS: readonly RefillInterval[] = ["1d", "7d", "30d", "month"];
@@ -176,4 +176,26 @@ export function nextRefillAt(
 ): number {
   const start = quotaPeriod || periodStart(refill.interval, nowMs, timeZone);
   return nextPeriodStart(refill.interval, start, timeZone);
+}
+
+/** The store step {@link refillIfDue} calls (`Store.refillQuota`). */
+type RefillStore = Pick<Store, "refillQuota">;
+
+/**
+ * Starts the due refill period of a key or user, if one is due at `nowMs`: one atomic
+ * `Store.refillQuota` call (any number of instances may race; one wins). Returns the period it
+ * started, or null when none was due or another caller started it first.
+ */
+export async function refillIfDue(
+  store: RefillStore,
+  target: "key" | "user",
+  record: { id: number; quotaRefill?: QuotaRefill | null; quotaPeriod?: number },
+  nowMs: number,
+  timeZone: string,
+): Promise<number | null> {
+  const refill = record.quotaRefill;
+  if (!refill) return null;
+  const period = dueRefill(refill, record.quotaPeriod, nowMs, timeZone);
+  if (period === null) return null;
+  return (await store.refillQuota(target, record.id, period, refill.amount)) ? period : null;
 }

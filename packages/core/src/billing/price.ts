@@ -167,6 +167,13 @@ export class Billing {
     return units(weighted * p.model * p.group);
   }
 
+  /** The completion tokens a request is expected to use at most: `maxTokens` when valid, else the configured default. */
+  completionAllowance(maxTokens?: number): number {
+    return maxTokens !== undefined && Number.isSafeInteger(maxTokens) && maxTokens >= 0
+      ? maxTokens
+      : this.#defaultCompletion;
+  }
+
   /**
    * What to reserve before forwarding: `promptTokens` plus the requested completion
    * (`maxTokens`, else the configured default), none of it cached, and the completion priced at
@@ -174,10 +181,7 @@ export class Billing {
    */
   estimate(model: string, group: string, promptTokens: number, maxTokens?: number): number {
     const p = this.prices(model, group);
-    const completion =
-      maxTokens !== undefined && Number.isSafeInteger(maxTokens) && maxTokens >= 0
-        ? maxTokens
-        : this.#defaultCompletion;
+    const completion = this.completionAllowance(maxTokens);
     const weighted = promptTokens + completion * Math.max(p.completion, p.reasoning);
     return units(weighted * p.model * p.group);
   }

@@ -81,5 +81,6 @@ function requestContext(req: ProxyRequest): RequestContext {
     group: user?.group ?? key.group,
     local: localCount(req, client),
     mask: new SecretMask(),
+    estimate: { tokens: 0, units: 0 },
   };
 }

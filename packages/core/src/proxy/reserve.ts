@@ -43,7 +43,11 @@ export class QuotaHolds {
  */
 export async function reserve(deps: ProxyDeps, ctx: RequestContext): Promise<Reservation> {
   const { req, requestId, started } = ctx;
-  const { result: reserved, units: estimate } = await reserveUnits(deps, ctx, () =>
+  const {
+    result: reserved,
+    units: estimate,
+    promptTokens,
+  } = await reserveUnits(deps, ctx, () =>
     deps.usage.reservationMeta({
       requestId,
       route: req.route,
@@ -65,6 +69,10 @@ export async function reserve(deps: ProxyDeps, ctx: RequestContext): Promise<Res
           `This API key's remaining quota does not cover this request (${estimate} quota units estimated).`,
         );
   }
+  ctx.estimate = {
+    tokens: promptTokens + deps.billing.completionAllowance(ctx.client.maxTokens(req.body)),
+    units: reserved.reservation.units,
+  };
   return reserved.reservation;
 }
 
@@ -102,13 +110,16 @@ async function reserveUnits(
   deps: ProxyDeps,
   ctx: RequestContext,
   meta: () => ReservationMeta,
-): Promise<{ result: ReserveResult; units: number }> {
+): Promise<{ result: ReserveResult; units: number; promptTokens: number }> {
   const { store, billing, holds } = deps;
   const { req, group, local } = ctx;
   const { key, user } = req.auth;
   const maxTokens = ctx.client.maxTokens(req.body);
-  const exact = async () =>
-    billing.estimate(req.model, group, await local.promptTokens(), maxTokens);
+  let promptTokens = promptTokenBound(req.rawBody);
+  const exact = async () => {
+    promptTokens = await local.promptTokens();
+    return billing.estimate(req.model, group, promptTokens, maxTokens);
+  };
 
   // Held from before the store is asked, so that concurrent requests of the key see it at once.
   const attempt = async (units: number) => {
@@ -120,7 +131,7 @@ async function reserveUnits(
     return r;
   };
 
-  let units = billing.estimate(req.model, group, promptTokenBound(req.rawBody), maxTokens);
+  let units = billing.estimate(req.model, group, promptTokens, maxTokens);
   let counted = false;
   let hint = key.unlimitedQuota ? Number.POSITIVE_INFINITY : key.remainQuota;
   if (user && user.quota < hint) hint = user.quota;
@@ -159,5 +170,5 @@ async function reserveUnits(
     }
     result = await attempt(units);
   }
-  return { result, units };
+  return { result, units, promptTokens };
 }

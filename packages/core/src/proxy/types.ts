@@ -1,3 +1,4 @@
+import type { LeaseKeeper } from "../admission/leases.js";
 import type { Billing } from "../billing/price.js";
 import type { OAuthRefresher } from "../credentials/oauth.js";
 import type { CredentialPool } from "../credentials/pool.js";
@@ -29,6 +30,8 @@ export interface ProxyDeps {
   logger: Logger;
   /** The quota this gateway's unsettled reservations hold, per key (one object per gateway). */
   holds: QuotaHolds;
+  /** The concurrency leases this gateway holds: acquired, renewed while requests run, released (one object per gateway). */
+  leases: LeaseKeeper;
 }
 
 /** A parsed, authorised request for the proxy engine (any wire format, any generation route). */
@@ -68,4 +71,10 @@ export interface RequestContext {
   local: LocalCount;
   /** The secrets of every credential this request tried: masked in whatever an upstream answers. */
   mask: SecretMask;
+  /**
+   * What the request is expected to cost, set by the reserve stage: `units` reserved (quota
+   * units) and `tokens` (prompt estimate + the completion allowance), the amounts that window
+   * counters (tpm, spend caps) are hit with before the actual usage is known.
+   */
+  estimate: { tokens: number; units: number };
 }
