@@ -85,6 +85,28 @@ export interface GatewayEvents {
     status: number;
     message: string;
   }) => void;
+  /**
+   * A request was refused for a limit: a rate limit or concurrency cap of its key or the key's
+   * owner (`scope` `key` / `user`), or of a credential that selection then skipped (`credential`;
+   * the request went on with another one, or got a 429 when none was left). `retryAfterMs`: when
+   * the same request could pass (null: never, it is larger than the limit).
+   */
+  "limit.refused": (info: {
+    scope: "key" | "user" | "credential";
+    id: string | number;
+    limit: "rpm" | "tpm" | "rpd" | "concurrency" | "spend-day" | "spend-month";
+    retryAfterMs: number | null;
+  }) => void;
+  /**
+   * A key's or user's quota started a new refill period: its balance became `amount` (quota
+   * units) and its used quota 0. `period` is the period's start (ms).
+   */
+  "quota.refilled": (info: {
+    target: "key" | "user";
+    id: number;
+    period: number;
+    amount: number;
+  }) => void;
   /** A runtime setting changed (locally or in another instance). */
   "settings.changed": (info: { name: string; value: unknown }) => void;
   /** Something went wrong outside a request's own error handling (store write, flush ...). */

@@ -192,9 +192,13 @@ export interface MockUpstream {
   readonly port: number;
   /** The most recent requests, oldest first (capped by `maxRecordedRequests`). */
   readonly requests: readonly RecordedRequest[];
+  /** Requests being answered right now (received, their answer not yet finished or closed). */
+  readonly inFlight: number;
+  /** The most requests answered at once since the start (or the last {@link MockUpstream.reset}). */
+  readonly peakInFlight: number;
   /** Queue a fault for the next matching request(s); faults apply in the order they were queued. */
   fail(fault: MockFault): void;
-  /** Forget recorded requests and queued faults. */
+  /** Forget recorded requests and queued faults, and start the peak count again from now. */
   reset(): void;
   /** Stop listening and destroy open connections (including streams in progress). */
   close(): Promise<void>;
@@ -542,7 +546,14 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     if (resetAfter !== undefined) resetWhenFlushed(res);
   }
 
+  let inFlight = 0;
+  let peakInFlight = 0;
   const server = createServer((req, res) => {
+    inFlight++;
+    if (inFlight > peakInFlight) peakInFlight = inFlight;
+    res.once("close", () => {
+      inFlight--;
+    });
     handle(req, res).catch((error: unknown) => {
       if (res.headersSent) res.destroy();
       else sendJson(res, 500, openAIErrorBody(500, `Mock upstream error: ${String(error)}`));
@@ -556,12 +567,19 @@ export async function createMockUpstream(options: MockUpstreamOptions = {}): Pro
     origin,
     port,
     requests,
+    get inFlight() {
+      return inFlight;
+    },
+    get peakInFlight() {
+      return peakInFlight;
+    },
     fail(fault: MockFault): void {
       faults.push({ ...fault, remaining: fault.times ?? 1 });
     },
     reset(): void {
       requests.length = 0;
       faults.length = 0;
+      peakInFlight = inFlight;
     },
     close: mockCloser(server, timers),
   };

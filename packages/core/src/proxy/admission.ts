@@ -1,13 +1,49 @@
+import { type Admission, admitRequest, limitedSubjects } from "../admission/rate-limits.js";
+import { refillIfDue } from "../admission/refill.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
- * The admission stage: the slot where rate limits (rpm / tpm / rpd of a key, its owner and
- * group) and concurrency leases will be checked, between authorize and reserve. It admits every
- * request for now and costs nothing (no `await`, no allocation).
- *
- * When it grows, it MUST decide in one atomic step per limit (the store's window counters and
- * leases with an expiry, so that limits hold across instances and a dead instance's slots come
- * back by themselves), refuse with the dialect's 429 (`RATE_LIMITED`), and return what the
- * settle stage releases (a lease) — which makes this signature change with it.
+ * The admission stage, between authorize and reserve: the rate limits (rpm / tpm / rpd) and
+ * concurrency caps of the key, its owner and their group (`admission/rate-limits.ts`). Returns
+ * what the settle stage finishes (the leases to free, the tpm hits to correct), or null when
+ * nothing limits the request — then it costs no store call.
  */
-export function admit(_deps: ProxyDeps, _ctx: RequestContext): void {}
+export function admit(deps: ProxyDeps, ctx: RequestContext): Promise<Admission> | null {
+  const subjects = limitedSubjects(deps, ctx);
+  return subjects ? admitRequest(deps, ctx, subjects) : null;
+}
+
+/**
+ * Starts the due refill period of the key's and the owner's quota before the reserve stage asks
+ * for quota (refills are lazy: the first request after a boundary starts the new period; list
+ * and get answers of the management APIs do the same). A no-op without a refill.
+ */
+export function refillDue(deps: ProxyDeps, ctx: RequestContext): Promise<void> | null {
+  const { key, user } = ctx.req.auth;
+  if (!key.quotaRefill && !user?.quotaRefill) return null;
+  return (async () => {
+    const nowMs = Date.now();
+    const tz = deps.settings.get("quota-refill-time-zone");
+    const done: [
+      "key" | "user",
+      { id: number; quotaRefill?: { amount: number } | null },
+      number,
+    ][] = [];
+    if (key.quotaRefill) {
+      const p = await refillIfDue(deps.store, "key", key, nowMs, tz);
+      if (p !== null) done.push(["key", key, p]);
+    }
+    if (user?.quotaRefill) {
+      const p = await refillIfDue(deps.store, "user", user, nowMs, tz);
+      if (p !== null) done.push(["user", user, p]);
+    }
+    for (const [target, r, period] of done) {
+      deps.events.emit("quota.refilled", {
+        target,
+        id: r.id,
+        period,
+        amount: r.quotaRefill?.amount ?? 0,
+      });
+    }
+  })();
+}

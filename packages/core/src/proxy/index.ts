@@ -1,15 +1,17 @@
 import { randomUUID } from "node:crypto";
+import type { Admission } from "../admission/rate-limits.js";
 import { ZERO_USAGE } from "../billing/price.js";
 import { SecretMask } from "../credentials/secret-mask.js";
-import type { GatewayError } from "../errors.js";
+import { GatewayError, isGatewayError } from "../errors.js";
 import type { Reply } from "../exchange.js";
 import { formatOf } from "../formats/registry.js";
-import { admit } from "./admission.js";
+import type { Reservation } from "../store/types.js";
+import { admit, refillDue } from "./admission.js";
 import { errorReply, jsonAnswer, streamAnswer } from "./answer.js";
 import { localCount } from "./count.js";
 import { forward } from "./forward.js";
 import { reserve } from "./reserve.js";
-import { settlement } from "./settle.js";
+import { type Settle, settlement } from "./settle.js";
 import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
 
 export { type AuthorizeDeps, authorizeClient, LocalhostKey } from "./authorize.js";
@@ -23,7 +25,8 @@ export type { ProxyDeps, ProxyRequest } from "./types.js";
  * embeddings, Responses, Anthropic Messages, Gemini) through its stages:
  *
  * 1. authorize — done by the dialect route before it reads the body (`authorizeClient`);
- * 2. admit — rate limits and concurrency (a slot for now, `admission.ts`);
+ * 2. admit — rate limits and concurrency of the key, its owner and their group, and the due
+ *    quota refills (`admission.ts`, `../admission/`);
  * 3. reserve — quota, against the key and its owner (`reserve.ts`);
  * 4. plan + forward — pick a credential, build the call from the wire-format registry, send it,
  *    failing over until the first byte (`plan.ts`, `forward.ts`);
@@ -37,34 +40,66 @@ export type { ProxyDeps, ProxyRequest } from "./types.js";
  */
 export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<Reply> {
   const ctx = requestContext(req);
-  admit(deps, ctx);
-  const reservation = await reserve(deps, ctx);
+  const admitting = admit(deps, ctx);
+  const admission = admitting ? await admitting : null;
+  ctx.admission = admission;
+  let reservation: Reservation;
+  try {
+    const refilling = refillDue(deps, ctx);
+    if (refilling) await refilling;
+    reservation = await reserve(deps, ctx);
+  } catch (error) {
+    admission?.finish(0);
+    throw withHeaders(error, admission);
+  }
   const settle = settlement(deps, ctx, reservation);
   try {
-    const sent = await forward(deps, ctx, settle);
-    if (!sent.ok) {
-      settle(ZERO_USAGE, sent.status, sent.credential, `upstream ${sent.status}`, sent.logged);
-      return errorReply(ctx.client, sent.status, sent.body, sent.upstream);
-    }
-    const { res, credential, plan } = sent;
-    if (!req.stream) {
-      const buf = Buffer.from(await res.body.arrayBuffer());
-      return jsonAnswer(ctx, plan, ctx.mask.body(buf), (usage, responseBody) =>
-        settle(usage, res.statusCode, credential, null, responseBody),
-      );
-    }
-    return streamAnswer(ctx, plan, res.statusCode, sent.body, (usage, error) =>
-      settle(
-        usage,
-        error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
-        credential,
-        error,
-      ),
-    );
+    const reply = await answer(deps, ctx, settle);
+    if (admission) Object.assign(reply.headers, admission.headers);
+    return reply;
   } catch (error) {
     settle(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
-    throw error;
+    throw withHeaders(error, admission);
   }
+}
+
+/** Stages 4-5: forward, then the answer (an upstream's error, a JSON answer or a stream). */
+async function answer(deps: ProxyDeps, ctx: RequestContext, settle: Settle): Promise<Reply> {
+  const { req } = ctx;
+  const sent = await forward(deps, ctx, settle);
+  if (!sent.ok) {
+    settle(ZERO_USAGE, sent.status, sent.credential, `upstream ${sent.status}`, sent.logged);
+    return errorReply(ctx.client, sent.status, sent.body, sent.upstream);
+  }
+  const { res, credential, plan } = sent;
+  if (!req.stream) {
+    const buf = Buffer.from(await res.body.arrayBuffer());
+    return jsonAnswer(ctx, plan, ctx.mask.body(buf), (usage, responseBody) =>
+      settle(usage, res.statusCode, credential, null, responseBody),
+    );
+  }
+  return streamAnswer(ctx, plan, res.statusCode, sent.body, (usage, error) =>
+    settle(
+      usage,
+      error ? (req.exchange.signal.aborted ? 499 : 502) : res.statusCode,
+      credential,
+      error,
+    ),
+  );
+}
+
+/**
+ * A gateway error of a request with rate limits, carrying the `x-ratelimit-*` headers too (every
+ * answer of a limited key has them); anything else as it is.
+ */
+function withHeaders(error: unknown, admission: Admission | null): unknown {
+  if (!admission || !isGatewayError(error) || Object.keys(admission.headers).length === 0)
+    return error;
+  return new GatewayError(error.code, error.message, {
+    cause: error.cause,
+    status: error.status,
+    headers: { ...admission.headers, ...error.headers },
+  });
 }
 
 /** What the stages share about one request. */
@@ -82,5 +117,6 @@ function requestContext(req: ProxyRequest): RequestContext {
     local: localCount(req, client),
     mask: new SecretMask(),
     estimate: { tokens: 0, units: 0 },
+    admission: null,
   };
 }

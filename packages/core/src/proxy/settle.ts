@@ -33,6 +33,7 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
       logRequest(deps, req, { requestId, status, usage, credential, error, started, responseBody });
     }
     deps.holds.release(key.id, reservation.units);
+    ctx.admission?.finish(usage.totalTokens);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
     deps.usage.push({
       reservation,

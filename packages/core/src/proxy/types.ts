@@ -1,4 +1,5 @@
 import type { LeaseKeeper } from "../admission/leases.js";
+import type { Admission } from "../admission/rate-limits.js";
 import type { Billing } from "../billing/price.js";
 import type { OAuthRefresher } from "../credentials/oauth.js";
 import type { CredentialPool } from "../credentials/pool.js";
@@ -77,4 +78,6 @@ export interface RequestContext {
    * counters (tpm, spend caps) are hit with before the actual usage is known.
    */
   estimate: { tokens: number; units: number };
+  /** What the admission stage admitted (leases, tpm hits, headers); null when nothing limits the request. */
+  admission: Admission | null;
 }
