@@ -285,7 +285,6 @@ const STORE_METHODS = [
   "recoverReservations",
   "settleQuota",
   "commitUsage",
-  "refillQuota",
   "hitWindows",
   "adjustWindow",
   "acquireLeases",
