@@ -39,6 +39,12 @@ const AB_BASE = process.env.BENCH_AB_BASE
   ? resolve(process.env.INIT_CWD || process.cwd(), process.env.BENCH_AB_BASE)
   : undefined;
 const AB_SLICES = positiveNumber("BENCH_AB_SLICES", 10);
+/**
+ * `BENCH_LIMITS_AB=1`: A/B of this checkout against itself, A with the bench key as it is and B
+ * with rpm, tpm and concurrency limits set on it (too high to refuse anything), to measure what
+ * admission control costs per request.
+ */
+const LIMITS_AB = process.env.BENCH_LIMITS_AB === "1";
 /** The CPU budget tokenpool must stay within, as a multiple of the floor's CPU per request. */
 const CPU_TARGET_VS_FLOOR = 1.5;
 const CHAT_PATH = "/v1/chat/completions";
@@ -47,7 +53,7 @@ const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta
 const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
 const STARTED_AT = new Date().toISOString();
 
-type TargetName = "direct" | "floor" | "tokenpool" | "base";
+type TargetName = "direct" | "floor" | "tokenpool" | "base" | "limits";
 const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool"];
 
 /** One cell of the matrix. */
@@ -204,9 +210,16 @@ class Target {
   }
 
   /** Fork `file` (a bundle from {@link buildChildren}) and wait until it reports `ready`. */
-  static start(name: TargetName, file: string, args: string[] = [], timeoutMs = 60_000) {
+  static start(
+    name: TargetName,
+    file: string,
+    args: string[] = [],
+    timeoutMs = 60_000,
+    env: NodeJS.ProcessEnv = {},
+  ) {
     const proc = fork(file, args, {
       cwd: ROOT,
+      env: { ...process.env, ...env },
       execArgv: [...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : [])],
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     });
@@ -563,6 +576,27 @@ async function main(): Promise<number> {
     status.tokenpool = { status: "ok" };
   }
 
+  if (LIMITS_AB) {
+    if (skipReason || tokenpool.status !== "fulfilled")
+      throw new Error(`limits A/B: the tokenpool target failed: ${skipReason}`);
+    const limited = await Target.start(
+      "limits",
+      built.tokenpool,
+      ["--upstream", upstreamUrl],
+      60_000,
+      { BENCH_KEY_LIMITS: "1" },
+    );
+    await smokeTest(limited);
+    const code = await abRun(
+      limited,
+      tokenpool.value,
+      upstream,
+      "A = no limits, B = rpm + tpm + concurrency limits on the key",
+    );
+    await stopAll();
+    return code;
+  }
+
   if (AB_BASE) {
     if (skipReason) throw new Error(`A/B: this checkout's tokenpool target failed: ${skipReason}`);
     const base = await Target.start("base", await buildBase(AB_BASE), ["--upstream", upstreamUrl]);
@@ -623,7 +657,12 @@ async function main(): Promise<number> {
  * `AB_SLICES` slices each (in ABBA order, so neither always goes first); prints CPU per request
  * of each side over all its slices, their ratio, and the median of the per-pair ratios.
  */
-async function abRun(b: Target, a: Target, upstream: Target): Promise<number> {
+async function abRun(
+  b: Target,
+  a: Target,
+  upstream: Target,
+  label = `A = ${AB_BASE}, B = this checkout`,
+): Promise<number> {
   const out: string[][] = [];
   const results: unknown[] = [];
   let failed = false;
@@ -658,13 +697,13 @@ async function abRun(b: Target, a: Target, upstream: Target): Promise<number> {
     results.push({ cell: cellName(cell), cpuA, cpuB, ratio: cpuB / cpuA, pairs });
   }
   process.stdout.write(
-    `A = ${AB_BASE}, B = this checkout; ${AB_SLICES} slices of ${SECONDS} s per side and cell\n\n` +
+    `${label}; ${AB_SLICES} slices of ${SECONDS} s per side and cell\n\n` +
       `${table(["cell", "A CPU µs/req", "B CPU µs/req", "B÷A", "median pair B÷A", "pairs B>A"], out, 1)}\n`,
   );
   await mkdir(new URL("../results/", import.meta.url), { recursive: true });
   await writeFile(
     fileURLToPath(new URL("../results/ab.json", import.meta.url)),
-    `${JSON.stringify({ date: STARTED_AT, base: AB_BASE, slices: AB_SLICES, seconds: SECONDS, results }, null, 2)}\n`,
+    `${JSON.stringify({ date: STARTED_AT, base: LIMITS_AB ? "limits" : AB_BASE, slices: AB_SLICES, seconds: SECONDS, results }, null, 2)}\n`,
   );
   if (failed) log("FAILED: some slices had non-2xx answers or errors; the numbers are not valid");
   return failed ? 1 : 0;

@@ -32,11 +32,17 @@ runChild(async () => {
     secret: { apiKey: UPSTREAM_KEY },
     label: "bench",
   });
-  const { key } = await gateway.keys.create({
+  const { key, record } = await gateway.keys.create({
     name: "bench",
     remainQuota: 1_000_000_000,
     unlimitedQuota: false,
   });
+  // BENCH_KEY_LIMITS=1 (the limits A/B): every admission step runs, none refuses.
+  if (process.env.BENCH_KEY_LIMITS === "1") {
+    await gateway.keys.update(record.id, {
+      limits: { rpm: 1_000_000_000, tpm: 1_000_000_000_000, maxConcurrency: 1_000_000 },
+    });
+  }
   const server = createServer(toNodeHandler(gateway));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
