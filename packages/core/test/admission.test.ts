@@ -268,6 +268,45 @@ describe("users and groups", () => {
   });
 });
 
+describe("group-limits and quota-refill-time-zone through the management dialect", () => {
+  const MGMT = "admission-management-key-0123456789";
+  const manage = (method: string, path: string, body?: unknown) =>
+    fetch(`${base}/v0/management/${path}`, {
+      method,
+      headers: { "x-management-key": MGMT, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+
+  it("are read and written like the seed's scalar settings, bad values refused", async () => {
+    await gateway.management.setKey(MGMT);
+    const value = { gold: { rpm_limit: 100, max_concurrency: 4, queue_timeout_ms: 5000 } };
+    expect((await manage("PUT", "group-limits", { value })).status).toBe(200);
+    expect(await (await manage("GET", "group-limits")).json()).toEqual({ "group-limits": value });
+    for (const bad of [
+      { gold: { rpm_limit: -1 } },
+      { gold: { rpm_limit: 1.5 } },
+      { gold: { rpm: 10 } },
+      { gold: 5 },
+      [1],
+    ]) {
+      const res = await manage("PUT", "group-limits", { value: bad });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error: "invalid body" });
+    }
+    expect(await (await manage("GET", "group-limits")).json()).toEqual({ "group-limits": value });
+    expect((await manage("PUT", "quota-refill-time-zone", { value: "Asia/Shanghai" })).status).toBe(
+      200,
+    );
+    expect((await manage("PUT", "quota-refill-time-zone", { value: "Mars/Olympus" })).status).toBe(
+      400,
+    );
+    expect(await (await manage("GET", "quota-refill-time-zone")).json()).toEqual({
+      "quota-refill-time-zone": "Asia/Shanghai",
+    });
+    await gateway.settings.set({ "group-limits": {}, "quota-refill-time-zone": "UTC" });
+  });
+});
+
 describe("concurrency", () => {
   it("never lets more than maxConcurrency requests of a key reach the upstream at once", async () => {
     const key = await limitedKey({ maxConcurrency: 2 });
