@@ -244,9 +244,7 @@ describe("users and groups", () => {
     expect((await chat(b)).status).toBe(200);
     const res = await chat(a);
     expect(res.status).toBe(429);
-    expect(((await res.json()) as { error: { message: string } }).error.message).toContain(
-      "owner",
-    );
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("owner");
     expect(refusals.at(-1)).toMatchObject({ scope: "user", id: user.id, limit: "rpm" });
   });
 
@@ -346,6 +344,38 @@ describe("concurrency", () => {
     // Served in their order of arrival.
     const served = slow.requests.map((r) => (r.body as { user: string }).user);
     expect(served).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
+  });
+
+  it("the official openai client: a burst gets RateLimitErrors, and succeeds with queueTimeoutMs", async () => {
+    const burst = async (key: string) => {
+      const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+      return Promise.all(
+        Array.from({ length: 8 }, async () => {
+          try {
+            const stream = await client.chat.completions.create({
+              model: "slow-model",
+              messages,
+              stream: true,
+            });
+            let text = "";
+            for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+            return text;
+          } catch (error) {
+            return error;
+          }
+        }),
+      );
+    };
+    const refused = await burst(await limitedKey({ maxConcurrency: 2 }));
+    const errors = refused.filter((r) => r instanceof OpenAI.RateLimitError);
+    expect(errors.length).toBeGreaterThan(0);
+    expect(
+      (errors[0] as InstanceType<typeof OpenAI.RateLimitError>).headers.get("retry-after"),
+    ).toMatch(/^\d+$/);
+    slow.reset();
+    const queued = await burst(await limitedKey({ maxConcurrency: 2, queueTimeoutMs: 30_000 }));
+    for (const r of queued) expect(r).toMatch(/^w0 w1 .* w39$/);
+    expect(slow.peakInFlight).toBe(2);
   });
 
   it("a queued request whose client leaves gives up its place; the slot goes to the next", async () => {
