@@ -155,7 +155,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
   const feed = changeFeed({ s, immediate, shared, instanceId, pollIntervalMs });
   const { mutate, maintain } = feed;
-  const { flush, ...steps } = ledger({ s, immediate, shapes });
+  const { flush, ...steps } = ledger({ s, immediate, mutate, shapes });
   let closed = false;
 
   return {
