@@ -100,7 +100,10 @@ function checkLimits(limits: object | undefined, where: string): void {
 }
 
 /** Throws unless the admission fields of a key or user (limits, quotaRefill, quotaPeriod) are well formed. */
-function checkAdmission(r: Pick<ApiKeyRecord, "limits" | "quotaRefill" | "quotaPeriod">, where: string) {
+function checkAdmission(
+  r: Pick<ApiKeyRecord, "limits" | "quotaRefill" | "quotaPeriod">,
+  where: string,
+) {
   checkLimits(r.limits, where);
   const refill = r.quotaRefill;
   if (

@@ -603,7 +603,10 @@ remote-management:
         quotaPeriod: P,
         remainQuota: 900,
       });
-      expect(readJson("users.json").users[0]).toMatchObject({ limits: { rpm: 600 }, quotaRefill: null });
+      expect(readJson("users.json").users[0]).toMatchObject({
+        limits: { rpm: 600 },
+        quotaRefill: null,
+      });
       const index = readJson("credentials.json").credentials as { id: string; limits?: unknown }[];
       expect(index.map((c) => [c.id, c.limits])).toEqual([
         ["listed", limits],
@@ -630,7 +633,10 @@ remote-management:
       const bad: [file: string, content: unknown, message: RegExp][] = [
         [
           "keys.json",
-          { nextId: 2, keys: [{ id: 1, keyHash: "h", quotaRefill: { interval: "2d", amount: 1 } }] },
+          {
+            nextId: 2,
+            keys: [{ id: 1, keyHash: "h", quotaRefill: { interval: "2d", amount: 1 } }],
+          },
           /keys\.json is invalid.*quotaRefill/,
         ],
         [

@@ -23,6 +23,7 @@ import {
   type StoreLedger,
   settleAmounts,
 } from "@tokenpool/core/store-kernel";
+import type { ChangeFeed } from "./change-feed.js";
 import {
   type KeyRow,
   type ReservationDbRow,
@@ -34,7 +35,6 @@ import {
   usageFromRow,
   usageParams,
 } from "./rows.js";
-import type { ChangeFeed } from "./change-feed.js";
 import { type QueryShapes, type Statements, Where } from "./statements.js";
 
 /** What the ledger needs of the store. */

@@ -160,7 +160,11 @@ describe("sqliteStore", () => {
     expect(await store.users.get(1)).toMatchObject({ quota: 950, usedQuota: 50 });
     // A refill now starts period P; a reservation from before it would leave P's balance alone.
     expect(await store.refillQuota("key", 1, 1_000, 70)).toBe(true);
-    expect(await store.keys.get(1)).toMatchObject({ remainQuota: 70, usedQuota: 0, quotaPeriod: 1_000 });
+    expect(await store.keys.get(1)).toMatchObject({
+      remainQuota: 70,
+      usedQuota: 0,
+      quotaPeriod: 1_000,
+    });
   });
 
   it("refuses a database migrated by a newer version of the package", async () => {

@@ -114,7 +114,13 @@ export const refillGroup = defineGroup("refill", "refill periods and limit field
   });
 
   it("a credential's limits round-trip and survive patches that do not name them", async () => {
-    const limits = { rpm: 30, tpm: 40_000, maxConcurrency: 1, spendPerDay: 5_000, spendPerMonth: 0 };
+    const limits = {
+      rpm: 30,
+      tpm: 40_000,
+      maxConcurrency: 1,
+      spendPerDay: 5_000,
+      spendPerMonth: 0,
+    };
     const created = await store.credentials.create(fixtures.credential({ limits }));
     expect(created.limits).toEqual(limits);
     expect(await store.credentials.get(created.id)).toEqual(created);
@@ -199,7 +205,10 @@ export const refillGroup = defineGroup("refill", "refill periods and limit field
     expect(await store.refillQuota("user", user.id, P1, 50)).toBe(true);
     await waitUntil(() => seen.changes.length >= 2, 2_000, "2 changes");
     seen.stop();
-    expect(seen.changes).toEqual([change("keys", key.id, "upsert"), change("users", user.id, "upsert")]);
+    expect(seen.changes).toEqual([
+      change("keys", key.id, "upsert"),
+      change("users", user.id, "upsert"),
+    ]);
   });
 
   it("50 concurrent refills of one period refill once", async () => {
@@ -226,9 +235,9 @@ export const refillGroup = defineGroup("refill", "refill periods and limit field
     const ops: Promise<unknown>[] = [];
     for (let i = 0; i < 40; i++) {
       ops.push(
-        store.reserveQuota(key.id, 5).then((r) =>
-          r.ok ? store.settleQuota(r.reservation, 3, 1) : undefined,
-        ),
+        store
+          .reserveQuota(key.id, 5)
+          .then((r) => (r.ok ? store.settleQuota(r.reservation, 3, 1) : undefined)),
       );
       if (i % 10 === 0) ops.push(store.refillQuota("key", key.id, P1, 10_000));
     }
@@ -271,7 +280,12 @@ export const refillGroup = defineGroup("refill", "refill periods and limit field
     await store.refillQuota("key", key.id, P1, 5);
     await store.refillQuota("user", user.id, P1, 3);
     expect(await store.settleQuota(res, 70, 1)).toEqual({ charged: 70 });
-    expect(await balances(key.id, user.id)).toEqual({ remain: 5, keyUsed: 0, quota: 3, userUsed: 0 });
+    expect(await balances(key.id, user.id)).toEqual({
+      remain: 5,
+      keyUsed: 0,
+      quota: 3,
+      userUsed: 0,
+    });
   });
 
   it("commitUsage after a refill bills the actual cost and leaves the new period's balances untouched", async () => {
@@ -382,7 +396,9 @@ export const refillGroup = defineGroup("refill", "refill periods and limit field
 /** Runs `n` refills of one period through `stores` (round robin): how many answered true. */
 export async function refillRace(stores: Store[], keyId: number, period: number, n: number) {
   const results = await Promise.all(
-    Array.from({ length: n }, (_, i) => stores[i % stores.length]!.refillQuota("key", keyId, period, 1_000)),
+    Array.from({ length: n }, (_, i) =>
+      stores[i % stores.length]!.refillQuota("key", keyId, period, 1_000),
+    ),
   );
   return results.filter(Boolean).length;
 }
