@@ -285,6 +285,7 @@ const STORE_METHODS = [
   "recoverReservations",
   "settleQuota",
   "commitUsage",
+  "refillQuota",
   "hitWindows",
   "adjustWindow",
   "acquireLeases",

@@ -39,12 +39,14 @@ export {
 export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
 export {
   addToRollup,
+  assertRefill,
   assertUnits,
   changeable,
   credentialDefaults,
   emptyCredentialState,
   emptyRollup,
   hourBucket,
+  inPeriod,
   materializeCredential,
   newCredentialId,
   type ReservationRow,

@@ -48,12 +48,15 @@ function kindOk(kind: Kind, v: unknown): boolean {
   }
 }
 
-/** Checks the fields of `value` present in `fields`, then fills the absent ones. */
+/**
+ * Checks the fields of `value` present in `fields`, then fills the absent ones (an optional
+ * field whose absent value is `undefined` stays absent).
+ */
 function record<T>(value: unknown, where: string, fields: Fields<T>): T {
   if (!isObject(value)) throw new FileFormatError(`${where} must be an object`);
   const defaults: Record<string, unknown> = {};
   for (const [field, [kinds, absent]] of Object.entries<Field<unknown>>(fields)) {
-    defaults[field] = absent;
+    if (absent !== undefined) defaults[field] = absent;
     const v = value[field];
     if (v === undefined) continue;
     const list = typeof kinds === "string" ? [kinds] : kinds;
@@ -81,13 +84,47 @@ const KEY_FIELDS: Fields<ApiKeyRecord> = {
   group: ["string", "default"],
   createdTime: ["number", 0],
   accessedTime: ["number", 0],
+  limits: ["object", undefined],
+  quotaRefill: [["object", "null"], undefined],
+  quotaPeriod: ["integer", undefined],
 };
+
+const REFILL_INTERVALS: readonly string[] = ["1d", "7d", "30d", "month"];
+
+/** Throws unless every field of a limits object is a non-negative integer. */
+function checkLimits(limits: object | undefined, where: string): void {
+  if (limits === undefined) return;
+  for (const [field, v] of Object.entries(limits))
+    if (!Number.isSafeInteger(v) || (v as number) < 0)
+      throw new FileFormatError(`${where}.limits.${field} must be a non-negative integer`);
+}
+
+/** Throws unless the admission fields of a key or user (limits, quotaRefill, quotaPeriod) are well formed. */
+function checkAdmission(
+  r: Pick<ApiKeyRecord, "limits" | "quotaRefill" | "quotaPeriod">,
+  where: string,
+) {
+  checkLimits(r.limits, where);
+  const refill = r.quotaRefill;
+  if (
+    refill &&
+    (!REFILL_INTERVALS.includes(refill.interval) ||
+      !Number.isSafeInteger(refill.amount) ||
+      refill.amount < 0)
+  )
+    throw new FileFormatError(
+      `${where}.quotaRefill must be { interval: "1d" | "7d" | "30d" | "month", amount: a non-negative integer }`,
+    );
+  if (r.quotaPeriod !== undefined && r.quotaPeriod < 0)
+    throw new FileFormatError(`${where}.quotaPeriod must be a non-negative integer`);
+}
 
 /** A key from `keys.json`. */
 export function parseKey(v: unknown, where: string): ApiKeyRecord {
   const r = record(v, where, KEY_FIELDS);
   if (!(r.id > 0)) throw new FileFormatError(`${where}.id must be a positive integer`);
   if (r.keyHash === "") throw new FileFormatError(`${where}.keyHash is required`);
+  checkAdmission(r, where);
   return r;
 }
 
@@ -102,6 +139,9 @@ const USER_FIELDS: Fields<UserRecord> = {
   usedQuota: ["number", 0],
   accessTokenHash: [["string", "null"], null],
   createdTime: ["number", 0],
+  limits: ["object", undefined],
+  quotaRefill: [["object", "null"], undefined],
+  quotaPeriod: ["integer", undefined],
 };
 
 /** A user from `users.json`. */
@@ -111,6 +151,7 @@ export function parseUser(v: unknown, where: string): UserRecord {
   if (r.username === "") throw new FileFormatError(`${where}.username is required`);
   if (r.role !== "admin" && r.role !== "user")
     throw new FileFormatError(`${where}.role must be "admin" or "user"`);
+  checkAdmission(r, where);
   return r;
 }
 
@@ -135,6 +176,7 @@ const CREDENTIAL_FIELDS: Fields<CredentialRecord> = {
   state: ["object", CREDENTIAL_DEFAULTS.state],
   createdAt: ["number", 0],
   updatedAt: ["number", 0],
+  limits: ["object", undefined],
 };
 
 /** A credential with every field, from what may be a partial record. */
@@ -144,6 +186,7 @@ export function parseCredential(v: unknown, where: string): CredentialRecord {
   if (r.provider === "") throw new FileFormatError(`${where}.provider is required`);
   if (r.kind !== "api-key" && r.kind !== "oauth")
     throw new FileFormatError(`${where}.kind must be "api-key" or "oauth"`);
+  checkLimits(r.limits, where);
   r.state = { ...emptyCredentialState(), ...r.state };
   return r;
 }

@@ -561,6 +561,108 @@ remote-management:
   });
 
   describe("admission state", () => {
+    it("keeps limit and refill fields in keys.json, users.json and credentials.json across a reopen", async () => {
+      const first = open();
+      const P = Date.UTC(2026, 11, 1);
+      const user = await first.users.create(
+        fixtures.user({ quota: 500, limits: { rpm: 600 }, quotaRefill: null }),
+      );
+      const key = await first.keys.create(
+        fixtures.key({
+          userId: user.id,
+          remainQuota: 10,
+          limits: { rpm: 60, tpm: 100_000, maxConcurrency: 2 },
+          quotaRefill: { interval: "month", amount: 1_000 },
+        }),
+      );
+      expect(await first.refillQuota("key", key.id, P, 1_000)).toBe(true);
+      const res = await first.reserveQuota(key.id, 100);
+      expect(res).toMatchObject({ ok: true, reservation: { keyPeriod: P, userPeriod: 0 } });
+      const limits = { rpm: 30, maxConcurrency: 1, spendPerDay: 5_000 };
+      // One credential in config.yaml, one in auths/, one kept whole in credentials.json.
+      const listed = await first.credentials.create(
+        fixtures.credential({ id: "listed", secret: { apiKey: "sk-1" }, limits }),
+      );
+      const oauth = await first.credentials.create(
+        fixtures.credential({
+          id: "claude-me.json",
+          provider: "anthropic",
+          kind: "oauth",
+          label: "me@example.com",
+          baseUrl: "https://api.anthropic.com",
+          secret: { accessToken: "at", refreshToken: "rt", expiresAt: Date.UTC(2030, 0, 1) },
+          limits: { rpm: 5 },
+        }),
+      );
+      const whole = await first.credentials.create(
+        fixtures.credential({ id: "q", provider: "qwen", secret: { apiKey: "q-1" }, limits }),
+      );
+      expect(readJson("keys.json").keys[0]).toMatchObject({
+        limits: { rpm: 60, tpm: 100_000, maxConcurrency: 2 },
+        quotaRefill: { interval: "month", amount: 1_000 },
+        quotaPeriod: P,
+        remainQuota: 900,
+      });
+      expect(readJson("users.json").users[0]).toMatchObject({
+        limits: { rpm: 600 },
+        quotaRefill: null,
+      });
+      const index = readJson("credentials.json").credentials as { id: string; limits?: unknown }[];
+      expect(index.map((c) => [c.id, c.limits])).toEqual([
+        ["listed", limits],
+        ["claude-me.json", { rpm: 5 }],
+        ["q", limits],
+      ]);
+      const keyBefore = (await first.keys.get(key.id))!;
+      await first.close();
+      stores.length = 0;
+
+      const second = open();
+      expect(await second.keys.get(key.id)).toEqual(keyBefore);
+      expect(await second.users.get(user.id)).toEqual({ ...user, quota: 400 });
+      for (const c of [listed, oauth, whole])
+        expect((await second.credentials.get(c.id))?.limits).toEqual(c.limits);
+      // The reservation row kept its period: after the next refill it leaves the balance alone.
+      expect(await second.refillQuota("key", key.id, P + 1, 1_000)).toBe(true);
+      if (!res.ok) throw new Error("unreachable");
+      expect(await second.settleQuota(res.reservation, 30, 1)).toEqual({ charged: 30 });
+      expect(await second.keys.get(key.id)).toMatchObject({ remainQuota: 1_000, usedQuota: 0 });
+    });
+
+    it("a hand-written limit or refill field of the wrong shape makes its file invalid", () => {
+      const bad: [file: string, content: unknown, message: RegExp][] = [
+        [
+          "keys.json",
+          {
+            nextId: 2,
+            keys: [{ id: 1, keyHash: "h", quotaRefill: { interval: "2d", amount: 1 } }],
+          },
+          /keys\.json is invalid.*quotaRefill/,
+        ],
+        [
+          "keys.json",
+          { nextId: 2, keys: [{ id: 1, keyHash: "h", quotaPeriod: "soon" }] },
+          /keys\.json is invalid.*quotaPeriod/,
+        ],
+        [
+          "users.json",
+          { nextId: 2, users: [{ id: 1, username: "u", limits: { rpm: -1 } }] },
+          /users\.json is invalid.*limits\.rpm/,
+        ],
+        [
+          "credentials.json",
+          { credentials: [{ id: "c", provider: "qwen", limits: { rpm: "many" } }] },
+          /credentials\.json is invalid.*limits\.rpm/,
+        ],
+      ];
+      for (const [file, content, message] of bad) {
+        rmSync(dir, { recursive: true, force: true });
+        mkdirSync(dir);
+        writeFileSync(join(dir, file), JSON.stringify(content));
+        expect(() => open(), file).toThrow(message);
+      }
+    });
+
     it("keeps windows and leases in memory: no file is written, a reopened store starts empty", async () => {
       const store = open();
       await store.settings.set({ a: 1 });

@@ -23,6 +23,7 @@ export const COMMANDS = {
   tpSettle: lua.SETTLE,
   tpCommit: lua.COMMIT,
   tpRecover: lua.RECOVER,
+  tpRefill: lua.REFILL,
   tpPrune: lua.PRUNE,
   tpKvIncr: lua.KV_INCR,
   tpLockRelease: lua.LOCK_RELEASE,

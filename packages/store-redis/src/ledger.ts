@@ -13,6 +13,7 @@ import type {
 } from "@tokenpool/core";
 import type { StoreLedger } from "@tokenpool/core/store-kernel";
 import {
+  assertRefill,
   assertUnits,
   type ReservationRow,
   recoveredRecord,
@@ -43,7 +44,10 @@ export type Ledger = StoreLedger;
  * details are hashes indexed by sorted sets, roll-ups one hash per (hour, route, model, key).
  * `detailsLimit` bounds the details kept (0 = no bound).
  */
-export function ledger({ client, k, base, run }: RedisContext, detailsLimit: number): Ledger {
+export function ledger(
+  { client, k, base, run, write, emitLocal }: RedisContext,
+  detailsLimit: number,
+): Ledger {
   const toReservation = (
     id: string,
     keyId: number,
@@ -65,6 +69,8 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
         userId: uid === "" ? null : Number(uid),
         units,
         keyDebited: reply[2] === 1,
+        keyPeriod: Number(reply[3]),
+        userPeriod: Number(reply[4]),
       },
     };
   };
@@ -79,6 +85,8 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
       res ? res.units : 0,
       res?.keyDebited ? 1 : 0,
       c.actualUnits,
+      res?.keyPeriod ?? 0,
+      res?.userPeriod ?? 0,
       ...recordArgs(c.record),
     ];
   };
@@ -114,10 +122,15 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
     }));
   };
 
-  /** Parses a reservation row (`keyId|userId|units|keyDebited|metaJSON`). */
+  /**
+   * Parses a reservation row (`keyId|userId|units|keyDebited|metaJSON`). The meta JSON carries
+   * the refill periods (`keyPeriod`, `userPeriod`); a row written before they existed lacks them:
+   * period 0.
+   */
   const parseReservation = (id: string, value: string): ReservationRow => {
     const parts = value.split("|", 4);
-    const meta = JSON.parse(value.slice(parts.join("|").length + 1)) as Required<ReservationMeta>;
+    const meta = JSON.parse(value.slice(parts.join("|").length + 1)) as Required<ReservationMeta> &
+      Pick<Reservation, "keyPeriod" | "userPeriod">;
     return {
       ...meta,
       id,
@@ -125,6 +138,8 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
       userId: parts[1] === "" ? null : Number(parts[1]),
       units: Number(parts[2]),
       keyDebited: parts[3] === "1",
+      keyPeriod: meta.keyPeriod ?? 0,
+      userPeriod: meta.userPeriod ?? 0,
     };
   };
 
@@ -144,7 +159,8 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
     const args: ScriptArg[] = [base, Math.floor(nowMs / 1000), nowMs, rows.length];
     const records = rows.map(recoveredRecord);
     rows.forEach((r, i) => {
-      args.push(r.id, r.keyId, r.userId ?? "", r.units, r.keyDebited ? 1 : 0, "");
+      args.push(r.id, r.keyId, r.userId ?? "", r.units, r.keyDebited ? 1 : 0);
+      args.push(r.keyPeriod ?? 0, r.userPeriod ?? 0);
       args.push(...recordArgs(records[i]!));
     });
     const out = (await run("tpRecover", [k.reservations], args)) as number[];
@@ -280,9 +296,24 @@ export function ledger({ client, k, base, run }: RedisContext, detailsLimit: num
           actualUnits,
           nowSeconds,
           res.id,
+          res.keyPeriod ?? 0,
+          res.userPeriod ?? 0,
         ],
       );
       return { charged: Number(charged) };
+    },
+
+    async refillQuota(target, id, period, amount) {
+      assertRefill(target, period, amount);
+      const collection = target === "key" ? "keys" : "users";
+      const refilled =
+        (await write(
+          "tpRefill",
+          [target === "key" ? k.key(id) : k.user(id)],
+          [collection, id, target === "key" ? "remainQuota" : "quota", period, amount],
+        )) === 1;
+      if (refilled) emitLocal(collection, id, "upsert");
+      return refilled;
     },
 
     commitUsage: commit,

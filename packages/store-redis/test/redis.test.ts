@@ -104,6 +104,33 @@ describe("redisStore", () => {
     expect(rollups.reduce((s, r) => s + r.requests, 0)).toBe(8);
   });
 
+  it("reservation rows written before refill periods existed settle and recover as period 0", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const user = await store.users.create(fixtures.user({ quota: 920 }));
+    const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 20 }));
+    // Two rows as the previous version wrote them (no keyPeriod/userPeriod in the meta JSON),
+    // with the debits they made and their in-flight units.
+    const base = `{${prefix}}:`;
+    const meta = (requestId: string) =>
+      JSON.stringify({ owner: "gw", requestId, route: "r", model: "m", timestamp: 1 });
+    await admin
+      .multi()
+      .hset(`${base}res:data`, "r-live", `${key.id}|${user.id}|40|1|${meta("req-live")}`)
+      .hset(`${base}res:data`, "r-dead", `${key.id}|${user.id}|40|1|${meta("req-dead")}`)
+      .zadd(`${base}res`, 9_999_999_999_999, "r-live", 1_000, "r-dead")
+      .hincrby(`${base}res:inflight`, `k:${key.id}`, 80)
+      .hincrby(`${base}res:inflight`, `u:${user.id}`, 80)
+      .exec();
+    const live = { id: "r-live", keyId: key.id, userId: user.id, units: 40, keyDebited: true };
+    expect(await store.settleQuota(live, 10, 5)).toEqual({ charged: 10 });
+    const [rec] = await store.recoverReservations(2_000, 10);
+    expect(rec).toMatchObject({ requestId: "req-dead", quota: 40, recovered: true });
+    expect(await store.keys.get(key.id)).toMatchObject({ remainQuota: 50, usedQuota: 50 });
+    expect(await store.users.get(user.id)).toMatchObject({ quota: 950, usedQuota: 50 });
+    expect(await admin.hlen(`${base}res:inflight`)).toBe(0);
+  });
+
   it("two processes racing reserveQuota on one key get exactly the quota", async () => {
     const prefix = uniquePrefix();
     const store = open(prefix);

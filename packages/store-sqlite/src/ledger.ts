@@ -14,6 +14,7 @@ import type {
 } from "@tokenpool/core";
 import {
   addToRollup,
+  assertRefill,
   assertUnits,
   emptyRollup,
   recoveredRecord,
@@ -22,6 +23,7 @@ import {
   type StoreLedger,
   settleAmounts,
 } from "@tokenpool/core/store-kernel";
+import type { ChangeFeed } from "./change-feed.js";
 import {
   type KeyRow,
   type ReservationDbRow,
@@ -39,7 +41,21 @@ import { type QueryShapes, type Statements, Where } from "./statements.js";
 export interface LedgerContext {
   s: Statements;
   immediate: <T>(fn: () => T) => T;
+  /** Runs a write of keys or users whose change other processes hear of (the change feed). */
+  mutate: ChangeFeed["mutate"];
   shapes: QueryShapes;
+}
+
+/** A user's balance and refill period, as the ledger reads them. */
+interface Balance {
+  quota: number;
+  quota_period: number;
+}
+
+/** A key's balance and refill period. */
+interface KeyBalance {
+  remain_quota: number;
+  quota_period: number;
 }
 
 /** The quota and usage steps of the Store contract, plus `flush` for the reservations still queued. */
@@ -52,7 +68,7 @@ export type Ledger = StoreLedger & {
  * The ledger: quota reservations (group-committed per event-loop turn), settlements, usage
  * records with their roll-ups and the recovery of expired reservations, each one transaction.
  */
-export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
+export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger {
   /**
    * One reservation inside the caller's transaction: the guarded debit and the durable
    * reservation row commit together, so a process that dies leaves a row to recover.
@@ -60,11 +76,20 @@ export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
   const reserveIn = (keyId: number, units: number, meta?: ReservationMeta): ReserveResult => {
     // The common case, a limited key without an owner, is one guarded UPDATE; every other case
     // (owner, unlimited, refusal and its reason) takes the full path below.
+    const keyPeriod = s.reserveFast.get(units, keyId, units) as number | undefined;
     const result: ReserveResult =
-      s.reserveFast.run(units, keyId, units).changes === 1
+      keyPeriod !== undefined
         ? {
             ok: true,
-            reservation: { id: randomUUID(), keyId, userId: null, units, keyDebited: true },
+            reservation: {
+              id: randomUUID(),
+              keyId,
+              userId: null,
+              units,
+              keyDebited: true,
+              keyPeriod,
+              userPeriod: 0,
+            },
           }
         : reserveFull(keyId, units);
     if (result.ok) {
@@ -113,14 +138,15 @@ export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
   const reserveFull = (keyId: number, units: number): ReserveResult => {
     {
       const key = s.keyQuota.get(keyId) as
-        | Pick<KeyRow, "user_id" | "remain_quota" | "unlimited_quota">
+        | (Pick<KeyRow, "user_id" | "remain_quota" | "unlimited_quota"> & { quota_period: number })
         | undefined;
       if (!key) return { ok: false, reason: "key_not_found" };
       const debitKey = key.unlimited_quota === 0;
       if (debitKey && key.remain_quota < units)
         return { ok: false, reason: "key_quota", inFlight: s.keyInFlight.get(keyId) as number };
-      const userQuota =
-        key.user_id === null ? undefined : (s.userQuota.get(key.user_id) as number | undefined);
+      const user =
+        key.user_id === null ? undefined : (s.userBalance.get(key.user_id) as Balance | undefined);
+      const userQuota = user?.quota;
       if (userQuota !== undefined && userQuota < units)
         return {
           ok: false,
@@ -140,6 +166,8 @@ export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
         userId: userQuota === undefined ? null : key.user_id,
         units,
         keyDebited: debitKey,
+        keyPeriod: key.quota_period,
+        userPeriod: user ? user.quota_period : 0,
       };
       return { ok: true, reservation };
     }
@@ -150,19 +178,21 @@ export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
     {
       // The row is gone when recoverReservations already charged it in full: nothing more.
       if (s.deleteReservation.run(res.id).changes === 0) return { charged: 0 };
-      const keyRemain = s.keyRemain.get(res.keyId) as number | undefined;
-      const userQuota =
-        res.userId === null ? undefined : (s.userQuota.get(res.userId) as number | undefined);
+      const key = s.keyBalance.get(res.keyId) as KeyBalance | undefined;
+      const user =
+        res.userId === null ? undefined : (s.userBalance.get(res.userId) as Balance | undefined);
+      // A balance refilled since the debit belongs to a later period: neither settled nor a cap.
+      const keyOpen = key !== undefined && key.quota_period === (res.keyPeriod ?? 0);
+      const userOpen = user !== undefined && user.quota_period === (res.userPeriod ?? 0);
       const { charged, delta } = settleAmounts(
         res.units,
         actualUnits,
-        res.keyDebited ? keyRemain : undefined,
-        userQuota,
+        keyOpen && res.keyDebited ? key.remain_quota : undefined,
+        userOpen ? user.quota : undefined,
       );
-      if (keyRemain !== undefined) {
-        s.settleKey.run(res.keyDebited ? delta : 0, charged, nowSeconds, res.keyId);
-      }
-      if (userQuota !== undefined) s.settleUser.run(delta, charged, res.userId);
+      if (keyOpen) s.settleKey.run(res.keyDebited ? delta : 0, charged, nowSeconds, res.keyId);
+      else if (key) s.touchKey.run(nowSeconds, res.keyId);
+      if (userOpen) s.settleUser.run(delta, charged, res.userId);
       return { charged };
     }
   };
@@ -257,6 +287,16 @@ export function ledger({ s, immediate, shapes }: LedgerContext): Ledger {
 
     async recoverReservations(nowMs, limit) {
       return limit > 0 ? recover(nowMs, limit) : [];
+    },
+
+    async refillQuota(target, id, period, amount) {
+      assertRefill(target, period, amount);
+      return mutate((note) => {
+        const refill = target === "key" ? s.refillKey : s.refillUser;
+        if (refill.run(amount, period, id, period).changes === 0) return false;
+        note(target === "key" ? "keys" : "users", id, "upsert");
+        return true;
+      });
     },
 
     async settleQuota(reservation, actualUnits, nowSeconds) {

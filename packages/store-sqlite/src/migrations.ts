@@ -203,6 +203,26 @@ ${TOKEN_COLUMNS}        PRIMARY KEY (hour, route, model, key_id)
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    name: "admission: limit and refill fields, refill periods of reservations",
+    sql: `
+      -- NULL = never set: the record comes back without the field. limits and quota_refill are
+      -- JSON text ('null' is a quota_refill set to null).
+      ALTER TABLE keys ADD COLUMN limits TEXT;
+      ALTER TABLE keys ADD COLUMN quota_refill TEXT;
+      ALTER TABLE keys ADD COLUMN quota_period INTEGER;
+      ALTER TABLE users ADD COLUMN limits TEXT;
+      ALTER TABLE users ADD COLUMN quota_refill TEXT;
+      ALTER TABLE users ADD COLUMN quota_period INTEGER;
+      ALTER TABLE credentials ADD COLUMN limits TEXT;
+
+      -- The key's and the owner's quota_period when the reservation debited them; rows written
+      -- before this migration belong to period 0.
+      ALTER TABLE reservations ADD COLUMN key_period INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE reservations ADD COLUMN user_period INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /** The table that records which migrations were applied. */

@@ -30,6 +30,12 @@ export interface KeyRow {
   key_group: string;
   created_time: number;
   accessed_time: number;
+  /** JSON, NULL = never set (migration 4). */
+  limits: string | null;
+  /** JSON, NULL = never set. */
+  quota_refill: string | null;
+  /** NULL = never set. */
+  quota_period: number | null;
 }
 
 /** A row of `users`. */
@@ -44,6 +50,12 @@ export interface UserRow {
   used_quota: number;
   access_token_hash: string | null;
   created_time: number;
+  /** JSON, NULL = never set (migration 4). */
+  limits: string | null;
+  /** JSON, NULL = never set. */
+  quota_refill: string | null;
+  /** NULL = never set. */
+  quota_period: number | null;
 }
 
 /** A row of `credentials` (without its internal `seq`). */
@@ -66,6 +78,8 @@ export interface CredentialRow {
   state: string;
   created_at: number;
   updated_at: number;
+  /** JSON, NULL = never set (migration 4). */
+  limits: string | null;
 }
 
 /** The token and quota columns shared by `usage_records` and `usage_rollups`. */
@@ -111,6 +125,10 @@ export interface ReservationDbRow {
   route: string;
   model: string;
   timestamp: number;
+  /** The key's refill period when debited (0 for rows written before migration 4). */
+  key_period: number;
+  /** The owner's refill period when debited. */
+  user_period: number;
 }
 
 /** A row of `usage_rollups`. */
@@ -129,6 +147,30 @@ export const NO_KEY = -1;
 
 /** Booleans are stored as 0/1: better-sqlite3 does not bind booleans. */
 const flag = (b: boolean): number => (b ? 1 : 0);
+
+/** An optional JSON field as its column: NULL when never set. */
+const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
+
+/**
+ * The admission fields of a key or user row (migration 4), each only when set: a record that
+ * never had them comes back without them.
+ */
+function admissionFromRow(r: Pick<KeyRow, "limits" | "quota_refill" | "quota_period">) {
+  const out: Pick<ApiKeyRecord, "limits" | "quotaRefill" | "quotaPeriod"> = {};
+  if (r.limits !== null) out.limits = JSON.parse(r.limits);
+  if (r.quota_refill !== null) out.quotaRefill = JSON.parse(r.quota_refill);
+  if (r.quota_period !== null) out.quotaPeriod = r.quota_period;
+  return out;
+}
+
+/** Named parameters of the admission columns of a key or user. */
+function admissionParams(r: Pick<ApiKeyRecord, "limits" | "quotaRefill" | "quotaPeriod">) {
+  return {
+    limits: json(r.limits),
+    quotaRefill: json(r.quotaRefill),
+    quotaPeriod: r.quotaPeriod ?? null,
+  };
+}
 
 /** A key record from its row. */
 export function keyFromRow(r: KeyRow): ApiKeyRecord {
@@ -150,6 +192,7 @@ export function keyFromRow(r: KeyRow): ApiKeyRecord {
     group: r.key_group,
     createdTime: r.created_time,
     accessedTime: r.accessed_time,
+    ...admissionFromRow(r),
   };
 }
 
@@ -172,6 +215,7 @@ export function keyParams(k: Omit<ApiKeyRecord, "id">): Record<string, unknown> 
     group: k.group,
     createdTime: k.createdTime,
     accessedTime: k.accessedTime,
+    ...admissionParams(k),
   };
 }
 
@@ -188,6 +232,7 @@ export function userFromRow(r: UserRow): UserRecord {
     usedQuota: r.used_quota,
     accessTokenHash: r.access_token_hash,
     createdTime: r.created_time,
+    ...admissionFromRow(r),
   };
 }
 
@@ -203,6 +248,7 @@ export function userParams(u: Omit<UserRecord, "id">): Record<string, unknown> {
     usedQuota: u.usedQuota,
     accessTokenHash: u.accessTokenHash,
     createdTime: u.createdTime,
+    ...admissionParams(u),
   };
 }
 
@@ -227,6 +273,7 @@ export function credentialFromRow(r: CredentialRow): CredentialRecord {
     state: JSON.parse(r.state),
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    ...(r.limits === null ? {} : { limits: JSON.parse(r.limits) }),
   };
 }
 
@@ -251,6 +298,7 @@ export function credentialParams(c: CredentialRecord): Record<string, unknown> {
     state: JSON.stringify(c.state),
     createdAt: c.createdAt,
     updatedAt: c.updatedAt,
+    limits: json(c.limits),
   };
 }
 
@@ -302,6 +350,8 @@ export function reservationFromRow(r: ReservationDbRow): ReservationRow {
     route: r.route,
     model: r.model,
     timestamp: r.timestamp,
+    keyPeriod: r.key_period ?? 0,
+    userPeriod: r.user_period ?? 0,
   };
 }
 
@@ -319,6 +369,8 @@ export function reservationParams(r: ReservationRow): unknown[] {
     r.route,
     r.model,
     r.timestamp,
+    r.keyPeriod ?? 0,
+    r.userPeriod ?? 0,
   ];
 }
 

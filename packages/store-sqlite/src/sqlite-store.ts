@@ -155,7 +155,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
   const feed = changeFeed({ s, immediate, shared, instanceId, pollIntervalMs });
   const { mutate, maintain } = feed;
-  const { flush, ...steps } = ledger({ s, immediate, shapes });
+  const { flush, ...steps } = ledger({ s, immediate, mutate, shapes });
   const { flush: flushLimits, ...limitSteps } = limits(db, immediate);
   let closed = false;
 

@@ -4,17 +4,17 @@ import type { Page } from "@tokenpool/core";
 import type Database from "better-sqlite3";
 
 const KEY_COLUMNS =
-  "user_id, name, key_hash, key_cipher, key_hint, status, remain_quota, used_quota, unlimited_quota, expired_time, model_limits_enabled, model_limits, allow_ips, key_group, created_time, accessed_time";
+  "user_id, name, key_hash, key_cipher, key_hint, status, remain_quota, used_quota, unlimited_quota, expired_time, model_limits_enabled, model_limits, allow_ips, key_group, created_time, accessed_time, limits, quota_refill, quota_period";
 const KEY_VALUES =
-  "@userId, @name, @keyHash, @keyCipher, @keyHint, @status, @remainQuota, @usedQuota, @unlimitedQuota, @expiredTime, @modelLimitsEnabled, @modelLimits, @allowIps, @group, @createdTime, @accessedTime";
+  "@userId, @name, @keyHash, @keyCipher, @keyHint, @status, @remainQuota, @usedQuota, @unlimitedQuota, @expiredTime, @modelLimitsEnabled, @modelLimits, @allowIps, @group, @createdTime, @accessedTime, @limits, @quotaRefill, @quotaPeriod";
 const USER_COLUMNS =
-  "username, display_name, role, status, user_group, quota, used_quota, access_token_hash, created_time";
+  "username, display_name, role, status, user_group, quota, used_quota, access_token_hash, created_time, limits, quota_refill, quota_period";
 const USER_VALUES =
-  "@username, @displayName, @role, @status, @group, @quota, @usedQuota, @accessTokenHash, @createdTime";
+  "@username, @displayName, @role, @status, @group, @quota, @usedQuota, @accessTokenHash, @createdTime, @limits, @quotaRefill, @quotaPeriod";
 const CREDENTIAL_COLUMNS =
-  "id, provider, kind, label, base_url, secret, proxy_url, project_ids, models, excluded_models, priority, weight, enabled, group_names, headers, state, created_at, updated_at";
+  "id, provider, kind, label, base_url, secret, proxy_url, project_ids, models, excluded_models, priority, weight, enabled, group_names, headers, state, created_at, updated_at, limits";
 const CREDENTIAL_VALUES =
-  "@id, @provider, @kind, @label, @baseUrl, @secret, @proxyUrl, @projectIds, @models, @excludedModels, @priority, @weight, @enabled, @groups, @headers, @state, @createdAt, @updatedAt";
+  "@id, @provider, @kind, @label, @baseUrl, @secret, @proxyUrl, @projectIds, @models, @excludedModels, @priority, @weight, @enabled, @groups, @headers, @state, @createdAt, @updatedAt, @limits";
 
 /** `a = @a, b = @b` for an UPDATE, from the INSERT column and value lists. */
 const assignments = (columns: string, values: string, skip: string[] = []): string => {
@@ -71,12 +71,19 @@ export function prepareStatements(db: Database.Database) {
     ),
     deleteCredential: prepare("DELETE FROM credentials WHERE id = ?"),
 
-    keyQuota: prepare("SELECT user_id, remain_quota, unlimited_quota FROM keys WHERE id = ?"),
-    keyRemain: prepare("SELECT remain_quota FROM keys WHERE id = ?").pluck(),
-    userQuota: prepare("SELECT quota FROM users WHERE id = ?").pluck(),
-    reserveFast: prepare(
-      "UPDATE keys SET remain_quota = remain_quota - ? WHERE id = ? AND user_id IS NULL AND unlimited_quota = 0 AND remain_quota >= ?",
+    keyQuota: prepare(
+      "SELECT user_id, remain_quota, unlimited_quota, COALESCE(quota_period, 0) AS quota_period FROM keys WHERE id = ?",
     ),
+    keyBalance: prepare(
+      "SELECT remain_quota, COALESCE(quota_period, 0) AS quota_period FROM keys WHERE id = ?",
+    ),
+    userBalance: prepare(
+      "SELECT quota, COALESCE(quota_period, 0) AS quota_period FROM users WHERE id = ?",
+    ),
+    // RETURNING the key's refill period: the reservation carries it (same statement, same step).
+    reserveFast: prepare(
+      "UPDATE keys SET remain_quota = remain_quota - ? WHERE id = ? AND user_id IS NULL AND unlimited_quota = 0 AND remain_quota >= ? RETURNING COALESCE(quota_period, 0)",
+    ).pluck(),
     debitKey: prepare(
       "UPDATE keys SET remain_quota = remain_quota - ? WHERE id = ? AND remain_quota >= ?",
     ),
@@ -87,14 +94,22 @@ export function prepareStatements(db: Database.Database) {
     settleUser: prepare(
       "UPDATE users SET quota = quota + ?, used_quota = used_quota + ? WHERE id = ?",
     ),
+    touchKey: prepare("UPDATE keys SET accessed_time = ? WHERE id = ?"),
+    // One guarded statement: the compare-and-set of refillQuota, atomic across processes.
+    refillKey: prepare(
+      "UPDATE keys SET remain_quota = ?, used_quota = 0, quota_period = ? WHERE id = ? AND COALESCE(quota_period, 0) < ?",
+    ),
+    refillUser: prepare(
+      "UPDATE users SET quota = ?, used_quota = 0, quota_period = ? WHERE id = ? AND COALESCE(quota_period, 0) < ?",
+    ),
 
     insertUsage: prepare(
       `INSERT INTO usage_records (timestamp, request_id, key_id, user_id, credential_id, provider, route, model, stream, status, success, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota, duration_ms, error, recovered)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertReservation: prepare(
-      `INSERT INTO reservations (id, key_id, user_id, units, key_debited, expires_at, owner, request_id, route, model, timestamp)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO reservations (id, key_id, user_id, units, key_debited, expires_at, owner, request_id, route, model, timestamp, key_period, user_period)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     deleteReservation: prepare("DELETE FROM reservations WHERE id = ?"),
     keyInFlight: prepare(

@@ -172,6 +172,33 @@ describe("sqliteStore shared by several processes", () => {
     expect(probe).toMatchObject({ ok: true, windows: [{ remaining: 0 }] });
   });
 
+  it("three processes refilling one key for the same period refill it once", async () => {
+    const store = openHere();
+    const key = await store.keys.create(fixtures.key({ remainQuota: 4, usedQuota: 96 }));
+    const trio = await children(3);
+    const period = Date.UTC(2026, 11, 1);
+    const startAt = Date.now() + 150;
+    const results = await Promise.all(
+      trio.map((c) =>
+        c.call<{ refilled: number }>({
+          op: "refill",
+          keyId: key.id,
+          period,
+          count: 30,
+          startAt,
+          spreadMs: 30,
+        }),
+      ),
+    );
+    expect(results.reduce((n, r) => n + r.refilled, 0)).toBe(1);
+    expect(await store.keys.get(key.id)).toEqual({
+      ...key,
+      remainQuota: 1_000,
+      usedQuota: 0,
+      quotaPeriod: period,
+    });
+  });
+
   it("a process killed with SIGKILL while holding a lease gives the slot back at its expiry", async () => {
     const store = openHere();
     const doomed = new StoreChild();

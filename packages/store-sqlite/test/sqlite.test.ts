@@ -125,6 +125,48 @@ describe("sqliteStore", () => {
     expect(count("limit_leases")).toBe(0);
   });
 
+  it("opens a database at schema 3 with reservations in flight, and settles and recovers them as period 0", async () => {
+    const old = new Database(file);
+    old.exec(
+      `CREATE TABLE ${MIGRATIONS_TABLE} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`,
+    );
+    for (const m of migrations.filter((m) => m.version <= 3)) {
+      old.exec(m.sql);
+      old
+        .prepare(`INSERT INTO ${MIGRATIONS_TABLE} (version, name, applied_at) VALUES (?, ?, 0)`)
+        .run(m.version, m.name);
+    }
+    // What version 3 wrote: a key owned by a user, both debited by two reservations in flight.
+    old.exec(`
+      INSERT INTO users (id, username, display_name, role, status, user_group, quota, used_quota, access_token_hash, created_time)
+        VALUES (1, 'ada', 'Ada', 'user', 1, 'default', 920, 0, NULL, 1);
+      INSERT INTO keys (id, user_id, name, key_hash, key_cipher, key_hint, status, remain_quota, used_quota, unlimited_quota, expired_time, model_limits_enabled, model_limits, allow_ips, key_group, created_time, accessed_time)
+        VALUES (1, 1, 'k', 'h1', NULL, 'sk-****', 1, 20, 0, 0, -1, 0, '[]', '[]', 'default', 1, 0);
+      INSERT INTO reservations (id, key_id, user_id, units, key_debited, expires_at, owner, request_id, route, model, timestamp)
+        VALUES ('r-live', 1, 1, 40, 1, 9999999999999, 'gw', 'req-live', 'r', 'm', 1),
+               ('r-dead', 1, 1, 40, 1, 1000, 'gw', 'req-dead', 'r', 'm', 1);
+    `);
+    old.close();
+    const store = track(sqliteStore({ filename: file }));
+    const key = (await store.keys.get(1))!;
+    expect(Object.keys(key)).not.toContain("quotaPeriod");
+    expect(key).toMatchObject({ remainQuota: 20, usedQuota: 0 });
+    // The live one, settled by a caller that knows nothing of periods; the dead one, recovered.
+    const live = { id: "r-live", keyId: 1, userId: 1, units: 40, keyDebited: true };
+    expect(await store.settleQuota(live, 10, 5)).toEqual({ charged: 10 });
+    const [rec] = await store.recoverReservations(2_000, 10);
+    expect(rec).toMatchObject({ requestId: "req-dead", quota: 40, recovered: true });
+    expect(await store.keys.get(1)).toMatchObject({ remainQuota: 50, usedQuota: 50 });
+    expect(await store.users.get(1)).toMatchObject({ quota: 950, usedQuota: 50 });
+    // A refill now starts period P; a reservation from before it would leave P's balance alone.
+    expect(await store.refillQuota("key", 1, 1_000, 70)).toBe(true);
+    expect(await store.keys.get(1)).toMatchObject({
+      remainQuota: 70,
+      usedQuota: 0,
+      quotaPeriod: 1_000,
+    });
+  });
+
   it("refuses a database migrated by a newer version of the package", async () => {
     await sqliteStore({ filename: file }).close();
     const db = new Database(file);

@@ -15,6 +15,7 @@ import { locksGroup } from "./conformance/locks.js";
 import { multiProcessGroup } from "./conformance/multi-process.js";
 import { quotaGroup } from "./conformance/quota.js";
 import { recoveryGroup } from "./conformance/recovery.js";
+import { refillGroup } from "./conformance/refill.js";
 import { settingsGroup } from "./conformance/settings.js";
 import { usageGroup } from "./conformance/usage.js";
 import { usersGroup } from "./conformance/users.js";
@@ -55,6 +56,7 @@ const groups: ConformanceGroup[] = [
   quotaGroup,
   commitUsageGroup,
   recoveryGroup,
+  refillGroup,
   limitsGroup,
   watchGroup,
   multiProcessGroup,

@@ -19,6 +19,7 @@ export type StoreLedger = Pick<
   | "recoverReservations"
   | "settleQuota"
   | "commitUsage"
+  | "refillQuota"
 >;
 
 /** One factory per collection, each given the adapter's context. */

@@ -30,9 +30,11 @@ import type {
 } from "./types.js";
 import {
   addToRollup,
+  assertRefill,
   assertUnits,
   changeable,
   emptyRollup,
+  inPeriod,
   materializeCredential,
   type ReservationRow,
   recoveredRecord,
@@ -103,6 +105,7 @@ export type KernelSteps = Sync<
     | "recoverReservations"
     | "settleQuota"
     | "commitUsage"
+    | "refillQuota"
     | "acquireLock"
     | "releaseLock"
     | "hitWindows"
@@ -204,18 +207,23 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     if (!reservations.delete(res.id)) return { charged: 0 };
     const key = keys.get(res.keyId);
     const user = res.userId === null ? undefined : users.get(res.userId);
+    // A balance refilled since the debit belongs to a later period: it is neither settled nor a cap.
+    const keyOpen = key !== undefined && inPeriod(key, res.keyPeriod);
+    const userOpen = user !== undefined && inPeriod(user, res.userPeriod);
     const { charged, delta } = settleAmounts(
       res.units,
       actualUnits,
-      key && res.keyDebited ? key.remainQuota : undefined,
-      user?.quota,
+      keyOpen && res.keyDebited ? key.remainQuota : undefined,
+      userOpen ? user.quota : undefined,
     );
     if (key) {
-      if (res.keyDebited) key.remainQuota += delta;
-      key.usedQuota += charged;
+      if (keyOpen) {
+        if (res.keyDebited) key.remainQuota += delta;
+        key.usedQuota += charged;
+      }
       key.accessedTime = nowSeconds;
     }
-    if (user) {
+    if (userOpen) {
       user.quota += delta;
       user.usedQuota += charged;
     }
@@ -550,6 +558,8 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
         userId: user ? user.id : null,
         units,
         keyDebited: debitKey,
+        keyPeriod: key.quotaPeriod ?? 0,
+        userPeriod: user?.quotaPeriod ?? 0,
       };
       reservations.set(reservation.id, reservationRow(reservation, meta, now()));
       // Reservation rows are kept with the keys.
@@ -581,6 +591,18 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     },
 
     settleQuota: settle,
+
+    refillQuota(target, id, period, amount) {
+      assertRefill(target, period, amount);
+      const rec = target === "key" ? keys.get(id) : users.get(id);
+      if (!rec || (rec.quotaPeriod ?? 0) >= period) return false;
+      if (target === "key") (rec as ApiKeyRecord).remainQuota = amount;
+      else (rec as UserRecord).quota = amount;
+      rec.usedQuota = 0;
+      rec.quotaPeriod = period;
+      wrote(target === "key" ? "keys" : "users", id, "upsert");
+      return true;
+    },
 
     commitUsage(commits, nowSeconds) {
       // settle() marks keys and users changed; a commit without a reservation changes neither.

@@ -27,7 +27,16 @@ export const KeyStatus = {
 /** One of {@link KeyStatus}. */
 export type KeyStatus = (typeof KeyStatus)[keyof typeof KeyStatus];
 
-/** A downstream API key, as stored. The plain key is never stored. */
+/**
+ * A downstream API key, as stored. The plain key is never stored.
+ *
+ * The optional admission fields (`limits`, `quotaRefill`, `quotaPeriod`, likewise on
+ * {@link UserRecord} and `limits` on {@link CredentialRecord}) follow one rule in every store: a
+ * record created without one returns it absent (records written before the fields existed
+ * included); one that was set comes back exactly as set (`null`, `{}` and `0` included). An
+ * update whose patch does not name a field, or names it `undefined`, keeps the stored value; a
+ * patch that names it replaces it whole (no merge of `limits`).
+ */
 export interface ApiKeyRecord {
   id: number;
   /** Owner; `null` for keys that belong to no user (e.g. the management dialect's `api-keys`). */
@@ -521,7 +530,10 @@ export interface KeyCollection {
   getByHash(keyHash: string): Promise<ApiKeyRecord | null>;
   /** Newest first (descending id). */
   list(query?: KeyQuery): Promise<Page<ApiKeyRecord>>;
-  /** Applies the patch atomically; returns the updated record, or null for an unknown id. */
+  /**
+   * Applies the patch atomically; returns the updated record, or null for an unknown id. A field
+   * the patch does not name, or names `undefined`, keeps its stored value.
+   */
   update(id: number, patch: ApiKeyPatch): Promise<ApiKeyRecord | null>;
   /**
    * Replaces a key's `keyHash` and `keyCipher` (a rotation of the server secret re-hashes and
@@ -543,6 +555,7 @@ export interface UserCollection {
   getByAccessTokenHash(hash: string): Promise<UserRecord | null>;
   /** Ascending id; `keyword` is a case-insensitive substring of `username` or `displayName`. */
   list(query?: { offset?: number; limit?: number; keyword?: string }): Promise<Page<UserRecord>>;
+  /** As {@link KeyCollection.update}: fields the patch does not name (or names `undefined`) stay. */
   update(id: number, patch: UserPatch): Promise<UserRecord | null>;
   delete(id: number): Promise<boolean>;
 }
@@ -554,7 +567,10 @@ export interface CredentialCollection {
   get(id: string): Promise<CredentialRecord | null>;
   /** Every credential, enabled or not, in creation order. */
   list(): Promise<CredentialRecord[]>;
-  /** Applies the patch atomically (a `state` patch replaces the whole state). */
+  /**
+   * Applies the patch atomically (a `state` patch replaces the whole state); fields it does not
+   * name (or names `undefined`) stay.
+   */
   update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null>;
   delete(id: string): Promise<boolean>;
 }

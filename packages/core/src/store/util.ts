@@ -92,6 +92,27 @@ export function assertUnits(units: number, what = "units"): void {
   }
 }
 
+/**
+ * Validates the arguments of {@link Store.refillQuota}: a target of `"key"` or `"user"`, a
+ * positive integer period (ms) and a non-negative integer amount.
+ */
+export function assertRefill(target: unknown, period: number, amount: number): void {
+  if (target !== "key" && target !== "user")
+    throw new TypeError(`target must be "key" or "user", got ${String(target)}`);
+  if (!Number.isSafeInteger(period) || period <= 0)
+    throw new TypeError(`period must be a positive integer (ms), got ${period}`);
+  assertUnits(amount, "amount");
+}
+
+/**
+ * Whether a balance is still in the refill period a reservation debited it in: its
+ * `quotaPeriod` (absent = 0) equals the reservation's (absent = 0). Settlement touches only
+ * such balances (see {@link Store.settleQuota}).
+ */
+export function inPeriod(record: { quotaPeriod?: number }, reserved: number | undefined): boolean {
+  return (record.quotaPeriod ?? 0) === (reserved ?? 0);
+}
+
 /** A durable reservation row as adapters keep it: the reservation plus its filled-in meta. */
 export interface ReservationRow extends Reservation, Required<ReservationMeta> {}
 
@@ -108,6 +129,8 @@ export function reservationRow(
     userId: reservation.userId,
     units: reservation.units,
     keyDebited: reservation.keyDebited,
+    keyPeriod: reservation.keyPeriod ?? 0,
+    userPeriod: reservation.userPeriod ?? 0,
     expiresAt: meta?.expiresAt ?? nowMs + DEFAULT_RESERVATION_TTL_MS,
     owner: meta?.owner ?? "",
     requestId: meta?.requestId ?? "",
@@ -201,7 +224,9 @@ export function recordUsage(
 
 /**
  * The patch without the fields no update may change (a record's `id`, a key's `keyHash`, a
- * credential's `createdAt`): what a store's `update` applies.
+ * credential's `createdAt`) and without `undefined` values (they mean "not given", so a caller
+ * that passes `{ limits: input.limits }` without limits keeps the stored ones): what a store's
+ * `update` applies.
  *
  * @example
  * ```ts
@@ -211,5 +236,6 @@ export function recordUsage(
 export function changeable<T extends object>(patch: T, ...fixed: string[]): Partial<T> {
   const rest = { ...patch } as Record<string, unknown>;
   for (const field of fixed) delete rest[field];
+  for (const [field, value] of Object.entries(rest)) if (value === undefined) delete rest[field];
   return rest as Partial<T>;
 }

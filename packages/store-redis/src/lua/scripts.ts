@@ -176,17 +176,31 @@ return 1
 `;
 
 /**
+ * A record's `quotaPeriod` field as the decimal text of an integer: '0' when absent (or not a
+ * number). Text, not a Lua number: a number would reach a reply or a hash as a float.
+ */
+const PERIOD_FN = `
+local function period(v)
+  local n = tonumber(v or '0')
+  if n == nil or n ~= n or n <= 0 then return '0' end
+  return string.format('%d', n)
+end
+`;
+
+/**
  * KEYS: key record, reservation expiry index (ZSET id -> expiresAt), reservation rows (HASH id ->
  * row), in-flight units (HASH 'k:<keyId>' / 'u:<userId>' -> units). ARGV[1] = BASE, ARGV[2] =
  * units, ARGV[3] = reservation id, ARGV[4] = expiresAt (ms), ARGV[5] = meta JSON, ARGV[6] = keyId. Checks and
  * debits the key and its owner together, and writes the durable reservation row in the same
- * step. Returns {1, userId or '', keyDebited 0/1} or {0, reason, in-flight units}.
- * A row is `keyId|userId|units|keyDebited|metaJSON`.
+ * step. Returns {1, userId or '', keyDebited 0/1, keyPeriod, userPeriod} or {0, reason,
+ * in-flight units}. A row is `keyId|userId|units|keyDebited|metaJSON`; the script adds the key's
+ * and the owner's refill periods (`quotaPeriod`, absent = 0) to the meta JSON as `keyPeriod` and
+ * `userPeriod` (rows written before they existed lack them: period 0).
  */
-export const RESERVE = `
+export const RESERVE = `${PERIOD_FN}
 local units = tonumber(ARGV[2])
 local keyId = ARGV[6]
-local f = redis.call('HMGET', KEYS[1], 'remainQuota', 'unlimitedQuota', 'userId')
+local f = redis.call('HMGET', KEYS[1], 'remainQuota', 'unlimitedQuota', 'userId', 'quotaPeriod')
 if not f[1] then return {0, 'key_not_found'} end
 local debit = f[2] ~= 'true'
 if debit and tonumber(f[1]) < units then
@@ -194,22 +208,25 @@ if debit and tonumber(f[1]) < units then
 end
 local uid = f[3]
 local urec = false
+local uperiod = '0'
 if uid and uid ~= 'null' then
   urec = ARGV[1] .. 'user:' .. uid
-  local q = redis.call('HGET', urec, 'quota')
-  if not q then urec = false
-  elseif tonumber(q) < units then
+  local u = redis.call('HMGET', urec, 'quota', 'quotaPeriod')
+  if not u[1] then urec = false
+  elseif tonumber(u[1]) < units then
     return {0, 'user_quota', tonumber(redis.call('HGET', KEYS[4], 'u:' .. uid) or '0')}
-  end
+  else uperiod = period(u[2]) end
 end
+local kperiod = period(f[4])
 if debit then redis.call('HINCRBY', KEYS[1], 'remainQuota', 0 - units) end
 if urec then redis.call('HINCRBY', urec, 'quota', 0 - units) end
 local ustr = urec and uid or ''
+local meta = '{"keyPeriod":' .. kperiod .. ',"userPeriod":' .. uperiod .. ',' .. string.sub(ARGV[5], 2)
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], keyId .. '|' .. ustr .. '|' .. units .. '|' .. (debit and 1 or 0) .. '|' .. ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[3], keyId .. '|' .. ustr .. '|' .. units .. '|' .. (debit and 1 or 0) .. '|' .. meta)
 redis.call('HINCRBY', KEYS[4], 'k:' .. keyId, units)
 if urec then redis.call('HINCRBY', KEYS[4], 'u:' .. uid, units) end
-return {1, ustr, debit and 1 or 0}
+return {1, ustr, debit and 1 or 0, kperiod, uperiod}
 `;
 
 /**
@@ -218,9 +235,11 @@ return {1, ustr, debit and 1 or 0}
  * full), nothing changes and 0 is charged.
  * The arithmetic (charged, room, delta) is `settleAmounts` of `@tokenpool/core/store-kernel`
  * (packages/core/src/store/settlement.ts), the reference every store follows: keep the two in step.
+ * A balance whose `quotaPeriod` (absent = 0) is no longer the reservation's (`keyPeriod`,
+ * `userPeriod`, '' = 0) was refilled since: it is left as it is and caps nothing.
  */
-const SETTLE_FN = `
-local function settle(base, resId, keyId, userId, units, keyDebited, actual, nowSec)
+const SETTLE_FN = `${PERIOD_FN}
+local function settle(base, resId, keyId, userId, units, keyDebited, actual, nowSec, keyPeriod, userPeriod)
   if redis.call('HDEL', base .. 'res:data', resId) == 0 then return 0 end
   redis.call('ZREM', base .. 'res', resId)
   local inflight = base .. 'res:inflight'
@@ -229,25 +248,30 @@ local function settle(base, resId, keyId, userId, units, keyDebited, actual, now
     redis.call('HDEL', inflight, 'u:' .. userId)
   end
   local k = base .. 'key:' .. keyId
-  local kexists = redis.call('EXISTS', k) == 1
+  local kf = redis.call('HMGET', k, 'remainQuota', 'quotaPeriod')
+  local kexists = kf[1] ~= false and kf[1] ~= nil
+  local kopen = kexists and period(kf[2]) == period(keyPeriod)
   local u = false
+  local uremain = 0
   if userId ~= '' then
     u = base .. 'user:' .. userId
-    if redis.call('EXISTS', u) == 0 then u = false end
+    local uf = redis.call('HMGET', u, 'quota', 'quotaPeriod')
+    if not uf[1] or period(uf[2]) ~= period(userPeriod) then u = false
+    else uremain = tonumber(uf[1]) end
   end
   local charged = actual
   if actual > units then
     local room = actual - units
-    if kexists and keyDebited then room = math.min(room, tonumber(redis.call('HGET', k, 'remainQuota'))) end
-    if u then room = math.min(room, tonumber(redis.call('HGET', u, 'quota'))) end
+    if kopen and keyDebited then room = math.min(room, tonumber(kf[1])) end
+    if u then room = math.min(room, uremain) end
     charged = units + math.max(0, room)
   end
   local delta = units - charged
-  if kexists then
+  if kopen then
     if keyDebited then redis.call('HINCRBY', k, 'remainQuota', delta) end
     redis.call('HINCRBY', k, 'usedQuota', charged)
-    redis.call('HSET', k, 'accessedTime', nowSec)
   end
+  if kexists then redis.call('HSET', k, 'accessedTime', nowSec) end
   if u then
     redis.call('HINCRBY', u, 'quota', delta)
     redis.call('HINCRBY', u, 'usedQuota', charged)
@@ -256,9 +280,9 @@ local function settle(base, resId, keyId, userId, units, keyDebited, actual, now
 end
 `;
 
-/** KEYS: key record. ARGV: BASE, keyId, userId ('' = none), units, keyDebited (0/1), actualUnits, nowSeconds, reservation id. Returns the units charged. */
+/** KEYS: key record. ARGV: BASE, keyId, userId ('' = none), units, keyDebited (0/1), actualUnits, nowSeconds, reservation id, keyPeriod, userPeriod. Returns the units charged. */
 export const SETTLE = `${SETTLE_FN}
-return settle(ARGV[1], ARGV[8], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
+return settle(ARGV[1], ARGV[8], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[9], ARGV[10])
 `;
 
 /** Removes one usage detail (its hash and its index entries). */
@@ -302,14 +326,15 @@ end
 export const RECORD_STRIDE = 11;
 
 /** Number of ARGV entries per commit in {@link COMMIT}. */
-export const COMMIT_STRIDE = 7 + RECORD_STRIDE;
+export const COMMIT_STRIDE = 9 + RECORD_STRIDE;
 
 /**
  * Settles reservations and appends usage records with their hourly roll-ups, as one step.
  * KEYS: usage sequence, usage index, roll-up index (the script derives them from BASE too).
  * ARGV[1] = BASE, ARGV[2] = nowSeconds, ARGV[3] = details limit (0 = none), ARGV[4] = number of
  * commits, then per commit {@link COMMIT_STRIDE} values: hasReservation, reservation id, keyId,
- * userId, units, keyDebited, actualUnits, then the record's {@link RECORD_STRIDE} values: record
+ * userId, units, keyDebited, actualUnits, keyPeriod, userPeriod, then the record's
+ * {@link RECORD_STRIDE} values: record
  * JSON (without id and quota), timestamp, record keyId ('' = null), record userId, roll-up id,
  * input, output, reasoning, cached, total tokens, success (0/1).
  * Returns {id, quota, id, quota, ...}.
@@ -318,12 +343,12 @@ export const COMMIT = `${SETTLE_FN}${REMOVE_DETAIL_FN}${APPEND_FN}
 local base, nowSec, limit, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 for c = 0, n - 1 do
-  local a = 4 + c * ${7 + 11}
+  local a = 4 + c * ${9 + 11}
   local quota = tonumber(ARGV[a + 7])
   if ARGV[a + 1] == '1' then
-    quota = settle(base, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6] == '1', quota, nowSec)
+    quota = settle(base, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6] == '1', quota, nowSec, ARGV[a + 8], ARGV[a + 9])
   end
-  out[#out + 1] = append(base, a + 7, quota)
+  out[#out + 1] = append(base, a + 9, quota)
   out[#out + 1] = quota
 end
 if limit > 0 then
@@ -340,21 +365,21 @@ return out
  * (not settled, renewed or recovered by another caller meanwhile) is settled at its full units
  * and gets its recovered usage record, in this one step. KEYS: reservation expiry index.
  * ARGV[1] = BASE, ARGV[2] = nowSeconds, ARGV[3] = nowMs, ARGV[4] = number of candidates, then per
- * candidate 6 + {@link RECORD_STRIDE} values: reservation id, keyId, userId, units, keyDebited,
- * unused, then the recovered record's values as in {@link COMMIT}.
+ * candidate 7 + {@link RECORD_STRIDE} values: reservation id, keyId, userId, units, keyDebited,
+ * keyPeriod, userPeriod, then the recovered record's values as in {@link COMMIT}.
  * Returns {id or 0 (skipped), quota, ...}.
  */
 export const RECOVER = `${SETTLE_FN}${APPEND_FN}
 local base, nowSec, nowMs, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 for c = 0, n - 1 do
-  local a = 4 + c * ${6 + 11}
+  local a = 4 + c * ${7 + 11}
   local score = redis.call('ZSCORE', KEYS[1], ARGV[a + 1])
   local units = tonumber(ARGV[a + 4])
   -- The expiry index and the row are written and deleted together: a score means a live row.
   if score and tonumber(score) <= nowMs then
-    settle(base, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], units, ARGV[a + 5] == '1', units, nowSec)
-    out[#out + 1] = append(base, a + 6, units)
+    settle(base, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], units, ARGV[a + 5] == '1', units, nowSec, ARGV[a + 6], ARGV[a + 7])
+    out[#out + 1] = append(base, a + 7, units)
     out[#out + 1] = units
   else
     out[#out + 1] = 0
@@ -362,6 +387,21 @@ for c = 0, n - 1 do
   end
 end
 return out
+`;
+
+/**
+ * Starts a refill period of a key's or a user's quota (Store.refillQuota): a compare-and-set on
+ * `quotaPeriod`. KEYS: log, record. ARGV[4] = collection (`keys` / `users`), ARGV[5] = id,
+ * ARGV[6] = balance field (`remainQuota` / `quota`), ARGV[7] = period (decimal), ARGV[8] = amount.
+ * Returns 1 when the record existed in an earlier period and was refilled, else 0.
+ */
+export const REFILL = `${NOTIFY}${PERIOD_FN}
+local f = redis.call('HMGET', KEYS[2], ARGV[6], 'quotaPeriod')
+if not f[1] then return 0 end
+if tonumber(period(f[2])) >= tonumber(ARGV[7]) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[6], ARGV[8], 'usedQuota', '0', 'quotaPeriod', ARGV[7])
+notify(ARGV[4], ARGV[5], 'upsert')
+return 1
 `;
 
 /** KEYS: usage index. ARGV: BASE, before (ms, exclusive), batch size. Returns how many details were deleted. */

@@ -21,6 +21,7 @@ export type ConformanceGroupName =
   | "quota"
   | "commit-usage"
   | "recovery"
+  | "refill"
   | "limits"
   | "watch"
   | "multi-process";
@@ -115,15 +116,20 @@ export const denial = (reason: ReserveDenial, inFlight: number): ReserveResult =
   inFlight,
 });
 
-/** A granted reservation as `reserveQuota` answers it (any id). */
+/**
+ * A granted reservation as `reserveQuota` answers it (any id), with the key's and the owner's
+ * refill periods it carries (0 for a balance that never had one).
+ */
 export const grant = (
   keyId: number,
   userId: number | null,
   units: number,
   keyDebited: boolean,
+  keyPeriod = 0,
+  userPeriod = 0,
 ): ReserveResult => ({
   ok: true,
-  reservation: { id: expect.any(String), keyId, userId, units, keyDebited },
+  reservation: { id: expect.any(String), keyId, userId, units, keyDebited, keyPeriod, userPeriod },
 });
 
 /** The reservation of a granted result; throws on a denial. */

@@ -11,6 +11,7 @@ import {
   waitUntil,
 } from "./context.js";
 import { leaseRace } from "./limits.js";
+import { refillRace } from "./refill.js";
 
 /** Several store objects over the same data (multi-process adapters with `reopen`): shared reads, remote changes, races across objects. */
 export const multiProcessGroup = defineGroup(
@@ -145,6 +146,17 @@ export const multiProcessGroup = defineGroup(
       expect(
         (await peers[2]!.acquireLeases([{ pool: "one", limit: 1 }], "b", now + 10_000, now)).ok,
       ).toBe(true);
+    });
+
+    it.skipIf(skip)("refills of one period through three store objects refill once", async () => {
+      const peers = [store, await openPeer(), await openPeer()];
+      const key = await store.keys.create(fixtures.key({ remainQuota: 3, usedQuota: 9 }));
+      expect(await refillRace(peers, key.id, Date.UTC(2026, 0, 1), 60)).toBe(1);
+      expect(await peers[2]!.keys.get(key.id)).toMatchObject({
+        remainQuota: 1_000,
+        usedQuota: 0,
+        quotaPeriod: Date.UTC(2026, 0, 1),
+      });
     });
 
     it.skipIf(skip)("counters incremented through both end at the sum", async () => {
