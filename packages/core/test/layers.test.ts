@@ -24,6 +24,7 @@ const LAYERS = [
   "keys",
   "users",
   "usage",
+  "admission",
   "proxy",
   "config-model",
   "options",

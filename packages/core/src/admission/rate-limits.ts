@@ -8,11 +8,38 @@
  *
  * @module
  */
-import { promptTokenBound } from "../billing/tokens.js";
+import type { Billing } from "../billing/price.js";
 import { GatewayError } from "../errors.js";
-import type { GatewayEvents } from "../events.js";
-import type { ProxyDeps, RequestContext } from "../proxy/types.js";
-import type { LeaseAsk, RateLimits, WindowHit, WindowStatus } from "../store/types.js";
+import type { GatewayEmitter, GatewayEvents } from "../events.js";
+import type { ClientSignal } from "../exchange.js";
+import type { AuthorizedKey } from "../keys/service.js";
+import type { SettingsService } from "../settings/service.js";
+import type { LeaseAsk, RateLimits, Store, WindowHit, WindowStatus } from "../store/types.js";
+import type { LeaseKeeper } from "./leases.js";
+
+/** What admission needs from the gateway (the proxy engine's deps have all of it). */
+export interface AdmissionDeps {
+  store: Store;
+  settings: SettingsService;
+  events: GatewayEmitter;
+  billing: Billing;
+  leases: LeaseKeeper;
+}
+
+/** What admission needs to know of one request. */
+export interface AdmissionRequest {
+  /** The request's id: the name of its leases. */
+  requestId: string;
+  /** The client going away ends a wait in the queue. */
+  signal: ClientSignal;
+  /**
+   * The request's token estimate for tpm: an upper bound of its prompt (cheap), the completion
+   * allowance, and the prompt counted by the tokenizer (asked for only when the bound does not fit).
+   */
+  promptBound: number;
+  completionAllowance: number;
+  promptTokens(): Promise<number>;
+}
 
 /** A minute and a day, the windows of rpm / tpm and rpd (ms). */
 export const MINUTE_MS = 60_000;
@@ -64,10 +91,14 @@ function withDefaults(own: RateLimits | undefined, group: RateLimits | undefined
  * owner (of the key, for a key without an owner). Empty (and allocation-free) when nothing is
  * limited, the common case.
  */
-export function limitedSubjects(deps: ProxyDeps, ctx: RequestContext): Subject[] | null {
-  const { key, user } = ctx.req.auth;
-  const groups = deps.settings.get("group-limits");
-  const group = groups[ctx.group];
+export function limitedSubjects(
+  settings: SettingsService,
+  auth: AuthorizedKey,
+  requestGroup: string,
+): Subject[] | null {
+  const { key, user } = auth;
+  const groups = settings.get("group-limits");
+  const group = groups[requestGroup];
   const groupLimited = anyLimit(group);
   if (!anyLimit(key.limits) && !(user && anyLimit(user.limits)) && !groupLimited) return null;
   const subjects: Subject[] = [];
@@ -114,7 +145,7 @@ const LIMIT_TEXT: Record<LimitHit["name"], string> = {
 
 /** Emits `limit.refused`, building the payload only when someone listens. */
 export function emitRefused(
-  deps: Pick<ProxyDeps, "events">,
+  deps: { events: GatewayEmitter },
   info: () => Parameters<GatewayEvents["limit.refused"]>[0],
 ): void {
   if (deps.events.listenerCount("limit.refused") > 0) deps.events.emit("limit.refused", info());
@@ -127,14 +158,14 @@ export function emitRefused(
 export class Admission {
   /** `x-ratelimit-*` headers for every answer of the request (empty without rpm / rpd / tpm). */
   readonly headers: Record<string, string>;
-  readonly #deps: ProxyDeps;
+  readonly #deps: AdmissionDeps;
   readonly #leaseId: string;
   readonly #pools: string[];
   readonly #tpm: { key: string; atMs: number; cost: number }[];
   #done = false;
 
   constructor(
-    deps: ProxyDeps,
+    deps: AdmissionDeps,
     leaseId: string,
     pools: string[],
     tpm: { key: string; atMs: number; cost: number }[],
@@ -181,11 +212,11 @@ export class Admission {
  * {@link Admission.finish}, as quota is reserved then settled.
  */
 export async function admitRequest(
-  deps: ProxyDeps,
-  ctx: RequestContext,
+  deps: AdmissionDeps,
+  request: AdmissionRequest,
   subjects: Subject[],
 ): Promise<Admission> {
-  const { req, requestId } = ctx;
+  const { requestId } = request;
 
   // 1. Concurrency: one lease per limited subject, all or nothing.
   const asks: LeaseAsk[] = [];
@@ -198,7 +229,7 @@ export async function admitRequest(
   if (asks.length > 0) {
     const got =
       queueMs > 0
-        ? await deps.leases.acquireWaiting(asks, requestId, queueMs, req.exchange.signal)
+        ? await deps.leases.acquireWaiting(asks, requestId, queueMs, request.signal)
         : await deps.leases.acquire(asks, requestId);
     if (!got.ok) {
       const s = subjects.find((x) => `conc:${x.scope}:${x.id}` === got.pool) ?? subjects[0]!;
@@ -221,8 +252,8 @@ export async function admitRequest(
 
   // 2. Windows: rpm, tpm, rpd of every subject, in one atomic hit.
   try {
-    const allowance = deps.billing.completionAllowance(ctx.client.maxTokens(req.body));
-    let tokens = promptTokenBound(req.rawBody) + allowance;
+    const allowance = request.completionAllowance;
+    let tokens = request.promptBound + allowance;
     let counted = false;
     const nowMs = Date.now();
     const hitsFor = (cost: number): LimitHit[] => {
@@ -269,7 +300,7 @@ export async function admitRequest(
     let result = await deps.store.hitWindows(hits, nowMs);
     if (!result.ok && hits[result.index]?.name === "tpm" && !counted) {
       // The byte bound did not fit: the tokenizer's count may.
-      const exact = (await ctx.local.promptTokens()) + allowance;
+      const exact = (await request.promptTokens()) + allowance;
       counted = true;
       if (exact < tokens) {
         tokens = exact;

@@ -1,5 +1,6 @@
 import { type Admission, admitRequest, limitedSubjects } from "../admission/rate-limits.js";
-import { refillIfDue } from "../admission/refill.js";
+import { refillIfDue } from "../billing/refill.js";
+import { promptTokenBound } from "../billing/tokens.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
@@ -9,8 +10,20 @@ import type { ProxyDeps, RequestContext } from "./types.js";
  * nothing limits the request — then it costs no store call.
  */
 export function admit(deps: ProxyDeps, ctx: RequestContext): Promise<Admission> | null {
-  const subjects = limitedSubjects(deps, ctx);
-  return subjects ? admitRequest(deps, ctx, subjects) : null;
+  const { req } = ctx;
+  const subjects = limitedSubjects(deps.settings, req.auth, ctx.group);
+  if (!subjects) return null;
+  return admitRequest(
+    deps,
+    {
+      requestId: ctx.requestId,
+      signal: req.exchange.signal,
+      promptBound: promptTokenBound(req.rawBody),
+      completionAllowance: deps.billing.completionAllowance(ctx.client.maxTokens(req.body)),
+      promptTokens: ctx.local.promptTokens,
+    },
+    subjects,
+  );
 }
 
 /**

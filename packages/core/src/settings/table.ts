@@ -7,12 +7,12 @@
  * @module
  */
 
-import { isTimeZone } from "../admission/refill.js";
 import {
   DEFAULT_CACHE_RATIO,
   DEFAULT_COMPLETION_RATIO,
   DEFAULT_MODEL_RATIO,
 } from "../billing/defaults.js";
+import { isTimeZone } from "../billing/refill.js";
 import { DEFAULT_POOL_SETTINGS, POOL_SETTINGS } from "../credentials/health.js";
 import { parseRoutingStrategy, type RoutingStrategy } from "../credentials/strategies.js";
 import type { RateLimits } from "../store/types.js";
