@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import bcrypt from "bcryptjs";
 import { LeaseKeeper } from "./admission/leases.js";
+import { WindowClaims } from "./admission/window-claims.js";
 import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
@@ -269,6 +270,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   const leases = new LeaseKeeper(store, events);
+  const claims = new WindowClaims(store, events);
   const proxyDeps = {
     store,
     pool,
@@ -284,6 +286,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     clientIp,
     holds: new QuotaHolds(),
     leases,
+    claims,
     localhostKey: new LocalhostKey(keys),
   };
   // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
@@ -429,6 +432,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         await pool.stop();
         await usageWriter.flush();
         await leases.close();
+        await claims.close();
         unwatch();
         await upstream.close();
         await oauthHttp.close();

@@ -1,10 +1,16 @@
 /**
  * The gateway's LeaseKeeper against a real (memory) store: leases it holds are renewed on its
  * timer, so a request longer than the lease time keeps its slot, while a lease nobody renews
- * (its process died) frees its slot at expiry; release frees at once and wakes the first waiter.
+ * (its process died) frees its slot at expiry; a freed lease is passed to the next request of
+ * the same pools (no store call), then given back; release wakes the first waiter at once.
  */
 import { describe, expect, it } from "vitest";
-import { LEASE_TTL_MS, LeaseKeeper } from "../src/admission/leases.js";
+import {
+  LEASE_IDLE_MS,
+  LEASE_REUSE_MS,
+  LEASE_TTL_MS,
+  LeaseKeeper,
+} from "../src/admission/leases.js";
 import { GatewayEmitter, memoryStore } from "../src/index.js";
 
 const POOL = [{ pool: "conc:key:1", limit: 1 }];
@@ -79,7 +85,60 @@ describe("LeaseKeeper", () => {
     expect((await waiting).ok).toBe(false);
     await keeper.release("holder");
     expect(keeper.size).toBe(0);
+    await keeper.releaseIdle();
     expect((await store.acquireLeases(POOL, "x", Date.now() + 1000, Date.now())).ok).toBe(true);
+    await keeper.close();
+    await store.close();
+  });
+
+  it("passes a freed lease to the next request without a store call, then gives it back", async () => {
+    const store = memoryStore();
+    let storeCalls = 0;
+    const counting = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (prop === "acquireLeases" || prop === "releaseLeases") {
+          return (...args: unknown[]) => {
+            storeCalls++;
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        }
+        return v;
+      },
+    });
+    const keeper = new LeaseKeeper(counting, new GatewayEmitter());
+    for (let i = 0; i < 20; i++) {
+      expect((await keeper.acquire(POOL, `r${i}`)).ok).toBe(true);
+      await keeper.release(`r${i}`);
+    }
+    // One grant for all twenty requests; the pool still holds one lease only.
+    expect(storeCalls).toBe(1);
+    const now = Date.now();
+    expect((await store.acquireLeases(POOL, "other", now + 1000, now)).ok).toBe(false);
+    // Unused, it goes back to the store after LEASE_IDLE_MS.
+    await new Promise((r) => setTimeout(r, LEASE_IDLE_MS * 3));
+    expect(storeCalls).toBe(2);
+    const later = Date.now();
+    expect((await store.acquireLeases(POOL, "other", later + 1000, later)).ok).toBe(true);
+    await keeper.close();
+    await store.close();
+  });
+
+  it("gives a lease back instead of passing it on once it is LEASE_REUSE_MS old, and never passes it to other limits", async () => {
+    const store = memoryStore();
+    const keeper = new LeaseKeeper(store, new GatewayEmitter());
+    const t0 = Date.now() - LEASE_REUSE_MS;
+    expect((await keeper.acquire(POOL, "old", t0)).ok).toBe(true);
+    await keeper.release("old");
+    const now = Date.now();
+    expect((await store.acquireLeases(POOL, "other", now + 1000, now)).ok).toBe(true);
+    await store.releaseLeases("other", ["conc:key:1"]);
+    // A lease taken under limit 1 is not passed to a request asking under limit 2.
+    expect((await keeper.acquire(POOL, "a")).ok).toBe(true);
+    await keeper.release("a");
+    const two = [{ pool: "conc:key:1", limit: 2 }];
+    expect((await keeper.acquire(two, "b")).ok).toBe(true);
+    expect((await store.acquireLeases(two, "c", Date.now() + 1000, Date.now())).ok).toBe(false);
     await keeper.close();
     await store.close();
   });

@@ -11,6 +11,13 @@ export const LEASE_RENEW_MS = 10_000;
  * waits: slots freed by other instances are seen no later than that; slots freed here wake it at once.
  */
 export const QUEUE_POLL_MS = 50;
+/** A finished request's lease is kept this long (ms) for the next request of the same pools. */
+export const LEASE_IDLE_MS = 50;
+/**
+ * A lease is passed from request to request for at most this long (ms) after the store granted
+ * it; then it goes back to the store, so that other instances get their turn at a full pool.
+ */
+export const LEASE_REUSE_MS = 1_000;
 
 /** A request waiting in a queue: woken when it may ask for its slots again. */
 interface Waiter {
@@ -20,22 +27,46 @@ interface Waiter {
 /** Why a wait ended. */
 type Parked = "woken" | "timeout" | "aborted";
 
+/** One lease of the store: its id there, its pools, the asks' signature, when it was granted. */
+interface Lease {
+  id: string;
+  pools: string[];
+  signature: string;
+  grantedAt: number;
+  /** When it was parked (idle leases only). */
+  idleSince: number;
+}
+
+/** The identity of a set of asks: the same pools with the same limits. */
+const signatureOf = (asks: LeaseAsk[]): string =>
+  asks.map((a) => `${a.pool}\u0000${a.limit}`).join("\n");
+
 /**
  * The concurrency leases this gateway holds (of keys, users and credentials), one object per
  * gateway: takes them through the store's atomic `acquireLeases`, renews every live one on one
- * timer while its request runs (a long stream keeps its slot), and releases them when the
- * request settles. Leases expire by themselves after {@link LEASE_TTL_MS} when the process dies.
- * The renewal timer starts with the first lease and runs (unreferenced) until {@link close}, so
- * that requests do not pay for starting and stopping it.
+ * timer while its request runs (a long stream keeps its slot), and frees them when the request
+ * settles. Leases expire by themselves after {@link LEASE_TTL_MS} when the process dies.
+ *
+ * A freed lease is passed on rather than given back at once: it waits {@link LEASE_IDLE_MS} for
+ * the next request of the same pools (with the same limits) on this instance, which then takes
+ * it without a store call — the store still counts it, so a pool never holds more than its
+ * limit — and it goes back to the store after that, or once it has been passed around for
+ * {@link LEASE_REUSE_MS}, so that a busy instance does not keep a full pool from the others.
+ * The renewal timer starts with the first lease and runs (unreferenced) until {@link close}.
  */
 export class LeaseKeeper {
   readonly #store: Store;
   readonly #events: GatewayEmitter;
-  /** Live leases: lease id → the pools it holds. */
-  readonly #held = new Map<string, string[]>();
-  /** Requests waiting for slots, first come first served, per set of pools. */
+  /** Leases the store counts for this instance, busy or idle, by store id (the renewal's list). */
+  readonly #live = new Map<string, Lease>();
+  /** What each caller (a request id) holds. */
+  readonly #byCaller = new Map<string, Lease[]>();
+  /** Freed leases waiting for the next request, per signature (oldest first). */
+  readonly #idle = new Map<string, Lease[]>();
+  /** Requests waiting for slots, first come first served, per signature. */
   readonly #queues = new Map<string, Waiter[]>();
   #timer: ReturnType<typeof setInterval> | null = null;
+  #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
 
   constructor(store: Store, events: GatewayEmitter) {
@@ -43,22 +74,39 @@ export class LeaseKeeper {
     this.#events = events;
   }
 
-  /** Leases held now (for tests and diagnostics). */
+  /** Callers holding leases now (for tests and diagnostics). */
   get size(): number {
-    return this.#held.size;
+    return this.#byCaller.size;
   }
 
   /**
-   * Takes lease `leaseId` in every pool of `asks`, all or nothing (`Store.acquireLeases`). When
-   * granted, the keeper renews it until {@link release}. A lease id may hold several groups of
-   * pools taken by separate calls (a key's pools, then a credential's).
+   * Takes a lease for caller `leaseId` in every pool of `asks`, all or nothing
+   * (`Store.acquireLeases`), or an idle lease of the same pools and limits. When granted, the
+   * keeper renews it until {@link release}. A caller may hold several leases taken by separate
+   * calls (a key's pools, then a credential's). `inUse` is 0 for a lease passed on (not asked).
    */
   async acquire(asks: LeaseAsk[], leaseId: string, nowMs = Date.now()): Promise<LeaseResult> {
-    const r = await this.#store.acquireLeases(asks, leaseId, nowMs + LEASE_TTL_MS, nowMs);
-    if (r.ok && asks.length > 0) {
-      const pools = this.#held.get(leaseId);
-      const added = asks.map((a) => a.pool);
-      this.#held.set(leaseId, pools ? [...pools, ...added] : added);
+    if (asks.length === 0) return { ok: true, inUse: [] };
+    const signature = signatureOf(asks);
+    const idle = this.#idle.get(signature);
+    const passed = idle?.pop();
+    if (passed) {
+      if (idle!.length === 0) this.#idle.delete(signature);
+      this.#hold(leaseId, passed);
+      return { ok: true, inUse: asks.map(() => 0) };
+    }
+    const id = this.#live.has(leaseId) ? `${leaseId}:${this.#live.size}` : leaseId;
+    const r = await this.#store.acquireLeases(asks, id, nowMs + LEASE_TTL_MS, nowMs);
+    if (r.ok) {
+      const lease: Lease = {
+        id,
+        pools: asks.map((a) => a.pool),
+        signature,
+        grantedAt: nowMs,
+        idleSince: 0,
+      };
+      this.#live.set(id, lease);
+      this.#hold(leaseId, lease);
       this.#start();
     }
     return r;
@@ -67,9 +115,9 @@ export class LeaseKeeper {
   /**
    * {@link acquire}, waiting up to `timeoutMs` for the slots when they are taken: requests of
    * this gateway asking for the same pools wait in one queue, first come first served; only the
-   * first asks the store (again whenever a slot is released here, and every
-   * {@link QUEUE_POLL_MS} for slots released by other instances). The wait ends early when the
-   * client goes away (`signal`). Answers the last refusal when no slot came in time.
+   * first asks (again whenever a slot is freed here, and every {@link QUEUE_POLL_MS} for slots
+   * freed by other instances). The wait ends early when the client goes away (`signal`). Answers
+   * the last refusal when no slot came in time.
    */
   async acquireWaiting(
     asks: LeaseAsk[],
@@ -77,7 +125,7 @@ export class LeaseKeeper {
     timeoutMs: number,
     signal: ClientSignal,
   ): Promise<LeaseResult> {
-    const name = asks.map((a) => a.pool).join("\n");
+    const name = signatureOf(asks);
     const deadline = Date.now() + timeoutMs;
     if (!this.#queues.get(name)?.length) {
       const first = await this.acquire(asks, leaseId);
@@ -119,37 +167,49 @@ export class LeaseKeeper {
   }
 
   /**
-   * Frees lease `leaseId` in `pools` (every pool it holds when omitted). Never throws: a failed
-   * release is reported as an `error` event, and the lease then expires by itself.
+   * Frees what caller `leaseId` holds in `pools` (everything it holds when omitted): each lease
+   * is passed to the first request waiting for it here, or kept idle for the next one, or given
+   * back to the store. Never throws: a failed store call is reported as an `error` event, and
+   * the lease then expires by itself.
    */
   async release(leaseId: string, pools?: string[]): Promise<void> {
-    const held = this.#held.get(leaseId);
+    const held = this.#byCaller.get(leaseId);
     if (!held) return;
-    const freed = pools ?? held;
-    const left = pools ? held.filter((p) => !pools.includes(p)) : [];
-    if (left.length > 0) this.#held.set(leaseId, left);
-    else this.#held.delete(leaseId);
-    try {
-      await this.#store.releaseLeases(leaseId, freed);
-    } catch (error) {
-      this.#events.emit("error", { where: "lease release", error: error as Error });
-    }
-    // The first waiter of every queue that asks for one of these pools may try again now.
-    if (this.#queues.size > 0) {
-      for (const [name, queue] of this.#queues) {
-        const pools = name.split("\n");
-        if (freed.some((p) => pools.includes(p))) queue[0]?.wake();
+    const freed = pools ? held.filter((l) => l.pools.some((p) => pools.includes(p))) : held;
+    const left = pools ? held.filter((l) => !freed.includes(l)) : [];
+    if (left.length > 0) this.#byCaller.set(leaseId, left);
+    else this.#byCaller.delete(leaseId);
+    const nowMs = Date.now();
+    const back: Lease[] = [];
+    for (const lease of freed) {
+      if (this.#closed || nowMs - lease.grantedAt >= LEASE_REUSE_MS) {
+        back.push(lease);
+        continue;
       }
+      lease.idleSince = nowMs;
+      const idle = this.#idle.get(lease.signature);
+      if (idle) idle.push(lease);
+      else this.#idle.set(lease.signature, [lease]);
+      this.#queues.get(lease.signature)?.[0]?.wake();
+      this.#scheduleIdleSweep();
     }
+    if (back.length > 0) await this.#giveBack(back);
+  }
+
+  /** Gives every idle lease back to the store now. */
+  async releaseIdle(): Promise<void> {
+    const all = [...this.#idle.values()].flat();
+    this.#idle.clear();
+    await this.#giveBack(all);
   }
 
   /** Renews every live lease now (the timer's work). */
   async renewAll(nowMs = Date.now()): Promise<void> {
     const expiresAt = nowMs + LEASE_TTL_MS;
     await Promise.all(
-      [...this.#held].map(async ([id, pools]) => {
+      [...this.#live.values()].map(async (lease) => {
         try {
-          await this.#store.renewLeases(id, pools, expiresAt, nowMs);
+          await this.#store.renewLeases(lease.id, lease.pools, expiresAt, nowMs);
         } catch (error) {
           this.#events.emit("error", { where: "lease renewal", error: error as Error });
         }
@@ -157,23 +217,63 @@ export class LeaseKeeper {
     );
   }
 
-  /** Stops renewing and releases every lease still held. */
+  /** Stops renewing and gives back every lease still held. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#stop();
-    const all = [...this.#held.keys()];
-    await Promise.all(all.map((id) => this.release(id)));
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = null;
+    this.#byCaller.clear();
+    this.#idle.clear();
+    await this.#giveBack([...this.#live.values()]);
+  }
+
+  #hold(caller: string, lease: Lease): void {
+    const held = this.#byCaller.get(caller);
+    if (held) held.push(lease);
+    else this.#byCaller.set(caller, [lease]);
+  }
+
+  async #giveBack(leases: Lease[]): Promise<void> {
+    if (leases.length === 0) return;
+    for (const l of leases) this.#live.delete(l.id);
+    await Promise.all(
+      leases.map(async (l) => {
+        try {
+          await this.#store.releaseLeases(l.id, l.pools);
+        } catch (error) {
+          this.#events.emit("error", { where: "lease release", error: error as Error });
+        }
+      }),
+    );
+    // Slots are free in the store now: the first waiter of every queue may try again.
+    if (this.#queues.size > 0) for (const queue of this.#queues.values()) queue[0]?.wake();
+  }
+
+  /** Idle leases older than {@link LEASE_IDLE_MS} go back to the store. */
+  #scheduleIdleSweep(): void {
+    if (this.#idleTimer) return;
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = null;
+      const nowMs = Date.now();
+      const back: Lease[] = [];
+      for (const [signature, idle] of this.#idle) {
+        const keep = idle.filter((l) => nowMs - l.idleSince < LEASE_IDLE_MS);
+        back.push(...idle.filter((l) => nowMs - l.idleSince >= LEASE_IDLE_MS));
+        if (keep.length > 0) this.#idle.set(signature, keep);
+        else this.#idle.delete(signature);
+      }
+      void this.#giveBack(back);
+      if (this.#idle.size > 0) this.#scheduleIdleSweep();
+    }, LEASE_IDLE_MS);
+    this.#idleTimer.unref?.();
   }
 
   #start(): void {
     if (this.#timer || this.#closed) return;
     this.#timer = setInterval(() => void this.renewAll(), LEASE_RENEW_MS);
     this.#timer.unref?.();
-  }
-
-  #stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
   }
 }
 

@@ -16,6 +16,7 @@ import type { AuthorizedKey } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { LeaseAsk, RateLimits, Store, WindowHit, WindowStatus } from "../store/types.js";
 import type { LeaseKeeper } from "./leases.js";
+import type { WindowClaims } from "./window-claims.js";
 
 /** What admission needs from the gateway (the proxy engine's deps have all of it). */
 export interface AdmissionDeps {
@@ -24,6 +25,7 @@ export interface AdmissionDeps {
   events: GatewayEmitter;
   billing: Billing;
   leases: LeaseKeeper;
+  claims: WindowClaims;
 }
 
 /** What admission needs to know of one request. */
@@ -181,21 +183,15 @@ export class Admission {
   /**
    * Ends the request's admission, once: frees its concurrency slots and corrects its tpm hits
    * from the estimate to `totalTokens` (the actual usage; 0 for a request that never reached an
-   * upstream). Never throws (store errors become `error` events).
+   * upstream). Never throws (store errors become `error` events); the corrections are written
+   * within a quarter of a second ({@link WindowClaims.adjust}).
    */
   finish(totalTokens: number): void {
     if (this.#done) return;
     this.#done = true;
     if (this.#pools.length > 0) void this.#deps.leases.release(this.#leaseId, this.#pools);
-    const nowMs = Date.now();
     for (const t of this.#tpm) {
-      const delta = totalTokens - t.cost;
-      if (delta === 0) continue;
-      this.#deps.store
-        .adjustWindow(t.key, MINUTE_MS, t.atMs, delta, nowMs)
-        .catch((error: unknown) =>
-          this.#deps.events.emit("error", { where: "tpm settlement", error: error as Error }),
-        );
+      this.#deps.claims.adjust(t.key, MINUTE_MS, t.atMs, totalTokens - t.cost);
     }
   }
 }
@@ -297,7 +293,7 @@ export async function admitRequest(
     };
     let hits = hitsFor(tokens);
     if (hits.length === 0) return new Admission(deps, requestId, pools, [], {});
-    let result = await deps.store.hitWindows(hits, nowMs);
+    let result = await deps.claims.hit(hits, nowMs);
     if (!result.ok && hits[result.index]?.name === "tpm" && !counted) {
       // The byte bound did not fit: the tokenizer's count may.
       const exact = (await request.promptTokens()) + allowance;
@@ -305,7 +301,7 @@ export async function admitRequest(
       if (exact < tokens) {
         tokens = exact;
         hits = hitsFor(tokens);
-        result = await deps.store.hitWindows(hits, nowMs);
+        result = await deps.claims.hit(hits, nowMs);
       }
     }
     if (!result.ok) {

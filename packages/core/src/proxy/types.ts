@@ -1,5 +1,6 @@
 import type { LeaseKeeper } from "../admission/leases.js";
 import type { Admission } from "../admission/rate-limits.js";
+import type { WindowClaims } from "../admission/window-claims.js";
 import type { Billing } from "../billing/price.js";
 import type { OAuthRefresher } from "../credentials/oauth.js";
 import type { CredentialPool } from "../credentials/pool.js";
@@ -33,6 +34,8 @@ export interface ProxyDeps {
   holds: QuotaHolds;
   /** The concurrency leases this gateway holds: acquired, renewed while requests run, released (one object per gateway). */
   leases: LeaseKeeper;
+  /** The window counters' claims ahead and queued corrections (one object per gateway). */
+  claims: WindowClaims;
 }
 
 /** A parsed, authorised request for the proxy engine (any wire format, any generation route). */
