@@ -21,14 +21,6 @@ import type { QuotaRefill, RateLimits, Store } from "../store/types.js";
 /** The fields of {@link RateLimits}, in the order the dialects list them. */
 export const RATE_LIMIT_NAMES = Object.keys(RATE_LIMIT_FIELDS) as (keyof RateLimits)[];
 
-/** What the key and user services need to apply refills: the clock's zone and the emitter. */
-export interface RefillContext {
-  /** The `quota-refill-time-zone` setting, read at each use. @default () => "UTC" */
-  timeZone?: () => string;
-  /** Where `quota.refilled` is emitted when a read applies a due refill. */
-  events?: GatewayEmitter;
-}
-
 const bad = (message: string) => new GatewayError("INVALID_REQUEST", message);
 
 const isCount = (v: unknown): v is number =>

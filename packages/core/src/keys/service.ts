@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.js";
+import type { GatewayEmitter } from "../events.js";
 import {
   type ApiKeyPatch,
   type ApiKeyRecord,
@@ -18,7 +19,6 @@ import {
   limitViewFields,
   mergeLimits,
   periodForRefillChange,
-  type RefillContext,
   validateLimits,
   validateQuotaRefill,
   withDueRefill,
@@ -61,7 +61,12 @@ export interface CreateKeyInput {
 }
 
 /** Options of {@link KeyService} (and of `UserService`): what refills need. */
-export type KeyServiceOptions = RefillContext;
+export interface KeyServiceOptions {
+  /** The `quota-refill-time-zone` setting, read at each use. @default () => "UTC" */
+  timeZone?: () => string;
+  /** Where `quota.refilled` is emitted when a read applies a due refill. */
+  events?: GatewayEmitter;
+}
 
 /** What a request presents, for {@link KeyService.authorize}. */
 export interface AuthorizeContext {
@@ -143,7 +148,7 @@ export class KeyService {
   readonly #userById = new Map<number, { user: UserView | null; at: number }>();
 
   readonly #timeZone: () => string;
-  readonly #events: RefillContext["events"];
+  readonly #events: GatewayEmitter | undefined;
 
   /**
    * @param options where refills read their time zone (the `quota-refill-time-zone` setting)

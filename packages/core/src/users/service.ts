@@ -2,12 +2,16 @@ import { GatewayError } from "../errors.js";
 import {
   mergeLimits,
   periodForRefillChange,
-  type RefillContext,
   validateLimits,
   validateQuotaRefill,
   withDueRefill,
 } from "../keys/limits.js";
-import { type KeyService, type UserView, userView } from "../keys/service.js";
+import {
+  type KeyService,
+  type KeyServiceOptions,
+  type UserView,
+  userView,
+} from "../keys/service.js";
 import type {
   NewUser,
   Page,
@@ -78,7 +82,7 @@ export class UserService {
   readonly #box: SecretBox;
   readonly #keys: KeyService;
   readonly #knownGroups: () => readonly string[];
-  readonly #events: RefillContext["events"];
+  readonly #events: KeyServiceOptions["events"];
 
   /**
    * @param knownGroups the groups a user (or key) may belong to; read on every validation so
@@ -91,7 +95,7 @@ export class UserService {
     box: SecretBox,
     keys: KeyService,
     knownGroups: () => readonly string[],
-    options: Pick<RefillContext, "events"> = {},
+    options: Pick<KeyServiceOptions, "events"> = {},
   ) {
     this.#store = store;
     this.#box = box;

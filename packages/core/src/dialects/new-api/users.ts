@@ -99,9 +99,10 @@ export interface UserDialectDeps {
  * - `GET /api/user/?p=1&size=20` → `{ items, total, page, page_size }`
  * - `GET /api/user/search?keyword=` → the same page shape
  * - `GET /api/user/:id`
- * - `POST /api/user/` `{ username, display_name?, role?, status?, group?, quota? }` → the user and
- *   its `access_token` (shown this once)
- * - `PUT /api/user/` `{ id, ...fields }` → the updated user
+ * - `POST /api/user/` `{ username, display_name?, role?, status?, group?, quota? }` and the
+ *   limit and refill fields of tokens (`rpm_limit` … `quota_refill_amount`) → the user and its
+ *   `access_token` (shown this once)
+ * - `PUT /api/user/` `{ id, ...fields }` → the updated user (fields left out keep their value)
  * - `DELETE /api/user/:id` (deletes the user's keys too)
  * - `POST /api/user/:id/token` → `{ access_token }`, a new one (the old one stops working)
  */
