@@ -424,6 +424,32 @@ describe("refill periods on reads", () => {
     ]);
   });
 
+  it("an update applies a due refill first, so a balance it sets stays", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(Date.UTC(2026, 11, 4, 15));
+    const events: unknown[] = [];
+    gateway.events.on("quota.refilled", (e) => events.push(e));
+    const { record } = await gateway.keys.create({
+      name: "set",
+      quotaRefill: { interval: "1d", amount: 300 },
+    });
+    const user = (
+      await gateway.users.create({ username: "set", quotaRefill: { interval: "1d", amount: 300 } })
+    ).record;
+    vi.setSystemTime(Date.UTC(2026, 11, 5, 1));
+    expect((await gateway.keys.update(record.id, { remainQuota: 42 }))!).toMatchObject({
+      remainQuota: 42,
+      quotaPeriod: Date.UTC(2026, 11, 5),
+    });
+    expect((await gateway.users.update(user.id, { quota: 43 }))!).toMatchObject({
+      quota: 43,
+      quotaPeriod: Date.UTC(2026, 11, 5),
+    });
+    expect(events).toHaveLength(2);
+    expect((await gateway.keys.get(record.id))!.remainQuota).toBe(42);
+    expect((await gateway.users.get(user.id))!.quota).toBe(43);
+  });
+
   it("changing the interval starts a new period now; removing the refill keeps the period", async () => {
     vi.useFakeTimers({ toFake: ["Date"] });
     vi.setSystemTime(Date.UTC(2026, 11, 4, 15));

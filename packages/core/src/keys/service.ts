@@ -291,15 +291,16 @@ export class KeyService {
    * Applies a validated partial update. `limits` is merged into the stored limits field by
    * field (0 clears one, fields not named keep their value); a `quotaRefill` set up or given
    * another interval starts its first period now (the current balance lasts until the next
-   * boundary); null removes the refill.
+   * boundary); null removes the refill. A refill that is due is applied before the update, so
+   * that a balance the update sets is not replaced by it afterwards.
    */
   async update(id: number, patch: ApiKeyPatch): Promise<ApiKeyView | null> {
     this.#validate(patch);
+    // Read-merge-write: management writes only, never on the request path.
+    const stored = await this.#fresh(await this.#store.keys.get(id));
+    if (!stored) return null;
     let write = patch;
     if (patch.limits !== undefined || patch.quotaRefill !== undefined) {
-      // Read-merge-write: management writes only, never on the request path.
-      const stored = await this.#store.keys.get(id);
-      if (!stored) return null;
       write = { ...patch };
       if (patch.limits !== undefined) write.limits = mergeLimits(stored.limits, patch.limits);
       if (patch.quotaRefill !== undefined && patch.quotaPeriod === undefined) {

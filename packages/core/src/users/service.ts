@@ -216,7 +216,8 @@ export class UserService {
    * Applies a validated partial update; returns null for an unknown id. `limits` is merged into
    * the stored limits field by field (0 clears one, fields not named keep their value); a
    * `quotaRefill` set up or given another interval starts its first period now (the current
-   * balance lasts until the next boundary); null removes the refill.
+   * balance lasts until the next boundary); null removes the refill. A refill that is due is
+   * applied before the update, so that a balance the update sets is not replaced by it afterwards.
    */
   async update(id: number, patch: UserPatch): Promise<UserView | null> {
     this.validate(patch);
@@ -224,11 +225,11 @@ export class UserService {
       const other = await this.#store.users.getByUsername(patch.username);
       if (other && other.id !== id) throw bad("Username already exists");
     }
+    // Read-merge-write: management writes only, never on the request path.
+    const stored = await this.#fresh(await this.#store.users.get(id));
+    if (!stored) return null;
     let write = patch;
     if (patch.limits !== undefined || patch.quotaRefill !== undefined) {
-      // Read-merge-write: management writes only, never on the request path.
-      const stored = await this.#store.users.get(id);
-      if (!stored) return null;
       write = { ...patch };
       if (patch.limits !== undefined) write.limits = mergeLimits(stored.limits, patch.limits);
       if (patch.quotaRefill !== undefined && patch.quotaPeriod === undefined) {
