@@ -6,7 +6,7 @@ import type {
   UserCreatedData,
   UserSearchQuery,
   UserUpdateBody,
-  UserView,
+  NewApiUserView as UserView,
 } from "@tokenpool/core";
 import { consoleResource } from "./console-resource.js";
 import type { Transport } from "./http.js";

@@ -11,10 +11,14 @@ export type {
   ConfigListName,
   ConfigLists,
   ConsolePage,
+  LimitView,
+  LimitWritableFields,
   ManagementConfigView,
   ManagementLoginName,
   ManagementSettingName,
   ManagementStringListName,
+  // `/api/user/`'s user (snake_case); the core package's own `UserView` is its library view.
+  NewApiUserView as UserView,
   OpenAICompatibilityItem,
   PoolTokenAddBody,
   PoolTokenUpdateBody,
@@ -27,5 +31,4 @@ export type {
   UserCreateBody,
   UserCreatedData,
   UserUpdateBody,
-  UserView,
 } from "@tokenpool/core";

@@ -109,6 +109,72 @@ describe("client.tokens", () => {
   });
 });
 
+describe("limit and refill fields", () => {
+  it("a token carries its limits and refill; an update that names one keeps the others", async () => {
+    const t = await admin.tokens.create({
+      name: "plan",
+      remain_quota: 2_500_000,
+      rpm_limit: 60,
+      tpm_limit: 100_000,
+      max_concurrency: 2,
+      quota_refill_interval: "month",
+      quota_refill_amount: 2_500_000,
+    });
+    const now = new Date();
+    const firstOfNextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1) / 1000;
+    expect(t).toMatchObject({
+      rpm_limit: 60,
+      tpm_limit: 100_000,
+      rpd_limit: 0,
+      max_concurrency: 2,
+      queue_timeout_ms: 0,
+      quota_refill_interval: "month",
+      quota_refill_amount: 2_500_000,
+      next_refill_time: firstOfNextMonth,
+    });
+    const updated = await admin.tokens.update({ id: t.id, rpm_limit: 30, queue_timeout_ms: 500 });
+    expect(updated).toMatchObject({
+      rpm_limit: 30,
+      tpm_limit: 100_000,
+      max_concurrency: 2,
+      queue_timeout_ms: 500,
+      quota_refill_interval: "month",
+    });
+    expect(await admin.tokens.get(t.id)).toEqual(updated);
+    const off = await admin.tokens.update({ id: t.id, quota_refill_interval: "" });
+    expect(off).toMatchObject({ quota_refill_interval: "", next_refill_time: 0, rpm_limit: 30 });
+
+    const e = await rejection(admin.tokens.update({ id: t.id, rpm_limit: -1 }));
+    expect(e.status).toBe(400);
+    expect(e.body).toEqual({ success: false, message: expect.stringMatching(/rpm_limit/) });
+    expect((await admin.tokens.get(t.id)).rpm_limit).toBe(30);
+  });
+
+  it("a user carries its limits and refill in snake_case", async () => {
+    const u = await admin.users.create({
+      username: "limited-user",
+      quota: 10,
+      max_concurrency: 3,
+      quota_refill_interval: "1d",
+      quota_refill_amount: 1_000,
+    });
+    expect(u).toMatchObject({
+      display_name: "limited-user",
+      max_concurrency: 3,
+      quota_refill_interval: "1d",
+      quota_refill_amount: 1_000,
+    });
+    expect(u.next_refill_time).toBeGreaterThan(Date.now() / 1000);
+    const updated = await admin.users.update({ id: u.id, rpd_limit: 500 });
+    expect(updated).toMatchObject({
+      rpd_limit: 500,
+      max_concurrency: 3,
+      quota_refill_amount: 1_000,
+    });
+    expect((await admin.users.get(u.id)).rpd_limit).toBe(500);
+  });
+});
+
 describe("client.pool", () => {
   it("adds, lists, updates, reloads and deletes an OAuth account", async () => {
     const { id } = await admin.pool.add({

@@ -14,6 +14,8 @@ import {
   type ProviderKeyItem,
   type TokenUpdateBody,
   type TokenView,
+  type UserUpdateBody,
+  type UserView,
 } from "../src/index.js";
 import { startGateway, type TestGateway } from "./setup.js";
 
@@ -71,6 +73,17 @@ describe("wire types", () => {
     expect(
       config["openai-compatibility"].map((i) => [i.name, i["base-url"], i["api-keys"]]),
     ).toEqual([["typed", "https://example.invalid/v1", ["sk-typed-compat-0123456789"]]]);
+  });
+
+  it("types users as /api/user/ answers them (snake_case) and the limit fields both ways", () => {
+    expectTypeOf<UserView>().toHaveProperty("display_name");
+    expectTypeOf<UserView>().not.toHaveProperty("displayName");
+    expectTypeOf<UserView["rpm_limit"]>().toEqualTypeOf<number>();
+    expectTypeOf<TokenView["next_refill_time"]>().toEqualTypeOf<number>();
+    expectTypeOf<TokenView["quota_refill_interval"]>().toEqualTypeOf<
+      Exclude<TokenUpdateBody["quota_refill_interval"], undefined>
+    >();
+    expectTypeOf<UserUpdateBody["max_concurrency"]>().toEqualTypeOf<number | undefined>();
   });
 
   it("gives model_limits one type in and out: a token read is written back unchanged", async () => {

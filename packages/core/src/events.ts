@@ -15,6 +15,19 @@ export interface GatewayEvents {
   /** A key's reservation was refused because its quota (or its owner's) is used up. */
   "key.exhausted": (info: { keyId: number; reason: "key_quota" | "user_quota" }) => void;
   /**
+   * A key's or a user's quota refilled: a new period of its `quotaRefill` started, its balance
+   * is now `amount` and its used quota 0. Emitted by whoever applied it (a request, or a read
+   * of the key or user) and only once per period, across instances too.
+   */
+  "quota.refilled": (info: {
+    target: "key" | "user";
+    id: number;
+    /** Start of the new period (ms). */
+    period: number;
+    /** The balance it starts with (quota units). */
+    amount: number;
+  }) => void;
+  /**
    * A credential was chosen for a request. Emitted on the request path: a listener should be
    * cheap (the payload is only built when someone listens).
    */

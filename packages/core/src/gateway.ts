@@ -176,11 +176,20 @@ export function createGateway(options: GatewayOptions): Gateway {
   // the server secret (unless its format is plaintext by design) and come back opened.
   const store = sealedStore(opts.store, box, logger);
   const settings = new SettingsService(store, events, opts.settings);
-  const keys = new KeyService(store, box);
-  const users = new UserService(store, box, keys, () => {
-    const ratios = settings.get("group-ratio");
-    return typeof ratios === "object" && ratios !== null ? Object.keys(ratios) : [];
+  const keys = new KeyService(store, box, {
+    timeZone: () => settings.get("quota-refill-time-zone"),
+    events,
   });
+  const users = new UserService(
+    store,
+    box,
+    keys,
+    () => {
+      const ratios = settings.get("group-ratio");
+      return typeof ratios === "object" && ratios !== null ? Object.keys(ratios) : [];
+    },
+    { events },
+  );
   const pool = new CredentialPool(store, events, logger, { settings });
   const usageWriter = new UsageWriter(
     store,

@@ -99,6 +99,7 @@ export {
   UNKNOWN_CLIENT_IP,
   validateIpEntry,
 } from "./keys/ip.js";
+export type { LimitViewFields } from "./keys/limits.js";
 export {
   type ApiKeyView,
   type AuthorizeContext,
@@ -106,6 +107,7 @@ export {
   type CreateKeyInput,
   KEY_PREFIX,
   KeyService,
+  type KeyServiceOptions,
   type UserView,
 } from "./keys/service.js";
 export {

@@ -27,6 +27,18 @@ const SEED_FIELDS = [
   "used_quota",
   "user_id",
 ];
+/** tokenpool's limit and refill fields (issue 15), after the seed's. */
+const LIMIT_FIELDS = [
+  "max_concurrency",
+  "next_refill_time",
+  "queue_timeout_ms",
+  "quota_refill_amount",
+  "quota_refill_interval",
+  "rpd_limit",
+  "rpm_limit",
+  "tpm_limit",
+];
+const TOKEN_FIELDS = [...SEED_FIELDS, ...LIMIT_FIELDS].sort();
 
 interface Caller {
   token: string;
@@ -263,7 +275,7 @@ describe("GET /api/token/", () => {
   it("shows every seed field with the key masked", async () => {
     const made = await create({ name: "masked" });
     const item = (await api<PageOf<TokenView>>("GET", "/api/token/")).body.data!.items[0]!;
-    expect(Object.keys(item).sort()).toEqual(SEED_FIELDS);
+    expect(Object.keys(item).sort()).toEqual(TOKEN_FIELDS);
     expect(item.key).not.toBe(made.key);
     expect(item.key).toContain("****");
     expect(made.key.startsWith(item.key.split("****")[0]!)).toBe(true);
@@ -305,7 +317,7 @@ describe("GET /api/token/:id", () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ success: true, message: "" });
     const t = res.body.data!;
-    expect(Object.keys(t).sort()).toEqual(SEED_FIELDS);
+    expect(Object.keys(t).sort()).toEqual(TOKEN_FIELDS);
     expect(t).toMatchObject({
       id: made.id,
       user_id: alice.userId,

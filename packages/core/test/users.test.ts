@@ -6,6 +6,17 @@ import { toNodeHandler } from "../src/node.js";
 
 const SECRET = "users-secret-0123456789-0123456789-abcdef";
 const MGMT = "management-key-0123456789-abcdef";
+/** tokenpool's limit and refill fields (issue 15), on users as on tokens. */
+const LIMIT_FIELDS = [
+  "max_concurrency",
+  "next_refill_time",
+  "queue_timeout_ms",
+  "quota_refill_amount",
+  "quota_refill_interval",
+  "rpd_limit",
+  "rpm_limit",
+  "tpm_limit",
+];
 const USER_FIELDS = [
   "created_time",
   "display_name",
@@ -17,7 +28,8 @@ const USER_FIELDS = [
   "status",
   "used_quota",
   "username",
-];
+  ...LIMIT_FIELDS,
+].sort();
 
 interface Caller {
   token: string;
@@ -204,6 +216,14 @@ describe("user admin routes", () => {
       used_quota: 0,
       created_time: expect.any(Number),
       has_access_token: true,
+      rpm_limit: 0,
+      tpm_limit: 0,
+      rpd_limit: 0,
+      max_concurrency: 0,
+      queue_timeout_ms: 0,
+      quota_refill_interval: "",
+      quota_refill_amount: 0,
+      next_refill_time: 0,
     });
     expect(JSON.stringify(res.body)).not.toContain(alice.token);
     expectFailure(await api("GET", "/api/user/999"), 404, "User does not exist");

@@ -65,3 +65,5 @@ export type {
 } from "./cliproxy/string-lists.js";
 export type { ManagementUsageResponse } from "./cliproxy/usage.js";
 export type * from "./new-api/wire.js";
+// The package index exports the library's `UserView` (keys/service); the wire one under this name.
+export type { UserView as NewApiUserView } from "./new-api/wire.js";

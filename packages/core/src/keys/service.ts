@@ -1,4 +1,5 @@
 import { GatewayError } from "../errors.js";
+import type { GatewayEmitter } from "../events.js";
 import {
   type ApiKeyPatch,
   type ApiKeyRecord,
@@ -6,11 +7,22 @@ import {
   KeyStatus,
   type NewApiKey,
   type Page,
+  type QuotaRefill,
+  type RateLimits,
   type Store,
   type UserRecord,
 } from "../store/types.js";
 import { maskSecret, randomToken, type SecretBox } from "../util/secrets.js";
 import { IpAllowList, validateIpEntry } from "./ip.js";
+import {
+  type LimitViewFields,
+  limitViewFields,
+  mergeLimits,
+  periodForRefillChange,
+  validateLimits,
+  validateQuotaRefill,
+  withDueRefill,
+} from "./limits.js";
 
 /** What {@link KeyService.create} accepts. Everything but `name` has a default. */
 export interface CreateKeyInput {
@@ -35,6 +47,25 @@ export interface CreateKeyInput {
   status?: KeyStatus;
   /** Import this exact plain key instead of generating one (e.g. keys listed in a config file). */
   key?: string;
+  /**
+   * Rate and concurrency limits of the key (non-negative integers, 0 = none; the unset ones may
+   * come from the `group-limits` setting). @default {}
+   */
+  limits?: RateLimits;
+  /**
+   * A budget that resets: at each period boundary (in the `quota-refill-time-zone` setting)
+   * `remainQuota` becomes `amount`. The first period starts now: `remainQuota` is the balance
+   * until the next boundary. @default null
+   */
+  quotaRefill?: QuotaRefill | null;
+}
+
+/** Options of {@link KeyService} (and of `UserService`): what refills need. */
+export interface KeyServiceOptions {
+  /** The `quota-refill-time-zone` setting, read at each use. @default () => "UTC" */
+  timeZone?: () => string;
+  /** Where `quota.refilled` is emitted when a read applies a due refill. */
+  events?: GatewayEmitter;
 }
 
 /** What a request presents, for {@link KeyService.authorize}. */
@@ -50,30 +81,39 @@ export interface AuthorizeContext {
 /**
  * A downstream key as the gateway's API returns it: the stored record without its keyed hash
  * (`keyHash`) and its encrypted plain key (`keyCipher`). `keyHint` is the masked form; the plain
- * key comes only from {@link KeyService.create} and {@link KeyService.reveal}.
+ * key comes only from {@link KeyService.create} and {@link KeyService.reveal}. `limits` is
+ * always an object (`{}` = none of its own), `quotaRefill` null without a refill, and
+ * `nextRefillTime` (ms) when the balance refills next.
  */
-export type ApiKeyView = Omit<ApiKeyRecord, "keyHash" | "keyCipher">;
+export type ApiKeyView = Omit<ApiKeyRecord, "keyHash" | "keyCipher" | "limits" | "quotaRefill"> &
+  LimitViewFields;
 
-/** A stored key without its hash and cipher: a new object, the record is left as it is. */
-export function apiKeyView(record: ApiKeyRecord): ApiKeyView {
-  const { keyHash: _hash, keyCipher: _cipher, ...view } = record;
-  return view;
+/**
+ * A stored key without its hash and cipher, with its limit fields as {@link ApiKeyView} has
+ * them at `nowMs` in `timeZone`: a new object, the record is left as it is.
+ */
+export function apiKeyView(record: ApiKeyRecord, timeZone: string, nowMs: number): ApiKeyView {
+  const { keyHash: _hash, keyCipher: _cipher, limits: _l, quotaRefill: _r, ...rest } = record;
+  return { ...rest, ...limitViewFields(record, timeZone, nowMs) };
 }
-
-/** {@link apiKeyView}, passing null through. */
-const viewOrNull = (record: ApiKeyRecord | null): ApiKeyView | null =>
-  record ? apiKeyView(record) : null;
 
 /**
  * A user as the gateway's API returns it: the stored record without the keyed hash of its
- * access token (whether it has one is `hasAccessToken`).
+ * access token (whether it has one is `hasAccessToken`), with its limit fields as
+ * {@link ApiKeyView} has them.
  */
-export type UserView = Omit<UserRecord, "accessTokenHash"> & { hasAccessToken: boolean };
+export type UserView = Omit<UserRecord, "accessTokenHash" | "limits" | "quotaRefill"> & {
+  hasAccessToken: boolean;
+} & LimitViewFields;
 
-/** The view of a stored user. */
-export function userView(record: UserRecord): UserView {
-  const { accessTokenHash, ...rest } = record;
-  return { ...rest, hasAccessToken: accessTokenHash !== null };
+/** The view of a stored user at `nowMs` in `timeZone` (for `nextRefillTime`). */
+export function userView(record: UserRecord, timeZone: string, nowMs: number): UserView {
+  const { accessTokenHash, limits: _l, quotaRefill: _r, ...rest } = record;
+  return {
+    ...rest,
+    hasAccessToken: accessTokenHash !== null,
+    ...limitViewFields(record, timeZone, nowMs),
+  };
 }
 
 /** A key that passed authorisation, with its owner when it has one. */
@@ -107,9 +147,44 @@ export class KeyService {
   readonly #keyByHash = new Map<string, { key: ApiKeyView; at: number }>();
   readonly #userById = new Map<number, { user: UserView | null; at: number }>();
 
-  constructor(store: Store, box: SecretBox) {
+  readonly #timeZone: () => string;
+  readonly #events: GatewayEmitter | undefined;
+
+  /**
+   * @param options where refills read their time zone (the `quota-refill-time-zone` setting)
+   *   and emit `quota.refilled`; `createGateway` passes both.
+   */
+  constructor(store: Store, box: SecretBox, options: KeyServiceOptions = {}) {
     this.#store = store;
     this.#box = box;
+    this.#timeZone = options.timeZone ?? (() => "UTC");
+    this.#events = options.events;
+  }
+
+  /** The time zone refill periods start in (the `quota-refill-time-zone` setting). */
+  timeZone(): string {
+    return this.#timeZone();
+  }
+
+  #view(record: ApiKeyRecord): ApiKeyView {
+    return apiKeyView(record, this.#timeZone(), Date.now());
+  }
+
+  #viewOrNull(record: ApiKeyRecord | null): ApiKeyView | null {
+    return record ? this.#view(record) : null;
+  }
+
+  /** The stored key with a due refill applied first (see {@link withDueRefill}). */
+  async #fresh(record: ApiKeyRecord | null): Promise<ApiKeyRecord | null> {
+    if (!record?.quotaRefill) return record;
+    return withDueRefill(
+      this.#store,
+      "key",
+      record,
+      { timeZone: this.#timeZone(), events: this.#events },
+      Date.now(),
+      () => this.#store.keys.get(record.id),
+    );
   }
 
   /** Drops cached records after a change of a key (`id`), or of every key when `id` is undefined. */
@@ -139,7 +214,7 @@ export class KeyService {
     const hit = this.#keyByHash.get(hash);
     if (hit && now - hit.at < CACHE_TTL_MS) return hit.key;
     // The cache holds the view: the hash is its index already, and authorize() hands it out.
-    const key = viewOrNull(await this.#store.keys.getByHash(hash));
+    const key = this.#viewOrNull(await this.#store.keys.getByHash(hash));
     if (key) {
       if (this.#keyByHash.size >= CACHE_MAX) this.#keyByHash.clear();
       this.#keyByHash.set(hash, { key, at: now });
@@ -151,7 +226,7 @@ export class KeyService {
     const hit = this.#userById.get(id);
     if (hit && now - hit.at < CACHE_TTL_MS) return hit.user;
     const stored = await this.#store.users.get(id);
-    const user = stored ? userView(stored) : null;
+    const user = stored ? userView(stored, this.#timeZone(), now) : null;
     if (this.#userById.size >= CACHE_MAX) this.#userById.clear();
     this.#userById.set(id, { user, at: now });
     return user;
@@ -160,7 +235,12 @@ export class KeyService {
   /** Creates a key; the result holds the plain key, which is never retrievable in the clear again except by {@link reveal}. */
   async create(input: CreateKeyInput): Promise<{ key: string; record: ApiKeyView }> {
     const plain = input.key ?? randomToken(KEY_PREFIX, 48);
-    const record = this.#validate({
+    this.#validate({
+      ...(input.limits !== undefined ? { limits: input.limits } : {}),
+      ...(input.quotaRefill !== undefined ? { quotaRefill: input.quotaRefill } : {}),
+    });
+    const refill = input.quotaRefill ?? null;
+    const record = this.#validate<NewApiKey>({
       userId: input.userId ?? null,
       name: input.name,
       keyHash: this.#box.hash(plain),
@@ -177,27 +257,65 @@ export class KeyService {
       group: input.group ?? "default",
       createdTime: Math.floor(Date.now() / 1000),
       accessedTime: 0,
+      ...(input.limits !== undefined ? { limits: mergeLimits(undefined, input.limits) } : {}),
+      ...(refill
+        ? {
+            quotaRefill: { interval: refill.interval, amount: refill.amount },
+            quotaPeriod: periodForRefillChange(null, refill, Date.now(), this.#timeZone()),
+          }
+        : {}),
     });
-    return { key: plain, record: apiKeyView(await this.#store.keys.create(record)) };
+    return { key: plain, record: this.#view(await this.#store.keys.create(record)) };
   }
 
-  /** The key with this id (without its hash and cipher), or null. */
+  /**
+   * The key with this id (without its hash and cipher), or null. A refill due for it is applied
+   * first (and `quota.refilled` emitted), so the balance shown is the current period's.
+   */
   async get(id: number): Promise<ApiKeyView | null> {
-    return viewOrNull(await this.#store.keys.get(id));
+    return this.#viewOrNull(await this.#fresh(await this.#store.keys.get(id)));
   }
 
-  /** A page of keys matching `query` (without their hashes and ciphers). */
+  /**
+   * A page of keys matching `query` (without their hashes and ciphers), due refills applied
+   * first as in {@link get}.
+   */
   async list(query?: KeyQuery): Promise<Page<ApiKeyView>> {
     const page = await this.#store.keys.list(query);
-    return { ...page, items: page.items.map(apiKeyView) };
+    const items = await Promise.all(page.items.map((k) => this.#fresh(k)));
+    // A key deleted meanwhile is shown as listed.
+    return { ...page, items: items.map((k, i) => this.#view(k ?? page.items[i]!)) };
   }
 
-  /** Applies a validated partial update. */
+  /**
+   * Applies a validated partial update. `limits` is merged into the stored limits field by
+   * field (0 clears one, fields not named keep their value); a `quotaRefill` set up or given
+   * another interval starts its first period now (the current balance lasts until the next
+   * boundary); null removes the refill. A refill that is due is applied before the update, so
+   * that a balance the update sets is not replaced by it afterwards.
+   */
   async update(id: number, patch: ApiKeyPatch): Promise<ApiKeyView | null> {
     this.#validate(patch);
-    const rec = await this.#store.keys.update(id, patch);
+    // Read-merge-write: management writes only, never on the request path.
+    const stored = await this.#fresh(await this.#store.keys.get(id));
+    if (!stored) return null;
+    let write = patch;
+    if (patch.limits !== undefined || patch.quotaRefill !== undefined) {
+      write = { ...patch };
+      if (patch.limits !== undefined) write.limits = mergeLimits(stored.limits, patch.limits);
+      if (patch.quotaRefill !== undefined && patch.quotaPeriod === undefined) {
+        const period = periodForRefillChange(
+          stored.quotaRefill,
+          patch.quotaRefill,
+          Date.now(),
+          this.#timeZone(),
+        );
+        if (period !== undefined) write.quotaPeriod = period;
+      }
+    }
+    const rec = await this.#store.keys.update(id, write);
     this.invalidateKey(id);
-    return viewOrNull(rec);
+    return this.#viewOrNull(rec);
   }
 
   async delete(ids: number[]): Promise<number> {
@@ -212,9 +330,9 @@ export class KeyService {
     return rec?.keyCipher ? this.#box.decrypt(rec.keyCipher) : null;
   }
 
-  /** Finds a key by its plain value: one indexed lookup. */
+  /** Finds a key by its plain value: one indexed lookup (a due refill applied as in {@link get}). */
   async findByPlain(plain: string): Promise<ApiKeyView | null> {
-    return viewOrNull(await this.#store.keys.getByHash(this.#hash(plain)));
+    return this.#viewOrNull(await this.#fresh(await this.#store.keys.getByHash(this.#hash(plain))));
   }
 
   /**
@@ -306,6 +424,13 @@ export class KeyService {
       const err = validateIpEntry(ip);
       if (err) throw bad(err);
     }
+    if (k.limits !== undefined) validateLimits(k.limits);
+    if (k.quotaRefill !== undefined) validateQuotaRefill(k.quotaRefill);
+    if (
+      k.quotaPeriod !== undefined &&
+      (!Number.isSafeInteger(k.quotaPeriod) || (k.quotaPeriod as number) < 0)
+    )
+      throw bad("quotaPeriod must be a non-negative integer (ms)");
     return k;
   }
 }

@@ -1,6 +1,26 @@
 import { GatewayError } from "../errors.js";
-import { type KeyService, type UserView, userView } from "../keys/service.js";
-import type { NewUser, Page, Store, UserPatch, UserRecord } from "../store/types.js";
+import {
+  mergeLimits,
+  periodForRefillChange,
+  validateLimits,
+  validateQuotaRefill,
+  withDueRefill,
+} from "../keys/limits.js";
+import {
+  type KeyService,
+  type KeyServiceOptions,
+  type UserView,
+  userView,
+} from "../keys/service.js";
+import type {
+  NewUser,
+  Page,
+  QuotaRefill,
+  RateLimits,
+  Store,
+  UserPatch,
+  UserRecord,
+} from "../store/types.js";
 import { randomToken, type SecretBox } from "../util/secrets.js";
 
 /** The prefix of generated user access tokens ("system tokens" of the new-api dialect). */
@@ -26,6 +46,17 @@ export interface CreateUserInput {
   usedQuota?: number;
   /** Unix seconds. @default now */
   createdTime?: number;
+  /**
+   * Rate and concurrency limits covering all the user's keys together (non-negative integers,
+   * 0 = none; the unset ones may come from the `group-limits` setting). @default {}
+   */
+  limits?: RateLimits;
+  /**
+   * A budget that resets: at each period boundary (in the `quota-refill-time-zone` setting)
+   * `quota` becomes `amount`. The first period starts now: `quota` is the balance until the
+   * next boundary. @default null
+   */
+  quotaRefill?: QuotaRefill | null;
 }
 
 /** Query of {@link UserService.list}. */
@@ -35,9 +66,6 @@ export interface UserQuery {
   /** Case-insensitive substring of the username or display name. */
   keyword?: string;
 }
-
-const viewOrNull = (record: UserRecord | null): UserView | null =>
-  record ? userView(record) : null;
 
 const bad = (message: string) => new GatewayError("INVALID_REQUEST", message);
 
@@ -54,21 +82,47 @@ export class UserService {
   readonly #box: SecretBox;
   readonly #keys: KeyService;
   readonly #knownGroups: () => readonly string[];
+  readonly #events: KeyServiceOptions["events"];
 
   /**
    * @param knownGroups the groups a user (or key) may belong to; read on every validation so
    *   that runtime changes of the `group-ratio` setting apply at once.
+   * @param options where `quota.refilled` is emitted when a read applies a due refill (the time
+   *   zone is the key service's, {@link KeyService.timeZone}).
    */
   constructor(
     store: Store,
     box: SecretBox,
     keys: KeyService,
     knownGroups: () => readonly string[],
+    options: Pick<KeyServiceOptions, "events"> = {},
   ) {
     this.#store = store;
     this.#box = box;
     this.#keys = keys;
     this.#knownGroups = knownGroups;
+    this.#events = options.events;
+  }
+
+  #view(record: UserRecord): UserView {
+    return userView(record, this.#keys.timeZone(), Date.now());
+  }
+
+  #viewOrNull(record: UserRecord | null): UserView | null {
+    return record ? this.#view(record) : null;
+  }
+
+  /** The stored user with a due refill applied first. */
+  async #fresh(record: UserRecord | null): Promise<UserRecord | null> {
+    if (!record?.quotaRefill) return record;
+    return withDueRefill(
+      this.#store,
+      "user",
+      record,
+      { timeZone: this.#keys.timeZone(), events: this.#events },
+      Date.now(),
+      () => this.#store.users.get(record.id),
+    );
   }
 
   /** Whether `group` is a known group (a key of the `group-ratio` setting). */
@@ -109,6 +163,10 @@ export class UserService {
       throw bad("The used quota must be a non-negative integer");
     if (patch.createdTime !== undefined && !isCount(patch.createdTime))
       throw bad("The creation time must be a Unix time in seconds");
+    if (patch.limits !== undefined) validateLimits(patch.limits);
+    if (patch.quotaRefill !== undefined) validateQuotaRefill(patch.quotaRefill);
+    if (patch.quotaPeriod !== undefined && !isCount(patch.quotaPeriod))
+      throw bad("quotaPeriod must be a non-negative integer (ms)");
   }
 
   /** Creates a user and issues its access token, which is returned here and never again. */
@@ -124,32 +182,69 @@ export class UserService {
       usedQuota: input.usedQuota ?? 0,
       accessTokenHash: this.#box.hash(accessToken),
       createdTime: input.createdTime ?? Math.floor(Date.now() / 1000),
+      ...(input.limits !== undefined ? { limits: input.limits } : {}),
+      ...(input.quotaRefill !== undefined ? { quotaRefill: input.quotaRefill } : {}),
     };
     this.validate(user);
+    if (user.limits) user.limits = mergeLimits(undefined, user.limits);
+    const refill = user.quotaRefill;
+    if (refill) {
+      user.quotaRefill = { interval: refill.interval, amount: refill.amount };
+      user.quotaPeriod = periodForRefillChange(null, refill, Date.now(), this.#keys.timeZone());
+    }
     if (await this.#store.users.getByUsername(user.username)) throw bad("Username already exists");
-    return { accessToken, record: userView(await this.#store.users.create(user)) };
+    return { accessToken, record: this.#view(await this.#store.users.create(user)) };
   }
 
+  /**
+   * The user with this id, or null. A refill due for it is applied first (and
+   * `quota.refilled` emitted), so the balance shown is the current period's.
+   */
   async get(id: number): Promise<UserView | null> {
-    return viewOrNull(await this.#store.users.get(id));
+    return this.#viewOrNull(await this.#fresh(await this.#store.users.get(id)));
   }
 
-  /** Ascending id. */
+  /** Ascending id; due refills applied first as in {@link get}. */
   async list(query?: UserQuery): Promise<Page<UserView>> {
     const page = await this.#store.users.list(query);
-    return { ...page, items: page.items.map(userView) };
+    const items = await Promise.all(page.items.map((u) => this.#fresh(u)));
+    // A user deleted meanwhile is shown as listed.
+    return { ...page, items: items.map((u, i) => this.#view(u ?? page.items[i]!)) };
   }
 
-  /** Applies a validated partial update; returns null for an unknown id. */
+  /**
+   * Applies a validated partial update; returns null for an unknown id. `limits` is merged into
+   * the stored limits field by field (0 clears one, fields not named keep their value); a
+   * `quotaRefill` set up or given another interval starts its first period now (the current
+   * balance lasts until the next boundary); null removes the refill. A refill that is due is
+   * applied before the update, so that a balance the update sets is not replaced by it afterwards.
+   */
   async update(id: number, patch: UserPatch): Promise<UserView | null> {
     this.validate(patch);
     if (patch.username !== undefined) {
       const other = await this.#store.users.getByUsername(patch.username);
       if (other && other.id !== id) throw bad("Username already exists");
     }
-    const rec = await this.#store.users.update(id, patch);
+    // Read-merge-write: management writes only, never on the request path.
+    const stored = await this.#fresh(await this.#store.users.get(id));
+    if (!stored) return null;
+    let write = patch;
+    if (patch.limits !== undefined || patch.quotaRefill !== undefined) {
+      write = { ...patch };
+      if (patch.limits !== undefined) write.limits = mergeLimits(stored.limits, patch.limits);
+      if (patch.quotaRefill !== undefined && patch.quotaPeriod === undefined) {
+        const period = periodForRefillChange(
+          stored.quotaRefill,
+          patch.quotaRefill,
+          Date.now(),
+          this.#keys.timeZone(),
+        );
+        if (period !== undefined) write.quotaPeriod = period;
+      }
+    }
+    const rec = await this.#store.users.update(id, write);
     this.#keys.invalidateUser(id);
-    return viewOrNull(rec);
+    return this.#viewOrNull(rec);
   }
 
   /**
@@ -184,6 +279,6 @@ export class UserService {
   /** The user presenting this access token (one keyed-hash lookup), or null. */
   async findByAccessToken(token: string): Promise<UserView | null> {
     if (!token) return null;
-    return viewOrNull(await this.#store.users.getByAccessTokenHash(this.#box.hash(token)));
+    return this.#viewOrNull(await this.#store.users.getByAccessTokenHash(this.#box.hash(token)));
   }
 }

@@ -16,6 +16,7 @@ import { type ApiKeyPatch, KeyStatus } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 import { readObjectBody } from "../object-body.js";
 import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
+import { type LimitFields, limitView, parseLimitFields, resolveRefill } from "./limits.js";
 import type { TokenView } from "./wire.js";
 
 /** Longest token name, in characters (the seed's limit). */
@@ -114,6 +115,7 @@ export function tokenView(k: ApiKeyView, key: string = k.keyHint): TokenView {
     model_limits: k.modelLimits.join(","),
     allow_ips: k.allowIps.join("\n"),
     group: k.group,
+    ...limitView(k),
   };
 }
 
@@ -128,6 +130,8 @@ interface TokenFields {
   allowIps?: string[];
   group?: string;
   status?: KeyStatus;
+  /** The limit and refill fields (resolved against the stored key by the route). */
+  limitFields?: LimitFields;
 }
 
 const STATUSES: readonly number[] = Object.values(KeyStatus);
@@ -214,6 +218,8 @@ function parseTokenFields(
       throw bad(`Group "${body.group}" does not exist`);
     out.group = body.group;
   }
+  const limitFields = parseLimitFields(body, param);
+  if (Object.keys(limitFields).length > 0) out.limitFields = limitFields;
   return out;
 }
 
@@ -395,6 +401,7 @@ export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
           throw bad(TOKEN_MESSAGES.nameTooLong);
       }
 
+      const refill = f.limitFields ? resolveRefill(f.limitFields, null, param) : undefined;
       const input = (name: string): CreateKeyInput => ({
         name,
         userId: owner,
@@ -406,6 +413,8 @@ export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
         ...(f.allowIps !== undefined ? { allowIps: f.allowIps } : {}),
         ...(f.group !== undefined ? { group: f.group } : {}),
         ...(f.status !== undefined ? { status: f.status } : {}),
+        ...(f.limitFields?.limits ? { limits: f.limitFields.limits } : {}),
+        ...(refill !== undefined ? { quotaRefill: refill } : {}),
       });
       const created: { key: string; record: ApiKeyView }[] = [];
       try {
@@ -427,9 +436,14 @@ export function tokenRoutes(deps: NewApiDialectDeps): Route[] {
       const f = parseTokenFields(b, users, flag(q, "status_only") ? "status" : undefined);
       const current = await visibleKey(p, id);
       checkEnable(current, f, Math.floor(Date.now() / 1000));
+      const { limitFields, ...fields } = f;
       const patch: ApiKeyPatch = {};
-      for (const [k, v] of Object.entries(f))
+      for (const [k, v] of Object.entries(fields))
         if (v !== undefined) (patch as Record<string, unknown>)[k] = v;
+      // Fields left out keep their stored values (an older client sends the seed's fields only).
+      if (limitFields?.limits) patch.limits = limitFields.limits;
+      const refill = limitFields && resolveRefill(limitFields, current.quotaRefill, param);
+      if (refill !== undefined) patch.quotaRefill = refill;
       const updated = await keys.update(id, patch);
       if (!updated) throw tokenNotFound();
       return newApiOk(tokenView(updated));

@@ -13,6 +13,7 @@ import type { UserView } from "../../keys/service.js";
 import type { UserPatch, UserRecord } from "../../store/types.js";
 import type { UserService } from "../../users/service.js";
 import { authenticateNewApi, type NewApiPrincipal } from "./auth.js";
+import { type LimitFields, limitView, parseLimitFields, resolveRefill } from "./limits.js";
 import {
   newApiError,
   newApiOk,
@@ -36,15 +37,20 @@ export function userView(u: UserView): UserWire {
     used_quota: u.usedQuota,
     created_time: u.createdTime,
     has_access_token: u.hasAccessToken,
+    ...limitView(u),
   };
 }
 
 const bad = (message: string) => new GatewayError("INVALID_REQUEST", message);
+const param = (detail: string) => bad(`Parameter error: ${detail}`);
 const userNotFound = () => new GatewayError("USER_NOT_FOUND", "User does not exist");
 
-/** The writable fields of a user present in `body`, type-checked (the service checks the rest). */
-function parseUserFields(body: Record<string, unknown>): UserPatch {
-  const out: UserPatch = {};
+/**
+ * The writable fields of a user present in `body`, type-checked (the service checks the rest),
+ * and its limit and refill fields (resolved against the stored user by the route).
+ */
+function parseUserFields(body: Record<string, unknown>): UserPatch & { limitFields?: LimitFields } {
+  const out: UserPatch & { limitFields?: LimitFields } = {};
   const present = (k: string) => body[k] !== undefined && body[k] !== null;
   const str = (k: string) => {
     if (typeof body[k] !== "string") throw bad(`Parameter error: ${k} must be a string`);
@@ -62,7 +68,22 @@ function parseUserFields(body: Record<string, unknown>): UserPatch {
   if (present("status")) out.status = int("status") as UserRecord["status"];
   if (present("group")) out.group = str("group");
   if (present("quota")) out.quota = int("quota");
+  const limitFields = parseLimitFields(body, param);
+  if (Object.keys(limitFields).length > 0) out.limitFields = limitFields;
   return out;
+}
+
+/** A user patch with the limit fields resolved against the stored user (null on creation). */
+function withLimits(
+  f: UserPatch & { limitFields?: LimitFields },
+  stored: UserView | null,
+): UserPatch {
+  const { limitFields, ...patch } = f;
+  if (!limitFields) return patch;
+  if (limitFields.limits) patch.limits = limitFields.limits;
+  const refill = resolveRefill(limitFields, stored?.quotaRefill ?? null, param);
+  if (refill !== undefined) patch.quotaRefill = refill;
+  return patch;
 }
 
 /** Context the user routes need. */
@@ -78,9 +99,10 @@ export interface UserDialectDeps {
  * - `GET /api/user/?p=1&size=20` → `{ items, total, page, page_size }`
  * - `GET /api/user/search?keyword=` → the same page shape
  * - `GET /api/user/:id`
- * - `POST /api/user/` `{ username, display_name?, role?, status?, group?, quota? }` → the user and
- *   its `access_token` (shown this once)
- * - `PUT /api/user/` `{ id, ...fields }` → the updated user
+ * - `POST /api/user/` `{ username, display_name?, role?, status?, group?, quota? }` and the
+ *   limit and refill fields of tokens (`rpm_limit` … `quota_refill_amount`) → the user and its
+ *   `access_token` (shown this once)
+ * - `PUT /api/user/` `{ id, ...fields }` → the updated user (fields left out keep their value)
  * - `DELETE /api/user/:id` (deletes the user's keys too)
  * - `POST /api/user/:id/token` → `{ access_token }`, a new one (the old one stops working)
  */
@@ -126,7 +148,7 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
     }),
     ...route("POST", "/api/user/", async (ex) => {
       await admin(ex);
-      const f = parseUserFields(await body(ex));
+      const f = withLimits(parseUserFields(await body(ex)), null);
       if (f.username === undefined) throw bad("Parameter error: username is required");
       const { accessToken, record } = await users.create({ ...f, username: f.username });
       return newApiOk({ ...userView(record), access_token: accessToken });
@@ -135,10 +157,14 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
       const p = await admin(ex);
       const b = await body(ex);
       const id = parseBodyId(b.id);
-      const f = parseUserFields(b);
-      guardSelf(p, id, f);
-      users.validate(f);
-      const updated = (await users.get(id)) && (await users.update(id, f));
+      const parsed = parseUserFields(b);
+      guardSelf(p, id, parsed);
+      const { limitFields: _, ...plain } = parsed;
+      users.validate(plain);
+      const current = await users.get(id);
+      if (!current) throw userNotFound();
+      // Fields left out keep their stored values (an older client sends fewer fields).
+      const updated = await users.update(id, withLimits(parsed, current));
       if (!updated) throw userNotFound();
       return newApiOk(userView(updated));
     }),

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { KeyStatus, UserRecord } from "../../store/types.js";
+import type { KeyStatus, RefillInterval, UserRecord } from "../../store/types.js";
 // For the {@link} tags below (types only: no import at run time).
 import type { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./tokens.js";
 
@@ -57,8 +57,54 @@ export interface TokenSearchQuery extends TokenListQuery {
   token?: string;
 }
 
+/**
+ * The limit and refill fields of a token or a user as the new-api routes show them (tokenpool's
+ * additions to the seed's shapes). Every limit: a non-negative integer, 0 = none of its own
+ * (the `group-limits` setting may give one).
+ */
+export interface LimitView {
+  /** Requests per rolling minute. */
+  rpm_limit: number;
+  /** Tokens (prompt + completion) per rolling minute. */
+  tpm_limit: number;
+  /** Requests per rolling day (24 h). */
+  rpd_limit: number;
+  /** Requests in flight at once. */
+  max_concurrency: number;
+  /** How long (ms) a request over `max_concurrency` waits for a slot; 0 = refused at once. */
+  queue_timeout_ms: number;
+  /**
+   * The quota refills each period: `1d`, `7d`, `30d` or calendar `month`, starting at 00:00
+   * in the `quota-refill-time-zone` setting; `""` = no refill.
+   */
+  quota_refill_interval: RefillInterval | "";
+  /** The balance (`remain_quota` of a token, `quota` of a user) each period starts with. */
+  quota_refill_amount: number;
+  /** When the quota refills next (Unix seconds), read-only; 0 = no refill. */
+  next_refill_time: number;
+}
+
+/**
+ * The writable limit and refill fields of a token or a user (`POST`/`PUT`). On `PUT`, a field
+ * left out (or null) keeps its stored value; 0 clears a limit.
+ */
+export interface LimitWritableFields {
+  rpm_limit?: number;
+  tpm_limit?: number;
+  rpd_limit?: number;
+  max_concurrency?: number;
+  queue_timeout_ms?: number;
+  /**
+   * `""` removes the refill. Setting one up (or another interval) starts its first period now:
+   * the current balance lasts until the next boundary.
+   */
+  quota_refill_interval?: RefillInterval | "";
+  /** Needs an interval (given here or stored). @default 0 */
+  quota_refill_amount?: number;
+}
+
 /** A token (downstream key) as `/api/token/` shows it. */
-export interface TokenView {
+export interface TokenView extends LimitView {
   id: number;
   /** 0 = no owner. */
   user_id: number;
@@ -85,7 +131,7 @@ export interface TokenView {
 }
 
 /** The writable fields of a token (`POST`/`PUT /api/token/`); unknown fields are ignored. */
-export interface TokenWritableFields {
+export interface TokenWritableFields extends LimitWritableFields {
   /** At most {@link TOKEN_NAME_MAX} characters. */
   name?: string;
   /** Unix seconds, -1 = never. */
@@ -129,8 +175,8 @@ export interface TokenRevealData {
   key: string;
 }
 
-/** A user as `/api/user/` shows it. */
-export interface UserView {
+/** A user as `/api/user/` shows it. Its limits cover all its keys together. */
+export interface UserView extends LimitView {
   id: number;
   username: string;
   display_name: string;
@@ -147,7 +193,7 @@ export interface UserView {
 }
 
 /** The writable fields of a user (`POST`/`PUT /api/user/`). */
-export interface UserWritableFields {
+export interface UserWritableFields extends LimitWritableFields {
   username?: string;
   display_name?: string;
   role?: UserRecord["role"];
