@@ -35,6 +35,8 @@ describe("client.management settings", () => {
     "request-log": [true, false],
     "allow-localhost-unauthenticated": [true, false],
     "usage-retention-days": [3, 0],
+    "group-limits": [{ gold: { rpm_limit: 5, max_concurrency: 2 } }, {}],
+    "quota-refill-time-zone": ["Asia/Shanghai", "UTC"],
   };
 
   it("round-trips every scalar setting through set and get", async () => {

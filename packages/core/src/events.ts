@@ -110,16 +110,6 @@ export interface GatewayEvents {
     limit: "rpm" | "tpm" | "rpd" | "concurrency" | "spend-day" | "spend-month";
     retryAfterMs: number | null;
   }) => void;
-  /**
-   * A key's or user's quota started a new refill period: its balance became `amount` (quota
-   * units) and its used quota 0. `period` is the period's start (ms).
-   */
-  "quota.refilled": (info: {
-    target: "key" | "user";
-    id: number;
-    period: number;
-    amount: number;
-  }) => void;
   /** A runtime setting changed (locally or in another instance). */
   "settings.changed": (info: { name: string; value: unknown }) => void;
   /** Something went wrong outside a request's own error handling (store write, flush ...). */

@@ -12,7 +12,7 @@ import {
   periodStart,
   REFILL_INTERVALS,
   refillIfDue,
-} from "../admission/refill.js";
+} from "../billing/refill.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import { RATE_LIMIT_FIELDS } from "../settings/table.js";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { isRefillInterval, REFILL_INTERVALS } from "../../admission/refill.js";
+import { isRefillInterval, REFILL_INTERVALS } from "../../billing/refill.js";
 import type { GatewayError } from "../../errors.js";
 import type { LimitViewFields } from "../../keys/limits.js";
 import { RATE_LIMIT_FIELDS } from "../../settings/table.js";
