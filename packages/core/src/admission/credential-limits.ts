@@ -286,7 +286,8 @@ export class CredentialGate {
   /**
    * The 429 when no credential is left and some were skipped for their limits: the route renders
    * it (OpenAI `rate_limit_exceeded`, Anthropic `rate_limit_error`, Google `RESOURCE_EXHAUSTED`),
-   * with `Retry-After` (seconds, rounded up) = the earliest retry-after among the refusals.
+   * with `Retry-After` (seconds, rounded up) = the earliest retry-after among the refusals (a
+   * concurrency cap counts as at most a second: slots come free when requests end).
    */
   refusal(model: string): GatewayError {
     const what = [...this.#refusedBy].map((n) => LIMIT_WORDS[n]).join(", ");
@@ -308,8 +309,14 @@ export class CredentialGate {
   #refuse(id: string, limit: LimitName, retryAfterMs: number | null): void {
     this.skipped.add(id);
     this.#refusedBy.add(limit);
-    if (retryAfterMs !== null && (this.#retryAfterMs === null || retryAfterMs < this.#retryAfterMs))
-      this.#retryAfterMs = retryAfterMs;
+    // A lease's expiry is only the latest a slot comes free: most end with their request, so a
+    // concurrency refusal suggests a retry within a second (as the key's concurrency cap does).
+    const hint =
+      limit === "concurrency" && retryAfterMs !== null
+        ? Math.min(retryAfterMs, 1000)
+        : retryAfterMs;
+    if (hint !== null && (this.#retryAfterMs === null || hint < this.#retryAfterMs))
+      this.#retryAfterMs = hint;
     emitRefused(this.#deps, () => ({ scope: "credential", id, limit, retryAfterMs }));
   }
 
