@@ -244,9 +244,7 @@ describe("users and groups", () => {
     expect((await chat(b)).status).toBe(200);
     const res = await chat(a);
     expect(res.status).toBe(429);
-    expect(((await res.json()) as { error: { message: string } }).error.message).toContain(
-      "owner",
-    );
+    expect(((await res.json()) as { error: { message: string } }).error.message).toContain("owner");
     expect(refusals.at(-1)).toMatchObject({ scope: "user", id: user.id, limit: "rpm" });
   });
 
@@ -265,6 +263,45 @@ describe("users and groups", () => {
     } finally {
       await gateway.settings.set({ "group-limits": {} });
     }
+  });
+});
+
+describe("group-limits and quota-refill-time-zone through the management dialect", () => {
+  const MGMT = "admission-management-key-0123456789";
+  const manage = (method: string, path: string, body?: unknown) =>
+    fetch(`${base}/v0/management/${path}`, {
+      method,
+      headers: { "x-management-key": MGMT, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+
+  it("are read and written like the seed's scalar settings, bad values refused", async () => {
+    await gateway.management.setKey(MGMT);
+    const value = { gold: { rpm_limit: 100, max_concurrency: 4, queue_timeout_ms: 5000 } };
+    expect((await manage("PUT", "group-limits", { value })).status).toBe(200);
+    expect(await (await manage("GET", "group-limits")).json()).toEqual({ "group-limits": value });
+    for (const bad of [
+      { gold: { rpm_limit: -1 } },
+      { gold: { rpm_limit: 1.5 } },
+      { gold: { rpm: 10 } },
+      { gold: 5 },
+      [1],
+    ]) {
+      const res = await manage("PUT", "group-limits", { value: bad });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error: "invalid body" });
+    }
+    expect(await (await manage("GET", "group-limits")).json()).toEqual({ "group-limits": value });
+    expect((await manage("PUT", "quota-refill-time-zone", { value: "Asia/Shanghai" })).status).toBe(
+      200,
+    );
+    expect((await manage("PUT", "quota-refill-time-zone", { value: "Mars/Olympus" })).status).toBe(
+      400,
+    );
+    expect(await (await manage("GET", "quota-refill-time-zone")).json()).toEqual({
+      "quota-refill-time-zone": "Asia/Shanghai",
+    });
+    await gateway.settings.set({ "group-limits": {}, "quota-refill-time-zone": "UTC" });
   });
 });
 
@@ -307,6 +344,38 @@ describe("concurrency", () => {
     // Served in their order of arrival.
     const served = slow.requests.map((r) => (r.body as { user: string }).user);
     expect(served).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`));
+  });
+
+  it("the official openai client: a burst gets RateLimitErrors, and succeeds with queueTimeoutMs", async () => {
+    const burst = async (key: string) => {
+      const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+      return Promise.all(
+        Array.from({ length: 8 }, async () => {
+          try {
+            const stream = await client.chat.completions.create({
+              model: "slow-model",
+              messages,
+              stream: true,
+            });
+            let text = "";
+            for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+            return text;
+          } catch (error) {
+            return error;
+          }
+        }),
+      );
+    };
+    const refused = await burst(await limitedKey({ maxConcurrency: 2 }));
+    const errors = refused.filter((r) => r instanceof OpenAI.RateLimitError);
+    expect(errors.length).toBeGreaterThan(0);
+    expect(
+      (errors[0] as InstanceType<typeof OpenAI.RateLimitError>).headers.get("retry-after"),
+    ).toMatch(/^\d+$/);
+    slow.reset();
+    const queued = await burst(await limitedKey({ maxConcurrency: 2, queueTimeoutMs: 30_000 }));
+    for (const r of queued) expect(r).toMatch(/^w0 w1 .* w39$/);
+    expect(slow.peakInFlight).toBe(2);
   });
 
   it("a queued request whose client leaves gives up its place; the slot goes to the next", async () => {

@@ -11,21 +11,50 @@ import {
 } from "@tokenpool/core/store-kernel";
 import type Database from "better-sqlite3";
 
-/** The admission steps of the Store contract. */
+/** The admission steps of the Store contract, plus `flush` for the steps still queued. */
 export type LimitSteps = Pick<
   Store,
   "hitWindows" | "adjustWindow" | "acquireLeases" | "renewLeases" | "releaseLeases"
->;
+> & {
+  /** Runs the steps asked for but not yet run (before the database closes). */
+  flush(): void;
+};
 
 /** Expired buckets and leases of counters and pools nobody asks about are swept this often (calls). */
 const SWEEP_EVERY = 1_000;
 
 /**
- * Window counters and concurrency leases on the tables of migration 3, each step one
+ * Window counters and concurrency leases on the tables of migration 3. Each step runs inside a
  * `BEGIN IMMEDIATE` transaction (the write lock is taken before the first read, so the check
- * and the write are one atomic step across processes).
+ * and the write are one atomic step across processes), and the steps asked for in one turn of
+ * the event loop share one transaction (group commit, as the ledger's reservations do): they run
+ * in it one after the other, each exactly as atomic as alone; only the commit is shared. Under
+ * concurrency this turns the admission steps of every request in flight into one write
+ * transaction per loop turn.
  */
 export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T): LimitSteps {
+  let queue: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] =
+    [];
+  const flush = () => {
+    const batch = queue;
+    queue = [];
+    if (batch.length === 0) return;
+    let results: unknown[];
+    try {
+      results = immediate(() => batch.map((b) => b.run()));
+    } catch (error) {
+      for (const b of batch) b.reject(error);
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(results[i]);
+  };
+  /** Runs `fn` in the next group transaction. */
+  const batched = <T>(fn: () => T): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const entry = { run: fn, resolve: resolve as (v: unknown) => void, reject };
+      if (queue.push(entry) === 1) setImmediate(flush);
+    });
+
   const buckets = db.prepare(
     "SELECT bucket, units FROM limit_windows WHERE window_key = ? AND bucket >= ?",
   );
@@ -66,9 +95,10 @@ export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T):
   };
 
   return {
+    flush,
     async hitWindows(hits, nowMs) {
       for (const hit of hits) assertWindowHit(hit);
-      return immediate(() => {
+      return batched(() => {
         maybeSweep(nowMs);
         return judgeWindows(
           hits,
@@ -90,7 +120,7 @@ export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T):
       const bucket = Math.floor(atMs / bucketMs);
       if (bucket < oldest || delta === 0) return;
       const id = windowId(key, windowMs);
-      immediate(() => {
+      await batched(() => {
         const units = bucketUnits.get(id, bucket) as number | undefined;
         if (units === undefined) {
           if (delta > 0)
@@ -105,7 +135,7 @@ export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T):
 
     async acquireLeases(asks, leaseId, expiresAt, nowMs) {
       for (const ask of asks) assertLeaseAsk(ask);
-      return immediate((): LeaseResult => {
+      return batched((): LeaseResult => {
         maybeSweep(nowMs);
         const inUse: number[] = [];
         const adding = new Set<string>();
@@ -135,7 +165,7 @@ export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T):
     },
 
     async renewLeases(leaseId, pools, expiresAt, nowMs) {
-      return immediate(() => {
+      return batched(() => {
         let n = 0;
         for (const pool of new Set(pools))
           n += renewLease.run(expiresAt, pool, leaseId, nowMs).changes;
@@ -144,7 +174,7 @@ export function limits(db: Database.Database, immediate: <T>(fn: () => T) => T):
     },
 
     async releaseLeases(leaseId, pools) {
-      return immediate(() => {
+      return batched(() => {
         let n = 0;
         for (const pool of new Set(pools)) n += deleteLease.run(pool, leaseId).changes;
         return n;

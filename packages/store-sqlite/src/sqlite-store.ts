@@ -156,6 +156,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
   const feed = changeFeed({ s, immediate, shared, instanceId, pollIntervalMs });
   const { mutate, maintain } = feed;
   const { flush, ...steps } = ledger({ s, immediate, shapes });
+  const { flush: flushLimits, ...limitSteps } = limits(db, immediate);
   let closed = false;
 
   return {
@@ -163,7 +164,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
     capabilities: { multiProcess: shared },
     ...storeCollections({ s, mutate, maintain, shapes }, collections),
     ...steps,
-    ...limits(db, immediate),
+    ...limitSteps,
 
     async acquireLock(name, ttlMs) {
       const now = Date.now();
@@ -185,6 +186,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
       closed = true;
       // Reservations already asked for are answered before the database goes away.
       flush();
+      flushLimits();
       feed.close();
       if (owned) db.close();
     },

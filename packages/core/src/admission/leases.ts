@@ -25,6 +25,8 @@ type Parked = "woken" | "timeout" | "aborted";
  * gateway: takes them through the store's atomic `acquireLeases`, renews every live one on one
  * timer while its request runs (a long stream keeps its slot), and releases them when the
  * request settles. Leases expire by themselves after {@link LEASE_TTL_MS} when the process dies.
+ * The renewal timer starts with the first lease and runs (unreferenced) until {@link close}, so
+ * that requests do not pay for starting and stopping it.
  */
 export class LeaseKeeper {
   readonly #store: Store;
@@ -127,7 +129,6 @@ export class LeaseKeeper {
     const left = pools ? held.filter((p) => !pools.includes(p)) : [];
     if (left.length > 0) this.#held.set(leaseId, left);
     else this.#held.delete(leaseId);
-    if (this.#held.size === 0) this.#stop();
     try {
       await this.#store.releaseLeases(leaseId, freed);
     } catch (error) {

@@ -293,7 +293,12 @@ export async function admitRequest(
           : `Rate limit reached for ${LIMIT_TEXT[hit.name]} of ${SCOPE_TEXT[hit.scope]}: limit ${hit.limit}, remaining ${result.remaining}.${retry}`;
       throw new GatewayError("RATE_LIMIT_EXCEEDED", message, {
         headers: {
-          ...rateHeaders(hits, null),
+          ...rateHeaders(
+            hits,
+            hits.map((_, i) =>
+              i === result.index ? { remaining: result.remaining, resetMs: wait ?? 0 } : undefined,
+            ),
+          ),
           ...(wait === null ? {} : retryHeaders(wait)),
         },
       });
@@ -310,18 +315,21 @@ export async function admitRequest(
 
 /**
  * OpenAI's `x-ratelimit-*` headers: for requests the tightest rpm window of the key and its
- * owner (rpd when neither has an rpm), for tokens the tightest tpm window. `windows` null (a
- * refusal) reports the limits alone.
+ * owner (rpd when neither has an rpm), for tokens the tightest tpm window. On a refusal only the
+ * refused window has a status (the others report their limit alone).
  */
-function rateHeaders(hits: LimitHit[], windows: WindowStatus[] | null): Record<string, string> {
+function rateHeaders(
+  hits: LimitHit[],
+  windows: readonly (WindowStatus | undefined)[],
+): Record<string, string> {
   const headers: Record<string, string> = {};
   const put = (kind: "requests" | "tokens", names: LimitHit["name"][]) => {
     for (const name of names) {
       let best: { hit: LimitHit; w: WindowStatus | undefined } | null = null;
       hits.forEach((hit, i) => {
         if (hit.name !== name) return;
-        const w = windows?.[i];
-        if (!best || (w && best.w && w.remaining < best.w.remaining)) best = { hit, w };
+        const w = windows[i];
+        if (!best || (w && (!best.w || w.remaining < best.w.remaining))) best = { hit, w };
       });
       if (!best) continue;
       const { hit, w } = best as { hit: LimitHit; w: WindowStatus | undefined };

@@ -68,6 +68,24 @@ export interface ManagementScalarSettings {
   "allow-localhost-unauthenticated": { field: "allow-localhost-unauthenticated"; value: boolean };
   /** Days usage details are kept (tokenpool's), 0 = forever. */
   "usage-retention-days": { field: "usage-retention-days"; value: number };
+  /**
+   * Default rate limits per group (tokenpool's): `{ <group>: { rpm_limit, tpm_limit, rpd_limit,
+   * max_concurrency, queue_timeout_ms } }`.
+   */
+  "group-limits": {
+    field: "group-limits";
+    value: Record<
+      string,
+      Partial<
+        Record<
+          "rpm_limit" | "tpm_limit" | "rpd_limit" | "max_concurrency" | "queue_timeout_ms",
+          number
+        >
+      >
+    >;
+  };
+  /** The IANA time zone of refill periods and credential spend caps (tokenpool's). */
+  "quota-refill-time-zone": { field: "quota-refill-time-zone"; value: string };
 }
 
 /** The route name of a scalar setting (`debug`, `proxy-url`, `quota-exceeded/switch-project` ...). */
@@ -87,7 +105,10 @@ export interface ManagementSettingBody<N extends ManagementSettingName> {
   value: ManagementSettingValue<N>;
 }
 
-/** The scalar settings of the seed (plus `usage-retention-days`, tokenpool's). */
+/**
+ * The scalar settings of the seed, plus tokenpool's `usage-retention-days`, `group-limits` and
+ * `quota-refill-time-zone`.
+ */
 export const SCALAR_SETTINGS: readonly Scalar[] = [
   { path: "/debug", field: "debug", setting: "debug" },
   {
@@ -127,6 +148,12 @@ export const SCALAR_SETTINGS: readonly Scalar[] = [
     path: `/${USAGE_RETENTION_SETTING}`,
     field: USAGE_RETENTION_SETTING,
     setting: USAGE_RETENTION_SETTING,
+  },
+  { path: "/group-limits", field: "group-limits", setting: "group-limits" },
+  {
+    path: "/quota-refill-time-zone",
+    field: "quota-refill-time-zone",
+    setting: "quota-refill-time-zone",
   },
 ];
 
