@@ -13,8 +13,8 @@
  * @module
  */
 import { GatewayError } from "../errors.js";
-import type { ProxyDeps, RequestContext } from "../proxy/types.js";
-import type { CredentialLimits, CredentialRecord, WindowHit } from "../store/types.js";
+import type { GatewayEmitter } from "../events.js";
+import type { CredentialLimits, CredentialRecord, Store, WindowHit } from "../store/types.js";
 import type { LeaseKeeper } from "./leases.js";
 import { DAY_MS, emitRefused, type LimitName, MINUTE_MS, retryHeaders } from "./rate-limits.js";
 import { nextPeriodStart, periodStart } from "./refill.js";
@@ -85,10 +85,22 @@ export function parseCredentialLimits(
   return { ok: true, limits };
 }
 
-/** What the gate needs of the gateway. */
-export type CredentialGateDeps = Pick<ProxyDeps, "store" | "events" | "settings"> & {
+/** What the gate needs of the gateway (the proxy engine's dependencies fit). */
+export interface CredentialGateDeps {
+  store: Pick<Store, "hitWindows" | "adjustWindow">;
+  events: GatewayEmitter;
+  /** Reads the `quota-refill-time-zone` setting (the calendar of the spend caps). */
+  settings: { get(name: "quota-refill-time-zone"): string };
   leases: Pick<LeaseKeeper, "acquire" | "release">;
-};
+}
+
+/** What the gate needs of the request (the proxy engine's request context fits). */
+export interface CredentialGateRequest {
+  /** The request's id: the id of its concurrency leases. */
+  requestId: string;
+  /** What the request is expected to cost: tokens (tpm) and quota units (spend caps). */
+  estimate: { tokens: number; units: number };
+}
 
 /** A window counter the gate hit with an estimate, corrected when the actual amount is known. */
 interface EstimatedWindow {
@@ -140,7 +152,7 @@ const LIMIT_WORDS: Record<LimitName, string> = {
  */
 export class CredentialGate {
   readonly #deps: CredentialGateDeps;
-  readonly #ctx: RequestContext;
+  readonly #ctx: CredentialGateRequest;
   readonly #held = new Map<string, Held>();
   /** Credentials skipped for their limits in this request. */
   readonly skipped = new Set<string>();
@@ -148,7 +160,7 @@ export class CredentialGate {
   /** The earliest retry-after (ms) of the refusals; null while none said when. */
   #retryAfterMs: number | null = null;
 
-  constructor(deps: CredentialGateDeps, ctx: RequestContext) {
+  constructor(deps: CredentialGateDeps, ctx: CredentialGateRequest) {
     this.#deps = deps;
     this.#ctx = ctx;
   }
