@@ -90,10 +90,19 @@ export type UsersApi = UserService;
 
 /** Credentials API of a gateway. */
 export interface CredentialsApi {
+  /**
+   * Adds a credential. Its `limits` (rpm, tpm, maxConcurrency, spendPerDay, spendPerMonth:
+   * non-negative integers, 0 = none) are validated: a 400 `INVALID_REQUEST` names a bad or
+   * unknown field.
+   */
   add(input: AddCredentialInput): Promise<CredentialRecord>;
   get(id: string): CredentialRecord | null;
   /** Every credential with secrets masked. */
   list(): ReturnType<typeof maskCredential>[];
+  /**
+   * Applies a patch. `limits` are validated as in {@link CredentialsApi.add} and merged field by
+   * field into the stored ones (a field left out keeps its value; 0 removes that limit).
+   */
   update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null>;
   remove(id: string): Promise<boolean>;
   /**

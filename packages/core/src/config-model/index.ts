@@ -36,6 +36,8 @@ export {
   CONFIG_LIST_NAMES,
   type ConfigListName,
   type ConfigLists,
+  ITEM_LIMIT_FIELDS,
+  type ItemLimits,
   type OpenAICompatibilityItem,
   PROVIDER_KEY_DEFAULT_BASE_URLS,
   type ProviderKeyItem,

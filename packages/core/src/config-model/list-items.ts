@@ -9,12 +9,47 @@
  * | `codex-api-key` | provider `codex`, kind `api-key` | one credential |
  * | `openai-compatibility` | provider `openai`, kind `api-key` | the credentials sharing a `label` (= `name`), one per API key |
  *
+ * Limits of the credentials ({@link CredentialLimits}) are extra fields of an item, in the
+ * lists' kebab-case ({@link ITEM_LIMIT_FIELDS}): `rpm-limit`, `tpm-limit`, `max-concurrency`,
+ * `spend-limit-day`, `spend-limit-month` (non-negative integers, 0 = none). An item lists the
+ * limits set (above 0); an item written without a field keeps the stored value of the
+ * credential with the same API key, so that a client that does not know the fields never wipes
+ * them. An `openai-compatibility` entry's limits apply to each of its API keys (each counted on
+ * its own); it shows those of its first key.
+ *
  * @module
  */
-import type { CredentialRecord } from "../store/types.js";
+import type { CredentialLimits, CredentialRecord } from "../store/types.js";
+
+/** The item field of each credential limit, in the lists' kebab-case. */
+export const ITEM_LIMIT_FIELDS = {
+  rpm: "rpm-limit",
+  tpm: "tpm-limit",
+  maxConcurrency: "max-concurrency",
+  spendPerDay: "spend-limit-day",
+  spendPerMonth: "spend-limit-month",
+} as const satisfies Record<keyof CredentialLimits, string>;
+
+const LIMIT_ENTRIES = Object.entries(ITEM_LIMIT_FIELDS) as [
+  keyof CredentialLimits,
+  (typeof ITEM_LIMIT_FIELDS)[keyof CredentialLimits],
+][];
+
+/**
+ * The limits of an item's credentials (see the module's description): requests per minute,
+ * tokens per minute, requests in flight at once, and quota units spent per calendar day and
+ * month (in the `quota-refill-time-zone` setting). Non-negative integers; 0 = none.
+ */
+export interface ItemLimits {
+  "rpm-limit"?: number;
+  "tpm-limit"?: number;
+  "max-concurrency"?: number;
+  "spend-limit-day"?: number;
+  "spend-limit-month"?: number;
+}
 
 /** One `claude-api-key` / `codex-api-key` item (CLIProxyAPI's `ClaudeKey` / `CodexKey`). */
-export interface ProviderKeyItem {
+export interface ProviderKeyItem extends ItemLimits {
   "api-key": string;
   /** `""` = the provider's default endpoint. */
   "base-url": string;
@@ -25,7 +60,7 @@ export interface ProviderKeyItem {
 }
 
 /** One `openai-compatibility` entry. */
-export interface OpenAICompatibilityItem {
+export interface OpenAICompatibilityItem extends ItemLimits {
   name: string;
   "base-url": string;
   "api-keys": string[];
@@ -65,7 +100,14 @@ export type ItemFields = Pick<
   | "models"
   | "excludedModels"
   | "headers"
-> & { enabled?: boolean };
+> & {
+  enabled?: boolean;
+  /**
+   * The limits the item names (a field at 0 removes that limit); fields it does not name keep
+   * the stored values of the credential with the same API key.
+   */
+  limits: CredentialLimits;
+};
 
 /** One item of a list as stored: its credentials, in order. */
 export interface StoredItem<T> {
@@ -155,6 +197,51 @@ function parseHeaders(v: unknown): Record<string, string> | null {
   return out;
 }
 
+/**
+ * The first limit field of an item that is not a non-negative integer, as a message for a 400;
+ * null when every limit field present is valid (absent and null fields are fine).
+ */
+export function itemLimitProblem(raw: unknown): string | null {
+  if (!isObject(raw)) return null;
+  for (const [, wire] of LIMIT_ENTRIES) {
+    const v = raw[wire];
+    if (v === undefined || v === null) continue;
+    if (!Number.isSafeInteger(v) || (v as number) < 0)
+      return `\`${wire}\` must be a non-negative integer (0 = none), got ${JSON.stringify(v)}`;
+  }
+  return null;
+}
+
+/** Copies the valid limit fields of `raw` into `value`; false when one is invalid. */
+function parseLimits(raw: Record<string, unknown>, value: ItemLimits): boolean {
+  if (itemLimitProblem(raw) !== null) return false;
+  for (const [, wire] of LIMIT_ENTRIES) {
+    const v = raw[wire];
+    if (typeof v === "number") value[wire] = v;
+  }
+  return true;
+}
+
+/** Shows the limits of `c` that are set (above 0) on `value`. */
+function showLimits(c: CredentialRecord, value: ItemLimits): void {
+  const l = c.limits;
+  if (!l) return;
+  for (const [field, wire] of LIMIT_ENTRIES) {
+    const n = l[field];
+    if (n !== undefined && n > 0) value[wire] = n;
+  }
+}
+
+/** The limits an item names, as credential limits (0 kept: it removes that limit). */
+function limitsOf(v: ItemLimits): CredentialLimits {
+  const out: CredentialLimits = {};
+  for (const [field, wire] of LIMIT_ENTRIES) {
+    const n = v[wire];
+    if (n !== undefined) out[field] = n;
+  }
+  return out;
+}
+
 function toCredentialModels(models: { name: string; alias: string }[]) {
   return models.map((m) => (m.alias ? { name: m.name, alias: m.alias } : { name: m.name }));
 }
@@ -182,6 +269,7 @@ function providerKeySpec(name: KeyListName): ListSpec<ProviderKeyItem> {
         if (c.models.length > 0) value.models = fromCredentialModels(c);
         if (c.excludedModels.length > 0) value["excluded-models"] = [...c.excludedModels];
         if (Object.keys(c.headers).length > 0) value.headers = { ...c.headers };
+        showLimits(c, value);
         return { value, creds: [c] };
       }),
     parse(raw) {
@@ -201,6 +289,7 @@ function providerKeySpec(name: KeyListName): ListSpec<ProviderKeyItem> {
       if (models.length > 0) value.models = models;
       if (excluded.length > 0) value["excluded-models"] = excluded;
       if (Object.keys(headers).length > 0) value.headers = headers;
+      if (!parseLimits(raw, value)) return null;
       return value;
     },
     fields: (v) => [
@@ -214,6 +303,7 @@ function providerKeySpec(name: KeyListName): ListSpec<ProviderKeyItem> {
         models: toCredentialModels(v.models ?? []),
         excludedModels: v["excluded-models"] ?? [],
         headers: v.headers ?? {},
+        limits: limitsOf(v),
       },
     ],
     idPrefix: () => `${name}:`,
@@ -247,6 +337,7 @@ const openaiCompatSpec: ListSpec<OpenAICompatibilityItem> = {
           "proxy-url": c.proxyUrl,
         }));
       if (Object.keys(first.headers).length > 0) value.headers = { ...first.headers };
+      showLimits(keyed[0] ?? first, value);
       return { value, creds: group };
     });
   },
@@ -281,6 +372,7 @@ const openaiCompatSpec: ListSpec<OpenAICompatibilityItem> = {
       if (parsed.some((e) => e["proxy-url"])) value["api-key-entries"] = parsed;
     }
     if (Object.keys(headers).length > 0) value.headers = headers;
+    if (!parseLimits(raw, value)) return null;
     return value;
   },
   fields(v) {
@@ -292,6 +384,7 @@ const openaiCompatSpec: ListSpec<OpenAICompatibilityItem> = {
       models: toCredentialModels(v.models),
       excludedModels: [],
       headers: v.headers ?? {},
+      limits: limitsOf(v),
     };
     // No key: one disabled credential without a key keeps the entry in the list.
     if (v["api-keys"].length === 0)

@@ -18,12 +18,14 @@
  */
 import type { AddCredentialInput } from "../credentials/pool.js";
 import { GatewayError, isGatewayError } from "../errors.js";
-import type { CredentialPatch, CredentialRecord } from "../store/types.js";
+import type { CredentialLimits, CredentialPatch, CredentialRecord } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
 import {
   type ConfigListName,
   type ConfigLists,
+  ITEM_LIMIT_FIELDS,
   type ItemFields,
+  itemLimitProblem,
   LIST_SPECS,
   type ListSpec,
   type StoredItem,
@@ -38,9 +40,36 @@ export interface ListCredentials {
   remove(id: string): Promise<boolean>;
 }
 
-/** The 400 of an invalid item or list (the management dialect's `invalid body`). */
-export function invalidListError(): GatewayError {
-  return new GatewayError("INVALID_REQUEST", "invalid body", { status: 400 });
+/**
+ * The 400 of an invalid item or list (the management dialect's `invalid body`, with what is
+ * wrong when it is known).
+ */
+export function invalidListError(detail?: string): GatewayError {
+  return new GatewayError("INVALID_REQUEST", detail ? `invalid body: ${detail}` : "invalid body", {
+    status: 400,
+  });
+}
+
+/** Throws the 400 naming a bad limit field of `raw`, if it has one. */
+function checkLimits(raw: unknown): void {
+  const problem = itemLimitProblem(raw);
+  if (problem !== null) throw invalidListError(problem);
+}
+
+/** Every limit field, at 0 where `l` sets none: as a patch, it makes the stored limits exactly `l`. */
+function exactLimits(l: CredentialLimits | undefined): CredentialLimits {
+  const out: CredentialLimits = {};
+  for (const field of Object.keys(ITEM_LIMIT_FIELDS) as (keyof CredentialLimits)[])
+    out[field] = l?.[field] ?? 0;
+  return out;
+}
+
+/** `l` without the fields at 0. */
+function setLimits(l: CredentialLimits): CredentialLimits {
+  const out: CredentialLimits = {};
+  for (const [field, n] of Object.entries(l) as [keyof CredentialLimits, number][])
+    if (n > 0) out[field] = n;
+  return out;
 }
 
 function itemNotFound(): GatewayError {
@@ -94,12 +123,18 @@ class Writer {
   }
 
   async add(id: string, f: ItemFields): Promise<void> {
-    await this.#pool.add({ id, ...f });
+    const { limits, ...rest } = f;
+    const set = setLimits(limits);
+    await this.#pool.add({ id, ...rest, ...(Object.keys(set).length > 0 ? { limits: set } : {}) });
     this.#undo.push(() => this.#pool.remove(id));
   }
 
   async update(old: CredentialRecord, f: ItemFields): Promise<void> {
-    const patch: CredentialPatch = { ...f };
+    const { limits, ...rest } = f;
+    const set = setLimits(limits);
+    const patch: CredentialPatch = { ...rest };
+    // Records that never had limits are left without the field.
+    if (Object.keys(set).length > 0 || old.limits !== undefined) patch.limits = exactLimits(set);
     const wasPlaceholder = typeof old.secret.apiKey !== "string";
     const isPlaceholder = typeof f.secret.apiKey !== "string";
     if (f.enabled === undefined && wasPlaceholder && !isPlaceholder) patch.enabled = true;
@@ -111,7 +146,12 @@ class Writer {
     if (isPlaceholder) delete patch.secret.apiKey;
     await this.#pool.update(old.id, patch);
     const { id: _id, createdAt: _c, updatedAt: _u, ...before } = old;
-    this.#undo.push(() => this.#pool.update(old.id, before));
+    this.#undo.push(() =>
+      this.#pool.update(
+        old.id,
+        patch.limits ? { ...before, limits: exactLimits(old.limits) } : before,
+      ),
+    );
   }
 
   async remove(old: CredentialRecord): Promise<void> {
@@ -125,7 +165,14 @@ class Writer {
   }
 }
 
-/** Makes the credentials of `old` (in order) become the items `next`, reusing by position. */
+/**
+ * Makes the credentials of `old` (in order) become the items `next`, reusing by position.
+ *
+ * Limits: an item's credential gets the limits stored for the same API key in this list (a
+ * client that does not know the limit fields keeps them, even when its items moved), with the
+ * fields the item names on top; a new API key starts without limits. A credential without a key
+ * (an `openai-compatibility` entry without keys) keeps those of the credential it replaces.
+ */
 async function writeItems<T>(
   w: Writer,
   spec: ListSpec<T>,
@@ -133,13 +180,21 @@ async function writeItems<T>(
   next: { at: number; value: T }[],
   removeRest: boolean,
 ): Promise<void> {
+  const byKey = new Map<string, CredentialLimits | undefined>();
+  for (const item of old)
+    for (const c of item.creds)
+      if (typeof c.secret.apiKey === "string" && !byKey.has(c.secret.apiKey))
+        byKey.set(c.secret.apiKey, c.limits);
   for (const { at, value } of next) {
     const fields = spec.fields(value);
     const creds = old[at]?.creds ?? [];
     for (const [j, f] of fields.entries()) {
       const c = creds[j];
-      if (c) await w.update(c, f);
-      else await w.add(w.newId(spec.idPrefix(value), spec.idMode), f);
+      const apiKey = f.secret.apiKey;
+      const stored = typeof apiKey === "string" ? byKey.get(apiKey) : c?.limits;
+      const limits = { ...stored, ...f.limits };
+      if (c) await w.update(c, { ...f, limits });
+      else await w.add(w.newId(spec.idPrefix(value), spec.idMode), { ...f, limits });
     }
     for (const c of creds.slice(fields.length)) await w.remove(c);
   }
@@ -218,6 +273,7 @@ export function configListEditor(pool: ListCredentials): ConfigListEditor {
 
     async replace(name, entries) {
       const spec = specOf(name);
+      for (const r of entries) checkLimits(r);
       const values = entries.map((r) => spec.parse(r));
       if (values.some((v) => v === null)) throw invalidListError();
       if (spec.checkList && !spec.checkList(values)) throw invalidListError();
@@ -228,6 +284,7 @@ export function configListEditor(pool: ListCredentials): ConfigListEditor {
 
     async update(name, { index, key }, raw) {
       const spec = specOf(name);
+      checkLimits(raw);
       const value = spec.parse(raw);
       if (value === null) throw invalidListError();
       await serial(() =>

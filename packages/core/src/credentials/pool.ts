@@ -1,7 +1,8 @@
+import { parseCredentialLimits } from "../admission/credential-limits.js";
 import { GatewayError } from "../errors.js";
 import type { CredentialChangeSource, GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
-import type { CredentialPatch, CredentialRecord, Store } from "../store/types.js";
+import type { CredentialLimits, CredentialPatch, CredentialRecord, Store } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
 import {
   AUTO_DISABLED_PREFIX,
@@ -203,8 +204,13 @@ export class CredentialPool {
     e.c = rec;
   }
 
-  /** Adds a credential to the store (and the pool). */
+  /**
+   * Adds a credential to the store (and the pool). `limits` ({@link CredentialLimits}) are
+   * validated: non-negative safe integers, known fields only (a 400 `INVALID_REQUEST` otherwise);
+   * fields at 0 are left out.
+   */
   async add(input: AddCredentialInput): Promise<CredentialRecord> {
+    const limits = input.limits === undefined ? undefined : validLimits(input.limits);
     if (!input.provider || typeof input.baseUrl !== "string") {
       throw new GatewayError("INVALID_REQUEST", "a credential needs a provider and a baseUrl");
     }
@@ -229,6 +235,7 @@ export class CredentialPool {
       groups: input.groups ?? [],
       headers: input.headers ?? {},
       state: input.state ?? emptyCredentialState(),
+      ...(limits === undefined ? {} : { limits }),
       ...(input.id === undefined ? {} : { id: input.id }),
     });
     await this.refresh(rec.id);
@@ -250,8 +257,16 @@ export class CredentialPool {
    * Applies an operator's patch through the store. It wins over this process's own state
    * changes under way (a `state` patch resets cooldowns and counts); a change of `enabled`
    * emits its event.
+   *
+   * `limits` are validated as in {@link CredentialPool.add} and MERGED field by field into the
+   * stored ones: a field the patch does not name keeps its value, a field set to 0 is removed.
    */
   async update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null> {
+    if (patch.limits !== undefined) {
+      const next = validLimits(patch.limits);
+      const stored = (await this.#store.credentials.get(id))?.limits;
+      patch = { ...patch, limits: mergeLimits(stored, next, patch.limits) };
+    }
     const e = this.#byId.get(id);
     const local = patch.state !== undefined || patch.enabled !== undefined;
     if (e && local) {
@@ -658,4 +673,27 @@ export class CredentialPool {
       e.writing = null;
     }
   }
+}
+
+/** Validated limits (fields above 0), or a 400 naming the bad field. */
+function validLimits(v: unknown): CredentialLimits {
+  const r = parseCredentialLimits(v);
+  if (!r.ok) throw new GatewayError("INVALID_REQUEST", `Invalid credential limits: ${r.message}.`);
+  return r.limits;
+}
+
+/** `stored` with the fields `sent` names replaced by `next`'s (absent there: 0, removed). */
+function mergeLimits(
+  stored: CredentialLimits | undefined,
+  next: CredentialLimits,
+  sent: CredentialLimits,
+): CredentialLimits {
+  const out: CredentialLimits = { ...stored };
+  for (const field of Object.keys(sent) as (keyof CredentialLimits)[]) {
+    if (sent[field] === undefined) continue;
+    const n = next[field];
+    if (n === undefined) delete out[field];
+    else out[field] = n;
+  }
+  return out;
 }

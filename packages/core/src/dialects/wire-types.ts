@@ -10,6 +10,7 @@ export type { ManagementConfigView } from "../config-model/config-view.js";
 export type {
   ConfigListName,
   ConfigLists,
+  ItemLimits,
   OpenAICompatibilityItem,
   ProviderKeyItem,
 } from "../config-model/list-items.js";
@@ -21,6 +22,7 @@ export type {
 } from "../usage/view.js";
 export type {
   AntigravityErrorResponse,
+  AntigravityLimitFields,
   AntigravityMessageResponse,
   AntigravityTokenAddBody,
   AntigravityTokenAddedData,

@@ -1,4 +1,5 @@
 import type { Dispatcher } from "undici";
+import { CredentialGate, hasCredentialLimits } from "../admission/credential-limits.js";
 import { ZERO_USAGE } from "../billing/price.js";
 import { isOAuthRefreshError } from "../credentials/oauth.js";
 import type { SecretMask } from "../credentials/secret-mask.js";
@@ -55,7 +56,10 @@ export type Forwarded =
  * Throws `MODEL_NOT_FOUND` (404) when no credential serves the model (or its preview fallback)
  * in the request's group and providers, whatever their state; `NO_CREDENTIAL_AVAILABLE` (503,
  * with `Retry-After`: the first cooldown's end, else a few seconds) when some do but none could
- * be tried now; and a 499 when the client went away (settled first).
+ * be tried now; `RATE_LIMIT_EXCEEDED` (429, with `Retry-After`) when the credentials left were
+ * skipped for their limits (`CredentialGate`: a credential at its rpm, tpm, concurrency or spend
+ * cap is passed over like an excluded one, without using an attempt); and a 499 when the client
+ * went away (settled first).
  */
 export async function forward(
   deps: ProxyDeps,
@@ -65,7 +69,7 @@ export async function forward(
   const { pool, settings } = deps;
   const { req, group, mask } = ctx;
   const retries = Math.max(0, settings.get("request-retry"));
-  const sessionKey = sessionKeyOf(req);
+  let sessionKey = sessionKeyOf(req);
   const providers = providersFor(req);
   const translations: Translations = new Map();
   let last: {
@@ -96,7 +100,13 @@ export async function forward(
         // Every credential that could serve is cooling down, after a 429 this request saw or
         // one another request saw: cooling down is not failing, so wait once for the first to
         // come back (its `Retry-After`), when that is within `max-retry-interval`.
-        const any = pickOptions(new Set(), group || "default", sessionKey, providers);
+        // Credentials skipped for their limits stay out: waiting for a cooldown cannot help them.
+        const any = pickOptions(
+          ctx.credentialGate?.skipped ?? NONE,
+          group || "default",
+          sessionKey,
+          providers,
+        );
         const wait = pool.cooldownWait(model, any);
         const bound = Math.max(0, settings.get("max-retry-interval")) * 1000;
         if (wait !== undefined && wait > 0 && wait <= bound) {
@@ -106,11 +116,25 @@ export async function forward(
         }
       }
       if (!pick) break;
+      // A credential at one of its limits is skipped: no attempt used, no failure, no cooldown.
+      if (hasCredentialLimits(pick.credential.limits)) {
+        ctx.credentialGate ??= new CredentialGate(deps, ctx);
+        if (!(await ctx.credentialGate.admit(pick.credential))) {
+          tried.add(pick.credential.id);
+          // A session bound to it stays bound: it goes elsewhere for this request only.
+          sessionKey = undefined;
+          attempt--;
+          continue;
+        }
+      }
       picked++;
       tried.add(pick.credential.id);
       const upstreamModel = pick.upstreamModel;
       const plan = planCall(deps, ctx, pick.credential, upstreamModel, model, translations);
-      if (!plan) continue;
+      if (!plan) {
+        void ctx.credentialGate?.failed(pick.credential.id);
+        continue;
+      }
       let sends = 0;
       const out = await sendWith(deps, req, pick.credential, model, mask, (c) =>
         // An OAuth credential may have been refreshed before the send: plan with its new token.
@@ -124,6 +148,7 @@ export async function forward(
       }
       const { credential } = out;
       if (out.failure) {
+        void ctx.credentialGate?.failed(credential.id);
         quotaOnly = false;
         // Our own error body (connection failed, refresh failed): OpenAI-shaped.
         last = { ...out.failure, credential, upstream: openaiFormat };
@@ -137,6 +162,7 @@ export async function forward(
           if (res.statusCode !== 429) quotaOnly = false;
           const after = retryAfterMs(res.headers);
           pool.reportFailure(credential.id, model, res.statusCode, text, { retryAfterMs: after });
+          void ctx.credentialGate?.failed(credential.id);
           last = { status: res.statusCode, body: text, credential, upstream: plan.upstream };
           continue;
         }
@@ -165,6 +191,7 @@ export async function forward(
           }
           const message = `upstream stream failed before its first byte: ${redactSecrets(mask.text(primed.error))}`;
           pool.reportFailure(credential.id, model, 0, message, { kind: "network" });
+          void ctx.credentialGate?.failed(credential.id);
           quotaOnly = false;
           last = {
             status: 502,
@@ -187,6 +214,8 @@ export async function forward(
     model = fallback;
   }
 
+  // Some credential would serve but is at its limits: a 429 with the earliest time one has room.
+  if (ctx.credentialGate?.refused) throw ctx.credentialGate.refusal(req.model);
   if (last) {
     // Masked again with every secret tried: a later credential's answer may quote an earlier one's.
     return {
@@ -209,6 +238,8 @@ export async function forward(
     { headers: { "retry-after": String(seconds) } },
   );
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 /** `Retry-After` (seconds) of a 503 when no credential of the model comes back by itself. */
 const RETRY_AFTER_DEFAULT_S = 5;

@@ -35,6 +35,7 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
     deps.holds.release(key.id, reservation.units);
     ctx.admission?.finish(usage.totalTokens);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
+    void ctx.credentialGate?.settle(credential?.id ?? null, usage.totalTokens, cost);
     deps.usage.push({
       reservation,
       actualUnits: cost,

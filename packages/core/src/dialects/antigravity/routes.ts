@@ -7,7 +7,10 @@
  * - the list shows `refresh_token` masked (e.g. `1//0****wxYZ`) and adds the credential's `id`;
  * - every `{refresh_token}` in a path may be the credential's `id` instead, so that secrets need
  *   not travel in URLs (a refresh token with slashes may also be sent as is, or percent-encoded);
- * - an add answers with `data: { id }` besides the seed's message.
+ * - an add answers with `data: { id }` besides the seed's message;
+ * - the limits of a credential ({@link ANTIGRAVITY_LIMIT_FIELDS}: `rpm_limit`, `tpm_limit`,
+ *   `max_concurrency`, `spend_limit_day`, `spend_limit_month`) are extra snake_case fields of the
+ *   add and update bodies and of the list (shown when set).
  *
  * Credentials added here are OAuth accounts (`kind: "oauth"`) of the dialect's provider and base
  * URL (gateway option `antigravityDialect`, default `antigravity` at
@@ -29,7 +32,7 @@ import {
 } from "../../keys/management-gate.js";
 import type { UserView } from "../../keys/service.js";
 import type { Logger } from "../../logger.js";
-import type { CredentialPatch, CredentialRecord } from "../../store/types.js";
+import type { CredentialLimits, CredentialPatch, CredentialRecord } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
 import { maskSecret, safeEqual } from "../../util/secrets.js";
 import { readObjectBody } from "../object-body.js";
@@ -167,8 +170,36 @@ export function accessTokenSuffix(token: string | undefined): string {
   return n > 0 ? `...${token.slice(-n)}` : "...";
 }
 
-/** A pool credential as `GET /v1/tokens` lists it. */
-export interface AntigravityTokenView {
+/** The field of the token API for each credential limit (snake_case, as its other fields). */
+export const ANTIGRAVITY_LIMIT_FIELDS = {
+  rpm: "rpm_limit",
+  tpm: "tpm_limit",
+  maxConcurrency: "max_concurrency",
+  spendPerDay: "spend_limit_day",
+  spendPerMonth: "spend_limit_month",
+} as const satisfies Record<keyof CredentialLimits, string>;
+
+const LIMIT_ENTRIES = Object.entries(ANTIGRAVITY_LIMIT_FIELDS) as [
+  keyof CredentialLimits,
+  (typeof ANTIGRAVITY_LIMIT_FIELDS)[keyof CredentialLimits],
+][];
+
+/**
+ * The limits of a credential in the token API: requests per minute, tokens per minute, requests
+ * in flight at once, quota units spent per calendar day and per calendar month (in the
+ * `quota-refill-time-zone` setting). Non-negative integers, 0 = none. An update keeps the limits
+ * it does not name.
+ */
+export interface AntigravityLimitFields {
+  rpm_limit?: number;
+  tpm_limit?: number;
+  max_concurrency?: number;
+  spend_limit_day?: number;
+  spend_limit_month?: number;
+}
+
+/** A pool credential as `GET /v1/tokens` lists it (limit fields only when set). */
+export interface AntigravityTokenView extends AntigravityLimitFields {
   /** The credential id (usable in place of the refresh token in paths). */
   id: string;
   /** Masked, e.g. `1//0****wxYZ`. */
@@ -184,7 +215,7 @@ export interface AntigravityTokenView {
 }
 
 /** The fields of `POST /v1/tokens` and `PUT /v1/tokens/{key}`. */
-export interface AntigravityTokenFields {
+export interface AntigravityTokenFields extends AntigravityLimitFields {
   access_token?: string;
   refresh_token?: string;
   /** Seconds. @default 3599 with an access token */
@@ -247,7 +278,7 @@ export function antigravityTokenView(c: CredentialRecord, now = Date.now()): Ant
     expiresIn = Math.max(0, Math.round((s.expiresAt - now) / 1000));
     timestamp = now;
   }
-  return {
+  const view: AntigravityTokenView = {
     id: c.id,
     refresh_token: s.refreshToken ? maskSecret(s.refreshToken) : "",
     access_token_suffix: accessTokenSuffix(s.accessToken),
@@ -256,6 +287,11 @@ export function antigravityTokenView(c: CredentialRecord, now = Date.now()): Ant
     enable: c.enabled,
     projectId: c.projectIds[0] ?? null,
   };
+  for (const [field, wire] of LIMIT_ENTRIES) {
+    const n = c.limits?.[field];
+    if (n !== undefined && n > 0) view[wire] = n;
+  }
+  return view;
 }
 
 /** Fields of an add or update body, validated; absent fields stay undefined. */
@@ -267,6 +303,8 @@ interface TokenFields {
   enable?: boolean;
   /** null clears it. */
   projectId?: string | null;
+  /** The limits named (0 removes one). */
+  limits?: CredentialLimits;
 }
 
 function parseFields(b: Record<string, unknown>): TokenFields {
@@ -295,6 +333,13 @@ function parseFields(b: Record<string, unknown>): TokenFields {
     if (b.projectId !== null && (typeof b.projectId !== "string" || b.projectId === ""))
       throw bad("projectId must be a non-empty string or null");
     out.projectId = b.projectId as string | null;
+  }
+  for (const [field, wire] of LIMIT_ENTRIES) {
+    if (b[wire] === undefined) continue;
+    const v = b[wire];
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+      throw bad(`${wire} must be a non-negative integer (0 = none)`);
+    out.limits = { ...out.limits, [field]: v };
   }
   return out;
 }
@@ -381,6 +426,7 @@ export function antigravityRoutes(deps: AntigravityDialectDeps): Route[] {
           projectIds: f.projectId ? [f.projectId] : [],
           enabled: f.enable ?? true,
           state: emptyCredentialState(),
+          ...(f.limits ? { limits: f.limits } : {}),
         });
       } catch (error) {
         // The id is derived from the refresh token: an existing one means a duplicate (perhaps
@@ -422,6 +468,8 @@ export function antigravityRoutes(deps: AntigravityDialectDeps): Route[] {
         const rest = current.projectIds.filter((p) => p !== f.projectId);
         patch.projectIds = f.projectId === null ? [] : [f.projectId, ...rest];
       }
+      // Merged into the stored limits by the pool: the fields not sent keep their values.
+      if (f.limits) patch.limits = f.limits;
       if (Object.keys(patch).length > 0) {
         if (!(await pool.update(current.id, patch))) throw notFound();
       }
