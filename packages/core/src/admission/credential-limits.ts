@@ -12,12 +12,13 @@
  *
  * @module
  */
+import { nextPeriodStart, periodStart } from "../billing/refill.js";
+import { limitOf } from "../credentials/limits.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
-import type { CredentialLimits, CredentialRecord, Store, WindowHit } from "../store/types.js";
+import type { CredentialRecord, Store, WindowHit } from "../store/types.js";
 import type { LeaseKeeper } from "./leases.js";
 import { DAY_MS, emitRefused, type LimitName, MINUTE_MS, retryHeaders } from "./rate-limits.js";
-import { nextPeriodStart, periodStart } from "./refill.js";
 
 /**
  * Window length of a spend-per-day counter: twice the longest calendar day (25 h with a
@@ -27,63 +28,6 @@ import { nextPeriodStart, periodStart } from "./refill.js";
 export const SPEND_DAY_WINDOW_MS = 2 * DAY_MS;
 /** Window length of a spend-per-month counter: twice the longest month (31 days). */
 export const SPEND_MONTH_WINDOW_MS = 62 * DAY_MS;
-
-/** The names of {@link CredentialLimits}, as the library API accepts them. */
-export const CREDENTIAL_LIMIT_FIELDS: readonly (keyof CredentialLimits)[] = [
-  "rpm",
-  "tpm",
-  "maxConcurrency",
-  "spendPerDay",
-  "spendPerMonth",
-];
-
-/** A limit value as the gate uses it: a positive safe integer, else 0 (= none). */
-function limitOf(v: number | undefined): number {
-  return v !== undefined && Number.isSafeInteger(v) && v > 0 ? v : 0;
-}
-
-/**
- * Whether `limits` sets any limit (a field above 0). The forward stage asks it for every picked
- * credential, so it neither allocates nor awaits.
- */
-export function hasCredentialLimits(limits: CredentialLimits | undefined): boolean {
-  return (
-    limits !== undefined &&
-    (limitOf(limits.rpm) > 0 ||
-      limitOf(limits.tpm) > 0 ||
-      limitOf(limits.maxConcurrency) > 0 ||
-      limitOf(limits.spendPerDay) > 0 ||
-      limitOf(limits.spendPerMonth) > 0)
-  );
-}
-
-/**
- * Validates credential limits from the library API or a dialect: a plain object whose fields are
- * {@link CREDENTIAL_LIMIT_FIELDS} with non-negative safe integers (0 = none). Returns the limits
- * with the fields above 0 only, or an error message naming the bad field.
- */
-export function parseCredentialLimits(
-  v: unknown,
-): { ok: true; limits: CredentialLimits } | { ok: false; message: string } {
-  if (typeof v !== "object" || v === null || Array.isArray(v))
-    return { ok: false, message: "limits must be an object" };
-  const limits: CredentialLimits = {};
-  for (const [field, n] of Object.entries(v)) {
-    if (!(CREDENTIAL_LIMIT_FIELDS as readonly string[]).includes(field))
-      return {
-        ok: false,
-        message: `unknown limit \`${field}\` (known: ${CREDENTIAL_LIMIT_FIELDS.join(", ")})`,
-      };
-    if (n === undefined) continue;
-    if (!Number.isSafeInteger(n) || (n as number) < 0)
-      return {
-        ok: false,
-        message: `limit \`${field}\` must be a non-negative integer (0 = none), got ${JSON.stringify(n)}`,
-      };
-    if ((n as number) > 0) limits[field as keyof CredentialLimits] = n as number;
-  }
-  return { ok: true, limits };
-}
 
 /** What the gate needs of the gateway (the proxy engine's dependencies fit). */
 export interface CredentialGateDeps {

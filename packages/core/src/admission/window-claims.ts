@@ -132,7 +132,9 @@ export class WindowClaims {
     // Two hits of one call on the same counter: both must fit together.
     if (new Set(claims).size !== claims.length) {
       const need = new Map<Claim, number>();
-      hits.forEach((h, i) => need.set(claims[i]!, (need.get(claims[i]!) ?? 0) + h.cost));
+      hits.forEach((h, i) => {
+        need.set(claims[i]!, (need.get(claims[i]!) ?? 0) + h.cost);
+      });
       for (const [c, n] of need) if (c.units < n) return null;
     }
     const windows = hits.map((hit, i) => {

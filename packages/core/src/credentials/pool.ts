@@ -1,4 +1,3 @@
-import { parseCredentialLimits } from "../admission/credential-limits.js";
 import { GatewayError } from "../errors.js";
 import type { CredentialChangeSource, GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
@@ -14,6 +13,7 @@ import {
   POOL_SETTINGS,
   safeErrorText,
 } from "./health.js";
+import { parseCredentialLimits } from "./limits.js";
 import type {
   AddCredentialInput,
   CredentialPick,

@@ -1,6 +1,7 @@
 import type { Dispatcher } from "undici";
-import { CredentialGate, hasCredentialLimits } from "../admission/credential-limits.js";
+import { CredentialGate } from "../admission/credential-limits.js";
 import { ZERO_USAGE } from "../billing/price.js";
+import { hasCredentialLimits } from "../credentials/limits.js";
 import { isOAuthRefreshError } from "../credentials/oauth.js";
 import type { SecretMask } from "../credentials/secret-mask.js";
 import { GatewayError } from "../errors.js";
