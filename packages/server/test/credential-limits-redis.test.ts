@@ -95,7 +95,8 @@ describe("two gateways on one Redis", () => {
     expect(served.length).toBe(upstream.requests.length);
     for (const r of refused)
       expect(JSON.parse(r.body)).toMatchObject({ error: { code: "rate_limit_exceeded" } });
-    // The slot is free again.
+    // The slot is free again (a freed lease waits 50 ms for the next request of its gateway first).
+    await new Promise((r) => setTimeout(r, 200));
     const store = gateways[1]!.store;
     const now = Date.now();
     const free = await store.acquireLeases(

@@ -79,6 +79,9 @@ export class WindowClaims {
       const local = this.#takeLocal(hits, nowMs);
       if (local) return local;
       const claimed = await this.#claim(hits, nowMs);
+      // Refused, but a concurrent claim of this instance counted before the refusal may have
+      // left units here: those were claimed for requests like this one.
+      if (claimed && !claimed.ok) return this.#takeLocal(hits, nowMs) ?? claimed;
       if (claimed) return claimed;
     }
     // Claims kept being used up by concurrent requests: ask for exactly this request's units.
