@@ -7,8 +7,15 @@ export const CLAIM_TTL_MS = 1_000;
 export const CLAIM_SWEEP_MS = 250;
 /** A claim ahead is at most this many requests' worth of units... */
 const MAX_MULTIPLE = 64;
-/** ... and at most this fraction of the limit: near a small limit, claims are exact. */
+/** ... and at most this fraction of the limit. */
 const LIMIT_SHARE = 16;
+/**
+ * Claims ahead only for a counter whose limit admits at least this many requests of the size at
+ * hand (a 60-rpm key is always asked exactly), ...
+ */
+const MIN_REQUESTS_IN_LIMIT = 64;
+/** ... and only while the store's count left at least this fraction of the limit free. */
+const FREE_SHARE = 0.5;
 
 /** Units of one counter claimed from the store and not used yet. */
 interface Claim {
@@ -43,14 +50,17 @@ const counterId = (key: string, windowMs: number) => `${windowMs}|${key}`;
  * - A claimed unit is used only in the bucket it was counted in (and within
  *   {@link CLAIM_TTL_MS}), so each admitted request is counted exactly where a direct hit at that
  *   moment would have counted it: the rolling window's bound is unchanged.
- * - Claims ahead are at most 1/{@link LIMIT_SHARE} of the limit (and at most
- *   {@link MAX_MULTIPLE} requests' worth), and near the limit a claim takes just the request's
- *   cost, so a refusal is decided by the store exactly as before: 500 parallel requests on a 60
- *   per minute counter still admit exactly 60.
+ * - A claim ahead is made only for a counter whose limit admits at least
+ *   {@link MIN_REQUESTS_IN_LIMIT} such requests, while the store's count left at least half the
+ *   limit free, and takes at most 1/{@link LIMIT_SHARE} of the limit (and at most
+ *   {@link MAX_MULTIPLE} requests' worth). Otherwise a claim takes just the request's cost, so
+ *   near the limit (and always for small limits) a refusal is decided by the store exactly as a
+ *   direct hit: 500 parallel requests on a 60-per-minute counter admit exactly 60.
  *
- * The price: another instance may be refused while this one holds claimed units it has not used
- * yet — at most 1/16 of the limit, for at most a second. Corrections of estimated hits (tpm
- * settled to the real token count) are summed here and written every {@link CLAIM_SWEEP_MS}.
+ * The price, for large limits only: another instance may be refused while this one holds
+ * claimed units it has not used yet — at most 1/16 of the limit per instance, for at most a
+ * second and a quarter. Corrections of estimated hits (tpm settled to the real token count) are
+ * summed here and written every {@link CLAIM_SWEEP_MS}.
  */
 export class WindowClaims {
   readonly #store: Store;
@@ -165,7 +175,14 @@ export class WindowClaims {
       const usable = c && nowMs < c.validUntil && c.bucket === bucket ? c.units : 0;
       const short = Math.max(0, hit.cost - usable);
       const multiple = c?.multiple ?? 1;
-      const ahead = Math.min(hit.cost * multiple, Math.floor(hit.limit / LIMIT_SHARE));
+      const roomy =
+        hit.cost > 0 &&
+        hit.limit >= hit.cost * MIN_REQUESTS_IN_LIMIT &&
+        c !== undefined &&
+        c.remaining >= hit.limit * FREE_SHARE;
+      const ahead = roomy
+        ? Math.min(hit.cost * multiple, Math.floor(hit.limit / LIMIT_SHARE))
+        : short;
       return { hit, id, bucketMs, bucket, short, ahead: Math.max(short, ahead) };
     });
     const claimHits = (exact: boolean): WindowHit[] =>
