@@ -187,6 +187,23 @@ describe("requests per minute of a key", () => {
   });
 });
 
+describe("changes", () => {
+  it("a key's new limits apply from its next request", async () => {
+    const { key, record } = await gateway.keys.create({ name: "chg", unlimitedQuota: true });
+    await gateway.keys.update(record.id, { limits: { rpm: 1 } });
+    expect((await chat(key)).status).toBe(200);
+    expect((await chat(key)).status).toBe(429);
+    await gateway.keys.update(record.id, { limits: { rpm: 3 } });
+    expect((await chat(key)).status).toBe(200);
+    expect((await chat(key)).status).toBe(200);
+    expect((await chat(key)).status).toBe(429);
+    await gateway.keys.update(record.id, { limits: { rpm: 0 } });
+    const free = await chat(key);
+    expect(free.status).toBe(200);
+    expect(free.headers.get("x-ratelimit-limit-requests")).toBeNull();
+  });
+});
+
 describe("tokens per minute and requests per day", () => {
   it("counts estimated tokens, settles them to the actual usage, and refuses beyond", async () => {
     // The mock answers ~20 completion tokens; max_tokens 100 is the estimate's allowance.

@@ -24,6 +24,9 @@ interface Waiter {
   wake: () => void;
 }
 
+/** A settled promise, for calls with nothing to wait for. */
+const DONE: Promise<void> = Promise.resolve();
+
 /** Why a wait ended. */
 type Parked = "woken" | "timeout" | "aborted";
 
@@ -38,7 +41,7 @@ interface Lease {
 }
 
 /** The identity of a set of asks: the same pools with the same limits. */
-const signatureOf = (asks: LeaseAsk[]): string =>
+export const leaseSignature = (asks: LeaseAsk[]): string =>
   asks.map((a) => `${a.pool}\u0000${a.limit}`).join("\n");
 
 /**
@@ -87,14 +90,8 @@ export class LeaseKeeper {
    */
   async acquire(asks: LeaseAsk[], leaseId: string, nowMs = Date.now()): Promise<LeaseResult> {
     if (asks.length === 0) return { ok: true, inUse: [] };
-    const signature = signatureOf(asks);
-    const idle = this.#idle.get(signature);
-    const passed = idle?.pop();
-    if (passed) {
-      if (idle!.length === 0) this.#idle.delete(signature);
-      this.#hold(leaseId, passed);
-      return { ok: true, inUse: asks.map(() => 0) };
-    }
+    const signature = leaseSignature(asks);
+    if (this.takeIdle(signature, leaseId)) return { ok: true, inUse: asks.map(() => 0) };
     const id = this.#live.has(leaseId) ? `${leaseId}:${this.#live.size}` : leaseId;
     const r = await this.#store.acquireLeases(asks, id, nowMs + LEASE_TTL_MS, nowMs);
     if (r.ok) {
@@ -113,6 +110,19 @@ export class LeaseKeeper {
   }
 
   /**
+   * Gives caller `leaseId` an idle lease of the asks whose {@link leaseSignature} is
+   * `signature`, when this instance holds one: no store call. Returns whether it did.
+   */
+  takeIdle(signature: string, leaseId: string): boolean {
+    const idle = this.#idle.get(signature);
+    const passed = idle?.pop();
+    if (!passed) return false;
+    if (idle!.length === 0) this.#idle.delete(signature);
+    this.#hold(leaseId, passed);
+    return true;
+  }
+
+  /**
    * {@link acquire}, waiting up to `timeoutMs` for the slots when they are taken: requests of
    * this gateway asking for the same pools wait in one queue, first come first served; only the
    * first asks (again whenever a slot is freed here, and every {@link QUEUE_POLL_MS} for slots
@@ -125,7 +135,7 @@ export class LeaseKeeper {
     timeoutMs: number,
     signal: ClientSignal,
   ): Promise<LeaseResult> {
-    const name = signatureOf(asks);
+    const name = leaseSignature(asks);
     const deadline = Date.now() + timeoutMs;
     if (!this.#queues.get(name)?.length) {
       const first = await this.acquire(asks, leaseId);
@@ -172,9 +182,9 @@ export class LeaseKeeper {
    * back to the store. Never throws: a failed store call is reported as an `error` event, and
    * the lease then expires by itself.
    */
-  async release(leaseId: string, pools?: string[]): Promise<void> {
+  release(leaseId: string, pools?: string[]): Promise<void> {
     const held = this.#byCaller.get(leaseId);
-    if (!held) return;
+    if (!held) return DONE;
     const freed = pools ? held.filter((l) => l.pools.some((p) => pools.includes(p))) : held;
     const left = pools ? held.filter((l) => !freed.includes(l)) : [];
     if (left.length > 0) this.#byCaller.set(leaseId, left);
@@ -193,7 +203,7 @@ export class LeaseKeeper {
       this.#queues.get(lease.signature)?.[0]?.wake();
       this.#scheduleIdleSweep();
     }
-    if (back.length > 0) await this.#giveBack(back);
+    return back.length > 0 ? this.#giveBack(back) : DONE;
   }
 
   /** Gives every idle lease back to the store now. */

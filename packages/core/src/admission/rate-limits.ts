@@ -15,7 +15,7 @@ import type { ClientSignal } from "../exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { LeaseAsk, RateLimits, Store, WindowHit, WindowStatus } from "../store/types.js";
-import type { LeaseKeeper } from "./leases.js";
+import { type LeaseKeeper, leaseSignature } from "./leases.js";
 import type { WindowClaims } from "./window-claims.js";
 
 /** What admission needs from the gateway (the proxy engine's deps have all of it). */
@@ -66,6 +66,8 @@ interface LimitHit extends WindowHit {
   id: number;
   limit: number;
   name: "rpm" | "tpm" | "rpd";
+  /** `limit` as a header value. */
+  limitText: string;
 }
 
 const has = (n: number | undefined): n is number => n !== undefined && n > 0;
@@ -88,21 +90,54 @@ function withDefaults(own: RateLimits | undefined, group: RateLimits | undefined
 }
 
 /**
- * The limited subjects of a request: its key and its owner, each with its own limits, the
- * defaults of the `group-limits` setting for the request's group filling the unset ones of the
- * owner (of the key, for a key without an owner). Empty (and allocation-free) when nothing is
- * limited, the common case.
+ * What admission does for one key (with its owner and group): the limited subjects, the lease
+ * asks and the window hits, worked out once per key record (cached until the key's, its owner's
+ * or the `group-limits` setting's record changes) so that a request pays for none of it.
  */
-export function limitedSubjects(
+export interface AdmissionPlan {
+  subjects: Subject[];
+  /** One concurrency pool per subject with `maxConcurrency`. */
+  asks: LeaseAsk[];
+  pools: string[];
+  /** The asks' identity, for the lease keeper's idle leases. */
+  signature: string;
+  /** The longest `queueTimeoutMs` of the subjects whose pools are asked (0 = refuse at once). */
+  queueMs: number;
+  /** rpm, tpm and rpd hits of every subject; tpm's cost is set per request. */
+  hits: LimitHit[];
+  /** Whether `hits` has a tpm hit. */
+  tokens: boolean;
+}
+
+const plans = new WeakMap<
+  object,
+  { user: object | null; groups: object; group: string; plan: AdmissionPlan | null }
+>();
+
+/**
+ * The admission plan of a request's key: its key and its owner, each with its own limits, the
+ * defaults of the `group-limits` setting for the request's group filling the unset ones of the
+ * owner (of the key, for a key without an owner). Null when nothing is limited (the common
+ * case: no store call, no allocation).
+ */
+export function admissionPlan(
   settings: SettingsService,
   auth: AuthorizedKey,
   requestGroup: string,
-): Subject[] | null {
+): AdmissionPlan | null {
   const { key, user } = auth;
   const groups = settings.get("group-limits");
-  const group = groups[requestGroup];
-  const groupLimited = anyLimit(group);
-  if (!anyLimit(key.limits) && !(user && anyLimit(user.limits)) && !groupLimited) return null;
+  const cached = plans.get(key);
+  if (cached && cached.user === user && cached.groups === groups && cached.group === requestGroup)
+    return cached.plan;
+  const plan = buildPlan(auth, groups[requestGroup]);
+  plans.set(key, { user, groups, group: requestGroup, plan });
+  return plan;
+}
+
+function buildPlan(auth: AuthorizedKey, group: RateLimits | undefined): AdmissionPlan | null {
+  const { key, user } = auth;
+  if (!anyLimit(key.limits) && !(user && anyLimit(user.limits)) && !anyLimit(group)) return null;
   const subjects: Subject[] = [];
   const keyLimits = user ? (key.limits ?? {}) : withDefaults(key.limits, group);
   if (anyLimit(keyLimits)) subjects.push({ scope: "key", id: key.id, limits: keyLimits });
@@ -110,7 +145,39 @@ export function limitedSubjects(
     const userLimits = withDefaults(user.limits, group);
     if (anyLimit(userLimits)) subjects.push({ scope: "user", id: user.id, limits: userLimits });
   }
-  return subjects.length > 0 ? subjects : null;
+  if (subjects.length === 0) return null;
+  const asks: LeaseAsk[] = [];
+  const hits: LimitHit[] = [];
+  let queueMs = 0;
+  for (const { scope, id, limits: l } of subjects) {
+    const at = `${scope}:${id}`;
+    if (has(l.maxConcurrency)) {
+      asks.push({ pool: `conc:${at}`, limit: l.maxConcurrency });
+      if (has(l.queueTimeoutMs)) queueMs = Math.max(queueMs, l.queueTimeoutMs);
+    }
+    const hit = (name: LimitHit["name"], limit: number, windowMs: number): LimitHit => ({
+      scope,
+      id,
+      name,
+      key: `${name}:${at}`,
+      limit,
+      windowMs,
+      cost: 1,
+      limitText: String(limit),
+    });
+    if (has(l.rpm)) hits.push(hit("rpm", l.rpm, MINUTE_MS));
+    if (has(l.tpm)) hits.push(hit("tpm", l.tpm, MINUTE_MS));
+    if (has(l.rpd)) hits.push(hit("rpd", l.rpd, DAY_MS));
+  }
+  return {
+    subjects,
+    asks,
+    pools: asks.map((a) => a.pool),
+    signature: leaseSignature(asks),
+    queueMs,
+    hits,
+    tokens: hits.some((h) => h.name === "tpm"),
+  };
 }
 
 /** OpenAI's form of a duration in its `x-ratelimit-reset-*` headers: `17ms`, `1s`, `6m0s`, `1h2m3s`. */
@@ -159,19 +226,19 @@ export function emitRefused(
  */
 export class Admission {
   /** `x-ratelimit-*` headers for every answer of the request (empty without rpm / rpd / tpm). */
-  readonly headers: Record<string, string>;
+  readonly headers: Readonly<Record<string, string>>;
   readonly #deps: AdmissionDeps;
   readonly #leaseId: string;
   readonly #pools: string[];
-  readonly #tpm: { key: string; atMs: number; cost: number }[];
+  readonly #tpm: readonly { key: string; atMs: number; cost: number }[];
   #done = false;
 
   constructor(
     deps: AdmissionDeps,
     leaseId: string,
     pools: string[],
-    tpm: { key: string; atMs: number; cost: number }[],
-    headers: Record<string, string>,
+    tpm: readonly { key: string; atMs: number; cost: number }[],
+    headers: Readonly<Record<string, string>>,
   ) {
     this.#deps = deps;
     this.#leaseId = leaseId;
@@ -196,33 +263,68 @@ export class Admission {
   }
 }
 
+/** No tpm hits to correct, no headers: shared by every admission without windows. */
+const NO_TPM: readonly { key: string; atMs: number; cost: number }[] = [];
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The hits of a request: the plan's, with tpm's cost set to `tokens`. */
+function hitsWith(plan: AdmissionPlan, tokens: number): LimitHit[] {
+  return plan.tokens
+    ? plan.hits.map((h) => (h.name === "tpm" ? { ...h, cost: tokens } : h))
+    : plan.hits;
+}
+
+function tpmOf(hits: LimitHit[], atMs: number): { key: string; atMs: number; cost: number }[] {
+  const out: { key: string; atMs: number; cost: number }[] = [];
+  for (const h of hits) if (h.name === "tpm") out.push({ key: h.key, atMs, cost: h.cost });
+  return out;
+}
+
 /**
- * The admission stage for a request's limited `subjects` ({@link limitedSubjects}): concurrency
- * first (a slot in each limited pool, waiting in a queue up to `queueTimeoutMs` when asked), then
- * every rpm / tpm / rpd window in one all-or-nothing hit, so that a refused request uses up no
- * window and a queued one no rpm. Returns what to finish at settlement. Refuses with `RATE_LIMIT_EXCEEDED` (429,
- * `Retry-After`) and a `limit.refused` event.
+ * The admission stage for a request's {@link AdmissionPlan}: concurrency first (a slot in each
+ * limited pool, waiting in a queue up to `queueTimeoutMs` when asked), then every rpm / tpm / rpd
+ * window in one all-or-nothing hit, so that a refused request uses up no window and a queued one
+ * no rpm. Returns what to finish at settlement — synchronously when an idle lease of this
+ * instance and its window claims cover the request (the common case under load: no store call,
+ * no promise), else a promise. Refuses with `RATE_LIMIT_EXCEEDED` (429, `Retry-After`) and a
+ * `limit.refused` event.
  *
  * tpm is hit with an estimate (the prompt's byte bound, or its tokenizer count when the bound
  * does not fit, plus the completion allowance) and corrected to the actual tokens by
  * {@link Admission.finish}, as quota is reserved then settled.
  */
-export async function admitRequest(
+export function admitRequest(
   deps: AdmissionDeps,
   request: AdmissionRequest,
-  subjects: Subject[],
+  plan: AdmissionPlan,
+): Admission | Promise<Admission> {
+  const { requestId } = request;
+  if (plan.asks.length > 0 && !deps.leases.takeIdle(plan.signature, requestId))
+    return admitSlowly(deps, request, plan, false);
+  if (plan.hits.length === 0) return new Admission(deps, requestId, plan.pools, NO_TPM, NO_HEADERS);
+  const nowMs = Date.now();
+  const hits = hitsWith(plan, request.promptBound + request.completionAllowance);
+  const local = deps.claims.tryLocal(hits, nowMs);
+  if (!local?.ok) return admitSlowly(deps, request, plan, true);
+  return new Admission(
+    deps,
+    requestId,
+    plan.pools,
+    plan.tokens ? tpmOf(hits, nowMs) : NO_TPM,
+    rateHeaders(hits, local.windows),
+  );
+}
+
+/** {@link admitRequest} through the store: the leases (unless `leased`), then the windows. */
+async function admitSlowly(
+  deps: AdmissionDeps,
+  request: AdmissionRequest,
+  plan: AdmissionPlan,
+  leased: boolean,
 ): Promise<Admission> {
   const { requestId } = request;
-
-  // 1. Concurrency: one lease per limited subject, all or nothing.
-  const asks: LeaseAsk[] = [];
-  let queueMs = 0;
-  for (const s of subjects) {
-    if (!has(s.limits.maxConcurrency)) continue;
-    asks.push({ pool: `conc:${s.scope}:${s.id}`, limit: s.limits.maxConcurrency });
-    if (has(s.limits.queueTimeoutMs)) queueMs = Math.max(queueMs, s.limits.queueTimeoutMs);
-  }
-  if (asks.length > 0) {
+  const { asks, subjects, queueMs, pools } = plan;
+  if (asks.length > 0 && !leased) {
     const got =
       queueMs > 0
         ? await deps.leases.acquireWaiting(asks, requestId, queueMs, request.signal)
@@ -244,63 +346,21 @@ export async function admitRequest(
       );
     }
   }
-  const pools = asks.map((a) => a.pool);
+  if (plan.hits.length === 0) return new Admission(deps, requestId, pools, NO_TPM, NO_HEADERS);
 
-  // 2. Windows: rpm, tpm, rpd of every subject, in one atomic hit.
+  // Windows: rpm, tpm, rpd of every subject, in one atomic hit.
   try {
     const allowance = request.completionAllowance;
     let tokens = request.promptBound + allowance;
-    let counted = false;
     const nowMs = Date.now();
-    const hitsFor = (cost: number): LimitHit[] => {
-      const hits: LimitHit[] = [];
-      for (const s of subjects) {
-        const l = s.limits;
-        const { scope, id } = s;
-        const at = `${scope}:${id}`;
-        if (has(l.rpm))
-          hits.push({
-            scope,
-            id,
-            name: "rpm",
-            key: `rpm:${at}`,
-            limit: l.rpm,
-            windowMs: MINUTE_MS,
-            cost: 1,
-          });
-        if (has(l.tpm))
-          hits.push({
-            scope,
-            id,
-            name: "tpm",
-            key: `tpm:${at}`,
-            limit: l.tpm,
-            windowMs: MINUTE_MS,
-            cost,
-          });
-        if (has(l.rpd))
-          hits.push({
-            scope,
-            id,
-            name: "rpd",
-            key: `rpd:${at}`,
-            limit: l.rpd,
-            windowMs: DAY_MS,
-            cost: 1,
-          });
-      }
-      return hits;
-    };
-    let hits = hitsFor(tokens);
-    if (hits.length === 0) return new Admission(deps, requestId, pools, [], {});
+    let hits = hitsWith(plan, tokens);
     let result = await deps.claims.hit(hits, nowMs);
-    if (!result.ok && hits[result.index]?.name === "tpm" && !counted) {
+    if (!result.ok && hits[result.index]?.name === "tpm") {
       // The byte bound did not fit: the tokenizer's count may.
       const exact = (await request.promptTokens()) + allowance;
-      counted = true;
       if (exact < tokens) {
         tokens = exact;
-        hits = hitsFor(tokens);
+        hits = hitsWith(plan, tokens);
         result = await deps.claims.hit(hits, nowMs);
       }
     }
@@ -330,10 +390,13 @@ export async function admitRequest(
         },
       });
     }
-    const tpm = hits
-      .filter((h) => h.name === "tpm")
-      .map((h) => ({ key: h.key, atMs: nowMs, cost: h.cost }));
-    return new Admission(deps, requestId, pools, tpm, rateHeaders(hits, result.windows));
+    return new Admission(
+      deps,
+      requestId,
+      pools,
+      plan.tokens ? tpmOf(hits, nowMs) : NO_TPM,
+      rateHeaders(hits, result.windows),
+    );
   } catch (error) {
     if (pools.length > 0) void deps.leases.release(requestId, pools);
     throw error;
@@ -349,26 +412,46 @@ function rateHeaders(
   hits: LimitHit[],
   windows: readonly (WindowStatus | undefined)[],
 ): Record<string, string> {
-  const headers: Record<string, string> = {};
-  const put = (kind: "requests" | "tokens", names: LimitHit["name"][]) => {
-    for (const name of names) {
-      let best: { hit: LimitHit; w: WindowStatus | undefined } | null = null;
-      hits.forEach((hit, i) => {
-        if (hit.name !== name) return;
-        const w = windows[i];
-        if (!best || (w && (!best.w || w.remaining < best.w.remaining))) best = { hit, w };
-      });
-      if (!best) continue;
-      const { hit, w } = best as { hit: LimitHit; w: WindowStatus | undefined };
-      headers[`x-ratelimit-limit-${kind}`] = String(hit.limit);
-      if (w) {
-        headers[`x-ratelimit-remaining-${kind}`] = String(w.remaining);
-        headers[`x-ratelimit-reset-${kind}`] = resetDuration(w.resetMs);
-      }
-      return;
+  // The tightest hit per kind: rpm (else rpd) for requests, tpm for tokens.
+  let requests = -1;
+  let requestsRank = 0;
+  let tokens = -1;
+  for (let i = 0; i < hits.length; i++) {
+    const name = hits[i]!.name;
+    const w = windows[i];
+    if (name === "tpm") {
+      if (tokens < 0 || (w && (!windows[tokens] || w.remaining < windows[tokens]!.remaining)))
+        tokens = i;
+      continue;
     }
-  };
-  put("requests", ["rpm", "rpd"]);
-  put("tokens", ["tpm"]);
+    const rank = name === "rpm" ? 2 : 1;
+    if (
+      requests < 0 ||
+      rank > requestsRank ||
+      (rank === requestsRank &&
+        w &&
+        (!windows[requests] || w.remaining < windows[requests]!.remaining))
+    ) {
+      requests = i;
+      requestsRank = rank;
+    }
+  }
+  const headers: Record<string, string> = {};
+  if (requests >= 0) {
+    headers["x-ratelimit-limit-requests"] = hits[requests]!.limitText;
+    const w = windows[requests];
+    if (w) {
+      headers["x-ratelimit-remaining-requests"] = String(w.remaining);
+      headers["x-ratelimit-reset-requests"] = resetDuration(w.resetMs);
+    }
+  }
+  if (tokens >= 0) {
+    headers["x-ratelimit-limit-tokens"] = hits[tokens]!.limitText;
+    const w = windows[tokens];
+    if (w) {
+      headers["x-ratelimit-remaining-tokens"] = String(w.remaining);
+      headers["x-ratelimit-reset-tokens"] = resetDuration(w.resetMs);
+    }
+  }
   return headers;
 }

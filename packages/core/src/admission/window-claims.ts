@@ -86,12 +86,12 @@ export class WindowClaims {
    */
   async hit(hits: WindowHit[], nowMs: number): Promise<WindowResult> {
     for (let round = 0; round < 4; round++) {
-      const local = this.#takeLocal(hits, nowMs);
+      const local = this.tryLocal(hits, nowMs);
       if (local) return local;
       const claimed = await this.#claim(hits, nowMs);
       // Refused, but a concurrent claim of this instance counted before the refusal may have
       // left units here: those were claimed for requests like this one.
-      if (claimed && !claimed.ok) return this.#takeLocal(hits, nowMs) ?? claimed;
+      if (claimed && !claimed.ok) return this.tryLocal(hits, nowMs) ?? claimed;
       if (claimed) return claimed;
     }
     // Claims kept being used up by concurrent requests: ask for exactly this request's units.
@@ -133,8 +133,11 @@ export class WindowClaims {
     this.#closed = true;
   }
 
-  /** Admits from the claims held here, when they cover every hit; else null (nothing taken). */
-  #takeLocal(hits: WindowHit[], nowMs: number): WindowResult | null {
+  /**
+   * Admits from the claims held here, synchronously, when they cover every hit; else null
+   * (nothing taken: ask {@link hit}).
+   */
+  tryLocal(hits: WindowHit[], nowMs: number): WindowResult | null {
     const claims: Claim[] = [];
     for (const hit of hits) {
       const c = this.#claims.get(counterId(hit.key, hit.windowMs));
@@ -222,7 +225,7 @@ export class WindowClaims {
       });
     });
     if (this.#claims.size > 0) this.#start();
-    return this.#takeLocal(hits, nowMs);
+    return this.tryLocal(hits, nowMs);
   }
 
   async #writeCorrections(nowMs: number): Promise<void> {

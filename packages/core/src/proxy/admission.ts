@@ -1,4 +1,4 @@
-import { type Admission, admitRequest, limitedSubjects } from "../admission/rate-limits.js";
+import { type Admission, admissionPlan, admitRequest } from "../admission/rate-limits.js";
 import { refillIfDue } from "../billing/refill.js";
 import { promptTokenBound } from "../billing/tokens.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
@@ -9,10 +9,10 @@ import type { ProxyDeps, RequestContext } from "./types.js";
  * what the settle stage finishes (the leases to free, the tpm hits to correct), or null when
  * nothing limits the request — then it costs no store call.
  */
-export function admit(deps: ProxyDeps, ctx: RequestContext): Promise<Admission> | null {
+export function admit(deps: ProxyDeps, ctx: RequestContext): Admission | Promise<Admission> | null {
   const { req } = ctx;
-  const subjects = limitedSubjects(deps.settings, req.auth, ctx.group);
-  if (!subjects) return null;
+  const plan = admissionPlan(deps.settings, req.auth, ctx.group);
+  if (!plan) return null;
   return admitRequest(
     deps,
     {
@@ -22,7 +22,7 @@ export function admit(deps: ProxyDeps, ctx: RequestContext): Promise<Admission> 
       completionAllowance: deps.billing.completionAllowance(ctx.client.maxTokens(req.body)),
       promptTokens: ctx.local.promptTokens,
     },
-    subjects,
+    plan,
   );
 }
 

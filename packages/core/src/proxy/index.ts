@@ -41,7 +41,7 @@ export type { ProxyDeps, ProxyRequest } from "./types.js";
 export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<Reply> {
   const ctx = requestContext(req);
   const admitting = admit(deps, ctx);
-  const admission = admitting ? await admitting : null;
+  const admission = admitting instanceof Promise ? await admitting : admitting;
   ctx.admission = admission;
   let reservation: Reservation;
   try {
