@@ -185,10 +185,16 @@ export class LeaseKeeper {
   release(leaseId: string, pools?: string[]): Promise<void> {
     const held = this.#byCaller.get(leaseId);
     if (!held) return DONE;
-    const freed = pools ? held.filter((l) => l.pools.some((p) => pools.includes(p))) : held;
-    const left = pools ? held.filter((l) => !freed.includes(l)) : [];
-    if (left.length > 0) this.#byCaller.set(leaseId, left);
-    else this.#byCaller.delete(leaseId);
+    const freed =
+      pools && (held.length > 1 || !held[0]!.pools.every((p) => pools.includes(p)))
+        ? held.filter((l) => l.pools.some((p) => pools.includes(p)))
+        : held;
+    if (freed === held) this.#byCaller.delete(leaseId);
+    else {
+      const left = held.filter((l) => !freed.includes(l));
+      if (left.length > 0) this.#byCaller.set(leaseId, left);
+      else this.#byCaller.delete(leaseId);
+    }
     const nowMs = Date.now();
     const back: Lease[] = [];
     for (const lease of freed) {

@@ -35,8 +35,6 @@ interface Claim {
   multiple: number;
 }
 
-const counterId = (key: string, windowMs: number) => `${windowMs}|${key}`;
-
 /**
  * Window counters with claims ahead: the store's counters stay the one truth across instances,
  * but an instance under load does not ask the store for every request. When a counter has no
@@ -65,11 +63,12 @@ const counterId = (key: string, windowMs: number) => `${windowMs}|${key}`;
 export class WindowClaims {
   readonly #store: Store;
   readonly #events: GatewayEmitter;
-  readonly #claims = new Map<string, Claim>();
-  /** Corrections to write: counter id + bucket → delta. */
+  /** Claims by window length, then counter key (no string is built per request). */
+  readonly #claims = new Map<number, Map<string, Claim>>();
+  /** Corrections to write, by window length, counter key and bucket. */
   readonly #corrections = new Map<
-    string,
-    { key: string; windowMs: number; atMs: number; delta: number }
+    number,
+    Map<string, Map<number, { atMs: number; delta: number }>>
   >();
   #timer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
@@ -105,22 +104,41 @@ export class WindowClaims {
    */
   adjust(key: string, windowMs: number, atMs: number, delta: number): void {
     if (delta === 0 || this.#closed) return;
-    const bucketMs = Math.ceil(windowMs / WINDOW_BUCKETS);
-    const id = `${counterId(key, windowMs)}|${Math.floor(atMs / bucketMs)}`;
-    const c = this.#corrections.get(id);
+    const bucket = Math.floor(atMs / Math.ceil(windowMs / WINDOW_BUCKETS));
+    let byKey = this.#corrections.get(windowMs);
+    if (!byKey) this.#corrections.set(windowMs, (byKey = new Map()));
+    let byBucket = byKey.get(key);
+    if (!byBucket) byKey.set(key, (byBucket = new Map()));
+    const c = byBucket.get(bucket);
     if (c) c.delta += delta;
-    else this.#corrections.set(id, { key, windowMs, atMs, delta });
+    else byBucket.set(bucket, { atMs, delta });
     this.#start();
+  }
+
+  #claimOf(key: string, windowMs: number): Claim | undefined {
+    return this.#claims.get(windowMs)?.get(key);
+  }
+
+  #setClaim(c: Claim): void {
+    let byKey = this.#claims.get(c.windowMs);
+    if (!byKey) this.#claims.set(c.windowMs, (byKey = new Map()));
+    byKey.set(c.key, c);
+  }
+
+  /** Every claim held, with a way to forget it. */
+  *#allClaims(): Generator<[Claim, () => void]> {
+    for (const byKey of this.#claims.values())
+      for (const c of byKey.values()) yield [c, () => byKey.delete(c.key)];
   }
 
   /** Gives back every unused claim and writes the queued corrections, now. */
   async flush(nowMs = Date.now()): Promise<void> {
-    for (const [id, c] of this.#claims) {
+    for (const [c, forget] of this.#allClaims()) {
       if (c.units > 0) {
         this.adjust(c.key, c.windowMs, c.bucket * c.bucketMs, -c.units);
         c.units = 0;
       }
-      if (nowMs >= c.validUntil) this.#claims.delete(id);
+      if (nowMs >= c.validUntil) forget();
     }
     await this.#writeCorrections(nowMs);
   }
@@ -139,19 +157,16 @@ export class WindowClaims {
    */
   tryLocal(hits: WindowHit[], nowMs: number): WindowResult | null {
     const claims: Claim[] = [];
-    for (const hit of hits) {
-      const c = this.#claims.get(counterId(hit.key, hit.windowMs));
+    for (let i = 0; i < hits.length; i++) {
+      const hit = hits[i]!;
+      const c = this.#claimOf(hit.key, hit.windowMs);
       if (!c || nowMs >= c.validUntil || c.units < hit.cost) return null;
       if (Math.floor(nowMs / c.bucketMs) !== c.bucket) return null;
+      // Two hits of one call on the same counter: both must fit together.
+      let need = hit.cost;
+      for (let j = 0; j < i; j++) if (claims[j] === c) need += hits[j]!.cost;
+      if (c.units < need) return null;
       claims.push(c);
-    }
-    // Two hits of one call on the same counter: both must fit together.
-    if (new Set(claims).size !== claims.length) {
-      const need = new Map<Claim, number>();
-      hits.forEach((h, i) => {
-        need.set(claims[i]!, (need.get(claims[i]!) ?? 0) + h.cost);
-      });
-      for (const [c, n] of need) if (c.units < n) return null;
     }
     const windows = hits.map((hit, i) => {
       const c = claims[i]!;
@@ -171,8 +186,7 @@ export class WindowClaims {
    */
   async #claim(hits: WindowHit[], nowMs: number): Promise<WindowResult | null> {
     const asks = hits.map((hit) => {
-      const id = counterId(hit.key, hit.windowMs);
-      const c = this.#claims.get(id);
+      const c = this.#claimOf(hit.key, hit.windowMs);
       const bucketMs = Math.ceil(hit.windowMs / WINDOW_BUCKETS);
       const bucket = Math.floor(nowMs / bucketMs);
       const usable = c && nowMs < c.validUntil && c.bucket === bucket ? c.units : 0;
@@ -186,7 +200,7 @@ export class WindowClaims {
       const ahead = roomy
         ? Math.min(hit.cost * multiple, Math.floor(hit.limit / LIMIT_SHARE))
         : short;
-      return { hit, id, bucketMs, bucket, short, ahead: Math.max(short, ahead) };
+      return { hit, bucketMs, bucket, short, ahead: Math.max(short, ahead) };
     });
     const claimHits = (exact: boolean): WindowHit[] =>
       asks.map((a) => ({ ...a.hit, cost: exact ? a.short : a.ahead }));
@@ -201,14 +215,14 @@ export class WindowClaims {
     const windows = result.windows;
     asks.forEach((a, i) => {
       const got = exact ? a.short : a.ahead;
-      const before = this.#claims.get(a.id);
+      const before = this.#claimOf(a.hit.key, a.hit.windowMs);
       const sameBucket = before && before.bucket === a.bucket && nowMs < before.validUntil;
       if (before && !sameBucket && before.units > 0) {
         // Expired units go back to the bucket they were counted in.
         this.adjust(before.key, before.windowMs, before.bucket * before.bucketMs, -before.units);
       }
       const w = windows[i]!;
-      this.#claims.set(a.id, {
+      this.#setClaim({
         key: a.hit.key,
         windowMs: a.hit.windowMs,
         bucket: a.bucket,
@@ -230,17 +244,19 @@ export class WindowClaims {
 
   async #writeCorrections(nowMs: number): Promise<void> {
     if (this.#corrections.size === 0) return;
-    const all = [...this.#corrections.values()];
+    const all: { key: string; windowMs: number; atMs: number; delta: number }[] = [];
+    for (const [windowMs, byKey] of this.#corrections)
+      for (const [key, byBucket] of byKey)
+        for (const { atMs, delta } of byBucket.values())
+          if (delta !== 0) all.push({ key, windowMs, atMs, delta });
     this.#corrections.clear();
     await Promise.all(
       all.map(({ key, windowMs, atMs, delta }) =>
-        delta === 0
-          ? undefined
-          : this.#store
-              .adjustWindow(key, windowMs, atMs, delta, nowMs)
-              .catch((error: unknown) =>
-                this.#events.emit("error", { where: "window correction", error: error as Error }),
-              ),
+        this.#store
+          .adjustWindow(key, windowMs, atMs, delta, nowMs)
+          .catch((error: unknown) =>
+            this.#events.emit("error", { where: "window correction", error: error as Error }),
+          ),
       ),
     );
   }
@@ -248,7 +264,7 @@ export class WindowClaims {
   /** The sweep: expired claims go back, idle counters are forgotten, corrections are written. */
   #sweep(): void {
     const nowMs = Date.now();
-    for (const [id, c] of this.#claims) {
+    for (const [c, forget] of this.#allClaims()) {
       if (nowMs < c.validUntil) continue;
       if (c.units > 0) {
         this.adjust(c.key, c.windowMs, c.bucket * c.bucketMs, -c.units);
@@ -256,7 +272,7 @@ export class WindowClaims {
         c.multiple = Math.max(1, c.multiple / 2);
       }
       // Kept one more period for its multiple, then forgotten.
-      if (nowMs >= c.validUntil + CLAIM_TTL_MS) this.#claims.delete(id);
+      if (nowMs >= c.validUntil + CLAIM_TTL_MS) forget();
     }
     void this.#writeCorrections(nowMs);
   }
