@@ -143,6 +143,29 @@ describe("requests per minute of a key", () => {
     ]);
   });
 
+  it("puts the headers on streamed answers, upstream errors and refusals of later stages too", async () => {
+    const key = await limitedKey({ rpm: 10, tpm: 100_000 });
+    const stream = await chat(key, { stream: true });
+    expect(stream.status).toBe(200);
+    expect(stream.headers.get("content-type")).toContain("text/event-stream");
+    expect(stream.headers.get("x-ratelimit-remaining-requests")).toBe("9");
+    expect(stream.headers.get("x-ratelimit-limit-tokens")).toBe("100000");
+    await stream.text();
+    mock.fail({ status: 500, times: 1 });
+    const failed = await chat(key);
+    expect(failed.status).toBeGreaterThanOrEqual(500);
+    expect(failed.headers.get("x-ratelimit-remaining-requests")).toBe("8");
+    // A key out of quota is refused by the reserve stage, after admission.
+    const { key: poor, record } = await gateway.keys.create({ name: "poor", remainQuota: 0 });
+    await gateway.keys.update(record.id, { limits: { rpm: 10 } });
+    const refused = await chat(poor);
+    expect(refused.status).toBe(429);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe(
+      "quota_exhausted",
+    );
+    expect(refused.headers.get("x-ratelimit-limit-requests")).toBe("10");
+  });
+
   it("is a RateLimitError with the headers for the official openai client", async () => {
     const key = await limitedKey({ rpm: 1 });
     const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
