@@ -520,7 +520,7 @@ function render(rows: readonly Row[], ratioRows: readonly Ratio[], notes: string
 // Main
 
 async function main(): Promise<number> {
-  const runs = AB_BASE ? 2 * AB_SLICES : TARGETS.length;
+  const runs = AB_BASE || LIMITS_AB ? 2 * AB_SLICES : TARGETS.length;
   const budgetMs = 90_000 + CELLS.length * runs * (SECONDS + WARMUP_SECONDS + 5) * 1000;
   const watchdog = setTimeout(() => {
     log(`the bench did not finish within ${Math.round(budgetMs / 1000)} s; giving up`);

@@ -13,6 +13,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { CLAIM_SWEEP_MS } from "../src/admission/window-claims.js";
 import { createGateway, type Gateway, type GatewayEvents, memoryStore } from "../src/index.js";
 import { toNodeHandler } from "../src/node.js";
 
@@ -237,12 +238,15 @@ describe("tokens per minute and requests per day", () => {
     const left = Number(first.headers.get("x-ratelimit-remaining-tokens"));
     expect(left).toBeLessThanOrEqual(200);
     await first.text();
-    // Settled to the actual tokens: room for more than the estimate alone would leave.
-    await new Promise((r) => setTimeout(r, 50));
+    // Settled to the actual tokens (corrections are written within CLAIM_SWEEP_MS): room for
+    // more than the estimate alone would leave.
+    const settled = () => new Promise((r) => setTimeout(r, CLAIM_SWEEP_MS * 1.5));
+    await settled();
     let admitted = 1;
     for (let i = 0; i < 20; i++) {
       const res = await chat(key, { max_tokens: 100 });
       await res.text();
+      await settled();
       if (res.status !== 200) {
         expect(res.status).toBe(429);
         break;

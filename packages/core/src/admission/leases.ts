@@ -31,7 +31,7 @@ const DONE: Promise<void> = Promise.resolve();
 type Parked = "woken" | "timeout" | "aborted";
 
 /** One lease of the store: its id there, its pools, the asks' signature, when it was granted. */
-interface Lease {
+export interface Lease {
   id: string;
   pools: string[];
   signature: string;
@@ -114,12 +114,39 @@ export class LeaseKeeper {
    * `signature`, when this instance holds one: no store call. Returns whether it did.
    */
   takeIdle(signature: string, leaseId: string): boolean {
+    const passed = this.takeIdleLease(signature);
+    if (passed) this.#hold(leaseId, passed);
+    return passed !== null;
+  }
+
+  /**
+   * An idle lease of the asks whose {@link leaseSignature} is `signature`, handed over as it is
+   * (no caller is recorded: give it back with {@link freeLease}), or null.
+   */
+  takeIdleLease(signature: string): Lease | null {
     const idle = this.#idle.get(signature);
     const passed = idle?.pop();
-    if (!passed) return false;
+    if (!passed) return null;
     if (idle!.length === 0) this.#idle.delete(signature);
-    this.#hold(leaseId, passed);
-    return true;
+    return passed;
+  }
+
+  /** Frees a lease taken with {@link takeIdleLease}, as {@link release} frees a caller's. */
+  freeLease(lease: Lease): void {
+    if (this.#closed || Date.now() - lease.grantedAt >= LEASE_REUSE_MS) {
+      void this.#giveBack([lease]);
+      return;
+    }
+    this.#park(lease, Date.now());
+  }
+
+  #park(lease: Lease, nowMs: number): void {
+    lease.idleSince = nowMs;
+    const idle = this.#idle.get(lease.signature);
+    if (idle) idle.push(lease);
+    else this.#idle.set(lease.signature, [lease]);
+    if (this.#queues.size > 0) this.#queues.get(lease.signature)?.[0]?.wake();
+    this.#scheduleIdleSweep();
   }
 
   /**
@@ -202,12 +229,7 @@ export class LeaseKeeper {
         back.push(lease);
         continue;
       }
-      lease.idleSince = nowMs;
-      const idle = this.#idle.get(lease.signature);
-      if (idle) idle.push(lease);
-      else this.#idle.set(lease.signature, [lease]);
-      this.#queues.get(lease.signature)?.[0]?.wake();
-      this.#scheduleIdleSweep();
+      this.#park(lease, nowMs);
     }
     return back.length > 0 ? this.#giveBack(back) : DONE;
   }

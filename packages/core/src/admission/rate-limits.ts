@@ -15,7 +15,7 @@ import type { ClientSignal } from "../exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { LeaseAsk, RateLimits, Store, WindowHit, WindowStatus } from "../store/types.js";
-import { type LeaseKeeper, leaseSignature } from "./leases.js";
+import { type Lease, type LeaseKeeper, leaseSignature } from "./leases.js";
 import type { WindowClaims } from "./window-claims.js";
 
 /** What admission needs from the gateway (the proxy engine's deps have all of it). */
@@ -185,6 +185,18 @@ export function resetDuration(ms: number): string {
   if (ms <= 0) return "0s";
   if (ms < 1000) return `${Math.ceil(ms)}ms`;
   const total = Math.ceil(ms / 1000);
+  // Minute windows answer 1-61 s on every request: those texts are made once.
+  if (total <= 120) {
+    let text = SECONDS_TEXT[total];
+    if (text === undefined) SECONDS_TEXT[total] = text = formatSeconds(total);
+    return text;
+  }
+  return formatSeconds(total);
+}
+
+const SECONDS_TEXT: string[] = [];
+
+function formatSeconds(total: number): string {
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = total % 60;
@@ -230,6 +242,8 @@ export class Admission {
   readonly #deps: AdmissionDeps;
   readonly #leaseId: string;
   readonly #pools: string[];
+  /** A lease handed over from this instance's idle ones (else the keeper knows it by `leaseId`). */
+  readonly #lease: Lease | null;
   readonly #tpm: readonly { key: string; atMs: number; cost: number }[];
   #done = false;
 
@@ -239,7 +253,9 @@ export class Admission {
     pools: string[],
     tpm: readonly { key: string; atMs: number; cost: number }[],
     headers: Readonly<Record<string, string>>,
+    lease: Lease | null = null,
   ) {
+    this.#lease = lease;
     this.#deps = deps;
     this.#leaseId = leaseId;
     this.#pools = pools;
@@ -256,7 +272,8 @@ export class Admission {
   finish(totalTokens: number): void {
     if (this.#done) return;
     this.#done = true;
-    if (this.#pools.length > 0) void this.#deps.leases.release(this.#leaseId, this.#pools);
+    if (this.#lease) this.#deps.leases.freeLease(this.#lease);
+    else if (this.#pools.length > 0) void this.#deps.leases.release(this.#leaseId, this.#pools);
     for (const t of this.#tpm) {
       this.#deps.claims.adjust(t.key, MINUTE_MS, t.atMs, totalTokens - t.cost);
     }
@@ -299,32 +316,40 @@ export function admitRequest(
   plan: AdmissionPlan,
 ): Admission | Promise<Admission> {
   const { requestId } = request;
-  if (plan.asks.length > 0 && !deps.leases.takeIdle(plan.signature, requestId))
-    return admitSlowly(deps, request, plan, false);
-  if (plan.hits.length === 0) return new Admission(deps, requestId, plan.pools, NO_TPM, NO_HEADERS);
+  let lease: Lease | null = null;
+  if (plan.asks.length > 0) {
+    lease = deps.leases.takeIdleLease(plan.signature);
+    if (!lease) return admitSlowly(deps, request, plan, null);
+  }
+  if (plan.hits.length === 0)
+    return new Admission(deps, requestId, plan.pools, NO_TPM, NO_HEADERS, lease);
   const nowMs = Date.now();
   const hits = hitsWith(plan, request.promptBound + request.completionAllowance);
   const local = deps.claims.tryLocal(hits, nowMs);
-  if (!local?.ok) return admitSlowly(deps, request, plan, true);
+  if (!local?.ok) return admitSlowly(deps, request, plan, lease);
   return new Admission(
     deps,
     requestId,
     plan.pools,
     plan.tokens ? tpmOf(hits, nowMs) : NO_TPM,
     rateHeaders(hits, local.windows),
+    lease,
   );
 }
 
-/** {@link admitRequest} through the store: the leases (unless `leased`), then the windows. */
+/**
+ * {@link admitRequest} through the store: the leases (unless `lease` was handed over already),
+ * then the windows.
+ */
 async function admitSlowly(
   deps: AdmissionDeps,
   request: AdmissionRequest,
   plan: AdmissionPlan,
-  leased: boolean,
+  lease: Lease | null,
 ): Promise<Admission> {
   const { requestId } = request;
   const { asks, subjects, queueMs, pools } = plan;
-  if (asks.length > 0 && !leased) {
+  if (asks.length > 0 && !lease) {
     const got =
       queueMs > 0
         ? await deps.leases.acquireWaiting(asks, requestId, queueMs, request.signal)
@@ -346,7 +371,8 @@ async function admitSlowly(
       );
     }
   }
-  if (plan.hits.length === 0) return new Admission(deps, requestId, pools, NO_TPM, NO_HEADERS);
+  if (plan.hits.length === 0)
+    return new Admission(deps, requestId, pools, NO_TPM, NO_HEADERS, lease);
 
   // Windows: rpm, tpm, rpd of every subject, in one atomic hit.
   try {
@@ -396,9 +422,11 @@ async function admitSlowly(
       pools,
       plan.tokens ? tpmOf(hits, nowMs) : NO_TPM,
       rateHeaders(hits, result.windows),
+      lease,
     );
   } catch (error) {
-    if (pools.length > 0) void deps.leases.release(requestId, pools);
+    if (lease) deps.leases.freeLease(lease);
+    else if (pools.length > 0) void deps.leases.release(requestId, pools);
     throw error;
   }
 }
