@@ -44,7 +44,9 @@ const AB_SLICES = positiveNumber("BENCH_AB_SLICES", 10);
  * with rpm, tpm and concurrency limits set on it (too high to refuse anything), to measure what
  * admission control costs per request.
  */
-const LIMITS_AB = process.env.BENCH_LIMITS_AB === "1";
+const LIMITS_AB = process.env.BENCH_LIMITS_AB === "1" || process.env.BENCH_LIMITS_AB === "aa";
+/** `BENCH_LIMITS_AB=aa`: the same pair of processes with no limits on either (the noise floor). */
+const LIMITS_AA = process.env.BENCH_LIMITS_AB === "aa";
 /** The CPU budget tokenpool must stay within, as a multiple of the floor's CPU per request. */
 const CPU_TARGET_VS_FLOOR = 1.5;
 const CHAT_PATH = "/v1/chat/completions";
@@ -584,14 +586,16 @@ async function main(): Promise<number> {
       built.tokenpool,
       ["--upstream", upstreamUrl],
       60_000,
-      { BENCH_KEY_LIMITS: "1" },
+      { BENCH_KEY_LIMITS: LIMITS_AA ? "0" : "1" },
     );
     await smokeTest(limited);
     const code = await abRun(
       limited,
       tokenpool.value,
       upstream,
-      "A = no limits, B = rpm + tpm + concurrency limits on the key",
+      LIMITS_AA
+        ? "A/A: two processes, no limits on either (the noise floor of the limits A/B)"
+        : "A = no limits, B = rpm + tpm + concurrency limits on the key",
     );
     await stopAll();
     return code;

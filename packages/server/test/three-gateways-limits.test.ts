@@ -100,6 +100,48 @@ describe("three gateways on one Redis", () => {
     for (const admitted of perGateway) expect(admitted.length).toBeGreaterThan(0);
   }, 60_000);
 
+  it("never send two requests at once with a credential whose max_concurrency is 1", async () => {
+    const capped = await createMockUpstream({
+      apiKeys: [UPSTREAM_KEY],
+      chunkDelayMs: 5,
+      reply: Array.from({ length: 10 }, (_, i) => `c${i}`).join(" "),
+    });
+    try {
+      await admin.credentials.add({
+        provider: "openai",
+        kind: "api-key",
+        secret: { apiKey: UPSTREAM_KEY },
+        baseUrl: capped.url,
+        models: [{ name: "capped-model" }],
+        limits: { maxConcurrency: 1 },
+      });
+      const key = await keyWith({});
+      // The new credential reaches every gateway through the store's change feed.
+      await new Promise((r) => setTimeout(r, 1_500));
+      const statuses: number[] = [];
+      for (let wave = 0; wave < 4; wave++) {
+        statuses.push(
+          ...(await Promise.all(
+            Array.from({ length: 9 }, (_, i) =>
+              send(gws[i % 3]!.url, key, { model: "capped-model", stream: true }).then(
+                async (r) => {
+                  await r.text();
+                  return r.status;
+                },
+              ),
+            ),
+          )),
+        );
+      }
+      expect(capped.peakInFlight).toBe(1);
+      expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+      expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(4);
+      expect(statuses.filter((s) => s === 200)).toHaveLength(capped.requests.length);
+    } finally {
+      await capped.close();
+    }
+  }, 60_000);
+
   it("give back a killed gateway's slots when their leases expire", async () => {
     const key = await keyWith({ maxConcurrency: 2 });
     await admin.credentials.add({
