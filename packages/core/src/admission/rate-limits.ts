@@ -8,6 +8,7 @@
  *
  * @module
  */
+
 import type { Billing } from "../billing/price.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter, GatewayEvents } from "../events.js";
@@ -15,6 +16,7 @@ import type { ClientSignal } from "../exchange.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { LeaseAsk, RateLimits, Store, WindowHit, WindowStatus } from "../store/types.js";
+import { goDuration } from "../util/duration.js";
 import { type Lease, type LeaseKeeper, leaseSignature } from "./leases.js";
 import type { WindowClaims } from "./window-claims.js";
 
@@ -188,22 +190,13 @@ export function resetDuration(ms: number): string {
   // Minute windows answer 1-61 s on every request: those texts are made once.
   if (total <= 120) {
     let text = SECONDS_TEXT[total];
-    if (text === undefined) SECONDS_TEXT[total] = text = formatSeconds(total);
+    if (text === undefined) SECONDS_TEXT[total] = text = goDuration(total);
     return text;
   }
-  return formatSeconds(total);
+  return goDuration(total);
 }
 
 const SECONDS_TEXT: string[] = [];
-
-function formatSeconds(total: number): string {
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  if (h > 0) return `${h}h${m}m${s}s`;
-  if (m > 0) return `${m}m${s}s`;
-  return `${s}s`;
-}
 
 /** `Retry-After` (whole seconds, at least 1) and `retry-after-ms` for a wait of `ms`. */
 export function retryHeaders(ms: number): Record<string, string> {

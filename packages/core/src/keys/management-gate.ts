@@ -26,6 +26,7 @@
 import type { Exchange } from "../exchange.js";
 import type { Store } from "../store/types.js";
 import { type BcryptComparer, createBcryptComparer } from "../util/bcrypt-worker.js";
+import { goDuration } from "../util/duration.js";
 import { isLoopback } from "./ip.js";
 
 /** Failed attempts from one remote address before it is banned. */
@@ -141,15 +142,7 @@ export interface ManagementGateDeps {
 }
 
 /** Go's duration format, as CLIProxyAPI prints the ban's remaining time (`29m59s`). */
-function goDuration(ms: number): string {
-  const total = Math.max(0, Math.round(ms / 1000));
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  if (h > 0) return `${h}h${m}m${s}s`;
-  if (m > 0) return `${m}m${s}s`;
-  return `${s}s`;
-}
+const banDuration = (ms: number): string => goDuration(Math.max(0, Math.round(ms / 1000)));
 
 interface Remembered {
   /** The stored hash the check was made against: a changed key invalidates the entry. */
@@ -228,7 +221,7 @@ export function createManagementGate(deps: ManagementGateDeps): ManagementGate {
     return {
       reason: "banned",
       status: 403,
-      message: `IP banned due to too many failed attempts. Try again in ${goDuration(left > 0 ? left : MANAGEMENT_BAN_MS)}`,
+      message: `IP banned due to too many failed attempts. Try again in ${banDuration(left > 0 ? left : MANAGEMENT_BAN_MS)}`,
     };
   };
 
