@@ -190,7 +190,10 @@ export function resetDuration(ms: number): string {
   // Minute windows answer 1-61 s on every request: those texts are made once.
   if (total <= 120) {
     let text = SECONDS_TEXT[total];
-    if (text === undefined) SECONDS_TEXT[total] = text = goDuration(total);
+    if (text === undefined) {
+      text = goDuration(total);
+      SECONDS_TEXT[total] = text;
+    }
     return text;
   }
   return goDuration(total);

@@ -106,9 +106,15 @@ export class WindowClaims {
     if (delta === 0 || this.#closed) return;
     const bucket = Math.floor(atMs / Math.ceil(windowMs / WINDOW_BUCKETS));
     let byKey = this.#corrections.get(windowMs);
-    if (!byKey) this.#corrections.set(windowMs, (byKey = new Map()));
+    if (!byKey) {
+      byKey = new Map();
+      this.#corrections.set(windowMs, byKey);
+    }
     let byBucket = byKey.get(key);
-    if (!byBucket) byKey.set(key, (byBucket = new Map()));
+    if (!byBucket) {
+      byBucket = new Map();
+      byKey.set(key, byBucket);
+    }
     const c = byBucket.get(bucket);
     if (c) c.delta += delta;
     else byBucket.set(bucket, { atMs, delta });
@@ -121,7 +127,10 @@ export class WindowClaims {
 
   #setClaim(c: Claim): void {
     let byKey = this.#claims.get(c.windowMs);
-    if (!byKey) this.#claims.set(c.windowMs, (byKey = new Map()));
+    if (!byKey) {
+      byKey = new Map();
+      this.#claims.set(c.windowMs, byKey);
+    }
     byKey.set(c.key, c);
   }
 
