@@ -460,6 +460,19 @@ function rateHeaders(
       requestsRank = rank;
     }
   }
+  const rw = requests >= 0 ? windows[requests] : undefined;
+  const tw = tokens >= 0 ? windows[tokens] : undefined;
+  if (rw && tw) {
+    // The common case as one literal: an object of one shape, no key added one by one.
+    return {
+      "x-ratelimit-limit-requests": hits[requests]!.limitText,
+      "x-ratelimit-remaining-requests": String(rw.remaining),
+      "x-ratelimit-reset-requests": resetDuration(rw.resetMs),
+      "x-ratelimit-limit-tokens": hits[tokens]!.limitText,
+      "x-ratelimit-remaining-tokens": String(tw.remaining),
+      "x-ratelimit-reset-tokens": resetDuration(tw.resetMs),
+    };
+  }
   const headers: Record<string, string> = {};
   if (requests >= 0) {
     headers["x-ratelimit-limit-requests"] = hits[requests]!.limitText;
