@@ -3,6 +3,7 @@ import type { CredentialChangeSource, GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
 import type { CredentialLimits, CredentialPatch, CredentialRecord, Store } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
+import { mergeLimitFields } from "../util/limit-fields.js";
 import {
   AUTO_DISABLED_PREFIX,
   backoffMs,
@@ -13,7 +14,7 @@ import {
   POOL_SETTINGS,
   safeErrorText,
 } from "./health.js";
-import { parseCredentialLimits } from "./limits.js";
+import { CREDENTIAL_LIMIT_FIELDS, parseCredentialLimits } from "./limits.js";
 import type {
   AddCredentialInput,
   CredentialPick,
@@ -263,9 +264,12 @@ export class CredentialPool {
    */
   async update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null> {
     if (patch.limits !== undefined) {
-      const next = validLimits(patch.limits);
+      validLimits(patch.limits);
       const stored = (await this.#store.credentials.get(id))?.limits;
-      patch = { ...patch, limits: mergeLimits(stored, next, patch.limits) };
+      patch = {
+        ...patch,
+        limits: mergeLimitFields(stored, patch.limits, CREDENTIAL_LIMIT_FIELDS),
+      };
     }
     const e = this.#byId.get(id);
     const local = patch.state !== undefined || patch.enabled !== undefined;
@@ -680,20 +684,4 @@ function validLimits(v: unknown): CredentialLimits {
   const r = parseCredentialLimits(v);
   if (!r.ok) throw new GatewayError("INVALID_REQUEST", `Invalid credential limits: ${r.message}.`);
   return r.limits;
-}
-
-/** `stored` with the fields `sent` names replaced by `next`'s (absent there: 0, removed). */
-function mergeLimits(
-  stored: CredentialLimits | undefined,
-  next: CredentialLimits,
-  sent: CredentialLimits,
-): CredentialLimits {
-  const out: CredentialLimits = { ...stored };
-  for (const field of Object.keys(sent) as (keyof CredentialLimits)[]) {
-    if (sent[field] === undefined) continue;
-    const n = next[field];
-    if (n === undefined) delete out[field];
-    else out[field] = n;
-  }
-  return out;
 }

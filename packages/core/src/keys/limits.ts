@@ -17,6 +17,7 @@ import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import { RATE_LIMIT_FIELDS } from "../settings/table.js";
 import type { QuotaRefill, RateLimits, Store } from "../store/types.js";
+import { mergeLimitFields } from "../util/limit-fields.js";
 
 /** The fields of {@link RateLimits}, in the order the dialects list them. */
 export const RATE_LIMIT_NAMES = Object.keys(RATE_LIMIT_FIELDS) as (keyof RateLimits)[];
@@ -65,12 +66,7 @@ export function validateQuotaRefill(refill: unknown, field = "quotaRefill"): voi
  * above 0 are kept (0 and absent mean the same: none of its own).
  */
 export function mergeLimits(stored: RateLimits | undefined, patch: RateLimits): RateLimits {
-  const out: RateLimits = {};
-  for (const name of RATE_LIMIT_NAMES) {
-    const v = name in patch && patch[name] !== undefined ? patch[name] : stored?.[name];
-    if (v !== undefined && v > 0) out[name] = v;
-  }
-  return out;
+  return mergeLimitFields(stored, patch, RATE_LIMIT_NAMES);
 }
 
 /**
