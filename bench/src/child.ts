@@ -15,7 +15,7 @@ export type ParentMessage = { type: "cpu"; id: number } | { type: "stop" };
 
 /** A message from a child to the runner. */
 export type ChildMessage =
-  | { type: "ready"; origin: string; authorization: string }
+  | { type: "ready"; origin: string; authorization: string; limitedAuthorization?: string }
   | { type: "cpu"; id: number; usage: NodeJS.CpuUsage }
   | { type: "error"; message: string };
 
@@ -25,6 +25,8 @@ export interface StartedTarget {
   origin: string;
   /** The `Authorization` header value clients must send to this target. */
   authorization: string;
+  /** tokenpool with `BENCH_KEY_LIMITS`: the header of a second key, the one with limits. */
+  limitedAuthorization?: string;
   /** Stop serving and release resources. */
   close(): Promise<void>;
 }
@@ -78,6 +80,7 @@ export function runChild(start: () => Promise<StartedTarget>): void {
         type: "ready",
         origin: started.origin,
         authorization: started.authorization,
+        limitedAuthorization: started.limitedAuthorization,
       };
       send(ready);
     },

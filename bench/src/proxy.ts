@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { resolve } from "node:path";
@@ -40,13 +40,24 @@ const AB_BASE = process.env.BENCH_AB_BASE
   : undefined;
 const AB_SLICES = positiveNumber("BENCH_AB_SLICES", 10);
 /**
- * `BENCH_LIMITS_AB=1`: A/B of this checkout against itself, A with the bench key as it is and B
- * with rpm, tpm and concurrency limits set on it (too high to refuse anything), to measure what
- * admission control costs per request.
+ * `BENCH_LIMITS_AB=1`: what admission control costs per request. One tokenpool target with two
+ * keys, A as the bench key is and B with rpm, tpm and concurrency limits (too high to refuse
+ * anything; `BENCH_LIMITS=rpm,tpm,maxConcurrency` picks which), taking turns in ABBA slices.
+ * One process for both, so that what two processes of the same code differ by (their memory
+ * layout, the JIT's choices: up to ±5 % per cell here) does not count as the limits' cost.
  */
 const LIMITS_AB = process.env.BENCH_LIMITS_AB === "1" || process.env.BENCH_LIMITS_AB === "aa";
-/** `BENCH_LIMITS_AB=aa`: the same pair of processes with no limits on either (the noise floor). */
+/** `BENCH_LIMITS_AB=aa`: the same, with no limits on either key (the noise floor). */
 const LIMITS_AA = process.env.BENCH_LIMITS_AB === "aa";
+/**
+ * Pinning (`BENCH_PIN`, on by default with 2 CPUs or more and `taskset` installed): the load
+ * generator (this process) and the mock upstream on CPU 0, every measured target on CPU 1, so
+ * that a target never shares its core with the load or migrates between cores mid-run: the
+ * biggest source of noise in CPU per request on a small shared machine.
+ */
+const PIN = process.env.BENCH_PIN !== "0" && os.cpus().length >= 2 && hasTaskset();
+const LOAD_CPU = 0;
+const TARGET_CPU = 1;
 /** The CPU budget tokenpool must stay within, as a multiple of the floor's CPU per request. */
 const CPU_TARGET_VS_FLOOR = 1.5;
 const CHAT_PATH = "/v1/chat/completions";
@@ -177,6 +188,21 @@ async function bundle(
   });
 }
 
+function hasTaskset(): boolean {
+  try {
+    execFileSync("taskset", ["-p", String(process.pid)], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Binds every thread of process `pid` (and the threads it starts later) to CPU `cpu`. */
+function pin(pid: number | undefined, cpu: number): void {
+  if (!PIN || pid === undefined) return;
+  execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
+}
+
 function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);
 }
@@ -188,8 +214,16 @@ const live = new Set<ChildProcess>();
 /** Children being stopped on purpose (their exit is not an error). */
 const stopping = new WeakSet<ChildProcess>();
 
+/** What load is sent to and CPU read from: a target, or a second key of one. */
+interface Endpoint {
+  readonly name: TargetName;
+  readonly origin: string;
+  readonly authorization: string;
+  cpu(): Promise<NodeJS.CpuUsage>;
+}
+
 /** A target (or the upstream) running in its own process. */
-class Target {
+class Target implements Endpoint {
   private nextId = 0;
   private readonly waiting = new Map<number, (usage: NodeJS.CpuUsage) => void>();
 
@@ -199,6 +233,7 @@ class Target {
     readonly origin: string,
     readonly authorization: string,
     private readonly stderr: () => string,
+    private readonly limitedAuthorization?: string,
   ) {
     proc.on("message", (message: ChildMessage) => {
       if (message.type !== "cpu") return;
@@ -245,7 +280,18 @@ class Target {
       const onMessage = (message: ChildMessage) => {
         if (message.type === "ready") {
           cleanup();
-          resolve(new Target(name, proc, message.origin, message.authorization, () => stderr));
+          // The mock upstream ("direct") serves the load of every target: it stays with the load.
+          pin(proc.pid, name === "direct" ? LOAD_CPU : TARGET_CPU);
+          resolve(
+            new Target(
+              name,
+              proc,
+              message.origin,
+              message.authorization,
+              () => stderr,
+              message.limitedAuthorization,
+            ),
+          );
         } else if (message.type === "error") {
           fail(message.message);
         }
@@ -264,6 +310,13 @@ class Target {
   }
 
   /** The child's `process.cpuUsage()`. */
+  /** The same process through its second key (`BENCH_KEY_LIMITS`), measured as "limits". */
+  limited(): Endpoint {
+    const authorization = this.limitedAuthorization;
+    if (!authorization) throw new Error(`${this.name} has no second key`);
+    return { name: "limits", origin: this.origin, authorization, cpu: () => this.cpu() };
+  }
+
   cpu(): Promise<NodeJS.CpuUsage> {
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
@@ -341,7 +394,7 @@ function requestBody(stream: boolean): string {
 }
 
 /** Send one request of each kind and check the answer looks like a chat completion. */
-async function smokeTest(target: Target): Promise<void> {
+async function smokeTest(target: Endpoint): Promise<void> {
   for (const stream of [false, true]) {
     const res = await request(`${target.origin}${CHAT_PATH}`, {
       method: "POST",
@@ -372,7 +425,7 @@ interface LoadResult {
   latencies: number[];
 }
 
-function load(target: Target, cell: Cell, seconds: number): Promise<LoadResult> {
+function load(target: Endpoint, cell: Cell, seconds: number): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const latencies: number[] = [];
     const instance = autocannon(
@@ -398,7 +451,7 @@ function cpuMicros(before: NodeJS.CpuUsage, after: NodeJS.CpuUsage): number {
   return after.user - before.user + (after.system - before.system);
 }
 
-async function measure(target: Target, upstream: Target, cell: Cell): Promise<Row> {
+async function measure(target: Endpoint, upstream: Endpoint, cell: Cell): Promise<Row> {
   log(`${cellName(cell)} · ${target.name}: warm-up ${WARMUP_SECONDS}s, run ${SECONDS}s`);
   await load(target, cell, WARMUP_SECONDS);
   const [cpu0, up0] = await Promise.all([target.cpu(), upstream.cpu()]);
@@ -531,6 +584,12 @@ async function main(): Promise<number> {
   watchdog.unref();
 
   const notes: string[] = [];
+  pin(process.pid, LOAD_CPU);
+  if (PIN) {
+    notes.push(
+      `Pinned: the load generator and the mock upstream on CPU ${LOAD_CPU}, the measured targets on CPU ${TARGET_CPU} (BENCH_PIN=0 to turn off).`,
+    );
+  }
   if (CPU_PROF) {
     await mkdir(PROFILE_DIR, { recursive: true });
     notes.push(
@@ -547,7 +606,14 @@ async function main(): Promise<number> {
   log(`upstream at ${upstreamUrl}; starting targets`);
   const [floor, tokenpool] = await Promise.allSettled([
     Target.start("floor", built.floor, ["--upstream", upstreamUrl]),
-    Target.start("tokenpool", built.tokenpool, ["--upstream", upstreamUrl]),
+    Target.start(
+      "tokenpool",
+      built.tokenpool,
+      ["--upstream", upstreamUrl],
+      60_000,
+      // The limits A/B: a second key, with limits (`BENCH_LIMITS`: which; all by default).
+      LIMITS_AB ? { BENCH_KEY_LIMITS: LIMITS_AA ? "none" : (process.env.BENCH_LIMITS ?? "1") } : {},
+    ),
   ]);
   if (floor.status === "rejected") throw floor.reason;
   const targets: Target[] = [upstream, floor.value];
@@ -581,21 +647,15 @@ async function main(): Promise<number> {
   if (LIMITS_AB) {
     if (skipReason || tokenpool.status !== "fulfilled")
       throw new Error(`limits A/B: the tokenpool target failed: ${skipReason}`);
-    const limited = await Target.start(
-      "limits",
-      built.tokenpool,
-      ["--upstream", upstreamUrl],
-      60_000,
-      { BENCH_KEY_LIMITS: LIMITS_AA ? "0" : "1" },
-    );
+    const limited = tokenpool.value.limited();
     await smokeTest(limited);
     const code = await abRun(
       limited,
       tokenpool.value,
       upstream,
       LIMITS_AA
-        ? "A/A: two processes, no limits on either (the noise floor of the limits A/B)"
-        : "A = no limits, B = rpm + tpm + concurrency limits on the key",
+        ? "A/A: one gateway, two keys without limits (the noise floor of the limits A/B)"
+        : "One gateway, two keys: A without limits, B with rpm + tpm + concurrency limits",
     );
     await stopAll();
     return code;
@@ -656,15 +716,29 @@ async function main(): Promise<number> {
   return 0;
 }
 
+/** One side of one A/B slice. */
+interface SliceRow {
+  cpu: number;
+  rps: number;
+  p50: number;
+}
+
+/** The mean of the lower half of `values` (the quieter slices). */
+function quietMean(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const half = sorted.slice(0, Math.max(1, Math.ceil(sorted.length / 2)));
+  return half.reduce((t, v) => t + v, 0) / half.length;
+}
+
 /**
  * A/B mode: per cell, this checkout's tokenpool target (B) and the base's (A) take turns for
  * `AB_SLICES` slices each (in ABBA order, so neither always goes first); prints CPU per request
  * of each side over all its slices, their ratio, and the median of the per-pair ratios.
  */
 async function abRun(
-  b: Target,
-  a: Target,
-  upstream: Target,
+  b: Endpoint,
+  a: Endpoint,
+  upstream: Endpoint,
   label = `A = ${AB_BASE}, B = this checkout`,
 ): Promise<number> {
   const out: string[][] = [];
@@ -673,9 +747,10 @@ async function abRun(
   for (const cell of CELLS) {
     const sum = { a: { cpu: 0, n: 0 }, b: { cpu: 0, n: 0 } };
     const pairs: number[] = [];
+    const slices: { a: SliceRow; b: SliceRow }[] = [];
     for (let i = 0; i < AB_SLICES; i++) {
       const order = i % 2 === 0 ? [a, b] : [b, a];
-      const rows = new Map<Target, Row>();
+      const rows = new Map<Endpoint, Row>();
       for (const t of order) rows.set(t, await measure(t, upstream, cell));
       for (const [t, r] of rows) {
         if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0) failed = true;
@@ -684,9 +759,17 @@ async function abRun(
         side.n += r.requests;
       }
       pairs.push(rows.get(b)!.cpuUsPerRequest / rows.get(a)!.cpuUsPerRequest);
+      slices.push({
+        a: { cpu: rows.get(a)!.cpuUsPerRequest, rps: rows.get(a)!.rps, p50: rows.get(a)!.p50Ms },
+        b: { cpu: rows.get(b)!.cpuUsPerRequest, rps: rows.get(b)!.rps, p50: rows.get(b)!.p50Ms },
+      });
     }
     const cpuA = sum.a.cpu / sum.a.n;
     const cpuB = sum.b.cpu / sum.b.n;
+    // Contention on a shared machine only ever adds CPU time to a slice: the quieter half of
+    // each side's slices is the steadiest estimate of what a request costs.
+    const quietA = quietMean(slices.map((x) => x.a.cpu));
+    const quietB = quietMean(slices.map((x) => x.b.cpu));
     const sorted = [...pairs].sort((x, y) => x - y);
     const median = sorted[Math.floor(sorted.length / 2)]!;
     const higher = pairs.filter((p) => p > 1).length;
@@ -697,12 +780,39 @@ async function abRun(
       times(cpuB / cpuA),
       times(median),
       `${higher}/${pairs.length}`,
+      fixed(quietA, 0),
+      fixed(quietB, 0),
+      times(quietB / quietA),
     ]);
-    results.push({ cell: cellName(cell), cpuA, cpuB, ratio: cpuB / cpuA, pairs });
+    results.push({
+      cell: cellName(cell),
+      cpuA,
+      cpuB,
+      ratio: cpuB / cpuA,
+      quietA,
+      quietB,
+      quietRatio: quietB / quietA,
+      pairs,
+      slices,
+    });
   }
   process.stdout.write(
     `${label}; ${AB_SLICES} slices of ${SECONDS} s per side and cell\n\n` +
-      `${table(["cell", "A CPU µs/req", "B CPU µs/req", "B÷A", "median pair B÷A", "pairs B>A"], out, 1)}\n`,
+      `${table(
+        [
+          "cell",
+          "A CPU µs/req",
+          "B CPU µs/req",
+          "B÷A",
+          "median pair B÷A",
+          "pairs B>A",
+          "A quiet half",
+          "B quiet half",
+          "quiet B÷A",
+        ],
+        out,
+        1,
+      )}\n`,
   );
   await mkdir(new URL("../results/", import.meta.url), { recursive: true });
   await writeFile(

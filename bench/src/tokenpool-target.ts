@@ -32,16 +32,26 @@ runChild(async () => {
     secret: { apiKey: UPSTREAM_KEY },
     label: "bench",
   });
-  const { key, record } = await gateway.keys.create({
+  const { key } = await gateway.keys.create({
     name: "bench",
     remainQuota: 1_000_000_000,
     unlimitedQuota: false,
   });
-  // BENCH_KEY_LIMITS=1 (the limits A/B): every admission step runs, none refuses.
-  if (process.env.BENCH_KEY_LIMITS === "1") {
-    await gateway.keys.update(record.id, {
-      limits: { rpm: 1_000_000_000, tpm: 1_000_000_000_000, maxConcurrency: 1_000_000 },
+  // BENCH_KEY_LIMITS (the limits A/B): a second key like the first, with rpm, tpm and
+  // concurrency limits too high to refuse anything, so every admission step runs. `aa`: the
+  // second key without limits (the noise floor); `rpm,tpm,...`: only those limits.
+  const wanted = process.env.BENCH_KEY_LIMITS;
+  let limitedAuthorization: string | undefined;
+  if (wanted) {
+    const all = { rpm: 1_000_000_000, tpm: 1_000_000_000_000, maxConcurrency: 1_000_000 };
+    const names = wanted === "1" ? Object.keys(all) : wanted.split(",");
+    const limited = await gateway.keys.create({
+      name: "bench-limited",
+      remainQuota: 1_000_000_000,
+      unlimitedQuota: false,
+      limits: Object.fromEntries(Object.entries(all).filter(([k]) => names.includes(k))),
     });
+    limitedAuthorization = `Bearer ${limited.key}`;
   }
   const server = createServer(toNodeHandler(gateway));
   await new Promise<void>((resolve, reject) => {
@@ -52,6 +62,7 @@ runChild(async () => {
   return {
     origin: `http://127.0.0.1:${port}`,
     authorization: `Bearer ${key}`,
+    limitedAuthorization,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -18,11 +18,19 @@ export const LEASE_IDLE_MS = 50;
  * it; then it goes back to the store, so that other instances get their turn at a full pool.
  */
 export const LEASE_REUSE_MS = 1_000;
+/**
+ * ... or for this long (ms) when the store counted at most a quarter of every pool's limit in
+ * use when it granted the lease: the other instances are not waiting for that slot.
+ */
+export const LEASE_REUSE_ROOMY_MS = 20_000;
 
 /** A request waiting in a queue: woken when it may ask for its slots again. */
 interface Waiter {
   wake: () => void;
 }
+
+/** Empty idle pools are kept (for the plans holding them) while there are at most this many. */
+const IDLE_POOLS_KEPT = 1_000;
 
 /** A settled promise, for calls with nothing to wait for. */
 const DONE: Promise<void> = Promise.resolve();
@@ -36,8 +44,21 @@ export interface Lease {
   pools: string[];
   signature: string;
   grantedAt: number;
+  /** Until when it may be passed from request to request (then it goes back to the store). */
+  reuseUntil: number;
   /** When it was parked (idle leases only). */
   idleSince: number;
+}
+
+/**
+ * The idle leases of one set of asks (one {@link leaseSignature}), oldest first: an admission
+ * plan holds this object and takes a lease from it without a lookup.
+ */
+export interface IdlePool {
+  readonly signature: string;
+  readonly leases: Lease[];
+  /** Forgotten by its keeper: ask {@link LeaseKeeper.idlePool} again. */
+  dropped: boolean;
 }
 
 /** The identity of a set of asks: the same pools with the same limits. */
@@ -64,8 +85,8 @@ export class LeaseKeeper {
   readonly #live = new Map<string, Lease>();
   /** What each caller (a request id) holds. */
   readonly #byCaller = new Map<string, Lease[]>();
-  /** Freed leases waiting for the next request, per signature (oldest first). */
-  readonly #idle = new Map<string, Lease[]>();
+  /** Freed leases waiting for the next request, per signature. */
+  readonly #idle = new Map<string, IdlePool>();
   /** Requests waiting for slots, first come first served, per signature. */
   readonly #queues = new Map<string, Waiter[]>();
   #timer: ReturnType<typeof setInterval> | null = null;
@@ -95,11 +116,13 @@ export class LeaseKeeper {
     const id = this.#live.has(leaseId) ? `${leaseId}:${this.#live.size}` : leaseId;
     const r = await this.#store.acquireLeases(asks, id, nowMs + LEASE_TTL_MS, nowMs);
     if (r.ok) {
+      const roomy = asks.every((a, i) => (r.inUse[i] ?? a.limit) * 4 <= a.limit);
       const lease: Lease = {
         id,
         pools: asks.map((a) => a.pool),
         signature,
         grantedAt: nowMs,
+        reuseUntil: nowMs + (roomy ? LEASE_REUSE_ROOMY_MS : LEASE_REUSE_MS),
         idleSince: 0,
       };
       this.#live.set(id, lease);
@@ -124,29 +147,36 @@ export class LeaseKeeper {
    * (no caller is recorded: give it back with {@link freeLease}), or null.
    */
   takeIdleLease(signature: string): Lease | null {
-    const idle = this.#idle.get(signature);
-    const passed = idle?.pop();
-    if (!passed) return null;
-    if (idle!.length === 0) this.#idle.delete(signature);
-    return passed;
+    return this.#idle.get(signature)?.leases.pop() ?? null;
+  }
+
+  /**
+   * The idle leases of the asks whose {@link leaseSignature} is `signature`, as one object to
+   * take them from (`leases.pop()`, then {@link freeLease}) until it is `dropped`.
+   */
+  idlePool(signature: string): IdlePool {
+    let pool = this.#idle.get(signature);
+    if (!pool) {
+      pool = { signature, leases: [], dropped: false };
+      this.#idle.set(signature, pool);
+    }
+    return pool;
   }
 
   /** Frees a lease taken with {@link takeIdleLease}, as {@link release} frees a caller's. */
-  freeLease(lease: Lease): void {
-    if (this.#closed || Date.now() - lease.grantedAt >= LEASE_REUSE_MS) {
+  freeLease(lease: Lease, nowMs = Date.now()): void {
+    if (this.#closed || nowMs >= lease.reuseUntil) {
       void this.#giveBack([lease]);
       return;
     }
-    this.#park(lease, Date.now());
+    this.#park(lease, nowMs);
   }
 
   #park(lease: Lease, nowMs: number): void {
     lease.idleSince = nowMs;
-    const idle = this.#idle.get(lease.signature);
-    if (idle) idle.push(lease);
-    else this.#idle.set(lease.signature, [lease]);
+    this.idlePool(lease.signature).leases.push(lease);
     if (this.#queues.size > 0) this.#queues.get(lease.signature)?.[0]?.wake();
-    this.#scheduleIdleSweep();
+    if (!this.#idleTimer) this.#scheduleIdleSweep();
   }
 
   /**
@@ -225,7 +255,7 @@ export class LeaseKeeper {
     const nowMs = Date.now();
     const back: Lease[] = [];
     for (const lease of freed) {
-      if (this.#closed || nowMs - lease.grantedAt >= LEASE_REUSE_MS) {
+      if (this.#closed || nowMs >= lease.reuseUntil) {
         back.push(lease);
         continue;
       }
@@ -236,8 +266,8 @@ export class LeaseKeeper {
 
   /** Gives every idle lease back to the store now. */
   async releaseIdle(): Promise<void> {
-    const all = [...this.#idle.values()].flat();
-    this.#idle.clear();
+    const all: Lease[] = [];
+    for (const pool of this.#idle.values()) all.push(...pool.leases.splice(0));
     await this.#giveBack(all);
   }
 
@@ -263,6 +293,10 @@ export class LeaseKeeper {
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = null;
     this.#byCaller.clear();
+    for (const pool of this.#idle.values()) {
+      pool.leases.length = 0;
+      pool.dropped = true;
+    }
     this.#idle.clear();
     await this.#giveBack([...this.#live.values()]);
   }
@@ -296,14 +330,21 @@ export class LeaseKeeper {
       this.#idleTimer = null;
       const nowMs = Date.now();
       const back: Lease[] = [];
-      for (const [signature, idle] of this.#idle) {
-        const keep = idle.filter((l) => nowMs - l.idleSince < LEASE_IDLE_MS);
-        back.push(...idle.filter((l) => nowMs - l.idleSince >= LEASE_IDLE_MS));
-        if (keep.length > 0) this.#idle.set(signature, keep);
-        else this.#idle.delete(signature);
+      let parked = 0;
+      for (const [signature, pool] of this.#idle) {
+        const { leases } = pool;
+        // Oldest first: the stale ones are a prefix.
+        let stale = 0;
+        while (stale < leases.length && nowMs - leases[stale]!.idleSince >= LEASE_IDLE_MS) stale++;
+        if (stale > 0) back.push(...leases.splice(0, stale));
+        parked += leases.length;
+        if (leases.length === 0 && this.#idle.size > IDLE_POOLS_KEPT) {
+          pool.dropped = true;
+          this.#idle.delete(signature);
+        }
       }
       void this.#giveBack(back);
-      if (this.#idle.size > 0) this.#scheduleIdleSweep();
+      if (parked > 0) this.#scheduleIdleSweep();
     }, LEASE_IDLE_MS);
     this.#idleTimer.unref?.();
   }

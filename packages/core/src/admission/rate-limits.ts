@@ -17,8 +17,8 @@ import type { AuthorizedKey } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { LeaseAsk, RateLimits, Store, WindowHit, WindowStatus } from "../store/types.js";
 import { goDuration } from "../util/duration.js";
-import { type Lease, type LeaseKeeper, leaseSignature } from "./leases.js";
-import type { WindowClaims } from "./window-claims.js";
+import { type IdlePool, type Lease, type LeaseKeeper, leaseSignature } from "./leases.js";
+import type { Counter, WindowClaims } from "./window-claims.js";
 
 /** What admission needs from the gateway (the proxy engine's deps have all of it). */
 export interface AdmissionDeps {
@@ -109,6 +109,17 @@ export interface AdmissionPlan {
   hits: LimitHit[];
   /** Whether `hits` has a tpm hit. */
   tokens: boolean;
+  /** The fast path's handles (see {@link admitRequest}): the idle leases of the asks, ... */
+  idle: IdlePool | null;
+  /** ... this instance's counter of each hit, ... */
+  counters: Counter[];
+  /** ... each hit's cost for the request at hand (tpm's set per request; used synchronously), ... */
+  costs: number[];
+  /** ... the indexes of the tpm hits, ... */
+  tpm: number[];
+  /** ... and of the hits the `x-ratelimit-*-requests` and `-tokens` headers choose from. */
+  requestHeader: number[];
+  tokenHeader: number[];
 }
 
 const plans = new WeakMap<
@@ -135,6 +146,19 @@ export function admissionPlan(
   const plan = buildPlan(auth, groups[requestGroup]);
   plans.set(key, { user, groups, group: requestGroup, plan });
   return plan;
+}
+
+/** The plan's handles of `deps` (idle leases, counters), taken anew when one was forgotten. */
+function attach(deps: AdmissionDeps, plan: AdmissionPlan): void {
+  if (plan.asks.length > 0 && (!plan.idle || plan.idle.dropped))
+    plan.idle = deps.leases.idlePool(plan.signature);
+  for (let i = 0; i < plan.hits.length; i++) {
+    const c = plan.counters[i];
+    if (!c || c.dropped) {
+      const h = plan.hits[i]!;
+      plan.counters[i] = deps.claims.counter(h.key, h.windowMs);
+    }
+  }
 }
 
 function buildPlan(auth: AuthorizedKey, group: RateLimits | undefined): AdmissionPlan | null {
@@ -171,6 +195,9 @@ function buildPlan(auth: AuthorizedKey, group: RateLimits | undefined): Admissio
     if (has(l.tpm)) hits.push(hit("tpm", l.tpm, MINUTE_MS));
     if (has(l.rpd)) hits.push(hit("rpd", l.rpd, DAY_MS));
   }
+  const indexes = (names: LimitHit["name"][]) =>
+    hits.flatMap((h, i) => (names.includes(h.name) ? [i] : []));
+  const rpm = indexes(["rpm"]);
   return {
     subjects,
     asks,
@@ -179,6 +206,12 @@ function buildPlan(auth: AuthorizedKey, group: RateLimits | undefined): Admissio
     queueMs,
     hits,
     tokens: hits.some((h) => h.name === "tpm"),
+    idle: null,
+    counters: [],
+    costs: hits.map((h) => h.cost),
+    tpm: indexes(["tpm"]),
+    requestHeader: rpm.length > 0 ? rpm : indexes(["rpd"]),
+    tokenHeader: indexes(["tpm"]),
   };
 }
 
@@ -229,33 +262,37 @@ export function emitRefused(
 }
 
 /**
- * What the admission stage admitted for one request: the leases it holds and the window hits to
+ * What the admission stage admitted for one request: the leases it holds and the tpm hits to
  * correct once the actual usage is known, plus the `x-ratelimit-*` headers of its answer.
  */
 export class Admission {
   /** `x-ratelimit-*` headers for every answer of the request (empty without rpm / rpd / tpm). */
   readonly headers: Readonly<Record<string, string>>;
   readonly #deps: AdmissionDeps;
+  readonly #plan: AdmissionPlan;
   readonly #leaseId: string;
-  readonly #pools: string[];
   /** A lease handed over from this instance's idle ones (else the keeper knows it by `leaseId`). */
   readonly #lease: Lease | null;
-  readonly #tpm: readonly { key: string; atMs: number; cost: number }[];
+  /** The tokens the tpm hits were charged (0: none), and when. */
+  readonly #tokens: number;
+  readonly #atMs: number;
   #done = false;
 
   constructor(
     deps: AdmissionDeps,
+    plan: AdmissionPlan,
     leaseId: string,
-    pools: string[],
-    tpm: readonly { key: string; atMs: number; cost: number }[],
+    lease: Lease | null,
+    tokens: number,
+    atMs: number,
     headers: Readonly<Record<string, string>>,
-    lease: Lease | null = null,
   ) {
-    this.#lease = lease;
     this.#deps = deps;
+    this.#plan = plan;
     this.#leaseId = leaseId;
-    this.#pools = pools;
-    this.#tpm = tpm;
+    this.#lease = lease;
+    this.#tokens = tokens;
+    this.#atMs = atMs;
     this.headers = headers;
   }
 
@@ -263,21 +300,24 @@ export class Admission {
    * Ends the request's admission, once: frees its concurrency slots and corrects its tpm hits
    * from the estimate to `totalTokens` (the actual usage; 0 for a request that never reached an
    * upstream). Never throws (store errors become `error` events); the corrections are written
-   * within a quarter of a second ({@link WindowClaims.adjust}).
+   * within a quarter of a second ({@link WindowClaims.correct}).
    */
   finish(totalTokens: number): void {
     if (this.#done) return;
     this.#done = true;
-    if (this.#lease) this.#deps.leases.freeLease(this.#lease);
-    else if (this.#pools.length > 0) void this.#deps.leases.release(this.#leaseId, this.#pools);
-    for (const t of this.#tpm) {
-      this.#deps.claims.adjust(t.key, MINUTE_MS, t.atMs, totalTokens - t.cost);
+    const deps = this.#deps;
+    const plan = this.#plan;
+    if (this.#lease) deps.leases.freeLease(this.#lease);
+    else if (plan.pools.length > 0) void deps.leases.release(this.#leaseId, plan.pools);
+    if (this.#tokens > 0) {
+      for (const i of plan.tpm) {
+        deps.claims.correct(plan.counters[i]!, this.#atMs, totalTokens - this.#tokens);
+      }
     }
   }
 }
 
-/** No tpm hits to correct, no headers: shared by every admission without windows. */
-const NO_TPM: readonly { key: string; atMs: number; cost: number }[] = [];
+/** No headers: shared by every admission without windows. */
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** The hits of a request: the plan's, with tpm's cost set to `tokens`. */
@@ -287,20 +327,14 @@ function hitsWith(plan: AdmissionPlan, tokens: number): LimitHit[] {
     : plan.hits;
 }
 
-function tpmOf(hits: LimitHit[], atMs: number): { key: string; atMs: number; cost: number }[] {
-  const out: { key: string; atMs: number; cost: number }[] = [];
-  for (const h of hits) if (h.name === "tpm") out.push({ key: h.key, atMs, cost: h.cost });
-  return out;
-}
-
 /**
  * The admission stage for a request's {@link AdmissionPlan}: concurrency first (a slot in each
  * limited pool, waiting in a queue up to `queueTimeoutMs` when asked), then every rpm / tpm / rpd
  * window in one all-or-nothing hit, so that a refused request uses up no window and a queued one
  * no rpm. Returns what to finish at settlement — synchronously when an idle lease of this
  * instance and its window claims cover the request (the common case under load: no store call,
- * no promise), else a promise. Refuses with `RATE_LIMIT_EXCEEDED` (429, `Retry-After`) and a
- * `limit.refused` event.
+ * no promise, no lookup: the plan holds the idle pool and the counters), else a promise. Refuses
+ * with `RATE_LIMIT_EXCEEDED` (429, `Retry-After`) and a `limit.refused` event.
  *
  * tpm is hit with an estimate (the prompt's byte bound, or its tokenizer count when the bound
  * does not fit, plus the completion allowance) and corrected to the actual tokens by
@@ -311,25 +345,28 @@ export function admitRequest(
   request: AdmissionRequest,
   plan: AdmissionPlan,
 ): Admission | Promise<Admission> {
-  const { requestId } = request;
+  attach(deps, plan);
   let lease: Lease | null = null;
-  if (plan.asks.length > 0) {
-    lease = deps.leases.takeIdleLease(plan.signature);
+  if (plan.idle) {
+    lease = plan.idle.leases.pop() ?? null;
     if (!lease) return admitSlowly(deps, request, plan, null);
   }
   if (plan.hits.length === 0)
-    return new Admission(deps, requestId, plan.pools, NO_TPM, NO_HEADERS, lease);
+    return new Admission(deps, plan, request.requestId, lease, 0, 0, NO_HEADERS);
   const nowMs = Date.now();
-  const hits = hitsWith(plan, request.promptBound + request.completionAllowance);
-  const local = deps.claims.tryLocal(hits, nowMs);
-  if (!local?.ok) return admitSlowly(deps, request, plan, lease);
+  const tokens = request.promptBound + request.completionAllowance;
+  const { costs, tpm } = plan;
+  for (let i = 0; i < tpm.length; i++) costs[tpm[i]!] = tokens;
+  if (!deps.claims.takeLocal(plan.counters, costs, nowMs))
+    return admitSlowly(deps, request, plan, lease);
   return new Admission(
     deps,
-    requestId,
-    plan.pools,
-    plan.tokens ? tpmOf(hits, nowMs) : NO_TPM,
-    rateHeaders(hits, local.windows),
+    plan,
+    request.requestId,
     lease,
+    plan.tokens ? tokens : 0,
+    nowMs,
+    localHeaders(plan, nowMs),
   );
 }
 
@@ -367,8 +404,7 @@ async function admitSlowly(
       );
     }
   }
-  if (plan.hits.length === 0)
-    return new Admission(deps, requestId, pools, NO_TPM, NO_HEADERS, lease);
+  if (plan.hits.length === 0) return new Admission(deps, plan, requestId, lease, 0, 0, NO_HEADERS);
 
   // Windows: rpm, tpm, rpd of every subject, in one atomic hit.
   try {
@@ -414,11 +450,12 @@ async function admitSlowly(
     }
     return new Admission(
       deps,
+      plan,
       requestId,
-      pools,
-      plan.tokens ? tpmOf(hits, nowMs) : NO_TPM,
-      rateHeaders(hits, result.windows),
       lease,
+      plan.tokens ? tokens : 0,
+      nowMs,
+      rateHeaders(hits, result.windows),
     );
   } catch (error) {
     if (lease) deps.leases.freeLease(lease);
@@ -491,4 +528,45 @@ function rateHeaders(
     }
   }
   return headers;
+}
+
+/** Of the hits at `indexes`, the one whose counter has the least room (-1: none). */
+function tightest(plan: AdmissionPlan, indexes: number[]): number {
+  let best = indexes.length > 0 ? indexes[0]! : -1;
+  for (let k = 1; k < indexes.length; k++) {
+    const i = indexes[k]!;
+    if (plan.counters[i]!.remainingNow() < plan.counters[best]!.remainingNow()) best = i;
+  }
+  return best;
+}
+
+/** {@link rateHeaders} of a request admitted from this instance's claims, read off the counters. */
+function localHeaders(plan: AdmissionPlan, nowMs: number): Record<string, string> {
+  const r = tightest(plan, plan.requestHeader);
+  const t = tightest(plan, plan.tokenHeader);
+  if (r >= 0 && t >= 0) {
+    const rc = plan.counters[r]!;
+    const tc = plan.counters[t]!;
+    return {
+      "x-ratelimit-limit-requests": plan.hits[r]!.limitText,
+      "x-ratelimit-remaining-requests": String(rc.remainingNow()),
+      "x-ratelimit-reset-requests": resetDuration(rc.resetAt(nowMs)),
+      "x-ratelimit-limit-tokens": plan.hits[t]!.limitText,
+      "x-ratelimit-remaining-tokens": String(tc.remainingNow()),
+      "x-ratelimit-reset-tokens": resetDuration(tc.resetAt(nowMs)),
+    };
+  }
+  const i = r >= 0 ? r : t;
+  const c = plan.counters[i]!;
+  return r >= 0
+    ? {
+        "x-ratelimit-limit-requests": plan.hits[i]!.limitText,
+        "x-ratelimit-remaining-requests": String(c.remainingNow()),
+        "x-ratelimit-reset-requests": resetDuration(c.resetAt(nowMs)),
+      }
+    : {
+        "x-ratelimit-limit-tokens": plan.hits[i]!.limitText,
+        "x-ratelimit-remaining-tokens": String(c.remainingNow()),
+        "x-ratelimit-reset-tokens": resetDuration(c.resetAt(nowMs)),
+      };
 }

@@ -1,12 +1,21 @@
 import type { GatewayEmitter } from "../events.js";
-import { type Store, WINDOW_BUCKETS, type WindowHit, type WindowResult } from "../store/types.js";
+import {
+  type Store,
+  WINDOW_BUCKETS,
+  type WindowHit,
+  type WindowResult,
+  type WindowStatus,
+} from "../store/types.js";
 
 /** How long (ms) units claimed ahead stay usable here at most, within their bucket. */
 export const CLAIM_TTL_MS = 1_000;
 /** The sweep returns expired claims and writes queued corrections this often (ms). */
 export const CLAIM_SWEEP_MS = 250;
+/** A counter unused this long (ms) after its last claim expired is forgotten. */
+const COUNTER_IDLE_MS = 60_000;
+const ignore = (): void => {};
 /** A claim ahead is at most this many requests' worth of units... */
-const MAX_MULTIPLE = 64;
+const MAX_MULTIPLE = 1024;
 /** ... and at most this fraction of the limit. */
 const LIMIT_SHARE = 16;
 /**
@@ -17,22 +26,68 @@ const MIN_REQUESTS_IN_LIMIT = 64;
 /** ... and only while the store's count left at least this fraction of the limit free. */
 const FREE_SHARE = 0.5;
 
-/** Units of one counter claimed from the store and not used yet. */
-interface Claim {
-  key: string;
-  windowMs: number;
-  /** The bucket the units were counted in (its index), and when they stop being usable here. */
-  bucket: number;
-  bucketMs: number;
-  validUntil: number;
+/**
+ * One window counter as this instance sees it: the units it claimed from the store and has not
+ * used yet, and the corrections it has not written yet. One object per counter for as long as
+ * the counter is in use, so that an admission plan can hold it and admit without a lookup.
+ */
+export class Counter {
+  readonly key: string;
+  readonly windowMs: number;
+  /** The length of one bucket of the window (ms). */
+  readonly bucketMs: number;
+  /** The bucket the held units were counted in (its index; -1 before the first claim). */
+  bucket = -1;
+  /** When the held units stop being usable here. */
+  validUntil = 0;
   /** Units left to admit locally. */
-  units: number;
+  units = 0;
   /** The store's `remaining` and `resetMs` after the last claim, and when it was made. */
-  remaining: number;
-  resetMs: number;
-  at: number;
+  remaining = 0;
+  resetMs = 0;
+  at = 0;
   /** Requests' worth of units the next claim takes (grows while claims are used up, shrinks when they expire unused). */
-  multiple: number;
+  multiple = 1;
+  /** A claim ahead in flight: concurrent requests wait for it rather than claim again. */
+  claiming: Promise<unknown> | null = null;
+  /** The correction not written yet for bucket `fixBucket` (hit at `fixAtMs`). */
+  fixBucket = -1;
+  fixAtMs = 0;
+  fixDelta = 0;
+  /** Whether it is in the list of counters with corrections to write. */
+  dirty = false;
+  /** Forgotten by its {@link WindowClaims} (unused for a while): ask it for the counter again. */
+  dropped = false;
+
+  constructor(key: string, windowMs: number) {
+    this.key = key;
+    this.windowMs = windowMs;
+    this.bucketMs = Math.ceil(windowMs / WINDOW_BUCKETS);
+  }
+
+  /** Whether `cost` units can be taken here at `nowMs` without asking the store. */
+  covers(cost: number, nowMs: number): boolean {
+    return (
+      this.units >= cost &&
+      nowMs < this.validUntil &&
+      Math.floor(nowMs / this.bucketMs) === this.bucket
+    );
+  }
+
+  /** The window's status after a local take: the store's count less what this instance holds. */
+  status(nowMs: number): WindowStatus {
+    return { remaining: this.remainingNow(), resetMs: this.resetAt(nowMs) };
+  }
+
+  /** Units the window still admits, counting the units held here as free. */
+  remainingNow(): number {
+    return Math.max(0, this.remaining + this.units);
+  }
+
+  /** When the window gets room back (ms from `nowMs`). */
+  resetAt(nowMs: number): number {
+    return Math.max(0, this.resetMs - (nowMs - this.at));
+  }
 }
 
 /**
@@ -63,13 +118,12 @@ interface Claim {
 export class WindowClaims {
   readonly #store: Store;
   readonly #events: GatewayEmitter;
-  /** Claims by window length, then counter key (no string is built per request). */
-  readonly #claims = new Map<number, Map<string, Claim>>();
-  /** Corrections to write, by window length, counter key and bucket. */
-  readonly #corrections = new Map<
-    number,
-    Map<string, Map<number, { atMs: number; delta: number }>>
-  >();
+  /** Counters by window length, then counter key (no string is built per request). */
+  readonly #counters = new Map<number, Map<string, Counter>>();
+  /** Counters with a correction to write. */
+  #dirty: Counter[] = [];
+  /** Corrections of older buckets, pushed out of their counter by a newer one. */
+  #older: { key: string; windowMs: number; atMs: number; delta: number }[] = [];
   #timer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
 
@@ -78,23 +132,84 @@ export class WindowClaims {
     this.#events = events;
   }
 
+  /** The counter (`key`, `windowMs`) of this instance, made when first asked for. */
+  counter(key: string, windowMs: number): Counter {
+    let byKey = this.#counters.get(windowMs);
+    if (!byKey) {
+      byKey = new Map();
+      this.#counters.set(windowMs, byKey);
+    }
+    let c = byKey.get(key);
+    if (!c) {
+      c = new Counter(key, windowMs);
+      byKey.set(key, c);
+    }
+    return c;
+  }
+
   /**
    * Admits `hits` (all or nothing), as `Store.hitWindows` would: from claims held here when they
    * cover every hit, else after claiming more. The answer's `remaining` counts the units this
    * instance still holds; `retryAfterMs` and refusals come from the store.
    */
   async hit(hits: WindowHit[], nowMs: number): Promise<WindowResult> {
-    for (let round = 0; round < 4; round++) {
-      const local = this.tryLocal(hits, nowMs);
+    const counters = hits.map((h) => this.counter(h.key, h.windowMs));
+    let waits = 0;
+    for (let round = 0; round < 4; ) {
+      const local = this.#take(hits, counters, nowMs);
       if (local) return local;
-      const claimed = await this.#claim(hits, nowMs);
+      // A claim ahead of one of these counters is on its way: its units are for this request too.
+      const pending = counters.find((c) => c.claiming)?.claiming;
+      if (pending && waits++ < 8) {
+        await pending.then(ignore, ignore);
+        continue;
+      }
+      round++;
+      const claimed = await this.#claim(hits, counters, nowMs);
       // Refused, but a concurrent claim of this instance counted before the refusal may have
       // left units here: those were claimed for requests like this one.
-      if (claimed && !claimed.ok) return this.tryLocal(hits, nowMs) ?? claimed;
+      if (claimed && !claimed.ok) return this.#take(hits, counters, nowMs) ?? claimed;
       if (claimed) return claimed;
     }
     // Claims kept being used up by concurrent requests: ask for exactly this request's units.
     return this.#store.hitWindows(hits, nowMs);
+  }
+
+  /**
+   * Takes the units of a request from claims held here: `costs[i]` of `counters[i]` (each
+   * counter at most once), all or none. The admission stage's fast path: no allocation, no
+   * lookup. Returns whether it took them.
+   */
+  takeLocal(counters: readonly Counter[], costs: readonly number[], nowMs: number): boolean {
+    for (let i = 0; i < counters.length; i++) {
+      if (!counters[i]!.covers(costs[i]!, nowMs)) return false;
+    }
+    for (let i = 0; i < counters.length; i++) counters[i]!.units -= costs[i]!;
+    return true;
+  }
+
+  /**
+   * Admits from the claims held here, synchronously, when they cover every hit; else null
+   * (nothing taken: ask {@link hit}).
+   */
+  tryLocal(hits: WindowHit[], nowMs: number): WindowResult | null {
+    return this.#take(
+      hits,
+      hits.map((h) => this.counter(h.key, h.windowMs)),
+      nowMs,
+    );
+  }
+
+  #take(hits: WindowHit[], counters: Counter[], nowMs: number): WindowResult | null {
+    for (let i = 0; i < hits.length; i++) {
+      const c = counters[i]!;
+      // Two hits of one call on the same counter: both must fit together.
+      let need = hits[i]!.cost;
+      for (let j = 0; j < i; j++) if (counters[j] === c) need += hits[j]!.cost;
+      if (!c.covers(need, nowMs)) return null;
+    }
+    for (let i = 0; i < hits.length; i++) counters[i]!.units -= hits[i]!.cost;
+    return { ok: true, windows: counters.map((c) => c.status(nowMs)) };
   }
 
   /**
@@ -103,51 +218,39 @@ export class WindowClaims {
    * {@link CLAIM_SWEEP_MS}.
    */
   adjust(key: string, windowMs: number, atMs: number, delta: number): void {
+    this.correct(this.counter(key, windowMs), atMs, delta);
+  }
+
+  /** {@link adjust} of a counter at hand. */
+  correct(c: Counter, atMs: number, delta: number): void {
     if (delta === 0 || this.#closed) return;
-    const bucket = Math.floor(atMs / Math.ceil(windowMs / WINDOW_BUCKETS));
-    let byKey = this.#corrections.get(windowMs);
-    if (!byKey) {
-      byKey = new Map();
-      this.#corrections.set(windowMs, byKey);
+    const bucket = Math.floor(atMs / c.bucketMs);
+    if (c.fixBucket === bucket) {
+      c.fixDelta += delta;
+      return;
     }
-    let byBucket = byKey.get(key);
-    if (!byBucket) {
-      byBucket = new Map();
-      byKey.set(key, byBucket);
+    if (c.fixDelta !== 0) {
+      this.#older.push({ key: c.key, windowMs: c.windowMs, atMs: c.fixAtMs, delta: c.fixDelta });
     }
-    const c = byBucket.get(bucket);
-    if (c) c.delta += delta;
-    else byBucket.set(bucket, { atMs, delta });
+    c.fixBucket = bucket;
+    c.fixAtMs = atMs;
+    c.fixDelta = delta;
+    if (!c.dirty) {
+      c.dirty = true;
+      this.#dirty.push(c);
+    }
     this.#start();
-  }
-
-  #claimOf(key: string, windowMs: number): Claim | undefined {
-    return this.#claims.get(windowMs)?.get(key);
-  }
-
-  #setClaim(c: Claim): void {
-    let byKey = this.#claims.get(c.windowMs);
-    if (!byKey) {
-      byKey = new Map();
-      this.#claims.set(c.windowMs, byKey);
-    }
-    byKey.set(c.key, c);
-  }
-
-  /** Every claim held, with a way to forget it. */
-  *#allClaims(): Generator<[Claim, () => void]> {
-    for (const byKey of this.#claims.values())
-      for (const c of byKey.values()) yield [c, () => byKey.delete(c.key)];
   }
 
   /** Gives back every unused claim and writes the queued corrections, now. */
   async flush(nowMs = Date.now()): Promise<void> {
-    for (const [c, forget] of this.#allClaims()) {
-      if (c.units > 0) {
-        this.adjust(c.key, c.windowMs, c.bucket * c.bucketMs, -c.units);
-        c.units = 0;
+    for (const byKey of this.#counters.values()) {
+      for (const c of byKey.values()) {
+        if (c.units > 0) {
+          this.correct(c, c.bucket * c.bucketMs, -c.units);
+          c.units = 0;
+        }
       }
-      if (nowMs >= c.validUntil) forget();
     }
     await this.#writeCorrections(nowMs);
   }
@@ -161,104 +264,84 @@ export class WindowClaims {
   }
 
   /**
-   * Admits from the claims held here, synchronously, when they cover every hit; else null
-   * (nothing taken: ask {@link hit}).
-   */
-  tryLocal(hits: WindowHit[], nowMs: number): WindowResult | null {
-    const claims: Claim[] = [];
-    for (let i = 0; i < hits.length; i++) {
-      const hit = hits[i]!;
-      const c = this.#claimOf(hit.key, hit.windowMs);
-      if (!c || nowMs >= c.validUntil || c.units < hit.cost) return null;
-      if (Math.floor(nowMs / c.bucketMs) !== c.bucket) return null;
-      // Two hits of one call on the same counter: both must fit together.
-      let need = hit.cost;
-      for (let j = 0; j < i; j++) if (claims[j] === c) need += hits[j]!.cost;
-      if (c.units < need) return null;
-      claims.push(c);
-    }
-    const windows = hits.map((hit, i) => {
-      const c = claims[i]!;
-      c.units -= hit.cost;
-      return {
-        remaining: Math.max(0, c.remaining + c.units),
-        resetMs: Math.max(0, c.resetMs - (nowMs - c.at)),
-      };
-    });
-    return { ok: true, windows };
-  }
-
-  /**
    * Claims ahead for the hits whose counters lack units (one all-or-nothing store step), then
    * admits; when a claim ahead does not fit, claims exactly the request's units. Returns null
    * when the claimed units were taken by concurrent requests meanwhile (the caller tries again).
    */
-  async #claim(hits: WindowHit[], nowMs: number): Promise<WindowResult | null> {
-    const asks = hits.map((hit) => {
-      const c = this.#claimOf(hit.key, hit.windowMs);
-      const bucketMs = Math.ceil(hit.windowMs / WINDOW_BUCKETS);
-      const bucket = Math.floor(nowMs / bucketMs);
-      const usable = c && nowMs < c.validUntil && c.bucket === bucket ? c.units : 0;
+  async #claim(
+    hits: WindowHit[],
+    counters: Counter[],
+    nowMs: number,
+  ): Promise<WindowResult | null> {
+    const asks = hits.map((hit, i) => {
+      const c = counters[i]!;
+      const bucket = Math.floor(nowMs / c.bucketMs);
+      const usable = nowMs < c.validUntil && c.bucket === bucket ? c.units : 0;
       const short = Math.max(0, hit.cost - usable);
-      const multiple = c?.multiple ?? 1;
       const roomy =
         hit.cost > 0 &&
         hit.limit >= hit.cost * MIN_REQUESTS_IN_LIMIT &&
-        c !== undefined &&
+        c.at > 0 &&
         c.remaining >= hit.limit * FREE_SHARE;
       const ahead = roomy
-        ? Math.min(hit.cost * multiple, Math.floor(hit.limit / LIMIT_SHARE))
+        ? Math.min(hit.cost * c.multiple, Math.floor(hit.limit / LIMIT_SHARE))
         : short;
-      return { hit, bucketMs, bucket, short, ahead: Math.max(short, ahead) };
+      return { hit, c, bucket, short, ahead: Math.max(short, ahead) };
     });
     const claimHits = (exact: boolean): WindowHit[] =>
       asks.map((a) => ({ ...a.hit, cost: exact ? a.short : a.ahead }));
-    let result = await this.#store.hitWindows(claimHits(false), nowMs);
-    let exact = false;
-    if (!result.ok && asks.some((a) => a.ahead > a.short)) {
-      exact = true;
-      result = await this.#store.hitWindows(claimHits(true), nowMs);
-    }
-    if (!result.ok) return { ...result, key: hits[result.index]!.key };
-    // The units are counted in the store: hold them here, then admit this request from them.
-    const windows = result.windows;
-    asks.forEach((a, i) => {
-      const got = exact ? a.short : a.ahead;
-      const before = this.#claimOf(a.hit.key, a.hit.windowMs);
-      const sameBucket = before && before.bucket === a.bucket && nowMs < before.validUntil;
-      if (before && !sameBucket && before.units > 0) {
-        // Expired units go back to the bucket they were counted in.
-        this.adjust(before.key, before.windowMs, before.bucket * before.bucketMs, -before.units);
+    const ahead = asks.some((a) => a.ahead > a.short);
+    const run = (async (): Promise<WindowResult | null> => {
+      let result = await this.#store.hitWindows(claimHits(false), nowMs);
+      let exact = false;
+      if (!result.ok && ahead) {
+        exact = true;
+        result = await this.#store.hitWindows(claimHits(true), nowMs);
       }
-      const w = windows[i]!;
-      this.#setClaim({
-        key: a.hit.key,
-        windowMs: a.hit.windowMs,
-        bucket: a.bucket,
-        bucketMs: a.bucketMs,
-        validUntil: Math.min((a.bucket + 1) * a.bucketMs, nowMs + CLAIM_TTL_MS),
-        units: (sameBucket ? before.units : 0) + got,
-        remaining: w.remaining,
-        resetMs: w.resetMs,
-        at: nowMs,
+      if (!result.ok) return { ...result, key: hits[result.index]!.key };
+      // The units are counted in the store: hold them here, then admit this request from them
+      // (in the same turn, before a concurrent request can take them).
+      asks.forEach((a, i) => {
+        const { c } = a;
+        const got = exact ? a.short : a.ahead;
+        const sameBucket = c.bucket === a.bucket && nowMs < c.validUntil;
+        // Expired units go back to the bucket they were counted in.
+        if (!sameBucket && c.units > 0) this.correct(c, c.bucket * c.bucketMs, -c.units);
         // Used up within its life: the next claim takes more; otherwise less.
-        multiple: exact
-          ? 1
-          : Math.min(MAX_MULTIPLE, before && before.units === 0 ? before.multiple * 2 : 1),
+        const usedUp = c.at > 0 && c.units === 0;
+        const w = result.windows[i]!;
+        c.units = (sameBucket ? c.units : 0) + got;
+        c.bucket = a.bucket;
+        c.validUntil = Math.min((a.bucket + 1) * c.bucketMs, nowMs + CLAIM_TTL_MS);
+        c.remaining = w.remaining;
+        c.resetMs = w.resetMs;
+        c.at = nowMs;
+        c.multiple = exact ? 1 : Math.min(MAX_MULTIPLE, usedUp ? c.multiple * 2 : 1);
       });
-    });
-    if (this.#claims.size > 0) this.#start();
-    return this.tryLocal(hits, nowMs);
+      this.#start();
+      return this.#take(hits, counters, nowMs);
+    })();
+    if (!ahead) return run;
+    for (const a of asks) a.c.claiming ??= run;
+    try {
+      return await run;
+    } finally {
+      for (const a of asks) if (a.c.claiming === run) a.c.claiming = null;
+    }
   }
 
   async #writeCorrections(nowMs: number): Promise<void> {
-    if (this.#corrections.size === 0) return;
-    const all: { key: string; windowMs: number; atMs: number; delta: number }[] = [];
-    for (const [windowMs, byKey] of this.#corrections)
-      for (const [key, byBucket] of byKey)
-        for (const { atMs, delta } of byBucket.values())
-          if (delta !== 0) all.push({ key, windowMs, atMs, delta });
-    this.#corrections.clear();
+    if (this.#dirty.length === 0 && this.#older.length === 0) return;
+    const all = this.#older;
+    this.#older = [];
+    for (const c of this.#dirty) {
+      c.dirty = false;
+      if (c.fixDelta !== 0)
+        all.push({ key: c.key, windowMs: c.windowMs, atMs: c.fixAtMs, delta: c.fixDelta });
+      c.fixBucket = -1;
+      c.fixDelta = 0;
+    }
+    this.#dirty = [];
     await Promise.all(
       all.map(({ key, windowMs, atMs, delta }) =>
         this.#store
@@ -273,15 +356,21 @@ export class WindowClaims {
   /** The sweep: expired claims go back, idle counters are forgotten, corrections are written. */
   #sweep(): void {
     const nowMs = Date.now();
-    for (const [c, forget] of this.#allClaims()) {
-      if (nowMs < c.validUntil) continue;
-      if (c.units > 0) {
-        this.adjust(c.key, c.windowMs, c.bucket * c.bucketMs, -c.units);
-        c.units = 0;
-        c.multiple = Math.max(1, c.multiple / 2);
+    for (const byKey of this.#counters.values()) {
+      for (const c of byKey.values()) {
+        if (nowMs < c.validUntil) continue;
+        if (c.units > 0) {
+          this.correct(c, c.bucket * c.bucketMs, -c.units);
+          c.units = 0;
+          c.multiple = Math.max(1, c.multiple / 2);
+        }
+        // Unused for a while: the next claim starts small again; later the counter is forgotten.
+        if (nowMs >= c.validUntil + CLAIM_TTL_MS) c.multiple = 1;
+        if (nowMs >= c.validUntil + COUNTER_IDLE_MS && !c.dirty && !c.claiming) {
+          c.dropped = true;
+          byKey.delete(c.key);
+        }
       }
-      // Kept one more period for its multiple, then forgotten.
-      if (nowMs >= c.validUntil + CLAIM_TTL_MS) forget();
     }
     void this.#writeCorrections(nowMs);
   }

@@ -1,6 +1,5 @@
 import { type Admission, admissionPlan, admitRequest } from "../admission/rate-limits.js";
 import { refillIfDue } from "../billing/refill.js";
-import { promptTokenBound } from "../billing/tokens.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
@@ -18,8 +17,8 @@ export function admit(deps: ProxyDeps, ctx: RequestContext): Admission | Promise
     {
       requestId: ctx.requestId,
       signal: req.exchange.signal,
-      promptBound: promptTokenBound(req.rawBody),
-      completionAllowance: deps.billing.completionAllowance(ctx.client.maxTokens(req.body)),
+      promptBound: ctx.promptBound,
+      completionAllowance: deps.billing.completionAllowance(ctx.maxTokens),
       promptTokens: ctx.local.promptTokens,
     },
     plan,

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Admission } from "../admission/rate-limits.js";
 import { ZERO_USAGE } from "../billing/price.js";
+import { promptTokenBound } from "../billing/tokens.js";
 import { SecretMask } from "../credentials/secret-mask.js";
 import { GatewayError, isGatewayError } from "../errors.js";
 import type { Reply } from "../exchange.js";
@@ -115,6 +116,8 @@ function requestContext(req: ProxyRequest): RequestContext {
       (req.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true,
     group: user?.group ?? key.group,
     local: localCount(req, client),
+    promptBound: promptTokenBound(req.rawBody),
+    maxTokens: client.maxTokens(req.body),
     mask: new SecretMask(),
     estimate: { tokens: 0, units: 0 },
     admission: null,

@@ -70,7 +70,7 @@ export async function reserve(deps: ProxyDeps, ctx: RequestContext): Promise<Res
         );
   }
   ctx.estimate = {
-    tokens: promptTokens + deps.billing.completionAllowance(ctx.client.maxTokens(req.body)),
+    tokens: promptTokens + deps.billing.completionAllowance(ctx.maxTokens),
     units: reserved.reservation.units,
   };
   return reserved.reservation;
@@ -114,8 +114,8 @@ async function reserveUnits(
   const { store, billing, holds } = deps;
   const { req, group, local } = ctx;
   const { key, user } = req.auth;
-  const maxTokens = ctx.client.maxTokens(req.body);
-  let promptTokens = promptTokenBound(req.rawBody);
+  const { maxTokens } = ctx;
+  let promptTokens = ctx.promptBound;
   const exact = async () => {
     promptTokens = await local.promptTokens();
     return billing.estimate(req.model, group, promptTokens, maxTokens);

@@ -74,6 +74,10 @@ export interface RequestContext {
   group: string;
   /** The request's usage counted locally, for when the upstream reports none. */
   local: LocalCount;
+  /** An upper bound of the prompt's tokens (`promptTokenBound`: its bytes, images priced). */
+  promptBound: number;
+  /** The client's completion limit (`max_tokens` ...), if it set one. */
+  maxTokens: number | undefined;
   /** The secrets of every credential this request tried: masked in whatever an upstream answers. */
   mask: SecretMask;
   /**
