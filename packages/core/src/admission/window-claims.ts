@@ -307,7 +307,9 @@ export class WindowClaims {
         const sameBucket = c.bucket === a.bucket && nowMs < c.validUntil;
         // Expired units go back to the bucket they were counted in.
         if (!sameBucket && c.units > 0) this.correct(c, c.bucket * c.bucketMs, -c.units);
-        // Used up within its life: the next claim takes more; otherwise less.
+        // Used up within its life: the next claim takes more. Left over when its bucket ended:
+        // as much again (the demand did not drop; the sweep halves it when units go back).
+        // Otherwise (a concurrent claim while units were left): less.
         const usedUp = c.at > 0 && c.units === 0;
         const w = result.windows[i]!;
         c.units = (sameBucket ? c.units : 0) + got;
@@ -316,7 +318,13 @@ export class WindowClaims {
         c.remaining = w.remaining;
         c.resetMs = w.resetMs;
         c.at = nowMs;
-        c.multiple = exact ? 1 : Math.min(MAX_MULTIPLE, usedUp ? c.multiple * 2 : 1);
+        c.multiple = exact
+          ? 1
+          : usedUp
+            ? Math.min(MAX_MULTIPLE, c.multiple * 2)
+            : sameBucket
+              ? 1
+              : c.multiple;
       });
       this.#start();
       return this.#take(hits, counters, nowMs);
