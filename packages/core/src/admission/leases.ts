@@ -38,12 +38,11 @@ const DONE: Promise<void> = Promise.resolve();
 /** Why a wait ended. */
 type Parked = "woken" | "timeout" | "aborted";
 
-/** One lease of the store: its id there, its pools, the asks' signature, when it was granted. */
+/** One lease of the store: its id there, its pools, the asks' signature, how long it may be reused. */
 export interface Lease {
   id: string;
   pools: string[];
   signature: string;
-  grantedAt: number;
   /** Until when it may be passed from request to request (then it goes back to the store). */
   reuseUntil: number;
   /** When it was parked (idle leases only). */
@@ -121,7 +120,6 @@ export class LeaseKeeper {
         id,
         pools: asks.map((a) => a.pool),
         signature,
-        grantedAt: nowMs,
         reuseUntil: nowMs + (roomy ? LEASE_REUSE_ROOMY_MS : LEASE_REUSE_MS),
         idleSince: 0,
       };
