@@ -107,19 +107,16 @@ export interface AdmissionPlan {
   queueMs: number;
   /** rpm, tpm and rpd hits of every subject; tpm's cost is set per request. */
   hits: LimitHit[];
-  /** Whether `hits` has a tpm hit. */
-  tokens: boolean;
   /** The fast path's handles (see {@link admitRequest}): the idle leases of the asks, ... */
   idle: IdlePool | null;
   /** ... this instance's counter of each hit, ... */
   counters: Counter[];
   /** ... each hit's cost for the request at hand (tpm's set per request; used synchronously), ... */
   costs: number[];
-  /** ... the indexes of the tpm hits, ... */
+  /** ... the indexes of the tpm hits (the `x-ratelimit-*-tokens` headers choose from them), ... */
   tpm: number[];
-  /** ... and of the hits the `x-ratelimit-*-requests` and `-tokens` headers choose from. */
+  /** ... and of the hits the `x-ratelimit-*-requests` headers choose from. */
   requestHeader: number[];
-  tokenHeader: number[];
 }
 
 const plans = new WeakMap<
@@ -205,13 +202,11 @@ function buildPlan(auth: AuthorizedKey, group: RateLimits | undefined): Admissio
     signature: leaseSignature(asks),
     queueMs,
     hits,
-    tokens: hits.some((h) => h.name === "tpm"),
     idle: null,
     counters: [],
     costs: hits.map((h) => h.cost),
     tpm: indexes(["tpm"]),
     requestHeader: rpm.length > 0 ? rpm : indexes(["rpd"]),
-    tokenHeader: indexes(["tpm"]),
   };
 }
 
@@ -322,7 +317,7 @@ const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** The hits of a request: the plan's, with tpm's cost set to `tokens`. */
 function hitsWith(plan: AdmissionPlan, tokens: number): LimitHit[] {
-  return plan.tokens
+  return plan.tpm.length > 0
     ? plan.hits.map((h) => (h.name === "tpm" ? { ...h, cost: tokens } : h))
     : plan.hits;
 }
@@ -364,7 +359,7 @@ export function admitRequest(
     plan,
     request.requestId,
     lease,
-    plan.tokens ? tokens : 0,
+    plan.tpm.length > 0 ? tokens : 0,
     nowMs,
     localHeaders(plan, nowMs),
   );
@@ -453,7 +448,7 @@ async function admitSlowly(
       plan,
       requestId,
       lease,
-      plan.tokens ? tokens : 0,
+      plan.tpm.length > 0 ? tokens : 0,
       nowMs,
       rateHeaders(hits, result.windows),
     );
@@ -543,7 +538,7 @@ function tightest(plan: AdmissionPlan, indexes: number[]): number {
 /** {@link rateHeaders} of a request admitted from this instance's claims, read off the counters. */
 function localHeaders(plan: AdmissionPlan, nowMs: number): Record<string, string> {
   const r = tightest(plan, plan.requestHeader);
-  const t = tightest(plan, plan.tokenHeader);
+  const t = tightest(plan, plan.tpm);
   if (r >= 0 && t >= 0) {
     const rc = plan.counters[r]!;
     const tc = plan.counters[t]!;
