@@ -13,6 +13,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { intText } from "../src/admission/rate-limits.js";
 import { CLAIM_SWEEP_MS } from "../src/admission/window-claims.js";
 import { createGateway, type Gateway, type GatewayEvents, memoryStore } from "../src/index.js";
 import { toNodeHandler } from "../src/node.js";
@@ -486,5 +487,14 @@ describe("what is not limited", () => {
     await gateway.keys.update(record.id, { limits: { rpm: 5 } });
     await expect(gateway.keys.update(record.id, { limits: { rpm: -1 } })).rejects.toThrow();
     expect((await gateway.keys.get(record.id))?.limits).toMatchObject({ rpm: 5 });
+  });
+});
+
+describe("header texts", () => {
+  it("intText writes every integer as String does, large ones included", () => {
+    const values = [0, 7, 999_999_999, 1_000_000_000, 1_000_000_001, 1_999_999_999_000];
+    values.push(999_999_876_543, 1e12, 1e15 + 42, Number.MAX_SAFE_INTEGER, 2 ** 60, 1.5e9 + 0.5);
+    for (let i = 0; i < 1_000; i++) values.push(Math.floor(Math.random() * 1e13));
+    for (const v of values) expect(intText(v)).toBe(String(v));
   });
 });

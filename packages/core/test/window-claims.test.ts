@@ -87,6 +87,28 @@ describe("WindowClaims", () => {
     expect(await counted(store, "rpm:busy", 1_000_000, t)).toBe(2_000);
   });
 
+  it("tops up in the background: a steady stream of requests is admitted locally, and nothing is lost", async () => {
+    const { store, calls } = counting(memoryStore());
+    const claims = new WindowClaims(store, new GatewayEmitter());
+    const t = Math.floor(Date.now() / 1000) * 1000 + 10;
+    let misses = 0;
+    for (let i = 0; i < 5_000; i++) {
+      let r = claims.tryLocal(hit("rpm:steady", 1_000_000_000), t);
+      if (!r) {
+        misses++;
+        r = await claims.hit(hit("rpm:steady", 1_000_000_000), t);
+      }
+      expect(r.ok).toBe(true);
+      // Other work between requests: a top-up's store call lands meanwhile.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // Only the first claims (one request's worth, then growing) make a request wait.
+    expect(misses).toBeLessThan(5);
+    expect(calls()).toBeLessThan(20);
+    await claims.close();
+    expect(await counted(store, "rpm:steady", 1_000_000_000, t)).toBe(5_000);
+  });
+
   it("uses claimed units only in the bucket they were counted in", async () => {
     const { store, calls } = counting(memoryStore());
     const claims = new WindowClaims(store, new GatewayEmitter());

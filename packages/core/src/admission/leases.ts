@@ -47,6 +47,8 @@ export interface Lease {
   reuseUntil: number;
   /** When it was parked (idle leases only). */
   idleSince: number;
+  /** Where it is parked when freed (its signature's; taken anew once `dropped`). */
+  pool: IdlePool;
 }
 
 /**
@@ -122,6 +124,7 @@ export class LeaseKeeper {
         signature,
         reuseUntil: nowMs + (roomy ? LEASE_REUSE_ROOMY_MS : LEASE_REUSE_MS),
         idleSince: 0,
+        pool: this.idlePool(signature),
       };
       this.#live.set(id, lease);
       this.#hold(leaseId, lease);
@@ -172,7 +175,8 @@ export class LeaseKeeper {
 
   #park(lease: Lease, nowMs: number): void {
     lease.idleSince = nowMs;
-    this.idlePool(lease.signature).leases.push(lease);
+    if (lease.pool.dropped) lease.pool = this.idlePool(lease.signature);
+    lease.pool.leases.push(lease);
     if (this.#queues.size > 0) this.#queues.get(lease.signature)?.[0]?.wake();
     if (!this.#idleTimer) this.#scheduleIdleSweep();
   }

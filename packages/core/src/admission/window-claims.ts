@@ -14,8 +14,16 @@ export const CLAIM_SWEEP_MS = 250;
 /** A counter unused this long (ms) after its last claim expired is forgotten. */
 const COUNTER_IDLE_MS = 60_000;
 const ignore = (): void => {};
-/** A claim ahead is at most this many requests' worth of units... */
-const MAX_MULTIPLE = 1024;
+/**
+ * A claim ahead is at most this many requests' worth of units (the size doubles while claims
+ * are used up, so a busy counter reaches the demand of a whole bucket in a few claims)...
+ */
+const MAX_MULTIPLE = 16_384;
+/**
+ * When the units held fall below this share of the last claim ahead, the next one is made in
+ * the background (one at a time), so that requests keep being admitted locally meanwhile.
+ */
+const TOP_UP_SHARE = 0.25;
 /** ... and at most this fraction of the limit. */
 const LIMIT_SHARE = 16;
 /**
@@ -48,6 +56,8 @@ export class Counter {
   at = 0;
   /** Requests' worth of units the next claim takes (grows while claims are used up, shrinks when they expire unused). */
   multiple = 1;
+  /** Below this many units the next claim ahead is made in the background (0: none; see {@link TOP_UP_SHARE}). */
+  lowWater = 0;
   /** A claim ahead in flight: concurrent requests wait for it rather than claim again. */
   claiming: Promise<unknown> | null = null;
   /** The correction not written yet for bucket `fixBucket` (hit at `fixAtMs`). */
@@ -105,8 +115,10 @@ export class Counter {
  *   moment would have counted it: the rolling window's bound is unchanged.
  * - A claim ahead is made only for a counter whose limit admits at least
  *   {@link MIN_REQUESTS_IN_LIMIT} such requests, while the store's count left at least half the
- *   limit free, and takes at most 1/{@link LIMIT_SHARE} of the limit (and at most
- *   {@link MAX_MULTIPLE} requests' worth). Otherwise a claim takes just the request's cost, so
+ *   limit free, and leaves this instance holding at most 1/{@link LIMIT_SHARE} of the limit
+ *   (and takes at most {@link MAX_MULTIPLE} requests' worth). A counter running low claims the
+ *   next units in the background ({@link TOP_UP_SHARE}), so that a busy instance's requests do
+ *   not wait for the store mid-bucket. Otherwise a claim takes just the request's cost, so
  *   near the limit (and always for small limits) a refusal is decided by the store exactly as a
  *   direct hit: 500 parallel requests on a 60-per-minute counter admit exactly 60.
  *
@@ -125,6 +137,9 @@ export class WindowClaims {
   /** Corrections of older buckets, pushed out of their counter by a newer one. */
   #older: { key: string; windowMs: number; atMs: number; delta: number }[] = [];
   #timer: ReturnType<typeof setInterval> | null = null;
+  /** Top-ups on their way (a flush waits for them, so that their units go back too). */
+  readonly #topUps = new Set<Promise<unknown>>();
+  #closing = false;
   #closed = false;
 
   constructor(store: Store, events: GatewayEmitter) {
@@ -176,15 +191,25 @@ export class WindowClaims {
   }
 
   /**
-   * Takes the units of a request from claims held here: `costs[i]` of `counters[i]` (each
-   * counter at most once), all or none. The admission stage's fast path: no allocation, no
-   * lookup. Returns whether it took them.
+   * Takes the units of a request from claims held here: `costs[i]` of `counters[i]` for
+   * `hits[i]` (each counter at most once), all or none. The admission stage's fast path: no
+   * allocation, no lookup. Returns whether it took them. A counter running low claims ahead
+   * again in the background ({@link TOP_UP_SHARE}).
    */
-  takeLocal(counters: readonly Counter[], costs: readonly number[], nowMs: number): boolean {
+  takeLocal(
+    hits: readonly WindowHit[],
+    counters: readonly Counter[],
+    costs: readonly number[],
+    nowMs: number,
+  ): boolean {
     for (let i = 0; i < counters.length; i++) {
       if (!counters[i]!.covers(costs[i]!, nowMs)) return false;
     }
-    for (let i = 0; i < counters.length; i++) counters[i]!.units -= costs[i]!;
+    for (let i = 0; i < counters.length; i++) {
+      const c = counters[i]!;
+      c.units -= costs[i]!;
+      if (c.units < c.lowWater && !c.claiming) this.#topUp(hits[i]!, c, costs[i]!, nowMs);
+    }
     return true;
   }
 
@@ -208,8 +233,33 @@ export class WindowClaims {
       for (let j = 0; j < i; j++) if (counters[j] === c) need += hits[j]!.cost;
       if (!c.covers(need, nowMs)) return null;
     }
-    for (let i = 0; i < hits.length; i++) counters[i]!.units -= hits[i]!.cost;
+    for (let i = 0; i < hits.length; i++) {
+      const c = counters[i]!;
+      c.units -= hits[i]!.cost;
+      if (c.units < c.lowWater && !c.claiming) this.#topUp(hits[i]!, c, hits[i]!.cost, nowMs);
+    }
     return { ok: true, windows: counters.map((c) => c.status(nowMs)) };
+  }
+
+  /**
+   * Claims ahead for counter `c` of `hit` (requests of `cost` units) in the background, while
+   * it still holds units for the next requests. Refused or failed: nothing happens (the
+   * requests then claim for themselves, as without a top-up).
+   */
+  #topUp(hit: WindowHit, c: Counter, cost: number, nowMs: number): void {
+    if (this.#closing) return;
+    c.lowWater = 0;
+    const claim = this.#claim(
+      [{ key: hit.key, windowMs: hit.windowMs, limit: hit.limit, cost }],
+      [c],
+      nowMs,
+      true,
+    )
+      .catch((error: unknown) =>
+        this.#events.emit("error", { where: "window claim", error: error as Error }),
+      )
+      .finally(() => this.#topUps.delete(claim));
+    this.#topUps.add(claim);
   }
 
   /**
@@ -244,6 +294,7 @@ export class WindowClaims {
 
   /** Gives back every unused claim and writes the queued corrections, now. */
   async flush(nowMs = Date.now()): Promise<void> {
+    while (this.#topUps.size > 0) await Promise.all(this.#topUps);
     for (const byKey of this.#counters.values()) {
       for (const c of byKey.values()) {
         if (c.units > 0) {
@@ -257,6 +308,7 @@ export class WindowClaims {
 
   /** Stops the sweep and gives everything back. */
   async close(): Promise<void> {
+    this.#closing = true;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     await this.flush();
@@ -272,28 +324,36 @@ export class WindowClaims {
     hits: WindowHit[],
     counters: Counter[],
     nowMs: number,
+    topUp = false,
   ): Promise<WindowResult | null> {
     const asks = hits.map((hit, i) => {
       const c = counters[i]!;
       const bucket = Math.floor(nowMs / c.bucketMs);
       const usable = nowMs < c.validUntil && c.bucket === bucket ? c.units : 0;
       const short = Math.max(0, hit.cost - usable);
+      // Only a counter that cannot cover the request (or is topped up) claims ahead.
+      const needs = topUp || short > 0;
       const roomy =
+        needs &&
         hit.cost > 0 &&
         hit.limit >= hit.cost * MIN_REQUESTS_IN_LIMIT &&
         c.at > 0 &&
         c.remaining >= hit.limit * FREE_SHARE;
+      // Held here at most: 1/LIMIT_SHARE of the limit, the units left included.
       const ahead = roomy
-        ? Math.min(hit.cost * c.multiple, Math.floor(hit.limit / LIMIT_SHARE))
+        ? Math.min(hit.cost * c.multiple, Math.floor(hit.limit / LIMIT_SHARE) - usable)
         : short;
-      return { hit, c, bucket, short, ahead: Math.max(short, ahead) };
+      return { hit, c, bucket, short, roomy, ahead: Math.max(short, ahead) };
     });
     const claimHits = (exact: boolean): WindowHit[] =>
       asks.map((a) => ({ ...a.hit, cost: exact ? a.short : a.ahead }));
     const ahead = asks.some((a) => a.ahead > a.short);
+    // A top-up is worth it only ahead of the requests; else they claim for themselves.
+    if (topUp && !ahead) return null;
     const run = (async (): Promise<WindowResult | null> => {
       let result = await this.#store.hitWindows(claimHits(false), nowMs);
       let exact = false;
+      if (topUp && !result.ok) return null;
       if (!result.ok && ahead) {
         exact = true;
         result = await this.#store.hitWindows(claimHits(true), nowMs);
@@ -304,33 +364,28 @@ export class WindowClaims {
       asks.forEach((a, i) => {
         const { c } = a;
         const got = exact ? a.short : a.ahead;
-        const sameBucket = c.bucket === a.bucket && nowMs < c.validUntil;
-        // Expired units go back to the bucket they were counted in.
-        if (!sameBucket && c.units > 0) this.correct(c, c.bucket * c.bucketMs, -c.units);
-        // Used up within its life: the next claim takes more. Left over when its bucket ended:
-        // as much again (the demand did not drop; the sweep halves it when units go back).
-        // Otherwise (a concurrent claim while units were left): less.
-        const usedUp = c.at > 0 && c.units === 0;
         const w = result.windows[i]!;
-        c.units = (sameBucket ? c.units : 0) + got;
-        c.bucket = a.bucket;
-        c.validUntil = Math.min((a.bucket + 1) * c.bucketMs, nowMs + CLAIM_TTL_MS);
         c.remaining = w.remaining;
         c.resetMs = w.resetMs;
         c.at = nowMs;
-        c.multiple = exact
-          ? 1
-          : usedUp
-            ? Math.min(MAX_MULTIPLE, c.multiple * 2)
-            : sameBucket
-              ? 1
-              : c.multiple;
+        if (got === 0) return;
+        const sameBucket = c.bucket === a.bucket && nowMs < c.validUntil;
+        // Expired units go back to the bucket they were counted in.
+        if (!sameBucket && c.units > 0) this.correct(c, c.bucket * c.bucketMs, -c.units);
+        c.units = (sameBucket ? c.units : 0) + got;
+        c.bucket = a.bucket;
+        c.validUntil = Math.min((a.bucket + 1) * c.bucketMs, nowMs + CLAIM_TTL_MS);
+        // Used up (or running low) within its life: the next claim takes more. Left over when
+        // its bucket ended: as much again (the demand did not drop; the sweep halves it when
+        // units go back). Near the limit: one request's worth, and no top-up.
+        c.multiple = exact ? 1 : sameBucket ? Math.min(MAX_MULTIPLE, c.multiple * 2) : c.multiple;
+        c.lowWater = !exact && a.roomy ? got * TOP_UP_SHARE : 0;
       });
       this.#start();
-      return this.#take(hits, counters, nowMs);
+      return topUp ? null : this.#take(hits, counters, nowMs);
     })();
     if (!ahead) return run;
-    for (const a of asks) a.c.claiming ??= run;
+    for (const a of asks) if (a.ahead > a.short) a.c.claiming ??= run;
     try {
       return await run;
     } finally {

@@ -20,6 +20,7 @@ export function admit(deps: ProxyDeps, ctx: RequestContext): Admission | Promise
       promptBound: ctx.promptBound,
       completionAllowance: deps.billing.completionAllowance(ctx.maxTokens),
       promptTokens: ctx.local.promptTokens,
+      nowMs: ctx.started,
     },
     plan,
   );

@@ -33,7 +33,8 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
       logRequest(deps, req, { requestId, status, usage, credential, error, started, responseBody });
     }
     deps.holds.release(key.id, reservation.units);
-    ctx.admission?.finish(usage.totalTokens);
+    const endedAt = Date.now();
+    ctx.admission?.finish(usage.totalTokens, endedAt);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
     void ctx.credentialGate?.settle(credential?.id ?? null, usage.totalTokens, cost);
     deps.usage.push({
@@ -53,7 +54,7 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
         success: status < 400 && error === null,
         ...usage,
         quota: cost,
-        durationMs: Date.now() - started,
+        durationMs: endedAt - started,
         error,
       },
     });
