@@ -42,7 +42,9 @@ describe("runtime settings table", () => {
     expect(settings.get("request-retry")).toBe(3);
     // @ts-expect-error an undeclared name is a type error (`raw` reads it)
     expect(settings.get("no-such-setting")).toBeUndefined();
-    await settings.set({
+    // Odd values as stored by older versions or a hand-edited store file (the service itself
+    // refuses them: see below).
+    await store.settings.set({
       "request-retry": "7",
       "max-retry-interval": "soon",
       debug: "yes",
@@ -53,6 +55,7 @@ describe("runtime settings table", () => {
       "routing-strategy": "lru",
       custom: { a: 1 },
     });
+    await settings.load();
     expect(settings.get("request-retry")).toBe(7);
     expect(settings.get("max-retry-interval")).toBe(0);
     expect(settings.get("debug")).toBe(false);
@@ -64,6 +67,31 @@ describe("runtime settings table", () => {
     expect(settings.raw("request-retry")).toBe("7");
     expect(settings.raw("custom")).toEqual({ a: 1 });
     expect(settings.get("remote-management")).toEqual({});
+  });
+
+  it("refuses a write with a bad value of a declared setting, writing nothing, without echoing it", async () => {
+    const store = memoryStore();
+    const settings = new SettingsService(store, new GatewayEmitter(), {});
+    await settings.set({ "request-retry": 5, custom: "anything" });
+    for (const bad of [
+      { "request-retry": "7" },
+      { "request-retry": 101 },
+      { debug: "yes" },
+      { "proxy-url": "ftp://user:hunter2-secret@proxy" },
+      { "group-limits": [] },
+    ]) {
+      const write = settings.set({ "max-retry-interval": 9, ...bad });
+      await expect(write).rejects.toMatchObject({ code: "INVALID_REQUEST" });
+      await expect(write).rejects.toThrow(`setting ${Object.keys(bad)[0]}`);
+      await expect(write).rejects.not.toThrow("hunter2");
+    }
+    // Nothing of a refused write was stored, nor cached.
+    expect(await store.settings.get("max-retry-interval")).toBeUndefined();
+    expect(settings.get("max-retry-interval")).toBe(RUNTIME_SETTINGS["max-retry-interval"].default);
+    expect(settings.get("request-retry")).toBe(5);
+    // null (a reset to the default by readers) and undeclared names are written as they are.
+    await settings.set({ "proxy-url": null, custom: { b: 2 } });
+    expect(settings.raw("custom")).toEqual({ b: 2 });
   });
 
   it("validates writes by type and range", () => {

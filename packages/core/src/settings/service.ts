@@ -1,6 +1,14 @@
+import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Store } from "../store/types.js";
-import { DEFAULT_SETTINGS, readSetting, type SettingName, type SettingValue } from "./table.js";
+import {
+  acceptsSetting,
+  DEFAULT_SETTINGS,
+  RUNTIME_SETTINGS,
+  readSetting,
+  type SettingName,
+  type SettingValue,
+} from "./table.js";
 
 /**
  * Runtime settings: read synchronously from a cache kept in step with the store (including
@@ -53,8 +61,23 @@ export class SettingsService {
     return structuredClone({ ...this.#defaults, ...Object.fromEntries(this.#values) });
   }
 
-  /** Writes settings through the store (one atomic write) and updates the cache. */
+  /**
+   * Writes settings through the store (one atomic write) and updates the cache. A value of a
+   * declared runtime setting must have its type and pass its validation (`null` is written as
+   * it is): otherwise nothing is written and an `INVALID_REQUEST` error names the setting.
+   */
   async set(values: Record<string, unknown>): Promise<void> {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === null || !Object.hasOwn(RUNTIME_SETTINGS, name)) continue;
+      if (!acceptsSetting(name as SettingName, value)) {
+        const { type } = RUNTIME_SETTINGS[name as SettingName];
+        throw new GatewayError(
+          "INVALID_REQUEST",
+          // The value is not echoed: it may hold a secret (a proxy URL with a password).
+          `Invalid value for the setting ${name}: expected ${type === "integer" ? "an integer" : `a ${type}`}${RUNTIME_SETTINGS[name as SettingName].validate ? " within its allowed values" : ""}.`,
+        );
+      }
+    }
     await this.#store.settings.set(values);
     for (const [k, v] of Object.entries(values)) this.#values.set(k, structuredClone(v));
   }
