@@ -1,6 +1,14 @@
 import { errorFromBody, TokenpoolError } from "./error.js";
 import { type Auth, parseBody, type Transport } from "./http.js";
 import { parseSse } from "./sse.js";
+import type {
+  BillingSubscriptionResponse,
+  BillingUsageResponse,
+  KeyInfoData,
+  KeyInfoResponse,
+  TokenUsageData,
+  TokenUsageResponse,
+} from "./wire.js";
 
 /** A JSON object of a provider's API (request, response or stream chunk). */
 export type ProviderJson = Record<string, any>;
@@ -53,6 +61,17 @@ export interface ProxyApi {
   countTokens<T = ProviderJson>(body: ProviderJson, options?: ProxyCallOptions): Promise<T>;
   /** `GET /v1/models` (OpenAI's list: `{ object: "list", data: [{ id, ... }] }`). */
   models<T = ProviderJson>(options?: ProxyCallOptions): Promise<T>;
+  /**
+   * `GET /api/usage/token` (new-api): the key's own balance in quota units, the `data` of
+   * `{ code: true, message: "ok", data }`. An expired or exhausted key may still read it.
+   */
+  tokenUsage(options?: ProxyCallOptions): Promise<TokenUsageData>;
+  /** `GET /v1/dashboard/billing/subscription` (one-api/new-api): the key's grant in USD. */
+  billingSubscription(options?: ProxyCallOptions): Promise<BillingSubscriptionResponse>;
+  /** `GET /v1/dashboard/billing/usage`: what the key used, in US cents. */
+  billingUsage(options?: ProxyCallOptions): Promise<BillingUsageResponse>;
+  /** `GET /v1/key` (OpenRouter's shape): limit, balance, usage, rate limits and next refill. */
+  keyInfo(options?: ProxyCallOptions): Promise<KeyInfoData>;
 }
 
 /** The version header Anthropic's API requires. */
@@ -161,5 +180,18 @@ export function proxyApi(t: Transport, apiKey: string): ProxyApi {
         signal: o?.signal,
       }),
     models: (o) => t.request("GET", "v1/models", { auth: openai, signal: o?.signal }),
+    tokenUsage: async (o) =>
+      (
+        await t.request<TokenUsageResponse>("GET", "api/usage/token", {
+          auth: openai,
+          signal: o?.signal,
+        })
+      ).data,
+    billingSubscription: (o) =>
+      t.request("GET", "v1/dashboard/billing/subscription", { auth: openai, signal: o?.signal }),
+    billingUsage: (o) =>
+      t.request("GET", "v1/dashboard/billing/usage", { auth: openai, signal: o?.signal }),
+    keyInfo: async (o) =>
+      (await t.request<KeyInfoResponse>("GET", "v1/key", { auth: openai, signal: o?.signal })).data,
   };
 }

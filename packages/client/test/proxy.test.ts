@@ -67,6 +67,28 @@ describe("OpenAI format", () => {
     expect(r.object).toBe("list");
   });
 
+  it("reads the key's own balance in new-api's, OpenAI's and OpenRouter's shapes", async () => {
+    const t = await client.tokens.create({ name: "balance", remain_quota: 1_500_000 });
+    const own = client.proxy(t.key);
+    expect(await own.tokenUsage()).toMatchObject({
+      object: "token_usage",
+      name: "balance",
+      total_granted: 1_500_000,
+      total_available: 1_500_000,
+      total_used: 0,
+    });
+    expect(await own.billingSubscription()).toMatchObject({
+      object: "billing_subscription",
+      hard_limit_usd: 3,
+      access_until: 0,
+    });
+    expect(await own.billingUsage()).toEqual({ object: "list", total_usage: 0 });
+    expect(await own.keyInfo()).toMatchObject({ label: "balance", limit: 3, limit_remaining: 3 });
+    await expect(client.proxy("sk-unknown-000000000000").keyInfo()).rejects.toMatchObject({
+      status: 401,
+    });
+  });
+
   it("a refused key is a TokenpoolError with the OpenAI error's code", async () => {
     const bad = client.proxy("sk-not-a-key-0000000000000000");
     const e = await bad.chat({ model: MODEL, messages }).catch((x: unknown) => x);

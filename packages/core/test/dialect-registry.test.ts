@@ -27,6 +27,7 @@ describe("dialect registry", () => {
       "new-api",
       "antigravity",
       "cliproxy",
+      "openrouter",
       "openai",
       "anthropic",
       "gemini",

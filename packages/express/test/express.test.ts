@@ -92,6 +92,23 @@ describe("tokenpoolRouter with a real gateway", () => {
     expect(await (await fetch(`${base}/health`)).json()).toEqual({ ok: true });
   });
 
+  it("serves a key's own balance through the mount: /v1/dashboard/billing, /v1/key, /api/usage/token", async () => {
+    const base = await listen(app());
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/llm/v1`, maxRetries: 0 });
+    expect(await client.get("/dashboard/billing/subscription")).toMatchObject({
+      object: "billing_subscription",
+      hard_limit_usd: 100_000_000,
+    });
+    expect(await client.get("/key")).toMatchObject({ data: { label: "express", limit: null } });
+    const usage = await fetch(`${base}/llm/api/usage/token`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    expect(await usage.json()).toMatchObject({
+      code: true,
+      data: { object: "token_usage", name: "express", unlimited_quota: true },
+    });
+  });
+
   it("streams with the openai client", async () => {
     const base = await listen(app());
     const client = new OpenAI({ apiKey: key, baseURL: `${base}/llm/v1`, maxRetries: 0 });

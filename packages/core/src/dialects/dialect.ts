@@ -69,7 +69,10 @@ export interface DialectContext {
  * ```
  */
 export interface Dialect {
-  /** The dialect's one name: `openai`, `anthropic`, `gemini`, `new-api`, `cliproxy`, `antigravity`. */
+  /**
+   * The dialect's one name: `openai`, `anthropic`, `gemini`, `new-api`, `cliproxy`,
+   * `antigravity`, `openrouter`.
+   */
   readonly name: string;
   /**
    * The path prefixes whose 404s and 405s this dialect renders; the longest matching prefix

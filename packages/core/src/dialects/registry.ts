@@ -12,6 +12,7 @@ import type { Dialect, DialectContext } from "./dialect.js";
 import { geminiDialect } from "./gemini/index.js";
 import { newApiDialect } from "./new-api/index.js";
 import { openaiDialect } from "./openai/index.js";
+import { openrouterDialect } from "./openrouter/index.js";
 
 /**
  * The built-in dialects, in the order their routes are added (the order decides between
@@ -21,6 +22,7 @@ export const BUILTIN_DIALECTS: readonly Dialect[] = [
   newApiDialect,
   antigravityDialect,
   cliproxyDialect,
+  openrouterDialect,
   openaiDialect,
   anthropicDialect,
   geminiDialect,

@@ -32,6 +32,14 @@ export type {
   AntigravityTokenView,
 } from "./antigravity/routes.js";
 export type {
+  BillingSubscriptionResponse,
+  BillingUsageResponse,
+  KeyInfoData,
+  KeyInfoResponse,
+  TokenUsageData,
+  TokenUsageResponse,
+} from "./balance.js";
+export type {
   AuthFileContent,
   AuthFileDeleteAllResponse,
   AuthFileInfo,

@@ -383,6 +383,48 @@ export class KeyService {
     return { key, user };
   }
 
+  /**
+   * Checks a presented key for reading its own balance (new-api's `TokenAuthReadOnly`): it
+   * exists, is not disabled, allows the client address, and its owner exists and is enabled. An
+   * expired or exhausted key passes, so that its holder can still see why it stopped. The key is
+   * read from the store, not the authorisation cache, with a due refill applied first (as
+   * {@link get} does), so the balance is the current period's.
+   * Throws a {@link GatewayError} naming the first failed check.
+   */
+  async authorizeReader(plain: string | undefined, ctx: AuthorizeContext): Promise<AuthorizedKey> {
+    if (!plain) {
+      throw new GatewayError(
+        "MISSING_API_KEY",
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+      );
+    }
+    const key = await this.findByPlain(plain);
+    if (!key) {
+      throw new GatewayError(
+        "INVALID_API_KEY",
+        `Incorrect API key provided: ${maskSecret(plain)}.`,
+      );
+    }
+    if (key.status === KeyStatus.Disabled)
+      throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
+    if (key.allowIps.length > 0 && !this.#allowList(key).allows(ctx.ip)) {
+      throw new GatewayError(
+        "IP_NOT_ALLOWED",
+        `Requests from ${ctx.ip || "this address"} are not allowed for this API key.`,
+      );
+    }
+    let user: UserView | null = null;
+    if (key.userId !== null) {
+      const stored = await this.#store.users.get(key.userId);
+      if (!stored)
+        throw new GatewayError("KEY_OWNER_MISSING", "The owner of this API key no longer exists.");
+      user = userView(stored, this.#timeZone(), Date.now());
+      if (user.status !== 1)
+        throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
+    }
+    return { key, user };
+  }
+
   /** Throws MODEL_NOT_ALLOWED when the key's model limits exclude `model`. */
   checkModel(key: Pick<ApiKeyView, "modelLimitsEnabled" | "modelLimits">, model: string): void {
     if (key.modelLimitsEnabled && !key.modelLimits.includes(model)) {

@@ -1,11 +1,13 @@
 /**
- * The new-api dialect: new-api's token API (`/api/token/`) and user administration
- * (`/api/user/`), with its `{ success, message, data }` envelope.
+ * The new-api dialect: new-api's token API (`/api/token/`), user administration
+ * (`/api/user/`) and a key's own usage (`/api/usage/token`), with its `{ success, message, data }`
+ * envelope.
  *
  * @module
  */
 import { type Dialect, plainDialect } from "../dialect.js";
 import { newApiError, tokenRoutes } from "./tokens.js";
+import { usageRoutes } from "./usage.js";
 import { userRoutes } from "./users.js";
 
 /** The new-api dialect. */
@@ -19,7 +21,11 @@ export const newApiDialect: Dialect = plainDialect({
       gate: context.gate,
       maxBodyBytes: context.options.maxBodyBytes,
     };
-    return [...tokenRoutes(deps), ...userRoutes(deps)];
+    return [
+      ...tokenRoutes(deps),
+      ...userRoutes(deps),
+      ...usageRoutes({ keys: context.keys, clientIp: context.proxy.clientIp }),
+    ];
   },
   renderError: newApiError,
 });

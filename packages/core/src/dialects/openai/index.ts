@@ -1,7 +1,8 @@
 /**
  * The openai dialect: OpenAI's API (`/v1/chat/completions`, `/v1/completions`,
- * `/v1/embeddings`, `/v1/responses`, `/v1/models`), errors as OpenAI's error object. It also
- * renders the 404s and 405s of every path no other dialect claims (`/*`).
+ * `/v1/embeddings`, `/v1/responses`, `/v1/models`) and one-api's `/v1/dashboard/billing/*`,
+ * errors as OpenAI's error object. It also renders the 404s and 405s of every path no other
+ * dialect claims (`/*`).
  *
  * @module
  */

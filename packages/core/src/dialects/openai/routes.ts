@@ -4,6 +4,7 @@ import type { Route } from "../../http/router.js";
 import { authorizeClient } from "../../proxy/authorize.js";
 import { proxyRequest } from "../../proxy/index.js";
 import { checkStreamFlag, type ProxyDialectDeps, readProxyBody } from "../proxy-common.js";
+import { billingRoutes } from "./billing.js";
 
 /** OpenAI's error `type` for each of our codes. */
 function errorType(e: GatewayError): string {
@@ -113,10 +114,14 @@ function fromAnthropicClient(ex: Exchange): boolean {
   return header(ex.headers, "anthropic-version") !== undefined;
 }
 
-/** The OpenAI-format proxy routes (and `GET /v1/models` in OpenAI's or Anthropic's shape). */
+/**
+ * The OpenAI-format proxy routes, `GET /v1/models` in OpenAI's or Anthropic's shape, and the
+ * key's own balance at `/v1/dashboard/billing/*`.
+ */
 export function openaiRoutes(deps: OpenAIDialectDeps): Route[] {
   return [
     ...ROUTES.map((r) => proxyRoute(deps, r)),
+    ...billingRoutes(deps),
     {
       method: "GET",
       path: "/v1/models",
