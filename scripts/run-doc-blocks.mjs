@@ -97,7 +97,16 @@ function packageLinks() {
     const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
     if (dir.includes("/packages/")) links.set(pkg.name, dir);
   }
-  for (const name of ["express", "fastify", "next", "openai", "@anthropic-ai/sdk", "ioredis"]) {
+  for (const name of [
+    "express",
+    "fastify",
+    "next",
+    "openai",
+    "@anthropic-ai/sdk",
+    "ioredis",
+    "@opentelemetry/api",
+    "@opentelemetry/sdk-trace-base",
+  ]) {
     for (const dir of dirs) {
       const candidate = join(dir, "node_modules", name);
       if (!links.has(name) && existsSync(candidate)) links.set(name, realpathSync(candidate));

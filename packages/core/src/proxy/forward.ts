@@ -20,6 +20,7 @@ import {
 } from "./plan.js";
 import type { Settle } from "./settle.js";
 import { sleep } from "./sleep.js";
+import { endAttemptSpan, startAttemptSpan } from "./tracing.js";
 import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
 
 /** What the forward stage ends with. */
@@ -137,6 +138,7 @@ export async function forward(
         continue;
       }
       let sends = 0;
+      const span = startAttemptSpan(ctx.span, ctx, pick.credential, upstreamModel, picked);
       const out = await sendWith(deps, req, pick.credential, model, mask, (c) =>
         // An OAuth credential may have been refreshed before the send: plan with its new token.
         sends++ === 0 && c.kind === "api-key"
@@ -144,11 +146,13 @@ export async function forward(
           : (planCall(deps, ctx, c, upstreamModel, model, translations) ?? plan),
       );
       if (out.aborted) {
+        endAttemptSpan(span, 0, "aborted");
         settle(ZERO_USAGE, 499, out.credential, "client closed the request");
         throw new GatewayError("INVALID_REQUEST", "client closed the request", { status: 499 });
       }
       const { credential } = out;
       if (out.failure) {
+        endAttemptSpan(span, 0, "unreachable");
         void ctx.credentialGate?.failed(credential.id);
         quotaOnly = false;
         // Our own error body (connection failed, refresh failed): OpenAI-shaped.
@@ -158,6 +162,7 @@ export async function forward(
       const res = out.res;
 
       if (res.statusCode >= 400) {
+        endAttemptSpan(span, res.statusCode, String(res.statusCode));
         const text = redactSecrets(mask.text(await res.body.text()));
         if (retriable(res.statusCode)) {
           if (res.statusCode !== 429) quotaOnly = false;
@@ -184,6 +189,7 @@ export async function forward(
         // breaks before it fails over like one that never answered.
         const primed = await primeStream(res.body);
         if (!primed.ok) {
+          endAttemptSpan(span, res.statusCode, "stream_failed");
           if (req.exchange.signal.aborted) {
             settle(ZERO_USAGE, 499, credential, "client closed the request");
             throw new GatewayError("INVALID_REQUEST", "client closed the request", {
@@ -204,6 +210,7 @@ export async function forward(
         }
         body = primed.stream;
       }
+      endAttemptSpan(span, res.statusCode, null);
       pool.reportSuccess(credential.id, model);
       return { ok: true, credential, plan, res, body };
     }

@@ -13,6 +13,7 @@ import { localCount } from "./count.js";
 import { forward } from "./forward.js";
 import { reserve } from "./reserve.js";
 import { type Settle, settlement } from "./settle.js";
+import { endRequestSpan, startRequestSpan } from "./tracing.js";
 import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
 
 export { type AuthorizeDeps, authorizeClient, LocalhostKey } from "./authorize.js";
@@ -41,8 +42,15 @@ export type { ProxyDeps, ProxyRequest } from "./types.js";
  */
 export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<Reply> {
   const ctx = requestContext(req);
-  const admitting = admit(deps, ctx);
-  const admission = admitting instanceof Promise ? await admitting : admitting;
+  ctx.span = startRequestSpan(ctx);
+  let admission: Admission | null;
+  try {
+    const admitting = admit(deps, ctx);
+    admission = admitting instanceof Promise ? await admitting : admitting;
+  } catch (error) {
+    spanFailed(ctx, error);
+    throw error;
+  }
   ctx.admission = admission;
   let reservation: Reservation;
   try {
@@ -51,6 +59,7 @@ export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<
     reservation = await reserve(deps, ctx);
   } catch (error) {
     admission?.finish(0);
+    spanFailed(ctx, error);
     throw withHeaders(error, admission);
   }
   const settle = settlement(deps, ctx, reservation);
@@ -89,6 +98,13 @@ async function answer(deps: ProxyDeps, ctx: RequestContext, settle: Settle): Pro
   );
 }
 
+/** Ends the request's span for a request refused before it was forwarded (no usage, no settle). */
+function spanFailed(ctx: RequestContext, error: unknown): void {
+  if (!ctx.span) return;
+  const status = isGatewayError(error) ? error.status : 500;
+  endRequestSpan(ctx.span, status, null, 0, isGatewayError(error) ? error.code : "INTERNAL");
+}
+
 /**
  * A gateway error of a request with rate limits, carrying the `x-ratelimit-*` headers too (every
  * answer of a limited key has them); anything else as it is.
@@ -121,5 +137,6 @@ function requestContext(req: ProxyRequest): RequestContext {
     mask: new SecretMask(),
     estimate: { tokens: 0, units: 0 },
     admission: null,
+    span: null,
   };
 }

@@ -1,6 +1,7 @@
 import type { TokenUsage } from "../billing/price.js";
 import type { CredentialRecord, Reservation } from "../store/types.js";
 import { redactSecrets } from "../util/secrets.js";
+import { endRequestSpan } from "./tracing.js";
 import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
 
 /**
@@ -37,6 +38,7 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
     ctx.admission?.finish(usage.totalTokens, endedAt);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
     void ctx.credentialGate?.settle(credential?.id ?? null, usage.totalTokens, cost);
+    if (ctx.span) endRequestSpan(ctx.span, status, usage, cost, error === null ? null : "failed");
     deps.usage.push({
       reservation,
       actualUnits: cost,

@@ -1,3 +1,4 @@
+import type { Span } from "@opentelemetry/api";
 import type { CredentialGate } from "../admission/credential-limits.js";
 import type { LeaseKeeper } from "../admission/leases.js";
 import type { Admission } from "../admission/rate-limits.js";
@@ -88,6 +89,8 @@ export interface RequestContext {
   estimate: { tokens: number; units: number };
   /** What the admission stage admitted (leases, tpm hits, headers); null when nothing limits the request. */
   admission: Admission | null;
+  /** The request's trace span; null when no OpenTelemetry SDK records it (`tracing.ts`). */
+  span: Span | null;
   /**
    * The limits of the upstream credentials this request picked: created by the forward stage
    * when a picked credential has limits (absent otherwise), settled by the settle stage.
