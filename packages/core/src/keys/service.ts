@@ -341,23 +341,10 @@ export class KeyService {
    * Throws a {@link GatewayError} naming the first failed check.
    */
   async authorize(plain: string | undefined, ctx: AuthorizeContext): Promise<AuthorizedKey> {
-    if (!plain) {
-      throw new GatewayError(
-        "MISSING_API_KEY",
-        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-      );
-    }
     const nowMs = Date.now();
-    const key = await this.#cachedKey(plain, nowMs);
-    if (!key) {
-      throw new GatewayError(
-        "INVALID_API_KEY",
-        `Incorrect API key provided: ${maskSecret(plain)}.`,
-      );
-    }
+    const key = requireKey(plain, await this.#cachedKey(presented(plain), nowMs));
     const now = ctx.nowSeconds ?? Math.floor(nowMs / 1000);
-    if (key.status === KeyStatus.Disabled)
-      throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
+    if (key.status === KeyStatus.Disabled) throw keyDisabled();
     if (key.status === KeyStatus.Expired || (key.expiredTime !== -1 && key.expiredTime <= now)) {
       throw new GatewayError("KEY_EXPIRED", "This API key has expired.");
     }
@@ -365,21 +352,9 @@ export class KeyService {
     if (key.status === KeyStatus.Exhausted) {
       throw new GatewayError("KEY_EXHAUSTED", "This API key has used up its quota.");
     }
-    if (key.allowIps.length > 0 && !this.#allowList(key).allows(ctx.ip)) {
-      throw new GatewayError(
-        "IP_NOT_ALLOWED",
-        `Requests from ${ctx.ip || "this address"} are not allowed for this API key.`,
-      );
-    }
+    this.#checkAddress(key, ctx.ip);
     if (ctx.model !== undefined) this.checkModel(key, ctx.model);
-    let user: UserView | null = null;
-    if (key.userId !== null) {
-      user = await this.#cachedUser(key.userId, nowMs);
-      if (!user)
-        throw new GatewayError("KEY_OWNER_MISSING", "The owner of this API key no longer exists.");
-      if (user.status !== 1)
-        throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
-    }
+    const user = key.userId === null ? null : checkOwner(await this.#cachedUser(key.userId, nowMs));
     return { key, user };
   }
 
@@ -389,40 +364,28 @@ export class KeyService {
    * expired or exhausted key passes, so that its holder can still see why it stopped. The key is
    * read from the store, not the authorisation cache, with a due refill applied first (as
    * {@link get} does), so the balance is the current period's.
-   * Throws a {@link GatewayError} naming the first failed check.
+   * Throws a {@link GatewayError} naming the first failed check, as {@link authorize} does.
    */
   async authorizeReader(plain: string | undefined, ctx: AuthorizeContext): Promise<AuthorizedKey> {
-    if (!plain) {
-      throw new GatewayError(
-        "MISSING_API_KEY",
-        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-      );
-    }
-    const key = await this.findByPlain(plain);
-    if (!key) {
-      throw new GatewayError(
-        "INVALID_API_KEY",
-        `Incorrect API key provided: ${maskSecret(plain)}.`,
-      );
-    }
-    if (key.status === KeyStatus.Disabled)
-      throw new GatewayError("KEY_DISABLED", "This API key has been disabled.");
-    if (key.allowIps.length > 0 && !this.#allowList(key).allows(ctx.ip)) {
-      throw new GatewayError(
-        "IP_NOT_ALLOWED",
-        `Requests from ${ctx.ip || "this address"} are not allowed for this API key.`,
-      );
-    }
+    const key = requireKey(plain, await this.findByPlain(presented(plain)));
+    if (key.status === KeyStatus.Disabled) throw keyDisabled();
+    this.#checkAddress(key, ctx.ip);
     let user: UserView | null = null;
     if (key.userId !== null) {
       const stored = await this.#store.users.get(key.userId);
-      if (!stored)
-        throw new GatewayError("KEY_OWNER_MISSING", "The owner of this API key no longer exists.");
-      user = userView(stored, this.#timeZone(), Date.now());
-      if (user.status !== 1)
-        throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
+      user = checkOwner(stored && userView(stored, this.#timeZone(), Date.now()));
     }
     return { key, user };
+  }
+
+  /** Throws IP_NOT_ALLOWED when the key has an allowlist that excludes `ip`. */
+  #checkAddress(key: ApiKeyView, ip: string): void {
+    if (key.allowIps.length > 0 && !this.#allowList(key).allows(ip)) {
+      throw new GatewayError(
+        "IP_NOT_ALLOWED",
+        `Requests from ${ip || "this address"} are not allowed for this API key.`,
+      );
+    }
   }
 
   /** Throws MODEL_NOT_ALLOWED when the key's model limits exclude `model`. */
@@ -475,4 +438,37 @@ export class KeyService {
       throw bad("quotaPeriod must be a non-negative integer (ms)");
     return k;
   }
+}
+
+/** The presented key text; MISSING_API_KEY when there is none. */
+function presented(plain: string | undefined): string {
+  if (!plain) {
+    throw new GatewayError(
+      "MISSING_API_KEY",
+      "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+    );
+  }
+  return plain;
+}
+
+/** The key found for `plain`; INVALID_API_KEY (the text masked) when none was. */
+function requireKey(plain: string | undefined, key: ApiKeyView | null): ApiKeyView {
+  if (!key) {
+    throw new GatewayError(
+      "INVALID_API_KEY",
+      `Incorrect API key provided: ${maskSecret(plain ?? "")}.`,
+    );
+  }
+  return key;
+}
+
+const keyDisabled = () => new GatewayError("KEY_DISABLED", "This API key has been disabled.");
+
+/** A key's owner, checked: it exists and is enabled. */
+function checkOwner(user: UserView | null): UserView {
+  if (!user)
+    throw new GatewayError("KEY_OWNER_MISSING", "The owner of this API key no longer exists.");
+  if (user.status !== 1)
+    throw new GatewayError("USER_DISABLED", "The owner of this API key is disabled.");
+  return user;
 }
