@@ -25,11 +25,13 @@ import type {
   UsageCollection,
   UsageRecord,
   UsageRollup,
+  UsageStat,
   UserCollection,
   UserRecord,
 } from "./types.js";
 import {
   addToRollup,
+  addToStat,
   assertRefill,
   assertUnits,
   changeable,
@@ -40,6 +42,7 @@ import {
   recoveredRecord,
   reservationRow,
   rollupKey,
+  usageMatches,
 } from "./util.js";
 
 /** The synchronous twin of an interface whose methods return promises. */
@@ -463,15 +466,14 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     usage: {
       list(q = {}) {
         const items: UsageRecord[] = [];
-        for (const r of usage.values()) {
-          if (q.from !== undefined && r.timestamp < q.from) continue;
-          if (q.to !== undefined && r.timestamp >= q.to) continue;
-          if (q.keyId !== undefined && r.keyId !== q.keyId) continue;
-          if (q.userId !== undefined && r.userId !== q.userId) continue;
-          items.push(r);
-        }
+        for (const r of usage.values()) if (usageMatches(r, q)) items.push(r);
         items.sort((a, b) => b.timestamp - a.timestamp || b.id - a.id);
         return paginate(items, q.offset, q.limit ?? 100);
+      },
+      stat(q = {}) {
+        const stat: UsageStat = { requests: 0, quota: 0, totalTokens: 0 };
+        for (const r of usage.values()) if (usageMatches(r, q)) addToStat(stat, r);
+        return stat;
       },
       rollups(q = {}) {
         return [...rollups.values()]
@@ -479,16 +481,28 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
             (r) =>
               (q.fromHour === undefined || r.hour >= q.fromHour) &&
               (q.toHour === undefined || r.hour < q.toHour) &&
-              (q.keyId === undefined || r.keyId === q.keyId),
+              (q.keyId === undefined || r.keyId === q.keyId) &&
+              (q.userId === undefined || r.userId === q.userId) &&
+              (q.credentialId === undefined || r.credentialId === q.credentialId),
           )
           .sort((a, b) => (a.hour < b.hour ? -1 : a.hour > b.hour ? 1 : 0))
           .map(clone);
       },
-      prune(before) {
+      prune(before, keep) {
         let n = 0;
         for (const [id, r] of usage) {
           if (r.timestamp < before) {
             usage.delete(id);
+            n++;
+          }
+        }
+        if (keep !== undefined && usage.size > keep) {
+          // The newest `keep` by (timestamp, id) stay.
+          const order = [...usage.values()].sort(
+            (a, b) => a.timestamp - b.timestamp || a.id - b.id,
+          );
+          for (const r of order.slice(0, order.length - Math.max(0, keep))) {
+            usage.delete(r.id);
             n++;
           }
         }

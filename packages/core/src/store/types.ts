@@ -288,24 +288,90 @@ export interface UsageRecord extends TokenUsage {
    * credential are unknown (zero / 0 / null). Absent on every other record.
    */
   recovered?: boolean;
+  /*
+   * The request log's fields. Optional: records written before they existed lack them, and a
+   * store returns them only when the record has them.
+   */
+  /** The key's name when the request was made (kept when the key is renamed or deleted). */
+  keyName?: string;
+  /** The key owner's username when the request was made; `""` for a key without an owner. */
+  username?: string;
+  /** The group the request was priced in (the owner's, else the key's); `""` = the default group. */
+  group?: string;
+  /** The client's wire format: `openai`, `responses`, `anthropic`, `gemini`, `code-assist`. */
+  format?: string;
+  /** ms from the start of the request to the upstream's first byte; null when none arrived. */
+  firstTokenMs?: number | null;
+  /** Upstream attempts after the first (retries and failovers). */
+  retries?: number;
+  /** The kind of failure (see {@link RequestErrorType}); null on success. */
+  errorType?: RequestErrorType | null;
+  /**
+   * With the `request-log-bodies` setting only: the request's body and a JSON answer's body,
+   * each cut to 4 KiB and with secrets redacted. Absent otherwise.
+   */
+  bodies?: { request?: string; response?: string };
 }
 export type NewUsageRecord = Omit<UsageRecord, "id">;
 
-/** Filters for {@link UsageCollection.list}. `from` inclusive, `to` exclusive (ms). */
+/**
+ * Why a request failed, in a request log record: refused by a rate limit or concurrency cap
+ * (`rate_limited`), for quota (`quota_exhausted`), for the request itself (`invalid_request`:
+ * an unknown model ...), no credential could serve it (`no_credential`), the upstream answered
+ * an error (`upstream_error`) or could not be reached (`upstream_unreachable`), a stream broke
+ * after its first byte (`stream_interrupted`), the client went away (`client_closed`), or
+ * anything else (`internal`).
+ */
+export type RequestErrorType =
+  | "rate_limited"
+  | "quota_exhausted"
+  | "invalid_request"
+  | "no_credential"
+  | "upstream_error"
+  | "upstream_unreachable"
+  | "stream_interrupted"
+  | "client_closed"
+  | "internal";
+
+/**
+ * Filters for {@link UsageCollection.list} and {@link UsageCollection.stat}: every filter given
+ * must hold. `from` inclusive, `to` exclusive (ms); names and ids match exactly.
+ */
 export interface UsageQuery {
   from?: number;
   to?: number;
   keyId?: number;
   userId?: number;
+  /** The model the client asked for. */
+  model?: string;
+  /** The key's name as recorded ({@link UsageRecord.keyName}). */
+  keyName?: string;
+  /** The owner's username as recorded ({@link UsageRecord.username}). */
+  username?: string;
+  credentialId?: string;
+  /** The group as recorded ({@link UsageRecord.group}; `""` finds records of the default group). */
+  group?: string;
+  /** `true`: successful requests only; `false`: failed ones only. */
+  success?: boolean;
   /** @default 0 */
   offset?: number;
   /** @default 100 */
   limit?: number;
 }
 
+/** Sums over the usage details a {@link UsageQuery} selects ({@link UsageCollection.stat}). */
+export interface UsageStat {
+  requests: number;
+  /** Quota units charged. */
+  quota: number;
+  /** Prompt + completion tokens ({@link TokenUsage.totalTokens}). */
+  totalTokens: number;
+}
+
 /**
- * Hourly roll-up of usage for one (hour, route, model, key) tuple. Days, folded hours and
- * totals are sums of these rows. Roll-ups are kept forever; details may be pruned.
+ * Hourly roll-up of usage for one (hour, route, model, key, user, credential) tuple. Days,
+ * folded hours and totals are sums of these rows. Roll-ups are kept forever; details may be
+ * pruned.
  */
 export interface UsageRollup extends TokenUsage {
   /** UTC hour, `YYYY-MM-DDTHH`. */
@@ -313,6 +379,10 @@ export interface UsageRollup extends TokenUsage {
   route: string;
   model: string;
   keyId: number | null;
+  /** The key's owner; null without one (and on rows written before roll-ups had owners). */
+  userId: number | null;
+  /** The credential that served; null when none did (and on rows written before roll-ups had credentials). */
+  credentialId: string | null;
   requests: number;
   successes: number;
   failures: number;
@@ -324,6 +394,8 @@ export interface RollupQuery {
   fromHour?: string;
   toHour?: string;
   keyId?: number;
+  userId?: number;
+  credentialId?: string;
 }
 
 /**
@@ -581,11 +653,20 @@ export interface CredentialCollection {
  * settle no reservation.
  */
 export interface UsageCollection {
-  /** Details, newest first (descending `timestamp`, then descending `id`). */
+  /**
+   * Details, newest first (descending `timestamp`, then descending `id`), with the total the
+   * query selects. The request log reads it: an adapter SHOULD index it so that a page with one
+   * filter (and a time range) costs the same with a million records as with a thousand.
+   */
   list(query?: UsageQuery): Promise<Page<UsageRecord>>;
+  /** Sums over the details the query selects (`offset` and `limit` are ignored). */
+  stat(query?: UsageQuery): Promise<UsageStat>;
   rollups(query?: RollupQuery): Promise<UsageRollup[]>;
-  /** Deletes details older than `before` (ms); roll-ups are kept. Returns how many were deleted. */
-  prune(before: number): Promise<number>;
+  /**
+   * Deletes details older than `before` (ms) and, when `keep` is given, all but the newest
+   * `keep` details; roll-ups are kept. Returns how many were deleted.
+   */
+  prune(before: number, keep?: number): Promise<number>;
 }
 
 /** Runtime settings: JSON values by name (`request-retry`, `proxy-url` ...). */

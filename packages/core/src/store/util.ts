@@ -8,8 +8,10 @@ import {
   type Reservation,
   type ReservationMeta,
   type Store,
+  type UsageQuery,
   type UsageRecord,
   type UsageRollup,
+  type UsageStat,
 } from "./types.js";
 
 const HOUR_MS = 3_600_000;
@@ -44,22 +46,36 @@ export function materializeCredential(input: NewCredential, now = Date.now()): C
   return structuredClone({ ...rest, id: id ?? newCredentialId(), createdAt: now, updatedAt: now });
 }
 
-/** The roll-up row key of a usage record (hour, route, model, key), collision-free whatever the names contain. */
-export function rollupKey(
-  r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">,
-): string {
-  return JSON.stringify([hourBucket(r.timestamp), r.route, r.model, r.keyId]);
+/**
+ * The roll-up row key of a usage record (hour, route, model, key, owner, credential),
+ * collision-free whatever the names contain.
+ */
+export function rollupKey(r: RollupIdentity): string {
+  return JSON.stringify([
+    hourBucket(r.timestamp),
+    r.route,
+    r.model,
+    r.keyId,
+    r.userId ?? null,
+    r.credentialId ?? null,
+  ]);
 }
 
+/** What identifies a usage record's roll-up row. */
+export type RollupIdentity = Pick<
+  NewUsageRecord,
+  "timestamp" | "route" | "model" | "keyId" | "userId" | "credentialId"
+>;
+
 /** An empty roll-up row for the record's bucket. */
-export function emptyRollup(
-  r: Pick<NewUsageRecord, "timestamp" | "route" | "model" | "keyId">,
-): UsageRollup {
+export function emptyRollup(r: RollupIdentity): UsageRollup {
   return {
     hour: hourBucket(r.timestamp),
     route: r.route,
     model: r.model,
     keyId: r.keyId,
+    userId: r.userId ?? null,
+    credentialId: r.credentialId ?? null,
     requests: 0,
     successes: 0,
     failures: 0,
@@ -238,4 +254,30 @@ export function changeable<T extends object>(patch: T, ...fixed: string[]): Part
   for (const field of fixed) delete rest[field];
   for (const [field, value] of Object.entries(rest)) if (value === undefined) delete rest[field];
   return rest as Partial<T>;
+}
+
+/**
+ * Whether a usage record passes a {@link UsageQuery}'s filters (not its offset and limit): the
+ * reference semantics every adapter's `usage.list` and `usage.stat` implement.
+ */
+export function usageMatches(r: UsageRecord, q: UsageQuery): boolean {
+  return (
+    (q.from === undefined || r.timestamp >= q.from) &&
+    (q.to === undefined || r.timestamp < q.to) &&
+    (q.keyId === undefined || r.keyId === q.keyId) &&
+    (q.userId === undefined || r.userId === q.userId) &&
+    (q.model === undefined || r.model === q.model) &&
+    (q.keyName === undefined || (r.keyName ?? "") === q.keyName) &&
+    (q.username === undefined || (r.username ?? "") === q.username) &&
+    (q.credentialId === undefined || r.credentialId === q.credentialId) &&
+    (q.group === undefined || (r.group ?? "") === q.group) &&
+    (q.success === undefined || r.success === q.success)
+  );
+}
+
+/** Adds a record into a {@link UsageStat} (in place). */
+export function addToStat(stat: UsageStat, r: Pick<UsageRecord, "quota" | "totalTokens">): void {
+  stat.requests += 1;
+  stat.quota += r.quota;
+  stat.totalTokens += r.totalTokens;
 }

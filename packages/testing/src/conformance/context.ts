@@ -138,7 +138,8 @@ export function reservationOf(result: ReserveResult): Reservation {
   return result.reservation;
 }
 
-const rollupId = (r: UsageRollup) => `${r.hour}|${r.route}|${r.model}|${r.keyId}`;
+const rollupId = (r: UsageRollup) =>
+  `${r.hour}|${r.route}|${r.model}|${r.keyId}|${r.userId}|${r.credentialId}`;
 
 /** Roll-up rows in a stable order, to compare them whatever order a store returns. */
 export const byRollupId = (rows: UsageRollup[]) =>

@@ -2,6 +2,7 @@ import { type NewUsageRecord, recordUsage, type Store, type UsageRollup } from "
 import { expect, it } from "vitest";
 import { fixtures } from "../fixtures.js";
 import { byRollupId, defineGroup } from "./context.js";
+import { requestLogTests } from "./usage-log.js";
 
 /** Usage records and hourly roll-ups: `recordUsage`, list filters, roll-up sums, prune. */
 export const usageGroup = defineGroup("usage", "usage", ({ store }) => {
@@ -112,6 +113,8 @@ export const usageGroup = defineGroup("usage", "usage", ({ store }) => {
       route: A,
       model: "m1",
       keyId: 1,
+      userId: null,
+      credentialId: null,
       requests: 1,
       successes: 1,
       failures: 0,
@@ -192,4 +195,5 @@ export const usageGroup = defineGroup("usage", "usage", ({ store }) => {
     expect((await store.usage.list()).total).toBe(0);
     expect(byRollupId(await store.usage.rollups())).toEqual(before);
   });
+  requestLogTests(() => store);
 });
