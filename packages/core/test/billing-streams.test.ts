@@ -143,11 +143,17 @@ describe("500 concurrent streams against one key", () => {
     expect(ok).toBe(100);
     expect(refused).toBe(400);
 
-    const recs = await records(g, record.id);
+    const all = await records(g, record.id);
+    // Each refusal left a request log record that charged nothing.
+    const refusals = all.filter((r) => r.errorType === "quota_exhausted");
+    expect(refusals).toHaveLength(refused);
+    for (const r of refusals) expect(r).toMatchObject({ success: false, status: 429, quota: 0 });
+    const recs = all.filter((r) => r.success);
     const k = (await g.store.keys.get(record.id))!;
-    const billed = recs.reduce((sum, r) => sum + r.quota, 0);
+    const billed = all.reduce((sum, r) => sum + r.quota, 0);
     expect(lowest).toBeGreaterThanOrEqual(0);
     expect(k.remainQuota).toBeGreaterThanOrEqual(0);
+    expect(all).toHaveLength(ok + refused);
     expect(recs).toHaveLength(ok);
     expect(QUOTA - k.remainQuota).toBe(k.usedQuota);
     expect(k.usedQuota).toBe(billed);

@@ -392,7 +392,8 @@ export function fileStore(options: FileStoreOptions): Store {
     for (const c of changes) deliver(c);
   };
 
-  const rollupIdOf = (r: UsageRollup) => JSON.stringify([r.hour, r.route, r.model, r.keyId]);
+  const rollupIdOf = (r: UsageRollup) =>
+    JSON.stringify([r.hour, r.route, r.model, r.keyId, r.userId, r.credentialId]);
 
   // ------------------------------------------------------------------------------------------
   // Writing

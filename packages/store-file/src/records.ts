@@ -202,7 +202,8 @@ export function parseUsageRecord(v: unknown, where: string): UsageRecord {
 export function parseRollup(v: unknown, where: string): UsageRollup {
   if (!isObject(v) || typeof v.hour !== "string" || typeof v.requests !== "number")
     throw new FileFormatError(`${where} must be a roll-up row`);
-  return v as unknown as UsageRollup;
+  // Rows written before roll-ups had owners and credentials: null for both.
+  return { ...v, userId: v.userId ?? null, credentialId: v.credentialId ?? null } as UsageRollup;
 }
 
 /**

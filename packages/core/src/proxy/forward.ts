@@ -130,6 +130,7 @@ export async function forward(
         }
       }
       picked++;
+      ctx.attempts++;
       tried.add(pick.credential.id);
       const upstreamModel = pick.upstreamModel;
       const plan = planCall(deps, ctx, pick.credential, upstreamModel, model, translations);
@@ -211,6 +212,7 @@ export async function forward(
         body = primed.stream;
       }
       endAttemptSpan(span, res.statusCode, null);
+      ctx.firstByteAt = Date.now();
       pool.reportSuccess(credential.id, model);
       return { ok: true, credential, plan, res, body };
     }

@@ -12,7 +12,7 @@ import { errorReply, jsonAnswer, streamAnswer } from "./answer.js";
 import { localCount } from "./count.js";
 import { forward } from "./forward.js";
 import { reserve } from "./reserve.js";
-import { type Settle, settlement } from "./settle.js";
+import { errorTypeOf, recordRefusal, type Settle, settlement } from "./settle.js";
 import { endRequestSpan, startRequestSpan } from "./tracing.js";
 import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
 
@@ -49,6 +49,7 @@ export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<
     admission = admitting instanceof Promise ? await admitting : admitting;
   } catch (error) {
     spanFailed(ctx, error);
+    recordRefusal(deps, ctx, error);
     throw error;
   }
   ctx.admission = admission;
@@ -60,6 +61,7 @@ export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<
   } catch (error) {
     admission?.finish(0);
     spanFailed(ctx, error);
+    recordRefusal(deps, ctx, error);
     throw withHeaders(error, admission);
   }
   const settle = settlement(deps, ctx, reservation);
@@ -68,7 +70,14 @@ export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<
     if (admission) Object.assign(reply.headers, admission.headers);
     return reply;
   } catch (error) {
-    settle(ZERO_USAGE, (error as GatewayError).status ?? 500, null, (error as Error).message);
+    settle(
+      ZERO_USAGE,
+      (error as GatewayError).status ?? 500,
+      null,
+      (error as Error).message,
+      undefined,
+      errorTypeOf(error),
+    );
     throw withHeaders(error, admission);
   }
 }
@@ -78,7 +87,14 @@ async function answer(deps: ProxyDeps, ctx: RequestContext, settle: Settle): Pro
   const { req } = ctx;
   const sent = await forward(deps, ctx, settle);
   if (!sent.ok) {
-    settle(ZERO_USAGE, sent.status, sent.credential, `upstream ${sent.status}`, sent.logged);
+    settle(
+      ZERO_USAGE,
+      sent.status,
+      sent.credential,
+      `upstream ${sent.status}`,
+      sent.logged,
+      CLIENT_ERRORS.has(sent.status) ? "invalid_request" : "upstream_error",
+    );
     return errorReply(ctx.client, sent.status, sent.body, sent.upstream);
   }
   const { res, credential, plan } = sent;
@@ -97,6 +113,9 @@ async function answer(deps: ProxyDeps, ctx: RequestContext, settle: Settle): Pro
     ),
   );
 }
+
+/** Upstream statuses that blame the request itself, when passed through to the client. */
+const CLIENT_ERRORS: ReadonlySet<number> = new Set([400, 404, 413, 415, 422]);
 
 /** Ends the request's span for a request refused before it was forwarded (no usage, no settle). */
 function spanFailed(ctx: RequestContext, error: unknown): void {
@@ -137,6 +156,8 @@ function requestContext(req: ProxyRequest): RequestContext {
     mask: new SecretMask(),
     estimate: { tokens: 0, units: 0 },
     admission: null,
+    attempts: 0,
+    firstByteAt: 0,
     span: null,
   };
 }

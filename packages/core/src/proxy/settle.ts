@@ -1,14 +1,22 @@
-import type { TokenUsage } from "../billing/price.js";
-import type { CredentialRecord, Reservation } from "../store/types.js";
+import { type TokenUsage, ZERO_USAGE } from "../billing/price.js";
+import { isGatewayError } from "../errors.js";
+import type {
+  CredentialRecord,
+  NewUsageRecord,
+  RequestErrorType,
+  Reservation,
+} from "../store/types.js";
 import { redactSecrets } from "../util/secrets.js";
 import { endRequestSpan } from "./tracing.js";
-import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
+import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
  * Ends a request's accounting: settles its reservation to the cost of `usage` and queues its
- * usage record (and, with the `request-log` setting, its request log line). Called exactly once
- * per request (later calls do nothing), by whichever stage ends it: an error reply, a JSON
- * answer, the end of a relayed stream, or an exception.
+ * usage record, which is also its request log record (and, with the `request-log` setting, its
+ * log line, and its bodies in the record). Called exactly once per request (later calls do
+ * nothing), by whichever stage ends it: an error reply, a JSON answer, the end of a relayed
+ * stream, or an exception. `errorType` classifies a failure the caller knows better than the
+ * status does (see {@link errorTypeOf}).
  */
 export type Settle = (
   usage: TokenUsage,
@@ -16,6 +24,7 @@ export type Settle = (
   credential: CredentialRecord | null,
   error: string | null,
   responseBody?: Buffer | string,
+  errorType?: RequestErrorType,
 ) => void;
 
 /**
@@ -24,43 +33,122 @@ export type Settle = (
  */
 export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Reservation): Settle {
   const { billing, settings } = deps;
-  const { req, requestId, started, group } = ctx;
+  const { req, group } = ctx;
   const { key } = req.auth;
   let finished = false;
-  return (usage, status, credential, error, responseBody) => {
+  return (usage, status, credential, error, responseBody, errorType) => {
     if (finished) return;
     finished = true;
-    if (settings.get("request-log") === true) {
-      logRequest(deps, req, { requestId, status, usage, credential, error, started, responseBody });
-    }
+    const bodies = settings.get("request-log") === true;
+    if (bodies) logRequest(deps, ctx, { status, usage, credential, error, responseBody });
     deps.holds.release(key.id, reservation.units);
     const endedAt = Date.now();
     ctx.admission?.finish(usage.totalTokens, endedAt);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
     void ctx.credentialGate?.settle(credential?.id ?? null, usage.totalTokens, cost);
     if (ctx.span) endRequestSpan(ctx.span, status, usage, cost, error === null ? null : "failed");
-    deps.usage.push({
-      reservation,
-      actualUnits: cost,
-      record: {
-        timestamp: started,
-        requestId,
-        keyId: key.id,
-        userId: key.userId,
-        credentialId: credential?.id ?? null,
-        provider: credential?.provider ?? "",
-        route: req.route,
-        model: req.model,
-        stream: req.stream,
-        status,
-        success: status < 400 && error === null,
-        ...usage,
-        quota: cost,
-        durationMs: endedAt - started,
-        error,
-      },
-    });
+    const record = requestRecord(ctx, status, credential, error, endedAt, usage, cost, errorType);
+    if (bodies) record.bodies = recordBodies(req.rawBody, responseBody);
+    deps.usage.push({ reservation, actualUnits: cost, record });
   };
+}
+
+/**
+ * The request log record of a request refused after it was authorised (a rate limit, a
+ * concurrency cap, its quota): no reservation to settle, nothing charged. Rate-limited floods
+ * cost one queued record each, written in the usage writer's batches.
+ */
+export function recordRefusal(deps: ProxyDeps, ctx: RequestContext, error: unknown): void {
+  const status = isGatewayError(error) ? error.status : 500;
+  const message = error instanceof Error ? redactSecrets(error.message) : "internal error";
+  const record = requestRecord(
+    ctx,
+    status,
+    null,
+    message,
+    Date.now(),
+    ZERO_USAGE,
+    0,
+    errorTypeOf(error),
+  );
+  if (deps.settings.get("request-log") === true) record.bodies = recordBodies(ctx.req.rawBody);
+  deps.usage.push({ reservation: null, actualUnits: 0, record });
+}
+
+/** A request's usage record: what it used and cost, and what the request log shows of it. */
+function requestRecord(
+  ctx: RequestContext,
+  status: number,
+  credential: CredentialRecord | null,
+  error: string | null,
+  endedAt: number,
+  usage: TokenUsage,
+  cost: number,
+  errorType: RequestErrorType | undefined,
+): NewUsageRecord {
+  const { req, started } = ctx;
+  const { key, user } = req.auth;
+  const success = status < 400 && error === null;
+  return {
+    timestamp: started,
+    requestId: ctx.requestId,
+    keyId: key.id,
+    userId: key.userId,
+    credentialId: credential?.id ?? null,
+    provider: credential?.provider ?? "",
+    route: req.route,
+    model: req.model,
+    stream: req.stream,
+    status,
+    success,
+    inputTokens: usage.inputTokens,
+    outputTokens: usage.outputTokens,
+    reasoningTokens: usage.reasoningTokens,
+    cachedTokens: usage.cachedTokens,
+    totalTokens: usage.totalTokens,
+    quota: cost,
+    durationMs: endedAt - started,
+    error,
+    keyName: key.name,
+    username: user?.username ?? "",
+    group: ctx.group,
+    format: req.format,
+    firstTokenMs: ctx.firstByteAt > 0 ? ctx.firstByteAt - started : null,
+    retries: ctx.attempts > 1 ? ctx.attempts - 1 : 0,
+    errorType: success ? null : (errorType ?? failureType(status, error)),
+  };
+}
+
+/** The failure kind of a request that ended with an error status or message, from those. */
+function failureType(status: number, error: string | null): RequestErrorType {
+  if (status === 499 || error === "client closed the stream") return "client_closed";
+  if (error?.startsWith("upstream stream") || error?.startsWith("upstream error event"))
+    return "stream_interrupted";
+  if (status === 429) return "rate_limited";
+  return status >= 500 || status === 0 ? "upstream_error" : "invalid_request";
+}
+
+/** The failure kind of an error a stage threw. */
+export function errorTypeOf(error: unknown): RequestErrorType {
+  if (!isGatewayError(error)) return "internal";
+  switch (error.code) {
+    case "RATE_LIMIT_EXCEEDED":
+      return "rate_limited";
+    case "KEY_EXHAUSTED":
+    case "QUOTA_EXHAUSTED":
+    case "USER_QUOTA_EXHAUSTED":
+      return "quota_exhausted";
+    case "NO_CREDENTIAL_AVAILABLE":
+      return "no_credential";
+    case "UPSTREAM_ERROR":
+    case "UPSTREAM_TIMEOUT":
+      return "upstream_error";
+    case "INTERNAL":
+    case "STORE_ERROR":
+      return "internal";
+    default:
+      return error.status === 499 ? "client_closed" : "invalid_request";
+  }
 }
 
 /** Bodies in the request log are cut to this many bytes. */
@@ -74,6 +162,17 @@ function logBody(body: Buffer | string | undefined): string | undefined {
   return redactSecrets(cut);
 }
 
+/** The bodies kept in a request log record with the `request-log` setting. */
+function recordBodies(
+  request: Buffer,
+  response?: Buffer | string,
+): NonNullable<NewUsageRecord["bodies"]> {
+  const bodies: NonNullable<NewUsageRecord["bodies"]> = { request: logBody(request) ?? "" };
+  const answer = logBody(response);
+  if (answer !== undefined) bodies.response = answer;
+  return bodies;
+}
+
 /**
  * The `request-log` setting: one log line per proxied request with its request body and, for
  * JSON answers, the response body, both size-capped and redacted. Headers are not logged (they
@@ -81,26 +180,25 @@ function logBody(body: Buffer | string | undefined): string | undefined {
  */
 function logRequest(
   deps: ProxyDeps,
-  req: ProxyRequest,
+  ctx: RequestContext,
   r: {
-    requestId: string;
     status: number;
     usage: TokenUsage;
     credential: CredentialRecord | null;
     error: string | null;
-    started: number;
     responseBody: Buffer | string | undefined;
   },
 ): void {
+  const { req } = ctx;
   deps.logger.info("request", {
-    requestId: r.requestId,
+    requestId: ctx.requestId,
     route: req.route,
     model: req.model,
     stream: req.stream,
     keyId: req.auth.key.id,
     credentialId: r.credential?.id ?? null,
     status: r.status,
-    durationMs: Date.now() - r.started,
+    durationMs: Date.now() - ctx.started,
     usage: r.usage,
     error: r.error,
     request: logBody(req.rawBody),

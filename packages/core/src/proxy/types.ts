@@ -89,6 +89,13 @@ export interface RequestContext {
   estimate: { tokens: number; units: number };
   /** What the admission stage admitted (leases, tpm hits, headers); null when nothing limits the request. */
   admission: Admission | null;
+  /** Upstream attempts made so far: credentials a call was sent to (retries = attempts - 1). */
+  attempts: number;
+  /**
+   * `Date.now()` when the answer's first byte arrived (a stream's first chunk, a JSON answer's
+   * headers); 0 until then.
+   */
+  firstByteAt: number;
   /** The request's trace span; null when no OpenTelemetry SDK records it (`tracing.ts`). */
   span: Span | null;
   /**

@@ -173,7 +173,8 @@ export const RUNTIME_SETTINGS = {
   "request-log": define<boolean>({
     type: "boolean",
     default: false,
-    description: "Writes a request log entry for every proxied request.",
+    description:
+      "Writes a log line for every proxied request, and keeps its request and JSON response bodies (cut to 4 KiB, secrets redacted) in its request log record.",
     read: isTrue,
   }),
   "quota-exceeded": define<Readonly<Record<string, unknown>>>({
@@ -204,6 +205,17 @@ export const RUNTIME_SETTINGS = {
     read: (v) => {
       const n = Number(v);
       return Number.isFinite(n) && n > 0 ? n : 0;
+    },
+  }),
+  "usage-retention-count": define<number>({
+    type: "integer",
+    default: 0,
+    description:
+      "Most usage details (request log records) kept: the oldest beyond it are pruned hourly (roll-ups are kept forever); 0 = no bound.",
+    validate: nonNegative,
+    read: (v) => {
+      const n = Number(v);
+      return Number.isSafeInteger(n) && n > 0 ? n : 0;
     },
   }),
   "model-ratio": define<Readonly<Record<string, unknown>>>({
