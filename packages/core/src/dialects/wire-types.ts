@@ -73,7 +73,10 @@ export type {
   ManagementStringListPutBody,
   ManagementStringListResponse,
 } from "./cliproxy/string-lists.js";
-export type { ManagementUsageResponse } from "./cliproxy/usage.js";
+export type {
+  ManagementUsageResponse,
+  ManagementUsageSummaryResponse,
+} from "./cliproxy/usage.js";
 export type * from "./new-api/wire.js";
 // The package index exports the library's `UserView` (keys/service); the wire one under this name.
 export type { UserView as NewApiUserView } from "./new-api/wire.js";

@@ -1,11 +1,12 @@
 /**
  * The new-api dialect: new-api's token API (`/api/token/`), user administration
- * (`/api/user/`) and a key's own usage (`/api/usage/token`), with its `{ success, message, data }`
- * envelope.
+ * (`/api/user/`), a key's own usage (`/api/usage/token`) and the request log (`/api/log/`), with
+ * its `{ success, message, data }` envelope.
  *
  * @module
  */
 import { type Dialect, plainDialect } from "../dialect.js";
+import { logRoutes } from "./logs.js";
 import { newApiError, tokenRoutes } from "./tokens.js";
 import { usageRoutes } from "./usage.js";
 import { userRoutes } from "./users.js";
@@ -25,6 +26,14 @@ export const newApiDialect: Dialect = plainDialect({
       ...tokenRoutes(deps),
       ...userRoutes(deps),
       ...usageRoutes({ keys: context.keys, clientIp: context.proxy.clientIp }),
+      ...logRoutes({
+        keys: context.keys,
+        clientIp: context.proxy.clientIp,
+        users: context.users,
+        gate: context.gate,
+        store: context.store,
+        flushUsage: () => context.usage.flush(),
+      }),
     ];
   },
   renderError: newApiError,
