@@ -17,4 +17,5 @@ export type { ProviderJson, ProxyApi, ProxyCallOptions } from "./proxy.js";
 export { parseSse, type SseEvent } from "./sse.js";
 export type { TokensApi } from "./tokens.js";
 export type { UsersApi } from "./users.js";
+export type { WebhooksApi } from "./webhooks.js";
 export type * from "./wire.js";

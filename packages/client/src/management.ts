@@ -26,6 +26,7 @@ import type {
   UsageSnapshot,
 } from "@tokenpool/core";
 import type { Transport } from "./http.js";
+import { type WebhooksApi, webhooksApi } from "./webhooks.js";
 
 const P = "v0/management";
 
@@ -120,6 +121,8 @@ export interface ManagementApi {
   getAuthStatus(state: string): Promise<ManagementAuthStatusResponse>;
   /** `POST /gemini-web-token`: Gemini web cookies become an account. */
   geminiWebToken(body: GeminiWebTokenBody): Promise<GeminiWebTokenResponse>;
+  /** `/webhooks`: webhook subscriptions, their delivery attempts and test pings. */
+  webhooks: WebhooksApi;
 }
 
 export function managementApi(t: Transport): ManagementApi {
@@ -188,5 +191,6 @@ export function managementApi(t: Transport): ManagementApi {
       }),
     getAuthStatus: (state) => t.request("GET", `${P}/get-auth-status`, { auth, query: { state } }),
     geminiWebToken: (body) => t.request("POST", `${P}/gemini-web-token`, { auth, json: body }),
+    webhooks: webhooksApi(t),
   };
 }

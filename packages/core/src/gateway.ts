@@ -36,6 +36,7 @@ import { pruneUsage, USAGE_PRUNE_INTERVAL_MS } from "./usage/retention.js";
 import { UsageWriter } from "./usage/writer.js";
 import { UserService } from "./users/service.js";
 import { randomToken, SecretBox } from "./util/secrets.js";
+import { WebhookService } from "./webhooks/service.js";
 
 /** The settings name under which the management key's bcrypt hash is kept (seed layout). */
 const MANAGEMENT_SETTING = "remote-management";
@@ -68,6 +69,11 @@ export interface Gateway {
   management: ManagementApi;
   /** Typed events. */
   events: GatewayEmitter;
+  /**
+   * Webhook subscriptions (stored in the store's kv, secrets sealed), signed deliveries off the
+   * request path, delivery attempts. See docs/webhooks.md.
+   */
+  webhooks: WebhookService;
   /**
    * The store this gateway runs on, as the gateway sees it: credential secrets read here are
    * opened and written here are sealed. The adapter object itself (the `store` option) holds
@@ -287,6 +293,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     allowRemote: opts.management.allowRemote,
   });
 
+  const webhooks = new WebhookService({ store, box, events, logger, options: opts.webhooks });
   const leases = new LeaseKeeper(store, events);
   const claims = new WindowClaims(store, events);
   const proxyDeps = {
@@ -323,6 +330,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     box,
     gate,
     proxy: proxyDeps,
+    webhooks,
     settingChanged: (name) => {
       if (name === "debug") applyDebug();
     },
@@ -350,6 +358,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       pruneTimer.unref();
     }
     if (!closed) oauth.start();
+    if (!closed) await webhooks.start();
     if (!closed && opts.recoveryProbe) {
       const { intervalMs, timeoutMs } = opts.recoveryProbe;
       pool.startRecoveryProbe(modelsProbe(upstream, timeoutMs === undefined ? {} : { timeoutMs }), {
@@ -439,12 +448,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       verify: (plain) => gate.verify(plain),
     },
     events,
+    webhooks,
     store,
     ready,
     close() {
       closed ??= (async () => {
         await ready.catch(() => {});
         if (pruneTimer) clearInterval(pruneTimer);
+        await webhooks.close();
         usageWriter.stop();
         await oauth.close();
         await pool.stop();

@@ -62,6 +62,16 @@ export {
   type RoutingStrategy,
 } from "./credentials/strategies.js";
 export type {
+  ManagementWebhookCreateBody,
+  ManagementWebhookCreatedResponse,
+  ManagementWebhookDeliveriesResponse,
+  ManagementWebhookListResponse,
+  ManagementWebhookPatchBody,
+  ManagementWebhookResponse,
+  ManagementWebhookTestResponse,
+  ManagementWebhookUpdatedResponse,
+} from "./dialects/cliproxy/webhooks.js";
+export type {
   ConsoleErrorResponse,
   ConsolePage,
   ConsolePageQuery,
@@ -159,3 +169,28 @@ export {
 } from "./users/service.js";
 export { MAX_JSON_DEPTH } from "./util/json-depth.js";
 export { maskSecret, redactSecrets, type SecretBox } from "./util/secrets.js";
+export {
+  type ResolvedWebhookOptions,
+  resolveWebhookOptions,
+  WebhookService,
+  type WebhookServiceDeps,
+} from "./webhooks/service.js";
+export {
+  generateWebhookSecret,
+  maskWebhookSecret,
+  signWebhook,
+  WEBHOOK_SECRET_PREFIX,
+  webhookHeaders,
+} from "./webhooks/signing.js";
+export {
+  WEBHOOK_EVENT_TYPES,
+  type WebhookCreated,
+  type WebhookCreateInput,
+  type WebhookDeliveryAttempt,
+  type WebhookEventType,
+  type WebhookOptions,
+  type WebhookPatch,
+  type WebhookPayload,
+  type WebhookStats,
+  type WebhookSubscription,
+} from "./webhooks/types.js";

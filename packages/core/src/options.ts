@@ -7,6 +7,7 @@ import {
 import { GatewayError } from "./errors.js";
 import type { LoggerLike, LogLevel } from "./logger.js";
 import { DEFAULT_RESERVATION_TTL_MS, type Store } from "./store/types.js";
+import type { WebhookOptions } from "./webhooks/types.js";
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
@@ -133,6 +134,11 @@ export interface GatewayOptions {
     /** Per-request details returned per route and model by `GET /usage`. @default 100 */
     usageDetailsPerModel?: number;
   };
+  /**
+   * Webhook deliveries: queue bound, concurrency, timeout, retry delays, sampling. See
+   * {@link WebhookOptions} and docs/webhooks.md.
+   */
+  webhooks?: WebhookOptions;
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
@@ -216,6 +222,21 @@ const schema = {
       additionalProperties: false,
       properties: { allowRemote: { type: "boolean" }, usageDetailsPerModel: nonNegativeInt },
     },
+    webhooks: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        maxQueue: positiveInt,
+        concurrency: positiveInt,
+        timeoutMs: positiveInt,
+        retryDelaysMs: { type: "array", maxItems: 20, items: nonNegativeInt },
+        attemptsKept: positiveInt,
+        refreshIntervalMs: positiveInt,
+        limitSampleMs: nonNegativeInt,
+        exhaustedRepeatMs: positiveInt,
+        closeTimeoutMs: nonNegativeInt,
+      },
+    },
     recoveryProbe: {
       anyOf: [
         { const: false },
@@ -277,6 +298,8 @@ export interface ResolvedOptions {
   antigravityDialect: { provider: string; baseUrl: string };
   recoveryProbe: { intervalMs: number; timeoutMs?: number } | false;
   management: { allowRemote: boolean; usageDetailsPerModel: number };
+  /** As given (the webhook service fills in its defaults). */
+  webhooks: WebhookOptions;
 }
 
 const STORE_METHODS = [
@@ -358,6 +381,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     },
     recoveryProbe: input.recoveryProbe ?? false,
     management: { allowRemote: false, usageDetailsPerModel: 100, ...input.management },
+    webhooks: input.webhooks ?? {},
   };
 }
 

@@ -21,6 +21,7 @@ import type { Store } from "../store/types.js";
 import type { UsageWriter } from "../usage/writer.js";
 import type { UserService } from "../users/service.js";
 import type { SecretBox } from "../util/secrets.js";
+import type { WebhookService } from "../webhooks/service.js";
 import type { ProxyDialectDeps } from "./proxy-common.js";
 
 /** The services of one gateway, as `createGateway` hands them to every dialect. */
@@ -49,6 +50,8 @@ export interface DialectContext {
   proxy: ProxyDialectDeps;
   /** Called after a route changed a runtime setting (applies `debug`). */
   settingChanged(name: string): void;
+  /** Webhook subscriptions and deliveries (`/v0/management/webhooks`). */
+  webhooks?: WebhookService;
 }
 
 /**

@@ -26,6 +26,7 @@ export const cliproxyDialect: Dialect = {
       flushUsage: () => context.usage.flush(),
       usageView: { detailsPerModel: context.options.management.usageDetailsPerModel },
       secretChanged: (id) => context.oauth.forgetFailure(id),
+      ...(context.webhooks ? { webhooks: context.webhooks } : {}),
       oauthLogin: {
         providers: context.options.oauth.providers,
         http: context.oauthHttp,

@@ -7,6 +7,7 @@
 
 import { configLists } from "../../config-model/list-writer.js";
 import type { Route } from "../../http/router.js";
+import type { WebhookService } from "../../webhooks/service.js";
 import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
@@ -15,6 +16,7 @@ import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
 import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
 import { managementStringListRoutes } from "./string-lists.js";
 import { type ManagementUsageDeps, usageRoutes } from "./usage.js";
+import { webhookRoutes } from "./webhooks.js";
 
 export {
   createManagementGuard,
@@ -36,6 +38,8 @@ export type CliproxyDeps = ManagementGuardDeps &
   ManagementUsageDeps & {
     /** Called after an auth file replaced a credential's secret (forgets a failed refresh). */
     secretChanged?: (id: string) => void;
+    /** Webhook subscriptions (`/webhooks`); without it those routes are absent. */
+    webhooks?: WebhookService;
     /** OAuth logins (`/anthropic-auth-url` ...): the resolved `oauth.providers` and timeouts. */
     oauthLogin?: Pick<
       OAuthLoginDeps,
@@ -69,6 +73,9 @@ export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
           maxBodyBytes: deps.maxBodyBytes,
           ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
         })
+      : []),
+    ...(deps.webhooks
+      ? webhookRoutes({ guard, webhooks: deps.webhooks, maxBodyBytes: deps.maxBodyBytes })
       : []),
   ];
 }
