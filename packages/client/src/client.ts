@@ -1,4 +1,5 @@
 import { Transport } from "./http.js";
+import { type LogsApi, logsApi } from "./logs.js";
 import { type ManagementApi, managementApi } from "./management.js";
 import { type PoolApi, poolApi } from "./pool.js";
 import { type ProxyApi, proxyApi } from "./proxy.js";
@@ -41,6 +42,8 @@ export interface Client {
   tokens: TokensApi;
   /** `/api/user/` (admins). */
   users: UsersApi;
+  /** new-api's request log `/api/log/` (admins: every user's; `self` calls: the caller's own). */
+  logs: LogsApi;
   /** CLIProxyAPI's `/v0/management/*` (the management key). */
   management: ManagementApi;
   /** antigravity2api's `/v1/tokens` (the pool's OAuth accounts). */
@@ -92,6 +95,7 @@ export function createClient(options: ClientOptions): Client {
   return {
     tokens: tokensApi(t),
     users: usersApi(t),
+    logs: logsApi(t),
     management: managementApi(t),
     pool: poolApi(t),
     proxy: (apiKey) => proxyApi(t, apiKey),

@@ -5,6 +5,7 @@
  */
 export { type Client, type ClientOptions, createClient } from "./client.js";
 export { isTokenpoolError, TokenpoolError, type TokenpoolErrorInit } from "./error.js";
+export type { LogQuery, LogsApi } from "./logs.js";
 export type {
   AuthFilesApi,
   ConfigListApi,

@@ -23,6 +23,8 @@ import type {
   ManagementStringListPatchBody,
   ManagementStringListResponse,
   ManagementUsageResponse,
+  ManagementUsageSummaryResponse,
+  UsageGroupBy,
   UsageSnapshot,
 } from "@tokenpool/core";
 import type { Transport } from "./http.js";
@@ -91,6 +93,18 @@ export interface AuthFilesApi {
 export interface ManagementApi {
   /** `GET /usage`: request and token statistics. */
   usage(): Promise<UsageSnapshot>;
+  /**
+   * `GET /usage/summary` (tokenpool's): usage and cost per key, user, model, credential or UTC
+   * day; `from` / `to` as RFC 3339 or Unix seconds (whole UTC hours overlapping them count).
+   */
+  usageSummary(query: {
+    by: UsageGroupBy;
+    from?: string | number;
+    to?: string | number;
+    key_id?: number;
+    user_id?: number;
+    credential_id?: string;
+  }): Promise<ManagementUsageSummaryResponse>;
   /** `GET /config`: every setting and list in `config.yaml`'s layout. */
   config(): Promise<ManagementConfigView>;
   settings: SettingsApi;
@@ -150,6 +164,7 @@ export function managementApi(t: Transport): ManagementApi {
   return {
     usage: async () =>
       (await t.request<ManagementUsageResponse>("GET", `${P}/usage`, { auth })).usage,
+    usageSummary: (query) => t.request("GET", `${P}/usage/summary`, { auth, query }),
     config: () => t.request("GET", `${P}/config`, { auth }),
     settings: {
       get: async <N extends ManagementSettingName>(name: N) =>

@@ -31,8 +31,11 @@ import type {
   UsageQuery,
   UsageRecord,
   UsageRollup,
+  UsageStat,
 } from "./store/types.js";
+import { requestLogCsv } from "./logs/export.js";
 import { pruneUsage, USAGE_PRUNE_INTERVAL_MS } from "./usage/retention.js";
+import { type UsageSummaryQuery, type UsageSummaryRow, usageSummary } from "./usage/summary.js";
 import { UsageWriter } from "./usage/writer.js";
 import { UserService } from "./users/service.js";
 import { randomToken, SecretBox } from "./util/secrets.js";
@@ -127,7 +130,17 @@ export interface CredentialsApi {
 
 /** Usage API of a gateway. */
 export interface UsageApi {
+  /**
+   * The request log: usage records newest first, filtered (key, user, model, key name,
+   * username, credential, group, success, time), with the total they match.
+   */
   list(query?: UsageQuery): Promise<Page<UsageRecord>>;
+  /** Sums (requests, quota, tokens) over the records a query selects. */
+  stat(query?: UsageQuery): Promise<UsageStat>;
+  /** The records a query selects as CSV text chunks (header first; at most 100,000 records). */
+  exportCsv(query?: UsageQuery): AsyncGenerator<string>;
+  /** Usage and cost per key, user, model, credential or UTC day, from the roll-ups. */
+  summary(query: UsageSummaryQuery): Promise<UsageSummaryRow[]>;
   rollups(query?: RollupQuery): Promise<UsageRollup[]>;
   /** Writes queued records to the store now. */
   flush(): Promise<void>;
@@ -421,6 +434,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     usage: {
       list: (q) => store.usage.list(q),
+      stat: (q) => store.usage.stat(q),
+      exportCsv: (q = {}) => requestLogCsv(store, q),
+      summary: (q) => usageSummary(store, q),
       rollups: (q) => store.usage.rollups(q),
       flush: () => usageWriter.flush(),
       prune,

@@ -88,6 +88,12 @@ export type {
   PoolTokenView,
 } from "./dialects/deprecated-names.js";
 export type { NewApiPrincipal } from "./dialects/new-api/auth.js";
+export {
+  LOG_TYPE,
+  type NewApiLogItem,
+  type NewApiLogPage,
+  type NewApiLogStat,
+} from "./dialects/new-api/logs.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
 export type * from "./dialects/wire-types.js";
 export * from "./errors.js";
@@ -132,6 +138,7 @@ export {
   silentLogger,
   toLogger,
 } from "./logger.js";
+export { CSV_HEADER, csvCell, LOG_EXPORT_MAX, requestLogCsv } from "./logs/export.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/forward.js";
@@ -161,6 +168,13 @@ export {
 export type * from "./store/types.js";
 export { DEFAULT_RESERVATION_TTL_MS, KeyStatus, WINDOW_BUCKETS } from "./store/types.js";
 export { recordUsage } from "./store/util.js";
+export {
+  USAGE_GROUP_BY,
+  type UsageGroupBy,
+  type UsageSummaryQuery,
+  type UsageSummaryRow,
+  usageSummary,
+} from "./usage/summary.js";
 export {
   ACCESS_TOKEN_PREFIX,
   type CreateUserInput,
