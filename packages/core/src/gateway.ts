@@ -17,6 +17,8 @@ import { IpAllowList, resolveClientIp } from "./keys/ip.js";
 import { createManagementGate } from "./keys/management-gate.js";
 import { KeyService } from "./keys/service.js";
 import { consoleLogger, type Logger, type LogLevel, silentLogger, toLogger } from "./logger.js";
+import { requestLogCsv } from "./logs/export.js";
+import { GatewayMetrics } from "./metrics/metrics.js";
 import { UpstreamClient } from "./net/upstream.js";
 import { type GatewayOptions, resolveOptions } from "./options.js";
 import { LocalhostKey, QuotaHolds } from "./proxy/index.js";
@@ -33,7 +35,6 @@ import type {
   UsageRollup,
   UsageStat,
 } from "./store/types.js";
-import { requestLogCsv } from "./logs/export.js";
 import { pruneUsage, USAGE_PRUNE_INTERVAL_MS } from "./usage/retention.js";
 import { type UsageSummaryQuery, type UsageSummaryRow, usageSummary } from "./usage/summary.js";
 import { UsageWriter } from "./usage/writer.js";
@@ -72,6 +73,11 @@ export interface Gateway {
   management: ManagementApi;
   /** Typed events. */
   events: GatewayEmitter;
+  /**
+   * Prometheus metrics: `registry` (prom-client; `await registry.metrics()` is the exposition
+   * text `GET /metrics` serves) and whether they are on. See docs/observability.md.
+   */
+  metrics: MetricsApi;
   /**
    * Webhook subscriptions (stored in the store's kv, secrets sealed), signed deliveries off the
    * request path, delivery attempts. See docs/webhooks.md.
@@ -151,6 +157,14 @@ export interface UsageApi {
   prune(): Promise<number>;
 }
 
+/** Metrics API of a gateway. */
+export interface MetricsApi {
+  /** The prom-client registry holding the gateway's metrics (empty when they are off). */
+  readonly registry: GatewayMetrics["registry"];
+  /** Whether the gateway keeps metrics (the `metrics.enabled` option). */
+  readonly enabled: boolean;
+}
+
 /** Management key API of a gateway. */
 export interface ManagementApi {
   /** Whether a management key is set. */
@@ -219,6 +233,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     { events },
   );
   const pool = new CredentialPool(store, events, logger, { settings });
+  // Before anything that starts a timer or a worker: a taken metric name throws here.
+  const metrics = new GatewayMetrics({ events, pool, options: opts.metrics });
   const usageWriter = new UsageWriter(
     store,
     events,
@@ -326,6 +342,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     leases,
     claims,
     localhostKey: new LocalhostKey(keys),
+    metrics: metrics.enabled ? metrics : null,
   };
   // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
   const router = mountDialects(new Router(logger).add([healthRoute]), BUILTIN_DIALECTS, {
@@ -344,6 +361,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     gate,
     proxy: proxyDeps,
     webhooks,
+    metrics,
     settingChanged: (name) => {
       if (name === "debug") applyDebug();
     },
@@ -464,6 +482,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       verify: (plain) => gate.verify(plain),
     },
     events,
+    metrics: { registry: metrics.registry, enabled: metrics.enabled },
     webhooks,
     store,
     ready,
@@ -478,6 +497,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         await usageWriter.flush();
         await leases.close();
         await claims.close();
+        metrics.close();
         unwatch();
         await upstream.close();
         await oauthHttp.close();

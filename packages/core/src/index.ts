@@ -105,6 +105,7 @@ export {
   type Gateway,
   type HandlerContext,
   type ManagementApi,
+  type MetricsApi,
   type UsageApi,
   type UsersApi,
 } from "./gateway.js";
@@ -139,6 +140,11 @@ export {
   toLogger,
 } from "./logger.js";
 export { CSV_HEADER, csvCell, LOG_EXPORT_MAX, requestLogCsv } from "./logs/export.js";
+export {
+  DEFAULT_BUCKETS as DEFAULT_METRICS_BUCKETS,
+  type MetricsOptions,
+  OTHER as METRICS_OTHER_LABEL,
+} from "./metrics/metrics.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/forward.js";

@@ -6,6 +6,11 @@ import {
 } from "./credentials/oauth.js";
 import { GatewayError } from "./errors.js";
 import type { LoggerLike, LogLevel } from "./logger.js";
+import {
+  type MetricsOptions,
+  type ResolvedMetricsOptions,
+  resolveMetricsOptions,
+} from "./metrics/metrics.js";
 import { DEFAULT_RESERVATION_TTL_MS, type Store } from "./store/types.js";
 import type { WebhookOptions } from "./webhooks/types.js";
 
@@ -139,10 +144,18 @@ export interface GatewayOptions {
    * {@link WebhookOptions} and docs/webhooks.md.
    */
   webhooks?: WebhookOptions;
+  /**
+   * Prometheus metrics (prom-client): on by default, in a registry of this gateway's own
+   * (`gateway.metrics.registry`), served at `GET /metrics` to the management key or
+   * `metrics.token`. `false` turns them off. See {@link MetricsOptions} and docs/observability.md.
+   * @default { enabled: true }
+   */
+  metrics?: MetricsOptions | false;
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
 const nonNegativeInt = { type: "integer", minimum: 0 } as const;
+const bucketList = { type: "array", minItems: 1, maxItems: 50, items: { type: "number" } } as const;
 const httpUrl = { type: "string", pattern: "^https?://" } as const;
 const antigravityDialectSchema = {
   type: "object",
@@ -237,6 +250,29 @@ const schema = {
         closeTimeoutMs: nonNegativeInt,
       },
     },
+    // `metrics: false` is validated as `{ enabled: false }` (see resolveOptions).
+    metrics: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        enabled: { type: "boolean" },
+        registry: { type: "object" },
+        prefix: { type: "string", pattern: "^([a-zA-Z_:][a-zA-Z0-9_:]*)?$" },
+        token: { type: "string", minLength: 16 },
+        keyLabels: { type: "boolean" },
+        maxLabelValues: positiveInt,
+        buckets: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            duration: bucketList,
+            firstByte: bucketList,
+            upstream: bucketList,
+            queueWait: bucketList,
+          },
+        },
+      },
+    },
     recoveryProbe: {
       anyOf: [
         { const: false },
@@ -300,6 +336,7 @@ export interface ResolvedOptions {
   management: { allowRemote: boolean; usageDetailsPerModel: number };
   /** As given (the webhook service fills in its defaults). */
   webhooks: WebhookOptions;
+  metrics: ResolvedMetricsOptions;
 }
 
 const STORE_METHODS = [
@@ -332,7 +369,11 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     );
   }
   const secret = input.secret ?? process.env.TOKENPOOL_SECRET;
-  const candidate = { ...input, ...(secret === undefined ? {} : { secret }) };
+  const candidate = {
+    ...input,
+    ...(secret === undefined ? {} : { secret }),
+    ...(input.metrics === false ? { metrics: { enabled: false } } : {}),
+  };
   if (!validate(candidate))
     throw new GatewayError("INVALID_OPTIONS", describe(validate.errors![0]!));
   if (secret === undefined) {
@@ -382,6 +423,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     recoveryProbe: input.recoveryProbe ?? false,
     management: { allowRemote: false, usageDetailsPerModel: 100, ...input.management },
     webhooks: input.webhooks ?? {},
+    metrics: resolveMetricsOptions(input.metrics),
   };
 }
 

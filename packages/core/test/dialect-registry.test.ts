@@ -31,6 +31,7 @@ describe("dialect registry", () => {
       "openai",
       "anthropic",
       "gemini",
+      "metrics",
     ]);
   });
 

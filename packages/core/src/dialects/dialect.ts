@@ -14,6 +14,7 @@ import type { Route } from "../http/router.js";
 import type { ManagementGate } from "../keys/management-gate.js";
 import type { KeyService } from "../keys/service.js";
 import type { Logger } from "../logger.js";
+import type { GatewayMetrics } from "../metrics/metrics.js";
 import type { UpstreamClient } from "../net/upstream.js";
 import type { ResolvedOptions } from "../options.js";
 import type { SettingsService } from "../settings/service.js";
@@ -52,6 +53,8 @@ export interface DialectContext {
   settingChanged(name: string): void;
   /** Webhook subscriptions and deliveries (`/v0/management/webhooks`). */
   webhooks?: WebhookService;
+  /** The gateway's Prometheus metrics (`GET /metrics`). */
+  metrics?: GatewayMetrics;
 }
 
 /**
@@ -74,7 +77,7 @@ export interface DialectContext {
 export interface Dialect {
   /**
    * The dialect's one name: `openai`, `anthropic`, `gemini`, `new-api`, `cliproxy`,
-   * `antigravity`, `openrouter`.
+   * `antigravity`, `openrouter`, `metrics`.
    */
   readonly name: string;
   /**

@@ -10,6 +10,7 @@ import { antigravityDialect } from "./antigravity/index.js";
 import { cliproxyDialect } from "./cliproxy/index.js";
 import type { Dialect, DialectContext } from "./dialect.js";
 import { geminiDialect } from "./gemini/index.js";
+import { metricsDialect } from "./metrics/index.js";
 import { newApiDialect } from "./new-api/index.js";
 import { openaiDialect } from "./openai/index.js";
 import { openrouterDialect } from "./openrouter/index.js";
@@ -26,6 +27,7 @@ export const BUILTIN_DIALECTS: readonly Dialect[] = [
   openaiDialect,
   anthropicDialect,
   geminiDialect,
+  metricsDialect,
 ];
 
 /**

@@ -1,5 +1,6 @@
 import { type Admission, admissionPlan, admitRequest } from "../admission/rate-limits.js";
 import { refillIfDue } from "../billing/refill.js";
+import type { GatewayMetrics } from "../metrics/metrics.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
@@ -12,7 +13,7 @@ export function admit(deps: ProxyDeps, ctx: RequestContext): Admission | Promise
   const { req } = ctx;
   const plan = admissionPlan(deps.settings, req.auth, ctx.group);
   if (!plan) return null;
-  return admitRequest(
+  const admitted = admitRequest(
     deps,
     {
       requestId: ctx.requestId,
@@ -23,6 +24,32 @@ export function admit(deps: ProxyDeps, ctx: RequestContext): Admission | Promise
       nowMs: ctx.started,
     },
     plan,
+  );
+  return plan.queueMs > 0 && deps.metrics ? timedQueue(deps.metrics, admitted) : admitted;
+}
+
+/**
+ * The queue wait of a request whose concurrency limit queues (`queueTimeoutMs`), for the
+ * metrics: 0 when a slot was at hand, else the time until it was admitted or refused.
+ */
+function timedQueue(
+  metrics: GatewayMetrics,
+  admitted: Admission | Promise<Admission>,
+): Admission | Promise<Admission> {
+  if (!(admitted instanceof Promise)) {
+    metrics.queueWait(0, true);
+    return admitted;
+  }
+  const from = performance.now();
+  return admitted.then(
+    (a) => {
+      metrics.queueWait(performance.now() - from, true);
+      return a;
+    },
+    (error: unknown) => {
+      metrics.queueWait(performance.now() - from, false);
+      throw error;
+    },
   );
 }
 

@@ -392,6 +392,7 @@ async function sendWith(
     let res: Dispatcher.ResponseData;
     // Planned per send: a refresh changes the token, a project switch the body.
     const { url, headers, body } = plan(credential);
+    const sentAt = deps.metrics ? performance.now() : 0;
     try {
       res = await deps.upstream.request(url, {
         method: "POST",
@@ -401,8 +402,10 @@ async function sendWith(
         // A credential's own proxy wins over the global `proxy-url` setting.
         proxyUrl: credential.proxyUrl || deps.settings.get("proxy-url"),
       });
+      deps.metrics?.upstream(credential.provider, res.statusCode, performance.now() - sentAt);
     } catch (error) {
       if (req.exchange.signal.aborted) return { aborted: true, credential };
+      deps.metrics?.upstream(credential.provider, 0, performance.now() - sentAt);
       const message = redactSecrets(mask.text((error as Error).message));
       pool.reportFailure(credential.id, model, 0, message, { kind: "network" });
       return {

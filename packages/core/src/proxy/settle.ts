@@ -49,6 +49,7 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
     if (ctx.span) endRequestSpan(ctx.span, status, usage, cost, error === null ? null : "failed");
     const record = requestRecord(ctx, status, credential, error, endedAt, usage, cost, errorType);
     if (bodies) record.bodies = recordBodies(req.rawBody, responseBody);
+    deps.metrics?.settled(record, true);
     deps.usage.push({ reservation, actualUnits: cost, record });
   };
 }
@@ -72,6 +73,7 @@ export function recordRefusal(deps: ProxyDeps, ctx: RequestContext, error: unkno
     errorTypeOf(error),
   );
   if (deps.settings.get("request-log") === true) record.bodies = recordBodies(ctx.req.rawBody);
+  deps.metrics?.settled(record, false);
   deps.usage.push({ reservation: null, actualUnits: 0, record });
 }
 

@@ -12,6 +12,7 @@ import type { Exchange } from "../exchange.js";
 import type { WireFormatSpec } from "../formats/types.js";
 import type { AuthorizedKey } from "../keys/service.js";
 import type { Logger } from "../logger.js";
+import type { GatewayMetrics } from "../metrics/metrics.js";
 import type { UpstreamClient } from "../net/upstream.js";
 import type { SettingsService } from "../settings/service.js";
 import type { Store } from "../store/types.js";
@@ -38,6 +39,8 @@ export interface ProxyDeps {
   leases: LeaseKeeper;
   /** The window counters' claims ahead and queued corrections (one object per gateway). */
   claims: WindowClaims;
+  /** The gateway's Prometheus metrics; null or absent when they are off. */
+  metrics?: GatewayMetrics | null;
 }
 
 /** A parsed, authorised request for the proxy engine (any wire format, any generation route). */
