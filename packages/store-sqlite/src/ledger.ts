@@ -11,6 +11,7 @@ import type {
   UsageQuery,
   UsageRecord,
   UsageRollup,
+  UsageStat,
 } from "@tokenpool/core";
 import {
   addToRollup,
@@ -36,6 +37,53 @@ import {
   usageParams,
 } from "./rows.js";
 import { type QueryShapes, type Statements, Where } from "./statements.js";
+
+/**
+ * The filters of a usage query as SQL: the table with the index to read and the WHERE clause,
+ * with the reference semantics of `usageMatches`. The names hold '' when absent, so `""` finds
+ * the records without a name too. `success` is a literal, not a parameter, so that the partial
+ * index of failures applies.
+ *
+ * Every filter's index is (column, timestamp): it selects the matches in the page's order (then
+ * by rowid, the id), and counts them without reading the table. With several filters, the index
+ * of the one that selects the fewest records in a typical gateway is read and the others checked
+ * row by row. That ranking is fixed (INDEXED BY) rather than left to the planner: without
+ * statistics all these indexes look alike to it (it read an 80 % group's index for a 1 % user's
+ * records), and the statistics a bounded ANALYZE gathers on a million rows tell them apart no
+ * better. A key's records are a subset of its owner's; a username is unique like a user id; key
+ * names repeat across owners; credentials and models are shared by everyone; failures are a few
+ * per cent; a group, or a missing name, can be most records.
+ */
+function usageSql(q: UsageQuery): { table: string; where: Where } {
+  const where = new Where()
+    .and(q.from !== undefined, "timestamp >= ?", q.from)
+    .and(q.to !== undefined, "timestamp < ?", q.to)
+    .and(q.keyId !== undefined, "key_id = ?", q.keyId)
+    .and(q.userId !== undefined, "user_id = ?", q.userId)
+    .and(q.model !== undefined, "model = ?", q.model)
+    .and(q.keyName !== undefined, "key_name = ?", q.keyName)
+    .and(q.username !== undefined, "username = ?", q.username)
+    .and(q.credentialId !== undefined, "credential_id = ?", q.credentialId)
+    .and(q.group !== undefined, "usage_group = ?", q.group)
+    .and(q.success !== undefined, q.success ? "success = 1" : "success = 0");
+  const named = (v: string | undefined) => v !== undefined && v !== "";
+  const ranked: [applies: boolean, index: string][] = [
+    [q.keyId !== undefined, "key_id"],
+    [q.userId !== undefined, "user_id"],
+    [named(q.username), "username"],
+    [named(q.keyName), "key_name"],
+    [q.credentialId !== undefined, "credential_id"],
+    [q.model !== undefined, "model"],
+    [q.success === false, "failures"],
+    [q.group !== undefined, "group"],
+    [q.username !== undefined, "username"],
+    [q.keyName !== undefined, "key_name"],
+  ];
+  const index = ranked.find(([applies]) => applies)?.[1];
+  // Without an equality the planner's choice stands: the timestamp index (range or order).
+  const table = index ? `usage_records INDEXED BY usage_records_${index}` : "usage_records";
+  return { table, where };
+}
 
 /** What the ledger needs of the store. */
 export interface LedgerContext {
@@ -246,32 +294,59 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
   return {
     usage: {
       async list(q: UsageQuery = {}) {
-        const where = new Where()
-          .and(q.from !== undefined, "timestamp >= ?", q.from)
-          .and(q.to !== undefined, "timestamp < ?", q.to)
-          .and(q.keyId !== undefined, "key_id = ?", q.keyId)
-          .and(q.userId !== undefined, "user_id = ?", q.userId);
-        return shapes.page(
-          "usage_records",
+        const { table, where } = usageSql(q);
+        // Successes are most records: counting them would read every row for its flag, while
+        // all matches minus the failures reads two indexes only.
+        const count = (sql: ReturnType<typeof usageSql>) => shapes.count(sql.table, sql.where);
+        const total =
+          q.success === true
+            ? count(usageSql({ ...q, success: undefined })) -
+              count(usageSql({ ...q, success: false }))
+            : shapes.count(table, where);
+        const items = shapes.rows(
+          table,
           where,
           "timestamp DESC, id DESC",
           q.offset ?? 0,
           q.limit ?? 100,
           usageFromRow,
         );
+        return { items, total };
+      },
+      async stat(q: UsageQuery = {}) {
+        const { table, where } = usageSql(q);
+        return shapes
+          .of(
+            `SELECT COUNT(*) AS requests, COALESCE(SUM(quota), 0) AS quota, COALESCE(SUM(total_tokens), 0) AS totalTokens FROM ${table}${where.clause}`,
+          )
+          .get(...where.params) as UsageStat;
       },
       async rollups(q: RollupQuery = {}) {
         const where = new Where()
           .and(q.fromHour !== undefined, "hour >= ?", q.fromHour)
           .and(q.toHour !== undefined, "hour < ?", q.toHour)
-          .and(q.keyId !== undefined, "key_id = ?", q.keyId);
+          .and(q.keyId !== undefined, "key_id = ?", q.keyId)
+          .and(q.userId !== undefined, "user_id = ?", q.userId)
+          .and(q.credentialId !== undefined, "credential_id = ?", q.credentialId);
         const rows = shapes
-          .of(`SELECT * FROM usage_rollups${where.clause} ORDER BY hour, route, model, key_id`)
+          .of(
+            `SELECT * FROM usage_rollups${where.clause} ORDER BY hour, route, model, key_id, user_id, credential_id`,
+          )
           .all(...where.params) as RollupRow[];
         return rows.map(rollupFromRow);
       },
-      async prune(before) {
-        return s.pruneUsage.run(before).changes;
+      async prune(before, keep) {
+        return immediate(() => {
+          let n = s.pruneUsage.run(before).changes;
+          if (keep !== undefined) {
+            // The newest detail beyond the `keep` newest; it and every older one go.
+            const edge = s.usageKeepEdge.get(Math.max(0, keep)) as
+              | { timestamp: number; id: number }
+              | undefined;
+            if (edge) n += s.pruneUsageUpTo.run(edge.timestamp, edge.timestamp, edge.id).changes;
+          }
+          return n;
+        });
       },
     },
 

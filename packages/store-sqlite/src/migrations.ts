@@ -223,6 +223,63 @@ ${TOKEN_COLUMNS}        PRIMARY KEY (hour, route, model, key_id)
       ALTER TABLE reservations ADD COLUMN user_period INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 5,
+    name: "request log: log fields and filter indexes of usage records, roll-ups by owner and credential",
+    sql: `
+      -- log_fields is a bit set of the optional request log fields a record has (LOG_FIELD in
+      -- rows.ts); 0 on the rows written before, which come back without them. The three names
+      -- the log filters by hold '' when absent, so that one index equality finds the default
+      -- group (and a name-less record) too; the others are NULL when absent or null.
+      ALTER TABLE usage_records ADD COLUMN log_fields INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE usage_records ADD COLUMN key_name TEXT NOT NULL DEFAULT '';
+      ALTER TABLE usage_records ADD COLUMN username TEXT NOT NULL DEFAULT '';
+      ALTER TABLE usage_records ADD COLUMN usage_group TEXT NOT NULL DEFAULT '';
+      ALTER TABLE usage_records ADD COLUMN format TEXT;
+      ALTER TABLE usage_records ADD COLUMN first_token_ms INTEGER;
+      ALTER TABLE usage_records ADD COLUMN retries INTEGER;
+      ALTER TABLE usage_records ADD COLUMN error_type TEXT;
+      -- JSON {request?, response?}.
+      ALTER TABLE usage_records ADD COLUMN bodies TEXT;
+
+      -- One index per filter of the request log, each ending in timestamp: the equality selects,
+      -- the index order (timestamp, then rowid = id) is the page's order, and the COUNT of the
+      -- total reads the index alone. Failures are few: a partial index holds only them.
+      CREATE INDEX usage_records_model ON usage_records (model, timestamp);
+      CREATE INDEX usage_records_credential_id ON usage_records (credential_id, timestamp);
+      CREATE INDEX usage_records_key_name ON usage_records (key_name, timestamp);
+      CREATE INDEX usage_records_username ON usage_records (username, timestamp);
+      CREATE INDEX usage_records_group ON usage_records (usage_group, timestamp);
+      CREATE INDEX usage_records_failures ON usage_records (timestamp) WHERE success = 0;
+
+      -- Roll-ups gain the owner and the credential in their primary key: a new table, the old
+      -- rows copied with the sentinels of "none" (user_id -1, credential_id ''; as key_id -1),
+      -- which also read back as null for the rows written before owners and credentials.
+      CREATE TABLE usage_rollups_v5 (
+        hour TEXT NOT NULL,
+        route TEXT NOT NULL,
+        model TEXT NOT NULL,
+        key_id INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        credential_id TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+${TOKEN_COLUMNS}        PRIMARY KEY (hour, route, model, key_id, user_id, credential_id)
+      ) WITHOUT ROWID;
+      INSERT INTO usage_rollups_v5 (hour, route, model, key_id, user_id, credential_id, requests,
+          successes, failures, input_tokens, output_tokens, reasoning_tokens, cached_tokens,
+          total_tokens, quota)
+        SELECT hour, route, model, key_id, -1, '', requests, successes, failures, input_tokens,
+          output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota
+        FROM usage_rollups;
+      DROP TABLE usage_rollups;
+      ALTER TABLE usage_rollups_v5 RENAME TO usage_rollups;
+      CREATE INDEX usage_rollups_key_id ON usage_rollups (key_id, hour);
+      CREATE INDEX usage_rollups_user_id ON usage_rollups (user_id, hour);
+      CREATE INDEX usage_rollups_credential_id ON usage_rollups (credential_id, hour);
+    `,
+  },
 ];
 
 /** The table that records which migrations were applied. */

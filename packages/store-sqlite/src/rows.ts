@@ -110,7 +110,37 @@ export interface UsageRow extends TokenColumns {
   error: string | null;
   /** 1 for a record written by recoverReservations. */
   recovered: number;
+  /** Which request log fields the record has: a bit set of {@link LOG_FIELD} (migration 5). */
+  log_fields: number;
+  /** '' when absent. */
+  key_name: string;
+  /** '' when absent. */
+  username: string;
+  /** '' when absent. */
+  usage_group: string;
+  /** NULL when absent. */
+  format: string | null;
+  /** NULL when absent or null. */
+  first_token_ms: number | null;
+  /** NULL when absent. */
+  retries: number | null;
+  /** NULL when absent or null. */
+  error_type: string | null;
+  /** JSON, NULL when absent. */
+  bodies: string | null;
 }
+
+/** The bits of `usage_records.log_fields`: which optional request log fields a record has. */
+export const LOG_FIELD = {
+  keyName: 1,
+  username: 2,
+  group: 4,
+  format: 8,
+  firstTokenMs: 16,
+  retries: 32,
+  errorType: 64,
+  bodies: 128,
+} as const;
 
 /** A row of `reservations`. */
 export interface ReservationDbRow {
@@ -137,6 +167,10 @@ export interface RollupRow extends TokenColumns {
   route: string;
   model: string;
   key_id: number;
+  /** {@link NO_USER} for none (migration 5). */
+  user_id: number;
+  /** {@link NO_CREDENTIAL} for none (migration 5). */
+  credential_id: string;
   requests: number;
   successes: number;
   failures: number;
@@ -144,6 +178,10 @@ export interface RollupRow extends TokenColumns {
 
 /** `usage_rollups.key_id` for usage without a key. */
 export const NO_KEY = -1;
+/** `usage_rollups.user_id` for usage without an owner (and rows from before migration 5). */
+export const NO_USER = -1;
+/** `usage_rollups.credential_id` for usage no credential served (and rows from before migration 5). */
+export const NO_CREDENTIAL = "";
 
 /** Booleans are stored as 0/1: better-sqlite3 does not bind booleans. */
 const flag = (b: boolean): number => (b ? 1 : 0);
@@ -333,7 +371,23 @@ export function usageFromRow(r: UsageRow): UsageRecord {
     durationMs: r.duration_ms,
     error: r.error,
     ...(r.recovered ? { recovered: true } : {}),
+    ...(r.log_fields ? logFieldsFromRow(r) : {}),
   };
+}
+
+/** The request log fields a usage row has (those of its `log_fields` bits). */
+function logFieldsFromRow(r: UsageRow): Partial<UsageRecord> {
+  const f = r.log_fields;
+  const out: Partial<UsageRecord> = {};
+  if (f & LOG_FIELD.keyName) out.keyName = r.key_name;
+  if (f & LOG_FIELD.username) out.username = r.username;
+  if (f & LOG_FIELD.group) out.group = r.usage_group;
+  if (f & LOG_FIELD.format) out.format = r.format as string;
+  if (f & LOG_FIELD.firstTokenMs) out.firstTokenMs = r.first_token_ms;
+  if (f & LOG_FIELD.retries) out.retries = r.retries as number;
+  if (f & LOG_FIELD.errorType) out.errorType = r.error_type as UsageRecord["errorType"];
+  if (f & LOG_FIELD.bodies) out.bodies = JSON.parse(r.bodies as string);
+  return out;
 }
 
 /** A reservation row from its database row. */
@@ -397,16 +451,35 @@ export function usageParams(u: NewUsageRecord): unknown[] {
     u.durationMs,
     u.error,
     flag(u.recovered === true),
+    // The request log fields: the bit set of those given, then each value ('' or NULL when absent).
+    (u.keyName === undefined ? 0 : LOG_FIELD.keyName) |
+      (u.username === undefined ? 0 : LOG_FIELD.username) |
+      (u.group === undefined ? 0 : LOG_FIELD.group) |
+      (u.format === undefined ? 0 : LOG_FIELD.format) |
+      (u.firstTokenMs === undefined ? 0 : LOG_FIELD.firstTokenMs) |
+      (u.retries === undefined ? 0 : LOG_FIELD.retries) |
+      (u.errorType === undefined ? 0 : LOG_FIELD.errorType) |
+      (u.bodies === undefined ? 0 : LOG_FIELD.bodies),
+    u.keyName ?? "",
+    u.username ?? "",
+    u.group ?? "",
+    u.format ?? null,
+    u.firstTokenMs ?? null,
+    u.retries ?? null,
+    u.errorType ?? null,
+    u.bodies === undefined ? null : JSON.stringify(u.bodies),
   ];
 }
 
-/** A roll-up from its row (`NO_KEY` back to null). */
+/** A roll-up from its row (the "none" sentinels back to null). */
 export function rollupFromRow(r: RollupRow): UsageRollup {
   return {
     hour: r.hour,
     route: r.route,
     model: r.model,
     keyId: r.key_id === NO_KEY ? null : r.key_id,
+    userId: r.user_id === NO_USER ? null : r.user_id,
+    credentialId: r.credential_id === NO_CREDENTIAL ? null : r.credential_id,
     requests: r.requests,
     successes: r.successes,
     failures: r.failures,
@@ -421,6 +494,8 @@ export function rollupParams(r: UsageRollup): unknown[] {
     r.route,
     r.model,
     r.keyId ?? NO_KEY,
+    r.userId ?? NO_USER,
+    r.credentialId ?? NO_CREDENTIAL,
     r.requests,
     r.successes,
     r.failures,

@@ -104,8 +104,8 @@ export function prepareStatements(db: Database.Database) {
     ),
 
     insertUsage: prepare(
-      `INSERT INTO usage_records (timestamp, request_id, key_id, user_id, credential_id, provider, route, model, stream, status, success, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota, duration_ms, error, recovered)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO usage_records (timestamp, request_id, key_id, user_id, credential_id, provider, route, model, stream, status, success, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota, duration_ms, error, recovered, log_fields, key_name, username, usage_group, format, first_token_ms, retries, error_type, bodies)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertReservation: prepare(
       `INSERT INTO reservations (id, key_id, user_id, units, key_debited, expires_at, owner, request_id, route, model, timestamp, key_period, user_period)
@@ -125,9 +125,9 @@ export function prepareStatements(db: Database.Database) {
       "SELECT * FROM reservations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
     ),
     bumpRollup: prepare(
-      `INSERT INTO usage_rollups (hour, route, model, key_id, requests, successes, failures, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-     ON CONFLICT (hour, route, model, key_id) DO UPDATE SET
+      `INSERT INTO usage_rollups (hour, route, model, key_id, user_id, credential_id, requests, successes, failures, input_tokens, output_tokens, reasoning_tokens, cached_tokens, total_tokens, quota)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     ON CONFLICT (hour, route, model, key_id, user_id, credential_id) DO UPDATE SET
        requests = requests + excluded.requests,
        successes = successes + excluded.successes,
        failures = failures + excluded.failures,
@@ -139,6 +139,12 @@ export function prepareStatements(db: Database.Database) {
        quota = quota + excluded.quota`,
     ),
     pruneUsage: prepare("DELETE FROM usage_records WHERE timestamp < ?"),
+    usageKeepEdge: prepare(
+      "SELECT timestamp, id FROM usage_records ORDER BY timestamp DESC, id DESC LIMIT 1 OFFSET ?",
+    ),
+    pruneUsageUpTo: prepare(
+      "DELETE FROM usage_records WHERE timestamp < ? OR (timestamp = ? AND id <= ?)",
+    ),
 
     settings: prepare("SELECT name, value FROM settings ORDER BY name"),
     setting: prepare("SELECT value FROM settings WHERE name = ?").pluck(),
@@ -235,6 +241,28 @@ export class QueryShapes {
     return stmt;
   }
 
+  /** How many `table` rows match `where`. */
+  count(table: string, where: Where): number {
+    return this.of(`SELECT COUNT(*) FROM ${table}${where.clause}`)
+      .pluck()
+      .get(...where.params) as number;
+  }
+
+  /** One page of the `table` rows matching `where`, in `order`, as records. */
+  rows<R, T>(
+    table: string,
+    where: Where,
+    order: string,
+    offset: number,
+    limit: number,
+    map: (row: R) => T,
+  ): T[] {
+    const rows = this.of(
+      `SELECT * FROM ${table}${where.clause} ORDER BY ${order} LIMIT ? OFFSET ?`,
+    ).all(...where.params, Math.max(0, limit), Math.max(0, offset)) as R[];
+    return rows.map(map);
+  }
+
   /** The total count of the `table` rows matching `where`, and one page of them as records. */
   page<R, T>(
     table: string,
@@ -244,16 +272,7 @@ export class QueryShapes {
     limit: number,
     map: (row: R) => T,
   ): Page<T> {
-    const clause = where.clause;
-    const params = where.params;
-    const total = this.of(`SELECT COUNT(*) FROM ${table}${clause}`)
-      .pluck()
-      .get(...params) as number;
-    const rows = this.of(`SELECT * FROM ${table}${clause} ORDER BY ${order} LIMIT ? OFFSET ?`).all(
-      ...params,
-      Math.max(0, limit),
-      Math.max(0, offset),
-    ) as R[];
-    return { items: rows.map(map), total };
+    const total = this.count(table, where);
+    return { items: this.rows(table, where, order, offset, limit, map), total };
   }
 }
