@@ -25,6 +25,7 @@ export const COMMANDS = {
   tpRecover: lua.RECOVER,
   tpRefill: lua.REFILL,
   tpPrune: lua.PRUNE,
+  tpUsageScan: lua.USAGE_SCAN,
   tpKvIncr: lua.KV_INCR,
   tpLockRelease: lua.LOCK_RELEASE,
   tpHitWindows: lua.HIT_WINDOWS,
@@ -86,6 +87,16 @@ export function redisKeys(base: string) {
     usageRec: (member: string) => `${base}usage:${member}`,
     usageByKey: (id: number) => `${base}usage:key:${id}`,
     usageByUser: (id: number) => `${base}usage:user:${id}`,
+    /** ZSETs of the request log's filters (see `APPEND_FN` in `lua/scripts.ts`). */
+    usageByModel: (model: string) => `${base}usage:model:${model}`,
+    usageByCred: (id: string) => `${base}usage:cred:${id}`,
+    usageByKeyName: (name: string) => `${base}usage:kname:${name}`,
+    usageByUsername: (name: string) => `${base}usage:uname:${name}`,
+    usageByGroup: (group: string) => `${base}usage:group:${group}`,
+    /** SET: the group names `usageByGroup` indexes. */
+    usageGroups: `${base}usage:groups`,
+    /** ZSET: failed requests only. */
+    usageFail: `${base}usage:fail`,
     rollups: `${base}rollups`,
     rollup: (rk: string) => `${base}rollup:${rk}`,
     kv: (key: string) => `${base}kv:${key}`,

@@ -1,7 +1,13 @@
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { recordUsage, type Store } from "@tokenpool/core";
+import {
+  type NewUsageRecord,
+  recordUsage,
+  type Store,
+  type UsageQuery,
+  type UsageRecord,
+} from "@tokenpool/core";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -304,4 +310,179 @@ describe("redisStore", () => {
     await store.releaseLeases("l", ["conc:k"]);
     expect(await admin.exists(`{${prefix}}:lease:conc:k`)).toBe(0);
   });
+
+  it("reads, lists and prunes usage details and roll-ups written by the previous version", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix);
+    const base = `{${prefix}}:`;
+    const H = Date.UTC(2024, 2, 1, 8);
+    // Two details as the previous version wrote them: the record JSON without quota, id, quota,
+    // k and u, indexed in usage, usage:key:* and usage:user:* only; no request log fields.
+    const old = (id: number, o: Partial<NewUsageRecord>) => {
+      const { quota, ...rest } = fixtures.usage({ timestamp: H + id, keyId: 1, userId: 2, ...o });
+      return { id, quota, rest };
+    };
+    const legacy = [
+      old(1, { model: "m1", totalTokens: 30 }),
+      old(2, { model: "m1", success: false, status: 502, error: "e", totalTokens: 5 }),
+    ];
+    const multi = admin.multi().set(`${base}seq:usage`, 2);
+    for (const { id, quota, rest } of legacy) {
+      const member = String(id).padStart(16, "0");
+      multi
+        .hset(`${base}usage:${member}`, "r", JSON.stringify(rest), "id", id, "quota", quota)
+        .hset(`${base}usage:${member}`, "k", "1", "u", "2")
+        .zadd(`${base}usage`, rest.timestamp, member)
+        .zadd(`${base}usage:key:1`, rest.timestamp, member)
+        .zadd(`${base}usage:user:2`, rest.timestamp, member);
+    }
+    // A roll-up row with the previous 4-element id (hour, route, model, key).
+    const oldRow = JSON.stringify(["2024-03-01T08", "POST /v1/chat/completions", "m1", 1]);
+    multi
+      .zadd(`${base}rollups`, 0, oldRow)
+      .hset(`${base}rollup:${oldRow}`, { requests: 2, successes: 1, failures: 1, quota: 30 })
+      .hset(`${base}rollup:${oldRow}`, { inputTokens: 20, outputTokens: 15, totalTokens: 35 });
+    await multi.exec();
+
+    const want = legacy.map(({ id, quota, rest }) => ({ ...rest, id, quota })).reverse();
+    expect((await store.usage.list()).items).toEqual(want);
+    expect((await store.usage.list({ keyId: 1 })).total).toBe(2);
+    expect((await store.usage.list({ userId: 2, from: H + 2 })).items).toEqual([want[0]]);
+    // Filters checked while walking the key's or the user's index read the old details' JSON.
+    expect((await store.usage.list({ keyId: 1, success: true })).items).toEqual([want[1]]);
+    expect((await store.usage.list({ userId: 2, group: "", keyName: "" })).total).toBe(2);
+    expect((await store.usage.list({ keyId: 1, username: "ann", userId: 2 })).total).toBe(0);
+    expect(await store.usage.stat({ userId: 2 })).toEqual({
+      requests: 2,
+      quota: 30,
+      totalTokens: 35,
+    });
+    expect(await store.usage.stat({ keyId: 1, success: true })).toMatchObject({ requests: 1 });
+
+    // A new record of the same hour, route, model and key, without owner or credential, is
+    // the same roll-up identity: one row.
+    await recordUsage(store, [
+      fixtures.usage({ timestamp: H + 3, keyId: 1, model: "m1", quota: 5, totalTokens: 1 }),
+      fixtures.usage({ timestamp: H + 4, keyId: 1, userId: 2, model: "m1", credentialId: "c" }),
+    ]);
+    const rows = await store.usage.rollups();
+    expect(rows).toHaveLength(2);
+    expect(rows.find((r) => r.userId === null)).toMatchObject({
+      keyId: 1,
+      credentialId: null,
+      requests: 3,
+      successes: 2,
+      failures: 1,
+      quota: 35,
+      totalTokens: 36,
+    });
+    expect((await store.usage.rollups({ userId: 2 })).map((r) => r.credentialId)).toEqual(["c"]);
+    expect((await store.usage.rollups({ credentialId: "c" })).map((r) => r.requests)).toEqual([1]);
+
+    expect(await store.usage.prune(H + 2)).toBe(1);
+    expect(await store.usage.prune(0, 2)).toBe(1);
+    expect((await store.usage.list()).items.map((r) => r.timestamp)).toEqual([H + 4, H + 3]);
+    expect((await store.usage.list({ keyId: 1 })).total).toBe(2);
+    expect(await admin.exists(`${base}usage:user:2`)).toBe(1); // the new record's entry
+    expect(await admin.zcard(`${base}usage:user:2`)).toBe(1);
+  });
+
+  it("pruning a usage detail removes it from every index", async () => {
+    const prefix = uniquePrefix();
+    const store = open(prefix, { usageDetailsLimit: 3 });
+    const names = ["a:b", "ключ", "*"];
+    await recordUsage(
+      store,
+      names.map((name, i) =>
+        fixtures.usage({
+          timestamp: 1_000 + i,
+          keyId: i + 1,
+          userId: 9,
+          keyName: name,
+          username: name,
+          model: name,
+          credentialId: name,
+          group: name,
+          success: i !== 1,
+        }),
+      ),
+    );
+    const usageKeys = async () => {
+      const found: string[] = [];
+      let cursor = "0";
+      do {
+        const [next, keys] = await admin.scan(cursor, "MATCH", `{${prefix}}:usage*`, "COUNT", 1000);
+        cursor = next;
+        found.push(...keys);
+      } while (cursor !== "0");
+      return found.sort();
+    };
+    // 3 details, `usage`, 3 key, 1 user, 3 each of model, credential, key name, username and
+    // group indexes, `usage:fail` and `usage:groups`.
+    expect(await usageKeys()).toHaveLength(3 + 1 + 3 + 1 + 5 * 3 + 2);
+    // usageDetailsLimit trims the oldest as new details arrive.
+    await recordUsage(store, [fixtures.usage({ timestamp: 2_000, model: "m" })]);
+    expect((await store.usage.list({ model: "a:b" })).total).toBe(0);
+    expect(await store.usage.prune(3_000)).toBe(3);
+    expect(await usageKeys()).toEqual([`{${prefix}}:usage:groups`]);
+  });
+
+  it("list and stat walk an index in bounded steps and count every match exactly", async () => {
+    // `usageMatches` of core's store/util.ts, for the filters used here.
+    const matches = (r: UsageRecord, q: UsageQuery) =>
+      (q.from === undefined || r.timestamp >= q.from) &&
+      (q.to === undefined || r.timestamp < q.to) &&
+      (q.model === undefined || r.model === q.model) &&
+      (q.keyName === undefined || (r.keyName ?? "") === q.keyName) &&
+      (q.username === undefined || (r.username ?? "") === q.username) &&
+      (q.credentialId === undefined || r.credentialId === q.credentialId) &&
+      (q.group === undefined || (r.group ?? "") === q.group) &&
+      (q.success === undefined || r.success === q.success);
+    const store = open(uniquePrefix(), { usageDetailsLimit: 0 });
+    const H = Date.UTC(2024, 2, 1);
+    // More details than one scan step looks at, in few distinct values.
+    const input = Array.from({ length: 9_500 }, (_, i) =>
+      fixtures.usage({
+        timestamp: H + Math.floor(i / 3) * 1_000, // ties: three details per timestamp
+        keyId: (i % 7) + 1,
+        keyName: `key-${(i % 7) + 1}`,
+        userId: (i % 3) + 1,
+        username: `user-${(i % 3) + 1}`,
+        model: i % 2 ? "a" : "b",
+        credentialId: `c${i % 5}`,
+        group: i % 4 === 0 ? "vip" : "",
+        success: i % 11 !== 0,
+        quota: i % 13,
+        totalTokens: i % 17,
+      }),
+    );
+    const rows = [];
+    for (let i = 0; i < input.length; i += 1_000)
+      rows.push(...(await recordUsage(store, input.slice(i, i + 1_000))));
+    const newest = [...rows].sort((a, b) => b.timestamp - a.timestamp || b.id - a.id);
+    const cases: UsageQuery[] = [
+      { success: true },
+      { group: "" },
+      { model: "a", credentialId: "c3" },
+      { group: "", success: true, offset: 5_000 },
+      { model: "b", username: "user-2", from: H + 500_000, to: H + 2_900_000, offset: 7 },
+      { keyName: "key-3", success: true, offset: 1_000 },
+      { success: true, offset: 8_000 },
+    ];
+    for (const q of cases) {
+      const want = newest.filter((r) => matches(r, q));
+      const offset = q.offset ?? 0;
+      const page = await store.usage.list({ ...q, limit: 25 });
+      expect(page.total, JSON.stringify(q)).toBe(want.length);
+      expect(
+        page.items.map((r) => r.id),
+        JSON.stringify(q),
+      ).toEqual(want.slice(offset, offset + 25).map((r) => r.id));
+      expect(await store.usage.stat(q), JSON.stringify(q)).toEqual({
+        requests: want.length,
+        quota: want.reduce((s, r) => s + r.quota, 0),
+        totalTokens: want.reduce((s, r) => s + r.totalTokens, 0),
+      });
+    }
+  }, 30_000);
 });

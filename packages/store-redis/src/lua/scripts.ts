@@ -285,33 +285,69 @@ export const SETTLE = `${SETTLE_FN}
 return settle(ARGV[1], ARGV[8], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7], ARGV[9], ARGV[10])
 `;
 
-/** Removes one usage detail (its hash and its index entries). */
+/**
+ * Removes one usage detail: its hash and its entries in every index (`usage`, and per what the
+ * hash keeps: `usage:key:<k>`, `usage:user:<u>`, and the model, credential, name, group and
+ * failure indexes its `x` names, see APPEND_FN). A detail written before the request log has no
+ * `x`: only its `k` and `u` entries are removed, the other indexes never held it.
+ */
 const REMOVE_DETAIL_FN = `
 local function removeDetail(base, member)
   local rec = base .. 'usage:' .. member
-  local f = redis.call('HMGET', rec, 'k', 'u')
+  local f = redis.call('HMGET', rec, 'k', 'u', 'x')
   redis.call('ZREM', base .. 'usage', member)
   if f[1] and f[1] ~= '' then redis.call('ZREM', base .. 'usage:key:' .. f[1], member) end
   if f[2] and f[2] ~= '' then redis.call('ZREM', base .. 'usage:user:' .. f[2], member) end
+  if f[3] then
+    local x = cjson.decode(f[3])
+    if x[3] ~= '' then redis.call('ZREM', base .. 'usage:model:' .. x[3], member) end
+    if x[4] ~= '' then redis.call('ZREM', base .. 'usage:cred:' .. x[4], member) end
+    if x[5] ~= '' then redis.call('ZREM', base .. 'usage:kname:' .. x[5], member) end
+    if x[6] ~= '' then redis.call('ZREM', base .. 'usage:uname:' .. x[6], member) end
+    if x[7] ~= '' then redis.call('ZREM', base .. 'usage:group:' .. x[7], member) end
+    if x[2] ~= '1' then redis.call('ZREM', base .. 'usage:fail', member) end
+  end
   redis.call('DEL', rec)
 end
 `;
 
-/** Appends one usage record with its roll-up (shared by COMMIT and RECOVER). Returns its id. */
+/**
+ * Appends one usage record with its roll-up (shared by COMMIT and RECOVER). Returns its id.
+ * The hash keeps the record JSON (`r`), `id`, `quota`, `k`/`u` (key / user id, '' = null), and
+ * in `x` what the indexes and the filters read without decoding `r`, as the JSON array of
+ * strings [total tokens, success 1/0, model, credential ('' = null), key name, username, group]
+ * ('' = none / the default group). One field, not seven: the record JSON makes the hash a
+ * hashtable, where each field costs some 70 bytes. Every index is a sorted set scored by timestamp
+ * whose members are the zero-padded ids: `usage` (all), `usage:key:<id>`, `usage:user:<id>`,
+ * `usage:model:<m>`, `usage:cred:<c>`, `usage:kname:<n>`, `usage:uname:<n>`, `usage:group:<g>`
+ * (non-empty values only) and `usage:fail` (failed requests only). `usage:groups` is the SET of
+ * group names ever indexed.
+ */
 const APPEND_FN = `
 local function append(base, a, quota)
   local id = redis.call('INCR', base .. 'seq:usage')
   local member = string.format('%016d', id)
-  local kid, uid = ARGV[a + 3], ARGV[a + 4]
-  redis.call('HSET', base .. 'usage:' .. member, 'r', ARGV[a + 1], 'id', id, 'quota', quota, 'k', kid, 'u', uid)
-  redis.call('ZADD', base .. 'usage', ARGV[a + 2], member)
-  if kid ~= '' then redis.call('ZADD', base .. 'usage:key:' .. kid, ARGV[a + 2], member) end
-  if uid ~= '' then redis.call('ZADD', base .. 'usage:user:' .. uid, ARGV[a + 2], member) end
+  local ts, kid, uid = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+  local ok, model, cred, kname, uname, group = ARGV[a + 11], ARGV[a + 12], ARGV[a + 13], ARGV[a + 14], ARGV[a + 15], ARGV[a + 16]
+  local x = cjson.encode({ARGV[a + 10], ok, model, cred, kname, uname, group})
+  redis.call('HSET', base .. 'usage:' .. member, 'r', ARGV[a + 1], 'id', id, 'quota', quota, 'k', kid, 'u', uid, 'x', x)
+  redis.call('ZADD', base .. 'usage', ts, member)
+  if kid ~= '' then redis.call('ZADD', base .. 'usage:key:' .. kid, ts, member) end
+  if uid ~= '' then redis.call('ZADD', base .. 'usage:user:' .. uid, ts, member) end
+  if model ~= '' then redis.call('ZADD', base .. 'usage:model:' .. model, ts, member) end
+  if cred ~= '' then redis.call('ZADD', base .. 'usage:cred:' .. cred, ts, member) end
+  if kname ~= '' then redis.call('ZADD', base .. 'usage:kname:' .. kname, ts, member) end
+  if uname ~= '' then redis.call('ZADD', base .. 'usage:uname:' .. uname, ts, member) end
+  if group ~= '' then
+    redis.call('ZADD', base .. 'usage:group:' .. group, ts, member)
+    redis.call('SADD', base .. 'usage:groups', group)
+  end
+  if ok ~= '1' then redis.call('ZADD', base .. 'usage:fail', ts, member) end
   local rk = ARGV[a + 5]
   local row = base .. 'rollup:' .. rk
   redis.call('ZADD', base .. 'rollups', 0, rk)
   redis.call('HINCRBY', row, 'requests', 1)
-  if ARGV[a + 11] == '1' then redis.call('HINCRBY', row, 'successes', 1) else redis.call('HINCRBY', row, 'failures', 1) end
+  if ok == '1' then redis.call('HINCRBY', row, 'successes', 1) else redis.call('HINCRBY', row, 'failures', 1) end
   redis.call('HINCRBY', row, 'inputTokens', ARGV[a + 6])
   redis.call('HINCRBY', row, 'outputTokens', ARGV[a + 7])
   redis.call('HINCRBY', row, 'reasoningTokens', ARGV[a + 8])
@@ -323,7 +359,7 @@ end
 `;
 
 /** Number of ARGV entries per usage record in {@link COMMIT} and {@link RECOVER}. */
-export const RECORD_STRIDE = 11;
+export const RECORD_STRIDE = 16;
 
 /** Number of ARGV entries per commit in {@link COMMIT}. */
 export const COMMIT_STRIDE = 9 + RECORD_STRIDE;
@@ -336,14 +372,15 @@ export const COMMIT_STRIDE = 9 + RECORD_STRIDE;
  * userId, units, keyDebited, actualUnits, keyPeriod, userPeriod, then the record's
  * {@link RECORD_STRIDE} values: record
  * JSON (without id and quota), timestamp, record keyId ('' = null), record userId, roll-up id,
- * input, output, reasoning, cached, total tokens, success (0/1).
+ * input, output, reasoning, cached, total tokens, success (0/1), model, credentialId ('' = null),
+ * keyName, username, group ('' = none).
  * Returns {id, quota, id, quota, ...}.
  */
 export const COMMIT = `${SETTLE_FN}${REMOVE_DETAIL_FN}${APPEND_FN}
 local base, nowSec, limit, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 for c = 0, n - 1 do
-  local a = 4 + c * ${9 + 11}
+  local a = 4 + c * ${COMMIT_STRIDE}
   local quota = tonumber(ARGV[a + 7])
   if ARGV[a + 1] == '1' then
     quota = settle(base, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5]), ARGV[a + 6] == '1', quota, nowSec, ARGV[a + 8], ARGV[a + 9])
@@ -373,7 +410,7 @@ export const RECOVER = `${SETTLE_FN}${APPEND_FN}
 local base, nowSec, nowMs, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
 for c = 0, n - 1 do
-  local a = 4 + c * ${7 + 11}
+  local a = 4 + c * ${7 + RECORD_STRIDE}
   local score = redis.call('ZSCORE', KEYS[1], ARGV[a + 1])
   local units = tonumber(ARGV[a + 4])
   -- The expiry index and the row are written and deleted together: a score means a live row.
@@ -404,11 +441,136 @@ notify(ARGV[4], ARGV[5], 'upsert')
 return 1
 `;
 
-/** KEYS: usage index. ARGV: BASE, before (ms, exclusive), batch size. Returns how many details were deleted. */
+/**
+ * KEYS: usage index. ARGV: BASE, before (ms, exclusive), batch size, keep ('' = no bound).
+ * Deletes at most a batch of details: first those older than `before`, then, with `keep`, the
+ * oldest (by timestamp, then id: the index's order) beyond the newest `keep`. Returns how many
+ * details were deleted; fewer than the batch means nothing is left to delete.
+ */
 export const PRUNE = `${REMOVE_DETAIL_FN}
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local batch = tonumber(ARGV[3])
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[2], 'LIMIT', 0, batch)
 for _, m in ipairs(members) do removeDetail(ARGV[1], m) end
-return #members
+local n = #members
+if ARGV[4] ~= '' and n < batch then
+  local excess = math.min(redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4]), batch - n)
+  if excess > 0 then
+    for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do removeDetail(ARGV[1], m) end
+    n = n + excess
+  end
+end
+return n
+`;
+
+/**
+ * One bounded step of a filtered walk over a usage index, newest first (`usage.list` and
+ * `usage.stat` call it in a loop, so that no call holds Redis for long).
+ * KEYS[1] = the index walked (the smallest one the query names, else `usage`).
+ * ARGV[1] = BASE, ARGV[2] = from (ms, inclusive; '' = none), ARGV[3] = to (ms, exclusive;
+ * '' = none), ARGV[4]/ARGV[5] = the cursor: score and member of the last entry the previous
+ * step looked at ('' = start at `to`), ARGV[6] = how many entries to look at, ARGV[7] = matches
+ * still to skip (the page's offset), ARGV[8] = matches still to collect (the page's limit),
+ * ARGV[9] = '1' to stop once they are collected, then name/value pairs every match must have
+ * (`k`, `u`, and `s`, `m`, `c`, `kn`, `un`, `g`: the values APPEND stores in `x`).
+ * Returns {done (0/1), cursor score, cursor member, matches, sum of quota, sum of total tokens,
+ * collected members...}.
+ *
+ * Each entry costs a ZREVRANGE step, one HMGET of its hash and decoding its `x`. A hash written
+ * before the request log (no `x`) is decoded from its JSON instead, so these filters hold for it.
+ * The cursor is an entry, not a rank: details committed or pruned between steps shift ranks but
+ * not entries; a cursor entry pruned meanwhile is found again by its score.
+ */
+export const USAGE_SCAN = `
+local idx, base = KEYS[1], ARGV[1]
+local from = ARGV[2] == '' and -math.huge or tonumber(ARGV[2])
+local to, cs, cm = ARGV[3], ARGV[4], ARGV[5]
+local chunk, skip, want, stop = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9] == '1'
+local names, wanted = {}, {}
+for i = 10, #ARGV, 2 do
+  names[#names + 1] = ARGV[i]
+  wanted[#wanted + 1] = ARGV[i + 1]
+end
+local function str(v)
+  if v == nil or v == cjson.null then return '' end
+  return tostring(v)
+end
+-- Where each filter's value is in a detail's x (k and u are fields of their own).
+local slot = {t = 1, s = 2, m = 3, c = 4, kn = 5, un = 6, g = 7}
+-- {matches, quota, total tokens} of one detail.
+local function check(rec)
+  local h = redis.call('HMGET', rec, 'x', 'quota', 'k', 'u')
+  local f
+  if h[1] then
+    f = cjson.decode(h[1])
+  else
+    -- Written before the request log: the values come from the record JSON.
+    local r = redis.call('HGET', rec, 'r')
+    if not r then return false end
+    r = cjson.decode(r)
+    f = {str(r.totalTokens), r.success == true and '1' or '0', str(r.model), str(r.credentialId),
+      str(r.keyName), str(r.username), str(r.group)}
+  end
+  for i = 1, #names do
+    local n = names[i]
+    local v
+    if n == 'k' then v = h[3] elseif n == 'u' then v = h[4] else v = f[slot[n]] end
+    if v ~= wanted[i] then return false end
+  end
+  return true, tonumber(h[2]) or 0, tonumber(f[1]) or 0
+end
+local start
+if cs == '' then
+  start = to == '' and 0 or redis.call('ZCOUNT', idx, to, '+inf')
+else
+  local rank = redis.call('ZREVRANK', idx, cm)
+  if rank then
+    start = rank + 1
+  else
+    start = redis.call('ZCOUNT', idx, '(' .. cs, '+inf')
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', idx, cs, cs)) do
+      if m > cm then start = start + 1 end
+    end
+  end
+end
+local stopAt = start + chunk - 1
+local done = false
+if ARGV[2] ~= '' then
+  local last = redis.call('ZCOUNT', idx, ARGV[2], '+inf') - 1
+  if last <= stopAt then
+    stopAt = last
+    done = true
+  end
+end
+local rows = stopAt >= start and redis.call('ZREVRANGE', idx, start, stopAt, 'WITHSCORES') or {}
+done = done or #rows < 2 * chunk
+local matched, quota, tokens, page = 0, 0, 0, {}
+for i = 1, #rows, 2 do
+  local m, score = rows[i], rows[i + 1]
+  if tonumber(score) < from then
+    done = true
+    break
+  end
+  cs, cm = score, m
+  local ok, q, t = check(base .. 'usage:' .. m)
+  if ok then
+    matched = matched + 1
+    quota = quota + q
+    tokens = tokens + t
+    if skip > 0 then
+      skip = skip - 1
+    elseif want > 0 then
+      page[#page + 1] = m
+      want = want - 1
+      if want == 0 and stop then
+        done = true
+        break
+      end
+    end
+  end
+end
+local out = {done and 1 or 0, cs, cm, matched, quota, tokens}
+for _, m in ipairs(page) do out[#out + 1] = m end
+return out
 `;
 
 /** KEYS: counter. ARGV: by, ttl in ms ('' = none). INCRBY, and PEXPIRE only when the counter was created. */
