@@ -39,51 +39,89 @@ import {
 import { type QueryShapes, type Statements, Where } from "./statements.js";
 
 /**
+ * The ids a key name or a username was recorded with (`usage_key_names`, `usage_user_names`):
+ * their filters read the id's index. Absent when the query does not filter by that name (or
+ * filters by `""`, which no id carries).
+ */
+interface NameIds {
+  keyIds?: readonly number[];
+  userIds?: readonly number[];
+}
+
+/** The id the name tables hold for a record without a key (or without an owner). */
+const NO_ID = -1;
+
+/**
+ * `col = ?` for one id, `col IN (?, ...)` for several, with `col IS NULL` for {@link NO_ID};
+ * the parameters are the ids other than it.
+ */
+function idsIn(col: string, ids: readonly number[]): [string, number[]] {
+  const real = ids.filter((id) => id !== NO_ID);
+  const cond =
+    real.length === 0
+      ? "0"
+      : real.length === 1
+        ? `${col} = ?`
+        : `${col} IN (${real.map(() => "?").join(", ")})`;
+  return [real.length < ids.length ? `(${col} IS NULL OR ${cond})` : cond, real];
+}
+
+/**
  * The filters of a usage query as SQL: the table with the index to read and the WHERE clause,
  * with the reference semantics of `usageMatches`. The names hold '' when absent, so `""` finds
  * the records without a name too. `success` is a literal, not a parameter, so that the partial
  * index of failures applies.
  *
  * Every filter's index is (column, timestamp): it selects the matches in the page's order (then
- * by rowid, the id), and counts them without reading the table. With several filters, the index
- * of the one that selects the fewest records in a typical gateway is read and the others checked
- * row by row. That ranking is fixed (INDEXED BY) rather than left to the planner: without
- * statistics all these indexes look alike to it (it read an 80 % group's index for a 1 % user's
- * records), and the statistics a bounded ANALYZE gathers on a million rows tell them apart no
- * better. A key's records are a subset of its owner's; a username is unique like a user id; key
- * names repeat across owners; credentials and models are shared by everyone; failures are a few
- * per cent; a group, or a missing name, can be most records.
+ * by rowid, the id), and counts them without reading the table. A key name or a username has no
+ * index of its own (one per record would cost the proxy path as much as the key's and the
+ * owner's together): it reads the index of the ids it was recorded with (`names`), and checks
+ * the name row by row. With several filters, the index of the one that selects the fewest
+ * records in a typical gateway is read and the others checked row by row. That ranking is fixed
+ * (INDEXED BY) rather than left to the planner: without statistics all these indexes look alike
+ * to it (it read an 80 % group's index for a 1 % user's records), and the statistics a bounded
+ * ANALYZE gathers on a million rows tell them apart no better. A key's records are a subset of
+ * its owner's; key names repeat across owners; credentials and models are shared by everyone;
+ * failures are a few per cent; a group, or a missing name, can be most records.
  */
-function usageSql(q: UsageQuery): { table: string; where: Where } {
+function usageSql(q: UsageQuery, names: NameIds = {}): { table: string; where: Where } {
+  const { keyIds, userIds } = names;
+  const [keySql, keyParams] = idsIn("key_id", keyIds ?? []);
+  const [userSql, userParams] = idsIn("user_id", userIds ?? []);
+  // A name recorded without an id (a record of no key) is found by a scan, not the id's index.
+  const keyIndexed = keyIds !== undefined && !keyIds.includes(NO_ID);
+  const userIndexed = userIds !== undefined && !userIds.includes(NO_ID);
   const where = new Where()
     .and(q.from !== undefined, "timestamp >= ?", q.from)
     .and(q.to !== undefined, "timestamp < ?", q.to)
     .and(q.keyId !== undefined, "key_id = ?", q.keyId)
     .and(q.userId !== undefined, "user_id = ?", q.userId)
+    .and(keyIds !== undefined, keySql, ...keyParams)
+    .and(userIds !== undefined, userSql, ...userParams)
     .and(q.model !== undefined, "model = ?", q.model)
     .and(q.keyName !== undefined, "key_name = ?", q.keyName)
     .and(q.username !== undefined, "username = ?", q.username)
     .and(q.credentialId !== undefined, "credential_id = ?", q.credentialId)
     .and(q.group !== undefined, "usage_group = ?", q.group)
     .and(q.success !== undefined, q.success ? "success = 1" : "success = 0");
-  const named = (v: string | undefined) => v !== undefined && v !== "";
   const ranked: [applies: boolean, index: string][] = [
     [q.keyId !== undefined, "key_id"],
     [q.userId !== undefined, "user_id"],
-    [named(q.username), "username"],
-    [named(q.keyName), "key_name"],
+    [userIndexed, "user_id"],
+    [keyIndexed, "key_id"],
     [q.credentialId !== undefined, "credential_id"],
     [q.model !== undefined, "model"],
     [q.success === false, "failures"],
     [q.group !== undefined, "group"],
-    [q.username !== undefined, "username"],
-    [q.keyName !== undefined, "key_name"],
   ];
   const index = ranked.find(([applies]) => applies)?.[1];
   // Without an equality the planner's choice stands: the timestamp index (range or order).
   const table = index ? `usage_records INDEXED BY usage_records_${index}` : "usage_records";
   return { table, where };
 }
+
+/** Bound of the (name, id) pairs a ledger remembers having written. */
+const NAMES_SEEN_MAX = 100_000;
 
 /** What the ledger needs of the store. */
 export interface LedgerContext {
@@ -247,6 +285,49 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
   const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement =>
     immediate(() => settleIn(res, actualUnits, nowSeconds));
 
+  /**
+   * The (name, id) pairs this process wrote to the name tables (or found there): a record of a
+   * known pair costs no statement. Emptied when it grows past its bound.
+   */
+  const namesSeen = new Set<string>();
+  /** Pairs written by the transaction in progress: seen once it commits. */
+  let namesWritten: string[] = [];
+  const noteName = (kind: "k" | "u", name: string | undefined, id: number | null) => {
+    if (!name) return;
+    const seen = `${kind}${id ?? NO_ID}\u0000${name}`;
+    if (namesSeen.has(seen)) return;
+    (kind === "k" ? s.noteKeyName : s.noteUsername).run(name, id ?? NO_ID);
+    namesWritten.push(seen);
+  };
+  /** Runs a transaction that records usage; its name pairs count as seen once it committed. */
+  const recording = <T>(fn: () => T): T => {
+    namesWritten = [];
+    try {
+      const out = immediate(fn);
+      if (namesSeen.size + namesWritten.length > NAMES_SEEN_MAX) namesSeen.clear();
+      for (const seen of namesWritten) namesSeen.add(seen);
+      return out;
+    } finally {
+      namesWritten = [];
+    }
+  };
+  /**
+   * The ids a query's key name and username were recorded with; null when a name was never
+   * recorded (nothing matches).
+   */
+  const nameIds = (q: UsageQuery): NameIds | null => {
+    const names: NameIds = {};
+    if (q.keyName) {
+      names.keyIds = s.keyIdsOfName.all(q.keyName) as number[];
+      if (names.keyIds.length === 0) return null;
+    }
+    if (q.username) {
+      names.userIds = s.userIdsOfName.all(q.username) as number[];
+      if (names.userIds.length === 0) return null;
+    }
+    return names;
+  };
+
   /** Appends records and bumps their roll-ups inside the caller's transaction. */
   const recordIn = (records: NewUsageRecord[]): UsageRecord[] => {
     {
@@ -255,6 +336,8 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
       for (let i = 0; i < records.length; i++) {
         const r = records[i]!;
         const id = Number(s.insertUsage.run(usageParams(r)).lastInsertRowid);
+        noteName("k", r.keyName, r.keyId);
+        noteName("u", r.username, r.userId);
         out[i] = { ...r, id };
         // Sum the batch per bucket first: one upsert per bucket, not per record.
         const k = rollupKey(r);
@@ -270,7 +353,7 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
     }
   };
   const commit = (commits: UsageCommit[], nowSeconds: number): UsageRecord[] =>
-    immediate(() =>
+    recording(() =>
       recordIn(
         commits.map((c) => ({
           ...c.record,
@@ -282,7 +365,7 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
     );
 
   const recover = (nowMs: number, limit: number): UsageRecord[] =>
-    immediate(() => {
+    recording(() => {
       const rows = (s.expiredReservations.all(nowMs, limit) as ReservationDbRow[]).map(
         reservationFromRow,
       );
@@ -294,14 +377,16 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
   return {
     usage: {
       async list(q: UsageQuery = {}) {
-        const { table, where } = usageSql(q);
+        const names = nameIds(q);
+        if (!names) return { items: [], total: 0 };
+        const { table, where } = usageSql(q, names);
         // Successes are most records: counting them would read every row for its flag, while
         // all matches minus the failures reads two indexes only.
         const count = (sql: ReturnType<typeof usageSql>) => shapes.count(sql.table, sql.where);
         const total =
           q.success === true
-            ? count(usageSql({ ...q, success: undefined })) -
-              count(usageSql({ ...q, success: false }))
+            ? count(usageSql({ ...q, success: undefined }, names)) -
+              count(usageSql({ ...q, success: false }, names))
             : shapes.count(table, where);
         const items = shapes.rows(
           table,
@@ -314,7 +399,9 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
         return { items, total };
       },
       async stat(q: UsageQuery = {}) {
-        const { table, where } = usageSql(q);
+        const names = nameIds(q);
+        if (!names) return { requests: 0, quota: 0, totalTokens: 0 };
+        const { table, where } = usageSql(q, names);
         return shapes
           .of(
             `SELECT COUNT(*) AS requests, COALESCE(SUM(quota), 0) AS quota, COALESCE(SUM(total_tokens), 0) AS totalTokens FROM ${table}${where.clause}`,

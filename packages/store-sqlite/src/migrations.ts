@@ -242,13 +242,23 @@ ${TOKEN_COLUMNS}        PRIMARY KEY (hour, route, model, key_id)
       -- JSON {request?, response?}.
       ALTER TABLE usage_records ADD COLUMN bodies TEXT;
 
-      -- One index per filter of the request log, each ending in timestamp: the equality selects,
+      -- An index per filter of the request log, each ending in timestamp: the equality selects,
       -- the index order (timestamp, then rowid = id) is the page's order, and the COUNT of the
       -- total reads the index alone. Failures are few: a partial index holds only them.
       CREATE INDEX usage_records_model ON usage_records (model, timestamp);
       CREATE INDEX usage_records_credential_id ON usage_records (credential_id, timestamp);
-      CREATE INDEX usage_records_key_name ON usage_records (key_name, timestamp);
-      CREATE INDEX usage_records_username ON usage_records (username, timestamp);
+      -- A key name or a username has no index: its filter reads the index of the ids it was
+      -- recorded with, from these small tables (one row per (name, id) pair ever recorded).
+      CREATE TABLE usage_key_names (
+        key_name TEXT NOT NULL,
+        key_id INTEGER NOT NULL,
+        PRIMARY KEY (key_name, key_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE usage_user_names (
+        username TEXT NOT NULL,
+        user_id INTEGER NOT NULL,
+        PRIMARY KEY (username, user_id)
+      ) WITHOUT ROWID;
       CREATE INDEX usage_records_group ON usage_records (usage_group, timestamp);
       CREATE INDEX usage_records_failures ON usage_records (timestamp) WHERE success = 0;
 

@@ -139,6 +139,12 @@ export function prepareStatements(db: Database.Database) {
        quota = quota + excluded.quota`,
     ),
     pruneUsage: prepare("DELETE FROM usage_records WHERE timestamp < ?"),
+    noteKeyName: prepare("INSERT OR IGNORE INTO usage_key_names (key_name, key_id) VALUES (?, ?)"),
+    noteUsername: prepare(
+      "INSERT OR IGNORE INTO usage_user_names (username, user_id) VALUES (?, ?)",
+    ),
+    keyIdsOfName: prepare("SELECT key_id FROM usage_key_names WHERE key_name = ?").pluck(),
+    userIdsOfName: prepare("SELECT user_id FROM usage_user_names WHERE username = ?").pluck(),
     usageKeepEdge: prepare(
       "SELECT timestamp, id FROM usage_records ORDER BY timestamp DESC, id DESC LIMIT 1 OFFSET ?",
     ),

@@ -155,6 +155,10 @@ describe("sqliteStore request log", () => {
   });
 
   it("a page and its total read the index of the most selective filter, in the page's order", async () => {
+    // The schema, and the names the filters below look up (recorded with key 1 and user 1).
+    const seed = sqliteStore({ filename: file });
+    await recordUsage(seed, [fixtures.usage({ keyId: 1, keyName: "k", userId: 1, username: "u" })]);
+    await seed.close();
     const db = track(new Database(file));
     let prepared: string[] = [];
     const prepare = db.prepare.bind(db);
@@ -179,17 +183,18 @@ describe("sqliteStore request log", () => {
       [{ success: true }, "\\w+"],
       [{ model: "m" }, "model"],
       [{ model: "m", ...T }, "model"],
-      [{ keyName: "k" }, "key_name"],
-      [{ keyName: "" }, "key_name"],
-      [{ username: "u", ...T }, "username"],
+      [{ keyName: "k" }, "key_id"],
+      [{ keyName: "", ...T }, "timestamp"],
+      [{ username: "u", ...T }, "user_id"],
       [{ credentialId: "c" }, "credential_id"],
       [{ group: "" }, "group"],
       [{ success: false, ...T }, "failures"],
       [{ keyId: 1 }, "key_id"],
       [{ userId: 1 }, "user_id"],
       // Several filters: the one that selects fewest records in a typical gateway leads.
-      [{ group: "", username: "u", ...T }, "username"],
-      [{ model: "m", keyName: "k" }, "key_name"],
+      [{ group: "", username: "u", ...T }, "user_id"],
+      [{ model: "m", keyName: "k" }, "key_id"],
+
       [{ keyName: "", model: "m" }, "model"],
       [{ credentialId: "c", success: false }, "credential_id"],
       [{ group: "vip", success: false }, "failures"],
