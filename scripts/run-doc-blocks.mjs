@@ -106,6 +106,7 @@ function packageLinks() {
     "ioredis",
     "@opentelemetry/api",
     "@opentelemetry/sdk-trace-base",
+    "prom-client",
   ]) {
     for (const dir of dirs) {
       const candidate = join(dir, "node_modules", name);

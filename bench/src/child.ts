@@ -10,12 +10,22 @@ import { parseArgs } from "node:util";
 /** The key the mock upstream accepts; the floor forwards it, tokenpool holds it as a credential. */
 export const UPSTREAM_KEY = "mock-key";
 
+/** The token `GET /metrics` of the bench's tokenpool gateways accepts (`metrics.token`). */
+export const BENCH_METRICS_TOKEN = "bench-metrics-token-0123456789";
+
 /** A message from the runner to a child. */
 export type ParentMessage = { type: "cpu"; id: number } | { type: "stop" };
 
 /** A message from a child to the runner. */
 export type ChildMessage =
-  | { type: "ready"; origin: string; authorization: string; limitedAuthorization?: string }
+  | {
+      type: "ready";
+      origin: string;
+      authorization: string;
+      limitedAuthorization?: string;
+      secondOrigin?: string;
+      secondAuthorization?: string;
+    }
   | { type: "cpu"; id: number; usage: NodeJS.CpuUsage }
   | { type: "error"; message: string };
 
@@ -27,6 +37,10 @@ export interface StartedTarget {
   authorization: string;
   /** tokenpool with `BENCH_KEY_LIMITS`: the header of a second key, the one with limits. */
   limitedAuthorization?: string;
+  /** tokenpool with `BENCH_SECOND_GATEWAY`: the origin of a second gateway in the same process. */
+  secondOrigin?: string;
+  /** The `Authorization` header of the second gateway's bench key. */
+  secondAuthorization?: string;
   /** Stop serving and release resources. */
   close(): Promise<void>;
 }
@@ -81,6 +95,8 @@ export function runChild(start: () => Promise<StartedTarget>): void {
         origin: started.origin,
         authorization: started.authorization,
         limitedAuthorization: started.limitedAuthorization,
+        secondOrigin: started.secondOrigin,
+        secondAuthorization: started.secondAuthorization,
       };
       send(ready);
     },

@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { build } from "esbuild";
 import { request } from "undici";
-import type { ChildMessage, ParentMessage } from "./child.js";
+import { BENCH_METRICS_TOKEN, type ChildMessage, type ParentMessage } from "./child.js";
 
 const SECONDS = positiveNumber("BENCH_SECONDS", 5);
 const WARMUP_SECONDS = positiveNumber("BENCH_WARMUP_SECONDS", 1);
@@ -50,6 +50,14 @@ const LIMITS_AB = process.env.BENCH_LIMITS_AB === "1" || process.env.BENCH_LIMIT
 /** `BENCH_LIMITS_AB=aa`: the same, with no limits on either key (the noise floor). */
 const LIMITS_AA = process.env.BENCH_LIMITS_AB === "aa";
 /**
+ * `BENCH_METRICS_AB=1`: what Prometheus metrics cost per request. One tokenpool process with two
+ * gateways, A with `metrics: false` and B with metrics on (the default), taking turns in ABBA
+ * slices; one process for both for the same reason as the limits A/B. `aa`: B without metrics
+ * too (the noise floor).
+ */
+const METRICS_AB = process.env.BENCH_METRICS_AB === "1" || process.env.BENCH_METRICS_AB === "aa";
+const METRICS_AA = process.env.BENCH_METRICS_AB === "aa";
+/**
  * Pinning (`BENCH_PIN`, on by default with 2 CPUs or more and `taskset` installed): the load
  * generator (this process) and the mock upstream on CPU 0, every measured target on CPU 1, so
  * that a target never shares its core with the load or migrates between cores mid-run: the
@@ -66,7 +74,7 @@ const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta
 const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
 const STARTED_AT = new Date().toISOString();
 
-type TargetName = "direct" | "floor" | "tokenpool" | "base" | "limits";
+type TargetName = "direct" | "floor" | "tokenpool" | "base" | "limits" | "metrics";
 const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool"];
 
 /** One cell of the matrix. */
@@ -234,6 +242,7 @@ class Target implements Endpoint {
     readonly authorization: string,
     private readonly stderr: () => string,
     private readonly limitedAuthorization?: string,
+    private readonly secondGateway?: { origin: string; authorization: string },
   ) {
     proc.on("message", (message: ChildMessage) => {
       if (message.type !== "cpu") return;
@@ -290,6 +299,9 @@ class Target implements Endpoint {
               message.authorization,
               () => stderr,
               message.limitedAuthorization,
+              message.secondOrigin && message.secondAuthorization
+                ? { origin: message.secondOrigin, authorization: message.secondAuthorization }
+                : undefined,
             ),
           );
         } else if (message.type === "error") {
@@ -315,6 +327,18 @@ class Target implements Endpoint {
     const authorization = this.limitedAuthorization;
     if (!authorization) throw new Error(`${this.name} has no second key`);
     return { name: "limits", origin: this.origin, authorization, cpu: () => this.cpu() };
+  }
+
+  /** The second gateway of the same process (`BENCH_SECOND_GATEWAY`), measured as "metrics". */
+  second(): Endpoint {
+    const g = this.secondGateway;
+    if (!g) throw new Error(`${this.name} has no second gateway`);
+    return {
+      name: "metrics",
+      origin: g.origin,
+      authorization: g.authorization,
+      cpu: () => this.cpu(),
+    };
   }
 
   cpu(): Promise<NodeJS.CpuUsage> {
@@ -575,7 +599,7 @@ function render(rows: readonly Row[], ratioRows: readonly Ratio[], notes: string
 // Main
 
 async function main(): Promise<number> {
-  const runs = AB_BASE || LIMITS_AB ? 2 * AB_SLICES : TARGETS.length;
+  const runs = AB_BASE || LIMITS_AB || METRICS_AB ? 2 * AB_SLICES : TARGETS.length;
   const budgetMs = 90_000 + CELLS.length * runs * (SECONDS + WARMUP_SECONDS + 5) * 1000;
   const watchdog = setTimeout(() => {
     log(`the bench did not finish within ${Math.round(budgetMs / 1000)} s; giving up`);
@@ -612,7 +636,13 @@ async function main(): Promise<number> {
       ["--upstream", upstreamUrl],
       60_000,
       // The limits A/B: a second key, with limits (`BENCH_LIMITS`: which; all by default).
-      LIMITS_AB ? { BENCH_KEY_LIMITS: LIMITS_AA ? "none" : (process.env.BENCH_LIMITS ?? "1") } : {},
+      // The metrics A/B: a second gateway, with metrics.
+      {
+        ...(LIMITS_AB
+          ? { BENCH_KEY_LIMITS: LIMITS_AA ? "none" : (process.env.BENCH_LIMITS ?? "1") }
+          : {}),
+        ...(METRICS_AB ? { BENCH_SECOND_GATEWAY: METRICS_AA ? "aa" : "metrics" } : {}),
+      },
     ),
   ]);
   if (floor.status === "rejected") throw floor.reason;
@@ -657,6 +687,40 @@ async function main(): Promise<number> {
         ? "A/A: one gateway, two keys without limits (the noise floor of the limits A/B)"
         : "One gateway, two keys: A without limits, B with rpm + tpm + concurrency limits",
     );
+    await stopAll();
+    return code;
+  }
+
+  if (METRICS_AB) {
+    if (skipReason || tokenpool.status !== "fulfilled")
+      throw new Error(`metrics A/B: the tokenpool target failed: ${skipReason}`);
+    const withMetrics = tokenpool.value.second();
+    await smokeTest(withMetrics);
+    const code = await abRun(
+      withMetrics,
+      tokenpool.value,
+      upstream,
+      METRICS_AA
+        ? "A/A: one process, two gateways without metrics (the noise floor of the metrics A/B)"
+        : "One process, two gateways: A with `metrics: false`, B with metrics on (the default)",
+    );
+    if (!METRICS_AA) {
+      // B really counted: its requests_total covers every request of its slices.
+      const res = await request(`${withMetrics.origin}/metrics`, {
+        headers: { authorization: `Bearer ${BENCH_METRICS_TOKEN}` },
+      });
+      const text = await res.body.text();
+      const counted = [...text.matchAll(/^tokenpool_requests_total\{[^}]*\} (\d+)$/gm)].reduce(
+        (t, m) => t + Number(m[1]),
+        0,
+      );
+      process.stdout.write(`B's tokenpool_requests_total at the end: ${counted}\n`);
+      if (res.statusCode !== 200 || counted === 0) {
+        log(`FAILED: B's /metrics answered ${res.statusCode} and counted ${counted} requests`);
+        await stopAll();
+        return 1;
+      }
+    }
     await stopAll();
     return code;
   }
@@ -817,7 +881,7 @@ async function abRun(
   await mkdir(new URL("../results/", import.meta.url), { recursive: true });
   await writeFile(
     fileURLToPath(new URL("../results/ab.json", import.meta.url)),
-    `${JSON.stringify({ date: STARTED_AT, base: LIMITS_AB ? "limits" : AB_BASE, slices: AB_SLICES, seconds: SECONDS, results }, null, 2)}\n`,
+    `${JSON.stringify({ date: STARTED_AT, base: LIMITS_AB ? "limits" : METRICS_AB ? "metrics" : AB_BASE, slices: AB_SLICES, seconds: SECONDS, results }, null, 2)}\n`,
   );
   if (failed) log("FAILED: some slices had non-2xx answers or errors; the numbers are not valid");
   return failed ? 1 : 0;

@@ -14,16 +14,19 @@ import { join } from "node:path";
 import { createGateway, memoryStore } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
-import { runChild, UPSTREAM_KEY, upstreamArg } from "./child.js";
+import { BENCH_METRICS_TOKEN, runChild, UPSTREAM_KEY, upstreamArg } from "./child.js";
 
-runChild(async () => {
-  const upstreamUrl = upstreamArg();
-  const dir = await mkdtemp(join(tmpdir(), "tokenpool-bench-"));
-  const filename = join(dir, "bench.db");
+/**
+ * One gateway with its credential and bench key, served on node:http. `metrics`: whether it
+ * keeps Prometheus metrics (the gateway's default is on).
+ */
+async function startGateway(upstreamUrl: string, dir: string, name: string, metrics: boolean) {
+  const filename = join(dir, `${name}.db`);
   const gateway = createGateway({
     // BENCH_STORE=memory separates the engine's own cost from the store's.
     store: process.env.BENCH_STORE === "memory" ? memoryStore() : sqliteStore({ filename }),
     secret: "bench-secret-0123456789abcdef0123456789",
+    metrics: metrics ? { token: BENCH_METRICS_TOKEN } : false,
   });
   await gateway.credentials.add({
     provider: "openai",
@@ -37,6 +40,30 @@ runChild(async () => {
     remainQuota: 1_000_000_000,
     unlimitedQuota: false,
   });
+  const server = createServer(toNodeHandler(gateway));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return { gateway, server, key, origin: `http://127.0.0.1:${port}` };
+}
+
+runChild(async () => {
+  const upstreamUrl = upstreamArg();
+  const dir = await mkdtemp(join(tmpdir(), "tokenpool-bench-"));
+  // BENCH_SECOND_GATEWAY (the metrics A/B): this gateway without metrics, and a second one in
+  // the same process with them (`aa`: without either, the noise floor).
+  const second = process.env.BENCH_SECOND_GATEWAY;
+  const { gateway, server, key, origin } = await startGateway(
+    upstreamUrl,
+    dir,
+    "bench",
+    second === undefined,
+  );
+  const other = second
+    ? await startGateway(upstreamUrl, dir, "bench-second", second === "metrics")
+    : null;
   // BENCH_KEY_LIMITS (the limits A/B): a second key like the first, with rpm, tpm and
   // concurrency limits too high to refuse anything, so every admission step runs. `aa`: the
   // second key without limits (the noise floor); `rpm,tpm,...`: only those limits.
@@ -53,20 +80,17 @@ runChild(async () => {
     });
     limitedAuthorization = `Bearer ${limited.key}`;
   }
-  const server = createServer(toNodeHandler(gateway));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin,
     authorization: `Bearer ${key}`,
     limitedAuthorization,
+    ...(other ? { secondOrigin: other.origin, secondAuthorization: `Bearer ${other.key}` } : {}),
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await gateway.close();
+      for (const g of other ? [{ server, gateway }, other] : [{ server, gateway }]) {
+        g.server.closeAllConnections();
+        await new Promise<void>((resolve) => g.server.close(() => resolve()));
+        await g.gateway.close();
+      }
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -33,7 +33,9 @@ Commands:
 Environment:
   TOKENPOOL_SECRET  the server secret (otherwise kept in secret.key beside the SQLite file or in
                     the file store's directory; required with redis, the same on every instance)
-  TOKENPOOL_NEW_SECRET  rotate-secret: the new server secret`;
+  TOKENPOOL_NEW_SECRET  rotate-secret: the new server secret
+  TOKENPOOL_METRICS_TOKEN  a bearer token (16+ characters) that may read GET /metrics besides the
+                    management key, from any address (for Prometheus)`;
 
 /** A port flag's value (undefined when absent), or null after printing why it is refused. */
 function portFlag(flag: string, value: string | undefined): number | undefined | null {

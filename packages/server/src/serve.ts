@@ -177,6 +177,10 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     ...(Array.isArray(config["trusted-proxies"])
       ? { trustedProxies: config["trusted-proxies"].map(String) }
       : {}),
+    // GET /metrics reads with the management key, or with this token from any address.
+    ...(process.env.TOKENPOOL_METRICS_TOKEN
+      ? { metrics: { token: process.env.TOKENPOOL_METRICS_TOKEN } }
+      : {}),
   });
   let mock: DemoUpstream | null = null;
   let server: Server | null = null;
