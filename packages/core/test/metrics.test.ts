@@ -510,6 +510,22 @@ describe("registries", () => {
     expect(c.gateway.metrics.registry).toBe(registry);
   });
 
+  it("serves an OpenMetrics registry in its own format, and unregisters from it on close", async () => {
+    const registry = new Registry(Registry.OPENMETRICS_CONTENT_TYPE);
+    const r = await start({ metrics: { registry } });
+    await r.gateway.management.setKey(MANAGEMENT_KEY);
+    await addCredentials(r.gateway);
+    const { key } = await r.gateway.keys.create({ name: "k", unlimitedQuota: true });
+    await ask(client(r, key));
+    const res = await scrape(r);
+    expect(res.type).toBe(Registry.OPENMETRICS_CONTENT_TYPE);
+    expect(res.text).toContain("# TYPE tokenpool_requests counter");
+    expect(res.text).toMatch(/^tokenpool_requests_total\{format="openai".*\} 1$/m);
+    expect(res.text.endsWith("# EOF\n")).toBe(true);
+    await stop(r);
+    expect(registry.getMetricsAsArray()).toHaveLength(0);
+  });
+
   it("rejects bad metrics options with a message naming the option", () => {
     const bad: [unknown, string][] = [
       [{ token: "short" }, "metrics.token"],

@@ -208,6 +208,8 @@ export class GatewayMetrics {
   /** The `metrics.token` option (null: only the management key reads `/metrics`). */
   readonly token: string | null;
   readonly #families: Family[] = [];
+  /** The names the families were registered under. */
+  #names: string[] = [];
   readonly #ownRegistry: boolean;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #now: () => number;
@@ -263,6 +265,7 @@ export class GatewayMetrics {
         `Invalid tokenpool option \`metrics.registry\`: it already has a metric named ${taken[0]!.name} (another gateway on the same registry?). Give each gateway its own registry (the default), or its own \`metrics.prefix\`, or close the other gateway first.`,
       );
     // prom-client's registry takes any object with a name and `get()`; its types want its classes.
+    this.#names = this.#families.map((f) => f.name);
     for (const f of this.#families)
       this.registry.registerMetric(f as unknown as Parameters<Registry["registerMetric"]>[0]);
     this.#listen(deps.events);
@@ -462,9 +465,11 @@ export class GatewayMetrics {
   close(): void {
     for (const off of this.#unsubscribe.splice(0)) off();
     if (this.#ownRegistry) return;
-    for (const f of this.#families) {
-      if ((this.registry.getSingleMetric(f.name) as unknown) === f)
-        this.registry.removeSingleMetric(f.name);
+    // By the names registered under: an OpenMetrics registry renames counters as it scrapes.
+    for (const [i, f] of this.#families.entries()) {
+      const name = this.#names[i]!;
+      if ((this.registry.getSingleMetric(name) as unknown) === f)
+        this.registry.removeSingleMetric(name);
     }
   }
 
