@@ -288,7 +288,13 @@ export function ledger(
    * Walks a plan's index newest first in `tpUsageScan` steps: skips `offset` matches, collects
    * `limit`, and (unless `stopWhenFull`) counts and sums every match in the range.
    */
-  const walk = async (plan: UsagePlan, offset: number, limit: number, stopWhenFull: boolean) => {
+  const walk = async (
+    plan: UsagePlan,
+    offset: number,
+    limit: number,
+    stopWhenFull: boolean,
+    sums = false,
+  ) => {
     const scoreArg = (s: string) => (s === "-inf" || s === "+inf" ? "" : s.replace("(", ""));
     const from = scoreArg(plan.from);
     const to = scoreArg(plan.to);
@@ -306,7 +312,7 @@ export function ledger(
       const out = (await run(
         "tpUsageScan",
         [plan.index],
-        [base, from, to, ...cursor, chunk, skip, want, stopWhenFull ? 1 : 0, ...flat],
+        [base, from, to, ...cursor, chunk, skip, want, stopWhenFull ? 1 : sums ? 2 : 0, ...flat],
       )) as (string | number)[];
       const n = Number(out[3]);
       const page = out.slice(6) as string[];
@@ -353,7 +359,7 @@ export function ledger(
         const stat: UsageStat = { requests: 0, quota: 0, totalTokens: 0 };
         const plan = await planUsageQuery(q);
         if (plan.empty) return stat;
-        const res = await walk(plan, 0, 0, false);
+        const res = await walk(plan, 0, 0, false, true);
         return { requests: res.matched, quota: res.quota, totalTokens: res.tokens };
       },
       async rollups(q = {}) {

@@ -31,6 +31,10 @@ export interface ConfigFileSettings {
   "allow-localhost-unauthenticated"?: boolean;
   "force-gpt-5-codex"?: boolean;
   "usage-retention-days"?: number;
+  "usage-statistics-enabled"?: boolean;
+  "logging-to-file"?: boolean;
+  "oauth-excluded-models"?: Record<string, string[]>;
+  "oauth-model-alias"?: Record<string, unknown[]>;
   "quota-exceeded"?: { "switch-project"?: boolean; "switch-preview-model"?: boolean };
   "api-keys"?: string[];
   "generative-language-api-key"?: string[];
@@ -58,11 +62,31 @@ const SCALARS: readonly (keyof ConfigFileSettings & SettingName)[] = [
   "allow-localhost-unauthenticated",
   "force-gpt-5-codex",
   "usage-retention-days",
+  "usage-statistics-enabled",
+  "logging-to-file",
+];
+/** File fields that are object settings of the same name, replaced whole when present. */
+const OBJECTS: readonly (keyof ConfigFileSettings & SettingName)[] = [
+  "oauth-excluded-models",
+  "oauth-model-alias",
 ];
 const QUOTA_FIELDS = ["switch-project", "switch-preview-model"] as const;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** A JSON text with sorted object keys: equal values, equal texts. */
+function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) =>
+    isObject(val)
+      ? Object.fromEntries(
+          Object.keys(val)
+            .sort()
+            .map((k) => [k, val[k]]),
+        )
+      : val,
+  );
+}
 
 function stringList(v: unknown): string[] | null {
   if (v === null) return [];
@@ -82,6 +106,14 @@ export function configProblems(config: ConfigFileSettings): string[] {
     const type = RUNTIME_SETTINGS[name].type;
     if (!acceptsSetting(name, v))
       problems.push(`\`${name}\` must be ${type === "integer" ? "an integer" : `a ${type}`}`);
+  }
+  for (const name of OBJECTS) {
+    const v = config[name];
+    if (v === undefined || v === null) continue;
+    if (!acceptsSetting(name, v))
+      problems.push(
+        `\`${name}\` must be ${name === "oauth-model-alias" ? "a mapping of lists of { name, alias }" : "a mapping of lists of strings"}`,
+      );
   }
   const quota = config["quota-exceeded"];
   if (quota !== undefined && quota !== null) {
@@ -125,6 +157,15 @@ export async function applyConfig(
   for (const name of SCALARS) {
     const v = config[name];
     if (v !== undefined && v !== null && gateway.settings.raw(name) !== v) patch[name] = v;
+  }
+  for (const name of OBJECTS) {
+    const v = config[name];
+    if (
+      v !== undefined &&
+      v !== null &&
+      canonicalJson(gateway.settings.raw(name)) !== canonicalJson(v)
+    )
+      patch[name] = v;
   }
   const quota = config["quota-exceeded"];
   if (isObject(quota)) {

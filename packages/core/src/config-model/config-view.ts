@@ -9,7 +9,7 @@
 import type { CredentialPool } from "../credentials/pool.js";
 import type { KeyService } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
-import type { SettingName } from "../settings/table.js";
+import type { OAuthModelAlias, SettingName } from "../settings/table.js";
 import type { ConfigLists, OpenAICompatibilityItem, ProviderKeyItem } from "./list-items.js";
 import { apiKeysModel, GL_API_KEY_LABEL, glApiKeysModel } from "./string-lists.js";
 
@@ -55,6 +55,14 @@ export interface ManagementConfigView {
   "codex-api-key": ProviderKeyItem[];
   "openai-compatibility": OpenAICompatibilityItem[];
   "allow-localhost-unauthenticated": boolean;
+  /** Kept for CLIProxyAPI's UIs; tokenpool records usage regardless. */
+  "usage-statistics-enabled": boolean;
+  /** Whether the management API's `GET /logs` serves the request log as log lines. */
+  "logging-to-file": boolean;
+  /** `{ <provider>: [model, ...] }` (CLIProxyAPI's; stored, shown). */
+  "oauth-excluded-models": Record<string, string[]>;
+  /** `{ <channel>: [{ name, alias, fork?, force-mapping? }] }` (CLIProxyAPI's; stored, shown). */
+  "oauth-model-alias": Record<string, OAuthModelAlias[]>;
 }
 
 /**
@@ -85,5 +93,15 @@ export async function managementConfigView(deps: ConfigViewDeps): Promise<Manage
     "codex-api-key": lists["codex-api-key"],
     "openai-compatibility": lists["openai-compatibility"],
     "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated"),
+    "usage-statistics-enabled": s.get("usage-statistics-enabled"),
+    "logging-to-file": s.get("logging-to-file"),
+    "oauth-excluded-models": structuredClone(s.get("oauth-excluded-models")) as Record<
+      string,
+      string[]
+    >,
+    "oauth-model-alias": structuredClone(s.get("oauth-model-alias")) as Record<
+      string,
+      OAuthModelAlias[]
+    >,
   };
 }

@@ -102,6 +102,43 @@ function readGroupLimits(v: unknown): Readonly<Record<string, RateLimits>> {
   return out;
 }
 
+/** One alias of the `oauth-model-alias` setting (CLIProxyAPI's shape). */
+export interface OAuthModelAlias {
+  /** The upstream model. */
+  name: string;
+  /** The name clients use. */
+  alias: string;
+  /** Keep the original name visible beside the alias. */
+  fork?: boolean;
+  "force-mapping"?: boolean;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** `{ <name>: string[] }`. */
+function isStringListMap(v: unknown): boolean {
+  return Object.values(v as Record<string, unknown>).every(
+    (l) => Array.isArray(l) && l.every((m) => typeof m === "string"),
+  );
+}
+
+/** `{ <channel>: [{ name, alias, fork?, force-mapping? }] }`. */
+function isAliasMap(v: unknown): boolean {
+  return Object.values(v as Record<string, unknown>).every(
+    (l) =>
+      Array.isArray(l) &&
+      l.every(
+        (a) =>
+          isPlainObject(a) &&
+          typeof a.name === "string" &&
+          typeof a.alias === "string" &&
+          (a.fork === undefined || typeof a.fork === "boolean") &&
+          (a["force-mapping"] === undefined || typeof a["force-mapping"] === "boolean"),
+      ),
+  );
+}
+
 /** The `remote-management` setting as the engine reads it (the management key's bcrypt hash). */
 export interface RemoteManagementSetting {
   /** bcrypt hash of the management key; empty or absent = no key. */
@@ -274,6 +311,36 @@ export const RUNTIME_SETTINGS = {
       "The IANA time zone (e.g. `UTC`, `Asia/Shanghai`) in which refill periods and credential spend caps per day and month start at 00:00.",
     validate: isTimeZone,
     read: (v) => (isTimeZone(v) ? v : "UTC"),
+  }),
+  "usage-statistics-enabled": define<boolean>({
+    type: "boolean",
+    default: true,
+    description:
+      "CLIProxyAPI's switch for its in-memory usage statistics. tokenpool records every request regardless (the usage record settles its quota), so this is kept and shown for the management UI only.",
+    read: (v) => v !== false,
+  }),
+  "logging-to-file": define<boolean>({
+    type: "boolean",
+    default: false,
+    description:
+      "Serves the request log as log lines on the management API's `GET /logs` (one line per request); off, `/logs` answers 400 `logging to file disabled`, as CLIProxyAPI does. Nothing is written to a file.",
+    read: isTrue,
+  }),
+  "oauth-excluded-models": define<Readonly<Record<string, readonly string[]>>>({
+    type: "object",
+    default: {},
+    description:
+      "CLIProxyAPI's models excluded per OAuth provider: `{ <provider>: [model, ...] }`. Stored and shown by the management API; per-credential exclusions are each credential's `excludedModels`.",
+    validate: isStringListMap,
+    read: (v) => asObject(v) as Readonly<Record<string, readonly string[]>>,
+  }),
+  "oauth-model-alias": define<Readonly<Record<string, readonly OAuthModelAlias[]>>>({
+    type: "object",
+    default: {},
+    description:
+      "CLIProxyAPI's model aliases per OAuth channel: `{ <channel>: [{ name, alias, fork?, force-mapping? }] }`. Stored and shown by the management API.",
+    validate: isAliasMap,
+    read: (v) => asObject(v) as Readonly<Record<string, readonly OAuthModelAlias[]>>,
   }),
   "remote-management": define<RemoteManagementSetting>({
     type: "object",

@@ -16,6 +16,13 @@ import type { Store, UsageRecord } from "../store/types.js";
 export interface UsageDetail {
   /** ISO 8601 with microseconds, UTC, e.g. `2024-05-20T09:15:04.123000Z`. */
   timestamp: string;
+  /**
+   * The upstream credential that served (CLIProxyAPI's later shape): an auth file's name, an
+   * API key masked as `sk-a****wxyz`; `""` when none did.
+   */
+  source: string;
+  /** Whether the request failed. */
+  failed: boolean;
   tokens: {
     input_tokens: number;
     output_tokens: number;
@@ -36,6 +43,10 @@ export interface ModelUsage {
 /** Per-route statistics. */
 export interface ApiUsage {
   total_requests: number;
+  /** Successful requests (CLIProxyAPI's later shape). */
+  success_count: number;
+  /** Failed requests. */
+  failure_count: number;
   total_tokens: number;
   models: Record<string, ModelUsage>;
 }
@@ -62,6 +73,11 @@ export interface UsageSnapshotOptions {
   detailsPerModel?: number;
   /** Records read at most to collect details (bounds the cost of one call). @default 10000 */
   maxScan?: number;
+  /**
+   * A detail's `source`: names the credential that served (never a secret in full).
+   * @default the credential id
+   */
+  source?(credentialId: string): string;
 }
 
 /** A record's time in the seed's format: microsecond precision, `Z`. */
@@ -69,9 +85,11 @@ export function microsecondTimestamp(ms: number): string {
   return new Date(ms).toISOString().replace(/Z$/, "000Z");
 }
 
-function detail(r: UsageRecord): UsageDetail {
+function detail(r: UsageRecord, source: (id: string) => string): UsageDetail {
   return {
     timestamp: microsecondTimestamp(r.timestamp),
+    source: r.credentialId === null ? "" : source(r.credentialId),
+    failed: !r.success,
     tokens: {
       input_tokens: r.inputTokens,
       output_tokens: r.outputTokens,
@@ -101,6 +119,7 @@ export async function usageSnapshot(
 ): Promise<UsageSnapshot> {
   const perModel = options.detailsPerModel ?? 100;
   const maxScan = options.maxScan ?? 10_000;
+  const source = options.source ?? ((id: string) => id);
   const snap: UsageSnapshot = {
     total_requests: 0,
     success_count: 0,
@@ -126,10 +145,18 @@ export async function usageSnapshot(
     bump(snap.tokens_by_hour, hour, r.totalTokens);
     let api = snap.apis[r.route];
     if (!api) {
-      api = { total_requests: 0, total_tokens: 0, models: dict() };
+      api = {
+        total_requests: 0,
+        success_count: 0,
+        failure_count: 0,
+        total_tokens: 0,
+        models: dict(),
+      };
       snap.apis[r.route] = api;
     }
     api.total_requests += r.requests;
+    api.success_count += r.successes;
+    api.failure_count += r.failures;
     api.total_tokens += r.totalTokens;
     let model = api.models[r.model];
     if (!model) {
@@ -156,7 +183,7 @@ export async function usageSnapshot(
       for (const r of items) {
         const model = snap.apis[r.route]?.models[r.model];
         if (!model || model.details.length >= perModel) continue;
-        model.details.push(detail(r));
+        model.details.push(detail(r, source));
         if (model.details.length >= perModel) open.delete(`${r.route}\u0000${r.model}`);
       }
       if (items.length < page) break;

@@ -496,8 +496,24 @@ local function str(v)
 end
 -- Where each filter's value is in a detail's x (k and u are fields of their own).
 local slot = {t = 1, s = 2, m = 3, c = 4, kn = 5, un = 6, g = 7}
--- {matches, quota, total tokens} of one detail.
-local function check(rec)
+-- The index of each filter that has one per value (a non-empty value).
+local index = {m = 'usage:model:', c = 'usage:cred:', kn = 'usage:kname:', un = 'usage:uname:',
+  k = 'usage:key:', u = 'usage:user:'}
+-- Whether a detail passes a filter by its index alone: true / false, nil when the filter has
+-- no index for that value (a group, an empty name).
+local function indexed(n, v, m, rec)
+  if n == 's' then
+    if redis.call('ZSCORE', base .. 'usage:fail', m) then return v == '0' end
+    -- Not in the failures: a success, unless the detail predates the index (no x field).
+    if v == '0' then return false end
+    return redis.call('HEXISTS', rec, 'x') == 1 or nil
+  end
+  local p = index[n]
+  if not p or v == '' then return nil end
+  return redis.call('ZSCORE', base .. p .. v, m) ~= false
+end
+-- {matches, quota, total tokens} of one detail from its fields (decoded).
+local function checkFields(rec)
   local h = redis.call('HMGET', rec, 'x', 'quota', 'k', 'u')
   local f
   if h[1] then
@@ -517,6 +533,25 @@ local function check(rec)
     if v ~= wanted[i] then return false end
   end
   return true, tonumber(h[2]) or 0, tonumber(f[1]) or 0
+end
+-- Whether the walk sums quota and tokens (usage.stat): then every match is decoded.
+local sums = ARGV[9] == '2'
+-- {matches, quota, total tokens} of one detail: its index filters are checked by membership (a
+-- ZSCORE each) before anything is decoded; a list decodes only for filters without an index.
+local function check(rec, m)
+  local decode = sums
+  for i = 1, #names do
+    local ok = indexed(names[i], wanted[i], m, rec)
+    if ok == false then
+      -- A detail written before the request log is in no new index: its record decides.
+      if redis.call('HEXISTS', rec, 'x') == 1 then return false end
+      return checkFields(rec)
+    elseif ok == nil then
+      decode = true
+    end
+  end
+  if not decode then return true, 0, 0 end
+  return checkFields(rec)
 end
 local start
 if cs == '' then
@@ -551,7 +586,7 @@ for i = 1, #rows, 2 do
     break
   end
   cs, cm = score, m
-  local ok, q, t = check(base .. 'usage:' .. m)
+  local ok, q, t = check(base .. 'usage:' .. m, m)
   if ok then
     matched = matched + 1
     quota = quota + q

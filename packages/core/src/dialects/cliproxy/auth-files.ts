@@ -8,7 +8,25 @@
  *   this route's purpose, it is behind the management key and never logged);
  * - `POST /auth-files` (multipart `file` field, or a raw JSON body with `?name=`) → creates or
  *   replaces the credential of that file name;
- * - `DELETE /auth-files?name=` / `?all=true` → deletes one / every OAuth credential.
+ * - `DELETE /auth-files?name=` / `?all=true` → deletes one / every OAuth credential; a JSON
+ *   body `{ names: [...] }` (or an array, or `{ name }`) deletes several: 200
+ *   `{ status: "ok", deleted, files }`, or 207 `{ status: "partial", deleted, files, failed }`
+ *   when some were not found or invalid (CLIProxyAPI's newer UI);
+ * - `PATCH /auth-files/status` `{ name, disabled }` → enables / disables the credential;
+ * - `PATCH /auth-files/fields` `{ name, ... }` → sets `proxy_url`, `headers`, `priority`,
+ *   `weight`, `excluded_models`, `expired` (an RFC 3339 time: the access token's expiry, so
+ *   that a past time makes the next request refresh it). CLIProxyAPI's `prefix`, `note`,
+ *   `websockets`, `disable_cooling` and `using_api` have no place in a tokenpool credential:
+ *   their empty values are accepted (a UI sends the whole form), any other value is a 400, as
+ *   is an unknown field; nothing is written then;
+ * - `GET /auth-files/models?name=` → `{ models: [{ id, display_name?, owned_by }] }`: the
+ *   models the credential serves (`[]` for one that serves any model, or an unknown name).
+ *
+ * `GET /auth-files` items also carry what CLIProxyAPI's newer UI reads: `id` and `auth_index`
+ * (the credential id, the `authIndex` of `POST /api-call`), `provider`, `label`, `email`,
+ * `project_id`, `status` (`active`, `error` or `disabled`), `status_message`, `disabled`,
+ * `unavailable` (cooling down), `runtime_only: false`, `source: "file"`, `priority`, `weight`,
+ * `updated_at`, and `success` / `failed` / `recent_requests` from the request log.
  *
  * File names and credential ids: a file uploaded as `acc1.json` becomes the credential with the
  * id `acc1.json`. OAuth credentials created otherwise (the antigravity dialect, the SDK) are shown as
@@ -29,8 +47,10 @@ import {
 import type { AddCredentialInput } from "../../credentials/pool.js";
 import { type Exchange, header, json, parseJsonBytes } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
-import type { CredentialPatch, CredentialRecord } from "../../store/types.js";
+import { acceptsSetting } from "../../settings/table.js";
+import type { CredentialPatch, CredentialRecord, Store } from "../../store/types.js";
 import { emptyCredentialState } from "../../store/util.js";
+import { type CredentialActivity, credentialActivity, emptyActivity } from "./activity.js";
 import { type ManagementGuard, managementError, managementOk, managementRoute } from "./common.js";
 
 /** The pool operations auth files need; a gateway's `CredentialPool` fits. */
@@ -40,6 +60,8 @@ export interface AuthFileCredentials {
   add(input: AddCredentialInput): Promise<CredentialRecord>;
   update(id: string, patch: CredentialPatch): Promise<CredentialRecord | null>;
   remove(id: string): Promise<boolean>;
+  /** Enables or disables as an operator (a pool's `setEnabled`); absent: `update({ enabled })`. */
+  setEnabled?(id: string, enabled: boolean, reason?: string): Promise<void>;
 }
 
 /** Dependencies of {@link authFileRoutes}. */
@@ -53,6 +75,10 @@ export interface AuthFileRoutesDeps {
   maxFileBytes?: number;
   /** Called after a credential's secret changed (e.g. `oauth.forgetFailure`). */
   secretChanged?: (id: string) => void;
+  /** The store: request counts of each file in `GET /auth-files`; absent, they are 0. */
+  store?: Store;
+  /** Largest JSON body of the PATCH and DELETE routes. @default 1048576 */
+  maxBodyBytes?: number;
 }
 
 /** One row of `GET /auth-files`. */
@@ -63,6 +89,66 @@ export interface AuthFileInfo {
   modtime: string;
   /** CLIProxyAPI's token type: `claude`, `codex`, `gemini`, `qwen`, `antigravity`, `gemini-web` ... */
   type: string;
+  /** The credential id (also `auth_index`). */
+  id: string;
+  auth_index: string;
+  /** tokenpool's provider of the credential. */
+  provider: string;
+  label: string;
+  email?: string;
+  project_id?: string;
+  status: "active" | "error" | "disabled";
+  status_message: string;
+  disabled: boolean;
+  /** Cooling down after an upstream refusal. */
+  unavailable: boolean;
+  runtime_only: false;
+  source: "file";
+  priority: number;
+  weight: number;
+  /** ISO time of the last change. */
+  updated_at: string;
+  success: number;
+  failed: number;
+  recent_requests: CredentialActivity["recent_requests"];
+}
+
+/** Reply of `DELETE /v0/management/auth-files` with several names. */
+export interface AuthFileBulkDeleteResponse {
+  status: "ok" | "partial";
+  deleted: number;
+  files: string[];
+  /** With `status: "partial"` (HTTP 207). */
+  failed?: { name: string; error: string }[];
+}
+
+/** Body of `PATCH /v0/management/auth-files/status`. */
+export interface AuthFileStatusBody {
+  name: string;
+  disabled: boolean;
+}
+
+/** Reply of `PATCH /v0/management/auth-files/status`. */
+export interface AuthFileStatusResponse {
+  status: "ok";
+  disabled: boolean;
+}
+
+/** Body of `PATCH /v0/management/auth-files/fields`. */
+export interface AuthFileFieldsBody {
+  name: string;
+  proxy_url?: string;
+  headers?: Record<string, string>;
+  priority?: number;
+  weight?: number | null;
+  excluded_models?: string[] | string;
+  /** RFC 3339: the access token's expiry. */
+  expired?: string;
+}
+
+/** Reply of `GET /v0/management/auth-files/models`. */
+export interface AuthFileModelsResponse {
+  models: { id: string; display_name?: string; owned_by: string }[];
 }
 
 /** Reply of `GET /v0/management/auth-files`. */
@@ -132,6 +218,103 @@ function fileNotFound(): Error {
   return managementError(404, "file not found");
 }
 
+const isMap = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** CLIProxyAPI's auth file fields with no tokenpool counterpart, and their empty values. */
+const EMPTY_ONLY: Readonly<Record<string, (v: unknown) => boolean>> = {
+  prefix: (v) => v === "" || v === null,
+  note: (v) => v === "" || v === null,
+  websockets: (v) => v === false || v === null,
+  disable_cooling: (v) => v === false || v === null,
+  "disable-cooling": (v) => v === false || v === null,
+  using_api: (v) => v === false || v === null,
+};
+/** Field aliases (CLIProxyAPI accepts both spellings). */
+const FIELD_ALIASES: Readonly<Record<string, string>> = {
+  "proxy-url": "proxy_url",
+  "excluded-models": "excluded_models",
+  "disable-cooling": "disable_cooling",
+};
+
+function stringList(v: unknown): string[] | null {
+  const items = typeof v === "string" ? v.split(/[,\n]/) : Array.isArray(v) ? v : null;
+  if (items === null || !items.every((m) => typeof m === "string")) return null;
+  return [...new Set((items as string[]).map((m) => m.trim()).filter((m) => m !== ""))];
+}
+
+/**
+ * The credential patch of a `PATCH /auth-files/fields` body (without `name` and `auth_index`);
+ * throws the 400 of the first bad field. Nothing is written before it returns.
+ */
+function fieldsPatch(c: CredentialRecord, body: Record<string, unknown>): CredentialPatch {
+  const patch: CredentialPatch = {};
+  const seen = new Map<string, string>();
+  let any = false;
+  for (const [raw, v] of Object.entries(body)) {
+    if (raw === "name" || raw === "auth_index") continue;
+    const f = FIELD_ALIASES[raw] ?? raw;
+    const other = seen.get(f);
+    if (other !== undefined)
+      throw managementError(
+        400,
+        `auth file fields "${other}" and "${raw}" refer to the same field`,
+      );
+    seen.set(f, raw);
+    any = true;
+    const bad = (what: string) => managementError(400, `${raw} must be ${what}`);
+    switch (f) {
+      case "proxy_url": {
+        const url = typeof v === "string" ? v.trim() : null;
+        if (url === null || !acceptsSetting("proxy-url", url))
+          throw bad("empty or an http(s):// or socks5(h):// URL");
+        patch.proxyUrl = url;
+        break;
+      }
+      case "headers": {
+        if (v === null) patch.headers = {};
+        else if (isMap(v) && Object.values(v).every((h) => typeof h === "string"))
+          patch.headers = Object.fromEntries(
+            Object.entries(v as Record<string, string>)
+              .map(([k, h]) => [k.trim(), h.trim()])
+              .filter(([k]) => k !== ""),
+          );
+        else throw bad("an object of strings");
+        break;
+      }
+      case "priority":
+        if (!Number.isSafeInteger(v)) throw bad("an integer");
+        patch.priority = v as number;
+        break;
+      case "weight":
+        if (v === null) patch.weight = 1;
+        else if (Number.isSafeInteger(v) && (v as number) >= 0) patch.weight = v as number;
+        else throw managementError(400, "weight must be an integer");
+        break;
+      case "excluded_models": {
+        const list = v === null ? [] : stringList(v);
+        if (list === null) throw bad("a list of model names");
+        patch.excludedModels = list;
+        break;
+      }
+      case "expired": {
+        const t = typeof v === "string" ? Date.parse(v) : Number.NaN;
+        if (!Number.isFinite(t)) throw bad("an RFC 3339 time");
+        patch.secret = { ...c.secret, expiresAt: t };
+        break;
+      }
+      default: {
+        const empty = EMPTY_ONLY[f] ?? EMPTY_ONLY[raw];
+        if (!empty) throw managementError(400, `unknown auth file field "${raw}"`);
+        if (!empty(v))
+          throw managementError(400, `auth file field "${raw}" is not supported by tokenpool`);
+      }
+    }
+  }
+  if (!any) throw managementError(400, "no fields to update");
+  return patch;
+}
+
 function checkName(name: string | null): string {
   if (name === null || name === "") throw managementError(400, "missing name");
   if (!isValidAuthFileName(name)) throw managementError(400, "invalid name");
@@ -149,6 +332,26 @@ function checkName(name: string | null): string {
 export function authFileRoutes(deps: AuthFileRoutesDeps): Route[] {
   const { guard, pool } = deps;
   const maxFileBytes = deps.maxFileBytes ?? 1 << 20;
+  const maxBody = deps.maxBodyBytes ?? 1 << 20;
+  /** A JSON body of the PATCH / DELETE routes; `undefined` when empty. */
+  const jsonBody = async (ex: Exchange): Promise<unknown> => {
+    const raw = await ex.body(maxBody);
+    if (raw.length === 0 || raw.toString("utf8").trim() === "") return undefined;
+    return parseJsonBytes(raw, () => managementError(400, "invalid request body"));
+  };
+  /** The OAuth credential a body names (`name`, else `auth_index` = its id). */
+  const named = (body: Record<string, unknown>): CredentialRecord => {
+    const name = body.name;
+    if (typeof name !== "string" || name.trim() === "")
+      throw managementError(400, "name is required");
+    const c =
+      (isValidAuthFileName(name.trim()) ? byName(name.trim()) : null) ??
+      (typeof body.auth_index === "string"
+        ? (oauthCreds().find((x) => x.id === body.auth_index) ?? null)
+        : null);
+    if (!c) throw managementError(404, "auth file not found");
+    return c;
+  };
   const oauthCreds = () => pool.list().filter((c) => c.kind === "oauth");
   const byName = (name: string) => oauthCreds().find((c) => authFileName(c) === name) ?? null;
 
@@ -171,13 +374,75 @@ export function authFileRoutes(deps: AuthFileRoutesDeps): Route[] {
 
   return [
     managementRoute(guard, "GET", "/auth-files", async () => {
-      const files: AuthFileInfo[] = oauthCreds().map((c) => ({
-        name: authFileName(c),
-        size: Buffer.byteLength(JSON.stringify(renderAuthFile(c), null, 2)),
-        modtime: new Date(c.updatedAt).toISOString(),
-        type: fileType(c.provider),
-      }));
+      const now = Date.now();
+      const activity = deps.store ? await credentialActivity(deps.store, now) : new Map();
+      const files: AuthFileInfo[] = oauthCreds().map((c) => {
+        const file = renderAuthFile(c);
+        const a: CredentialActivity = activity.get(c.id) ?? emptyActivity(now);
+        const cooling = Object.values(c.state.cooldowns).some((t) => t > now);
+        const error =
+          c.state.disabledReason ??
+          (c.state.errorCount > 0 ? c.state.lastError?.message : undefined);
+        const info: AuthFileInfo = {
+          name: authFileName(c),
+          size: Buffer.byteLength(JSON.stringify(file, null, 2)),
+          modtime: new Date(c.updatedAt).toISOString(),
+          type: fileType(c.provider),
+          id: c.id,
+          auth_index: c.id,
+          provider: c.provider,
+          label: c.label,
+          status: !c.enabled ? "disabled" : error ? "error" : "active",
+          status_message: error ?? "",
+          disabled: !c.enabled,
+          unavailable: cooling,
+          runtime_only: false,
+          source: "file",
+          priority: c.priority,
+          weight: c.weight,
+          updated_at: new Date(c.updatedAt).toISOString(),
+          success: a.success,
+          failed: a.failed,
+          recent_requests: a.recent_requests,
+        };
+        if (typeof file.email === "string") info.email = file.email;
+        if (typeof file.project_id === "string") info.project_id = file.project_id;
+        return info;
+      });
       return json(200, { files });
+    }),
+
+    managementRoute(guard, "PATCH", "/auth-files/status", async (ex) => {
+      const body = await jsonBody(ex);
+      if (!isMap(body)) throw managementError(400, "invalid request body");
+      const c = named(body);
+      if (typeof body.disabled !== "boolean") throw managementError(400, "disabled is required");
+      const enabled = !body.disabled;
+      if (pool.setEnabled) await pool.setEnabled(c.id, enabled);
+      else await pool.update(c.id, { enabled });
+      const reply: AuthFileStatusResponse = { status: "ok", disabled: body.disabled };
+      return json(200, reply);
+    }),
+
+    managementRoute(guard, "PATCH", "/auth-files/fields", async (ex) => {
+      const body = await jsonBody(ex);
+      if (!isMap(body)) throw managementError(400, "invalid request body");
+      const c = named(body);
+      const patch = fieldsPatch(c, body);
+      await pool.update(c.id, patch);
+      if (patch.secret) deps.secretChanged?.(c.id);
+      return managementOk();
+    }),
+
+    managementRoute(guard, "GET", "/auth-files/models", async (ex) => {
+      const name = new URLSearchParams(ex.search).get("name")?.trim();
+      if (!name) throw managementError(400, "name is required");
+      const c = isValidAuthFileName(name) ? byName(name) : null;
+      const models: AuthFileModelsResponse["models"] = (c?.models ?? [])
+        .map((m) => m.alias || m.name)
+        .filter((id, i, all) => !c?.excludedModels.includes(id) && all.indexOf(id) === i)
+        .map((id) => ({ id, owned_by: c!.provider }));
+      return json(200, { models });
     }),
 
     managementRoute(guard, "GET", "/auth-files/download", async (ex) => {
@@ -217,10 +482,50 @@ export function authFileRoutes(deps: AuthFileRoutesDeps): Route[] {
         for (const c of oauthCreds()) if (await pool.remove(c.id)) deleted++;
         return managementOk({ deleted });
       }
-      const name = checkName(q.get("name"));
-      const c = byName(name);
-      if (!c || !(await pool.remove(c.id))) throw fileNotFound();
-      return managementOk();
+      let names = q.getAll("name");
+      if (names.length === 0) {
+        const body = await jsonBody(ex);
+        if (body !== undefined) {
+          const list = Array.isArray(body)
+            ? body
+            : isMap(body)
+              ? [
+                  ...(body.name !== undefined ? [body.name] : []),
+                  ...(Array.isArray(body.names)
+                    ? body.names
+                    : body.names === undefined
+                      ? []
+                      : [null]),
+                ]
+              : null;
+          if (list === null || !list.every((n) => typeof n === "string"))
+            throw managementError(400, "invalid request body");
+          names = [...new Set((list as string[]).map((n) => n.trim()).filter((n) => n !== ""))];
+          if (names.length === 0) throw managementError(400, "invalid name");
+        }
+      }
+      if (names.length <= 1) {
+        const name = checkName(names[0] ?? null);
+        const c = byName(name);
+        if (!c || !(await pool.remove(c.id))) throw fileNotFound();
+        return managementOk();
+      }
+      const files: string[] = [];
+      const failed: { name: string; error: string }[] = [];
+      for (const name of names) {
+        if (!isValidAuthFileName(name)) {
+          failed.push({ name, error: "invalid name" });
+          continue;
+        }
+        const c = byName(name);
+        if (c && (await pool.remove(c.id))) files.push(name);
+        else failed.push({ name, error: "auth file not found" });
+      }
+      const reply: AuthFileBulkDeleteResponse =
+        failed.length === 0
+          ? { status: "ok", deleted: files.length, files }
+          : { status: "partial", deleted: files.length, files, failed };
+      return json(failed.length === 0 ? 200 : 207, reply);
     }),
   ];
 }

@@ -18,7 +18,15 @@
  *   `{ status: "error", error }`. Unlike CLIProxyAPI (where an unknown state reads as `ok`),
  *   an unknown or expired state is `{ status: "error", error: "unknown or expired state" }`;
  * - `POST /gemini-web-token` `{ secure_1psid, secure_1psidts }` → `{ status: "ok", file }`: the
- *   cookies become the credential `gemini-web-<hash>.json` of provider `gemini-web`.
+ *   cookies become the credential `gemini-web-<hash>.json` of provider `gemini-web`;
+ * - `POST /v0/management/oauth-callback` `{ provider, redirect_url }` (or `{ provider, code,
+ *   state, error }`): CLIProxyAPI's newer UI relays the provider's redirect that the user pasted.
+ *   Like the callback above it needs no management key (as in CLIProxyAPI) and completes only a
+ *   code flow this gateway started and that is still waiting: the `state` is random, kept in the
+ *   store's kv and single use; anything else is `{ status: "error", error }` (404 unknown or
+ *   expired state, 400 bad body or unsupported provider) and changes nothing;
+ * - `GET /antigravity-auth-url`, `/iflow-auth-url`, `/kimi-auth-url`, `/xai-auth-url`: tokenpool
+ *   has no login flow for these; 501 `{ error }` saying how to add such an account instead.
  *
  * Endpoints come from the gateway option `oauth.providers` (`authorizeUrl`, `redirectUri`,
  * `deviceCodeUrl`, `tokenUrl`, `clientId`, `clientSecret`) over {@link OAUTH_LOGIN_DEFAULTS}.
@@ -86,6 +94,39 @@ export interface GeminiWebTokenResponse {
 /** The callback path of the code flows (unauthenticated; see the module comment). */
 export const OAUTH_CALLBACK_PATH = `${MANAGEMENT_PREFIX}/oauth/callback`;
 
+/** Where CLIProxyAPI's newer UI relays a pasted redirect (unauthenticated; see above). */
+export const OAUTH_RELAY_PATH = `${MANAGEMENT_PREFIX}/oauth-callback`;
+
+/** Logins CLIProxyAPI offers that tokenpool has no flow for: 501. */
+const NO_LOGIN_FLOW = ["antigravity", "iflow", "kimi", "xai"] as const;
+
+/** `provider` of `POST /oauth-callback` (with CLIProxyAPI's aliases) → a code-flow login. */
+const RELAY_PROVIDERS: Readonly<Record<string, string>> = {
+  anthropic: "anthropic",
+  claude: "anthropic",
+  codex: "codex",
+  openai: "codex",
+  "gemini-cli": "gemini-cli",
+  gemini: "gemini-cli",
+};
+
+/** Body of `POST /v0/management/oauth-callback`. */
+export interface OAuthCallbackRelayBody {
+  provider: string;
+  /** The URL the provider redirected the browser to (its `state`, `code` or `error`). */
+  redirect_url?: string;
+  code?: string;
+  state?: string;
+  error?: string;
+}
+
+/** Reply of `POST /v0/management/oauth-callback`. */
+export interface OAuthCallbackRelayResponse {
+  status: "ok" | "error";
+  /** With `status: "error"`. */
+  error?: string;
+}
+
 /** Dependencies of {@link oauthLoginRoutes}. */
 export interface OAuthLoginDeps extends OAuthLoginsDeps {
   guard: ManagementGuard;
@@ -148,6 +189,55 @@ export function oauthLoginRoutes(deps: OAuthLoginDeps): Route[] {
     );
   };
 
+  /** `POST /oauth-callback`: the redirect a UI relays; CLIProxyAPI's `{ status, error }` answers. */
+  const relay = async (ex: Exchange): Promise<Reply> => {
+    if (!deps.enabled()) throw managementError(404, MANAGEMENT_DISABLED_MESSAGE);
+    const fail = (status: number, error: string) => json(status, { status: "error", error });
+    let body: unknown;
+    try {
+      body = await readManagementBody(ex, maxBody);
+    } catch {
+      return fail(400, "invalid body");
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body))
+      return fail(400, "invalid body");
+    const b = body as Record<string, unknown>;
+    const provider = typeof b.provider === "string" ? b.provider.trim().toLowerCase() : "";
+    const login = RELAY_PROVIDERS[provider];
+    if (!login) return fail(400, "unsupported provider");
+    const fields: Record<string, string> = {};
+    for (const k of ["state", "code", "error"] as const)
+      if (typeof b[k] === "string" && (b[k] as string).trim() !== "")
+        fields[k] = (b[k] as string).trim();
+    if (typeof b.redirect_url === "string" && b.redirect_url.trim() !== "") {
+      let url: URL;
+      try {
+        url = new URL(b.redirect_url.trim());
+      } catch {
+        return fail(400, "invalid redirect_url");
+      }
+      const params = new URLSearchParams(url.hash.slice(1));
+      for (const k of ["state", "code", "error"] as const) {
+        const v = url.searchParams.get(k) ?? params.get(k);
+        if (fields[k] === undefined && v) fields[k] = v;
+      }
+    }
+    if (!fields.state) return fail(400, "state is required");
+    if (!/^[A-Za-z0-9._-]{1,200}$/.test(fields.state)) return fail(400, "invalid state");
+    if (!fields.code && !fields.error) return fail(400, "code or error is required");
+    try {
+      await logins.finishCode({
+        state: fields.state,
+        code: fields.code ?? "",
+        error: fields.error ?? null,
+      });
+    } catch (error) {
+      if (!isOAuthLoginError(error)) throw error;
+      return fail(error.message === "unknown or expired state" ? 404 : error.status, error.message);
+    }
+    return json(200, { status: "ok" });
+  };
+
   return [
     managementRoute(guard, "GET", "/anthropic-auth-url", () => start("code", "anthropic")),
     managementRoute(guard, "GET", "/codex-auth-url", () => start("code", "codex")),
@@ -170,11 +260,24 @@ export function oauthLoginRoutes(deps: OAuthLoginDeps): Route[] {
       if (!psid) throw managementError(400, "invalid body");
       return managementOk({ file: await logins.saveGeminiWeb(psid, psidts) });
     }),
+    ...NO_LOGIN_FLOW.map((login) =>
+      managementRoute(guard, "GET", `/${login}-auth-url`, async () =>
+        json(501, {
+          error: `tokenpool has no ${login} login flow: upload the account's token file (POST /v0/management/auth-files) or add it as a credential instead`,
+        }),
+      ),
+    ),
     {
       method: "GET",
       path: OAUTH_CALLBACK_PATH,
       onError: renderManagementError,
       handle: (ex) => callback(ex),
+    },
+    {
+      method: "POST",
+      path: OAUTH_RELAY_PATH,
+      onError: renderManagementError,
+      handle: (ex) => relay(ex),
     },
   ];
 }

@@ -11,7 +11,9 @@ import type { WebhookService } from "../../webhooks/service.js";
 import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
+import { configYamlRoutes } from "./config-yaml.js";
 import { listRoutes } from "./lists.js";
+import { logRoutes } from "./logs.js";
 import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
 import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
 import { managementStringListRoutes } from "./string-lists.js";
@@ -50,17 +52,23 @@ export type CliproxyDeps = ManagementGuardDeps &
 /** Every management route, guarded by one {@link ManagementGuard}. */
 export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
   const guard: ManagementGuard = createManagementGuard(deps);
+  const lists = deps.configLists ?? (() => configLists({ pool: deps.pool }));
   return [
     ...usageRoutes(guard, deps),
-    ...managementSettingsRoutes(guard, {
-      ...deps,
-      configLists: deps.configLists ?? (() => configLists({ pool: deps.pool })),
+    ...managementSettingsRoutes(guard, { ...deps, configLists: lists }),
+    ...configYamlRoutes(guard, { ...deps, configLists: lists }),
+    ...logRoutes(guard, {
+      store: deps.store,
+      settings: deps.settings,
+      flushUsage: deps.flushUsage,
     }),
     ...managementStringListRoutes(guard, deps),
     ...listRoutes({ guard, pool: deps.pool, maxBodyBytes: deps.maxBodyBytes }),
     ...authFileRoutes({
       guard,
       pool: deps.pool,
+      store: deps.store,
+      maxBodyBytes: deps.maxBodyBytes,
       ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
     }),
     ...(deps.oauthLogin

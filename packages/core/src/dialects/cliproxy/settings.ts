@@ -86,6 +86,10 @@ export interface ManagementScalarSettings {
   };
   /** The IANA time zone of refill periods and credential spend caps (tokenpool's). */
   "quota-refill-time-zone": { field: "quota-refill-time-zone"; value: string };
+  /** Kept for the UI: tokenpool records usage regardless (records settle quotas). */
+  "usage-statistics-enabled": { field: "usage-statistics-enabled"; value: boolean };
+  /** Whether `GET /logs` serves the request log as log lines. */
+  "logging-to-file": { field: "logging-to-file"; value: boolean };
 }
 
 /** The route name of a scalar setting (`debug`, `proxy-url`, `quota-exceeded/switch-project` ...). */
@@ -106,7 +110,8 @@ export interface ManagementSettingBody<N extends ManagementSettingName> {
 }
 
 /**
- * The scalar settings of the seed, plus tokenpool's `usage-retention-days`, `group-limits` and
+ * The scalar settings of the seed, CLIProxyAPI's later `usage-statistics-enabled` and
+ * `logging-to-file`, plus tokenpool's `usage-retention-days`, `group-limits` and
  * `quota-refill-time-zone`.
  */
 export const SCALAR_SETTINGS: readonly Scalar[] = [
@@ -155,6 +160,12 @@ export const SCALAR_SETTINGS: readonly Scalar[] = [
     field: "quota-refill-time-zone",
     setting: "quota-refill-time-zone",
   },
+  {
+    path: "/usage-statistics-enabled",
+    field: "usage-statistics-enabled",
+    setting: "usage-statistics-enabled",
+  },
+  { path: "/logging-to-file", field: "logging-to-file", setting: "logging-to-file" },
 ];
 
 function read(settings: SettingsService, s: Scalar): unknown {
