@@ -179,7 +179,9 @@ try {
 console.log(`\n### Request log queries over ${RECORDS.toLocaleString("en")} records\n`);
 for (const r of reports)
   console.log(`- ${r.store}: filled in ${r.fillSeconds.toFixed(0)} s, ${r.size}`);
-console.log(`\n| query | ${reports.map((r) => `${r.store} matches | median ms | max ms`).join(" | ")} |`);
+console.log(
+  `\n| query | ${reports.map((r) => `${r.store} matches | median ms | max ms`).join(" | ")} |`,
+);
 console.log(`| --- | ${reports.map(() => "---: | ---: | ---:").join(" | ")} |`);
 for (let i = 0; i < QUERIES.length; i++) {
   const cells = reports.map((r) => {
