@@ -121,11 +121,17 @@ function expectSeedShape(body: Record<string, unknown>) {
       expect(typeof n).toBe("number");
     }
   for (const api of Object.values(u.apis as Record<string, Record<string, unknown>>)) {
-    expect(Object.keys(api).sort()).toEqual(["models", "total_requests", "total_tokens"]);
+    // The seed's fields plus CLIProxyAPI's later per-API counts.
+    expect(Object.keys(api).sort()).toEqual(
+      ["failure_count", "models", "success_count", "total_requests", "total_tokens"].sort(),
+    );
     for (const m of Object.values(api.models as Record<string, Record<string, unknown>>)) {
       expect(Object.keys(m).sort()).toEqual(["details", "total_requests", "total_tokens"]);
       for (const d of m.details as Record<string, unknown>[]) {
-        expect(Object.keys(d).sort()).toEqual(["timestamp", "tokens"]);
+        // The seed's fields plus CLIProxyAPI's later `source` and `failed`.
+        expect(Object.keys(d).sort()).toEqual(["failed", "source", "timestamp", "tokens"]);
+        expect(typeof d.source).toBe("string");
+        expect(typeof d.failed).toBe("boolean");
         expect(d.timestamp).toMatch(TIMESTAMP);
         const t = d.tokens as Record<string, unknown>;
         expect(Object.keys(t).sort()).toEqual(
