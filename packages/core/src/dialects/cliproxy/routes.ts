@@ -8,6 +8,7 @@
 import { configLists } from "../../config-model/list-writer.js";
 import type { Route } from "../../http/router.js";
 import type { WebhookService } from "../../webhooks/service.js";
+import { apiCallRoutes } from "./api-call.js";
 import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
@@ -62,6 +63,14 @@ export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
       settings: deps.settings,
       flushUsage: deps.flushUsage,
     }),
+    ...(deps.oauthLogin
+      ? apiCallRoutes(guard, {
+          pool: deps.pool,
+          http: deps.oauthLogin.http,
+          maxBodyBytes: deps.maxBodyBytes,
+          ...(deps.oauthLogin.proxyUrl ? { proxyUrl: deps.oauthLogin.proxyUrl } : {}),
+        })
+      : []),
     ...managementStringListRoutes(guard, deps),
     ...listRoutes({ guard, pool: deps.pool, maxBodyBytes: deps.maxBodyBytes }),
     ...authFileRoutes({
