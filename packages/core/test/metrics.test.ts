@@ -16,7 +16,7 @@ import {
   type MockUpstream,
 } from "@tokenpool/testing";
 import OpenAI from "openai";
-import { Registry } from "prom-client";
+import { type OpenMetricsContentType, Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   createGateway,
@@ -511,7 +511,8 @@ describe("registries", () => {
   });
 
   it("serves an OpenMetrics registry in its own format, and unregisters from it on close", async () => {
-    const registry = new Registry(Registry.OPENMETRICS_CONTENT_TYPE);
+    const registry = new Registry<OpenMetricsContentType>();
+    registry.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     const r = await start({ metrics: { registry } });
     await r.gateway.management.setKey(MANAGEMENT_KEY);
     await addCredentials(r.gateway);

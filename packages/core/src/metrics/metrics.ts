@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { Registry } from "prom-client";
+import { Registry, type RegistryContentType } from "prom-client";
 import type { CredentialPool } from "../credentials/pool.js";
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter, GatewayEvents } from "../events.js";
@@ -35,7 +35,7 @@ export interface MetricsOptions {
    * registry needs its own `prefix` (or close the first one: a gateway unregisters its metrics
    * when it closes). @default a new `Registry` per gateway
    */
-  registry?: Registry;
+  registry?: Registry<RegistryContentType>;
   /** Prefix of every metric name. @default "tokenpool_" */
   prefix?: string;
   /**
@@ -79,7 +79,7 @@ export const DEFAULT_BUCKETS = {
 /** {@link MetricsOptions} with the defaults filled in. */
 export interface ResolvedMetricsOptions {
   enabled: boolean;
-  registry: Registry | null;
+  registry: Registry<RegistryContentType> | null;
   prefix: string;
   token: string | null;
   keyLabels: boolean;
@@ -203,7 +203,7 @@ export interface GatewayMetricsDeps {
  */
 export class GatewayMetrics {
   /** The registry the metrics are in (the option's, else one of this gateway's own). */
-  readonly registry: Registry;
+  readonly registry: Registry<RegistryContentType>;
   readonly enabled: boolean;
   /** The `metrics.token` option (null: only the management key reads `/metrics`). */
   readonly token: string | null;
