@@ -107,8 +107,11 @@ describe("management dialect: provider key lists", () => {
       await mgmt("PATCH", "/codex-api-key", { index: 0, value: { "api-key": "sk-b" } }),
     ).toEqual(OK);
     expect(limitsOf("sk-b")).toEqual({ spendPerDay: 500, spendPerMonth: 9000 });
-    // A new key starts without limits, even at a reused position.
-    await mgmt("PATCH", "/codex-api-key", { index: 0, value: { "api-key": "sk-c" } });
+    // A PATCH is a merge patch (CLIProxyAPI's): rotating the key keeps the item's limits.
+    await mgmt("PATCH", "/codex-api-key", { index: 0, value: { "api-key": "sk-r" } });
+    expect(limitsOf("sk-r")).toEqual({ spendPerDay: 500, spendPerMonth: 9000 });
+    // A new key in a PUT starts without limits, even at a reused position.
+    await mgmt("PUT", "/codex-api-key", [{ "api-key": "sk-c" }]);
     expect(limitsOf("sk-c")).toEqual({});
     // A field sent wins; 0 removes that limit only.
     await mgmt("PUT", "/codex-api-key", [{ "api-key": "sk-c", "rpm-limit": 5, "tpm-limit": 50 }]);
@@ -163,6 +166,10 @@ describe("management dialect: provider key lists", () => {
         name: "up",
         "base-url": upstream.url,
         "api-keys": ["sk-1", "sk-2"],
+        "api-key-entries": [
+          { "api-key": "sk-1", "proxy-url": "" },
+          { "api-key": "sk-2", "proxy-url": "" },
+        ],
         models: [{ name: "gpt-4o-mini", alias: "" }],
         "rpm-limit": 1,
       },

@@ -62,6 +62,13 @@ async function call(method: string, path: string, body?: unknown, raw?: string) 
 }
 
 const OK = { status: 200, body: { status: "ok" } };
+const INVALID = { status: 400, body: { error: expect.stringMatching(/^invalid body/) } };
+
+/** An `openai-compatibility` entry as answered: both key shapes. */
+const shown = <T extends { "api-keys": string[] }>(e: T) => ({
+  ...e,
+  "api-key-entries": e["api-keys"].map((k) => ({ "api-key": k, "proxy-url": "" })),
+});
 
 describe.each([
   ["claude-api-key", "anthropic"],
@@ -143,7 +150,7 @@ describe.each([
     });
   });
 
-  it("DELETE by api-key and by index; 404 for unknown ones, 400 without a selector", async () => {
+  it("DELETE by api-key and by index; an unknown key is a 200 no-op, a bad index a 400", async () => {
     await call("PUT", `/${list}`, [
       { "api-key": "sk-a" },
       { "api-key": "sk-b2" },
@@ -154,13 +161,10 @@ describe.each([
     expect((await call("GET", `/${list}`)).body[list]).toEqual([
       { "api-key": "sk-c", "base-url": "" },
     ]);
-    expect(await call("DELETE", `/${list}?api-key=sk-none`)).toEqual({
-      status: 404,
-      body: { error: "item not found" },
-    });
+    expect(await call("DELETE", `/${list}?api-key=sk-none`)).toEqual(OK);
     expect(await call("DELETE", `/${list}?index=3`)).toEqual({
-      status: 404,
-      body: { error: "item not found" },
+      status: 400,
+      body: { error: "missing api-key or index" },
     });
     expect((await call("DELETE", `/${list}?index=-1`)).status).toBe(400);
     expect((await call("DELETE", `/${list}`)).status).toBe(400);
@@ -178,11 +182,7 @@ describe.each([
       { items: "nope" },
       "sk-a",
     ];
-    for (const body of bad)
-      expect(await call("PUT", `/${list}`, body)).toEqual({
-        status: 400,
-        body: { error: "invalid body" },
-      });
+    for (const body of bad) expect(await call("PUT", `/${list}`, body)).toEqual(INVALID);
     expect((await call("PUT", `/${list}`, undefined, "{not json")).status).toBe(400);
     expect(await call("PATCH", `/${list}`, { index: "zero", value: { "api-key": "x" } })).toEqual({
       status: 400,
@@ -217,7 +217,7 @@ describe("openai-compatibility", () => {
     });
     expect(await call("PUT", "/openai-compatibility", [entry])).toEqual(OK);
     expect((await call("GET", "/openai-compatibility")).body).toEqual({
-      "openai-compatibility": [entry],
+      "openai-compatibility": [shown(entry)],
     });
     const empty = {
       name: "openrouter",
@@ -230,7 +230,7 @@ describe("openai-compatibility", () => {
     ).toEqual(OK);
     // An entry without keys stays listed (as in the seed's GET example) and serves nothing.
     expect((await call("GET", "/openai-compatibility")).body).toEqual({
-      "openai-compatibility": [empty],
+      "openai-compatibility": [shown(empty)],
     });
     expect(gateway.credentials.pool.list().map((c) => [c.id, c.enabled])).toEqual([
       ["openai-compatibility:openrouter:0", false],
@@ -261,8 +261,8 @@ describe("openai-compatibility", () => {
     const a3 = { ...a, "api-keys": ["k1", "k2", "k4"] };
     expect(await call("PATCH", "/openai-compatibility", { name: "a", value: a3 })).toEqual(OK);
     expect((await call("GET", "/openai-compatibility")).body["openai-compatibility"]).toEqual([
-      a3,
-      b,
+      shown(a3),
+      shown(b),
     ]);
     expect(gateway.credentials.pool.list().map((c) => c.id)).toEqual([
       "openai-compatibility:a:0",
@@ -273,16 +273,10 @@ describe("openai-compatibility", () => {
     // Renaming keeps the position; duplicate names are refused.
     const renamed = { ...b, name: "c" };
     expect(await call("PATCH", "/openai-compatibility", { index: 1, value: renamed })).toEqual(OK);
-    expect(await call("PATCH", "/openai-compatibility", { index: 1, value: a })).toEqual({
-      status: 400,
-      body: { error: "invalid body" },
-    });
-    expect(await call("PUT", "/openai-compatibility", [a, a])).toEqual({
-      status: 400,
-      body: { error: "invalid body" },
-    });
+    expect(await call("PATCH", "/openai-compatibility", { index: 1, value: a })).toEqual(INVALID);
+    expect(await call("PUT", "/openai-compatibility", [a, a])).toEqual(INVALID);
     expect((await configLists({ pool: gateway.credentials.pool }))["openai-compatibility"]).toEqual(
-      [a3, renamed],
+      [shown(a3), shown(renamed)],
     );
   });
 
@@ -292,13 +286,11 @@ describe("openai-compatibility", () => {
       status: 404,
       body: { error: "item not found" },
     });
-    expect(await call("DELETE", "/openai-compatibility?name=x")).toEqual({
-      status: 404,
-      body: { error: "item not found" },
-    });
+    // Deleting an unknown name is a 200 no-op (CLIProxyAPI); a bad index a 400.
+    expect(await call("DELETE", "/openai-compatibility?name=x")).toEqual(OK);
     expect(await call("DELETE", "/openai-compatibility?index=9")).toEqual({
-      status: 404,
-      body: { error: "item not found" },
+      status: 400,
+      body: { error: "missing name or index" },
     });
     for (const bad of [
       [{ ...entry, name: "" }],
@@ -306,10 +298,7 @@ describe("openai-compatibility", () => {
       [{ ...entry, "api-keys": "sk" }],
       [{ ...entry, models: [{ name: 1 }] }],
     ])
-      expect(await call("PUT", "/openai-compatibility", bad)).toEqual({
-        status: 400,
-        body: { error: "invalid body" },
-      });
+      expect(await call("PUT", "/openai-compatibility", bad)).toEqual(INVALID);
   });
 
   it("an entry added by PUT serves the next proxied request through the mock upstream", async () => {
@@ -343,7 +332,7 @@ describe("openai-compatibility", () => {
 });
 
 describe("configLists", () => {
-  it("shows the three lists for GET /config", async () => {
+  it("shows the object lists for GET /config", async () => {
     await call("PUT", "/claude-api-key", [{ "api-key": "sk-c" }]);
     await call("PUT", "/codex-api-key", [
       { "api-key": "sk-x", "base-url": "https://c.example/v1" },
@@ -358,6 +347,9 @@ describe("configLists", () => {
       "claude-api-key": [{ "api-key": "sk-c", "base-url": "" }],
       "codex-api-key": [{ "api-key": "sk-x", "base-url": "https://c.example/v1" }],
       "openai-compatibility": [],
+      "gemini-api-key": [],
+      "vertex-api-key": [],
+      "xai-api-key": [],
     });
   });
 });

@@ -608,7 +608,11 @@ describe("the management seed, walked from top to bottom against a real server",
       },
     ]);
 
-    const item = await mgmt("/api-keys?value=no-such-key", { method: "DELETE" });
+    // Deleting an unknown value is a 200 no-op (CLIProxyAPI); a PATCH of an unknown item is the 404.
+    const item = await mgmt("/codex-api-key", {
+      method: "PATCH",
+      body: JSON.stringify({ match: "no-such-key", value: { "api-key": "sk-x" } }),
+    });
     expect([item.status, await item.json()]).toEqual([404, { error: "item not found" }]);
     const file = await mgmt("/auth-files?name=no-such-file.json", { method: "DELETE" });
     expect([file.status, await file.json()]).toEqual([404, { error: "file not found" }]);

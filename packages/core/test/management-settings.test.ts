@@ -48,7 +48,8 @@ async function call(
 
 const OK = { status: 200, body: { status: "ok" } };
 const INVALID = { status: 400, body: { error: "invalid body" } };
-const NOT_FOUND = { status: 404, body: { error: "item not found" } };
+const MISSING_FIELDS = { status: 400, body: { error: "missing fields" } };
+const MISSING_INDEX = { status: 400, body: { error: "missing index or value" } };
 
 describe("scalar settings", () => {
   const cases: {
@@ -204,6 +205,9 @@ describe("GET /config", () => {
       "claude-api-key": [],
       "codex-api-key": [],
       "openai-compatibility": [],
+      "gemini-api-key": [{ "api-key": "AIzaSy-1", "base-url": "" }],
+      "vertex-api-key": [],
+      "xai-api-key": [],
       "allow-localhost-unauthenticated": false,
       "usage-statistics-enabled": true,
       "logging-to-file": false,
@@ -227,11 +231,14 @@ describe("string lists", () => {
       expect(await list()).toEqual({ [name]: ["k3", "k1b", "k4"] });
       expect(await call("PATCH", `/${name}`, { index: 0, value: "k3b" })).toEqual(OK);
       expect(await list()).toEqual({ [name]: ["k3b", "k1b", "k4"] });
-      expect(await call("PATCH", `/${name}`, { old: "nope", new: "x" })).toEqual(NOT_FOUND);
-      expect(await call("PATCH", `/${name}`, { index: 9, value: "x" })).toEqual(NOT_FOUND);
+      // CLIProxyAPI's answers: an unknown `old` appends `new`; no usable selector is a 400.
+      expect(await call("PATCH", `/${name}`, { old: "nope", new: "x" })).toEqual(OK);
+      expect(await list()).toEqual({ [name]: ["k3b", "k1b", "k4", "x"] });
+      expect(await call("DELETE", `/${name}?value=x`)).toEqual(OK);
+      expect(await call("PATCH", `/${name}`, { index: 9, value: "x" })).toEqual(MISSING_FIELDS);
       expect(await call("PATCH", `/${name}`, { index: "0", value: "x" })).toEqual(INVALID);
-      expect(await call("PATCH", `/${name}`, { old: "k4" })).toEqual(INVALID);
-      expect(await call("PATCH", `/${name}`, { foo: 1 })).toEqual(INVALID);
+      expect(await call("PATCH", `/${name}`, { old: "k4" })).toEqual(MISSING_FIELDS);
+      expect(await call("PATCH", `/${name}`, { foo: 1 })).toEqual(MISSING_FIELDS);
       expect(await call("PUT", `/${name}`, { items: "k1" })).toEqual(INVALID);
       expect(await call("PUT", `/${name}`, [1, 2])).toEqual(INVALID);
       expect(await call("PUT", `/${name}`, "{")).toEqual(INVALID);
@@ -240,10 +247,14 @@ describe("string lists", () => {
       expect(await list()).toEqual({ [name]: ["k3b", "k4"] });
       expect(await call("DELETE", `/${name}?index=0`)).toEqual(OK);
       expect(await list()).toEqual({ [name]: ["k4"] });
-      expect(await call("DELETE", `/${name}?value=zzz`)).toEqual(NOT_FOUND);
-      expect(await call("DELETE", `/${name}?index=5`)).toEqual(NOT_FOUND);
-      expect(await call("DELETE", `/${name}?index=x`)).toEqual(INVALID);
-      expect(await call("DELETE", `/${name}`)).toEqual(INVALID);
+      // Deleting a value that is not there is a 200 no-op (CLIProxyAPI); a bad index a 400.
+      expect(await call("DELETE", `/${name}?value=zzz`)).toEqual(OK);
+      expect(await call("DELETE", `/${name}?index=5`)).toEqual({
+        status: 400,
+        body: { error: "missing index or value" },
+      });
+      expect(await call("DELETE", `/${name}?index=x`)).toEqual(MISSING_INDEX);
+      expect(await call("DELETE", `/${name}`)).toEqual(MISSING_INDEX);
       expect(await list()).toEqual({ [name]: ["k4"] });
     });
   }

@@ -50,7 +50,8 @@ const isReservedName = (name: string) =>
 /** What `config.yaml` holds for the store. */
 export interface ConfigFile {
   settings: Map<string, unknown>;
-  lists: Record<ConfigListName, unknown[]>;
+  /** The lists the file owns (`CONFIG_LIST_NAMES`; absent ones are empty). */
+  lists: Partial<Record<ConfigListName, unknown[]>>;
   gl: string[];
   /** The managed part of the file (everything but `api-keys`), to compare with the state. */
   view: Record<string, unknown>;
@@ -498,11 +499,7 @@ export async function assembleCredentials(
 
   // The lists of config.yaml: give the index's members their keys by position, then let core's
   // list writer reconcile what differs (items added, removed or edited by hand).
-  const lists = t.config?.lists ?? {
-    "claude-api-key": [],
-    "codex-api-key": [],
-    "openai-compatibility": [],
-  };
+  const lists: Partial<Record<ConfigListName, unknown[]>> = t.config?.lists ?? {};
   const members = (pred: (c: CredentialRecord) => boolean) =>
     index
       .filter((e) => e.source === "config.yaml" && out.has(e.id) && pred(out.get(e.id)!))
@@ -519,7 +516,7 @@ export async function assembleCredentials(
     ["claude-api-key", "anthropic"],
     ["codex-api-key", "codex"],
   ] as const) {
-    const items = lists[name] as Record<string, unknown>[];
+    const items = (lists[name] ?? []) as Record<string, unknown>[];
     fill(
       members(pick(provider)),
       items.map((it) => ({ key: str(it["api-key"]) })),
@@ -529,7 +526,7 @@ export async function assembleCredentials(
   const groups = new Map<string, CredentialRecord[]>();
   for (const c of compat) groups.set(c.label, [...(groups.get(c.label) ?? []), c]);
   const flat: { label: string; key: string | undefined }[] = [];
-  for (const it of lists["openai-compatibility"] as Record<string, unknown>[]) {
+  for (const it of (lists["openai-compatibility"] ?? []) as Record<string, unknown>[]) {
     const entries = Array.isArray(it["api-key-entries"])
       ? (it["api-key-entries"] as Record<string, unknown>[]).map((e) => str(e["api-key"]))
       : ((it["api-keys"] as unknown[] | undefined) ?? []).map(str);
@@ -548,7 +545,7 @@ export async function assembleCredentials(
   const listed = index.filter((e) => e.source === "config.yaml" && out.has(e.id)).map((e) => e.id);
   const sub = new Map(listed.map((id) => [id, out.get(id)!]));
   const pool = poolOver(sub, out);
-  for (const name of CONFIG_LIST_NAMES) await replaceConfigList(pool, name, lists[name]);
+  for (const name of CONFIG_LIST_NAMES) await replaceConfigList(pool, name, lists[name] ?? []);
   // generative-language-api-key: position by position, as the management API's PUT does.
   const values = t.config?.gl ?? [];
   for (const [i, value] of values.entries()) {

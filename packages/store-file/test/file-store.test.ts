@@ -114,6 +114,11 @@ describe("fileStore", () => {
           name: "openrouter",
           "base-url": "https://openrouter.ai/api/v1",
           "api-keys": ["sk-or-1", "sk-or-2"],
+          // Both key shapes, as GET /config answers them.
+          "api-key-entries": [
+            { "api-key": "sk-or-1", "proxy-url": "" },
+            { "api-key": "sk-or-2", "proxy-url": "" },
+          ],
           models: [{ name: "moonshot/kimi", alias: "kimi" }],
         },
       ]);

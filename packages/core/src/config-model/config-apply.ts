@@ -10,7 +10,7 @@ import type { CredentialPool } from "../credentials/pool.js";
 import type { KeyService } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import { acceptsSetting, RUNTIME_SETTINGS, type SettingName } from "../settings/table.js";
-import { CONFIG_LIST_NAMES } from "./list-items.js";
+import { ALL_CONFIG_LIST_NAMES, CONFIG_LIST_NAMES, LIST_SPECS } from "./list-items.js";
 import { parseConfigList, replaceConfigList } from "./list-writer.js";
 import {
   API_KEYS_NAME_PREFIX,
@@ -41,6 +41,10 @@ export interface ConfigFileSettings {
   "claude-api-key"?: unknown[];
   "codex-api-key"?: unknown[];
   "openai-compatibility"?: unknown[];
+  /** The `generative-language-api-key` credentials as objects (one pool, two views). */
+  "gemini-api-key"?: unknown[];
+  "vertex-api-key"?: unknown[];
+  "xai-api-key"?: unknown[];
 }
 
 /** What {@link applyConfig} writes to: a gateway's settings, keys and pool fit. */
@@ -128,7 +132,7 @@ export function configProblems(config: ConfigFileSettings): string[] {
     if (v !== undefined && stringList(v) === null)
       problems.push(`\`${name}\` must be a list of strings`);
   }
-  for (const name of CONFIG_LIST_NAMES) {
+  for (const name of ALL_CONFIG_LIST_NAMES) {
     const v = config[name];
     if (v === undefined || v === null) continue;
     if (!Array.isArray(v) || parseConfigList(name, v) === null)
@@ -151,6 +155,7 @@ export async function applyConfig(
 ): Promise<boolean> {
   const problems = configProblems(config);
   if (problems.length > 0) throw new Error(`invalid configuration: ${problems.join("; ")}`);
+  const gemini = geminiSource(gateway.credentials.pool, config);
   let changed = false;
 
   const patch: Record<string, unknown> = {};
@@ -196,7 +201,7 @@ export async function applyConfig(
     }
   }
 
-  if (config[GL_API_KEY_LABEL] !== undefined) {
+  if (config[GL_API_KEY_LABEL] !== undefined && gemini === GL_API_KEY_LABEL) {
     const values = stringList(config[GL_API_KEY_LABEL])!;
     const model = glApiKeysModel(gateway.credentials.pool);
     const current = (await model.members()).map((m) => m.value);
@@ -206,10 +211,49 @@ export async function applyConfig(
     }
   }
 
-  for (const name of CONFIG_LIST_NAMES) {
+  const objectLists = [
+    ...CONFIG_LIST_NAMES,
+    ...(gemini === "gemini-api-key" ? (["gemini-api-key"] as const) : []),
+    "vertex-api-key",
+    "xai-api-key",
+  ] as const;
+  for (const name of objectLists) {
     const v = config[name];
     if (v === undefined) continue;
     if (await replaceConfigList(gateway.credentials.pool, name, v ?? [])) changed = true;
   }
   return changed;
+}
+
+/**
+ * Which of the two views of the Gemini keys a file changes: `generative-language-api-key`
+ * (strings) or `gemini-api-key` (objects). A file written from `GET /config` holds both; a hand
+ * edit changes one, and the one that differs from the gateway's state is applied. Both changed,
+ * and not to the same keys: an error naming them (nothing is written).
+ */
+function geminiSource(
+  pool: CredentialPool,
+  config: ConfigFileSettings,
+): typeof GL_API_KEY_LABEL | "gemini-api-key" {
+  const objects = config["gemini-api-key"];
+  // `null` (an emptied YAML key) is not a wipe of the keys the string view still lists.
+  if (objects === undefined || objects === null) return GL_API_KEY_LABEL;
+  const spec = LIST_SPECS["gemini-api-key"];
+  const current = spec.read(pool.list()).map((i) => i.value);
+  const parsed = parseConfigList("gemini-api-key", objects) as typeof current;
+  if (JSON.stringify(parsed) === JSON.stringify(current)) return GL_API_KEY_LABEL;
+  const strings = config[GL_API_KEY_LABEL];
+  if (strings !== undefined) {
+    const gl = stringList(strings)!;
+    const currentKeys = [...new Set(current.map((v) => v["api-key"]))];
+    const fileKeys = [...new Set(parsed.map((v) => v["api-key"]))];
+    if (
+      JSON.stringify(gl) !== JSON.stringify(currentKeys) &&
+      JSON.stringify(gl) !== JSON.stringify(fileKeys)
+    )
+      throw new Error(
+        "invalid configuration: `generative-language-api-key` and `gemini-api-key` both changed, to different keys: edit one of them",
+      );
+  }
+  return "gemini-api-key";
 }

@@ -10,7 +10,12 @@ import type { CredentialPool } from "../credentials/pool.js";
 import type { KeyService } from "../keys/service.js";
 import type { SettingsService } from "../settings/service.js";
 import type { OAuthModelAlias, SettingName } from "../settings/table.js";
-import type { ConfigLists, OpenAICompatibilityItem, ProviderKeyItem } from "./list-items.js";
+import type {
+  ConfigLists,
+  GeminiKeyItem,
+  OpenAICompatibilityItem,
+  ProviderKeyItem,
+} from "./list-items.js";
 import { apiKeysModel, GL_API_KEY_LABEL, glApiKeysModel } from "./string-lists.js";
 
 /** The object lists of `GET /config` (see `configLists`): {@link ConfigLists}. */
@@ -40,6 +45,9 @@ const emptyLists = async (): Promise<ConfigObjectLists> => ({
   "claude-api-key": [],
   "codex-api-key": [],
   "openai-compatibility": [],
+  "gemini-api-key": [],
+  "vertex-api-key": [],
+  "xai-api-key": [],
 });
 
 /** The object `GET /config` returns (the seed's `config.yaml` layout, without the file-only fields). */
@@ -54,6 +62,10 @@ export interface ManagementConfigView {
   "claude-api-key": ProviderKeyItem[];
   "codex-api-key": ProviderKeyItem[];
   "openai-compatibility": OpenAICompatibilityItem[];
+  /** The `generative-language-api-key` credentials as objects (CLIProxyAPI's newer view). */
+  "gemini-api-key": GeminiKeyItem[];
+  "vertex-api-key": ProviderKeyItem[];
+  "xai-api-key": ProviderKeyItem[];
   "allow-localhost-unauthenticated": boolean;
   /** Kept for CLIProxyAPI's UIs; tokenpool records usage regardless. */
   "usage-statistics-enabled": boolean;
@@ -92,6 +104,9 @@ export async function managementConfigView(deps: ConfigViewDeps): Promise<Manage
     "claude-api-key": lists["claude-api-key"],
     "codex-api-key": lists["codex-api-key"],
     "openai-compatibility": lists["openai-compatibility"],
+    "gemini-api-key": lists["gemini-api-key"],
+    "vertex-api-key": lists["vertex-api-key"],
+    "xai-api-key": lists["xai-api-key"],
     "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated"),
     "usage-statistics-enabled": s.get("usage-statistics-enabled"),
     "logging-to-file": s.get("logging-to-file"),

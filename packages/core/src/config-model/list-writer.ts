@@ -6,10 +6,15 @@
  * it stable because they reuse credentials by POSITION: a replace updates the credential of item
  * `i` in place with the new item `i`, creates credentials only for items past the old end and
  * deletes the surplus; an update of one item works in place. New credentials get readable ids,
- * `claude-api-key:<n>` / `codex-api-key:<n>` (n = one more than the largest in use) and
- * `openai-compatibility:<name>:<i>` (the first free `i`, the scheme of the server's config
- * import). An `openai-compatibility` entry without API keys is kept as one disabled credential
- * without a key, so that it stays in the list (the seed lists such entries).
+ * `<list>:<n>` (n = one more than the largest in use) and `openai-compatibility:<name>:<i>` (the
+ * first free `i`, the scheme of the server's config import). An `openai-compatibility` entry
+ * without API keys is kept as one disabled credential without a key, so that it stays in the
+ * list (the seed lists such entries).
+ *
+ * What a write keeps: every written item is merged over the stored item it continues (a PATCH's
+ * target, or the item a PUT entry identifies by its key, see `ListSpec.identify`), so a field the
+ * client omits keeps its stored value; credentials are reused by position, but the values come
+ * from the identified item, so nothing of one key's item ends up on another's.
  *
  * Writes are validated whole before anything is written; if the store then fails half-way, the
  * writes already made are undone (best effort).
@@ -21,10 +26,12 @@ import { GatewayError, isGatewayError } from "../errors.js";
 import type { CredentialLimits, CredentialPatch, CredentialRecord } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
 import {
+  ALL_CONFIG_LIST_NAMES,
   type ConfigListName,
   type ConfigLists,
   ITEM_LIMIT_FIELDS,
   type ItemFields,
+  ItemProblem,
   itemLimitProblem,
   LIST_SPECS,
   type ListSpec,
@@ -77,18 +84,22 @@ function itemNotFound(): GatewayError {
 }
 
 /**
- * The three object lists as `GET /config` shows them (full keys: the management API is behind
- * the management key, as in the seed).
+ * The object lists as `GET /config` shows them (full keys: the management API is behind the
+ * management key, as in the seed).
  */
 export async function configLists(deps: {
   pool: Pick<ListCredentials, "list">;
 }): Promise<ConfigLists> {
   const creds = deps.pool.list();
-  return {
-    "claude-api-key": LIST_SPECS["claude-api-key"].read(creds).map((i) => i.value),
-    "codex-api-key": LIST_SPECS["codex-api-key"].read(creds).map((i) => i.value),
-    "openai-compatibility": LIST_SPECS["openai-compatibility"].read(creds).map((i) => i.value),
-  };
+  const out = {} as Record<ConfigListName, unknown[]>;
+  for (const name of ALL_CONFIG_LIST_NAMES)
+    out[name] = (LIST_SPECS[name] as ListSpec<unknown>).read(creds).map((i) => i.value);
+  return out as unknown as ConfigLists;
+}
+
+/** A 400 for a value that is not an item, with what is wrong. */
+function problemError(p: ItemProblem, where?: string): GatewayError {
+  return invalidListError(where ? `${where}: ${p.message}` : p.message);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,24 +216,72 @@ async function writeItems<T>(
 /** Which item of a list an update or removal is about: its position, or its key. */
 export interface ConfigListTarget {
   index?: number | undefined;
-  /** The item's `api-key` (`claude-api-key`/`codex-api-key`) or `name` (`openai-compatibility`). */
+  /** The item's `api-key` (key lists) or `name` (`openai-compatibility`). */
   key?: string | undefined;
+  /** Narrows `key` to the items with this `base-url` (`""` = the default endpoint). */
+  baseUrl?: string | undefined;
 }
 
 /**
  * Edits of the object lists, one at a time (each reads the list, then writes by position).
- * Errors are `GatewayError`s: 400 `invalid body` for an invalid item or list, 404 `item not
- * found`, and 500 with the store's message when a write failed (the writes made are undone).
+ * Errors are `GatewayError`s in CLIProxyAPI's wording: 400 `invalid body: <what>` for an invalid
+ * item or list, 404 `item not found`, 400 for ambiguous or missing selectors, and 500 with the
+ * store's message when a write failed (the writes made are undone).
  */
 export interface ConfigListEditor {
   /** The items of a list. */
   read<N extends ConfigListName>(name: N): ConfigLists[N];
-  /** Replaces the whole list with `entries` (each validated). */
+  /**
+   * Replaces the whole list with `entries` (each validated, and merged over the stored item
+   * it continues: omitted fields are kept).
+   */
   replace(name: ConfigListName, entries: unknown[]): Promise<void>;
-  /** Replaces one item (by `index` when it exists, else by `key`) with `value` (validated). */
+  /**
+   * Merges `value` over one item (a merge patch: only the fields sent change): the item at
+   * `index` when it exists, else the first whose key is `key` (narrowed by `baseUrl`).
+   */
   update(name: ConfigListName, target: ConfigListTarget, value: unknown): Promise<void>;
-  /** Removes one item by `index`, or every item whose key is `key`. */
+  /**
+   * Removes items by key (CLIProxyAPI's rules per list: see `DELETE` in docs/dialects.md) or by
+   * `index`.
+   */
   remove(name: ConfigListName, target: ConfigListTarget): Promise<void>;
+}
+
+function badRequest(message: string): GatewayError {
+  return new GatewayError("INVALID_REQUEST", message, { status: 400 });
+}
+
+/** The positions of the items with key `key`, narrowed to `baseUrl` when given. */
+function keyMatches<T>(
+  spec: ListSpec<T>,
+  items: StoredItem<T>[],
+  key: string,
+  baseUrl: string | undefined,
+): { all: number[]; exact: number[] | undefined } {
+  const all = items.flatMap((i, at) => (spec.matches(i.value, key) ? [at] : []));
+  if (baseUrl === undefined) return { all, exact: undefined };
+  const base = spec.normalizeBase(baseUrl);
+  return { all, exact: all.filter((at) => spec.baseOf(items[at]!.value) === base) };
+}
+
+/** The values of a whole list written over `items` (each merged over the item it continues). */
+function planReplace<T>(
+  spec: ListSpec<T>,
+  items: StoredItem<T>[],
+  entries: unknown[],
+  merge: boolean,
+): T[] {
+  const values = entries.map((raw, at) => {
+    const from = spec.identify(raw, items, at);
+    const stored = from >= 0 ? items[from]!.value : undefined;
+    const v = merge ? spec.parse(raw, stored) : spec.parseFile(raw, stored);
+    if (v instanceof ItemProblem) throw problemError(v, `${spec.name}[${at}]`);
+    return v;
+  });
+  const problem = spec.checkList?.(values);
+  if (problem) throw invalidListError(problem);
+  return values;
 }
 
 /**
@@ -274,43 +333,63 @@ export function configListEditor(pool: ListCredentials): ConfigListEditor {
     async replace(name, entries) {
       const spec = specOf(name);
       for (const r of entries) checkLimits(r);
-      const values = entries.map((r) => spec.parse(r));
-      if (values.some((v) => v === null)) throw invalidListError();
-      if (spec.checkList && !spec.checkList(values)) throw invalidListError();
       await serial(() =>
-        write(spec, () => ({ next: values.map((value, at) => ({ at, value })), removeRest: true })),
+        write(spec, (items) => {
+          const values = planReplace(spec, items, entries, true);
+          return { next: values.map((value, at) => ({ at, value })), removeRest: true };
+        }),
       );
     },
 
-    async update(name, { index, key }, raw) {
+    async update(name, { index, key, baseUrl }, raw) {
       const spec = specOf(name);
       checkLimits(raw);
-      const value = spec.parse(raw);
-      if (value === null) throw invalidListError();
       await serial(() =>
         write(spec, (items) => {
           let at = index !== undefined && index < items.length ? index : -1;
-          if (at < 0 && typeof key === "string")
-            at = items.findIndex((i) => spec.matches(i.value, key));
-          if (at < 0) throw itemNotFound();
-          if (spec.checkList) {
-            const values = items.map((i, j) => (j === at ? value : i.value));
-            if (!spec.checkList(values)) throw invalidListError();
+          if (at < 0 && typeof key === "string") {
+            const { all, exact } = keyMatches(spec, items, key, baseUrl);
+            const found = exact ?? all;
+            // Gemini keys may repeat across endpoints: CLIProxyAPI refuses to guess.
+            if (name === "gemini-api-key" && found.length > 1)
+              throw badRequest("multiple items match; index is required");
+            at = found[0] ?? -1;
           }
+          if (at < 0) throw itemNotFound();
+          const value = spec.parse(raw, items[at]!.value);
+          if (value instanceof ItemProblem) throw problemError(value);
+          const problem = spec.checkList?.(items.map((i, j) => (j === at ? value : i.value)));
+          if (problem) throw invalidListError(problem);
           return { next: [{ at, value }], removeRest: false };
         }),
       );
     },
 
-    async remove(name, { index, key }) {
+    async remove(name, { index, key, baseUrl }) {
       const spec = specOf(name);
       await serial(() =>
         write(spec, (items) => {
           let remove: number[];
-          if (key !== undefined) {
-            remove = items.flatMap((i, at) => (spec.matches(i.value, key) ? [at] : []));
-          } else remove = index !== undefined && index < items.length ? [index] : [];
-          if (remove.length === 0) throw itemNotFound();
+          if (key !== undefined && key.trim() !== "") {
+            const { all, exact } = keyMatches(spec, items, key, baseUrl);
+            if (name === "openai-compatibility") remove = all;
+            else if (name === "gemini-api-key") {
+              const found = exact ?? all;
+              if (found.length === 0) throw itemNotFound();
+              if (found.length > 1)
+                throw badRequest(
+                  exact
+                    ? "multiple items match; index is required"
+                    : "multiple items match api-key; base-url is required",
+                );
+              remove = found;
+            } else if (exact) remove = exact;
+            else if (all.length > 1)
+              throw badRequest("multiple items match api-key; base-url is required");
+            else remove = all;
+          } else if (index !== undefined && index < items.length) remove = [index];
+          else throw badRequest(`missing ${spec.keyParam} or index`);
+          // A key that matches nothing is a no-op, as in CLIProxyAPI (200).
           return { next: [], removeRest: false, remove };
         }),
       );
@@ -320,21 +399,25 @@ export function configListEditor(pool: ListCredentials): ConfigListEditor {
 
 /**
  * Validates a whole object list as `PUT /<name>` would (e.g. entries of a configuration file):
- * the normalised items, or `null` when an entry is invalid.
+ * the normalised items, or `null` when an entry is invalid. Without the stored state,
+ * `openai-compatibility` key shapes that disagree are not an error here (the writer decides).
  */
 export function parseConfigList(name: ConfigListName, entries: unknown[]): unknown[] | null {
   const spec = LIST_SPECS[name] as ListSpec<unknown>;
-  const values = entries.map((e) => spec.parse(e));
-  if (values.some((v) => v === null)) return null;
-  if (spec.checkList && !spec.checkList(values)) return null;
+  const values = entries.map((e) => spec.parseFile(e, undefined, true));
+  if (values.some((v) => v instanceof ItemProblem)) return null;
+  if (spec.checkList?.(values)) return null;
   return values;
 }
 
 /**
  * Replaces the object list `name` with `entries` (the same validation and positional reuse as
- * `PUT /<name>`), e.g. from a configuration file. Throws a 400 `GatewayError` for an invalid
- * entry. Writes nothing when the list already holds exactly these items; resolves with whether
- * it wrote.
+ * `PUT /<name>`), e.g. from a configuration file. A file is the whole truth about the fields it
+ * shows, so entries are not merged over the stored items, except for what a file cannot say
+ * otherwise: an `openai-compatibility` entry's keys written in one shape keep the stored
+ * proxies of the same keys, and limits the entry does not name are kept. Throws a 400
+ * `GatewayError` for an invalid entry. Writes nothing when the list already holds exactly these
+ * items; resolves with whether it wrote.
  */
 export async function replaceConfigList(
   pool: ListCredentials,
@@ -342,10 +425,9 @@ export async function replaceConfigList(
   entries: unknown[],
 ): Promise<boolean> {
   const spec = LIST_SPECS[name] as ListSpec<unknown>;
-  const values = parseConfigList(name, entries);
-  if (!values) throw invalidListError();
   const all = pool.list();
   const items = spec.read(all);
+  const values = planReplace(spec, items, entries, false);
   if (JSON.stringify(items.map((i) => i.value)) === JSON.stringify(values)) return false;
   const w = new Writer(pool, all);
   try {

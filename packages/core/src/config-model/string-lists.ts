@@ -4,9 +4,15 @@
  * - `api-keys`: downstream keys without an owner and with unlimited quota, named
  *   `api-keys:<position>`. Only keys named so belong to the list (keys made through the token
  *   dialect never do); their plain values are read back with the key service's reveal.
- * - `generative-language-api-key`: pool credentials of provider `gemini`, kind `api-key`, base
- *   URL `https://generativelanguage.googleapis.com`, labelled `generative-language-api-key`;
- *   in the pool's (creation) order. Replacing a value updates the credential in place.
+ * - `generative-language-api-key`: pool credentials of provider `gemini`, kind `api-key`,
+ *   labelled `generative-language-api-key`, in the pool's (creation) order: the `api-key` of
+ *   each item of the object list `gemini-api-key` (one pool, two views; see `list-items.ts`).
+ *   Writes go by KEY so that the fields only the object view shows (`base-url`, `proxy-url`,
+ *   `headers`, `models`, `excluded-models` ...) stay with their key: a PUT keeps the credentials
+ *   whose key it lists (every one of them, also several with the same key) in the order given,
+ *   removes the others and adds new keys with the default endpoint (the object list's
+ *   positional writer: credentials are reused by position, their fields follow their key); a
+ *   PATCH `{ old, new }` changes the key of one credential in place.
  *
  * @module
  */
@@ -15,6 +21,8 @@ import { GatewayError } from "../errors.js";
 import type { ApiKeyView, KeyService } from "../keys/service.js";
 import type { CredentialRecord } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
+import { LIST_SPECS } from "./list-items.js";
+import { replaceConfigList } from "./list-writer.js";
 
 /** Name prefix of the keys of the `api-keys` list. */
 export const API_KEYS_NAME_PREFIX = "api-keys:";
@@ -118,28 +126,20 @@ export function glApiKeysModel(pool: CredentialPool): ListModel<CredentialRecord
       .list()
       .filter(isGlCredential)
       .map((record) => ({ record, value: record.secret.apiKey ?? "" }));
-  const add = (value: string) =>
-    pool.add({
-      provider: "gemini",
-      kind: "api-key",
-      label: GL_API_KEY_LABEL,
-      baseUrl: GL_API_BASE_URL,
-      secret: { apiKey: value },
-    });
   // A new value is a new upstream key: its health starts afresh.
   const setValue = (id: string, value: string) =>
     pool.update(id, { secret: { apiKey: value }, state: emptyCredentialState() });
   return {
     members,
     async replaceAll(values) {
-      const current = await members();
-      // Position by position, so that the list keeps the order it was given in.
-      for (const [i, v] of values.entries()) {
-        const m = current[i];
-        if (!m) await add(v);
-        else if (m.value !== v) await setValue(m.record.id, v);
-      }
-      for (const m of current.slice(values.length)) await pool.remove(m.record.id);
+      // Through the object view: each value brings the stored items with its key (all of
+      // them, in order), so a key's other fields never move to another key.
+      const items = LIST_SPECS["gemini-api-key"].read(pool.list()).map((i) => i.value);
+      const next = values.flatMap((v) => {
+        const same = items.filter((i) => i["api-key"] === v);
+        return same.length > 0 ? same : [{ "api-key": v, "base-url": "" }];
+      });
+      await replaceConfigList(pool, "gemini-api-key", next);
     },
     async replace(member, value) {
       if (value !== member.value) await setValue(member.record.id, value);

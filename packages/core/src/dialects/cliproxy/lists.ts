@@ -1,15 +1,30 @@
 /**
- * The object lists of the management dialect: `claude-api-key`, `codex-api-key` and
- * `openai-compatibility` (CLIProxyAPI's provider key lists), over HTTP. What a list is, how it
- * maps to the pool's credentials and how writes keep ids and order stable is the config model's
+ * The object lists of the management dialect: `claude-api-key`, `codex-api-key`,
+ * `gemini-api-key`, `vertex-api-key`, `xai-api-key` and `openai-compatibility` (CLIProxyAPI's
+ * provider key lists), over HTTP. What a list is, how it maps to the pool's credentials, what a
+ * write keeps and how writes keep ids and order stable is the config model's
  * (`config-model/list-items.ts`, `config-model/list-writer.ts`); this file only parses requests
  * and renders replies.
+ *
+ * CLIProxyAPI's HEAD server semantics: PATCH `{ index | match | name, value }` merges `value`
+ * over the item (only the fields sent change; `?base-url=` narrows `match`); DELETE
+ * `?api-key=&base-url=` removes every item matching both (200 when none does; Gemini: 404),
+ * `?api-key=` alone is a 400 when several items share the key, `?index=` out of range is a 400
+ * `missing api-key or index` (`missing name or index`). Deliberate differences (no silent data
+ * loss): an empty `base-url` means the provider's default endpoint (CLIProxyAPI drops or deletes
+ * Codex/xAI items without one), and a value emptying a required field is a 400, not a deletion.
  *
  * A write whose store fails half-way is undone (best effort) and the reply is a 500.
  *
  * @module
  */
-import { type ConfigListName, type ConfigLists, isObject } from "../../config-model/list-items.js";
+import {
+  ALL_CONFIG_LIST_NAMES,
+  type ConfigListName,
+  type ConfigLists,
+  isObject,
+  LIST_SPECS,
+} from "../../config-model/list-items.js";
 import { configListEditor, type ListCredentials } from "../../config-model/list-writer.js";
 import type { Exchange, Reply } from "../../exchange.js";
 import { json } from "../../exchange.js";
@@ -48,7 +63,9 @@ export type ConfigListPatchBody<N extends ConfigListName> = {
  */
 export type ConfigListDeleteQuery<N extends ConfigListName> =
   | { index: number }
-  | (N extends "openai-compatibility" ? { name: string } : { "api-key": string });
+  | (N extends "openai-compatibility"
+      ? { name: string }
+      : { "api-key": string; "base-url"?: string });
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -56,13 +73,6 @@ export type ConfigListDeleteQuery<N extends ConfigListName> =
 function invalidBody(): Error {
   return managementError(400, "invalid body");
 }
-
-/** PATCH selector field and DELETE query parameter of each list, besides `index`. */
-const KEY_PARAMS: Record<ConfigListName, { field: "match" | "name"; query: "api-key" | "name" }> = {
-  "claude-api-key": { field: "match", query: "api-key" },
-  "codex-api-key": { field: "match", query: "api-key" },
-  "openai-compatibility": { field: "name", query: "name" },
-};
 
 /** A non-negative integer from JSON or a query string, `undefined` when absent. */
 function parseIndex(v: unknown): number | undefined {
@@ -73,8 +83,9 @@ function parseIndex(v: unknown): number | undefined {
 }
 
 /**
- * The routes of the three object lists: GET, PUT (raw array or `{ items }`), PATCH (`{ index,
- * value }` or `{ match | name, value }`) and DELETE (`?index=` or `?api-key=` / `?name=`).
+ * The routes of the object lists: GET, PUT (raw array or `{ items }`), PATCH (`{ index, value }`
+ * or `{ match | name, value }`, `?base-url=`) and DELETE (`?index=` or `?api-key=[&base-url=]` /
+ * `?name=`).
  *
  * @example
  * ```ts
@@ -101,28 +112,29 @@ export function listRoutes(deps: ListRoutesDeps): Route[] {
       const body = await readBody(ex);
       if (!isObject(body)) throw invalidBody();
       const index = parseIndex(body.index);
-      const key = body[KEY_PARAMS[name].field];
+      const key = body[LIST_SPECS[name].keyField];
       if (key !== undefined && key !== null && typeof key !== "string") throw invalidBody();
       if (index === undefined && (key === undefined || key === null)) throw invalidBody();
-      await lists.update(name, { index, key: key ?? undefined }, body.value);
+      if (!isObject(body.value)) throw invalidBody();
+      const baseUrl = new URLSearchParams(ex.search).get("base-url") ?? undefined;
+      await lists.update(name, { index, key: key ?? undefined, baseUrl }, body.value);
       return ok();
     }),
 
     route("DELETE", `/${name}`, async (ex: Exchange): Promise<Reply> => {
       const q = new URLSearchParams(ex.search);
-      const index = parseIndex(q.get("index") ?? undefined);
-      const param = KEY_PARAMS[name].query;
-      const key = q.get(param);
-      if (index === undefined && key === null)
+      const param = LIST_SPECS[name].keyParam;
+      const raw = q.get("index")?.trim() ?? "";
+      // An index that is no number is as missing (CLIProxyAPI's 400 below).
+      const index = /^\d+$/.test(raw) ? Number(raw) : undefined;
+      const key = q.get(param)?.trim() || undefined;
+      const baseUrl = param === "api-key" ? (q.get("base-url") ?? undefined) : undefined;
+      if (index === undefined && key === undefined)
         throw managementError(400, `missing ${param} or index`);
-      await lists.remove(name, { index, key: key ?? undefined });
+      await lists.remove(name, { index, key, baseUrl });
       return ok();
     }),
   ];
 
-  return [
-    ...routesOf("claude-api-key"),
-    ...routesOf("codex-api-key"),
-    ...routesOf("openai-compatibility"),
-  ];
+  return ALL_CONFIG_LIST_NAMES.flatMap(routesOf);
 }

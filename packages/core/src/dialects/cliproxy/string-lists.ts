@@ -4,8 +4,12 @@
  * (`config-model/string-lists.ts`); this file only parses requests and renders replies.
  *
  * Forms (the seed's): GET → `{ "<name>": [...] }`; PUT a raw array or `{ items }`; PATCH
- * `{ old, new }` or `{ index, value }`; DELETE `?value=` or `?index=`. Unknown items → 404
- * `item not found`; malformed bodies → 400 `invalid body`.
+ * `{ old, new }` or `{ index, value }`; DELETE `?value=` or `?index=`. Answers as CLIProxyAPI's:
+ * PATCH with `index` in range replaces that item, else `{ old, new }` replaces the first item
+ * equal to `old` or, when there is none, appends `new`; anything else is 400 `missing fields`.
+ * DELETE `?index=` in range removes that item, else `?value=` removes every item equal to it
+ * (200 also when none is); neither → 400 `missing index or value`. Malformed bodies → 400
+ * `invalid body`; a value already in the list (or, for `api-keys`, another key) → 409.
  *
  * @module
  */
@@ -50,7 +54,7 @@ export interface StringListDeps {
 }
 
 const invalid = () => managementError(400, "invalid body");
-const notFound = () => managementError(404, "item not found");
+const missingFields = () => managementError(400, "missing fields");
 
 function dedupe(values: string[]): string[] {
   return [...new Set(values)];
@@ -66,11 +70,6 @@ function parseItems(body: unknown): string[] {
     if (t) out.push(t);
   }
   return dedupe(out);
-}
-
-function indexParam(raw: string): number {
-  if (!/^\d+$/.test(raw)) throw invalid();
-  return Number(raw);
 }
 
 function stringListRoutes<T>(
@@ -94,37 +93,39 @@ function stringListRoutes<T>(
       if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalid();
       const b = body as Record<string, unknown>;
       const members = await model.members();
+      const str = (v: unknown) => (typeof v === "string" && v.trim() ? v.trim() : undefined);
+      for (const f of ["old", "new", "value"])
+        if (b[f] !== undefined && b[f] !== null && typeof b[f] !== "string") throw invalid();
+      if (b.index !== undefined && b.index !== null && !Number.isInteger(b.index)) throw invalid();
       let target: (typeof members)[number] | undefined;
-      let value: unknown;
-      if (b.index !== undefined) {
-        if (typeof b.index !== "number" || !Number.isInteger(b.index)) throw invalid();
-        value = b.value;
-        if (typeof value !== "string" || !value.trim()) throw invalid();
-        target = members[b.index];
-      } else if (b.old !== undefined) {
-        value = b.new;
-        if (typeof b.old !== "string" || typeof value !== "string" || !value.trim())
-          throw invalid();
-        target = members.find((m) => m.value === b.old);
-      } else throw invalid();
-      if (!target) throw notFound();
-      const next = (value as string).trim();
-      if (next !== target.value && members.some((m) => m.value === next))
+      let next: string | undefined;
+      const index = typeof b.index === "number" && Number.isInteger(b.index) ? b.index : -1;
+      if (index >= 0 && index < members.length && str(b.value)) {
+        target = members[index];
+        next = str(b.value);
+      } else if (typeof b.old === "string" && str(b.new)) {
+        target = members.find((m) => m.value === (b.old as string).trim());
+        next = str(b.new);
+      } else throw missingFields();
+      if (next === undefined) throw missingFields();
+      if (next !== target?.value && members.some((m) => m.value === next))
         throw managementError(409, "item already exists");
-      await model.replace(target, next);
+      // `old` not in the list: CLIProxyAPI appends `new`.
+      if (!target) await model.replaceAll([...new Set([...members.map((m) => m.value), next])]);
+      else await model.replace(target, next);
       return ok();
     }),
     route("DELETE", path, async (ex: Exchange) => {
       const q = new URLSearchParams(ex.search);
       const members = await model.members();
-      let target: (typeof members)[number] | undefined;
-      const index = q.get("index");
-      const value = q.get("value");
-      if (index !== null) target = members[indexParam(index)];
-      else if (value !== null) target = members.find((m) => m.value === value);
-      else throw invalid();
-      if (!target) throw notFound();
-      await model.remove(target);
+      const rawIndex = q.get("index")?.trim() ?? "";
+      const index = /^\d+$/.test(rawIndex) ? Number(rawIndex) : -1;
+      const value = q.get("value")?.trim() ?? "";
+      if (index >= 0 && index < members.length) await model.remove(members[index]!);
+      else if (value !== "") {
+        // Every item equal to the value; none is a no-op (200), as in CLIProxyAPI.
+        for (const m of members) if (m.value.trim() === value) await model.remove(m);
+      } else throw managementError(400, "missing index or value");
       return ok();
     }),
   ];
