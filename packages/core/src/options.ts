@@ -138,6 +138,20 @@ export interface GatewayOptions {
     allowRemote?: boolean;
     /** Per-request details returned per route and model by `GET /usage`. @default 100 */
     usageDetailsPerModel?: number;
+    /**
+     * The origins whose pages may call `/v0/management` from a browser (CORS), e.g. a management
+     * UI hosted elsewhere: `["https://panel.example.com"]`. `"*"` (CLIProxyAPI's behaviour)
+     * allows any origin; an empty list allows none. Only the management API sends CORS headers.
+     * @default ["*"]
+     */
+    corsOrigins?: string[];
+    /**
+     * A management UI file (CLIProxyAPI's management center, the `management.html` of one of its
+     * releases) to serve at `GET /management.html`, same origin as the API. Read on every
+     * request (replace the file to upgrade); it must exist when the gateway is created. Off by
+     * default.
+     */
+    uiFile?: string;
   };
   /**
    * Webhook deliveries: queue bound, concurrency, timeout, retry delays, sampling. See
@@ -233,7 +247,12 @@ const schema = {
     management: {
       type: "object",
       additionalProperties: false,
-      properties: { allowRemote: { type: "boolean" }, usageDetailsPerModel: nonNegativeInt },
+      properties: {
+        allowRemote: { type: "boolean" },
+        usageDetailsPerModel: nonNegativeInt,
+        corsOrigins: { type: "array", maxItems: 100, items: { type: "string", minLength: 1 } },
+        uiFile: { type: "string", minLength: 1 },
+      },
     },
     webhooks: {
       type: "object",
@@ -333,7 +352,12 @@ export interface ResolvedOptions {
   oauth: OAuthSettings;
   antigravityDialect: { provider: string; baseUrl: string };
   recoveryProbe: { intervalMs: number; timeoutMs?: number } | false;
-  management: { allowRemote: boolean; usageDetailsPerModel: number };
+  management: {
+    allowRemote: boolean;
+    usageDetailsPerModel: number;
+    corsOrigins: string[];
+    uiFile?: string;
+  };
   /** As given (the webhook service fills in its defaults). */
   webhooks: WebhookOptions;
   metrics: ResolvedMetricsOptions;
@@ -421,7 +445,12 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
       ...input.antigravityDialect,
     },
     recoveryProbe: input.recoveryProbe ?? false,
-    management: { allowRemote: false, usageDetailsPerModel: 100, ...input.management },
+    management: {
+      allowRemote: false,
+      usageDetailsPerModel: 100,
+      corsOrigins: ["*"],
+      ...input.management,
+    },
     webhooks: input.webhooks ?? {},
     metrics: resolveMetricsOptions(input.metrics),
   };

@@ -9,6 +9,7 @@ import { describe, expect, it } from "vitest";
  */
 const LAYERS = [
   "errors",
+  "version",
   "util",
   "exchange",
   "logger",

@@ -20,6 +20,9 @@ Options:
   --demo            also start a local mock upstream and a demo key (works offline)
   --demo-port <n>   with --demo: the mock upstream's port on 127.0.0.1 (default 0 = any free port)
   --log-level <l>   debug | info | warn | error | silent (default info)
+  --management-ui <file>
+                    serve this management UI file at /management.html (the management.html
+                    of a CLIProxyAPI management center release; read on every request)
   --new-secret <s>  rotate-secret: the new server secret (32+ characters; default
                     TOKENPOOL_NEW_SECRET, else a random one written to secret.key)
   -h, --help        show this help
@@ -60,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
       demo: { type: "boolean", default: false },
       "demo-port": { type: "string" },
       "log-level": { type: "string" },
+      "management-ui": { type: "string" },
       "new-secret": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -101,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
     ...(values.store === undefined ? {} : { store: values.store }),
     ...(values.config === undefined ? {} : { config: values.config }),
     ...(level === undefined ? {} : { logLevel: level as "info" }),
+    ...(values["management-ui"] === undefined ? {} : { managementUi: values["management-ui"] }),
     demo: values.demo,
     ...(demoPort === undefined ? {} : { demoPort }),
   });

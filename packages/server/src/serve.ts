@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
@@ -40,6 +40,11 @@ export interface ServeOptions {
    * @default 0
    */
   demoPort?: number;
+  /**
+   * A management UI file to serve at `GET /management.html` (the `management.html` of a release
+   * of CLIProxyAPI's management center), read on every request. Off by default.
+   */
+  managementUi?: string;
   /** @default "info" */
   logLevel?: LogLevel;
   /** Where log lines go (tokenpool's Logger shape or a pino instance). @default a console logger at `logLevel` */
@@ -145,12 +150,26 @@ async function firstStartKey(gateway: Gateway, store: Store): Promise<string | n
   throw new Error("could not take the first-start lock of the store within 10 s");
 }
 
+/** The absolute path of `--management-ui`, or an error naming the flag before anything starts. */
+async function checkManagementUi(path: string): Promise<string> {
+  const file = resolve(path);
+  const st = await stat(file).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(
+      `--management-ui ${file}: ${error.code === "ENOENT" ? "no such file" : error.message}; download management.html from a release of router-for-me/Cli-Proxy-API-Management-Center and pass its path`,
+    );
+  });
+  if (!st.isFile()) throw new Error(`--management-ui ${file}: not a file`);
+  return file;
+}
+
 /**
  * Starts the standalone gateway: opens the store, creates the management key on first start,
  * applies the configuration file, and listens.
  */
 export async function startServer(options: ServeOptions = {}): Promise<RunningServer> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const managementUi =
+    options.managementUi === undefined ? undefined : await checkManagementUi(options.managementUi);
   const config = options.config ? await loadConfig(options.config) : {};
   const storeSpec = options.store ?? config.store ?? DEFAULT_STORE;
   const { store, dataDir, shared } = await openStore(storeSpec);
@@ -173,6 +192,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
       allowRemote:
         config["remote-management"]?.["allow-remote"] === true ||
         config["allow-remote-management"] === true,
+      ...(managementUi === undefined ? {} : { uiFile: managementUi }),
     },
     ...(Array.isArray(config["trusted-proxies"])
       ? { trustedProxies: config["trusted-proxies"].map(String) }
@@ -243,6 +263,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     // The listening line comes last but for the hint: scripts wait for it, then read what came before.
     if (mock) print(`Demo upstream: ${mock.url}`);
     if (demoKey) print(`Demo key: ${demoKey}`);
+    if (managementUi) print(`Management UI: ${url}/management.html (${managementUi})`);
     print(`tokenpool listening on ${url} (store: ${storeSpec})`);
     if (demoKey) {
       print(

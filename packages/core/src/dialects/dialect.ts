@@ -10,7 +10,7 @@ import type { CredentialPool } from "../credentials/pool.js";
 import type { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Reply } from "../exchange.js";
-import type { Route } from "../http/router.js";
+import type { Route, ScopeMiddleware } from "../http/router.js";
 import type { ManagementGate } from "../keys/management-gate.js";
 import type { KeyService } from "../keys/service.js";
 import type { Logger } from "../logger.js";
@@ -92,6 +92,12 @@ export interface Dialect {
   renderError(error: unknown): Reply;
   /** Renders a 404 (no route has the path) or 405 (no route has the method) under its prefixes. */
   notFound(error: GatewayError, context: DialectContext): Reply;
+  /**
+   * Optional: a middleware around every request under its prefixes (routed or not), built once
+   * per gateway; the cliproxy dialect's CORS and version headers. Throwing here is a
+   * configuration error of `createGateway()`.
+   */
+  middleware?(context: DialectContext): ScopeMiddleware;
 }
 
 /**

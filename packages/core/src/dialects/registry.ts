@@ -32,7 +32,7 @@ export const BUILTIN_DIALECTS: readonly Dialect[] = [
 
 /**
  * Adds each dialect's routes to the router, in list order, and registers its prefixes for the
- * 404s and 405s.
+ * 404s and 405s (and its middleware, if any).
  *
  * @example
  * ```ts
@@ -46,7 +46,11 @@ export function mountDialects(
 ): Router {
   for (const dialect of dialects) {
     router.add(dialect.routes(context));
-    router.scope(dialect.prefixes, (_ex, error) => dialect.notFound(error, context));
+    router.scope(
+      dialect.prefixes,
+      (_ex, error) => dialect.notFound(error, context),
+      dialect.middleware?.(context),
+    );
   }
   return router;
 }

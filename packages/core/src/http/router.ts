@@ -23,6 +23,13 @@ interface Compiled {
 /** Renders an error for paths no route matches, by the dialect of the path prefix. */
 export type FallbackError = (ex: Exchange, error: GatewayError) => Reply;
 
+/**
+ * Wraps every exchange under a scope's prefixes, routed or not: it may answer by itself (a CORS
+ * preflight) or call `next` (routing, the route, or the 404/405) and add to its reply. It must
+ * not throw; if it does, the answer is a bare 500 `{ "error": "internal error" }`.
+ */
+export type ScopeMiddleware = (ex: Exchange, next: () => Promise<Reply>) => Promise<Reply>;
+
 /** A registered path prefix and the renderer of the 404s and 405s under it. */
 interface Scope {
   /** The literal part of the prefix (without a trailing `*`). */
@@ -30,6 +37,8 @@ interface Scope {
   /** Whether the prefix ended in `*` (any continuation matches, not only `/...`). */
   open: boolean;
   render: FallbackError;
+  /** Runs around every exchange whose longest matching scope this is. */
+  middleware?: ScopeMiddleware | undefined;
 }
 
 /**
@@ -53,6 +62,8 @@ export class Router {
   readonly #patterns: Compiled[] = [];
   readonly #paths = new Set<string>();
   readonly #scopes: Scope[] = [];
+  /** The scopes that have a middleware (few: checked on every request). */
+  readonly #wrapped: Scope[] = [];
   readonly #logger: Logger;
   readonly #fallback: FallbackError | undefined;
 
@@ -65,24 +76,43 @@ export class Router {
    * Registers path prefixes whose unmatched paths (404) and methods (405) `render` answers.
    * `/api` takes `/api` and `/api/...` (not `/apis`); a prefix ending in `*` takes every path
    * that starts with the part before it (`/v1/messages*`, `/*`). The longest matching prefix
-   * wins; between equal ones, the first registered.
+   * wins; between equal ones, the first registered. A `middleware` runs around every exchange
+   * of the paths this scope wins (see {@link ScopeMiddleware}), before routing.
    */
-  scope(prefixes: readonly string[], render: FallbackError): this {
+  scope(prefixes: readonly string[], render: FallbackError, middleware?: ScopeMiddleware): this {
     for (const prefix of prefixes) {
       const open = prefix.endsWith("*");
-      this.#scopes.push({ literal: open ? prefix.slice(0, -1) : prefix, open, render });
+      const scope: Scope = { literal: open ? prefix.slice(0, -1) : prefix, open, render };
+      if (middleware) {
+        scope.middleware = middleware;
+        this.#wrapped.push(scope);
+      }
+      this.#scopes.push(scope);
     }
     return this;
   }
 
-  /** The renderer of a path's 404s and 405s: the longest matching scope, else the fallback. */
-  #renderer(path: string): FallbackError {
+  /** The longest matching scope of a path (between equal ones, the first registered). */
+  #scopeOf(path: string): Scope | undefined {
     let best: Scope | undefined;
     for (const s of this.#scopes) {
       if (best && s.literal.length <= best.literal.length) continue;
       if (under(s, path)) best = s;
     }
-    return best?.render ?? this.#fallback ?? notFoundReply;
+    return best;
+  }
+
+  /** The renderer of a path's 404s and 405s: the longest matching scope, else the fallback. */
+  #renderer(path: string): FallbackError {
+    return this.#scopeOf(path)?.render ?? this.#fallback ?? notFoundReply;
+  }
+
+  /** The middleware of a path: that of its longest matching scope, if it has one. */
+  #middlewareOf(path: string): Scope | undefined {
+    // Most requests match no wrapped prefix: one `under` per wrapped scope, no full scan.
+    if (!this.#wrapped.some((s) => under(s, path))) return undefined;
+    const scope = this.#scopeOf(path);
+    return scope?.middleware ? scope : undefined;
   }
 
   add(routes: Route[]): this {
@@ -114,6 +144,21 @@ export class Router {
 
   /** Serves one exchange; never throws. */
   async handle(ex: Exchange): Promise<Reply> {
+    const wrapped = this.#wrapped.length > 0 ? this.#middlewareOf(ex.path) : undefined;
+    if (!wrapped) return this.#route(ex);
+    try {
+      return await wrapped.middleware!(ex, () => this.#route(ex));
+    } catch (error) {
+      this.#logger.error("request failed", {
+        route: `middleware ${ex.path}`,
+        error: String(error),
+      });
+      return json(500, { error: "internal error" });
+    }
+  }
+
+  /** Routes one exchange: the route's reply, its error in the route's dialect, or a 404/405. */
+  async #route(ex: Exchange): Promise<Reply> {
     let route = this.#exact.get(`${ex.method} ${ex.path}`);
     let params: Record<string, string> = {};
     let pathKnown = route !== undefined || this.#paths.has(ex.path);
