@@ -37,6 +37,8 @@ describe("client.management settings", () => {
     "usage-retention-days": [3, 0],
     "group-limits": [{ gold: { rpm_limit: 5, max_concurrency: 2 } }, {}],
     "quota-refill-time-zone": ["Asia/Shanghai", "UTC"],
+    "usage-statistics-enabled": [false, true],
+    "logging-to-file": [true, false],
   };
 
   it("round-trips every scalar setting through set and get", async () => {
