@@ -161,6 +161,7 @@ openai-compatibility:
         name: "local-mock",
         "base-url": mock.url,
         "api-keys": ["upstream-key"],
+        "api-key-entries": [{ "api-key": "upstream-key", "proxy-url": "" }],
         models: [{ name: "gpt-4o-mini", alias: "hand-model" }],
       },
     ]);
