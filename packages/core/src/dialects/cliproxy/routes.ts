@@ -13,6 +13,7 @@ import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
 import { configYamlRoutes } from "./config-yaml.js";
+import { extraRoutes } from "./extras.js";
 import { listRoutes } from "./lists.js";
 import { logRoutes } from "./logs.js";
 import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
@@ -63,6 +64,7 @@ export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
       settings: deps.settings,
       flushUsage: deps.flushUsage,
     }),
+    ...extraRoutes(guard, { settings: deps.settings, maxBodyBytes: deps.maxBodyBytes }),
     ...(deps.oauthLogin
       ? apiCallRoutes(guard, {
           pool: deps.pool,
