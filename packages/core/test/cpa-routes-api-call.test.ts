@@ -100,6 +100,33 @@ describe("POST /api-call", () => {
     expect(missing.body.status_code).toBe(404);
   });
 
+  it("without authIndex, goes through the credential whose key a header carries, on its upstream only", async () => {
+    const { call } = await start();
+    const res = await call({
+      method: "GET",
+      url: `${echoUrl}/v1/models`,
+      header: { Authorization: `Bearer ${UPSTREAM_KEY}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.status_code).toBe(200);
+    expect(JSON.stringify(res.body)).not.toContain(UPSTREAM_KEY);
+    expect(
+      await call({
+        method: "GET",
+        url: "http://example.com/v1/models",
+        header: { Authorization: `Bearer ${UPSTREAM_KEY}` },
+      }),
+    ).toEqual({ status: 400, body: { error: "auth_index is required" } });
+    expect(
+      await call({
+        method: "GET",
+        url: `${echoUrl}/v1/models`,
+        header: { Authorization: "Bearer sk-someone-else-0123456789" },
+      }),
+    ).toEqual({ status: 400, body: { error: "auth_index is required" } });
+    expect(seen).toHaveLength(1);
+  });
+
   it("is never an open proxy: other hosts, no credential, Host overrides are refused", async () => {
     const { cred, call } = await start();
     const cases: [unknown, number, string][] = [

@@ -5,8 +5,9 @@
  *
  * Unlike CLIProxyAPI's, it is never an open proxy:
  * - a credential is required (`authIndex` / `auth_index` = the credential id, as
- *   `GET /auth-files` and the provider lists show it), and the URL must be on that credential's
- *   own upstream: the same host and port as its base URL, and `https` when the base URL is;
+ *   `GET /auth-files` shows it; without one, the API-key credential whose key a header carries
+ *   and whose upstream the URL is on), and the URL must be on that credential's own upstream:
+ *   the same host and port as its base URL, and `https` when the base URL is;
  * - `$TOKEN$` in a header value becomes the credential's API key or OAuth access token (as
  *   stored: an expired token is not refreshed here); a `Host` header, hop-by-hop headers and
  *   header names or values with line breaks are refused;
@@ -30,7 +31,7 @@ import { type ManagementGuard, managementError, managementRouteKit } from "./com
 
 /** What `POST /api-call` needs. */
 export interface ApiCallDeps {
-  pool: { get(id: string): CredentialRecord | null };
+  pool: { get(id: string): CredentialRecord | null; list?(): CredentialRecord[] };
   /** The gateway's upstream client (the one OAuth token calls use). */
   http: UpstreamClient;
   /** The global `proxy-url` setting. */
@@ -99,6 +100,17 @@ function redact(text: string, secrets: readonly string[]): string {
   return out;
 }
 
+/** Whether `url` is on the credential's upstream: its base URL's host and port, `https` if it is. */
+function onUpstream(url: URL, c: CredentialRecord): boolean {
+  let base: URL;
+  try {
+    base = new URL(c.baseUrl);
+  } catch {
+    return false;
+  }
+  return url.host === base.host && (base.protocol !== "https:" || url.protocol === "https:");
+}
+
 /** `POST /api-call`. */
 export function apiCallRoutes(guard: ManagementGuard, deps: ApiCallDeps): Route[] {
   const { route, body: readBody } = managementRouteKit(guard, deps.maxBodyBytes);
@@ -121,27 +133,30 @@ export function apiCallRoutes(guard: ManagementGuard, deps: ApiCallDeps): Route[
       }
       if (url.protocol !== "https:" && url.protocol !== "http:")
         throw managementError(400, "invalid url");
-      if (typeof index !== "string" || index.trim() === "")
-        throw managementError(400, "auth_index is required");
-      const c = deps.pool.get(index.trim());
-      if (!c) throw managementError(404, "credential not found");
-      let base: URL;
-      try {
-        base = new URL(c.baseUrl);
-      } catch {
-        throw managementError(400, "url is not on the credential's upstream");
-      }
-      if (
-        url.host !== base.host ||
-        (base.protocol === "https:" && url.protocol !== "https:") ||
-        url.username !== "" ||
-        url.password !== ""
-      )
-        throw managementError(400, "url is not on the credential's upstream");
-
       const header = body.header ?? body.headers;
       if (header !== undefined && header !== null && !isMap(header))
         throw managementError(400, "invalid body");
+      let c: CredentialRecord | null;
+      if (typeof index === "string" && index.trim() !== "") {
+        c = deps.pool.get(index.trim());
+        if (!c) throw managementError(404, "credential not found");
+      } else {
+        // No index: a UI that only knows a provider key sends the key itself; the call is
+        // through the credential of that key, on that credential's upstream.
+        const values = Object.values(header ?? {}).filter((v) => typeof v === "string");
+        c =
+          (deps.pool.list?.() ?? []).find(
+            (x) =>
+              x.secret.apiKey !== undefined &&
+              x.secret.apiKey.length >= 6 &&
+              onUpstream(url, x) &&
+              values.some((v) => (v as string).includes(x.secret.apiKey!)),
+          ) ?? null;
+        if (!c) throw managementError(400, "auth_index is required");
+      }
+      if (!onUpstream(url, c) || url.username !== "" || url.password !== "")
+        throw managementError(400, "url is not on the credential's upstream");
+
       const token = c.secret.apiKey ?? c.secret.accessToken;
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(header ?? {})) {
