@@ -38,7 +38,9 @@ export {
 } from "./store/limits.js";
 export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
 export {
+  addRollupSums,
   addToRollup,
+  addToStat,
   assertRefill,
   assertUnits,
   changeable,
@@ -50,7 +52,9 @@ export {
   materializeCredential,
   newCredentialId,
   type ReservationRow,
+  ROLLUP_SUMS,
   recoveredRecord,
   reservationRow,
   rollupKey,
+  usageMatches,
 } from "./store/util.js";

@@ -17,6 +17,7 @@ import {
   assertRefill,
   assertUnits,
   type ReservationRow,
+  ROLLUP_SUMS,
   recoveredRecord,
   reservationRow,
   rollupKey,
@@ -27,17 +28,7 @@ const PRUNE_BATCH = 1_000;
 /** Index entries one `tpUsageScan` call looks at: a few milliseconds of Redis time. */
 const SCAN_CHUNK = 4_000;
 
-const rollupFields = [
-  "requests",
-  "successes",
-  "failures",
-  "inputTokens",
-  "outputTokens",
-  "reasoningTokens",
-  "cachedTokens",
-  "totalTokens",
-  "quota",
-] as const;
+const rollupFields = ROLLUP_SUMS;
 
 /** The quota and usage steps of the Store contract. */
 export type Ledger = StoreLedger;

@@ -8,6 +8,7 @@ import {
   type UsageQuery,
   type UsageRecord,
 } from "@tokenpool/core";
+import { usageMatches } from "@tokenpool/core/store-kernel";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -428,16 +429,7 @@ describe("redisStore", () => {
   });
 
   it("list and stat walk an index in bounded steps and count every match exactly", async () => {
-    // `usageMatches` of core's store/util.ts, for the filters used here.
-    const matches = (r: UsageRecord, q: UsageQuery) =>
-      (q.from === undefined || r.timestamp >= q.from) &&
-      (q.to === undefined || r.timestamp < q.to) &&
-      (q.model === undefined || r.model === q.model) &&
-      (q.keyName === undefined || (r.keyName ?? "") === q.keyName) &&
-      (q.username === undefined || (r.username ?? "") === q.username) &&
-      (q.credentialId === undefined || r.credentialId === q.credentialId) &&
-      (q.group === undefined || (r.group ?? "") === q.group) &&
-      (q.success === undefined || r.success === q.success);
+    const matches = usageMatches;
     const store = open(uniquePrefix(), { usageDetailsLimit: 0 });
     const H = Date.UTC(2024, 2, 1);
     // More details than one scan step looks at, in few distinct values.

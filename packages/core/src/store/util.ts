@@ -88,6 +88,27 @@ export function emptyRollup(r: RollupIdentity): UsageRollup {
   };
 }
 
+/** The summed fields of a roll-up row (what folding rows together adds up). */
+export const ROLLUP_SUMS = [
+  "requests",
+  "successes",
+  "failures",
+  "inputTokens",
+  "outputTokens",
+  "reasoningTokens",
+  "cachedTokens",
+  "totalTokens",
+  "quota",
+] as const satisfies readonly (keyof UsageRollup)[];
+
+/** Adds a roll-up row's sums into another's (in place). */
+export function addRollupSums(
+  into: Record<(typeof ROLLUP_SUMS)[number], number>,
+  row: Pick<UsageRollup, (typeof ROLLUP_SUMS)[number]>,
+): void {
+  for (const f of ROLLUP_SUMS) into[f] += row[f];
+}
+
 /** Adds one usage record into a roll-up row (in place). */
 export function addToRollup(row: UsageRollup, r: NewUsageRecord): void {
   row.requests += 1;

@@ -8,7 +8,7 @@
  */
 import { QUOTA_PER_USD } from "../billing/price.js";
 import type { RollupQuery, Store, TokenUsage, UsageRollup } from "../store/types.js";
-import { hourBucket } from "../store/util.js";
+import { addRollupSums, hourBucket, ROLLUP_SUMS } from "../store/util.js";
 
 /** What {@link usageSummary} groups by. */
 export type UsageGroupBy = "key" | "user" | "model" | "credential" | "day";
@@ -107,28 +107,12 @@ export async function usageSummary(
     if (!g) {
       g = {
         id,
-        requests: 0,
-        successes: 0,
-        failures: 0,
-        inputTokens: 0,
-        outputTokens: 0,
-        reasoningTokens: 0,
-        cachedTokens: 0,
-        totalTokens: 0,
-        quota: 0,
         costUsd: 0,
-      };
+        ...Object.fromEntries(ROLLUP_SUMS.map((f) => [f, 0])),
+      } as UsageSummaryRow;
       groups.set(id, g);
     }
-    g.requests += row.requests;
-    g.successes += row.successes;
-    g.failures += row.failures;
-    g.inputTokens += row.inputTokens;
-    g.outputTokens += row.outputTokens;
-    g.reasoningTokens += row.reasoningTokens;
-    g.cachedTokens += row.cachedTokens;
-    g.totalTokens += row.totalTokens;
-    g.quota += row.quota;
+    addRollupSums(g, row);
   }
   const rows = [...groups.values()];
   for (const r of rows) r.costUsd = r.quota / QUOTA_PER_USD;
