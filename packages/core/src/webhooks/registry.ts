@@ -17,26 +17,18 @@ import { GatewayError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { Store } from "../store/types.js";
 import type { SecretBox } from "../util/secrets.js";
-import type { WebhookDeliveryAttempt } from "./types.js";
+import type { WebhookDeliveryAttempt, WebhookSubscription } from "./types.js";
 
 /** The kv entry of the subscription list. */
 export const SUBSCRIPTIONS_KEY = "webhooks:subscriptions";
 /** The kv entry prefix of a subscription's delivery attempts. */
 export const DELIVERIES_PREFIX = "webhooks:deliveries:";
 
-/** A subscription as stored (its secret sealed). */
-export interface StoredSubscription {
-  id: string;
-  url: string;
-  events: string[];
-  enabled: boolean;
-  description?: string;
-  threshold?: number;
-  /** The signing secret sealed with the server secret (`v1.<iv>.<tag>.<ciphertext>`). */
-  secret: string;
-  createdAt: number;
-  updatedAt: number;
-}
+/**
+ * A subscription as stored: the one the API shows, but its secret is the signing secret sealed
+ * with the server secret (`v1.<iv>.<tag>.<ciphertext>`), not masked.
+ */
+export type StoredSubscription = WebhookSubscription;
 
 interface StoredList {
   v: 1;
