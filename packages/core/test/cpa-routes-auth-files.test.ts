@@ -333,3 +333,72 @@ describe("login URLs and POST /oauth-callback", () => {
     expect((await call("GET", "/auth-files")).body.files).toEqual([]);
   });
 });
+
+describe("POST /auth-files with several files (HEAD UI)", () => {
+  const form = (files: [string, unknown][], field = "file") => {
+    const f = new FormData();
+    for (const [name, json] of files)
+      f.append(field, new Blob([typeof json === "string" ? json : JSON.stringify(json)]), name);
+    return f;
+  };
+  const post = async (body: FormData) => {
+    const res = await fetch(`${base}/auth-files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}` },
+      body,
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const token = (email: string) => ({
+    type: "codex",
+    access_token: "at",
+    refresh_token: "rt",
+    email,
+  });
+
+  it("saves every file part and says so: uploaded and files", async () => {
+    const res = await post(
+      form([
+        ["codex-x.json", token("x@example.com")],
+        ["codex-y.json", token("y@example.com")],
+      ]),
+    );
+    expect(res).toEqual({
+      status: 200,
+      body: { status: "ok", uploaded: 2, files: ["codex-x.json", "codex-y.json"] },
+    });
+    expect((await call("GET", "/auth-files")).body.files.map((f: any) => f.name)).toEqual([
+      "codex-x.json",
+      "codex-y.json",
+    ]);
+  });
+
+  it("reports refused files by name with a 207 and keeps the good ones", async () => {
+    const res = await post(
+      form([
+        ["codex-x.json", token("x@example.com")],
+        ["notes.txt", token("n@example.com")],
+        ["codex-z.json", "{not json"],
+      ]),
+    );
+    expect(res.status).toBe(207);
+    expect(res.body).toEqual({
+      status: "partial",
+      uploaded: 1,
+      files: ["codex-x.json"],
+      failed: [
+        { name: "notes.txt", error: expect.any(String) },
+        { name: "codex-z.json", error: "invalid body" },
+      ],
+    });
+    expect((await call("GET", "/auth-files")).body.files.map((f: any) => f.name)).toEqual([
+      "codex-x.json",
+    ]);
+  });
+
+  it("a form without a file part is a 400", async () => {
+    const f = new FormData();
+    f.append("note", "hello");
+    expect(await post(f)).toEqual({ status: 400, body: { error: "no files uploaded" } });
+  });
+});

@@ -7,7 +7,9 @@
  * - `GET /auth-files/download?name=` → the file (an attachment; it holds the tokens: that is
  *   this route's purpose, it is behind the management key and never logged);
  * - `POST /auth-files` (multipart `file` field, or a raw JSON body with `?name=`) → creates or
- *   replaces the credential of that file name;
+ *   replaces the credential of that file name; several file parts (CLIProxyAPI's newer UI) are
+ *   saved one by one: 200 `{ status: "ok", uploaded, files }`, or 207
+ *   `{ status: "partial", uploaded, files, failed }` when some were refused;
  * - `DELETE /auth-files?name=` / `?all=true` → deletes one / every OAuth credential; a JSON
  *   body `{ names: [...] }` (or an array, or `{ name }`) deletes several: 200
  *   `{ status: "ok", deleted, files }`, or 207 `{ status: "partial", deleted, files, failed }`
@@ -45,6 +47,7 @@ import {
   renderAuthFile,
 } from "../../config-model/auth-file.js";
 import type { AddCredentialInput } from "../../credentials/pool.js";
+import { isGatewayError } from "../../errors.js";
 import { type Exchange, header, json, parseJsonBytes } from "../../exchange.js";
 import type { Route } from "../../http/router.js";
 import { acceptsSetting } from "../../settings/table.js";
@@ -111,6 +114,15 @@ export interface AuthFileInfo {
   success: number;
   failed: number;
   recent_requests: CredentialActivity["recent_requests"];
+}
+
+/** Reply of `POST /v0/management/auth-files` with several file parts. */
+export interface AuthFileUploadResponse {
+  status: "ok" | "partial";
+  uploaded: number;
+  files: string[];
+  /** With `status: "partial"` (HTTP 207). */
+  failed?: { name: string; error: string }[];
 }
 
 /** Reply of `DELETE /v0/management/auth-files` with several names. */
@@ -181,23 +193,30 @@ export interface AuthFileDeleteAllResponse {
   deleted: number;
 }
 
+/** One file part of a `multipart/form-data` body. */
+export interface MultipartFile {
+  /** The part's form field name. */
+  field: string;
+  filename: string;
+  data: Buffer;
+}
+
 /**
- * Extracts the `file` part of a `multipart/form-data` body: its file name and bytes. Bounded
- * by the body already read; returns null when the body is not a well-formed form with a file.
+ * Every file part (a part with a `filename`) of a `multipart/form-data` body, in order, whatever
+ * its field name (as CLIProxyAPI collects them). Bounded by the body already read; returns null
+ * when the body is not a well-formed form.
  */
-export function parseMultipartFile(
-  body: Buffer,
-  contentType: string,
-  field = "file",
-): { filename: string; data: Buffer } | null {
+export function parseMultipartFiles(body: Buffer, contentType: string): MultipartFile[] | null {
   const m = /boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i.exec(contentType);
   const boundary = m?.[1] ?? m?.[2];
   if (!boundary) return null;
   const delim = Buffer.from(`--${boundary}`);
+  const files: MultipartFile[] = [];
   let pos = body.indexOf(delim);
+  if (pos < 0) return null;
   while (pos >= 0) {
     let start = pos + delim.length;
-    if (body.subarray(start, start + 2).toString() === "--") return null;
+    if (body.subarray(start, start + 2).toString() === "--") return files;
     if (body.subarray(start, start + 2).toString() === "\r\n") start += 2;
     const headEnd = body.indexOf("\r\n\r\n", start);
     if (headEnd < 0) return null;
@@ -205,13 +224,26 @@ export function parseMultipartFile(
     if (next < 0) return null;
     const head = body.subarray(start, headEnd).toString("utf8");
     const disp = /content-disposition:[^\r\n]*/i.exec(head)?.[0] ?? "";
-    const name = /\bname="([^"]*)"/i.exec(disp)?.[1];
+    const field = /\bname="([^"]*)"/i.exec(disp)?.[1];
     const filename = /\bfilename="([^"]*)"/i.exec(disp)?.[1];
-    if (name === field && filename !== undefined)
-      return { filename, data: body.subarray(headEnd + 4, next) };
+    if (field !== undefined && filename !== undefined)
+      files.push({ field, filename, data: body.subarray(headEnd + 4, next) });
     pos = next + 2;
   }
   return null;
+}
+
+/**
+ * Extracts the first part of field `field` with a file name from a `multipart/form-data` body.
+ * Returns null when the body is not a well-formed form with such a file.
+ */
+export function parseMultipartFile(
+  body: Buffer,
+  contentType: string,
+  field = "file",
+): { filename: string; data: Buffer } | null {
+  const part = parseMultipartFiles(body, contentType)?.find((f) => f.field === field);
+  return part ? { filename: part.filename, data: part.data } : null;
 }
 
 function fileNotFound(): Error {
@@ -464,10 +496,32 @@ export function authFileRoutes(deps: AuthFileRoutesDeps): Route[] {
       const type = header(ex.headers, "content-type") ?? "";
       const body = await ex.body(maxFileBytes);
       if (/^multipart\/form-data/i.test(type)) {
-        const part = parseMultipartFile(body, type);
-        if (!part) throw managementError(400, "no file uploaded");
-        const name = checkName(part.filename);
-        await save(name, part.data);
+        const parts = parseMultipartFiles(body, type);
+        if (parts === null) throw managementError(400, "invalid multipart form");
+        if (parts.length === 0) throw managementError(400, "no files uploaded");
+        if (parts.length === 1) {
+          const [part] = parts as [MultipartFile];
+          await save(checkName(part.filename), part.data);
+          return managementOk();
+        }
+        // Several files (CLIProxyAPI's newer UI): each is saved on its own; a refused one is
+        // reported by name, never silently skipped (the UI trusts `uploaded` and `failed`).
+        const files: string[] = [];
+        const failed: { name: string; error: string }[] = [];
+        for (const part of parts) {
+          try {
+            await save(checkName(part.filename), part.data);
+            files.push(part.filename);
+          } catch (e) {
+            if (!isGatewayError(e) || e.status >= 500) throw e;
+            failed.push({ name: part.filename, error: e.message });
+          }
+        }
+        const reply: AuthFileUploadResponse =
+          failed.length === 0
+            ? { status: "ok", uploaded: files.length, files }
+            : { status: "partial", uploaded: files.length, files, failed };
+        return json(failed.length === 0 ? 200 : 207, reply);
       } else {
         const name = checkName(new URLSearchParams(ex.search).get("name"));
         await save(name, body);
