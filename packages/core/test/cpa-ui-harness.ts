@@ -208,13 +208,16 @@ export function uiSession(server: ContractServer, version: UiVersion, origin?: s
     method: string,
     path: string,
     headers: Record<string, string>,
-    body?: BodyInit,
+    body?: RequestInit["body"],
     auth = true,
   ): Promise<UiAnswer> => {
-    const all = { ...(auth ? { Authorization: `Bearer ${MGMT}` } : {}), ...headers };
+    const all: Record<string, string> = {
+      ...(auth ? { Authorization: `Bearer ${MGMT}` } : {}),
+      ...headers,
+    };
     if (!sameOrigin) await preflight(method, path, all);
     // Browsers send Origin on same-origin calls too, except GET and HEAD.
-    const withOrigin =
+    const withOrigin: Record<string, string> =
       !sameOrigin || !["GET", "HEAD"].includes(method) ? { Origin: origin ?? server.root } : {};
     const res = await fetch(`${server.base}${path}`, {
       method,
