@@ -12,8 +12,10 @@ export type {
   ConfigLists,
   ItemLimits,
   OpenAICompatibilityItem,
+  OpenAICompatibilityKeyEntry,
   ProviderKeyItem,
 } from "../config-model/list-items.js";
+export type { OAuthModelAlias } from "../settings/table.js";
 export type {
   ApiUsage,
   ModelUsage,
@@ -39,6 +41,7 @@ export type {
   TokenUsageData,
   TokenUsageResponse,
 } from "./balance.js";
+export type { CredentialActivity, RecentRequestsBucket } from "./cliproxy/activity.js";
 export type {
   AuthFileContent,
   AuthFileDeleteAllResponse,
