@@ -1,13 +1,7 @@
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import {
-  type NewUsageRecord,
-  recordUsage,
-  type Store,
-  type UsageQuery,
-  type UsageRecord,
-} from "@tokenpool/core";
+import { type NewUsageRecord, recordUsage, type Store, type UsageQuery } from "@tokenpool/core";
 import { usageMatches } from "@tokenpool/core/store-kernel";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import { Redis } from "ioredis";
