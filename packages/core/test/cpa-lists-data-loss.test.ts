@@ -475,6 +475,80 @@ describe("vertex-api-key and xai-api-key", () => {
   );
 });
 
+describe("interactions-api-key (GeminiKey)", () => {
+  const entry = {
+    "api-key": "AIza-i1",
+    "base-url": "https://interactions.example.com",
+    "proxy-url": PROXY,
+    headers: { "X-Goog-User-Project": "p1" },
+    models: [{ name: "gemini-2.5-pro", alias: "i-pro" }],
+    "excluded-models": ["gemini-1.5-pro"],
+  };
+
+  it("stored as gemini-interactions credentials, shown in GET and /config, apart from gemini-api-key", async () => {
+    expect(await call("PUT", "/gemini-api-key", [{ "api-key": "AIza-g" }])).toEqual(OK);
+    expect(await call("PUT", "/interactions-api-key", [entry])).toEqual(OK);
+    expect((await call("GET", "/interactions-api-key")).body).toEqual({
+      "interactions-api-key": [entry],
+    });
+    const config = (await call("GET", "/config")).body;
+    expect(config["interactions-api-key"]).toEqual([entry]);
+    expect(config["gemini-api-key"]).toEqual([{ "api-key": "AIza-g", "base-url": "" }]);
+    expect(config["generative-language-api-key"]).toEqual(["AIza-g"]);
+    expect(byKey("gemini-interactions", "AIza-i1")).toMatchObject({
+      baseUrl: "https://interactions.example.com",
+      proxyUrl: PROXY,
+    });
+  });
+
+  it("HEAD UI: a read-modify-write PUT and a PATCH merge over the stored item; DELETE as gemini-api-key", async () => {
+    await call("PUT", "/interactions-api-key", [entry]);
+    // The HEAD UI's payload omits the fields it does not manage: they are kept.
+    expect(
+      await call("PUT", "/interactions-api-key", [
+        { "api-key": "AIza-i1", "base-url": "https://interactions.example.com", priority: 2 },
+        { "api-key": "AIza-i2" },
+      ]),
+    ).toEqual(OK);
+    expect(byKey("gemini-interactions", "AIza-i1")).toMatchObject({
+      proxyUrl: PROXY,
+      headers: { "X-Goog-User-Project": "p1" },
+      excludedModels: ["gemini-1.5-pro"],
+      priority: 2,
+    });
+    expect(
+      await call("PATCH", "/interactions-api-key", { match: "AIza-i2", value: { weight: 3 } }),
+    ).toEqual(OK);
+    expect(byKey("gemini-interactions", "AIza-i2")).toMatchObject({
+      weight: 3,
+      baseUrl: "https://generativelanguage.googleapis.com",
+    });
+    expect(
+      await call("PUT", "/interactions-api-key", [{ "api-key": "AIza-i2", prefix: "team-a" }]),
+    ).toMatchObject({ status: 400, body: { error: expect.stringContaining("`prefix`") } });
+    expect(creds("gemini-interactions")).toHaveLength(2);
+    expect(await call("DELETE", "/interactions-api-key?api-key=AIza-x&base-url=")).toEqual({
+      status: 404,
+      body: { error: "item not found" },
+    });
+    expect(await call("DELETE", "/interactions-api-key?api-key=AIza-i2&base-url=")).toEqual(OK);
+    expect(creds("gemini-interactions").map((c) => c.secret.apiKey)).toEqual(["AIza-i1"]);
+    await call("PUT", "/interactions-api-key", [
+      { "api-key": "AIza-d", "base-url": "https://a.example.com" },
+      { "api-key": "AIza-d", "base-url": "https://b.example.com" },
+    ]);
+    expect(await call("DELETE", "/interactions-api-key?api-key=AIza-d")).toEqual({
+      status: 400,
+      body: { error: "multiple items match api-key; base-url is required" },
+    });
+    expect(await call("PATCH", "/interactions-api-key", { match: "AIza-d", value: {} })).toEqual({
+      status: 400,
+      body: { error: "multiple items match; index is required" },
+    });
+    expect(creds("gemini")).toHaveLength(0);
+  });
+});
+
 describe("string lists: CLIProxyAPI's delete and patch answers", () => {
   it("api-keys: DELETE of an unknown value is a 200 no-op; bad index is a 400", async () => {
     expect(await call("PUT", "/api-keys", ["k-one-0123456789", "k-two-0123456789"])).toEqual(OK);

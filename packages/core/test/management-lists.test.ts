@@ -348,6 +348,7 @@ describe("configLists", () => {
       "codex-api-key": [{ "api-key": "sk-x", "base-url": "https://c.example/v1" }],
       "openai-compatibility": [],
       "gemini-api-key": [],
+      "interactions-api-key": [],
       "vertex-api-key": [],
       "xai-api-key": [],
     });

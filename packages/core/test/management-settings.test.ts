@@ -206,6 +206,7 @@ describe("GET /config", () => {
       "codex-api-key": [],
       "openai-compatibility": [],
       "gemini-api-key": [{ "api-key": "AIzaSy-1", "base-url": "" }],
+      "interactions-api-key": [],
       "vertex-api-key": [],
       "xai-api-key": [],
       "allow-localhost-unauthenticated": false,

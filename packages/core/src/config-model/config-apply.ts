@@ -43,6 +43,7 @@ export interface ConfigFileSettings {
   "openai-compatibility"?: unknown[];
   /** The `generative-language-api-key` credentials as objects (one pool, two views). */
   "gemini-api-key"?: unknown[];
+  "interactions-api-key"?: unknown[];
   "vertex-api-key"?: unknown[];
   "xai-api-key"?: unknown[];
 }
@@ -214,6 +215,7 @@ export async function applyConfig(
   const objectLists = [
     ...CONFIG_LIST_NAMES,
     ...(gemini === "gemini-api-key" ? (["gemini-api-key"] as const) : []),
+    "interactions-api-key",
     "vertex-api-key",
     "xai-api-key",
   ] as const;

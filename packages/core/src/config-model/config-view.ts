@@ -46,6 +46,7 @@ const emptyLists = async (): Promise<ConfigObjectLists> => ({
   "codex-api-key": [],
   "openai-compatibility": [],
   "gemini-api-key": [],
+  "interactions-api-key": [],
   "vertex-api-key": [],
   "xai-api-key": [],
 });
@@ -64,6 +65,8 @@ export interface ManagementConfigView {
   "openai-compatibility": OpenAICompatibilityItem[];
   /** The `generative-language-api-key` credentials as objects (CLIProxyAPI's newer view). */
   "gemini-api-key": GeminiKeyItem[];
+  /** Gemini Interactions API keys (`gemini-interactions` credentials; stored and shown). */
+  "interactions-api-key": GeminiKeyItem[];
   "vertex-api-key": ProviderKeyItem[];
   "xai-api-key": ProviderKeyItem[];
   "allow-localhost-unauthenticated": boolean;
@@ -105,6 +108,7 @@ export async function managementConfigView(deps: ConfigViewDeps): Promise<Manage
     "codex-api-key": lists["codex-api-key"],
     "openai-compatibility": lists["openai-compatibility"],
     "gemini-api-key": lists["gemini-api-key"],
+    "interactions-api-key": lists["interactions-api-key"],
     "vertex-api-key": lists["vertex-api-key"],
     "xai-api-key": lists["xai-api-key"],
     "allow-localhost-unauthenticated": s.get("allow-localhost-unauthenticated"),

@@ -1,6 +1,6 @@
 /**
  * CLIProxyAPI's object lists (`claude-api-key`, `codex-api-key`, `gemini-api-key`,
- * `vertex-api-key`, `xai-api-key`, `openai-compatibility`): the shape of one item, its
+ * `interactions-api-key`, `vertex-api-key`, `xai-api-key`, `openai-compatibility`): the shape of one item, its
  * validation, and how items map to the pool's API-key credentials. No HTTP here: the management
  * dialect, the standalone server and the file store all use it.
  *
@@ -9,6 +9,7 @@
  * | `claude-api-key` | provider `anthropic`, kind `api-key` | one credential |
  * | `codex-api-key` | provider `codex`, kind `api-key` | one credential |
  * | `gemini-api-key` | provider `gemini`, kind `api-key`, label `generative-language-api-key` | one credential (the same credentials as the string list `generative-language-api-key`: one pool, two views) |
+ * | `interactions-api-key` | provider `gemini-interactions`, kind `api-key` | one credential (Gemini Interactions API keys, CLIProxyAPI's `GeminiKey`: stored and shown; no upstream adapter serves them yet) |
  * | `vertex-api-key` | provider `vertex`, kind `api-key` | one credential (stored and shown; no upstream adapter serves it yet) |
  * | `xai-api-key` | provider `xai`, kind `api-key` | one credential (stored and shown; no upstream adapter serves it yet) |
  * | `openai-compatibility` | provider `openai`, kind `api-key` | the credentials sharing a `label` (= `name`), one per API key |
@@ -86,7 +87,7 @@ export interface ProviderKeyItem extends ItemLimits {
   weight?: number;
 }
 
-/** One item of `gemini-api-key` (the same fields as the other key lists). */
+/** One item of `gemini-api-key` or `interactions-api-key` (the same fields as the other key lists). */
 export type GeminiKeyItem = ProviderKeyItem;
 
 /** One key of an `openai-compatibility` entry, in CLIProxyAPI's current shape. */
@@ -118,6 +119,8 @@ export interface ConfigLists {
   "codex-api-key": ProviderKeyItem[];
   "openai-compatibility": OpenAICompatibilityItem[];
   "gemini-api-key": GeminiKeyItem[];
+  /** Gemini Interactions API keys (stored and shown; no upstream adapter serves them yet). */
+  "interactions-api-key": GeminiKeyItem[];
   "vertex-api-key": ProviderKeyItem[];
   "xai-api-key": ProviderKeyItem[];
 }
@@ -127,6 +130,7 @@ export const PROVIDER_KEY_DEFAULT_BASE_URLS = {
   "claude-api-key": "https://api.anthropic.com",
   "codex-api-key": "https://chatgpt.com/backend-api/codex",
   "gemini-api-key": "https://generativelanguage.googleapis.com",
+  "interactions-api-key": "https://generativelanguage.googleapis.com",
   "vertex-api-key": "https://aiplatform.googleapis.com",
   "xai-api-key": "https://api.x.ai/v1",
 } as const;
@@ -138,6 +142,7 @@ const KEY_LIST_PROVIDERS = {
   "claude-api-key": "anthropic",
   "codex-api-key": "codex",
   "gemini-api-key": "gemini",
+  "interactions-api-key": "gemini-interactions",
   "vertex-api-key": "vertex",
   "xai-api-key": "xai",
 } as const;
@@ -216,6 +221,12 @@ export interface ListSpec<T> {
   /** The field a PATCH names the item by, and the DELETE query parameter (`api-key` / `name`). */
   keyField: "match" | "name";
   keyParam: "api-key" | "name";
+  /**
+   * CLIProxyAPI's `GeminiKey` selectors (`gemini-api-key`, `interactions-api-key`): a key may
+   * repeat across endpoints, so a PATCH or DELETE naming several items is a 400 (no guess) and a
+   * DELETE naming none is a 404. Otherwise a DELETE naming none is a 200 no-op.
+   */
+  strictKeyMatch?: boolean;
   /** Rejects a list as a whole (e.g. duplicate names); the message of the 400. */
   checkList?(values: T[]): string | null;
 }
@@ -528,6 +539,7 @@ function providerKeySpec(name: KeyListName): ListSpec<ProviderKeyItem> {
     },
     keyField: "match",
     keyParam: "api-key",
+    strictKeyMatch: name === "gemini-api-key" || name === "interactions-api-key",
   };
 }
 
@@ -779,6 +791,7 @@ export const LIST_SPECS: { [N in keyof ConfigLists]: ListSpec<ConfigLists[N][num
   "codex-api-key": providerKeySpec("codex-api-key"),
   [OPENAI_COMPAT]: openaiCompatSpec,
   "gemini-api-key": providerKeySpec("gemini-api-key"),
+  "interactions-api-key": providerKeySpec("interactions-api-key"),
   "vertex-api-key": providerKeySpec("vertex-api-key"),
   "xai-api-key": providerKeySpec("xai-api-key"),
 };
@@ -790,8 +803,8 @@ export type ConfigListName = keyof ConfigLists;
  * The object lists that own their credentials in a configuration file (`config.yaml`), in
  * `GET /config` order. `gemini-api-key` is not one of them: its credentials are the string
  * list `generative-language-api-key`'s (the file store keeps their other fields in its index).
- * `vertex-api-key` and `xai-api-key` are applied from a file but not written into the file
- * store's `config.yaml` (their credentials stay in its index).
+ * `interactions-api-key`, `vertex-api-key` and `xai-api-key` are applied from a file but not
+ * written into the file store's `config.yaml` (their credentials stay in its index).
  */
 export const CONFIG_LIST_NAMES: readonly ConfigListName[] = [
   "claude-api-key",
@@ -802,6 +815,7 @@ export const CONFIG_LIST_NAMES: readonly ConfigListName[] = [
 /** Every object list, in `GET /config` order. */
 export const ALL_CONFIG_LIST_NAMES: readonly ConfigListName[] = [
   "gemini-api-key",
+  "interactions-api-key",
   "claude-api-key",
   "codex-api-key",
   "xai-api-key",

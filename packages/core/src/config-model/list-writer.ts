@@ -351,7 +351,7 @@ export function configListEditor(pool: ListCredentials): ConfigListEditor {
             const { all, exact } = keyMatches(spec, items, key, baseUrl);
             const found = exact ?? all;
             // Gemini keys may repeat across endpoints: CLIProxyAPI refuses to guess.
-            if (name === "gemini-api-key" && found.length > 1)
+            if (spec.strictKeyMatch && found.length > 1)
               throw badRequest("multiple items match; index is required");
             at = found[0] ?? -1;
           }
@@ -373,7 +373,7 @@ export function configListEditor(pool: ListCredentials): ConfigListEditor {
           if (key !== undefined && key.trim() !== "") {
             const { all, exact } = keyMatches(spec, items, key, baseUrl);
             if (name === "openai-compatibility") remove = all;
-            else if (name === "gemini-api-key") {
+            else if (spec.strictKeyMatch) {
               const found = exact ?? all;
               if (found.length === 0) throw itemNotFound();
               if (found.length > 1)

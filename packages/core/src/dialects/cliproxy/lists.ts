@@ -1,7 +1,7 @@
 /**
  * The object lists of the management dialect: `claude-api-key`, `codex-api-key`,
- * `gemini-api-key`, `vertex-api-key`, `xai-api-key` and `openai-compatibility` (CLIProxyAPI's
- * provider key lists), over HTTP. What a list is, how it maps to the pool's credentials, what a
+ * `gemini-api-key`, `interactions-api-key`, `vertex-api-key`, `xai-api-key` and
+ * `openai-compatibility` (CLIProxyAPI's provider key lists), over HTTP. What a list is, how it maps to the pool's credentials, what a
  * write keeps and how writes keep ids and order stable is the config model's
  * (`config-model/list-items.ts`, `config-model/list-writer.ts`); this file only parses requests
  * and renders replies.
