@@ -193,6 +193,15 @@ export interface AuthFileDeleteAllResponse {
   deleted: number;
 }
 
+/** One part of a `multipart/form-data` body. */
+export interface MultipartPart {
+  /** The part's form field name. */
+  field: string;
+  /** The part's file name; absent for a plain form field. */
+  filename?: string;
+  data: Buffer;
+}
+
 /** One file part of a `multipart/form-data` body. */
 export interface MultipartFile {
   /** The part's form field name. */
@@ -202,21 +211,20 @@ export interface MultipartFile {
 }
 
 /**
- * Every file part (a part with a `filename`) of a `multipart/form-data` body, in order, whatever
- * its field name (as CLIProxyAPI collects them). Bounded by the body already read; returns null
- * when the body is not a well-formed form.
+ * Every named part of a `multipart/form-data` body (file parts and plain fields), in order.
+ * Bounded by the body already read; returns null when the body is not a well-formed form.
  */
-export function parseMultipartFiles(body: Buffer, contentType: string): MultipartFile[] | null {
+export function parseMultipartParts(body: Buffer, contentType: string): MultipartPart[] | null {
   const m = /boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i.exec(contentType);
   const boundary = m?.[1] ?? m?.[2];
   if (!boundary) return null;
   const delim = Buffer.from(`--${boundary}`);
-  const files: MultipartFile[] = [];
+  const parts: MultipartPart[] = [];
   let pos = body.indexOf(delim);
   if (pos < 0) return null;
   while (pos >= 0) {
     let start = pos + delim.length;
-    if (body.subarray(start, start + 2).toString() === "--") return files;
+    if (body.subarray(start, start + 2).toString() === "--") return parts;
     if (body.subarray(start, start + 2).toString() === "\r\n") start += 2;
     const headEnd = body.indexOf("\r\n\r\n", start);
     if (headEnd < 0) return null;
@@ -226,11 +234,22 @@ export function parseMultipartFiles(body: Buffer, contentType: string): Multipar
     const disp = /content-disposition:[^\r\n]*/i.exec(head)?.[0] ?? "";
     const field = /\bname="([^"]*)"/i.exec(disp)?.[1];
     const filename = /\bfilename="([^"]*)"/i.exec(disp)?.[1];
-    if (field !== undefined && filename !== undefined)
-      files.push({ field, filename, data: body.subarray(headEnd + 4, next) });
+    const data = body.subarray(headEnd + 4, next);
+    if (field !== undefined)
+      parts.push(filename === undefined ? { field, data } : { field, filename, data });
     pos = next + 2;
   }
   return null;
+}
+
+/**
+ * Every file part (a part with a `filename`) of a `multipart/form-data` body, in order, whatever
+ * its field name (as CLIProxyAPI collects them). Bounded by the body already read; returns null
+ * when the body is not a well-formed form.
+ */
+export function parseMultipartFiles(body: Buffer, contentType: string): MultipartFile[] | null {
+  const parts = parseMultipartParts(body, contentType);
+  return parts === null ? null : parts.filter((p): p is MultipartFile => p.filename !== undefined);
 }
 
 /**

@@ -16,10 +16,12 @@ import { configYamlRoutes } from "./config-yaml.js";
 import { extraRoutes } from "./extras.js";
 import { listRoutes } from "./lists.js";
 import { logRoutes } from "./logs.js";
+import { modelDefinitionRoutes } from "./model-definitions.js";
 import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
 import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
 import { managementStringListRoutes } from "./string-lists.js";
 import { type ManagementUsageDeps, usageRoutes } from "./usage.js";
+import { vertexImportRoutes } from "./vertex-import.js";
 import { webhookRoutes } from "./webhooks.js";
 
 export {
@@ -82,6 +84,11 @@ export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
       maxBodyBytes: deps.maxBodyBytes,
       ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
     }),
+    ...vertexImportRoutes(guard, {
+      pool: deps.pool,
+      ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
+    }),
+    ...modelDefinitionRoutes(guard, { pool: deps.pool }),
     ...(deps.oauthLogin
       ? oauthLoginRoutes({
           ...deps.oauthLogin,
