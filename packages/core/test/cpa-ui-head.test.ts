@@ -19,7 +19,7 @@
  * | PUT /claude-api-key, DELETE ?api-key=&base-url=                   | yes |
  * | PUT /xai-api-key, DELETE ?api-key=&base-url=                      | yes |
  * | GET /vertex-api-key, PUT, DELETE ?api-key=&base-url=              | yes |
- * | PUT /interactions-api-key, DELETE ?api-key=&base-url=             | **no: known gap** — tokenpool has no `interactions-api-key` (no Gemini Interactions credentials); docs/dialects.md route table, "missing" |
+ * | PUT /interactions-api-key [obj] (read-modify-write over GET /config), DELETE ?api-key=&base-url= | yes (`gemini-interactions` credentials: stored and shown, no upstream adapter) |
  * | GET /openai-compatibility, PUT, PATCH {index, value:{disabled}}, DELETE ?index= | yes |
  * | POST /api-call (model discovery: with a provider key header; with authIndex) | yes, to the mock upstream |
  * | GET /auth-files (all the fields the page reads)                   | yes |
@@ -29,8 +29,8 @@
  * | PATCH /auth-files/fields {name, …}                                | yes |
  * | GET /auth-files/models?name=                                      | yes |
  * | DELETE /auth-files {names:[…]}, DELETE /auth-files?all=true       | yes |
- * | GET /model-definitions/:channel                                   | **no: known gap** — no static model catalogue per channel in tokenpool; route table "missing" |
- * | POST /vertex/import (multipart service account)                   | **no: known gap** — no Vertex service-account import; route table "missing" |
+ * | GET /model-definitions/:channel                                   | yes (the models the channel's credentials list; no static catalogue) |
+ * | POST /vertex/import (multipart service account, `location`)       | yes (a sealed `vertex` credential, listed in /auth-files; no upstream adapter) |
  * | GET/PUT/PATCH/DELETE /oauth-excluded-models                       | yes |
  * | GET /oauth-model-alias, PATCH (save; `aliases: []` deletes)       | yes (the DELETE fallback is only sent after a 405, which never comes) |
  * | GET /anthropic-auth-url, /codex-auth-url (?is_webui=true), poll, POST /oauth-callback | yes, through the mock OAuth server |
@@ -100,6 +100,7 @@ describe("management center HEAD, cross-origin session", () => {
     expect(c["logging-to-file"]).toBeTypeOf("boolean");
     for (const k of [
       "gemini-api-key",
+      "interactions-api-key",
       "codex-api-key",
       "claude-api-key",
       "xai-api-key",
@@ -184,6 +185,17 @@ describe("management center HEAD, cross-origin session", () => {
         "excluded-models": ["gemini-1.5-*"],
       },
       { weight: 3 },
+    ],
+    [
+      "interactions-api-key",
+      {
+        "api-key": "AIza-head-i",
+        "base-url": "https://interactions.example.com",
+        "proxy-url": "http://127.0.0.1:3128",
+        headers: { "X-Team": "i" },
+        models: [{ name: "gemini-2.5-flash", alias: "iflash" }],
+      },
+      { priority: 2 },
     ],
     [
       "codex-api-key",
@@ -393,6 +405,81 @@ describe("management center HEAD, cross-origin session", () => {
     await ui.upload([{ name: "codex-h4.json", json: file("h4@example.com") }]);
     expect((await ui.ok("DELETE", "/auth-files?all=true")).deleted).toBe(1);
     expect((await ui.ok("GET", "/auth-files")).files).toEqual([]);
+  });
+
+  it("Vertex import: multipart service account with a location; listed as an auth file, the key never shown", async () => {
+    const privateKey =
+      "-----BEGIN PRIVATE KEY-----\nMIIEvQ-head-ui-private-key-material\n-----END PRIVATE KEY-----\n";
+    const sa = {
+      type: "service_account",
+      project_id: "head-proj",
+      private_key_id: "kid",
+      private_key: privateKey,
+      client_email: "ui@head-proj.iam.gserviceaccount.com",
+    };
+    const form = new FormData();
+    form.append("file", new Blob([JSON.stringify(sa)], { type: "application/json" }), "sa.json");
+    form.append("location", "europe-west1");
+    const res = await ui.send(
+      "POST",
+      "/vertex/import",
+      { Accept: "application/json, text/plain, */*" },
+      form,
+    );
+    expect(res.status).toBe(200);
+    expect(res.contentType).toMatch(/^application\/json/);
+    expect(res.body).toEqual({
+      status: "ok",
+      "auth-file": "vertex-head-proj.json",
+      project_id: "head-proj",
+      email: "ui@head-proj.iam.gserviceaccount.com",
+      location: "europe-west1",
+    });
+    const { files } = await ui.ok("GET", "/auth-files");
+    const vertex = files.find((f: any) => f.name === "vertex-head-proj.json");
+    expect(vertex).toMatchObject({ type: "vertex", project_id: "head-proj" });
+    const view = await ui.send("GET", "/auth-files/download?name=vertex-head-proj.json", {
+      Accept: "application/json, text/plain, */*",
+    });
+    for (const text of [res.text, JSON.stringify(files), view.text])
+      expect(text).not.toContain("head-ui-private-key-material");
+    const bad = new FormData();
+    bad.append("location", "us-central1");
+    const missing = await ui.send("POST", "/vertex/import", {}, bad);
+    expect({ status: missing.status, body: missing.body }).toEqual({
+      status: 400,
+      body: { error: "file required" },
+    });
+    expect(await ui.ok("DELETE", "/auth-files", { names: ["vertex-head-proj.json"] })).toEqual({
+      status: "ok",
+    });
+  });
+
+  it("model pickers: GET /model-definitions/:channel for the auth files' channels", async () => {
+    for (const channel of [
+      "claude",
+      "codex",
+      "gemini",
+      "gemini-cli",
+      "vertex",
+      "antigravity",
+      "qwen",
+      "iflow",
+      "aistudio",
+    ]) {
+      const defs = await ui.ok("GET", `/model-definitions/${channel}`);
+      expect(defs.channel).toBe(channel);
+      expect(Array.isArray(defs.models)).toBe(true);
+      for (const m of defs.models) expect(m.id).toBeTypeOf("string");
+    }
+    // The openai-compatibility entry `mock` is a channel too (its credential's models).
+    const mock = await ui.ok("GET", "/model-definitions/MOCK");
+    expect(mock.channel).toBe("mock");
+    const unknown = await ui.request("GET", "/model-definitions/no-such-channel");
+    expect({ status: unknown.status, body: unknown.body }).toEqual({
+      status: 400,
+      body: { error: "unknown channel", channel: "no-such-channel" },
+    });
   });
 
   it("OAuth excluded models and model aliases: GET, PUT, PATCH, DELETE", async () => {

@@ -55,6 +55,7 @@ export type {
   ConfigListPutBody,
   ConfigListResponse,
 } from "./cliproxy/lists.js";
+export type { ModelDefinition, ModelDefinitionsResponse } from "./cliproxy/model-definitions.js";
 export type {
   GeminiWebTokenBody,
   GeminiWebTokenResponse,
@@ -80,6 +81,7 @@ export type {
   ManagementUsageResponse,
   ManagementUsageSummaryResponse,
 } from "./cliproxy/usage.js";
+export type { VertexImportResponse } from "./cliproxy/vertex-import.js";
 export type * from "./new-api/wire.js";
 // The package index exports the library's `UserView` (keys/service); the wire one under this name.
 export type { UserView as NewApiUserView } from "./new-api/wire.js";
