@@ -191,6 +191,43 @@ describe("fileStore", () => {
       expect(index[0].source).toBeUndefined();
     });
 
+    it("keeps interactions-api-key credentials and a Vertex service-account import whole in credentials.json across a reopen", async () => {
+      const first = open();
+      const interactions = await first.credentials.create(
+        fixtures.credential({
+          id: "interactions-api-key:1",
+          provider: "gemini-interactions",
+          kind: "api-key",
+          baseUrl: "https://interactions.example.com",
+          secret: { apiKey: "AIza-i1" },
+          proxyUrl: "socks5://127.0.0.1:1080",
+          headers: { "X-A": "1" },
+          models: [{ name: "gemini-2.5-pro", alias: "i-pro" }],
+          excludedModels: [],
+        }),
+      );
+      const vertex = await first.credentials.create(
+        fixtures.credential({
+          id: "vertex-my-proj.json",
+          provider: "vertex",
+          kind: "oauth",
+          label: "sa@my-proj.iam.gserviceaccount.com",
+          baseUrl: "https://us-central1-aiplatform.googleapis.com",
+          secret: {
+            extra: { serviceAccount: '{"type":"service_account","project_id":"my-proj"}' },
+          },
+          projectIds: ["my-proj"],
+        }),
+      );
+      expect(existsSync(join(dir, "auths", "vertex-my-proj.json"))).toBe(false);
+      expect(read("config.yaml")).not.toContain("AIza-i1");
+      await first.close();
+      stores.length = 0;
+      const second = open();
+      expect(await second.credentials.get(interactions.id)).toEqual(interactions);
+      expect(await second.credentials.get(vertex.id)).toEqual(vertex);
+    });
+
     it("writes keys, users, usage and kv as JSON files with mode 0600", async () => {
       const store = open();
       const user = await store.users.create(fixtures.user());
