@@ -103,10 +103,10 @@ export function requestLogTests(current: () => Store): void {
             (q.keyId === undefined || r.keyId === q.keyId) &&
             (q.userId === undefined || r.userId === q.userId) &&
             (q.model === undefined || r.model === q.model) &&
-            (q.keyName === undefined || r.keyName === q.keyName) &&
-            (q.username === undefined || r.username === q.username) &&
+            (q.keyName === undefined || (r.keyName ?? "") === q.keyName) &&
+            (q.username === undefined || (r.username ?? "") === q.username) &&
             (q.credentialId === undefined || r.credentialId === q.credentialId) &&
-            (q.group === undefined || r.group === q.group) &&
+            (q.group === undefined || (r.group ?? "") === q.group) &&
             (q.success === undefined || r.success === q.success),
         )
         .sort((a, b) => b.timestamp - a.timestamp);
@@ -141,6 +141,29 @@ export function requestLogTests(current: () => Store): void {
       expect((await store.usage.list({ keyName: name })).total, name).toBe(1);
       expect((await store.usage.list({ model: name, username: name })).total, name).toBe(1);
     }
+  });
+
+  it('a record without a name or group is found by the "" filters, and only by them', async () => {
+    const store = current();
+    const [bare, named] = await recordUsage(store, [
+      fixtures.usage({ timestamp: H, keyId: 1, userId: 2, model: "m" }),
+      fixtures.usage({
+        timestamp: H + 1,
+        keyId: 1,
+        userId: 2,
+        model: "m",
+        keyName: "k",
+        username: "u",
+        group: "g",
+      }),
+    ]);
+    const ids = async (q: UsageQuery) => (await store.usage.list(q)).items.map((r) => r.id);
+    expect(await ids({ keyName: "" })).toEqual([bare!.id]);
+    expect(await ids({ username: "" })).toEqual([bare!.id]);
+    expect(await ids({ group: "" })).toEqual([bare!.id]);
+    expect(await ids({ group: "", model: "m", keyId: 1 })).toEqual([bare!.id]);
+    expect(await ids({ keyName: "k", username: "u", group: "g" })).toEqual([named!.id]);
+    expect((await store.usage.stat({ username: "" })).requests).toBe(1);
   });
 
   it("stat of nothing is zero", async () => {
