@@ -345,27 +345,31 @@ export function createGateway(options: GatewayOptions): Gateway {
     metrics: metrics.enabled ? metrics : null,
   };
   // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
-  const router = mountDialects(new Router(logger).add([healthRoute]), BUILTIN_DIALECTS, {
-    options: opts,
-    store,
-    settings,
-    events,
-    logger,
-    keys,
-    users,
-    pool,
-    oauth,
-    oauthHttp,
-    usage: usageWriter,
-    box,
-    gate,
-    proxy: proxyDeps,
-    webhooks,
-    metrics,
-    settingChanged: (name) => {
-      if (name === "debug") applyDebug();
+  const router = mountDialects(
+    new Router(logger).add([healthRoute]),
+    [...BUILTIN_DIALECTS, ...opts.dialects],
+    {
+      options: opts,
+      store,
+      settings,
+      events,
+      logger,
+      keys,
+      users,
+      pool,
+      oauth,
+      oauthHttp,
+      usage: usageWriter,
+      box,
+      gate,
+      proxy: proxyDeps,
+      webhooks,
+      metrics,
+      settingChanged: (name) => {
+        if (name === "debug") applyDebug();
+      },
     },
-  });
+  );
 
   const prune = () => pruneUsage(store, settings);
   let pruneTimer: NodeJS.Timeout | null = null;

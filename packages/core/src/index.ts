@@ -87,6 +87,7 @@ export type {
   PoolTokenUpdateBody,
   PoolTokenView,
 } from "./dialects/deprecated-names.js";
+export { type Dialect, type DialectContext, plainDialect } from "./dialects/dialect.js";
 export type { NewApiPrincipal } from "./dialects/new-api/auth.js";
 export {
   LOG_TYPE,
@@ -99,6 +100,7 @@ export type * from "./dialects/wire-types.js";
 export * from "./errors.js";
 export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from "./events.js";
 export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./exchange.js";
+export { header, json } from "./exchange.js";
 export {
   type CredentialsApi,
   createGateway,
@@ -109,6 +111,7 @@ export {
   type UsageApi,
   type UsersApi,
 } from "./gateway.js";
+export type { Route, ScopeMiddleware } from "./http/router.js";
 export {
   IpAllowList,
   normalizeIp,
@@ -143,10 +146,11 @@ export { CSV_HEADER, csvCell, LOG_EXPORT_MAX, requestLogCsv } from "./logs/expor
 export {
   DEFAULT_BUCKETS as DEFAULT_METRICS_BUCKETS,
   type MetricsOptions,
+  type ResolvedMetricsOptions,
   OTHER as METRICS_OTHER_LABEL,
 } from "./metrics/metrics.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
-export type { GatewayOptions } from "./options.js";
+export type { GatewayOptions, ResolvedOptions } from "./options.js";
 export { PREVIEW_FALLBACKS } from "./proxy/forward.js";
 export { SettingsService } from "./settings/service.js";
 export {

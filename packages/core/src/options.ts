@@ -4,6 +4,8 @@ import {
   type OAuthProviderConfig,
   type OAuthSettings,
 } from "./credentials/oauth.js";
+import type { Dialect } from "./dialects/dialect.js";
+import { BUILTIN_DIALECTS } from "./dialects/registry.js";
 import { GatewayError } from "./errors.js";
 import type { LoggerLike, LogLevel } from "./logger.js";
 import {
@@ -165,6 +167,14 @@ export interface GatewayOptions {
    * @default { enabled: true }
    */
   metrics?: MetricsOptions | false;
+  /**
+   * More HTTP surfaces, mounted after the built-in dialects: each one a {@link Dialect} (a name,
+   * the path prefixes it owns, its routes, its error format). `dashboard()` of
+   * `@tokenpool/dashboard` is one. A name or a prefix that a built-in dialect (or an earlier one
+   * of this list) already owns is a configuration error.
+   * @default []
+   */
+  dialects?: readonly Dialect[];
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
@@ -292,6 +302,22 @@ const schema = {
         },
       },
     },
+    dialects: {
+      type: "array",
+      maxItems: 50,
+      items: {
+        type: "object",
+        required: ["name", "prefixes"],
+        properties: {
+          name: { type: "string", pattern: "^[a-z][a-z0-9-]*$" },
+          prefixes: {
+            type: "array",
+            minItems: 1,
+            items: { type: "string", pattern: "^/" },
+          },
+        },
+      },
+    },
     recoveryProbe: {
       anyOf: [
         { const: false },
@@ -315,6 +341,8 @@ const FIXES: Record<string, string> = {
     "Pass `secret` (at least 32 random characters, e.g. `openssl rand -hex 32`) or set the TOKENPOOL_SECRET environment variable",
   store:
     "Pass a store, e.g. `memoryStore()` from @tokenpool/core or `sqliteStore({ filename })` from @tokenpool/store-sqlite",
+  dialects:
+    "Pass dialect objects, e.g. `dialects: [dashboard()]` with `dashboard` from @tokenpool/dashboard",
   logger: 'Pass a logger object, a level ("debug" | "info" | "warn" | "error" | "silent") or false',
 };
 
@@ -331,6 +359,41 @@ function describe(err: ErrorObject): string {
   }
   const root = path.split(".")[0] ?? path;
   return `Invalid tokenpool option \`${path}\`: it ${err.message}. ${FIXES[root] ?? "See GatewayOptions for the expected type."}`;
+}
+
+/**
+ * The extra dialects, checked against the built-in ones and each other: every method present,
+ * no name or prefix taken twice (a prefix decides whose 404 a path gets, so two owners would
+ * make that depend on the order).
+ */
+function checkDialects(dialects: readonly Dialect[]): readonly Dialect[] {
+  const names = new Set(BUILTIN_DIALECTS.map((d) => d.name));
+  const prefixes = new Map(BUILTIN_DIALECTS.flatMap((d) => d.prefixes.map((p) => [p, d.name])));
+  dialects.forEach((d, i) => {
+    for (const m of ["routes", "renderError", "notFound"] as const) {
+      if (typeof d[m] !== "function")
+        throw new GatewayError(
+          "INVALID_OPTIONS",
+          `Invalid tokenpool option \`dialects.${i}\`: its \`${m}\` is not a function. ${FIXES.dialects}.`,
+        );
+    }
+    if (names.has(d.name))
+      throw new GatewayError(
+        "INVALID_OPTIONS",
+        `Invalid tokenpool option \`dialects.${i}\`: a dialect named "${d.name}" is already mounted. Give each dialect its own name.`,
+      );
+    names.add(d.name);
+    for (const p of d.prefixes) {
+      const owner = prefixes.get(p);
+      if (owner !== undefined)
+        throw new GatewayError(
+          "INVALID_OPTIONS",
+          `Invalid tokenpool option \`dialects.${i}\`: the prefix ${p} of "${d.name}" belongs to the dialect "${owner}". Mount it under another path.`,
+        );
+      prefixes.set(p, d.name);
+    }
+  });
+  return dialects;
 }
 
 /** Options with every default filled in. */
@@ -361,6 +424,8 @@ export interface ResolvedOptions {
   /** As given (the webhook service fills in its defaults). */
   webhooks: WebhookOptions;
   metrics: ResolvedMetricsOptions;
+  /** The extra dialects, in order. */
+  dialects: readonly Dialect[];
 }
 
 const STORE_METHODS = [
@@ -453,6 +518,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     },
     webhooks: input.webhooks ?? {},
     metrics: resolveMetricsOptions(input.metrics),
+    dialects: checkDialects(input.dialects ?? []),
   };
 }
 

@@ -41,19 +41,19 @@ export interface DialectContext {
   oauth: OAuthRefresher;
   /** The client of token endpoints (own connections and timeouts). */
   oauthHttp: UpstreamClient;
-  /** Usage records (write-behind). */
+  /** Usage records (write-behind). @internal */
   usage: UsageWriter;
   /** Seals, opens and hashes with the server secret. */
   box: SecretBox;
-  /** The one gate of the management key. */
+  /** The one gate of the management key. @internal */
   gate: ManagementGate;
-  /** What the proxy routes need: the engine's dependencies, one object per gateway. */
+  /** What the proxy routes need: the engine's dependencies, one object per gateway. @internal */
   proxy: ProxyDialectDeps;
   /** Called after a route changed a runtime setting (applies `debug`). */
   settingChanged(name: string): void;
   /** Webhook subscriptions and deliveries (`/v0/management/webhooks`). */
   webhooks?: WebhookService;
-  /** The gateway's Prometheus metrics (`GET /metrics`). */
+  /** The gateway's Prometheus metrics (`GET /metrics`). @internal */
   metrics?: GatewayMetrics;
 }
 
