@@ -50,6 +50,17 @@ export type {
 } from "./cliproxy/auth-files.js";
 export type { ManagementErrorResponse, ManagementOkResponse } from "./cliproxy/common.js";
 export type {
+  CredentialCreateBody,
+  CredentialDeleteResponse,
+  CredentialInfo,
+  CredentialLimitFields,
+  CredentialLimitsView,
+  CredentialListResponse,
+  CredentialPatchBody,
+  CredentialResponse,
+  CredentialStatus,
+} from "./cliproxy/credentials.js";
+export type {
   ConfigListDeleteQuery,
   ConfigListPatchBody,
   ConfigListPutBody,
@@ -71,6 +82,12 @@ export type {
   ManagementSettingValue,
 } from "./cliproxy/settings.js";
 export type {
+  ManagementSettingEntry,
+  ManagementSettingPutBody,
+  ManagementSettingPutResponse,
+  ManagementSettingsTableResponse,
+} from "./cliproxy/settings-table.js";
+export type {
   ManagementStringListDeleteQuery,
   ManagementStringListName,
   ManagementStringListPatchBody,
@@ -82,6 +99,12 @@ export type {
   ManagementUsageSummaryResponse,
 } from "./cliproxy/usage.js";
 export type { VertexImportResponse } from "./cliproxy/vertex-import.js";
+export type {
+  TokenUsageSummaryGroupBy,
+  TokenUsageSummaryQuery,
+  TokenUsageSummaryResponse,
+  TokenUsageSummaryRow,
+} from "./new-api/usage.js";
 export type * from "./new-api/wire.js";
 // The package index exports the library's `UserView` (keys/service); the wire one under this name.
 export type { UserView as NewApiUserView } from "./new-api/wire.js";

@@ -1,5 +1,5 @@
 /**
- * Usage with its cost, summed per key, owner, model, credential or UTC day, from the hourly
+ * Usage with its cost, summed per key, owner, model, credential, UTC day or UTC hour, from the hourly
  * roll-ups (kept forever, shared by every instance on the store): what `gateway.usage.summary`
  * and `GET /v0/management/usage/summary` answer. The numbers are those of
  * `GET /v0/management/usage`, cut another way.
@@ -11,7 +11,7 @@ import type { RollupQuery, Store, TokenUsage, UsageRollup } from "../store/types
 import { addRollupSums, hourBucket, ROLLUP_SUMS } from "../store/util.js";
 
 /** What {@link usageSummary} groups by. */
-export type UsageGroupBy = "key" | "user" | "model" | "credential" | "day";
+export type UsageGroupBy = "key" | "user" | "model" | "credential" | "day" | "hour";
 
 /** The dimensions {@link usageSummary} can group by. */
 export const USAGE_GROUP_BY: readonly UsageGroupBy[] = [
@@ -20,6 +20,7 @@ export const USAGE_GROUP_BY: readonly UsageGroupBy[] = [
   "model",
   "credential",
   "day",
+  "hour",
 ];
 
 /** A query of {@link usageSummary}. */
@@ -44,7 +45,8 @@ export interface UsageSummaryQuery {
 export interface UsageSummaryRow extends TokenUsage {
   /**
    * The group: a key id or a user id (null: usage without a key / owner), a model name, a
-   * credential id (null: requests no credential served), or a UTC day `YYYY-MM-DD`.
+   * credential id (null: requests no credential served), a UTC day `YYYY-MM-DD` or a UTC hour
+   * `YYYY-MM-DDTHH`.
    */
   id: number | string | null;
   requests: number;
@@ -83,11 +85,13 @@ function groupOf(row: UsageRollup, by: UsageGroupBy): number | string | null {
       return row.credentialId;
     case "day":
       return row.hour.slice(0, 10);
+    case "hour":
+      return row.hour.slice(0, 13);
   }
 }
 
 /**
- * Usage summed per `by`: days in order, anything else most expensive first (then most
+ * Usage summed per `by`: days and hours in order, anything else most expensive first (then most
  * requests, then by id). Rows written
  * before roll-ups had owners and credentials count under a null user / credential.
  *
@@ -116,7 +120,8 @@ export async function usageSummary(
   }
   const rows = [...groups.values()];
   for (const r of rows) r.costUsd = r.quota / QUOTA_PER_USD;
-  if (q.by === "day") return rows.sort((a, b) => ((a.id as string) < (b.id as string) ? -1 : 1));
+  if (q.by === "day" || q.by === "hour")
+    return rows.sort((a, b) => ((a.id as string) < (b.id as string) ? -1 : 1));
   return rows.sort(
     (a, b) =>
       b.quota - a.quota ||

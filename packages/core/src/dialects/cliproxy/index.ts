@@ -29,6 +29,7 @@ export const cliproxyDialect: Dialect = {
       flushUsage: () => context.usage.flush(),
       usageView: { detailsPerModel: context.options.management.usageDetailsPerModel },
       secretChanged: (id) => context.oauth.forgetFailure(id),
+      refresher: context.oauth,
       ...(context.webhooks ? { webhooks: context.webhooks } : {}),
       oauthLogin: {
         providers: context.options.oauth.providers,

@@ -6,6 +6,7 @@
  */
 
 import { configLists } from "../../config-model/list-writer.js";
+import type { OAuthRefresher } from "../../credentials/oauth.js";
 import type { Route } from "../../http/router.js";
 import type { WebhookService } from "../../webhooks/service.js";
 import { apiCallRoutes } from "./api-call.js";
@@ -13,12 +14,14 @@ import { createManagementGuard, type ManagementGuardDeps } from "./auth.js";
 import { authFileRoutes } from "./auth-files.js";
 import type { ManagementGuard } from "./common.js";
 import { configYamlRoutes } from "./config-yaml.js";
+import { credentialRoutes } from "./credentials.js";
 import { extraRoutes } from "./extras.js";
 import { listRoutes } from "./lists.js";
 import { logRoutes } from "./logs.js";
 import { modelDefinitionRoutes } from "./model-definitions.js";
 import { type OAuthLoginDeps, oauthLoginRoutes } from "./oauth-login.js";
 import { type ManagementSettingsDeps, managementSettingsRoutes } from "./settings.js";
+import { settingsTableRoutes } from "./settings-table.js";
 import { managementStringListRoutes } from "./string-lists.js";
 import { type ManagementUsageDeps, usageRoutes } from "./usage.js";
 import { vertexImportRoutes } from "./vertex-import.js";
@@ -44,6 +47,8 @@ export type CliproxyDeps = ManagementGuardDeps &
   ManagementUsageDeps & {
     /** Called after an auth file replaced a credential's secret (forgets a failed refresh). */
     secretChanged?: (id: string) => void;
+    /** Refreshes OAuth accounts (`POST /credentials/:id/refresh`); absent, that route is a 400. */
+    refresher?: Pick<OAuthRefresher, "refresh">;
     /** Webhook subscriptions (`/webhooks`); without it those routes are absent. */
     webhooks?: WebhookService;
     /** OAuth logins (`/anthropic-auth-url` ...): the resolved `oauth.providers` and timeouts. */
@@ -60,6 +65,7 @@ export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
   return [
     ...usageRoutes(guard, deps),
     ...managementSettingsRoutes(guard, { ...deps, configLists: lists }),
+    ...settingsTableRoutes(guard, deps),
     ...configYamlRoutes(guard, { ...deps, configLists: lists }),
     ...logRoutes(guard, {
       store: deps.store,
@@ -89,6 +95,13 @@ export function cliproxyRoutes(deps: CliproxyDeps): Route[] {
       ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
     }),
     ...modelDefinitionRoutes(guard, { pool: deps.pool }),
+    ...credentialRoutes({
+      guard,
+      pool: deps.pool,
+      maxBodyBytes: deps.maxBodyBytes,
+      ...(deps.refresher ? { refresher: deps.refresher } : {}),
+      ...(deps.secretChanged ? { secretChanged: deps.secretChanged } : {}),
+    }),
     ...(deps.oauthLogin
       ? oauthLoginRoutes({
           ...deps.oauthLogin,

@@ -1,7 +1,8 @@
 /**
  * The new-api dialect: new-api's token API (`/api/token/`), user administration
- * (`/api/user/`), a key's own usage (`/api/usage/token`) and the request log (`/api/log/`), with
- * its `{ success, message, data }` envelope.
+ * (`/api/user/`), a key's own balance and usage (`/api/usage/token`,
+ * `/api/usage/token/summary`) and the request log (`/api/log/`), with its
+ * `{ success, message, data }` envelope.
  *
  * @module
  */
@@ -25,7 +26,12 @@ export const newApiDialect: Dialect = plainDialect({
     return [
       ...tokenRoutes(deps),
       ...userRoutes(deps),
-      ...usageRoutes({ keys: context.keys, clientIp: context.proxy.clientIp }),
+      ...usageRoutes({
+        keys: context.keys,
+        clientIp: context.proxy.clientIp,
+        store: context.store,
+        flushUsage: () => context.usage.flush(),
+      }),
       ...logRoutes({
         keys: context.keys,
         clientIp: context.proxy.clientIp,
