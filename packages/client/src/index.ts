@@ -10,6 +10,7 @@ export type {
   AuthFilesApi,
   ConfigListApi,
   ManagementApi,
+  ManagementCredentialsApi,
   SettingsApi,
   StringListApi,
 } from "./management.js";

@@ -8,6 +8,11 @@ import type {
   ConfigListPatchBody,
   ConfigListResponse,
   ConfigLists,
+  CredentialCreateBody,
+  CredentialInfo,
+  CredentialListResponse,
+  CredentialPatchBody,
+  CredentialResponse,
   GeminiWebTokenBody,
   GeminiWebTokenResponse,
   ManagementAuthStatusResponse,
@@ -16,7 +21,10 @@ import type {
   ManagementLoginName,
   ManagementOkResponse,
   ManagementScalarSettings,
+  ManagementSettingEntry,
   ManagementSettingName,
+  ManagementSettingPutResponse,
+  ManagementSettingsTableResponse,
   ManagementSettingValue,
   ManagementStringListDeleteQuery,
   ManagementStringListName,
@@ -89,13 +97,31 @@ export interface AuthFilesApi {
   deleteAll(): Promise<AuthFileDeleteAllResponse>;
 }
 
+/** `client.management.credentials` (tokenpool's): every pool credential with its live state, no secret. */
+export interface ManagementCredentialsApi {
+  /** `GET /credentials[?provider=]`: API-key and OAuth credentials alike. */
+  list(query?: { provider?: string }): Promise<CredentialInfo[]>;
+  /**
+   * `POST /credentials`: a new API-key credential (OAuth accounts come from the login routes
+   * and auth files).
+   * @example `await client.management.credentials.create({ provider: "openai", api_key })`
+   */
+  create(body: CredentialCreateBody): Promise<CredentialInfo>;
+  /** `PATCH /credentials/:id`: the fields sent change, every other is kept. */
+  update(id: string, body: CredentialPatchBody): Promise<CredentialInfo>;
+  /** `DELETE /credentials/:id`. */
+  remove(id: string): Promise<ManagementOkResponse>;
+  /** `POST /credentials/:id/refresh`: refreshes an OAuth account's access token now. */
+  refresh(id: string): Promise<CredentialInfo>;
+}
+
 /** `client.management`: CLIProxyAPI's management API under `/v0/management` (the management key). */
 export interface ManagementApi {
   /** `GET /usage`: request and token statistics. */
   usage(): Promise<UsageSnapshot>;
   /**
-   * `GET /usage/summary` (tokenpool's): usage and cost per key, user, model, credential or UTC
-   * day; `from` / `to` as RFC 3339 or Unix seconds (whole UTC hours overlapping them count).
+   * `GET /usage/summary` (tokenpool's): usage and cost per key, user, model, credential, UTC
+   * day or UTC hour; `from` / `to` as RFC 3339 or Unix seconds (whole UTC hours overlapping them count).
    */
   usageSummary(query: {
     by: UsageGroupBy;
@@ -108,6 +134,21 @@ export interface ManagementApi {
   /** `GET /config`: every setting and list in `config.yaml`'s layout. */
   config(): Promise<ManagementConfigView>;
   settings: SettingsApi;
+  /**
+   * `GET /settings` (tokenpool's): every runtime setting with its type, description, default
+   * and current value (secrets masked), sorted by name: what a settings form renders.
+   */
+  settingsTable(): Promise<ManagementSettingEntry[]>;
+  /**
+   * `PUT /settings/:name` `{ value }` (tokenpool's): any runtime setting, validated by its
+   * declaration; resolves with the setting's new entry.
+   * @example `await client.management.setSetting("routing-strategy", "fill-first")`
+   */
+  setSetting(name: string, value: unknown): Promise<ManagementSettingEntry>;
+  /** `DELETE /settings/:name` (tokenpool's): the stored value is removed, the default applies. */
+  resetSetting(name: string): Promise<ManagementSettingEntry>;
+  /** `/credentials` (tokenpool's): the pool's credentials with their state. */
+  credentials: ManagementCredentialsApi;
   /** `/api-keys`: downstream keys with unlimited quota and no owner. */
   apiKeys: StringListApi;
   /** `/generative-language-api-key`: Gemini API keys of the pool. */
@@ -177,6 +218,53 @@ export function managementApi(t: Transport): ManagementApi {
         )[fieldOf(name)] as ManagementSettingValue<N>,
       set: (name, value) => t.request("PUT", `${P}/${name}`, { auth, json: { value } }),
       deleteProxyUrl: () => t.request("DELETE", `${P}/proxy-url`, { auth }),
+    },
+    settingsTable: async () =>
+      (await t.request<ManagementSettingsTableResponse>("GET", `${P}/settings`, { auth })).settings,
+    setSetting: async (name, value) =>
+      (
+        await t.request<ManagementSettingPutResponse>(
+          "PUT",
+          `${P}/settings/${encodeURIComponent(name)}`,
+          { auth, json: { value } },
+        )
+      ).setting,
+    resetSetting: async (name) =>
+      (
+        await t.request<ManagementSettingPutResponse>(
+          "DELETE",
+          `${P}/settings/${encodeURIComponent(name)}`,
+          { auth },
+        )
+      ).setting,
+    credentials: {
+      list: async (query) =>
+        (
+          await t.request<CredentialListResponse>("GET", `${P}/credentials`, {
+            auth,
+            query: { ...query },
+          })
+        ).credentials,
+      create: async (body) =>
+        (await t.request<CredentialResponse>("POST", `${P}/credentials`, { auth, json: body }))
+          .credential,
+      update: async (id, body) =>
+        (
+          await t.request<CredentialResponse>(
+            "PATCH",
+            `${P}/credentials/${encodeURIComponent(id)}`,
+            { auth, json: body },
+          )
+        ).credential,
+      remove: (id) => t.request("DELETE", `${P}/credentials/${encodeURIComponent(id)}`, { auth }),
+      refresh: async (id) =>
+        (
+          await t.request<CredentialResponse>(
+            "POST",
+            `${P}/credentials/${encodeURIComponent(id)}/refresh`,
+            { auth },
+          )
+        ).credential,
     },
     apiKeys: stringList("api-keys"),
     generativeLanguageApiKeys: stringList("generative-language-api-key"),

@@ -8,6 +8,9 @@ import type {
   KeyInfoResponse,
   TokenUsageData,
   TokenUsageResponse,
+  TokenUsageSummaryQuery,
+  TokenUsageSummaryResponse,
+  TokenUsageSummaryRow,
 } from "./wire.js";
 
 /** A JSON object of a provider's API (request, response or stream chunk). */
@@ -66,6 +69,16 @@ export interface ProxyApi {
    * `{ code: true, message: "ok", data }`. An expired or exhausted key may still read it.
    */
   tokenUsage(options?: ProxyCallOptions): Promise<TokenUsageData>;
+  /**
+   * `GET /api/usage/token/summary` (tokenpool's): the key's own usage and cost per UTC day
+   * (default), model or UTC hour; `from` / `to` in Unix seconds (default: the last 30 days). The
+   * key is sent in the `Authorization` header, never in the URL.
+   * @example `await client.proxy(key).tokenUsageSummary({ by: "hour" })`
+   */
+  tokenUsageSummary(
+    query?: TokenUsageSummaryQuery,
+    options?: ProxyCallOptions,
+  ): Promise<TokenUsageSummaryRow[]>;
   /** `GET /v1/dashboard/billing/subscription` (one-api/new-api): the key's grant in USD. */
   billingSubscription(options?: ProxyCallOptions): Promise<BillingSubscriptionResponse>;
   /** `GET /v1/dashboard/billing/usage`: what the key used, in US cents. */
@@ -184,6 +197,14 @@ export function proxyApi(t: Transport, apiKey: string): ProxyApi {
       (
         await t.request<TokenUsageResponse>("GET", "api/usage/token", {
           auth: openai,
+          signal: o?.signal,
+        })
+      ).data,
+    tokenUsageSummary: async (query, o) =>
+      (
+        await t.request<TokenUsageSummaryResponse>("GET", "api/usage/token/summary", {
+          auth: openai,
+          query: { ...query },
           signal: o?.signal,
         })
       ).data,
