@@ -61,6 +61,7 @@ export {
   ROUTING_STRATEGIES,
   type RoutingStrategy,
 } from "./credentials/strategies.js";
+export { CREDENTIAL_PROVIDERS } from "./dialects/cliproxy/credentials.js";
 export type {
   ManagementWebhookCreateBody,
   ManagementWebhookCreatedResponse,
@@ -96,6 +97,7 @@ export {
   type NewApiLogStat,
 } from "./dialects/new-api/logs.js";
 export { TOKEN_BATCH_CREATE_MAX, TOKEN_NAME_MAX } from "./dialects/new-api/tokens.js";
+export { TOKEN_USAGE_SUMMARY_GROUP_BY } from "./dialects/new-api/usage.js";
 export type * from "./dialects/wire-types.js";
 export * from "./errors.js";
 export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from "./events.js";
