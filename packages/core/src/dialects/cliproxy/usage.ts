@@ -142,8 +142,8 @@ function summaryQuery(q: URLSearchParams): UsageSummaryQuery {
  * `GET /usage`: `{ usage: { total_requests, success_count, failure_count, total_tokens,
  * requests_by_day, requests_by_hour, tokens_by_day, tokens_by_hour, apis } }`, from the store
  * (durable, UTC buckets; see `usage/view.ts`). `GET /usage/summary` (tokenpool's): the same
- * numbers with their cost, per key, user, model, credential or day (`?by=`, `from`, `to`,
- * `key_id`, `user_id`, `credential_id`).
+ * numbers with their cost, per key, user, model, credential, UTC day or UTC hour (`?by=`,
+ * `from`, `to`, `key_id`, `user_id`, `credential_id`).
  */
 export function usageRoutes(guard: ManagementGuard, deps: ManagementUsageDeps): Route[] {
   return [
