@@ -17,6 +17,7 @@ export const projects = [
   "examples/express",
   "examples/fastify",
   "packages/next",
+  "packages/dashboard",
   "examples/nextjs",
   // Last: builds, packs and installs every public package with npm outside the workspace.
   "e2e",

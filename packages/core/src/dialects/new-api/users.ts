@@ -98,6 +98,8 @@ export interface UserDialectDeps {
  * Admin routes for users:
  * - `GET /api/user/?p=1&size=20` → `{ items, total, page, page_size }`
  * - `GET /api/user/search?keyword=` → the same page shape
+ * - `GET /api/user/self` → the caller's own user (any user, with its access token; the
+ *   management key without `new-api-user` has no user: 404)
  * - `GET /api/user/:id`
  * - `POST /api/user/` `{ username, display_name?, role?, status?, group?, quota? }` and the
  *   limit and refill fields of tokens (`rpm_limit` … `quota_refill_amount`) → the user and its
@@ -140,6 +142,11 @@ export function userRoutes(deps: UserDialectDeps): Route[] {
     ...route("GET", "/api/user/search", (ex) =>
       list(ex, new URLSearchParams(ex.search).get("keyword") ?? ""),
     ),
+    ...route("GET", "/api/user/self", async (ex) => {
+      const p = await authenticateNewApi(ex, deps);
+      if (!p.user) throw userNotFound();
+      return newApiOk(userView(p.user));
+    }),
     ...route("GET", "/api/user/:id", async (ex, params) => {
       await admin(ex);
       const u = await users.get(parseId(params.id));
