@@ -1,5 +1,6 @@
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seriousA11yViolations } from "./a11y.js";
 import {
   type ConsoleServer,
   launchBrowser,
@@ -43,5 +44,19 @@ describe("the console's shell", () => {
     await page.getByRole("button", { name: "Log in" }).click();
     await expect(page.getByRole("alert").textContent()).resolves.toMatch(/did not work/);
     await context.close();
+  });
+});
+
+describe("the console's shell, accessibility", () => {
+  it("the login page and the overview have no serious or critical axe violations, light and dark", async () => {
+    for (const colorScheme of ["light", "dark"] as const) {
+      const { page, context } = await openPage(browser, { colorScheme });
+      await page.goto(server.consoleUrl);
+      await page.getByRole("heading", { level: 1 }).waitFor();
+      expect(await seriousA11yViolations(page)).toEqual([]);
+      await loginAsOperator(page, server);
+      expect(await seriousA11yViolations(page)).toEqual([]);
+      await context.close();
+    }
   });
 });
