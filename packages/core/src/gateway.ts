@@ -6,8 +6,9 @@ import { Billing } from "./billing/price.js";
 import { OAuthRefresher, type RefreshFailureSink } from "./credentials/oauth.js";
 import { type AddCredentialInput, CredentialPool, maskCredential } from "./credentials/pool.js";
 import { modelsProbe } from "./credentials/probe.js";
+import type { Dialect } from "./dialects/dialect.js";
 import { openaiError } from "./dialects/openai/routes.js";
-import { BUILTIN_DIALECTS, mountDialects } from "./dialects/registry.js";
+import { BUILTIN_DIALECTS, checkDialects, mountDialects } from "./dialects/registry.js";
 import { GatewayError } from "./errors.js";
 import { GatewayEmitter } from "./events.js";
 import { type Exchange, header, type Reply } from "./exchange.js";
@@ -185,6 +186,20 @@ export interface ManagementApi {
 }
 
 /**
+ * The options of {@link createGateway}: {@link GatewayOptions} and the extra HTTP surfaces.
+ */
+export interface CreateGatewayOptions extends GatewayOptions {
+  /**
+   * More HTTP surfaces, mounted after the built-in dialects: each one a {@link Dialect} (a name,
+   * the path prefixes it owns, its routes, its error format). `dashboard()` of
+   * `@tokenpool/dashboard` is one. A name or a prefix that a built-in dialect (or an earlier one
+   * of this list) already owns is a configuration error.
+   * @default []
+   */
+  dialects?: readonly Dialect[];
+}
+
+/**
  * Creates a gateway on a store.
  *
  * @example
@@ -196,8 +211,9 @@ export interface ManagementApi {
  * export default { fetch: gateway.handler };
  * ```
  */
-export function createGateway(options: GatewayOptions): Gateway {
+export function createGateway(options: CreateGatewayOptions): Gateway {
   const opts = resolveOptions(options);
+  const extraDialects = checkDialects(options.dialects ?? []);
   const logger: Logger =
     opts.logger === false
       ? silentLogger
@@ -347,7 +363,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   // Each dialect's routes, in the registry's order; its prefixes pick who renders a 404 or 405.
   const router = mountDialects(
     new Router(logger).add([healthRoute]),
-    [...BUILTIN_DIALECTS, ...opts.dialects],
+    [...BUILTIN_DIALECTS, ...extraDialects],
     {
       options: opts,
       store,

@@ -104,6 +104,7 @@ export { type CredentialChangeSource, GatewayEmitter, type GatewayEvents } from 
 export type { ClientSignal, Exchange, HeaderBag, Reply, ReplyBody } from "./exchange.js";
 export { header, json } from "./exchange.js";
 export {
+  type CreateGatewayOptions,
   type CredentialsApi,
   createGateway,
   type Gateway,
@@ -148,8 +149,8 @@ export { CSV_HEADER, csvCell, LOG_EXPORT_MAX, requestLogCsv } from "./logs/expor
 export {
   DEFAULT_BUCKETS as DEFAULT_METRICS_BUCKETS,
   type MetricsOptions,
-  type ResolvedMetricsOptions,
   OTHER as METRICS_OTHER_LABEL,
+  type ResolvedMetricsOptions,
 } from "./metrics/metrics.js";
 export type { UpstreamClient, UpstreamTimeouts } from "./net/upstream.js";
 export type { GatewayOptions, ResolvedOptions } from "./options.js";

@@ -4,8 +4,6 @@ import {
   type OAuthProviderConfig,
   type OAuthSettings,
 } from "./credentials/oauth.js";
-import type { Dialect } from "./dialects/dialect.js";
-import { BUILTIN_DIALECTS } from "./dialects/registry.js";
 import { GatewayError } from "./errors.js";
 import type { LoggerLike, LogLevel } from "./logger.js";
 import {
@@ -167,14 +165,6 @@ export interface GatewayOptions {
    * @default { enabled: true }
    */
   metrics?: MetricsOptions | false;
-  /**
-   * More HTTP surfaces, mounted after the built-in dialects: each one a {@link Dialect} (a name,
-   * the path prefixes it owns, its routes, its error format). `dashboard()` of
-   * `@tokenpool/dashboard` is one. A name or a prefix that a built-in dialect (or an earlier one
-   * of this list) already owns is a configuration error.
-   * @default []
-   */
-  dialects?: readonly Dialect[];
 }
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
@@ -302,6 +292,7 @@ const schema = {
         },
       },
     },
+    // createGateway's extra surfaces; checked in full by the dialect registry (checkDialects).
     dialects: {
       type: "array",
       maxItems: 50,
@@ -361,41 +352,6 @@ function describe(err: ErrorObject): string {
   return `Invalid tokenpool option \`${path}\`: it ${err.message}. ${FIXES[root] ?? "See GatewayOptions for the expected type."}`;
 }
 
-/**
- * The extra dialects, checked against the built-in ones and each other: every method present,
- * no name or prefix taken twice (a prefix decides whose 404 a path gets, so two owners would
- * make that depend on the order).
- */
-function checkDialects(dialects: readonly Dialect[]): readonly Dialect[] {
-  const names = new Set(BUILTIN_DIALECTS.map((d) => d.name));
-  const prefixes = new Map(BUILTIN_DIALECTS.flatMap((d) => d.prefixes.map((p) => [p, d.name])));
-  dialects.forEach((d, i) => {
-    for (const m of ["routes", "renderError", "notFound"] as const) {
-      if (typeof d[m] !== "function")
-        throw new GatewayError(
-          "INVALID_OPTIONS",
-          `Invalid tokenpool option \`dialects.${i}\`: its \`${m}\` is not a function. ${FIXES.dialects}.`,
-        );
-    }
-    if (names.has(d.name))
-      throw new GatewayError(
-        "INVALID_OPTIONS",
-        `Invalid tokenpool option \`dialects.${i}\`: a dialect named "${d.name}" is already mounted. Give each dialect its own name.`,
-      );
-    names.add(d.name);
-    for (const p of d.prefixes) {
-      const owner = prefixes.get(p);
-      if (owner !== undefined)
-        throw new GatewayError(
-          "INVALID_OPTIONS",
-          `Invalid tokenpool option \`dialects.${i}\`: the prefix ${p} of "${d.name}" belongs to the dialect "${owner}". Mount it under another path.`,
-        );
-      prefixes.set(p, d.name);
-    }
-  });
-  return dialects;
-}
-
 /** Options with every default filled in. */
 export interface ResolvedOptions {
   store: Store;
@@ -424,8 +380,6 @@ export interface ResolvedOptions {
   /** As given (the webhook service fills in its defaults). */
   webhooks: WebhookOptions;
   metrics: ResolvedMetricsOptions;
-  /** The extra dialects, in order. */
-  dialects: readonly Dialect[];
 }
 
 const STORE_METHODS = [
@@ -518,7 +472,6 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     },
     webhooks: input.webhooks ?? {},
     metrics: resolveMetricsOptions(input.metrics),
-    dialects: checkDialects(input.dialects ?? []),
   };
 }
 

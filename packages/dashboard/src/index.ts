@@ -183,10 +183,10 @@ function serve(ex: Exchange, asset: Asset, cache: string): Reply {
  */
 export function dashboard(options: DashboardOptions = {}): Dialect {
   const path = options.path ?? "/dashboard";
-  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(path))
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(path) || path.split("/").some((seg) => /^\.+$/.test(seg)))
     throw new GatewayError(
       "INVALID_OPTIONS",
-      `Invalid dashboard option \`path\`: ${JSON.stringify(path)} is not a path like "/dashboard" (segments of letters, digits, ".", "_", "~", "-"; no trailing slash).`,
+      `Invalid dashboard option \`path\`: ${JSON.stringify(path)} is not a path like "/dashboard" (segments of letters, digits, ".", "_", "~", "-", none only dots; no trailing slash).`,
     );
   const dir = options.uiDir ?? DEFAULT_UI_DIR;
   let files: string[];

@@ -23,6 +23,7 @@ Options:
   --management-ui <file>
                     serve this management UI file at /management.html (the management.html
                     of a CLIProxyAPI management center release; read on every request)
+  --no-dashboard    do not serve the web console (served at /dashboard/ by default)
   --new-secret <s>  rotate-secret: the new server secret (32+ characters; default
                     TOKENPOOL_NEW_SECRET, else a random one written to secret.key)
   -h, --help        show this help
@@ -64,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
       "demo-port": { type: "string" },
       "log-level": { type: "string" },
       "management-ui": { type: "string" },
+      "no-dashboard": { type: "boolean", default: false },
       "new-secret": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -107,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
     ...(level === undefined ? {} : { logLevel: level as "info" }),
     ...(values["management-ui"] === undefined ? {} : { managementUi: values["management-ui"] }),
     demo: values.demo,
+    ...(values["no-dashboard"] ? { dashboard: false } : {}),
     ...(demoPort === undefined ? {} : { demoPort }),
   });
   const stop = (signal: string) => {

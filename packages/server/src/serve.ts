@@ -14,6 +14,7 @@ import {
   toLogger,
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
+import { dashboard } from "@tokenpool/dashboard";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { loadConfig, type ServerConfig } from "./config.js";
 import { type ConfigSync, startConfigSync } from "./config-sync.js";
@@ -45,6 +46,12 @@ export interface ServeOptions {
    * of CLIProxyAPI's management center), read on every request. Off by default.
    */
   managementUi?: string;
+  /**
+   * Serve the web console (`@tokenpool/dashboard`) at `/dashboard/`; `false` (`--no-dashboard`)
+   * leaves it out.
+   * @default true
+   */
+  dashboard?: boolean;
   /** @default "info" */
   logLevel?: LogLevel;
   /** Where log lines go (tokenpool's Logger shape or a pino instance). @default a console logger at `logLevel` */
@@ -201,6 +208,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     ...(process.env.TOKENPOOL_METRICS_TOKEN
       ? { metrics: { token: process.env.TOKENPOOL_METRICS_TOKEN } }
       : {}),
+    dialects: options.dashboard === false ? [] : [dashboard()],
   });
   let mock: DemoUpstream | null = null;
   let server: Server | null = null;
@@ -264,6 +272,8 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     if (mock) print(`Demo upstream: ${mock.url}`);
     if (demoKey) print(`Demo key: ${demoKey}`);
     if (managementUi) print(`Management UI: ${url}/management.html (${managementUi})`);
+    if (options.dashboard !== false)
+      print(`Console: ${url}/dashboard/ (log in with the management key)`);
     print(`tokenpool listening on ${url} (store: ${storeSpec})`);
     if (demoKey) {
       print(

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { GatewayError } from "../errors.js";
 import type { Router } from "../http/router.js";
 import { anthropicDialect } from "./anthropic/index.js";
 import { antigravityDialect } from "./antigravity/index.js";
@@ -53,4 +54,41 @@ export function mountDialects(
     );
   }
   return router;
+}
+
+/**
+ * The extra dialects of `createGateway({ dialects })`, checked against the built-in ones and
+ * each other: every method present, no name or prefix taken twice (a prefix decides whose 404 a
+ * path gets, so two owners would make that depend on the order). Throws INVALID_OPTIONS.
+ */
+export function checkDialects(dialects: readonly Dialect[]): readonly Dialect[] {
+  const names = new Set(BUILTIN_DIALECTS.map((d) => d.name));
+  const prefixes = new Map(BUILTIN_DIALECTS.flatMap((d) => d.prefixes.map((p) => [p, d.name])));
+  const invalid = (i: number, detail: string) =>
+    new GatewayError("INVALID_OPTIONS", `Invalid tokenpool option \`dialects.${i}\`: ${detail}`);
+  dialects.forEach((d, i) => {
+    for (const m of ["routes", "renderError", "notFound"] as const) {
+      if (typeof d[m] !== "function")
+        throw invalid(
+          i,
+          `its \`${m}\` is not a function. Pass dialect objects, e.g. \`dialects: [dashboard()]\` with \`dashboard\` from @tokenpool/dashboard.`,
+        );
+    }
+    if (names.has(d.name))
+      throw invalid(
+        i,
+        `a dialect named "${d.name}" is already mounted. Give each dialect its own name.`,
+      );
+    names.add(d.name);
+    for (const p of d.prefixes) {
+      const owner = prefixes.get(p);
+      if (owner !== undefined)
+        throw invalid(
+          i,
+          `the prefix ${p} of "${d.name}" belongs to the dialect "${owner}". Mount it under another path.`,
+        );
+      prefixes.set(p, d.name);
+    }
+  });
+  return dialects;
 }
