@@ -353,6 +353,12 @@ console.log(JSON.stringify({ integrity, credentials, keys }));
       await expect(
         openai.chat.completions.create({ model: "no-such-model", messages: [] }),
       ).rejects.toMatchObject({ status: 404, code: "model_not_found" });
+      // The console ships built in @tokenpool/dashboard's tarball and is on by default.
+      const page = await fetch(`http://127.0.0.1:${port}/dashboard/`);
+      expect(page.status).toBe(200);
+      const script = (await page.text()).match(/src="\.\/(assets\/[^"]+\.js)"/)?.[1];
+      expect(script).toBeDefined();
+      expect((await fetch(`http://127.0.0.1:${port}/dashboard/${script}`)).status).toBe(200);
     } finally {
       const exit = await server.stop();
       expect([0, null], server.lines.join("\n")).toContain(exit.code);
@@ -393,6 +399,7 @@ console.log(JSON.stringify({ integrity, credentials, keys }));
 import { createClient, isTokenpoolError, type ManagementConfigView, type TokenView } from "@tokenpool/client";
 import { createGateway, type Gateway } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
+import { dashboard } from "@tokenpool/dashboard";
 import { tokenpoolErrorHandler, tokenpoolRouter } from "@tokenpool/express";
 import { tokenpoolPlugin } from "@tokenpool/fastify";
 import { getGateway, toNextRouteHandlers } from "@tokenpool/next";
@@ -407,6 +414,7 @@ const others: unknown[] = [tokenpoolPlugin, getGateway, toNextRouteHandlers, ser
 const gateway: Gateway = createGateway({
   store: sqliteStore({ filename: "./data/consumer.db" }),
   secret: process.env.TOKENPOOL_SECRET,
+  dialects: [dashboard({ path: "/console" })],
 });
 await gateway.ready;
 const { key } = await gateway.keys.create({ name: "consumer", remainQuota: 500_000 });
