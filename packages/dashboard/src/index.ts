@@ -234,10 +234,14 @@ export function dashboard(options: DashboardOptions = {}): Dialect {
     prefixes: [path],
     renderError,
     routes: () => [
-      // The app's relative asset URLs need the trailing slash.
+      // The app's relative asset URLs need the trailing slash. The location is relative (the
+      // last segment), so that it is right under a binding's mount path too (`/gw/dashboard`).
       route(path, async (ex) => ({
         status: 308,
-        headers: { location: `${path}/${ex.search ? `?${ex.search}` : ""}`, ...SECURITY_HEADERS },
+        headers: {
+          location: `${path.slice(path.lastIndexOf("/") + 1)}/${ex.search ? `?${ex.search}` : ""}`,
+          ...SECURITY_HEADERS,
+        },
         body: null,
       })),
       route(`${path}/`, app),

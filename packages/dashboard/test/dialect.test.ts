@@ -33,7 +33,11 @@ describe("dashboard(): the console's dialect", () => {
   it("redirects the bare path to the trailing slash (the app's relative URLs need it), keeping the query", async () => {
     const res = await get("/dashboard?lang=zh");
     expect(res.status).toBe(308);
-    expect(res.headers.get("location")).toBe("/dashboard/?lang=zh");
+    // Relative, so that a binding's mount path (`/gw/dashboard`) is kept.
+    expect(res.headers.get("location")).toBe("dashboard/?lang=zh");
+    expect(new URL(res.headers.get("location")!, "http://h/gw/dashboard?lang=zh").pathname).toBe(
+      "/gw/dashboard/",
+    );
   });
 
   it("serves the app uncached with a strict CSP, no inline script, and its mount path in a meta element", async () => {
