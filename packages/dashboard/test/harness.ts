@@ -54,7 +54,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
     provider: "openai",
     kind: "api-key",
     label: "mock upstream",
-    baseUrl: `${upstream.url}/v1`,
+    baseUrl: upstream.url,
     secret: { apiKey: "sk-upstream-mock-0123456789" },
   });
   const server: Server = createServer(toNodeHandler(gateway));
