@@ -425,7 +425,7 @@ export function KeysPage() {
       render: (k) => {
         const name = k.name || `#${k.id}`;
         return (
-          <div class="row-actions">
+          <div class="row-actions row-actions-inline">
             <Button
               aria-label={t("editLabel", { name })}
               onClick={() => {

@@ -541,7 +541,7 @@ export function UsersPage() {
       render: (u) => {
         const name = u.username;
         return (
-          <div class="row-actions">
+          <div class="row-actions row-actions-inline">
             <Button
               aria-label={t("editLabel", { name })}
               onClick={() => {
