@@ -159,3 +159,41 @@ describe("the request logs", () => {
     await context.close();
   });
 });
+
+describe("the request logs, as a user", () => {
+  it("a non-admin user sees and exports only their own records, without the username filter", async () => {
+    const carol = await server.gateway.users.create({ username: "carol-logs", quota: 5_000_000 });
+    const own = await server.gateway.keys.create({
+      name: "carol-key",
+      userId: carol.record.id,
+      remainQuota: 5_000_000,
+    });
+    await chat(client(own.key), "gpt-4o-mini");
+
+    const { page, problems, context } = await openPage(browser);
+    await page.goto(server.consoleUrl);
+    await page.getByRole("button", { name: "User access token" }).click();
+    await page.getByLabel("Access token").fill(carol.accessToken);
+    await page.getByLabel("User id").fill(String(carol.record.id));
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.getByRole("heading", { level: 1, name: "Overview" }).waitFor();
+    await page
+      .getByRole("navigation", { name: "Main" })
+      .getByRole("link", { name: "Request logs" })
+      .click();
+    await page.getByTestId("log-stat").waitFor();
+    await expect.poll(async () => (await rowsOf(page)).length).toBe(1);
+    expect((await rowsOf(page))[0]).toContain("carol-key");
+    expect(await page.getByLabel("Username").count()).toBe(0);
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: "Export CSV" }).click(),
+    ]);
+    const csv = readFileSync((await download.path())!, "utf8");
+    expect(csv).toContain("carol-key");
+    expect(csv).not.toContain("alpha-key");
+    expect(await seriousA11yViolations(page)).toEqual([]);
+    expect(problems.list).toEqual([]);
+    await context.close();
+  });
+});

@@ -116,6 +116,14 @@ describe("the overview", () => {
     await page.getByLabel("Time range").selectOption("7d");
     await expect.poll(() => page.getByRole("img", { name: /over 7 days/ }).count()).toBe(1);
     expect(await requests.textContent()).toBe(String(after.requests + 1));
+
+    // A top key links to its request logs.
+    await topKeys.getByRole("link", { name: "overview-key" }).click();
+    await page.getByRole("heading", { level: 1, name: "Request logs" }).waitFor();
+    expect(await page.getByLabel("Key name").inputValue()).toBe("overview-key");
+    await expect
+      .poll(() => page.getByRole("region", { name: "Request log records" }).textContent())
+      .toContain("overview-key");
     expect(problems.list).toEqual([]);
     await context.close();
   });
@@ -148,6 +156,60 @@ describe("the overview", () => {
       360,
     );
     await screenshot(page, "overview-360");
+    expect(await seriousA11yViolations(page)).toEqual([]);
+    expect(problems.list).toEqual([]);
+    await context.close();
+  });
+});
+
+describe("the overview, as a user", () => {
+  it("a user without management access sees their own numbers from their request log", async () => {
+    const alice = await server.gateway.users.create({ username: "alice-ov", quota: 5_000_000 });
+    const bob = await server.gateway.users.create({ username: "bob-ov", quota: 5_000_000 });
+    const own = await server.gateway.keys.create({
+      name: "alice-ov-key",
+      userId: alice.record.id,
+      remainQuota: 5_000_000,
+    });
+    const other = await server.gateway.keys.create({
+      name: "bob-ov-key",
+      userId: bob.record.id,
+      remainQuota: 5_000_000,
+    });
+    const ask = (key: string) =>
+      new OpenAI({
+        apiKey: key,
+        baseURL: `${server.url}/v1`,
+        maxRetries: 0,
+      }).chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] });
+    await ask(own.key);
+    await ask(own.key);
+    await ask(other.key);
+    // The gateway's own answer for alice.
+    const res = await fetch(`${server.url}/api/log/self?page_size=1`, {
+      headers: {
+        authorization: `Bearer ${alice.accessToken}`,
+        "new-api-user": String(alice.record.id),
+      },
+    });
+    const { data } = (await res.json()) as { data: { total: number } };
+    expect(data.total).toBe(2);
+
+    const { page, problems, context } = await openPage(browser);
+    await page.goto(server.consoleUrl);
+    await page.getByRole("button", { name: "User access token" }).click();
+    await page.getByLabel("Access token").fill(alice.accessToken);
+    await page.getByLabel("User id").fill(String(alice.record.id));
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.getByRole("heading", { level: 1, name: "Overview" }).waitFor();
+    await expect
+      .poll(() => page.getByTestId("stat-requests").textContent())
+      .toBe(String(data.total));
+    const recent = page.getByRole("region", { name: "Recent requests" });
+    expect(await recent.textContent()).toContain("alice-ov-key");
+    expect(await page.locator("main").textContent()).not.toContain("bob-ov-key");
+    expect(await page.getByRole("alert").count()).toBe(0);
+    await screenshot(page, "overview-user");
     expect(await seriousA11yViolations(page)).toEqual([]);
     expect(problems.list).toEqual([]);
     await context.close();

@@ -48,7 +48,16 @@ export function TimeChart(props: {
       height: props.height ?? 200,
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
-      axes: [axis, { ...axis, ...(fmt ? { values: (_u, vals) => vals.map((v) => fmt(v)) } : {}) }],
+      axes: [
+        axis,
+        {
+          ...axis,
+          ...(fmt ? { values: (_u, vals) => vals.map((v) => fmt(v)) } : {}),
+          // Wide enough for the longest label (uPlot's default 50 px clips "$0.0002").
+          size: (_u, values) =>
+            Math.max(50, 24 + 7 * Math.max(0, ...(values ?? []).map((v) => String(v).length))),
+        },
+      ],
       series: [
         {},
         ...props.series.map((s, i) => ({

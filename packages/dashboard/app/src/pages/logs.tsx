@@ -92,8 +92,7 @@ const t = messages({
     recovered: "Recovered after a crash",
     requestBody: "Request body",
     responseBody: "Response body",
-    noBodies:
-      "Bodies are not recorded (turn on the request-log-bodies setting to keep the first 4 KiB, secrets redacted).",
+    noBodies: "The gateway did not record this request's bodies.",
     badRange: "“From” must be before “To”.",
   },
   zh: {
@@ -154,7 +153,7 @@ const t = messages({
     recovered: "崩溃后恢复的记录",
     requestBody: "请求体",
     responseBody: "响应体",
-    noBodies: "未记录请求体和响应体（开启 request-log-bodies 设置后会保留前 4 KiB，密钥已脱敏）。",
+    noBodies: "网关未记录此请求的请求体和响应体。",
     badRange: "“开始时间”必须早于“结束时间”。",
   },
 });

@@ -186,6 +186,8 @@ interface Sums {
 interface Group extends Sums {
   id: string;
   name: string;
+  /** The value to filter the request logs by (none: no link). */
+  filter?: string;
 }
 
 interface OverviewData {
@@ -238,13 +240,13 @@ function latencyPerBucket(b: Buckets, items: readonly LogItem[]): OverviewData["
   return { avg: lat.map(avg), firstToken: ftt.map(avg) };
 }
 
-function groupItems(items: readonly LogItem[], of: (i: LogItem) => string): Group[] {
+function groupItems(items: readonly LogItem[], of: (i: LogItem) => string, none: string): Group[] {
   const m = new Map<string, Group>();
   for (const item of items) {
     const id = of(item);
     let g = m.get(id);
     if (!g) {
-      g = { id, name: id, ...zero() };
+      g = id ? { id, name: id, filter: id, ...zero() } : { id, name: none, ...zero() };
       m.set(id, g);
     }
     addItem(g, item);
@@ -283,15 +285,16 @@ async function loadOperator(range: RangeName, signal: AbortSignal): Promise<Over
   const names = await Promise.all(
     topKeyRows.map((r) =>
       r.id === null
-        ? Promise.resolve(t("noKey"))
+        ? Promise.resolve(null)
         : apiData<{ name: string }>(`/api/token/${r.id}`, { signal }).then(
-            (k) => k.name || `#${r.id}`,
-            () => `#${r.id}`,
+            (k) => k.name || null,
+            () => null,
           ),
     ),
   );
-  const toGroup = (r: SummaryRow, name: string): Group => {
-    const g: Group = { id: String(r.id), name, ...zero() };
+  const toGroup = (r: SummaryRow, filter: string | null, fallback: string): Group => {
+    const g: Group = { id: String(r.id), name: filter ?? fallback, ...zero() };
+    if (filter) g.filter = filter;
     addRow(g, r);
     return g;
   };
@@ -301,10 +304,12 @@ async function loadOperator(range: RangeName, signal: AbortSignal): Promise<Over
     totals,
     latency: latencyPerBucket(b, logs.items),
     sample: logs.items,
-    topKeys: topKeyRows.map((r, i) => toGroup(r, names[i]!)),
+    topKeys: topKeyRows.map((r, i) =>
+      toGroup(r, names[i] ?? null, r.id === null ? t("noKey") : `#${r.id}`),
+    ),
     topModels: byModel
       .slice(0, TOP)
-      .map((r) => toGroup(r, r.id === null || r.id === "" ? t("noModel") : String(r.id))),
+      .map((r) => toGroup(r, r.id === null || r.id === "" ? null : String(r.id), t("noModel"))),
     updatedAt: Date.now(),
   };
 }
@@ -342,8 +347,8 @@ async function loadFromLogs(range: RangeName, signal: AbortSignal): Promise<Over
     totals,
     latency: latencyPerBucket(b, logs.items),
     sample: logs.items,
-    topKeys: groupItems(logs.items, (i) => i.token_name || t("noKey")).slice(0, TOP),
-    topModels: groupItems(logs.items, (i) => i.model_name || t("noModel")).slice(0, TOP),
+    topKeys: groupItems(logs.items, (i) => i.token_name, t("noKey")).slice(0, TOP),
+    topModels: groupItems(logs.items, (i) => i.model_name, t("noModel")).slice(0, TOP),
     recent: logs.items.slice(0, 10),
     updatedAt: Date.now(),
   };
@@ -351,9 +356,19 @@ async function loadFromLogs(range: RangeName, signal: AbortSignal): Promise<Over
   return data;
 }
 
-function groupColumns(first: string): Column<Group>[] {
+/** The columns of a top table; a name links to the request logs filtered by it. */
+function groupColumns(first: string, filter: "token_name" | "model_name"): Column<Group>[] {
   return [
-    { key: "name", label: first, render: (g) => g.name },
+    {
+      key: "name",
+      label: first,
+      render: (g) =>
+        g.filter ? (
+          <a href={`${href("logs")}?${new URLSearchParams({ [filter]: g.filter })}`}>{g.name}</a>
+        ) : (
+          g.name
+        ),
+    },
     {
       key: "requests",
       label: t("requests"),
@@ -642,7 +657,7 @@ export function OverviewPage() {
                 caption={t("topKeys")}
                 rows={data.topKeys}
                 rowKey={(g) => g.id}
-                columns={groupColumns(t("key"))}
+                columns={groupColumns(t("key"), "token_name")}
               />
             </section>
             <section class="card">
@@ -651,7 +666,7 @@ export function OverviewPage() {
                 caption={t("topModels")}
                 rows={data.topModels}
                 rowKey={(g) => g.id}
-                columns={groupColumns(t("model"))}
+                columns={groupColumns(t("model"), "model_name")}
               />
             </section>
           </div>
