@@ -199,7 +199,7 @@ describe("the upstream credentials page", () => {
     for (const c of [cooling, held, failing]) await server.gateway.credentials.remove(c.id);
   });
 
-  it("uploads an auth file as an OAuth account and starts a provider login in a new tab", async () => {
+  it("uploads an auth file as an OAuth account; a provider login opens a new tab, polls, and shows its result", async () => {
     const { page, problems, context } = await openPage(browser);
     // The provider's login page is not reached from the test: any page answers.
     await context.route(/^https:\/\/(?!127\.0\.0\.1)/, (route) =>
@@ -236,14 +236,35 @@ describe("the upstream credentials page", () => {
     expect(await seriousA11yViolations(page)).toEqual([]);
     await screenshot(page, "credentials-oauth-waiting");
     await page.getByRole("button", { name: "Stop waiting" }).click();
-    await page.getByRole("button", { name: "Log in with Claude" }).waitFor();
+    await page.getByRole("button", { name: "Log in with Codex" }).waitFor();
+
+    // The page polls the login's status until the gateway says it finished (here: as if the
+    // person completed it in the other tab).
+    await page.route("**/v0/management/get-auth-status?*", (route) =>
+      route.fulfill({ status: 200, contentType: "application/json", body: '{"status":"ok"}' }),
+    );
+    const popup2 = context.waitForEvent("page");
+    await page.getByRole("button", { name: "Log in with Codex" }).click();
+    await popup2;
+    await page.getByText("Codex account added.").waitFor();
+    await page.unroute("**/v0/management/get-auth-status?*");
+    await page.route("**/v0/management/get-auth-status?*", (route) =>
+      route.fulfill({
+        status: 200,
+        contentType: "application/json",
+        body: '{"status":"error","error":"access denied"}',
+      }),
+    );
+    await page.getByRole("button", { name: "Log in with Gemini CLI" }).click();
+    await page.getByText("Gemini CLI login failed: access denied").waitFor();
     expect(problems.list).toEqual([]);
     await context.close();
   });
 
-  it("fits a 360 px wide screen, list and dialog, in Chinese", async () => {
+  it("fits a 360 px wide screen, list and dialog, in Chinese, dark theme", async () => {
     const { page, problems, context } = await openPage(browser, {
       viewport: { width: 360, height: 780 },
+      colorScheme: "dark",
       locale: "zh-CN",
     });
     await page.goto(server.consoleUrl);

@@ -126,9 +126,10 @@ describe("the settings page", () => {
     await context.close();
   });
 
-  it("fits a 360 px wide screen, in Chinese too", async () => {
+  it("fits a 360 px wide screen, in Chinese too, dark theme", async () => {
     const { page, problems, context } = await openPage(browser, {
       viewport: { width: 360, height: 780 },
+      colorScheme: "dark",
     });
     await openSettings(page);
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(

@@ -147,7 +147,7 @@ describe("the webhooks page", () => {
     await context.close();
   });
 
-  it("fits a 360 px wide screen with a webhook listed and its dialog open", async () => {
+  it("fits a 360 px wide screen with a webhook listed and its dialog open, dark theme", async () => {
     const res = await fetch(`${server.url}/v0/management/webhooks`, {
       method: "POST",
       headers: {
@@ -162,6 +162,7 @@ describe("the webhooks page", () => {
     expect(res.status).toBe(200);
     const { page, problems, context } = await openPage(browser, {
       viewport: { width: 360, height: 780 },
+      colorScheme: "dark",
       locale: "zh-CN",
     });
     await page.goto(server.consoleUrl);
