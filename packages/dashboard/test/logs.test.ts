@@ -110,6 +110,13 @@ describe("the request logs", () => {
     expect(errorType).toBeTruthy();
     expect(rows[0]).toContain(errorType);
 
+    // The credential filter lists the credentials by name.
+    await page.getByLabel("Credential").selectOption({ label: "mock upstream (openai)" });
+    await page.getByRole("button", { name: "Apply" }).click();
+    const byCredential = await logs(`&type=5&channel=${server.credentialId}`);
+    expect(byCredential.total).toBe(1);
+    await expect.poll(async () => (await rowsOf(page)).length).toBe(byCredential.total);
+
     // The record's details.
     await page.getByRole("button", { name: `Details of request ${failed.request_id}` }).click();
     const dialog = page.getByRole("dialog", { name: /Request \d+/ });

@@ -6,13 +6,14 @@
  */
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
-import { apiData, download, isAdmin } from "../api.ts";
+import { api, apiData, download, hasManagementKey, isAdmin } from "../api.ts";
 import { formatNumber, formatTime, formatUsd, messages } from "../i18n.ts";
 import { useRoute } from "../router.ts";
 import {
   Badge,
   Button,
   type Column,
+  CopyText,
   DataTable,
   Dialog,
   Notice,
@@ -47,8 +48,9 @@ const t = messages({
     typeAll: "All",
     typeOk: "Successful",
     typeError: "Errors only",
-    channel: "Credential id",
+    channel: "Credential",
     channelHint: "The upstream credential that served it",
+    anyCredential: "Any",
     apply: "Apply",
     reset: "Reset",
     export: "Export CSV",
@@ -74,6 +76,7 @@ const t = messages({
     show: "Details",
     dialogTitle: "Request {id}",
     requestId: "Request id",
+    copy: "Copy",
     recordId: "Record id",
     keyId: "Key id",
     userId: "User id",
@@ -108,8 +111,9 @@ const t = messages({
     typeAll: "全部",
     typeOk: "成功",
     typeError: "仅错误",
-    channel: "凭据 ID",
+    channel: "凭据",
     channelHint: "处理该请求的上游凭据",
+    anyCredential: "全部",
     apply: "应用",
     reset: "重置",
     export: "导出 CSV",
@@ -135,6 +139,7 @@ const t = messages({
     show: "详情",
     dialogTitle: "请求 {id}",
     requestId: "请求 ID",
+    copy: "复制",
     recordId: "记录 ID",
     keyId: "令牌 ID",
     userId: "用户 ID",
@@ -230,7 +235,8 @@ function RecordDialog({ item, onClose }: { item: LogItem; onClose: () => void })
     <Dialog open wide title={t("dialogTitle", { id: item.id })} onClose={onClose}>
       <dl class="kv" data-testid="log-detail">
         <Field label={t("requestId")}>
-          <code class="mono">{item.request_id}</code>
+          {/* A button in the dialog's body also keeps its scrolling reachable by keyboard. */}
+          <CopyText value={item.request_id} label={t("copy")} />
         </Field>
         <Field label={t("recordId")}>{item.id}</Field>
         <Field label={t("time")}>{formatTime(item.created_at, true)}</Field>
@@ -293,6 +299,29 @@ function RecordDialog({ item, onClose }: { item: LogItem; onClose: () => void })
   );
 }
 
+/** The credentials (the management key only) as the options of the credential filter. */
+function useCredentialOptions(current: string): { value: string; label: string }[] | null {
+  const operator = hasManagementKey();
+  const state = useAsync(
+    (signal) =>
+      operator
+        ? api<{ credentials: { id: string; label: string; provider: string }[] }>(
+            "/v0/management/credentials",
+            { signal },
+          ).then((r) => r.credentials)
+        : Promise.resolve(null),
+    [operator],
+  );
+  if (!state.data) return null;
+  const options = [
+    { value: "", label: t("anyCredential") },
+    ...state.data.map((c) => ({ value: c.id, label: `${c.label || c.id} (${c.provider})` })),
+  ];
+  if (current && !state.data.some((c) => c.id === current))
+    options.push({ value: current, label: current });
+  return options;
+}
+
 /** The request logs page. */
 export function LogsPage() {
   const admin = isAdmin();
@@ -306,6 +335,7 @@ export function LogsPage() {
   const [exportError, setExportError] = useState<string>();
   const [formError, setFormError] = useState<string>();
   const base = admin ? "/api/log" : "/api/log/self";
+  const credentials = useCredentialOptions(form.channel);
   const query = toQuery(applied, admin);
 
   const state = useAsync(
@@ -484,13 +514,24 @@ export function LogsPage() {
               { value: "5", label: t("typeError") },
             ]}
           />
-          <TextField
-            label={t("channel")}
-            name="channel"
-            value={form.channel}
-            onInput={set("channel")}
-            hint={t("channelHint")}
-          />
+          {credentials ? (
+            <SelectField
+              label={t("channel")}
+              name="channel"
+              value={form.channel}
+              onChange={set("channel")}
+              options={credentials}
+              hint={t("channelHint")}
+            />
+          ) : (
+            <TextField
+              label={t("channel")}
+              name="channel"
+              value={form.channel}
+              onInput={set("channel")}
+              hint={t("channelHint")}
+            />
+          )}
         </div>
         {formError && <Notice kind="error">{formError}</Notice>}
         <div class="toolbar">
