@@ -86,7 +86,7 @@ describe("the overview", () => {
     // The charts are drawn (canvas) and have text alternatives.
     expect(await page.locator(".chart canvas").count()).toBeGreaterThanOrEqual(4);
     expect(
-      await page.getByRole("img", { name: /3 requests and 1 errors/ }).count(),
+      await page.getByRole("img", { name: /Requests 3, errors 1, over the last 24 hours/ }).count(),
     ).toBeGreaterThanOrEqual(1);
     await page.getByText("Latency is computed from the latest").waitFor();
     await screenshot(page, "overview");
@@ -114,7 +114,9 @@ describe("the overview", () => {
 
     // Another range reads the summary by day.
     await page.getByLabel("Time range").selectOption("7d");
-    await expect.poll(() => page.getByRole("img", { name: /over 7 days/ }).count()).toBe(1);
+    await expect
+      .poll(() => page.getByRole("img", { name: /over the last 7 days/ }).count())
+      .toBe(1);
     expect(await requests.textContent()).toBe(String(after.requests + 1));
 
     // A top key links to its request logs.

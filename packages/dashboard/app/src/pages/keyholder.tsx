@@ -60,7 +60,7 @@ const t = messages({
     allModels: "Every model the gateway serves.",
     byDay: "Usage by day (last 30 days, UTC)",
     byDayChart: "Requests and errors per day",
-    byDaySummary: "{requests} requests and {errors} errors in the last 30 days, costing {cost}.",
+    byDaySummary: "Last 30 days: requests {requests}, errors {errors}, cost {cost}.",
     byModel: "Usage by model (last 30 days)",
     day: "Day",
     model: "Model",
