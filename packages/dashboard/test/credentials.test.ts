@@ -1,3 +1,4 @@
+import { createMockOAuth, type MockOAuthServer } from "@tokenpool/testing";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seriousA11yViolations } from "./a11y.js";
@@ -12,13 +13,40 @@ import {
 
 let server: ConsoleServer;
 let browser: Browser;
+/** The providers' login side: authorize page, device authorization and token endpoint. */
+let oauth: MockOAuthServer;
+/** The account that logs in at the mock provider. */
+const LOGIN_EMAIL = "login@example.com";
 
 beforeAll(async () => {
-  [server, browser] = await Promise.all([startConsoleServer(), launchBrowser()]);
+  oauth = await createMockOAuth({ email: LOGIN_EMAIL, deviceInterval: 0.05 });
+  [server, browser] = await Promise.all([
+    startConsoleServer({
+      // Every login of the page runs against the mock; the provider redirects to the gateway.
+      oauth: (url) => {
+        const code = {
+          authorizeUrl: oauth.authorizeUrl,
+          tokenUrl: oauth.url,
+          redirectUri: `${url}/v0/management/oauth/callback`,
+        };
+        return {
+          scanIntervalMs: 0,
+          providers: {
+            anthropic: code,
+            codex: code,
+            gemini: code,
+            qwen: { deviceCodeUrl: oauth.deviceCodeUrl, tokenUrl: oauth.url },
+          },
+        };
+      },
+    }),
+    launchBrowser(),
+  ]);
 });
 afterAll(async () => {
   await browser?.close();
   await server?.close();
+  await oauth?.close();
 });
 
 interface CredentialView {
@@ -43,6 +71,15 @@ async function credentials(): Promise<CredentialView[]> {
   });
   expect(res.status).toBe(200);
   return ((await res.json()) as { credentials: CredentialView[] }).credentials;
+}
+
+/** The gateway's `get-auth-status` answer for a login's state. */
+async function authStatus(state: string): Promise<unknown> {
+  const res = await fetch(
+    `${server.url}/v0/management/get-auth-status?state=${encodeURIComponent(state)}`,
+    { headers: { authorization: `Bearer ${server.managementKey}` } },
+  );
+  return res.json();
 }
 
 async function openCredentials(page: Page): Promise<void> {
@@ -199,12 +236,8 @@ describe("the upstream credentials page", () => {
     for (const c of [cooling, held, failing]) await server.gateway.credentials.remove(c.id);
   });
 
-  it("uploads an auth file as an OAuth account; a provider login opens a new tab, polls, and shows its result", async () => {
+  it("uploads an auth file as an OAuth account", async () => {
     const { page, problems, context } = await openPage(browser);
-    // The provider's login page is not reached from the test: any page answers.
-    await context.route(/^https:\/\/(?!127\.0\.0\.1)/, (route) =>
-      route.fulfill({ status: 200, contentType: "text/html", body: "<title>login</title>" }),
-    );
     await openCredentials(page);
     const accessToken = "oauth-access-token-never-shown-0123456789";
     await page.getByLabel("Upload auth file").setInputFiles({
@@ -227,36 +260,173 @@ describe("the upstream credentials page", () => {
     expect(await page.content()).not.toContain(accessToken);
     const listed = (await credentials()).find((c) => c.email === "person@example.com");
     expect(listed).toMatchObject({ kind: "oauth", provider: "anthropic" });
+    expect(problems.list).toEqual([]);
+    await context.close();
+  });
+
+  it("logs in with Claude end to end: new tab → provider consent → gateway callback → account listed, tokens never on the page", async () => {
+    const { page, problems, context } = await openPage(browser);
+    // Nothing leaves the machine: every page and request goes to the gateway or the mock provider.
+    const outside: string[] = [];
+    context.on("request", (r) => {
+      if (!r.url().startsWith("http://127.0.0.1:")) outside.push(r.url());
+    });
+    await openCredentials(page);
+    oauth.reset();
 
     const popup = context.waitForEvent("page");
     await page.getByRole("button", { name: "Log in with Claude" }).click();
-    const opened = await popup;
-    expect(opened.url()).toMatch(/^https:\/\//);
-    await page.getByText("Waiting for the Claude login to finish in the other tab…").waitFor();
+    const tab = await popup;
+    // The tab went to the provider's authorize page (PKCE) and came back to the gateway's callback.
+    await tab.waitForURL(/\/v0\/management\/oauth\/callback\?code=/);
+    const id = "claude-login_example.com.json";
+    expect(await tab.textContent("body")).toContain(`"file":"${id}"`);
+    const exchange = oauth.requests.find((r) => r.grantType === "authorization_code");
+    expect(exchange).toMatchObject({ status: 200, format: "json" });
+    expect(exchange?.codeVerifier).toBeTruthy();
+    await tab.close();
+
+    // The page polled the login's status and reloaded the list.
+    await page.getByText("Claude account added.").waitFor();
+    const added = row(page, id);
+    await added.getByText("Active", { exact: true }).waitFor();
+    await added.getByText("OAuth", { exact: true }).waitFor();
+    await added.getByText(LOGIN_EMAIL, { exact: true }).waitFor();
+    await added.getByRole("button", { name: /^Refresh now/ }).waitFor();
+    const listed = (await credentials()).find((c) => c.id === id);
+    expect(listed).toMatchObject({
+      provider: "anthropic",
+      kind: "oauth",
+      enabled: true,
+      status: "active",
+      email: LOGIN_EMAIL,
+    });
+    expect(listed?.masked_key).toBeTruthy();
+    await added.getByText(listed?.masked_key ?? "?", { exact: true }).waitFor();
+    const secret = server.gateway.credentials.pool.get(id)?.secret;
+    const plain = [secret?.accessToken, secret?.refreshToken, secret?.idToken];
+    expect(secret?.accessToken).toBe(oauth.issued[0]);
+    expect(secret?.refreshToken).toMatch(/^1\/\/mock-/);
+    const html = await page.content();
+    const stored = await page.evaluate<string>(
+      "JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage })",
+    );
+    for (const token of plain) {
+      expect(token).toBeTruthy();
+      expect(listed?.masked_key).not.toContain(token);
+      expect(html).not.toContain(token);
+      expect(stored).not.toContain(token);
+    }
+    expect(await seriousA11yViolations(page)).toEqual([]);
+    await screenshot(page, "credentials-oauth-added");
+    expect(outside).toEqual([]);
+    expect(problems.list).toEqual([]);
+    await context.close();
+  });
+
+  it("a device login (Qwen) waits for the person, can be left, and adds the account once approved", async () => {
+    const { page, problems, context } = await openPage(browser);
+    await openCredentials(page);
+    const userCodeOf = (url: string) => new URL(url).searchParams.get("user_code") ?? "";
+
+    // Left waiting. A status request is held on its way while the person stops waiting and
+    // then denies the device at the provider: its (real) answer comes too late and is dropped.
+    let requested!: (state: string) => void;
+    const seen = new Promise<string>((ok) => {
+      requested = ok;
+    });
+    let release!: () => void;
+    const held = new Promise<void>((ok) => {
+      release = ok;
+    });
+    await page.route("**/v0/management/get-auth-status?*", async (route) => {
+      requested(new URL(route.request().url()).searchParams.get("state") ?? "");
+      await held;
+      await route.continue();
+    });
+    let popup = context.waitForEvent("page");
+    await page.getByRole("button", { name: "Log in with Qwen" }).click();
+    let tab = await popup;
+    expect(tab.url()).toMatch(new RegExp(`^${oauth.origin}/device\\?user_code=`));
+    const abandoned = userCodeOf(tab.url());
+    await page.getByText("Waiting for the Qwen login to finish in the other tab…").waitFor();
     expect(await seriousA11yViolations(page)).toEqual([]);
     await screenshot(page, "credentials-oauth-waiting");
+    const state = await seen;
+    oauth.deny(abandoned);
+    await expect.poll(() => authStatus(state)).toEqual({ status: "error", error: "access denied" });
     await page.getByRole("button", { name: "Stop waiting" }).click();
-    await page.getByRole("button", { name: "Log in with Codex" }).waitFor();
-
-    // The page polls the login's status until the gateway says it finished (here: as if the
-    // person completed it in the other tab).
-    await page.route("**/v0/management/get-auth-status?*", (route) =>
-      route.fulfill({ status: 200, contentType: "application/json", body: '{"status":"ok"}' }),
-    );
-    const popup2 = context.waitForEvent("page");
-    await page.getByRole("button", { name: "Log in with Codex" }).click();
-    await popup2;
-    await page.getByText("Codex account added.").waitFor();
+    await page.getByRole("button", { name: "Log in with Qwen" }).waitFor();
+    expect(await page.getByRole("button", { name: "Log in with Qwen" }).isEnabled()).toBe(true);
+    const answered = page.waitForResponse("**/v0/management/get-auth-status?*");
+    release();
+    await answered;
     await page.unroute("**/v0/management/get-auth-status?*");
-    await page.route("**/v0/management/get-auth-status?*", (route) =>
-      route.fulfill({
-        status: 200,
-        contentType: "application/json",
-        body: '{"status":"error","error":"access denied"}',
-      }),
-    );
+    await page.waitForTimeout(300);
+    expect(await page.getByText(/Qwen login failed/).count()).toBe(0);
+    await tab.close();
+
+    popup = context.waitForEvent("page");
+    await page.getByRole("button", { name: "Log in with Qwen" }).click();
+    tab = await popup;
+    const userCode = userCodeOf(tab.url());
+    expect(userCode).not.toBe(abandoned);
+    await page.getByText("Waiting for the Qwen login to finish in the other tab…").waitFor();
+    // The person approves the device at the provider; the gateway's poll picks the tokens up.
+    oauth.approve(userCode);
+    await page.getByText("Qwen account added.").waitFor();
+    const id = "qwen-login_example.com.json";
+    await row(page, id).getByText("Active", { exact: true }).waitFor();
+    expect((await credentials()).find((c) => c.id === id)).toMatchObject({
+      provider: "qwen",
+      kind: "oauth",
+      status: "active",
+    });
+    const secret = server.gateway.credentials.pool.get(id)?.secret;
+    expect(secret?.accessToken).toBeTruthy();
+    expect(await page.content()).not.toContain(secret?.accessToken ?? "?");
+    expect(await page.content()).not.toContain(secret?.refreshToken ?? "?");
+    expect(problems.list).toEqual([]);
+    await context.close();
+  });
+
+  it("shows a failed login: consent denied at the provider, code refused by the token endpoint", async () => {
+    const { page, problems, context } = await openPage(browser);
+    await openCredentials(page);
+    const before = (await credentials()).map((c) => c.id);
+
+    // The person says no on the provider's page.
+    oauth.denyNextAuthorization();
+    let popup = context.waitForEvent("page");
+    await page.getByRole("button", { name: "Log in with Codex" }).click();
+    let tab = await popup;
+    await tab.waitForURL(/\/v0\/management\/oauth\/callback\?error=access_denied/);
+    await tab.close();
+    await page.getByText("Codex login failed: authorization denied: access_denied").waitFor();
+    expect(await seriousA11yViolations(page)).toEqual([]);
+    await screenshot(page, "credentials-oauth-denied");
+
+    // The provider's token endpoint refuses the code.
+    oauth.fail({
+      status: 400,
+      body: {
+        error: "invalid_grant",
+        error_description: "Authorization code was already redeemed.",
+      },
+    });
+    popup = context.waitForEvent("page");
     await page.getByRole("button", { name: "Log in with Gemini CLI" }).click();
-    await page.getByText("Gemini CLI login failed: access denied").waitFor();
+    tab = await popup;
+    await tab.waitForURL(/\/v0\/management\/oauth\/callback\?code=/);
+    await tab.close();
+    await page
+      .getByText("Gemini CLI login failed: Authorization code was already redeemed.")
+      .waitFor();
+    expect(oauth.requests.at(-1)).toMatchObject({ grantType: "authorization_code", status: 400 });
+    expect(await seriousA11yViolations(page)).toEqual([]);
+    await screenshot(page, "credentials-oauth-failed");
+    // Nothing was added.
+    expect((await credentials()).map((c) => c.id)).toEqual(before);
     expect(problems.list).toEqual([]);
     await context.close();
   });

@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createGateway, type Gateway } from "@tokenpool/core";
+import { createGateway, type Gateway, type GatewayOptions } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
@@ -38,15 +38,38 @@ export interface ConsoleServer {
   close(): Promise<void>;
 }
 
+/** Options of {@link startConsoleServer}; all optional. */
+export interface ConsoleServerOptions {
+  /**
+   * The gateway option `oauth` (e.g. login endpoints pointed at a mock OAuth server), or a
+   * function of the gateway's base URL that returns it: a login's `redirectUri` names the
+   * gateway's own port (`<url>/v0/management/oauth/callback`), known only once it listens.
+   */
+  oauth?: GatewayOptions["oauth"] | ((url: string) => GatewayOptions["oauth"]);
+}
+
 /** Starts a gateway with the console on a fresh SQLite file. */
-export async function startConsoleServer(): Promise<ConsoleServer> {
+export async function startConsoleServer(
+  options: ConsoleServerOptions = {},
+): Promise<ConsoleServer> {
   const dir = mkdtempSync(join(tmpdir(), "tokenpool-console-"));
   const upstream = await createMockUpstream();
+  // The server listens first (answering nothing until the gateway is ready), so that options
+  // may name its URL.
+  let handler: ReturnType<typeof toNodeHandler> | undefined;
+  const server: Server = createServer((req, res) => {
+    if (handler) handler(req, res);
+    else res.writeHead(503).end();
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const oauth = typeof options.oauth === "function" ? options.oauth(url) : options.oauth;
   const gateway = await createGateway({
     store: sqliteStore({ filename: join(dir, "tokenpool.db") }),
     secret: "console-test-secret-0123456789abcdef0123456789",
     logger: false,
     dialects: [dashboard()],
+    ...(oauth ? { oauth } : {}),
   });
   const managementKey = "mgmt-console-test-key-0123456789";
   await gateway.management.setKey(managementKey);
@@ -57,9 +80,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
     baseUrl: upstream.url,
     secret: { apiKey: "sk-upstream-mock-0123456789" },
   });
-  const server: Server = createServer(toNodeHandler(gateway));
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  handler = toNodeHandler(gateway);
   return {
     url,
     consoleUrl: `${url}/dashboard/`,

@@ -554,18 +554,29 @@ function useLogin(onDone: () => void) {
   const [active, setActive] = useState<{ login: Login; url: string; state: string } | null>(null);
   const [result, setResult] = useState<{ kind: "success" | "error"; text: string }>();
   const timer = useRef<ReturnType<typeof setTimeout>>();
+  // Which login the page follows: a status answer of a login left (stopped, replaced, unmounted)
+  // while its request was under way is dropped, and its polling ends.
+  const current = useRef(0);
   const stop = () => {
+    current.current++;
     clearTimeout(timer.current);
     setActive(null);
   };
-  useEffect(() => () => clearTimeout(timer.current), []);
+  useEffect(
+    () => () => {
+      current.current++;
+      clearTimeout(timer.current);
+    },
+    [],
+  );
 
-  const poll = (login: Login, state: string) => {
+  const poll = (login: Login, state: string, id: number) => {
     timer.current = setTimeout(async () => {
       try {
         const r = await api<{ status: string; error?: string }>("/v0/management/get-auth-status", {
           query: { state },
         });
+        if (id !== current.current) return;
         if (r.status === "ok") {
           setActive(null);
           setResult({ kind: "success", text: t("loginOk", { provider: login.name }) });
@@ -580,8 +591,9 @@ function useLogin(onDone: () => void) {
           });
           return;
         }
-        poll(login, state);
+        poll(login, state, id);
       } catch (e) {
+        if (id !== current.current) return;
         setActive(null);
         setResult({
           kind: "error",
@@ -592,14 +604,17 @@ function useLogin(onDone: () => void) {
   };
 
   const start = async (login: Login) => {
+    const id = ++current.current;
     clearTimeout(timer.current);
     setResult(undefined);
     try {
       const r = await api<{ url: string; state: string }>(`/v0/management/${login.route}`);
+      if (id !== current.current) return;
       window.open(r.url, "_blank", "noopener");
       setActive({ login, url: r.url, state: r.state });
-      poll(login, r.state);
+      poll(login, r.state, id);
     } catch (e) {
+      if (id !== current.current) return;
       setResult({
         kind: "error",
         text: t("loginFailed", { provider: login.name, message: errorText(e) }),
