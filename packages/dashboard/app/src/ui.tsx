@@ -6,7 +6,7 @@
 import type { ComponentChildren, JSX } from "preact";
 import { render } from "preact";
 import { useCallback, useEffect, useId, useRef, useState } from "preact/hooks";
-import { messages } from "./i18n.ts";
+import { formatNumber, messages } from "./i18n.ts";
 
 const t = messages({
   en: {
@@ -578,7 +578,8 @@ export function Pager(props: {
         {t("previous")}
       </Button>
       <span aria-live="polite">
-        {t("page", { page: props.page, pages })} · {t("total", { total: props.total })}
+        {t("page", { page: formatNumber(props.page), pages: formatNumber(pages) })} ·{" "}
+        {t("total", { total: formatNumber(props.total) })}
       </span>
       <Button disabled={props.page >= pages} onClick={() => props.onPage(props.page + 1)}>
         {t("next")}
