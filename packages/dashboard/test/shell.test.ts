@@ -60,3 +60,78 @@ describe("the console's shell, accessibility", () => {
     }
   });
 });
+
+describe("the console's shell, in the browser", () => {
+  it("the browser enforces the CSP: an injected inline style or script is blocked and reported (the check every test makes can fail)", async () => {
+    const { page, problems, context } = await openPage(browser);
+    await page.goto(server.consoleUrl);
+    await page.getByRole("heading", { level: 1 }).waitFor();
+    expect(problems.list).toEqual([]);
+    await page.evaluate(`(() => {
+      const style = document.createElement("style");
+      style.textContent = "body { color: red }";
+      document.head.append(style);
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.head.append(script);
+    })()`);
+    await expect.poll(() => problems.list.length).toBe(2);
+    expect(problems.list.join("\n")).toMatch(
+      /inline style violates the following Content Security Policy/,
+    );
+    expect(problems.list.join("\n")).toMatch(
+      /inline script violates the following Content Security Policy/,
+    );
+    expect(await page.evaluate("window.injected")).toBeUndefined();
+    await context.close();
+  });
+
+  it("works by keyboard alone: log in, reach a page from the menu, open a dialog and close it with Escape, focus back on its button", async () => {
+    const { page, problems, context } = await openPage(browser);
+    await page.goto(server.consoleUrl);
+    await page.getByRole("heading", { level: 1, name: "Log in to the console" }).waitFor();
+    // Tab from the top of the page until the key field has focus; every stop is labelled.
+    const focusedName = () =>
+      page.evaluate<string>(`(() => {
+        const el = document.activeElement;
+        if (!el) return "";
+        const label = el.id ? document.querySelector('label[for="' + el.id + '"]') : null;
+        const name = (el.getAttribute("aria-label") || (label && label.textContent) || el.textContent || "").trim();
+        return el.tagName === "INPUT" ? "input: " + name : name;
+      })()`);
+    const seen: string[] = [];
+    for (let i = 0; i < 15 && seen.at(-1) !== "input: Management key"; i++) {
+      await page.keyboard.press("Tab");
+      seen.push(await focusedName());
+    }
+    expect(seen.at(-1)).toBe("input: Management key");
+    expect(seen.every((name) => name.length > 0)).toBe(true);
+    await page.keyboard.type(server.managementKey);
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { level: 1, name: "Overview" }).waitFor();
+    // The new page's heading has focus, so a screen reader starts there.
+    expect(await page.evaluate("document.activeElement && document.activeElement.id")).toBe(
+      "page-title",
+    );
+
+    // To the Keys link of the menu, by Tab.
+    for (let i = 0; i < 20 && (await focusedName()) !== "Keys"; i++)
+      await page.keyboard.press("Tab");
+    expect(await focusedName()).toBe("Keys");
+    await page.keyboard.press("Enter");
+    await page.getByRole("heading", { level: 1, name: "Keys" }).waitFor();
+    for (let i = 0; i < 30 && (await focusedName()) !== "Create key"; i++)
+      await page.keyboard.press("Tab");
+    expect(await focusedName()).toBe("Create key");
+    await page.keyboard.press("Enter");
+    const dialog = page.getByRole("dialog", { name: "Create key" });
+    await dialog.waitFor();
+    // Focus moved into the dialog.
+    expect(await page.evaluate("!!document.activeElement.closest('dialog')")).toBe(true);
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+    expect(await focusedName()).toBe("Create key");
+    expect(problems.list).toEqual([]);
+    await context.close();
+  });
+});

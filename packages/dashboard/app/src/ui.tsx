@@ -267,9 +267,15 @@ export function Dialog(props: {
   const titleId = useId();
   useEffect(() => {
     const d = ref.current;
-    if (!d) return;
-    if (props.open && !d.open) d.showModal();
-    if (!props.open && d.open) d.close();
+    if (!d || !props.open) return;
+    // The element that opened the dialog gets focus back when it closes (the dialog leaves the
+    // DOM instead of closing, so the browser would not restore it by itself).
+    const opener = document.activeElement as HTMLElement | null;
+    if (!d.open) d.showModal();
+    return () => {
+      if (d.open) d.close();
+      if (opener?.isConnected) opener.focus();
+    };
   }, [props.open]);
   if (!props.open) return null;
   return (
