@@ -645,3 +645,53 @@ export function Stat(props: { label: string; value: ComponentChildren; hint?: st
     </div>
   );
 }
+
+/**
+ * A search box with its button, and a Clear button while a search is applied: the toolbar of the
+ * paged lists. `onSearch` gets the trimmed text ("" on Clear); `children` are more toolbar items
+ * (a batch action).
+ */
+export function SearchForm(props: {
+  label: string;
+  searchLabel: string;
+  clearLabel: string;
+  /** The search applied now ("" = none). */
+  applied: string;
+  onSearch: (keyword: string) => void;
+  children?: ComponentChildren;
+}) {
+  const [draft, setDraft] = useState(props.applied);
+  return (
+    <form
+      class="toolbar"
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onSearch(draft.trim());
+      }}
+    >
+      <TextField
+        label={props.label}
+        type="search"
+        name="keyword"
+        value={draft}
+        onInput={setDraft}
+      />
+      <div class="field">
+        <Button type="submit">{props.searchLabel}</Button>
+      </div>
+      {props.applied && (
+        <div class="field">
+          <Button
+            onClick={() => {
+              setDraft("");
+              props.onSearch("");
+            }}
+          >
+            {props.clearLabel}
+          </Button>
+        </div>
+      )}
+      {props.children}
+    </form>
+  );
+}

@@ -19,7 +19,8 @@ import {
   TextField,
   useAsync,
 } from "../ui.tsx";
-import { formatMs, isError, type LogItem, latencyMs } from "./logs/records.ts";
+import { RecentRequests } from "./logs/recent.tsx";
+import type { LogItem } from "./logs/records.ts";
 import { bucketsOf } from "./overview/buckets.ts";
 
 const t = messages({
@@ -33,7 +34,6 @@ const t = messages({
     checking: "Checking…",
     forget: "Forget the key",
     keyName: "Key “{name}”",
-    balance: "Balance",
     remaining: "Remaining",
     used: "Used",
     granted: "Granted in all",
@@ -66,16 +66,9 @@ const t = messages({
     model: "Model",
     requests: "Requests",
     errors: "Errors",
-    tokens: "Tokens",
     inputTokens: "Input",
     outputTokens: "Output",
     cost: "Cost",
-    recent: "Recent requests",
-    time: "Time",
-    status: "Status",
-    ok: "OK",
-    failed: "Error",
-    latency: "Latency",
     error: "Error",
     summaryMissing: "Usage by day and model is not available: {message}",
     failedCheck: "The gateway refused this key: {message}",
@@ -92,7 +85,6 @@ const t = messages({
     checking: "查询中…",
     forget: "忘记令牌",
     keyName: "令牌“{name}”",
-    balance: "余额",
     remaining: "剩余额度",
     used: "已用额度",
     granted: "总额度",
@@ -125,16 +117,9 @@ const t = messages({
     model: "模型",
     requests: "请求数",
     errors: "错误",
-    tokens: "Token 数",
     inputTokens: "输入",
     outputTokens: "输出",
     cost: "费用",
-    recent: "最近请求",
-    time: "时间",
-    status: "状态",
-    ok: "成功",
-    failed: "失败",
-    latency: "延迟",
     error: "错误信息",
     summaryMissing: "无法获取按天和按模型的用量：{message}",
     failedCheck: "网关拒绝了此令牌：{message}",
@@ -386,43 +371,7 @@ function KeyReport({ data }: { data: KeyData }) {
           <SummaryTable caption={t("byModel")} first={t("model")} rows={data.byModel} />
         </section>
       )}
-      <section class="card">
-        <h2>{t("recent")}</h2>
-        <DataTable
-          caption={t("recent")}
-          rows={data.recent.slice(0, 50)}
-          rowKey={(i) => i.id}
-          columns={[
-            { key: "time", label: t("time"), render: (i) => formatTime(i.created_at, true) },
-            { key: "model", label: t("model"), render: (i) => i.model_name },
-            {
-              key: "status",
-              label: t("status"),
-              render: (i) =>
-                isError(i) ? (
-                  <Badge tone="bad">{t("failed")}</Badge>
-                ) : (
-                  <Badge tone="ok">{t("ok")}</Badge>
-                ),
-            },
-            {
-              key: "tokens",
-              label: t("tokens"),
-              numeric: true,
-              render: (i) => formatNumber(i.prompt_tokens + i.completion_tokens),
-            },
-            { key: "cost", label: t("cost"), numeric: true, render: (i) => formatUsd(i.quota) },
-            {
-              key: "latency",
-              label: t("latency"),
-              numeric: true,
-              optional: true,
-              render: (i) => formatMs(latencyMs(i)),
-            },
-            { key: "error", label: t("error"), optional: true, render: (i) => i.content },
-          ]}
-        />
-      </section>
+      <RecentRequests items={data.recent.slice(0, 50)} withError />
     </>
   );
 }

@@ -16,8 +16,8 @@ import {
   Notice,
   PageHeader,
   Pager,
+  SearchForm,
   Spinner,
-  TextField,
   useAsync,
 } from "../ui.tsx";
 import { deleteKeys, KeyFormDialog, revealKey, setKeyStatus } from "./keys/form.tsx";
@@ -212,7 +212,6 @@ export function KeysPage() {
   const admin = isAdmin();
   const route = useRoute();
   const ownerFilter = admin ? Number(route.query.get("user_id")) || undefined : undefined;
-  const [draft, setDraft] = useState("");
   const [keyword, setKeyword] = useState("");
   const [page, setPage] = useState(1);
   const [size, setSize] = useState(20);
@@ -477,37 +476,16 @@ export function KeysPage() {
           <Button onClick={() => navigate("keys")}>{t("showAll")}</Button>
         </Notice>
       )}
-      <form
-        class="toolbar"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setKeyword(draft.trim());
+      <SearchForm
+        label={t("search")}
+        searchLabel={t("searchButton")}
+        clearLabel={t("clear")}
+        applied={keyword}
+        onSearch={(k) => {
+          setKeyword(k);
           setPage(1);
         }}
       >
-        <TextField
-          label={t("search")}
-          type="search"
-          name="keyword"
-          value={draft}
-          onInput={setDraft}
-        />
-        <div class="field">
-          <Button type="submit">{t("searchButton")}</Button>
-        </div>
-        {keyword && (
-          <div class="field">
-            <Button
-              onClick={() => {
-                setDraft("");
-                setKeyword("");
-                setPage(1);
-              }}
-            >
-              {t("clear")}
-            </Button>
-          </div>
-        )}
         {selected.size > 0 && (
           <div class="field">
             <Button variant="danger" onClick={() => remove([...selected].map(Number))}>
@@ -515,7 +493,7 @@ export function KeysPage() {
             </Button>
           </div>
         )}
-      </form>
+      </SearchForm>
       {notice && <Notice kind={notice.kind}>{notice.text}</Notice>}
       {list.error && (
         <Notice kind="error" onRetry={list.reload}>

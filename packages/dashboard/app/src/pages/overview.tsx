@@ -11,7 +11,6 @@ import { type ChartSeries, TimeChart } from "../chart.tsx";
 import { formatNumber, formatTime, formatUsd, messages } from "../i18n.ts";
 import { href } from "../router.ts";
 import {
-  Badge,
   Button,
   type Column,
   DataTable,
@@ -22,6 +21,7 @@ import {
   Stat,
   useAsync,
 } from "../ui.tsx";
+import { RecentRequests } from "./logs/recent.tsx";
 import {
   details,
   formatMs,
@@ -84,10 +84,6 @@ const t = messages({
     errors: "Errors",
     noKey: "(no key)",
     noModel: "(none)",
-    recent: "Recent requests",
-    status: "Status",
-    ok: "OK",
-    failed: "Error",
     latency: "Latency",
     allLogs: "All request logs",
     nothing: "No requests in this range yet.",
@@ -140,10 +136,6 @@ const t = messages({
     errors: "错误",
     noKey: "（无令牌）",
     noModel: "（无）",
-    recent: "最近请求",
-    status: "状态",
-    ok: "成功",
-    failed: "失败",
     latency: "延迟",
     allLogs: "全部请求日志",
     nothing: "此时间范围内还没有请求。",
@@ -526,48 +518,6 @@ function Charts({ data }: { data: OverviewData }) {
   );
 }
 
-function Recent({ items }: { items: LogItem[] }) {
-  return (
-    <section class="card">
-      <h2>{t("recent")}</h2>
-      <DataTable
-        caption={t("recent")}
-        rows={items}
-        rowKey={(i) => i.id}
-        columns={[
-          { key: "time", label: t("time"), render: (i) => formatTime(i.created_at, true) },
-          { key: "key", label: t("key"), render: (i) => i.token_name || t("noKey") },
-          { key: "model", label: t("model"), render: (i) => i.model_name },
-          {
-            key: "status",
-            label: t("status"),
-            render: (i) =>
-              isError(i) ? (
-                <Badge tone="bad">{t("failed")}</Badge>
-              ) : (
-                <Badge tone="ok">{t("ok")}</Badge>
-              ),
-          },
-          {
-            key: "tokens",
-            label: t("tokens"),
-            numeric: true,
-            render: (i) => formatNumber(i.prompt_tokens + i.completion_tokens),
-          },
-          { key: "cost", label: t("cost"), numeric: true, render: (i) => formatUsd(i.quota) },
-          {
-            key: "latency",
-            label: t("latency"),
-            numeric: true,
-            optional: true,
-            render: (i) => formatMs(latencyMs(i)),
-          },
-        ]}
-      />
-    </section>
-  );
-}
-
 /** The overview page. */
 export function OverviewPage() {
   const [range, setRange] = useState<RangeName>("24h");
@@ -676,7 +626,7 @@ export function OverviewPage() {
               />
             </section>
           </div>
-          {data.recent && <Recent items={data.recent} />}
+          {data.recent && <RecentRequests withKey items={data.recent} />}
           <p>
             <a href={href("logs")}>{t("allLogs")}</a>
           </p>

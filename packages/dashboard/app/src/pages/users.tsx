@@ -18,6 +18,7 @@ import {
   NumberField,
   PageHeader,
   Pager,
+  SearchForm,
   SelectField,
   Spinner,
   TextField,
@@ -373,7 +374,6 @@ function UserFormDialog(props: {
 
 /** The users page. */
 export function UsersPage() {
-  const [draft, setDraft] = useState("");
   const [keyword, setKeyword] = useState("");
   const [page, setPage] = useState(1);
   const [size, setSize] = useState(20);
@@ -593,38 +593,16 @@ export function UsersPage() {
           {t("create")}
         </Button>
       </PageHeader>
-      <form
-        class="toolbar"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setKeyword(draft.trim());
+      <SearchForm
+        label={t("search")}
+        searchLabel={t("searchButton")}
+        clearLabel={t("clear")}
+        applied={keyword}
+        onSearch={(k) => {
+          setKeyword(k);
           setPage(1);
         }}
-      >
-        <TextField
-          label={t("search")}
-          type="search"
-          name="keyword"
-          value={draft}
-          onInput={setDraft}
-        />
-        <div class="field">
-          <Button type="submit">{t("searchButton")}</Button>
-        </div>
-        {keyword && (
-          <div class="field">
-            <Button
-              onClick={() => {
-                setDraft("");
-                setKeyword("");
-                setPage(1);
-              }}
-            >
-              {t("clear")}
-            </Button>
-          </div>
-        )}
-      </form>
+      />
       {notice && <Notice kind={notice.kind}>{notice.text}</Notice>}
       {list.error && (
         <Notice kind="error" onRetry={list.reload}>
