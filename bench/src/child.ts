@@ -22,6 +22,7 @@ export type ChildMessage =
       type: "ready";
       origin: string;
       authorization: string;
+      headers?: Record<string, string>;
       limitedAuthorization?: string;
       secondOrigin?: string;
       secondAuthorization?: string;
@@ -35,6 +36,8 @@ export interface StartedTarget {
   origin: string;
   /** The `Authorization` header value clients must send to this target. */
   authorization: string;
+  /** More headers clients must send (Portkey: the provider and the upstream). */
+  headers?: Record<string, string>;
   /** tokenpool with `BENCH_KEY_LIMITS`: the header of a second key, the one with limits. */
   limitedAuthorization?: string;
   /** tokenpool with `BENCH_SECOND_GATEWAY`: the origin of a second gateway in the same process. */
@@ -94,6 +97,7 @@ export function runChild(start: () => Promise<StartedTarget>): void {
         type: "ready",
         origin: started.origin,
         authorization: started.authorization,
+        headers: started.headers,
         limitedAuthorization: started.limitedAuthorization,
         secondOrigin: started.secondOrigin,
         secondAuthorization: started.secondAuthorization,

@@ -1,10 +1,11 @@
 /**
- * `pnpm bench`: proxy overhead of tokenpool against the mock upstream, in one run, for three
+ * `pnpm bench`: proxy overhead of tokenpool against the mock upstream, in one run, for four
  * targets that each run in their own child process:
  *
  * - direct: the mock upstream itself;
  * - floor: a bare undici pass-through proxy (bench/src/floor.ts);
- * - tokenpool: the gateway on node:http with the SQLite store (bench/src/tokenpool-target.ts).
+ * - tokenpool: the gateway on node:http with the SQLite store (bench/src/tokenpool-target.ts);
+ * - portkey: Portkey's open-source gateway, a peer (bench/src/portkey-target.ts).
  *
  * The load generator (autocannon) runs here; the runner reads each target's `process.cpuUsage()`
  * over IPC before and after each load run. See bench/README.md for how to read the output.
@@ -74,8 +75,8 @@ const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta
 const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
 const STARTED_AT = new Date().toISOString();
 
-type TargetName = "direct" | "floor" | "tokenpool" | "base" | "limits" | "metrics";
-const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool"];
+type TargetName = "direct" | "floor" | "tokenpool" | "portkey" | "base" | "limits" | "metrics";
+const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool", "portkey"];
 
 /** One cell of the matrix. */
 interface Cell {
@@ -118,10 +119,16 @@ interface Row {
   timeouts: number;
 }
 
-/** tokenpool against the floor and direct targets in one cell. */
+/** tokenpool against the floor and direct targets, and Portkey against tokenpool, in one cell. */
 interface Ratio {
   cell: string;
   cpuPerRequestVsFloor: number | null;
+  /** Portkey's CPU per request ÷ tokenpool's. */
+  portkeyCpuPerRequestVsTokenpool: number | null;
+  /** Portkey's CPU per request ÷ the floor's. */
+  portkeyCpuPerRequestVsFloor: number | null;
+  /** Portkey's p50 ÷ tokenpool's. */
+  portkeyP50VsTokenpool: number | null;
   rpsVsFloor: number | null;
   rpsVsDirect: number | null;
   p50VsFloor: number | null;
@@ -148,9 +155,20 @@ function cellName(cell: Cell): string {
  * the TypeScript through tsx would add a `__name()` call to every closure made per request, a
  * cost no user of the built packages pays).
  */
-async function buildChildren(): Promise<{ upstream: string; floor: string; tokenpool: string }> {
+async function buildChildren(): Promise<{
+  upstream: string;
+  floor: string;
+  tokenpool: string;
+  portkey: string;
+}> {
   const outdir = fileURLToPath(new URL("../.build/", import.meta.url));
-  const entries = { upstream: "upstream.ts", floor: "floor.ts", tokenpool: "tokenpool-target.ts" };
+  // The portkey child is a small wrapper; it imports Portkey's published server as it is.
+  const entries = {
+    upstream: "upstream.ts",
+    floor: "floor.ts",
+    tokenpool: "tokenpool-target.ts",
+    portkey: "portkey-target.ts",
+  };
   await bundle(
     Object.fromEntries(
       Object.entries(entries).map(([k, f]) => [k, fileURLToPath(new URL(f, import.meta.url))]),
@@ -161,6 +179,7 @@ async function buildChildren(): Promise<{ upstream: string; floor: string; token
     upstream: `${outdir}upstream.mjs`,
     floor: `${outdir}floor.mjs`,
     tokenpool: `${outdir}tokenpool.mjs`,
+    portkey: `${outdir}portkey.mjs`,
   };
 }
 
@@ -227,6 +246,8 @@ interface Endpoint {
   readonly name: TargetName;
   readonly origin: string;
   readonly authorization: string;
+  /** More headers every request carries (Portkey's provider and upstream). */
+  readonly headers?: Record<string, string>;
   cpu(): Promise<NodeJS.CpuUsage>;
 }
 
@@ -241,6 +262,7 @@ class Target implements Endpoint {
     readonly origin: string,
     readonly authorization: string,
     private readonly stderr: () => string,
+    readonly headers?: Record<string, string>,
     private readonly limitedAuthorization?: string,
     private readonly secondGateway?: { origin: string; authorization: string },
   ) {
@@ -298,6 +320,7 @@ class Target implements Endpoint {
               message.origin,
               message.authorization,
               () => stderr,
+              message.headers,
               message.limitedAuthorization,
               message.secondOrigin && message.secondAuthorization
                 ? { origin: message.secondOrigin, authorization: message.secondAuthorization }
@@ -422,7 +445,11 @@ async function smokeTest(target: Endpoint): Promise<void> {
   for (const stream of [false, true]) {
     const res = await request(`${target.origin}${CHAT_PATH}`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: target.authorization },
+      headers: {
+        ...target.headers,
+        "content-type": "application/json",
+        authorization: target.authorization,
+      },
       body: requestBody(stream),
     });
     const text = await res.body.text();
@@ -456,7 +483,11 @@ function load(target: Endpoint, cell: Cell, seconds: number): Promise<LoadResult
       {
         url: `${target.origin}${CHAT_PATH}`,
         method: "POST",
-        headers: { "content-type": "application/json", authorization: target.authorization },
+        headers: {
+          ...target.headers,
+          "content-type": "application/json",
+          authorization: target.authorization,
+        },
         body: requestBody(cell.stream),
         connections: cell.concurrency,
         pipelining: 1,
@@ -515,11 +546,14 @@ function ratios(rows: readonly Row[]): Ratio[] {
   return CELLS.map((cell) => {
     const name = cellName(cell);
     const get = (target: TargetName) => rows.find((r) => r.cell === name && r.target === target);
-    const [direct, floor, tp] = [get("direct"), get("floor"), get("tokenpool")];
+    const [direct, floor, tp, pk] = [get("direct"), get("floor"), get("tokenpool"), get("portkey")];
     const cpu = ratio(tp?.cpuUsPerRequest, floor?.cpuUsPerRequest);
     return {
       cell: name,
       cpuPerRequestVsFloor: cpu,
+      portkeyCpuPerRequestVsTokenpool: ratio(pk?.cpuUsPerRequest, tp?.cpuUsPerRequest),
+      portkeyCpuPerRequestVsFloor: ratio(pk?.cpuUsPerRequest, floor?.cpuUsPerRequest),
+      portkeyP50VsTokenpool: ratio(pk?.p50Ms, tp?.p50Ms),
       rpsVsFloor: ratio(tp?.rps, floor?.rps),
       rpsVsDirect: ratio(tp?.rps, direct?.rps),
       p50VsFloor: ratio(tp?.p50Ms, floor?.p50Ms),
@@ -591,6 +625,20 @@ function render(rows: readonly Row[], ratioRows: readonly Ratio[], notes: string
       1,
     ),
     "",
+    "### Beside a peer: Portkey's gateway",
+    "",
+    table(
+      ["cell", "CPU/req tp÷floor", "CPU/req portkey÷tp", "CPU/req portkey÷floor", "p50 portkey÷tp"],
+      ratioRows.map((r) => [
+        r.cell,
+        times(r.cpuPerRequestVsFloor),
+        times(r.portkeyCpuPerRequestVsTokenpool),
+        times(r.portkeyCpuPerRequestVsFloor),
+        times(r.portkeyP50VsTokenpool),
+      ]),
+      1,
+    ),
+    "",
   );
   return out.join("\n");
 }
@@ -652,27 +700,32 @@ async function main(): Promise<number> {
   await smokeTest(floor.value);
   status.direct = { status: "ok" };
   status.floor = { status: "ok" };
-  let skipReason: string | undefined;
-  if (tokenpool.status === "rejected") {
-    const { message, stderr } = tokenpool.reason as Error & { stderr?: string };
-    skipReason = [message, firstErrorLine(stderr)].filter(Boolean).join(": ");
-    if (stderr) log(`tokenpool stderr:\n${stderr}`);
-  } else {
-    try {
-      await smokeTest(tokenpool.value);
-      targets.push(tokenpool.value);
-    } catch (error) {
-      skipReason = `smoke test failed: ${(error as Error).message}`;
-      await tokenpool.value.stop();
+  /** Smoke-test a target that may have failed to start: measured if it passes, else skipped. */
+  const admit = async (name: TargetName, started: PromiseSettledResult<Target>) => {
+    let reason: string | undefined;
+    if (started.status === "rejected") {
+      const { message, stderr } = started.reason as Error & { stderr?: string };
+      reason = [message, firstErrorLine(stderr)].filter(Boolean).join(": ");
+      if (stderr) log(`${name} stderr:\n${stderr}`);
+    } else {
+      try {
+        await smokeTest(started.value);
+        targets.push(started.value);
+      } catch (error) {
+        reason = `smoke test failed: ${(error as Error).message}`;
+        await started.value.stop();
+      }
     }
-  }
-  if (skipReason) {
-    status.tokenpool = { status: "skipped", reason: skipReason };
-    notes.push(`**tokenpool SKIPPED**: ${skipReason.split("\n").slice(0, 3).join(" / ")}`);
-    log(`tokenpool target SKIPPED: ${skipReason}`);
-  } else {
-    status.tokenpool = { status: "ok" };
-  }
+    if (reason) {
+      status[name] = { status: "skipped", reason };
+      notes.push(`**${name} SKIPPED**: ${reason.split("\n").slice(0, 3).join(" / ")}`);
+      log(`${name} target SKIPPED: ${reason}`);
+    } else {
+      status[name] = { status: "ok" };
+    }
+    return reason;
+  };
+  const skipReason = await admit("tokenpool", tokenpool);
 
   if (LIMITS_AB) {
     if (skipReason || tokenpool.status !== "fulfilled")
@@ -737,6 +790,15 @@ async function main(): Promise<number> {
     await stopAll();
     return code;
   }
+
+  // The peer, in the plain run only (the A/B modes above measure tokenpool alone).
+  log("starting portkey");
+  await admit(
+    "portkey",
+    await Promise.allSettled([
+      Target.start("portkey", built.portkey, ["--upstream", upstreamUrl]),
+    ]).then(([started]) => started),
+  );
 
   const rows: Row[] = [];
   for (const cell of CELLS) {
