@@ -62,6 +62,11 @@ export class ApiError extends Error {
   }
 }
 
+/** The message of a failure for a notice: the gateway's own for an {@link ApiError}. */
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** Options of {@link api}. */
 export interface ApiOptions {
   method?: string;

@@ -6,9 +6,9 @@
 import type { FunctionComponent, JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import {
-  ApiError,
   api,
   apiData,
+  errorText,
   getSession,
   hasManagementKey,
   onSession,
@@ -175,7 +175,7 @@ function Login() {
       if (!location.hash || location.hash === "#/" || location.hash === "#/mykey")
         navigate("overview");
     } catch (err) {
-      setError(t("badLogin", { message: err instanceof ApiError ? err.message : String(err) }));
+      setError(t("badLogin", { message: errorText(err) }));
     } finally {
       setBusy(false);
     }

@@ -6,6 +6,7 @@
 import type { ComponentChildren, JSX } from "preact";
 import { render } from "preact";
 import { useCallback, useEffect, useId, useRef, useState } from "preact/hooks";
+import { errorText } from "./api.ts";
 import { formatNumber, messages } from "./i18n.ts";
 
 const t = messages({
@@ -440,7 +441,7 @@ export function useAsync<T>(
         if (!ctrl.signal.aborted)
           setState((s) => ({
             ...s,
-            error: e instanceof Error ? e.message : String(e),
+            error: errorText(e),
             loading: false,
           }));
       },

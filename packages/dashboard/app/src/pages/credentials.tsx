@@ -7,7 +7,7 @@
  * dialog leaves the page with the dialog.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api } from "../api.ts";
+import { api, errorText } from "../api.ts";
 import { formatNumber, formatTime, messages } from "../i18n.ts";
 import {
   Badge,
@@ -298,7 +298,6 @@ const LIMIT_KEYS = [
   "spend_per_month",
 ] as const;
 
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const path = (id: string, rest = "") =>
   `/v0/management/credentials/${encodeURIComponent(id)}${rest}`;
 const nameOf = (c: Credential) => c.label || c.email || c.id;

@@ -5,7 +5,7 @@
  * only): never in the URL, storage or a log, and "Forget" drops it.
  */
 import { useMemo, useState } from "preact/hooks";
-import { apiData } from "../api.ts";
+import { apiData, errorText } from "../api.ts";
 import { TimeChart } from "../chart.tsx";
 import { formatNumber, formatTime, formatUsd, messages } from "../i18n.ts";
 import {
@@ -191,7 +191,7 @@ async function load(apiKey: string, signal: AbortSignal): Promise<KeyData> {
       recent,
       byDay: null,
       byModel: null,
-      summaryError: e instanceof Error ? e.message : String(e),
+      summaryError: errorText(e),
     };
   }
 }

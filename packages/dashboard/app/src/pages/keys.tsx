@@ -4,7 +4,7 @@
  * and batch delete. The management key and admin users see every user's keys; a user its own.
  */
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, apiData, hasManagementKey, isAdmin } from "../api.ts";
+import { apiData, errorText, hasManagementKey, isAdmin } from "../api.ts";
 import { formatNumber, formatTime, formatUsd, messages } from "../i18n.ts";
 import { navigate, useRoute } from "../router.ts";
 import {
@@ -264,8 +264,7 @@ export function KeysPage() {
     );
   }, [items, admin]);
 
-  const fail = (e: unknown) =>
-    setNotice({ kind: "error", text: e instanceof ApiError ? e.message : String(e) });
+  const fail = (e: unknown) => setNotice({ kind: "error", text: errorText(e) });
 
   const toggle = async (k: TokenView) => {
     setNotice(null);

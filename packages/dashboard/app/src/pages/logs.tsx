@@ -6,7 +6,7 @@
  */
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
-import { api, apiData, download, hasManagementKey, isAdmin } from "../api.ts";
+import { api, apiData, download, errorText, hasManagementKey, isAdmin } from "../api.ts";
 import { formatNumber, formatTime, formatUsd, messages } from "../i18n.ts";
 import { useRoute } from "../router.ts";
 import {
@@ -462,9 +462,7 @@ export function LogsPage() {
             try {
               await download(`${base}/export`, query, "request-log.csv");
             } catch (e) {
-              setExportError(
-                t("exportFailed", { message: e instanceof Error ? e.message : String(e) }),
-              );
+              setExportError(t("exportFailed", { message: errorText(e) }));
             } finally {
               setExporting(false);
             }

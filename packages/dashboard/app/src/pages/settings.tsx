@@ -8,7 +8,7 @@
  */
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
-import { ApiError, api } from "../api.ts";
+import { ApiError, api, errorText } from "../api.ts";
 import { messages } from "../i18n.ts";
 import {
   Badge,
@@ -126,8 +126,6 @@ interface Setting {
   masked?: boolean;
   writable?: boolean;
 }
-
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** A value as short text (the default shown in a hint). */
 function show(v: unknown): string {

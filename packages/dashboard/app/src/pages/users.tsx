@@ -4,7 +4,7 @@
  * the console and the new-api routes. Create, edit, enable / disable, a new access token, delete.
  */
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, api, apiData } from "../api.ts";
+import { api, apiData, errorText } from "../api.ts";
 import { formatNumber, formatTime, formatUsd, messages } from "../i18n.ts";
 import { navigate } from "../router.ts";
 import {
@@ -288,7 +288,7 @@ function UserFormDialog(props: {
         );
       }
     } catch (err) {
-      setFailure(err instanceof ApiError ? err.message : String(err));
+      setFailure(errorText(err));
       setBusy(false);
     }
   };
@@ -390,8 +390,7 @@ export function UsersPage() {
     [page, size, keyword],
   );
 
-  const fail = (e: unknown) =>
-    setNotice({ kind: "error", text: e instanceof ApiError ? e.message : String(e) });
+  const fail = (e: unknown) => setNotice({ kind: "error", text: errorText(e) });
 
   const toggle = async (u: UserView) => {
     setNotice(null);

@@ -5,7 +5,7 @@
  * shown once, and their recent delivery attempts in a dialog.
  */
 import { useState } from "preact/hooks";
-import { api } from "../api.ts";
+import { api, errorText } from "../api.ts";
 import { formatTime, messages } from "../i18n.ts";
 import {
   Badge,
@@ -224,7 +224,6 @@ interface Delivery {
   timestamp: number;
 }
 
-const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 const path = (id: string, rest = "") => `/v0/management/webhooks/${encodeURIComponent(id)}${rest}`;
 
 function eventLabel(e: string): string {

@@ -3,7 +3,7 @@
  * sends only the fields the person changed (the API keeps the others).
  */
 import { useEffect, useId, useState } from "preact/hooks";
-import { ApiError, api, apiData } from "../../api.ts";
+import { api, apiData, errorText } from "../../api.ts";
 import { formatNumber, messages } from "../../i18n.ts";
 import {
   Button,
@@ -226,7 +226,7 @@ export function KeyFormDialog(props: {
         props.onSaved(saved);
       }
     } catch (err) {
-      setFailure(err instanceof ApiError ? err.message : String(err));
+      setFailure(errorText(err));
       setBusy(false);
     }
   };
