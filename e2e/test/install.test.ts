@@ -18,12 +18,16 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
-import { createMockUpstream, DEFAULT_MOCK_REPLY, type MockUpstream } from "@tokenpool/testing";
+import {
+  createMockUpstream,
+  DEFAULT_MOCK_REPLY,
+  freePort,
+  type MockUpstream,
+} from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -108,15 +112,6 @@ function readmeLibraryExample(): string {
     throw new Error(`README.md's "As a library" has ${blocks.length} ts code blocks, not one`);
   }
   return blocks[0] as string;
-}
-
-/** A free TCP port on 127.0.0.1 (the example's PORT). */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 /** A running `npx tsx example.ts`: its output lines as they come. */

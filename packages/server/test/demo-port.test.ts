@@ -1,17 +1,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { freePort } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { describe, expect, it } from "vitest";
 import { runCommand, startCli } from "./helpers.js";
-
-/** A port that was free a moment ago (the kernel hands out a fresh one for port 0). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((ok) => s.listen(0, "127.0.0.1", ok));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((ok) => s.close(() => ok()));
-  return port;
-}
 
 describe("tokenpool serve --demo --demo-port", () => {
   it("starts the demo upstream on that port, prints it, and serves through it", async () => {
