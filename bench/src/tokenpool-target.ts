@@ -20,7 +20,13 @@ import { BENCH_METRICS_TOKEN, runChild, UPSTREAM_KEY, upstreamArg } from "./chil
  * One gateway with its credential and bench key, served on node:http. `metrics`: whether it
  * keeps Prometheus metrics (the gateway's default is on).
  */
-async function startGateway(upstreamUrl: string, dir: string, name: string, metrics: boolean) {
+async function startGateway(
+  upstreamUrl: string,
+  dir: string,
+  name: string,
+  metrics: boolean,
+  features: boolean,
+) {
   const filename = join(dir, `${name}.db`);
   const gateway = createGateway({
     // BENCH_STORE=memory separates the engine's own cost from the store's.
@@ -39,6 +45,9 @@ async function startGateway(upstreamUrl: string, dir: string, name: string, metr
     name: "bench",
     remainQuota: 1_000_000_000,
     unlimitedQuota: false,
+    // Every admission feature on, each set too high to refuse anything, so that every step runs:
+    // a quota that refills, per-minute/day request and token windows, a concurrency lease.
+    ...(features ? FEATURES : {}),
   });
   const server = createServer(toNodeHandler(gateway));
   await new Promise<void>((resolve, reject) => {
@@ -49,25 +58,39 @@ async function startGateway(upstreamUrl: string, dir: string, name: string, metr
   return { gateway, server, key, origin: `http://127.0.0.1:${port}` };
 }
 
+/** What the bench key has besides its quota (the A/B modes compare keys or gateways without it). */
+const FEATURES = {
+  limits: {
+    rpm: 1_000_000_000,
+    tpm: 1_000_000_000_000,
+    rpd: 1_000_000_000,
+    maxConcurrency: 1_000_000,
+  },
+  quotaRefill: { interval: "30d", amount: 1_000_000_000 },
+} as const;
+
 runChild(async () => {
   const upstreamUrl = upstreamArg();
   const dir = await mkdtemp(join(tmpdir(), "tokenpool-bench-"));
   // BENCH_SECOND_GATEWAY (the metrics A/B): this gateway without metrics, and a second one in
   // the same process with them (`aa`: without either, the noise floor).
   const second = process.env.BENCH_SECOND_GATEWAY;
+  const wanted = process.env.BENCH_KEY_LIMITS;
+  // The plain run: one key with every feature. The A/B modes: plain keys, the difference is B's.
+  const features = second === undefined && !wanted && process.env.BENCH_FEATURES !== "0";
   const { gateway, server, key, origin } = await startGateway(
     upstreamUrl,
     dir,
     "bench",
     second === undefined,
+    features,
   );
   const other = second
-    ? await startGateway(upstreamUrl, dir, "bench-second", second === "metrics")
+    ? await startGateway(upstreamUrl, dir, "bench-second", second === "metrics", false)
     : null;
   // BENCH_KEY_LIMITS (the limits A/B): a second key like the first, with rpm, tpm and
   // concurrency limits too high to refuse anything, so every admission step runs. `aa`: the
   // second key without limits (the noise floor); `rpm,tpm,...`: only those limits.
-  const wanted = process.env.BENCH_KEY_LIMITS;
   let limitedAuthorization: string | undefined;
   if (wanted) {
     const all = { rpm: 1_000_000_000, tpm: 1_000_000_000_000, maxConcurrency: 1_000_000 };
