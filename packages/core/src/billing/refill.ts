@@ -135,8 +135,30 @@ export function periodStart(
   return midnight({ ...anchor, day: anchor.day + blocks * n }, timeZone);
 }
 
+/**
+ * {@link nextPeriodStart}'s answers, by interval, start and zone: every request of a key with a
+ * refill asks whether its period ended, and the answer (three `Intl` calls, ~20 µs) depends on
+ * nothing else. Bounded: cleared when it grows past 10,000 entries.
+ */
+const nextStarts = new Map<string, number>();
+
 /** The start (ms) of the period after the one that starts at `startMs`. */
 export function nextPeriodStart(
+  interval: RefillInterval,
+  startMs: number,
+  timeZone: string,
+): number {
+  const id = `${interval}\u0000${startMs}\u0000${timeZone}`;
+  let next = nextStarts.get(id);
+  if (next === undefined) {
+    next = computeNextPeriodStart(interval, startMs, timeZone);
+    if (nextStarts.size >= 10_000) nextStarts.clear();
+    nextStarts.set(id, next);
+  }
+  return next;
+}
+
+function computeNextPeriodStart(
   interval: RefillInterval,
   startMs: number,
   timeZone: string,

@@ -1,5 +1,5 @@
 import { type Admission, admissionPlan, admitRequest } from "../admission/rate-limits.js";
-import { refillIfDue } from "../billing/refill.js";
+import { dueRefill, refillIfDue } from "../billing/refill.js";
 import type { GatewayMetrics } from "../metrics/metrics.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
@@ -61,19 +61,25 @@ function timedQueue(
 export function refillDue(deps: ProxyDeps, ctx: RequestContext): Promise<void> | null {
   const { key, user } = ctx.req.auth;
   if (!key.quotaRefill && !user?.quotaRefill) return null;
+  const nowMs = Date.now();
+  const tz = deps.settings.get("quota-refill-time-zone");
+  // Nothing due (every request but the first of a period): no store call, no promise.
+  const keyDue = key.quotaRefill ? dueRefill(key.quotaRefill, key.quotaPeriod, nowMs, tz) : null;
+  const userDue = user?.quotaRefill
+    ? dueRefill(user.quotaRefill, user.quotaPeriod, nowMs, tz)
+    : null;
+  if (keyDue === null && userDue === null) return null;
   return (async () => {
-    const nowMs = Date.now();
-    const tz = deps.settings.get("quota-refill-time-zone");
     const done: [
       "key" | "user",
       { id: number; quotaRefill?: { amount: number } | null },
       number,
     ][] = [];
-    if (key.quotaRefill) {
+    if (keyDue !== null) {
       const p = await refillIfDue(deps.store, "key", key, nowMs, tz);
       if (p !== null) done.push(["key", key, p]);
     }
-    if (user?.quotaRefill) {
+    if (user && userDue !== null) {
       const p = await refillIfDue(deps.store, "user", user, nowMs, tz);
       if (p !== null) done.push(["user", user, p]);
     }
