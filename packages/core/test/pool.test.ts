@@ -230,6 +230,55 @@ describe("priority tiers, models, groups, providers", () => {
     expect(picks(s, 2, { group: "vip" })).toEqual([null, null]);
   });
 
+  it("keeps its candidate index in step with edits, additions and removals, here and from another pool", async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => ({ id: `c${String(i).padStart(3, "0")}` }));
+    const s = await setup(ids);
+    // The whole rotation over a large pool, in creation order, then around again.
+    const first = picks(s, 301);
+    expect(first.slice(0, 300)).toEqual(ids.map((c) => c.id));
+    expect(first[300]).toBe("c000");
+    // Cooling most of the pool down leaves the rest in turn.
+    for (const { id } of ids.slice(0, 298))
+      s.pool.reportFailure(id, MODEL, 429, "limit", { retryAfterMs: 1_000 });
+    expect(picks(s, 3)).toEqual(["c298", "c299", "c298"]);
+    s.clock.now += 1_000;
+    // An edit that moves one credential to a better tier, one that stops serving the model, one
+    // that leaves the default group: the next pick sees each.
+    await s.pool.update("c010", { priority: 5 });
+    expect(picks(s, 2)).toEqual(["c010", "c010"]);
+    await s.pool.update("c010", { models: [{ name: "other-model" }] });
+    await s.pool.update("c011", { groups: ["vip"] });
+    const next = picks(s, 300);
+    expect(next).not.toContain("c010");
+    expect(new Set(next).size).toBe(299);
+    expect(picks(s, 1, { group: "vip" })).toEqual(["c011"]);
+    // c010 now serves only other-model, which every credential without a model list serves too.
+    expect(s.pool.pick("other-model", { now: s.clock.now, group: "vip" })?.credential.id).toBe(
+      "c011",
+    );
+    expect(s.pool.pick("other-model", { now: s.clock.now, providers: ["openai"] })).not.toBeNull();
+    await s.pool.update("c010", { priority: 7 });
+    expect(s.pool.pick("other-model", { now: s.clock.now })?.credential.id).toBe("c010");
+    // A credential added and one removed by another pool on the same store.
+    const other = new CredentialPool(s.store, new GatewayEmitter(), silentLogger, {
+      clock: () => s.clock.now,
+    });
+    pools.push(other);
+    await other.load();
+    const added = await other.add({
+      id: "late",
+      provider: "openai",
+      baseUrl: "https://late.example.test/v1",
+      secret: { apiKey: "sk-secret-of-late-0123456789abcdef" },
+      priority: 9,
+    });
+    await s.pool.refresh(added.id);
+    expect(picks(s, 2)).toEqual(["late", "late"]);
+    await other.remove("late");
+    await s.pool.refresh("late");
+    expect(picks(s, 300)).not.toContain("late");
+  });
+
   it("filters by provider", async () => {
     const s = await setup([{ id: "o" }, { id: "x", provider: "anthropic" }]);
     expect(picks(s, 3, { providers: ["anthropic"] })).toEqual(["x", "x", "x"]);

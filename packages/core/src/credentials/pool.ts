@@ -56,6 +56,11 @@ export class CredentialPool {
   #clock: () => number;
   /** In stable order (ascending `ord`). */
   #entries: Entry[] = [];
+  /**
+   * Bumped whenever an entry's record is replaced or the entries change: the selector's
+   * candidate index is rebuilt on the next pick.
+   */
+  #version = 0;
   #byId = new Map<string, Entry>();
   #nextOrd = 0;
   /** Rotation state and session bindings of {@link CredentialPool.pick}. */
@@ -126,6 +131,7 @@ export class CredentialPool {
     }
     entries.sort((a, b) => a.ord - b.ord);
     this.#entries = entries;
+    this.#version++;
     this.#byId = byId;
   }
 
@@ -144,12 +150,14 @@ export class CredentialPool {
       if (e) {
         this.#byId.delete(id);
         this.#entries = this.#entries.filter((x) => x !== e);
+        this.#version++;
       }
     } else if (e) this.#apply(e, rec, storeWins ? e.localSeq : seq, storeWins);
     else {
       const entry = this.#newEntry(rec);
       this.#byId.set(id, entry);
       this.#entries = [...this.#entries, entry];
+      this.#version++;
     }
   }
 
@@ -203,6 +211,7 @@ export class CredentialPool {
     }
     e.changeBy = null;
     e.c = rec;
+    this.#version++;
   }
 
   /**
@@ -343,7 +352,13 @@ export class CredentialPool {
    * one pass over the pool, no store access, no allocation but the result.
    */
   pick(model: string, opts: PickOptions = {}): CredentialPick | null {
-    return this.#selector.pick(this.#entries, model, opts, opts.now ?? this.#clock());
+    return this.#selector.pick(
+      this.#entries,
+      model,
+      opts,
+      opts.now ?? this.#clock(),
+      this.#version,
+    );
   }
 
   /**
