@@ -57,8 +57,21 @@ function deleted(
 
 const keyDuplicate = () => new Error("a key with this hash already exists");
 
+/**
+ * The record a unique index names (`index` field `value` -> id -> record `prefix` + id), read in
+ * one round trip (one script); null when the index has no entry or its record is gone.
+ */
+async function byIndex<T>(
+  run: RedisContext["run"],
+  index: string,
+  prefix: string,
+  value: string,
+): Promise<T | null> {
+  return decode<T>(toHash(await run("tpIndexGet", [index], [prefix, value])));
+}
+
 /** The keys: one hash each, a hash index and a sorted set by id. */
-export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollection {
+export function keys({ client, k, run, write, emitLocal }: RedisContext): KeyCollection {
   return {
     async create(input) {
       const rest = changeable(input, "id");
@@ -73,8 +86,7 @@ export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollecti
       return decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
     },
     async getByHash(hash) {
-      const id = await client.hget(k.keyHash, hash);
-      return id === null ? null : decode<ApiKeyRecord>(await client.hgetall(k.key(id)));
+      return byIndex<ApiKeyRecord>(run, k.keyHash, k.keyPrefix, hash);
     },
     async list(q = {}) {
       const offset = q.offset ?? 0;
@@ -131,7 +143,7 @@ export function keys({ client, k, write, emitLocal }: RedisContext): KeyCollecti
 const userDuplicate = (username: string) => new Error(`username "${username}" already exists`);
 
 /** The users: one hash each, indexes by username and access token, a sorted set by id. */
-export function users({ client, k, write, emitLocal }: RedisContext): UserCollection {
+export function users({ client, k, run, write, emitLocal }: RedisContext): UserCollection {
   return {
     async create(input) {
       const rest = changeable(input, "id");
@@ -146,12 +158,10 @@ export function users({ client, k, write, emitLocal }: RedisContext): UserCollec
       return decode<UserRecord>(await client.hgetall(k.user(id)));
     },
     async getByUsername(name) {
-      const id = await client.hget(k.username, name);
-      return id === null ? null : decode<UserRecord>(await client.hgetall(k.user(id)));
+      return byIndex<UserRecord>(run, k.username, k.userPrefix, name);
     },
     async getByAccessTokenHash(hash) {
-      const id = await client.hget(k.userToken, hash);
-      return id === null ? null : decode<UserRecord>(await client.hgetall(k.user(id)));
+      return byIndex<UserRecord>(run, k.userToken, k.userPrefix, hash);
     },
     async list(q = {}) {
       const ids = await client.zrange(k.users, 0, -1);

@@ -11,6 +11,7 @@ export const COMMANDS = {
   tpKeyCreate: lua.KEY_CREATE,
   tpRecordUpdate: lua.RECORD_UPDATE,
   tpKeyDelete: lua.KEY_DELETE,
+  tpIndexGet: lua.INDEX_GET,
   tpUserCreate: lua.USER_CREATE,
   tpUserUpdate: lua.USER_UPDATE,
   tpUserDelete: lua.USER_DELETE,
@@ -73,11 +74,15 @@ export function redisKeys(base: string) {
     keyHash: `${base}idx:keyhash`,
     keys: `${base}keys`,
     key: (id: number | string) => `${base}key:${id}`,
+    /** The prefix of every key record (`key(id)` is it followed by the id). */
+    keyPrefix: `${base}key:`,
     userSeq: `${base}seq:user`,
     username: `${base}idx:username`,
     userToken: `${base}idx:usertoken`,
     users: `${base}users`,
     user: (id: number | string) => `${base}user:${id}`,
+    /** The prefix of every user record (`user(id)` is it followed by the id). */
+    userPrefix: `${base}user:`,
     credSeq: `${base}seq:cred`,
     creds: `${base}creds`,
     cred: (id: string) => `${base}cred:${id}`,

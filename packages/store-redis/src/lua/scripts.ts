@@ -88,6 +88,18 @@ end
 return deleted
 `;
 
+/**
+ * A record by a unique index, in one round trip (the HGET of the index, then the HGETALL of the
+ * record it names). KEYS[1] = the index hash. ARGV[1] = the record key's prefix with the store's
+ * hash tag (`{prefix}:key:` / `{prefix}:user:`), ARGV[2] = the indexed value. Returns the record
+ * (HGETALL, flat), or an empty array when the index has no entry or its record is gone.
+ */
+export const INDEX_GET = `
+local id = redis.call('HGET', KEYS[1], ARGV[2])
+if not id then return {} end
+return redis.call('HGETALL', ARGV[1] .. id)
+`;
+
 /** KEYS: log, user id sequence, username index, access-token index, user id set. ARGV[4] = username, ARGV[5] = token hash ('' = none), then pairs. Returns the id, or -1 for a duplicate username. */
 export const USER_CREATE = `${NOTIFY}
 if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 1 then return -1 end
