@@ -377,13 +377,8 @@ export class CredentialPool {
    * False means the model is not served at all (a 404), true with no pick means not now (a 503).
    */
   isServed(model: string, opts: Pick<PickOptions, "group" | "providers"> = {}): boolean {
-    const { group, providers } = opts;
-    for (const { c } of this.#entries) {
-      if (providers && !providers.includes(c.provider)) continue;
-      if (group !== undefined && !inGroup(c, group)) continue;
-      if (serves(c, model) !== null) return true;
-    }
-    return false;
+    // The pick's candidate index: the credentials that could serve, whatever their state.
+    return this.#selector.hasCandidates(this.#entries, model, opts, this.#version);
   }
 
   /** The credential a session is bound to (while the binding lasts), or undefined. */

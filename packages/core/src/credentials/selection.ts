@@ -163,6 +163,19 @@ export class CredentialSelector {
   }
 
   /**
+   * Whether any credential could serve `model` within `opts`' group and providers, whatever its
+   * state (enabled or not, cooling down or not): a lookup in the candidate index.
+   */
+  hasCandidates(
+    entries: readonly Entry[],
+    model: string,
+    opts: Pick<PickOptions, "group" | "providers">,
+    version = -1,
+  ): boolean {
+    return this.#candidates(entries, version, model, opts).tiers.length > 0;
+  }
+
+  /**
    * The credentials that could serve `model` for the pick's group and providers, whatever their
    * state, in priority tiers (best first), each in stable order. Cached per model, group and
    * providers while the pool's `version` stays (-1: never cached).
@@ -171,7 +184,7 @@ export class CredentialSelector {
     entries: readonly Entry[],
     version: number,
     model: string,
-    opts: PickOptions,
+    opts: Pick<PickOptions, "group" | "providers">,
   ): CandidateSet {
     const { group, providers } = opts;
     const id = `${model}\u0000${group ?? "\u0001"}\u0000${providers ? providers.join(",") : "\u0001"}`;
