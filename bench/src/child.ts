@@ -10,6 +10,21 @@ import { parseArgs } from "node:util";
 /** The key the mock upstream accepts; the floor forwards it, tokenpool holds it as a credential. */
 export const UPSTREAM_KEY = "mock-key";
 
+/**
+ * What the bench's keys have besides their quota: every admission feature the performance issue
+ * names (a quota refill, rpm/tpm/rpd windows, a concurrency limit), each too high to refuse
+ * anything, so that every step runs. Shared by `pnpm bench`, `bench:scale` and `bench:redis-trips`.
+ */
+export const FEATURES = {
+  limits: {
+    rpm: 1_000_000_000,
+    tpm: 1_000_000_000_000,
+    rpd: 1_000_000_000,
+    maxConcurrency: 1_000_000,
+  },
+  quotaRefill: { interval: "30d", amount: 1_000_000_000 },
+} as const;
+
 /** The token `GET /metrics` of the bench's tokenpool gateways accepts (`metrics.token`). */
 export const BENCH_METRICS_TOKEN = "bench-metrics-token-0123456789";
 

@@ -4,9 +4,9 @@
  * of it (`resp-counter.ts`: it parses both directions as RESP), a gateway on node:http in this
  * process whose `redisStore` connects through the proxy, the mock upstream in this process too,
  * and one key with a quota, a 30-day quota refill and rpm/tpm/rpd/concurrency limits (the
- * FEATURES of `tokenpool-target.ts`), one credential. `BENCH_REDIS_KEYS` (default 1) spreads the
- * load round robin over that many such keys instead (the per-key batching of quota blocks, window
- * claims and leases then has fewer requests of a key to share one store call).
+ * `FEATURES` of `child.ts`), one credential. `BENCH_REDIS_KEYS` (default 1) spreads the
+ * load round robin over that many such keys instead (the key cache, the window claims and the
+ * leases then have fewer requests of a key to share one store call).
  *
  * Each mode (the usage write-behind as configured by default, 200 ms / 64 per batch; and with
  * `usage: { flushIntervalMs: 3_600_000, maxBatch: 1_000_000 }` so that no batch is written during
@@ -31,6 +31,7 @@ import { lua, redisStore } from "@tokenpool/store-redis";
 import { createMockUpstream } from "@tokenpool/testing/mock-upstream";
 import { startRedisServer } from "@tokenpool/testing/redis-server";
 import { Redis } from "ioredis";
+import { FEATURES } from "./child.js";
 import { KeyLoad } from "./key-load.js";
 import { diff, RespCounter, type RespCounts } from "./resp-counter.js";
 
@@ -39,17 +40,6 @@ const REQUESTS = Number(process.env.BENCH_REDIS_REQUESTS ?? 2000);
 const KEYS = Number(process.env.BENCH_REDIS_KEYS ?? 1);
 const WARMUP = 200;
 const UPSTREAM_KEY = "mock-key";
-
-/** As the `pnpm bench` target's key: every admission feature, each too high to refuse. */
-const FEATURES = {
-  limits: {
-    rpm: 1_000_000_000,
-    tpm: 1_000_000_000_000,
-    rpd: 1_000_000_000,
-    maxConcurrency: 1_000_000,
-  },
-  quotaRefill: { interval: "30d", amount: 1_000_000_000 },
-} as const;
 
 function log(line: string): void {
   process.stderr.write(`[bench] ${line}\n`);

@@ -27,6 +27,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { createGateway } from "@tokenpool/core";
 import { type BetterSqlite3Database, sqliteStore } from "@tokenpool/store-sqlite";
+import { FEATURES } from "./child.js";
 
 /** What this file uses of a better-sqlite3 database (the bench has no @types/better-sqlite3). */
 interface Db extends BetterSqlite3Database {
@@ -49,17 +50,6 @@ export const UPSTREAM_KEY = "mock-key";
 export const GROUPS = 100;
 /** Keys per transaction while seeding. */
 const BATCH = 10_000;
-
-/** As the `pnpm bench` target's key: every admission feature, each too high to refuse. */
-export const FEATURES = {
-  limits: {
-    rpm: 1_000_000_000,
-    tpm: 1_000_000_000_000,
-    rpd: 1_000_000_000,
-    maxConcurrency: 1_000_000,
-  },
-  quotaRefill: { interval: "30d", amount: 1_000_000_000 },
-} as const;
 
 /** The plain key of seeded key `i` (0-based; its id is i + 1): `sk-` and 48 characters. */
 export function plainKey(i: number): string {

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { createGateway, memoryStore } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { sqliteStore } from "@tokenpool/store-sqlite";
-import { BENCH_METRICS_TOKEN, runChild, UPSTREAM_KEY, upstreamArg } from "./child.js";
+import { BENCH_METRICS_TOKEN, FEATURES, runChild, UPSTREAM_KEY, upstreamArg } from "./child.js";
 
 /**
  * One gateway with its credential and bench key, served on node:http. `metrics`: whether it
@@ -57,17 +57,6 @@ async function startGateway(
   const { port } = server.address() as AddressInfo;
   return { gateway, server, key, origin: `http://127.0.0.1:${port}` };
 }
-
-/** What the bench key has besides its quota (the A/B modes compare keys or gateways without it). */
-const FEATURES = {
-  limits: {
-    rpm: 1_000_000_000,
-    tpm: 1_000_000_000_000,
-    rpd: 1_000_000_000,
-    maxConcurrency: 1_000_000,
-  },
-  quotaRefill: { interval: "30d", amount: 1_000_000_000 },
-} as const;
 
 runChild(async () => {
   const upstreamUrl = upstreamArg();
