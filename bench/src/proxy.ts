@@ -15,15 +15,15 @@
  *
  * @module
  */
-import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { build } from "esbuild";
 import { Client, request } from "undici";
 import { BENCH_METRICS_TOKEN, type ChildMessage, type ParentMessage } from "./child.js";
+import { bundle, log, PIN, pin, ROOT } from "./runner.js";
 
 const SECONDS = positiveNumber("BENCH_SECONDS", 5);
 const WARMUP_SECONDS = positiveNumber("BENCH_WARMUP_SECONDS", 1);
@@ -84,13 +84,11 @@ const METRICS_AA = process.env.BENCH_METRICS_AB === "aa";
  * that a target never shares its core with the load or migrates between cores mid-run: the
  * biggest source of noise in CPU per request on a small shared machine.
  */
-const PIN = process.env.BENCH_PIN !== "0" && os.cpus().length >= 2 && hasTaskset();
 const LOAD_CPU = 0;
 const TARGET_CPU = 1;
 /** The CPU budget tokenpool must stay within, as a multiple of the floor's CPU per request. */
 const CPU_TARGET_VS_FLOOR = 1.5;
 const CHAT_PATH = "/v1/chat/completions";
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta.url));
 const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
 const STARTED_AT = new Date().toISOString();
@@ -266,50 +264,6 @@ async function buildBase(base: string): Promise<string> {
   const outdir = fileURLToPath(new URL("../.build/base/", import.meta.url));
   await bundle({ base: `${base.replace(/\/$/, "")}/bench/src/tokenpool-target.ts` }, outdir, base);
   return `${outdir}base.mjs`;
-}
-
-async function bundle(
-  entryPoints: Record<string, string>,
-  outdir: string,
-  absWorkingDir = ROOT,
-): Promise<void> {
-  await build({
-    absWorkingDir,
-    entryPoints,
-    outdir,
-    outExtension: { ".js": ".mjs" },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    conditions: ["source"],
-    // Everything is bundled (workspace packages from their sources) but the native addon.
-    external: ["better-sqlite3"],
-    // CommonJS dependencies (undici) require Node built-ins at run time.
-    banner: {
-      js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);',
-    },
-    logLevel: "warning",
-  });
-}
-
-function hasTaskset(): boolean {
-  try {
-    execFileSync("taskset", ["-p", String(process.pid)], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Binds every thread of process `pid` (and the threads it starts later) to CPU `cpu`. */
-function pin(pid: number | undefined, cpu: number): void {
-  if (!PIN || pid === undefined) return;
-  execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
-}
-
-function log(line: string): void {
-  process.stderr.write(`[bench] ${line}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,16 +34,13 @@ import { Redis } from "ioredis";
 import { FEATURES } from "./child.js";
 import { KeyLoad } from "./key-load.js";
 import { diff, RespCounter, type RespCounts } from "./resp-counter.js";
+import { log } from "./runner.js";
 
 const REQUESTS = Number(process.env.BENCH_REDIS_REQUESTS ?? 2000);
 /** Keys the load is spread over (round robin), each with the same features; 1 = one hot key. */
 const KEYS = Number(process.env.BENCH_REDIS_KEYS ?? 1);
 const WARMUP = 200;
 const UPSTREAM_KEY = "mock-key";
-
-function log(line: string): void {
-  process.stderr.write(`[bench] ${line}\n`);
-}
 
 /** `INFO commandstats` as calls per command. */
 async function commandStats(redis: Redis): Promise<Record<string, number>> {

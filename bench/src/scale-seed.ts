@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { createGateway } from "@tokenpool/core";
 import { type BetterSqlite3Database, sqliteStore } from "@tokenpool/store-sqlite";
 import { FEATURES } from "./child.js";
+import { log } from "./runner.js";
 
 /** What this file uses of a better-sqlite3 database (the bench has no @types/better-sqlite3). */
 interface Db extends BetterSqlite3Database {
@@ -72,10 +73,6 @@ function credentialGroups(j: number, count: number): string[] {
   const out: string[] = [];
   for (let g = j; g < GROUPS; g += count) out.push(`g${g}`);
   return out;
-}
-
-function log(line: string): void {
-  process.stderr.write(`[bench] ${line}\n`);
 }
 
 interface Seeded {

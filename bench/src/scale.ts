@@ -22,17 +22,15 @@
  *
  * @module
  */
-import { type ChildProcess, execFileSync, fork } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { availableParallelism, cpus } from "node:os";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
 import type { ChildMessage } from "./child.js";
 import { KeyLoad } from "./key-load.js";
+import { bundle, log, PIN, pin, ROOT } from "./runner.js";
 import type { ScaleChildMessage, ScaleParentMessage, ScaleStats } from "./scale-child.js";
 import { plainKey, removeDb, runCopy, seedCredentials, seedKeys } from "./scale-seed.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const RESULTS = fileURLToPath(new URL("../results/", import.meta.url));
 const CACHE = `${RESULTS}scale-cache/`;
 
@@ -52,46 +50,14 @@ const SOAK_SECONDS = Number(process.env.BENCH_SCALE_SOAK_SECONDS ?? 0);
 const TOTAL_REQUESTS = Number(process.env.BENCH_SCALE_REQUESTS ?? 30_000);
 const HOT = Number(process.env.BENCH_SCALE_HOT ?? 1000);
 const COLD = 200;
-const PIN =
-  process.env.BENCH_PIN !== "0" && (availableParallelism?.() ?? cpus().length) >= 2 && hasTaskset();
-
-function hasTaskset(): boolean {
-  try {
-    execFileSync("taskset", ["-p", String(process.pid)], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function pin(pid: number | undefined, cpu: number): void {
-  if (!PIN || pid === undefined) return;
-  execFileSync("taskset", ["-a", "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
-}
-
-function log(line: string): void {
-  process.stderr.write(`[bench] ${line}\n`);
-}
 
 /** Bundles the child as `pnpm bench` bundles its targets (no tsx on the measured path). */
 async function bundleChild(): Promise<string> {
   const outdir = fileURLToPath(new URL("../.build/", import.meta.url));
-  await build({
-    absWorkingDir: ROOT,
-    entryPoints: { "scale-child": fileURLToPath(new URL("scale-child.ts", import.meta.url)) },
+  await bundle(
+    { "scale-child": fileURLToPath(new URL("scale-child.ts", import.meta.url)) },
     outdir,
-    outExtension: { ".js": ".mjs" },
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    conditions: ["source"],
-    external: ["better-sqlite3"],
-    banner: {
-      js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);',
-    },
-    logLevel: "warning",
-  });
+  );
   return `${outdir}scale-child.mjs`;
 }
 
