@@ -31,7 +31,7 @@ import { lua, redisStore } from "@tokenpool/store-redis";
 import { createMockUpstream } from "@tokenpool/testing/mock-upstream";
 import { startRedisServer } from "@tokenpool/testing/redis-server";
 import { Redis } from "ioredis";
-import { FEATURES } from "./child.js";
+import { FEATURES, UPSTREAM_KEY } from "./child.js";
 import { KeyLoad } from "./key-load.js";
 import { diff, RespCounter, type RespCounts } from "./resp-counter.js";
 import { log } from "./runner.js";
@@ -40,7 +40,6 @@ const REQUESTS = Number(process.env.BENCH_REDIS_REQUESTS ?? 2000);
 /** Keys the load is spread over (round robin), each with the same features; 1 = one hot key. */
 const KEYS = Number(process.env.BENCH_REDIS_KEYS ?? 1);
 const WARMUP = 200;
-const UPSTREAM_KEY = "mock-key";
 
 /** `INFO commandstats` as calls per command. */
 async function commandStats(redis: Redis): Promise<Record<string, number>> {

@@ -27,7 +27,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { createGateway } from "@tokenpool/core";
 import { type BetterSqlite3Database, sqliteStore } from "@tokenpool/store-sqlite";
-import { FEATURES } from "./child.js";
+import { FEATURES, UPSTREAM_KEY } from "./child.js";
 import { log } from "./runner.js";
 
 /** What this file uses of a better-sqlite3 database (the bench has no @types/better-sqlite3). */
@@ -45,8 +45,6 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: 
 
 /** The server secret of every scale gateway (the keys' hashes depend on it). */
 export const SCALE_SECRET = "bench-scale-secret-0123456789abcdef012345";
-/** The key the mock upstream accepts. */
-export const UPSTREAM_KEY = "mock-key";
 /** Groups the keys are spread over (`g0` … `g99`), and the credentials with them. */
 export const GROUPS = 100;
 /** Keys per transaction while seeding. */
@@ -99,6 +97,19 @@ function finish(db: Db): void {
   db.close();
 }
 
+/** The database file being seeded, and a gateway on it (quiet, no metrics). */
+async function openSeeding(file: string) {
+  const db = new Database(file);
+  const gateway = createGateway({
+    store: sqliteStore({ database: db }),
+    secret: SCALE_SECRET,
+    logger: false,
+    metrics: false,
+  });
+  await gateway.ready;
+  return { db, gateway };
+}
+
 /** A SQLite file with `n` keys (ids 1..n, plain keys {@link plainKey}), cached in `dir`. */
 export async function seedKeys(dir: string, n: number): Promise<Seeded> {
   mkdirSync(dir, { recursive: true });
@@ -108,14 +119,7 @@ export async function seedKeys(dir: string, n: number): Promise<Seeded> {
   const tmp = `${file}.tmp`;
   for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
   const t0 = performance.now();
-  const db = new Database(tmp);
-  const gateway = createGateway({
-    store: sqliteStore({ database: db }),
-    secret: SCALE_SECRET,
-    logger: false,
-    metrics: false,
-  });
-  await gateway.ready;
+  const { db, gateway } = await openSeeding(tmp);
   // Nothing to zero in a fresh file: inserts only.
   db.pragma("secure_delete = OFF");
   const inTransaction = db.transaction((from: number, to: number, out: Promise<unknown>[]) => {
@@ -172,14 +176,7 @@ export async function seedCredentials(
   for (const f of [tmp, `${tmp}-wal`, `${tmp}-shm`]) rmSync(f, { force: true });
   const t0 = performance.now();
   copyFileSync(keysFile, tmp);
-  const db = new Database(tmp);
-  const gateway = createGateway({
-    store: sqliteStore({ database: db }),
-    secret: SCALE_SECRET,
-    logger: false,
-    metrics: false,
-  });
-  await gateway.ready;
+  const { db, gateway } = await openSeeding(tmp);
   for (let j = 0; j < c; j++) {
     await gateway.credentials.add({
       provider: "openai",
