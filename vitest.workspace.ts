@@ -8,6 +8,7 @@ export const projects = [
   "packages/testing",
   "packages/store-sqlite",
   "packages/store-redis",
+  "packages/store-postgres",
   "packages/store-file",
   "packages/server",
   "packages/client",

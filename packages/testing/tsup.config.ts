@@ -7,6 +7,7 @@ export default defineConfig({
     "src/mock-oauth.ts",
     "src/mock-upstream-cli.ts",
     "src/redis-server.ts",
+    "src/postgres-server.ts",
   ],
   format: ["esm"],
   dts: true,

@@ -38,6 +38,31 @@ export {
 } from "./store/limits.js";
 export { type SettlementAmounts, settleAmounts } from "./store/settlement.js";
 export {
+  type CredentialRow,
+  credentialFromRow,
+  credentialParams,
+  type KeyRow,
+  keyFromRow,
+  keyParams,
+  LOG_FIELD,
+  NO_CREDENTIAL,
+  NO_KEY,
+  NO_USER,
+  type ReservationDbRow,
+  type RollupRow,
+  reservationFromRow,
+  reservationParams,
+  rollupFromRow,
+  rollupParams,
+  type TokenColumns,
+  type UsageRow,
+  type UserRow,
+  usageFromRow,
+  usageParams,
+  userFromRow,
+  userParams,
+} from "./store/sql-rows.js";
+export {
   addRollupSums,
   addToRollup,
   addToStat,

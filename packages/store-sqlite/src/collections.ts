@@ -9,19 +9,20 @@ import type {
   UserCollection,
   UserRecord,
 } from "@tokenpool/core";
-import { changeable, materializeCredential } from "@tokenpool/core/store-kernel";
-import type { ChangeFeed, Collection } from "./change-feed.js";
 import {
   type CredentialRow,
+  changeable,
   credentialFromRow,
   credentialParams,
   type KeyRow,
   keyFromRow,
   keyParams,
+  materializeCredential,
   type UserRow,
   userFromRow,
   userParams,
-} from "./rows.js";
+} from "@tokenpool/core/store-kernel";
+import type { ChangeFeed, Collection } from "./change-feed.js";
 import { type QueryShapes, type Statements, Where } from "./statements.js";
 
 /** What the collections need of the store. */

@@ -18,24 +18,22 @@ import {
   assertRefill,
   assertUnits,
   emptyRollup,
-  recoveredRecord,
-  reservationRow,
-  rollupKey,
-  type StoreLedger,
-  settleAmounts,
-} from "@tokenpool/core/store-kernel";
-import type { ChangeFeed } from "./change-feed.js";
-import {
   type KeyRow,
   type ReservationDbRow,
   type RollupRow,
+  recoveredRecord,
   reservationFromRow,
   reservationParams,
+  reservationRow,
   rollupFromRow,
+  rollupKey,
   rollupParams,
+  type StoreLedger,
+  settleAmounts,
   usageFromRow,
   usageParams,
-} from "./rows.js";
+} from "@tokenpool/core/store-kernel";
+import type { ChangeFeed } from "./change-feed.js";
 import { type QueryShapes, type Statements, Where } from "./statements.js";
 
 /**

@@ -1,4 +1,9 @@
-/** Mapping between the SQLite rows and the Store records. Internal to this package. */
+/**
+ * Mapping between the rows of an SQL store (SQLite, PostgreSQL: the same tables and column names)
+ * and the Store records. Exported under `@tokenpool/core/store-kernel` for the SQL adapters.
+ *
+ * @module
+ */
 import type {
   ApiKeyRecord,
   CredentialRecord,
@@ -8,8 +13,8 @@ import type {
   UsageRecord,
   UsageRollup,
   UserRecord,
-} from "@tokenpool/core";
-import type { ReservationRow } from "@tokenpool/core/store-kernel";
+} from "./types.js";
+import type { ReservationRow } from "./util.js";
 
 /** A row of `keys`. */
 export interface KeyRow {

@@ -1,0 +1,15 @@
+/** Keys, users, credentials, settings and kv of the PostgreSQL store. Internal to this package. */
+import type { CollectionFactories } from "@tokenpool/core/store-kernel";
+import type { PgContext } from "./context.js";
+
+const todo = (): never => {
+  throw new Error("not implemented");
+};
+
+export const collections: CollectionFactories<PgContext> = {
+  keys: todo,
+  users: todo,
+  credentials: todo,
+  settings: todo,
+  kv: todo,
+};

@@ -1,0 +1,5 @@
+export {
+  type PostgresStore,
+  type PostgresStoreOptions,
+  postgresStore,
+} from "./postgres-store.js";
