@@ -164,16 +164,47 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
   maintenance.unref();
 
   let closed: Promise<void> | undefined;
+  let isReady = false;
+  ready.then(
+    () => {
+      isReady = true;
+    },
+    () => {},
+  );
+  /**
+   * `obj` with every method waiting for the start-up first: a step that reads the clock (a
+   * lock's expiry, a reservation's lifetime) reads it after the migrations, not before.
+   */
+  const gated = <T extends object>(obj: T): T => {
+    if (!obj) return obj;
+    const out = {} as Record<string, unknown>;
+    for (const [name, value] of Object.entries(obj)) {
+      out[name] =
+        typeof value === "function"
+          ? (...args: unknown[]) =>
+              isReady ? value.apply(obj, args) : ready.then(() => value.apply(obj, args) as unknown)
+          : value;
+    }
+    return out as T;
+  };
+  const parts = storeCollections(ctx, collections);
+  const steps = ledger(ctx);
 
   return {
     name: "postgres",
     capabilities: { multiProcess: true },
     ready,
-    ...storeCollections(ctx, collections),
-    ...ledger(ctx),
-    ...limits(ctx),
+    keys: gated(parts.keys),
+    users: gated(parts.users),
+    credentials: gated(parts.credentials),
+    settings: gated(parts.settings),
+    kv: gated(parts.kv),
+    ...gated(steps),
+    usage: gated(steps.usage),
+    ...gated(limits(ctx)),
 
     async acquireLock(name, ttlMs) {
+      if (!isReady) await ready;
       const now = Date.now();
       const token = randomUUID();
       const row = await ctx.one(
@@ -201,10 +232,8 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
         clearInterval(maintenance);
         await ready.catch(() => {});
         await feed.close();
-        if (owned) {
-          await pool.end();
-          pool.removeListener("error", onPoolError);
-        }
+        // The error listener stays: a connection still closing may report its end later.
+        if (owned) await pool.end();
       })();
       return closed;
     },

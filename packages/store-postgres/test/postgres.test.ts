@@ -7,6 +7,7 @@ import { type PostgresStore, postgresStore } from "../src/index.js";
 // Top-level: the conformance suite creates a probe store while tests are collected.
 const server = await startPostgresServer();
 const admin = new pg.Pool({ connectionString: server.url, max: 2 });
+admin.on("error", () => {});
 afterAll(async () => {
   await admin.end();
   await server.stop();
