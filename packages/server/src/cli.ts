@@ -14,7 +14,11 @@ Options:
                       file:<dir>      the seeds' own files (config.yaml, data/accounts.json, auths/*.json);
                                       one process only (a lock file refuses a second)
                       redis://[:password@]host:port[/db][?prefix=<name>]
-                                      several instances on several machines (needs TOKENPOOL_SECRET)
+                                      several instances on several machines (needs TOKENPOOL_SECRET);
+                                      a Redis Cluster: redis://host1:port1,host2:port2,... or ?cluster=true
+                      postgres://user:password@host:5432/database[?schema=<name>&sslmode=require]
+                                      (also postgresql://) several instances on one PostgreSQL
+                                      database (needs TOKENPOOL_SECRET); schema default tokenpool
                       memory          nothing kept
   --config <file>   a YAML configuration file (CLIProxyAPI layout)
   --demo            also start a local mock upstream and a demo key (works offline)
@@ -36,7 +40,8 @@ Commands:
 
 Environment:
   TOKENPOOL_SECRET  the server secret (otherwise kept in secret.key beside the SQLite file or in
-                    the file store's directory; required with redis, the same on every instance)
+                    the file store's directory; required with redis and postgres, the same on
+                    every instance)
   TOKENPOOL_NEW_SECRET  rotate-secret: the new server secret
   TOKENPOOL_METRICS_TOKEN  a bearer token (16+ characters) that may read GET /metrics besides the
                     management key, from any address (for Prometheus)`;

@@ -14,7 +14,7 @@ import {
   silentLogger,
 } from "@tokenpool/core";
 import { loadConfig } from "./config.js";
-import { DEFAULT_STORE, openStore } from "./serve.js";
+import { DEFAULT_STORE, openStore, redactSpec } from "./serve.js";
 
 /** Options of {@link rotateServerSecret}; the CLI flags map onto them. */
 export interface RotateServerSecretOptions {
@@ -83,7 +83,7 @@ export async function rotateServerSecret(
       from = fromEnv;
       to = explicit;
     } else {
-      if (!dataDir) throw new Error(`the store ${spec} needs TOKENPOOL_SECRET`);
+      if (!dataDir) throw new Error(`the store ${redactSpec(spec)} needs TOKENPOOL_SECRET`);
       file = join(dataDir, "secret.key");
       pending = `${file}.new`;
       const current = await readSecretFile(file);

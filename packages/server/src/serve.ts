@@ -26,7 +26,7 @@ export interface ServeOptions {
   port?: number;
   /** @default "127.0.0.1" */
   host?: string;
-  /** `sqlite:<path>`, `file:<dir>`, `redis://...` or `memory`. @default "sqlite:./data/tokenpool.db" */
+  /** `sqlite:<path>`, `file:<dir>`, `redis://...`, `postgres://...` or `memory`. @default "sqlite:./data/tokenpool.db" */
   store?: string;
   /**
    * A YAML configuration file in the management seed's layout. It is applied at start-up (a
@@ -78,7 +78,71 @@ const DEMO_UPSTREAM_KEY = "demo-upstream-key";
 const DEMO_CREDENTIAL_ID = "demo-upstream";
 
 /** The store specs the server understands, for error messages. */
-const STORE_SPECS = `sqlite:<path> (the default is ${DEFAULT_STORE}), file:<dir>, redis://[:password@]host:port[/db][?prefix=<prefix>] or memory`;
+const STORE_SPECS = `sqlite:<path> (the default is ${DEFAULT_STORE}), file:<dir>, redis://[:password@]host:port[/db][?prefix=<prefix>] (several host:port, comma-separated, or ?cluster=true: a Redis Cluster), postgres://user:password@host:5432/database[?schema=<name>] or memory`;
+
+/**
+ * What a `--store` spec names. A `redis://` or `postgres://` spec is split with string
+ * operations, not `new URL`: a cluster's `redis://h1:p1,h2:p2` is no WHATWG URL. Only the
+ * server's own parameter (`prefix`, `schema`) leaves the query; the rest (`cluster=true`,
+ * `sslmode=require` ...) stays in the URL for the store's client.
+ */
+export type StoreSpec =
+  | { kind: "memory" }
+  | { kind: "sqlite"; filename: string }
+  | { kind: "file"; dir: string }
+  | { kind: "redis"; url: string; prefix?: string }
+  | { kind: "postgres"; connectionString: string; schema?: string };
+
+/**
+ * `url` without the query parameter `name`, and that parameter's (last) value. The other
+ * parameters stay as written, not re-encoded.
+ */
+function takeParam(url: string, name: string): { url: string; value: string | undefined } {
+  const hash = url.indexOf("#");
+  const rest = hash < 0 ? url : url.slice(0, hash);
+  const q = rest.indexOf("?");
+  if (q < 0) return { url, value: undefined };
+  let value: string | undefined;
+  const kept = rest
+    .slice(q + 1)
+    .split("&")
+    .filter((pair) => {
+      const [k = "", v = ""] = pair.split(/=(.*)/s);
+      const decode = (x: string) => {
+        try {
+          return decodeURIComponent(x.replaceAll("+", " "));
+        } catch {
+          return x;
+        }
+      };
+      if (decode(k) !== name) return pair !== "";
+      value = decode(v);
+      return false;
+    });
+  const fragment = hash < 0 ? "" : url.slice(hash);
+  return { url: `${rest.slice(0, q)}${kept.length ? `?${kept.join("&")}` : ""}${fragment}`, value };
+}
+
+/** Parses a `--store` spec (see {@link STORE_SPECS}); throws on one it does not know. */
+export function parseStoreSpec(spec: string): StoreSpec {
+  if (spec === "memory") return { kind: "memory" };
+  if (spec.startsWith("sqlite:")) return { kind: "sqlite", filename: spec.slice("sqlite:".length) };
+  if (spec.startsWith("file:")) return { kind: "file", dir: spec.slice("file:".length) };
+  if (/^rediss?:\/\//.test(spec)) {
+    const { url, value } = takeParam(spec, "prefix");
+    return { kind: "redis", url, ...(value ? { prefix: value } : {}) };
+  }
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    const { url, value } = takeParam(spec, "schema");
+    return { kind: "postgres", connectionString: url, ...(value ? { schema: value } : {}) };
+  }
+  throw new Error(`unknown --store "${redactSpec(spec)}": use ${STORE_SPECS}`);
+}
+
+/** A store spec fit to print: the password of a `scheme://user:password@host` spec is `***`. */
+export function redactSpec(spec: string): string {
+  return spec.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/?#]*:)[^@/?#]*@/i, "$1***@");
+}
 
 /**
  * Opens the store named by `spec`. `dataDir` is where the server may keep its own files (the
@@ -88,27 +152,38 @@ const STORE_SPECS = `sqlite:<path> (the default is ${DEFAULT_STORE}), file:<dir>
 export async function openStore(
   spec: string,
 ): Promise<{ store: Store; dataDir: string | null; shared: boolean }> {
-  if (spec === "memory") return { store: memoryStore(), dataDir: null, shared: false };
-  if (spec.startsWith("sqlite:")) {
-    // sqliteStore creates the file's folder (and names it when it cannot); secret.key goes beside.
-    const filename = resolve(spec.slice("sqlite:".length));
-    return { store: sqliteStore({ filename }), dataDir: dirname(filename), shared: false };
+  const parsed = parseStoreSpec(spec);
+  switch (parsed.kind) {
+    case "memory":
+      return { store: memoryStore(), dataDir: null, shared: false };
+    case "sqlite": {
+      // sqliteStore creates the file's folder (and names it when it cannot); secret.key goes beside.
+      const filename = resolve(parsed.filename);
+      return { store: sqliteStore({ filename }), dataDir: dirname(filename), shared: false };
+    }
+    case "file": {
+      const dir = resolve(parsed.dir);
+      await mkdir(dir, { recursive: true });
+      const { fileStore } = await import("@tokenpool/store-file");
+      return { store: fileStore({ dir }), dataDir: dir, shared: false };
+    }
+    case "redis": {
+      const { redisStore } = await import("@tokenpool/store-redis");
+      const store = redisStore({
+        redis: parsed.url,
+        ...(parsed.prefix ? { prefix: parsed.prefix } : {}),
+      });
+      return { store, dataDir: null, shared: true };
+    }
+    case "postgres": {
+      const { postgresStore } = await import("@tokenpool/store-postgres");
+      const store = postgresStore({
+        connectionString: parsed.connectionString,
+        ...(parsed.schema ? { schema: parsed.schema } : {}),
+      });
+      return { store, dataDir: null, shared: true };
+    }
   }
-  if (spec.startsWith("file:")) {
-    const dir = resolve(spec.slice("file:".length));
-    await mkdir(dir, { recursive: true });
-    const { fileStore } = await import("@tokenpool/store-file");
-    return { store: fileStore({ dir }), dataDir: dir, shared: false };
-  }
-  if (spec.startsWith("redis://") || spec.startsWith("rediss://")) {
-    const url = new URL(spec);
-    const prefix = url.searchParams.get("prefix") ?? undefined;
-    url.search = "";
-    const { redisStore } = await import("@tokenpool/store-redis");
-    const store = redisStore({ redis: url.toString(), ...(prefix ? { prefix } : {}) });
-    return { store, dataDir: null, shared: true };
-  }
-  throw new Error(`unknown --store "${spec}": use ${STORE_SPECS}`);
 }
 
 /**
@@ -183,7 +258,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
   if (shared && !process.env.TOKENPOOL_SECRET && !config.secret) {
     await store.close();
     throw new Error(
-      "a shared store (redis) needs the same secret on every instance: set TOKENPOOL_SECRET (32+ characters) or `secret` in the config file",
+      "a shared store (redis, postgres) needs the same secret on every instance: set TOKENPOOL_SECRET (32+ characters) or `secret` in the config file",
     );
   }
   const secret = await resolveSecret(config, dataDir);
@@ -274,7 +349,7 @@ export async function startServer(options: ServeOptions = {}): Promise<RunningSe
     if (managementUi) print(`Management UI: ${url}/management.html (${managementUi})`);
     if (options.dashboard !== false)
       print(`Console: ${url}/dashboard/ (log in with the management key)`);
-    print(`tokenpool listening on ${url} (store: ${storeSpec})`);
+    print(`tokenpool listening on ${url} (store: ${redactSpec(storeSpec)})`);
     if (demoKey) {
       print(
         `Try it: curl ${url}/v1/chat/completions -H "Authorization: Bearer ${demoKey}" -H "Content-Type: application/json" -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'`,

@@ -6,6 +6,7 @@ import { sqliteStore } from "@tokenpool/store-sqlite";
 import { countMockPromptTokens, DEFAULT_MOCK_REPLY, splitMockReply } from "@tokenpool/testing";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseStoreSpec, redactSpec } from "../src/serve.js";
 import { type ServerProcess, startCli } from "./helpers.js";
 
 const SECRET = "e2e-secret-0123456789-0123456789-abcdef";
@@ -181,6 +182,81 @@ describe("tokenpool CLI", () => {
     await expect(startCli(["serve", "--port", "abc"])).rejects.toThrow(
       /exited with 2[\s\S]*--port must be an integer/,
     );
-    await expect(startCli(["serve", "--store", "postgres://x"])).rejects.toThrow(/unknown --store/);
+    await expect(startCli(["serve", "--store", "mysql://x"])).rejects.toThrow(/unknown --store/);
+  });
+
+  it("refuses a postgres store without TOKENPOOL_SECRET, naming the variable", async () => {
+    await expect(
+      startCli(["serve", "--port", "0", "--store", "postgres://tp:hunter2@127.0.0.1:1/db"], {
+        TOKENPOOL_SECRET: "",
+      }),
+    ).rejects.toThrow(/exited with 1[\s\S]*shared store[\s\S]*TOKENPOOL_SECRET/);
+  });
+});
+
+describe("--store specs", () => {
+  it("take only prefix out of a redis URL and keep its other parameters", () => {
+    expect(parseStoreSpec("redis://127.0.0.1:6379")).toEqual({
+      kind: "redis",
+      url: "redis://127.0.0.1:6379",
+    });
+    expect(parseStoreSpec("redis://:pw@127.0.0.1:6379/2?prefix=tp-a")).toEqual({
+      kind: "redis",
+      url: "redis://:pw@127.0.0.1:6379/2",
+      prefix: "tp-a",
+    });
+    expect(parseStoreSpec("rediss://h:6380/0?cluster=true&prefix=tp%3Ab&family=6")).toEqual({
+      kind: "redis",
+      url: "rediss://h:6380/0?cluster=true&family=6",
+      prefix: "tp:b",
+    });
+  });
+
+  it("keep a cluster's comma-separated hosts, which are no WHATWG URL", () => {
+    expect(parseStoreSpec("redis://10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002?prefix=tp")).toEqual({
+      kind: "redis",
+      url: "redis://10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002",
+      prefix: "tp",
+    });
+    expect(parseStoreSpec("redis://:s3cret@h1:7000,h2:7001?cluster=true")).toEqual({
+      kind: "redis",
+      url: "redis://:s3cret@h1:7000,h2:7001?cluster=true",
+    });
+  });
+
+  it("take only schema out of a postgres URL and pass sslmode and the rest to node-postgres", () => {
+    expect(parseStoreSpec("postgres://tp:pw@db.internal:5432/gateway")).toEqual({
+      kind: "postgres",
+      connectionString: "postgres://tp:pw@db.internal:5432/gateway",
+    });
+    expect(
+      parseStoreSpec(
+        "postgresql://tp:p%40ss@db:5432/app?sslmode=require&schema=tokenpool_eu&application_name=tp",
+      ),
+    ).toEqual({
+      kind: "postgres",
+      connectionString: "postgresql://tp:p%40ss@db:5432/app?sslmode=require&application_name=tp",
+      schema: "tokenpool_eu",
+    });
+  });
+
+  it("name the local stores by their paths", () => {
+    expect(parseStoreSpec("sqlite:./data/x.db")).toEqual({
+      kind: "sqlite",
+      filename: "./data/x.db",
+    });
+    expect(parseStoreSpec("file:/srv/tp")).toEqual({ kind: "file", dir: "/srv/tp" });
+    expect(parseStoreSpec("memory")).toEqual({ kind: "memory" });
+  });
+
+  it("refuse an unknown spec without printing its password", () => {
+    expect(() => parseStoreSpec("mysql://root:hunter2@db/x")).toThrow(
+      /unknown --store "mysql:\/\/root:\*\*\*@db\/x"[\s\S]*postgres:\/\//,
+    );
+    expect(redactSpec("postgres://tp:hunter2@db:5432/x?sslmode=require")).toBe(
+      "postgres://tp:***@db:5432/x?sslmode=require",
+    );
+    expect(redactSpec("redis://:hunter2@h1:7000,h2:7001")).toBe("redis://:***@h1:7000,h2:7001");
+    expect(redactSpec("redis://127.0.0.1:6379")).toBe("redis://127.0.0.1:6379");
   });
 });
