@@ -4,7 +4,7 @@
  * requests whose usage batch was still in memory) are durable rows; the restarted instance
  * recovers them once they outlive their lifetime, so afterwards Σ usage records = used quota,
  * used + remaining = initial, every request that answered 200 has a record, and no reservation
- * is left. On SQLite and on Redis, each gateway a real process on port 0.
+ * is left. On SQLite, Redis and PostgreSQL, each gateway a real process on port 0.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,12 +12,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createGateway, type Store } from "@tokenpool/core";
+import { postgresStore } from "@tokenpool/store-postgres";
 import { redisStore } from "@tokenpool/store-redis";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { type PostgresServer, startPostgresServer } from "@tokenpool/testing/postgres-server";
 import { type RedisServer, startRedisServer } from "@tokenpool/testing/redis-server";
 import Database from "better-sqlite3";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const GATEWAY = fileURLToPath(new URL("./fixtures/crash-gateway.ts", import.meta.url));
@@ -31,16 +34,18 @@ const KILL_AFTER = 150;
 
 let upstream: MockUpstream;
 let redis: RedisServer;
+let postgres: PostgresServer;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   // Streams take a while (a chunk every 15 ms), so some are cut by the kill.
   upstream = await createMockUpstream({ apiKeys: [UPSTREAM_KEY], chunkDelayMs: 15 });
-  redis = await startRedisServer();
+  [redis, postgres] = await Promise.all([startRedisServer(), startPostgresServer()]);
 });
 afterAll(async () => {
   await upstream?.close();
   await redis?.stop();
+  await postgres?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -203,40 +208,88 @@ async function crashAndRecover(
   }
 }
 
-describe("SIGKILL of a gateway under load, then a restart", () => {
-  it("on SQLite: every reservation is recovered, Σ usage records = used quota", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tokenpool-crash-recovery-"));
-    dirs.push(dir);
-    const file = join(dir, "tokenpool.db");
-    await crashAndRecover(
-      () => sqliteStore({ filename: file }),
-      ["sqlite", file, "-"],
-      async () => {
-        const db = new Database(file, { readonly: true });
-        try {
-          return (db.prepare("SELECT COUNT(*) FROM reservations").pluck().get() as number) ?? 0;
-        } finally {
-          db.close();
-        }
-      },
-    );
-  }, 120_000);
+/** A shared store the crash test runs on. */
+interface CrashBackend {
+  /** Opens the store in the test process. */
+  open(): Store;
+  /** The store as fixtures/crash-gateway.ts takes it: kind, file or URL, prefix or schema. */
+  args: string[];
+  /** Reservations still in the store, read behind its back. */
+  reservationsLeft(): Promise<number>;
+}
 
-  it("on Redis: every reservation is recovered, Σ usage records = used quota", async () => {
-    const prefix = `tp-crash-${process.pid}`;
-    await crashAndRecover(
-      () => redisStore({ redis: redis.url, prefix }),
-      ["redis", redis.url, prefix],
-      async () => {
-        const client = new Redis(redis.url);
-        try {
-          return (
-            (await client.zcard(`{${prefix}}:res`)) + (await client.hlen(`{${prefix}}:res:data`))
-          );
-        } finally {
-          client.disconnect();
-        }
-      },
-    );
-  }, 120_000);
+const backends: [name: string, make: () => CrashBackend][] = [
+  [
+    "SQLite",
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "tokenpool-crash-recovery-"));
+      dirs.push(dir);
+      const file = join(dir, "tokenpool.db");
+      return {
+        open: () => sqliteStore({ filename: file }),
+        args: ["sqlite", file, "-"],
+        async reservationsLeft() {
+          const db = new Database(file, { readonly: true });
+          try {
+            return (db.prepare("SELECT COUNT(*) FROM reservations").pluck().get() as number) ?? 0;
+          } finally {
+            db.close();
+          }
+        },
+      };
+    },
+  ],
+  [
+    "Redis",
+    () => {
+      const prefix = `tp-crash-${process.pid}`;
+      return {
+        open: () => redisStore({ redis: redis.url, prefix }),
+        args: ["redis", redis.url, prefix],
+        async reservationsLeft() {
+          const client = new Redis(redis.url);
+          try {
+            return (
+              (await client.zcard(`{${prefix}}:res`)) + (await client.hlen(`{${prefix}}:res:data`))
+            );
+          } finally {
+            client.disconnect();
+          }
+        },
+      };
+    },
+  ],
+  [
+    "PostgreSQL",
+    () => {
+      const schema = `tp_crash_${process.pid}`;
+      return {
+        open: () => postgresStore({ connectionString: postgres.url, schema }),
+        args: ["postgres", postgres.url, schema],
+        async reservationsLeft() {
+          const client = new pg.Client({ connectionString: postgres.url });
+          await client.connect();
+          try {
+            const { rows } = await client.query<{ n: number }>(
+              `SELECT COUNT(*)::int AS n FROM "${schema}".reservations`,
+            );
+            return rows[0]!.n;
+          } finally {
+            await client.end();
+          }
+        },
+      };
+    },
+  ],
+];
+
+describe("SIGKILL of a gateway under load, then a restart", () => {
+  it.each(backends)(
+    "on %s: every reservation is recovered, Σ usage records = used quota",
+    async (_, make) => {
+      const backend = make();
+      await crashAndRecover(backend.open, backend.args, backend.reservationsLeft);
+    },
+    120_000,
+  );
 });
