@@ -1,12 +1,12 @@
 /** Change notifications of the Redis store: local ones, and other instances' through pub/sub. */
 import type { StoreChange } from "@tokenpool/core";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connect.js";
 
 type Collection = StoreChange["collection"];
 
 /** What {@link changeFeed} needs of the store. */
 export interface ChangeFeedOptions {
-  client: Redis;
+  client: RedisClient;
   /** The pub/sub channel, `<prefix>:changes`. */
   channel: string;
   /** The stream of recent changes (to catch up while subscribing). */
@@ -29,7 +29,7 @@ export interface ChangeFeed {
 export function changeFeed({ client, channel, log, instanceId }: ChangeFeedOptions): ChangeFeed {
   let closed = false;
   const listeners = new Set<(c: StoreChange) => void>();
-  let subscriber: Redis | null = null;
+  let subscriber: RedisClient | null = null;
 
   const emitLocal = (collection: Collection, id: string | number, op: StoreChange["op"]) => {
     const change: StoreChange = { collection, id: String(id), op, origin: "local" };

@@ -1,6 +1,6 @@
 /** What the parts of the Redis store share: the key layout, the scripts, the record codec. */
 import type { Page, StoreChange } from "@tokenpool/core";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connect.js";
 import * as lua from "./lua/scripts.js";
 
 /** A Redis hash reply. */
@@ -124,7 +124,7 @@ export type RedisKeys = ReturnType<typeof redisKeys>;
 
 /** What the collections and the ledger need of the store. */
 export interface RedisContext {
-  client: Redis;
+  client: RedisClient;
   k: RedisKeys;
   /** The key prefix with its hash tag, `{<prefix>}:`: the scripts build their keys from it. */
   base: string;
@@ -141,7 +141,7 @@ export interface RedisContext {
 }
 
 /** Reads record hashes in one pipeline; null for a missing one. */
-export async function loadHashes<T>(client: Redis, keys: string[]): Promise<(T | null)[]> {
+export async function loadHashes<T>(client: RedisClient, keys: string[]): Promise<(T | null)[]> {
   if (keys.length === 0) return [];
   const pipe = client.pipeline();
   for (const key of keys) pipe.hgetall(key);

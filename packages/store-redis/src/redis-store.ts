@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { Store } from "@tokenpool/core";
 import { storeCollections } from "@tokenpool/core/store-kernel";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Cluster, Redis, RedisOptions } from "ioredis";
 import { changeFeed } from "./change-feed.js";
 import * as collections from "./collections.js";
+import { openClient } from "./connect.js";
 import {
   COMMANDS,
   type CommandName,
@@ -17,13 +18,16 @@ import { limits } from "./limits.js";
 /** Options of {@link redisStore}. */
 export interface RedisStoreOptions {
   /**
-   * A connected ioredis client (not closed by the store), or options / a `redis://` URL for a
-   * client the store creates and closes.
+   * A connected ioredis client, `Redis` or `Cluster` (not closed by the store), or options / a
+   * `redis://` URL for a client the store creates and closes. A URL with several hosts
+   * (`redis://[:password@]h1:p1,h2:p2[/0]`) or with `?cluster=true` opens a Redis Cluster
+   * client, whose hosts are the startup nodes; a cluster has only database 0.
    */
-  redis: Redis | RedisOptions | string;
+  redis: Redis | Cluster | RedisOptions | string;
   /**
    * Prefix of every key, so several deployments can share one Redis. Keys are
-   * `{<prefix>}:...` (one hash tag), the change channel is `<prefix>:changes`.
+   * `{<prefix>}:...` (one hash tag), the change channel is `<prefix>:changes`. Must not be
+   * empty on a Redis Cluster (`{}` is no hash tag).
    * @default "tokenpool"
    */
   prefix?: string;
@@ -35,30 +39,35 @@ export interface RedisStoreOptions {
   usageDetailsLimit?: number;
 }
 
-const isClient = (x: RedisStoreOptions["redis"]): x is Redis =>
-  typeof x === "object" && x !== null && typeof (x as Redis).duplicate === "function";
-
 /**
  * The Redis store: every atomic step of the Store contract is one Lua script, so any number of
  * gateway processes can share one Redis. Changes are announced on the pub/sub channel
  * `<prefix>:changes` and reach every other instance's `watch()` within milliseconds.
  *
- * All keys share the hash tag `{<prefix>}`: the store works on Redis Cluster, in one hash slot.
+ * All keys share the hash tag `{<prefix>}`: on Redis Cluster the whole store lives in one hash
+ * slot, so one master serves it (each script, MULTI and pipeline stays in that slot), and several
+ * prefixes spread deployments over the masters. Change notifications are plain PUBLISH, which a
+ * cluster delivers to subscribers on every node.
  *
  * @example
  * ```ts
  * const store = redisStore({ redis: "redis://127.0.0.1:6379/0", prefix: "tokenpool" });
+ * // A Redis Cluster: several startup nodes (or `?cluster=true`), or an ioredis `Cluster`.
+ * const shared = redisStore({ redis: "redis://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379" });
  * ```
  */
 export function redisStore(options: RedisStoreOptions): Store {
   const prefix = options.prefix ?? "tokenpool";
   const detailsLimit = options.usageDetailsLimit ?? 1_000_000;
-  const owned = !isClient(options.redis);
-  const client: Redis = isClient(options.redis)
-    ? options.redis
-    : typeof options.redis === "string"
-      ? new Redis(options.redis)
-      : new Redis(options.redis);
+  const { client, owned } = openClient(options.redis);
+  if (prefix === "" && client.isCluster) {
+    // `{}` is no hash tag: Redis would hash each whole key, spreading the store over slots
+    // where its scripts and transactions fail with CROSSSLOT.
+    if (owned) client.disconnect();
+    throw new Error(
+      'redisStore: on a Redis Cluster the prefix must not be empty (every key is under the hash tag `{<prefix>}`, and `{}` is none): set `prefix`, e.g. "tokenpool"',
+    );
+  }
   if (owned) client.on("error", () => {}); // commands reject with the error; avoid unhandled events
   for (const [name, script] of Object.entries(COMMANDS)) {
     client.defineCommand(name, { lua: script });
