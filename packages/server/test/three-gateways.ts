@@ -1,6 +1,6 @@
 /**
  * Three `tokenpool serve` processes on one shared store (a real server started here on free
- * ports; one small test file per backend calls {@link describeThreeGateways}): the first-start
+ * ports, see shared-stores.ts; one small test file per backend calls {@link describeThreeGateways}): the first-start
  * management key is created once; 1,000 concurrent requests on a key worth 50 are served exactly
  * 50 times, never overdrawing it, and Σ usage = used quota; a key disabled through one instance
  * is refused by the others within a second; an expired OAuth credential that all three need at
@@ -13,7 +13,6 @@ import {
   GatewayEmitter,
   memoryStore,
   SettingsService,
-  type Store,
 } from "@tokenpool/core";
 import {
   countMockPromptTokens,
@@ -25,24 +24,7 @@ import {
 import { createMockOAuth, type MockOAuthServer } from "@tokenpool/testing/mock-oauth";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServerProcess, startCli } from "./helpers.js";
-
-/** A shared store for several gateway processes, started for one test file. */
-export interface SharedStore {
-  /** The `tokenpool serve --store` spec of the store. */
-  spec: string;
-  /** The same store, opened in the test process. */
-  open(): Store;
-  /** Stops the server behind the store. */
-  stop(): Promise<void>;
-}
-
-/** A backend of the shared-store tests: its name and how to start a fresh store on it. */
-export interface SharedStoreBackend {
-  /** As in the test names: "Redis", "PostgreSQL", "Redis Cluster". */
-  name: string;
-  /** Starts a server and names a fresh store on it; `tag` keeps test files' stores apart. */
-  start(tag: string): Promise<SharedStore>;
-}
+import type { SharedStore, SharedStoreBackend } from "./shared-stores.js";
 
 const SECRET = "three-gw-secret-0123456789-0123456789-abcdef";
 const UPSTREAM_KEY = "sk-upstream-three-0a1b2c3d4e5f";
