@@ -24,7 +24,11 @@
 //   placeholder (`KEY=sk-...`: a value containing `...`) to one of those is left out.
 // - Every block gets TOKENPOOL_SECRET, TOKENPOOL_NEW_SECRET, OPENAI_API_KEY, OPENAI_BASE_URL (the
 //   mock upstream of @tokenpool/testing, which answers any model) and PORT=0. A block that uses
-//   Redis (`redis://127.0.0.1:6379`, `REDIS_URL`) gets a redis-server on a free port instead.
+//   Redis (`redis://127.0.0.1:6379`, `REDIS_URL`) gets a redis-server on a free port instead; one
+//   that uses a Redis Cluster (`redis://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002`,
+//   `REDIS_CLUSTER_URL`) gets three masters of @tokenpool/testing's startRedisCluster; one that
+//   uses PostgreSQL (`DATABASE_URL`) gets a throwaway PostgreSQL of its startPostgresServer, and
+//   DATABASE_URL names its database.
 // - A block preceded by `<!-- not-run: reason -->` is not run (listed with its reason). Blocks of
 //   other languages (yaml, json, plain output) are data, not run.
 //
@@ -104,6 +108,7 @@ function packageLinks() {
     "openai",
     "@anthropic-ai/sdk",
     "ioredis",
+    "pg",
     "@opentelemetry/api",
     "@opentelemetry/sdk-trace-base",
     "prom-client",
@@ -245,6 +250,37 @@ async function redisUrl() {
   return redis.url;
 }
 
+/**
+ * A server of @tokenpool/testing (`startPostgresServer`, `startRedisCluster`) in a process of its
+ * own, started at the first need: its URL, and the process to stop.
+ */
+const services = new Map();
+function testingService(name, module, start) {
+  if (!services.has(name)) {
+    const dir = project();
+    writeFileSync(
+      join(dir, `${name}.ts`),
+      `import { ${start} } from "@tokenpool/testing/${module}";
+const server = await ${start}();
+console.log(\`url \${server.url}\`);
+process.once("SIGTERM", () => void server.stop().then(() => process.exit(0)));
+`,
+    );
+    services.set(
+      name,
+      startUntil([...node, `${name}.ts`], /^url (\S+)$/, { cwd: dir }).then(({ match, proc }) => ({
+        url: match[1],
+        proc,
+        dir,
+      })),
+    );
+  }
+  return services.get(name).then((s) => s.url);
+}
+const postgresUrl = () => testingService("postgres", "postgres-server", "startPostgresServer");
+const redisClusterUrl = () => testingService("redis-cluster", "redis-server", "startRedisCluster");
+const REDIS_CLUSTER_PLACEHOLDER = "redis://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002";
+
 const usesGateway = (code) => /127\.0\.0\.1:8317|localhost:8317|\$(GW|KEY|MGMT)\b/.test(code);
 
 /** The block as it runs against `gw`: its URL rewritten, placeholder assignments left out. */
@@ -376,6 +412,11 @@ async function main() {
   } finally {
     await stop(mock.proc);
     if (redis) await stop(redis.proc);
+    for (const service of services.values()) {
+      const { proc, dir } = await service.catch(() => ({}));
+      if (proc) await stop(proc);
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
   }
   console.log(`\nnot run (${report.notRun.length}):\n  ${report.notRun.join("\n  ")}`);
   console.log(
@@ -396,6 +437,12 @@ async function runBlock(kind, block, baseEnv) {
       code = code.replaceAll("redis://127.0.0.1:6379", url);
       env = { ...env, REDIS_URL: `${url}/0` };
     }
+    if (code.includes(REDIS_CLUSTER_PLACEHOLDER) || /REDIS_CLUSTER_URL/.test(code)) {
+      const url = await redisClusterUrl();
+      code = code.replaceAll(REDIS_CLUSTER_PLACEHOLDER, url);
+      env = { ...env, REDIS_CLUSTER_URL: url };
+    }
+    if (/DATABASE_URL/.test(code)) env = { ...env, DATABASE_URL: await postgresUrl() };
     if (usesGateway(code)) {
       gateway = await demoGateway(baseEnv);
       env = { ...env, ...gateway.env };

@@ -6,7 +6,8 @@
  * - the README's "As a library" example runs twice against a mock upstream (nothing added twice,
  *   the same key printed and still working, the database intact);
  * - a strict TypeScript consumer of core, store-sqlite, express and client type-checks without
- *   `skipLibCheck` and without `@types/better-sqlite3` / `@types/express`;
+ *   `skipLibCheck` and without `@types/better-sqlite3` / `@types/express` (store-postgres'
+ *   consumers add `@types/pg`, as its README says);
  * - the CLIs run through npx: `tokenpool serve --demo --demo-port` serves the official client (and
  *   answers a model nobody serves with a 404 `model_not_found`), `tokenpool-mock-upstream` serves;
  * - `@tokenpool/client` installed alone brings none of the engine (`@tokenpool/core`,
@@ -44,6 +45,11 @@ const rootPkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8"))
 const devTools = ["tsx", "typescript", "@types/node"].map(
   (name) => `${name}@${rootPkg.devDependencies[name]}`,
 );
+/** The types a strict consumer of @tokenpool/store-postgres adds (its README says so), at its range. */
+const pgTypes = `@types/pg@${
+  JSON.parse(readFileSync(join(repoRoot, "packages/store-postgres/package.json"), "utf8"))
+    .devDependencies["@types/pg"]
+}`;
 
 const SECRET = "install-test-secret-0123456789abcdef0123456789";
 const UPSTREAM_KEY = "sk-upstream-install-test";
@@ -235,11 +241,12 @@ beforeAll(async () => {
     publicPackages().map((p) => [p.name, packPackage(p.dir, tarballs)]),
   );
 
-  // One folder for the example and the strict consumer: every tarball (peers such as express and
-  // better-sqlite3 come along, as npm installs peer dependencies), plus tsx, typescript and
-  // @types/node: no @types/better-sqlite3, no @types/express.
+  // One folder for the example and the strict consumer: every tarball (peers such as express,
+  // better-sqlite3 and pg come along, as npm installs peer dependencies), plus tsx, typescript,
+  // @types/node and @types/pg (store-postgres' options name pg's types): no
+  // @types/better-sqlite3, no @types/express.
   app = npmProject(join(base, "app"));
-  await npmInstall(app, [...packed.values(), ...devTools]);
+  await npmInstall(app, [...packed.values(), ...devTools, pgTypes]);
 
   // The client alone, in a folder of its own.
   clientOnly = npmProject(join(base, "client-only"));
@@ -400,11 +407,12 @@ import { tokenpoolPlugin } from "@tokenpool/fastify";
 import { getGateway, toNextRouteHandlers } from "@tokenpool/next";
 import * as server from "@tokenpool/server";
 import { fileStore } from "@tokenpool/store-file";
+import { postgresStore } from "@tokenpool/store-postgres";
 import { redisStore } from "@tokenpool/store-redis";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 
 // The other packages' declarations are checked too (skipLibCheck is off).
-const others: unknown[] = [tokenpoolPlugin, getGateway, toNextRouteHandlers, server, fileStore, redisStore];
+const others: unknown[] = [tokenpoolPlugin, getGateway, toNextRouteHandlers, server, fileStore, redisStore, postgresStore];
 
 const gateway: Gateway = createGateway({
   store: sqliteStore({ filename: "./data/consumer.db" }),
