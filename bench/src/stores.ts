@@ -4,7 +4,8 @@
  * (`reserveQuota`), settle it with a usage record (`commitUsage`, one per request, as a gateway
  * under light load writes them). Each store runs `BENCH_SECONDS` (default 3) with
  * `BENCH_CONCURRENCY` (default 32) requests in flight, in this process; Redis is a real
- * redis-server started on a free port.
+ * redis-server started on a free port, Redis Cluster three real masters (`startRedisCluster`),
+ * PostgreSQL a real server in a temporary folder (`startPostgresServer`).
  *
  * @module
  */
@@ -14,7 +15,13 @@ import { join } from "node:path";
 import { createGateway, memoryStore, type Store } from "@tokenpool/core";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { fixtures } from "@tokenpool/testing";
-import { type RedisServer, startRedisServer } from "@tokenpool/testing/redis-server";
+import { type PostgresServer, startPostgresServer } from "@tokenpool/testing/postgres-server";
+import {
+  type RedisCluster,
+  type RedisServer,
+  startRedisCluster,
+  startRedisServer,
+} from "@tokenpool/testing/redis-server";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
@@ -26,8 +33,11 @@ interface Row {
   opsPerSec: number;
   p50us: number;
   p99us: number;
+  /** Why the store could not be measured (its row says so instead of numbers). */
+  error?: string;
 }
 
+/** Runs the store path against `store` through a gateway, which it closes (and the store). */
 async function measure(name: string, store: Store): Promise<Row> {
   const gateway = createGateway({
     store,
@@ -35,7 +45,19 @@ async function measure(name: string, store: Store): Promise<Row> {
     logger: false,
     oauth: { scanIntervalMs: 0 },
   });
-  await gateway.ready;
+  try {
+    await gateway.ready;
+    return { store: name, ...(await load(gateway, store)) };
+  } finally {
+    await gateway.close();
+  }
+}
+
+/** The warm-up and the measured window of {@link measure}. */
+async function load(
+  gateway: ReturnType<typeof createGateway>,
+  store: Store,
+): Promise<Omit<Row, "store">> {
   const { key, record } = await gateway.keys.create({ name: "bench", remainQuota: 1e15 });
   const latencies: number[] = [];
   let ops = 0;
@@ -73,31 +95,55 @@ async function measure(name: string, store: Store): Promise<Row> {
   latencies.sort((a, b) => a - b);
   const at = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  await gateway.close();
-  return { store: name, ops, opsPerSec: ops / elapsed, p50us: at(0.5), p99us: at(0.99) };
+  return { ops, opsPerSec: ops / elapsed, p50us: at(0.5), p99us: at(0.99) };
 }
 
 const rows: Row[] = [];
 const dir = mkdtempSync(join(tmpdir(), "tokenpool-bench-stores-"));
 let redis: RedisServer | null = null;
+let cluster: RedisCluster | null = null;
+let postgres: PostgresServer | null = null;
+/** Measures one store; one that cannot start or fails gets a row that says why. */
+async function attempt(name: string, open: () => Promise<Store>): Promise<void> {
+  let store: Store | null = null;
+  try {
+    store = await open();
+    rows.push(await measure(name, store));
+  } catch (error) {
+    const message = (error as Error).message.split("\n")[0]!;
+    console.error(`[bench] ${name} store failed: ${message}`);
+    rows.push({ store: name, ops: 0, opsPerSec: 0, p50us: 0, p99us: 0, error: message });
+    await store?.close().catch(() => {});
+  }
+}
 try {
   rows.push(await measure("memory", memoryStore()));
   rows.push(await measure("sqlite", sqliteStore({ filename: join(dir, "bench.db") })));
-  try {
+  await attempt("file", async () => {
     const { fileStore } = await import("@tokenpool/store-file");
-    rows.push(await measure("file", fileStore({ dir: join(dir, "file") })));
-  } catch (error) {
-    console.error(`[bench] file store skipped: ${(error as Error).message}`);
-  }
-  try {
+    return fileStore({ dir: join(dir, "file") });
+  });
+  await attempt("redis", async () => {
     redis = await startRedisServer();
     const { redisStore } = await import("@tokenpool/store-redis");
-    rows.push(await measure("redis", redisStore({ redis: redis.url, prefix: "bench" })));
-  } catch (error) {
-    console.error(`[bench] redis store skipped: ${(error as Error).message}`);
-  }
+    return redisStore({ redis: redis.url, prefix: "bench" });
+  });
+  await attempt("redis cluster (3 masters)", async () => {
+    cluster = await startRedisCluster();
+    const { redisStore } = await import("@tokenpool/store-redis");
+    return redisStore({ redis: cluster.url, prefix: "bench" });
+  });
+  await attempt("postgres", async () => {
+    postgres = await startPostgresServer();
+    const { postgresStore } = await import("@tokenpool/store-postgres");
+    return postgresStore({ connectionString: postgres.url, schema: "bench" });
+  });
 } finally {
-  await redis?.stop();
+  await Promise.all([
+    (redis as RedisServer | null)?.stop(),
+    (cluster as RedisCluster | null)?.stop(),
+    (postgres as PostgresServer | null)?.stop(),
+  ]);
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -108,6 +154,10 @@ console.log(
 console.log("| store | ops | ops/s | ÷ memory | p50 µs | p99 µs |");
 console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
 for (const r of rows) {
+  if (r.error) {
+    console.log(`| ${r.store} | failed: ${r.error.replaceAll("|", "\\|")} | | | | |`);
+    continue;
+  }
   console.log(
     `| ${r.store} | ${r.ops} | ${Math.round(r.opsPerSec)} | ${(r.opsPerSec / memory).toFixed(2)}× | ${Math.round(r.p50us)} | ${Math.round(r.p99us)} |`,
   );
