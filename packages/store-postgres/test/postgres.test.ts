@@ -24,12 +24,41 @@ const open = (schema: string): PostgresStore => {
   return store;
 };
 
+/**
+ * Migrated schemas the conformance tests hand back, emptied: migrating a fresh schema for each of
+ * ~150 tests would cost ~0.2-0.5 s each (mostly index builds), emptying one costs a TRUNCATE.
+ */
+const spare: string[] = [];
+/** Empties a migrated schema as a fresh one: no rows, identities restarted, versions at 0. */
+async function empty(schema: string): Promise<void> {
+  const { rows } = await admin.query<{ tablename: string }>(
+    "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename NOT IN ('tokenpool_migrations', 'change_versions')",
+    [schema],
+  );
+  await admin.query(
+    `TRUNCATE ${rows.map((r) => `"${schema}"."${r.tablename}"`).join(", ")} RESTART IDENTITY;
+     UPDATE "${schema}".change_versions SET version = 0`,
+  );
+}
+
 runStoreConformance({
   name: "postgres",
-  create: () => open(uniqueSchema()),
-  reopen: (store) => open(schemas.get(store)!),
+  // Ready before the test starts: a test that reads the clock before its first call (a lease of
+  // 60 ms) must not have the start-up counted in it.
+  create: async () => {
+    const store = open(spare.pop() ?? uniqueSchema());
+    await store.ready;
+    return store;
+  },
+  reopen: async (store) => {
+    const peer = open(schemas.get(store)!);
+    await peer.ready;
+    return peer;
+  },
   cleanup: async (store) => {
-    await admin.query(`DROP SCHEMA IF EXISTS "${schemas.get(store)!}" CASCADE`);
+    const schema = schemas.get(store)!;
+    await empty(schema);
+    spare.push(schema);
   },
 });
 
