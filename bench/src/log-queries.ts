@@ -1,6 +1,6 @@
 /**
  * `pnpm bench:logs`: how fast the request log answers with a million records. Each store
- * (SQLite, and Redis when `redis-server` is on PATH) gets `BENCH_LOG_RECORDS` (default
+ * (SQLite; Redis when `redis-server` is on PATH; PostgreSQL when it is installed) gets `BENCH_LOG_RECORDS` (default
  * 1,000,000) usage records through its own `commitUsage`, in batches, spread over 30 days, 1,000
  * keys, 100 users, 20 models, 50 credentials, 3 groups, 5 % failures; then each query of
  * new-api's log page (a page of 20 with its total, one filter, a time range, two filters, a deep
@@ -22,7 +22,7 @@ const REPEAT = Number(process.env.BENCH_LOG_REPEAT ?? 7);
 const BATCH = 1000;
 const DAY = 86_400_000;
 const NOW = Date.now();
-const STORES = (process.env.BENCH_LOG_STORES ?? "sqlite,redis").split(",");
+const STORES = (process.env.BENCH_LOG_STORES ?? "sqlite,redis,postgres").split(",");
 
 /** A deterministic pseudo-random sequence (the same corpus in every store and run). */
 function rng(seed: number): () => number {
@@ -137,6 +137,7 @@ async function run(store: Store): Promise<Row[]> {
 
 const dir = mkdtempSync(join(tmpdir(), "tokenpool-bench-logs-"));
 let redis: RedisServer | null = null;
+let postgres: { url: string; stop(): Promise<void> } | null = null;
 const reports: { store: string; fillSeconds: number; size: string; rows: Row[] }[] = [];
 try {
   if (STORES.includes("sqlite")) {
@@ -171,8 +172,38 @@ try {
       console.error(`[bench] redis skipped: ${(error as Error).message}`);
     }
   }
+  if (STORES.includes("postgres")) {
+    try {
+      const { startPostgresServer } = await import("@tokenpool/testing/postgres-server");
+      postgres = await startPostgresServer();
+      const { postgresStore } = await import("@tokenpool/store-postgres");
+      const store = postgresStore({ connectionString: postgres.url, schema: "bench" });
+      const fillSeconds = await fill(store);
+      // What a live database has: statistics (autovacuum would gather them within a minute).
+      const { default: pg } = await import("pg");
+      const probe = new pg.Client({ connectionString: postgres.url });
+      await probe.connect();
+      await probe.query("ANALYZE bench.usage_records");
+      const rows = await run(store);
+      await store.close();
+      const size = await probe.query(
+        "SELECT pg_total_relation_size('bench.usage_records') AS records, pg_total_relation_size('bench.usage_rollups') AS rollups",
+      );
+      await probe.end();
+      const bytes = Number(size.rows[0].records) + Number(size.rows[0].rollups);
+      reports.push({
+        store: "postgres",
+        fillSeconds,
+        size: `${(bytes / 2 ** 20).toFixed(0)} MB of tables and indexes`,
+        rows,
+      });
+    } catch (error) {
+      console.error(`[bench] postgres skipped: ${(error as Error).message}`);
+    }
+  }
 } finally {
   await redis?.stop();
+  await postgres?.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 
