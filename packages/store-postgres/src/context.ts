@@ -16,6 +16,7 @@ export interface Tables {
   credentials: string;
   usage_records: string;
   usage_rollups: string;
+  usage_totals: string;
   reservations: string;
   settings: string;
   kv: string;
@@ -31,6 +32,7 @@ const TABLE_NAMES: readonly (keyof Tables)[] = [
   "credentials",
   "usage_records",
   "usage_rollups",
+  "usage_totals",
   "reservations",
   "settings",
   "kv",

@@ -114,6 +114,10 @@ export function usageWriter(t: Tables): UsageWriter {
     SELECT * FROM ${unnestOf(ROLLUP_COLUMNS)}
     ON CONFLICT (hour, route, model, key_id, user_id, credential_id) DO UPDATE SET
     ${ROLLUP_SUMS.map((c) => `${c} = r.${c} + EXCLUDED.${c}`).join(", ")}`;
+  // Last in the transaction (after the key, owner and roll-up locks, which every writer takes
+  // in the same order before it): the one row every batch bumps is held the shortest time.
+  const countUsage = `INSERT INTO ${t.usage_totals} AS u (id, records) VALUES (1, $1)
+    ON CONFLICT (id) DO UPDATE SET records = u.records + EXCLUDED.records`;
 
   return {
     async append(tx, records) {
@@ -145,6 +149,7 @@ export function usageWriter(t: Tables): UsageWriter {
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         .map(([, bucket]) => rollupParams(bucket));
       await tx.run(bumpRollups, columnArrays(sorted, ROLLUP_COLUMNS.length));
+      await tx.run(countUsage, [records.length]);
       return out;
     },
   };
@@ -211,10 +216,13 @@ export function usageCollection(ctx: PgContext): UsageCollection {
            ORDER BY timestamp DESC, id DESC LIMIT $${n + 1} OFFSET $${n + 2}`,
           [...where.params, Math.max(0, q.limit ?? 100), Math.max(0, q.offset ?? 0)],
         ),
-        ctx.one<{ n: number }>(
-          `SELECT COUNT(*) AS n FROM ${t.usage_records}${where.clause}`,
-          where.params,
-        ),
+        // Without a filter the total is the kept count (O(1)); a filter counts its index range.
+        n === 0 && q.success === undefined
+          ? ctx.one<{ n: number }>(`SELECT records AS n FROM ${t.usage_totals} WHERE id = 1`)
+          : ctx.one<{ n: number }>(
+              `SELECT COUNT(*) AS n FROM ${t.usage_records}${where.clause}`,
+              where.params,
+            ),
       ]);
       return { items: items.map(usageFromRow), total: count?.n ?? 0 };
     },
@@ -270,6 +278,9 @@ export function usageCollection(ctx: PgContext): UsageCollection {
                 )
               ).rowCount ?? 0;
           }
+        }
+        if (n > 0) {
+          await tx.run(`UPDATE ${t.usage_totals} SET records = records - $1 WHERE id = 1`, [n]);
         }
         return n;
       });
