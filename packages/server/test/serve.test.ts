@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { Billing, GatewayEmitter, memoryStore, SettingsService } from "@tokenpool/core";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { countMockPromptTokens, DEFAULT_MOCK_REPLY, splitMockReply } from "@tokenpool/testing";
+import { startPostgresServer } from "@tokenpool/testing/postgres-server";
 import OpenAI from "openai";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStoreSpec, redactSpec } from "../src/serve.js";
 import { type ServerProcess, startCli } from "./helpers.js";
@@ -191,6 +193,45 @@ describe("tokenpool CLI", () => {
         TOKENPOOL_SECRET: "",
       }),
     ).rejects.toThrow(/exited with 1[\s\S]*shared store[\s\S]*TOKENPOOL_SECRET/);
+  });
+});
+
+describe("tokenpool serve --store postgres://", () => {
+  it("opens the schema named in the URL and hands the other parameters to node-postgres", async () => {
+    const postgres = await startPostgresServer();
+    // Trust authentication ignores the password; it is there to be hidden from the output.
+    const url = postgres.url.replace("postgres@", "postgres:hunter2@");
+    const server = await startCli(
+      [
+        "serve",
+        "--port",
+        "0",
+        "--store",
+        `${url}?schema=tp_cli&application_name=tokenpool-cli-test`,
+        "--log-level",
+        "warn",
+      ],
+      { TOKENPOOL_SECRET: SECRET },
+    );
+    const client = new pg.Client({ connectionString: postgres.url });
+    try {
+      expect(server.stdout()).toContain("(store: postgres://postgres:***@127.0.0.1:");
+      expect(server.stdout() + server.stderr()).not.toContain("hunter2");
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+      await client.connect();
+      const schemas = await client.query(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = 'tp_cli' AND table_name = 'keys'",
+      );
+      expect(schemas.rowCount).toBe(1);
+      const apps = await client.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'tokenpool-cli-test'",
+      );
+      expect(apps.rows[0].n).toBeGreaterThan(0);
+    } finally {
+      await client.end();
+      expect(await server.stop("SIGTERM")).toBe(0);
+      await postgres.stop();
+    }
   });
 });
 
