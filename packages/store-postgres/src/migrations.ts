@@ -10,6 +10,8 @@
  * quota units, times in ms and ids are bigints (read back as JS numbers).
  */
 import type { PoolClient } from "pg";
+import { ledgerFunctions } from "./ledger-sql.js";
+import { limitFunctions } from "./limits-sql.js";
 
 /** One numbered schema step. `sql` gets the quoted schema name (`"tokenpool"`). */
 export interface Migration {
@@ -238,6 +240,8 @@ export const migrations: readonly Migration[] = [
       );
       INSERT INTO ${s}.change_versions (collection, version)
         VALUES ('keys', 0), ('users', 0), ('credentials', 0), ('settings', 0);
+      ${ledgerFunctions(s)}
+      ${limitFunctions(s)}
     `,
   },
 ];
