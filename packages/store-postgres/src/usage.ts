@@ -1,159 +1,16 @@
 /**
- * The usage collection of the PostgreSQL store (request log, stats, roll-ups, retention) and the
- * statements that append records and bump their roll-ups. Internal to this package.
+ * The usage collection of the PostgreSQL store: the request log, stats, roll-ups and retention.
+ * Records and their roll-ups are written by the ledger's server-side functions (`ledger_append`
+ * in `ledger-sql.ts`, called by commitUsage and recoverReservations). Internal to this package.
  */
-import type {
-  NewUsageRecord,
-  RollupQuery,
-  UsageCollection,
-  UsageQuery,
-  UsageRecord,
-  UsageRollup,
-  UsageStat,
-} from "@tokenpool/core";
+import type { RollupQuery, UsageCollection, UsageQuery, UsageStat } from "@tokenpool/core";
 import {
-  addToRollup,
-  emptyRollup,
   type RollupRow,
   rollupFromRow,
-  rollupKey,
-  rollupParams,
   type UsageRow,
   usageFromRow,
-  usageParams,
 } from "@tokenpool/core/store-kernel";
-import type { PgContext, Runner, Tables } from "./context.js";
-
-/** The columns of `usage_records` in the order of `usageParams`, with their SQL types. */
-const USAGE_COLUMNS: readonly (readonly [column: string, type: string])[] = [
-  ["timestamp", "bigint"],
-  ["request_id", "text"],
-  ["key_id", "bigint"],
-  ["user_id", "bigint"],
-  ["credential_id", "text"],
-  ["provider", "text"],
-  ["route", "text"],
-  ["model", "text"],
-  ["stream", "smallint"],
-  ["status", "integer"],
-  ["success", "smallint"],
-  ["input_tokens", "bigint"],
-  ["output_tokens", "bigint"],
-  ["reasoning_tokens", "bigint"],
-  ["cached_tokens", "bigint"],
-  ["total_tokens", "bigint"],
-  ["quota", "bigint"],
-  ["duration_ms", "bigint"],
-  ["error", "text"],
-  ["recovered", "smallint"],
-  ["log_fields", "integer"],
-  ["key_name", "text"],
-  ["username", "text"],
-  ["usage_group", "text"],
-  ["format", "text"],
-  ["first_token_ms", "bigint"],
-  ["retries", "integer"],
-  ["error_type", "text"],
-  ["bodies", "text"],
-];
-
-/** The columns of `usage_rollups` in the order of `rollupParams`, with their SQL types. */
-const ROLLUP_COLUMNS: readonly (readonly [column: string, type: string])[] = [
-  ["hour", "text"],
-  ["route", "text"],
-  ["model", "text"],
-  ["key_id", "bigint"],
-  ["user_id", "bigint"],
-  ["credential_id", "text"],
-  ["requests", "bigint"],
-  ["successes", "bigint"],
-  ["failures", "bigint"],
-  ["input_tokens", "bigint"],
-  ["output_tokens", "bigint"],
-  ["reasoning_tokens", "bigint"],
-  ["cached_tokens", "bigint"],
-  ["total_tokens", "bigint"],
-  ["quota", "bigint"],
-];
-
-/** The roll-up columns that add up (everything after the primary key). */
-const ROLLUP_SUMS = ROLLUP_COLUMNS.slice(6).map(([c]) => c);
-
-/** `unnest($1::bigint[], $2::text[], ...)` over `columns`: one array parameter per column. */
-const unnestOf = (columns: readonly (readonly [string, string])[]): string =>
-  `unnest(${columns.map(([, type], i) => `$${i + 1}::${type}[]`).join(", ")})`;
-
-/** The rows' positional parameters turned into one array per column (for {@link unnestOf}). */
-function columnArrays(rows: unknown[][], width: number): unknown[][] {
-  const out: unknown[][] = Array.from({ length: width }, () => new Array(rows.length));
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    for (let j = 0; j < width; j++) out[j]![i] = row[j];
-  }
-  return out;
-}
-
-/** The statements that write usage, built once per store for its tables. */
-export interface UsageWriter {
-  /**
-   * Appends the records and bumps their roll-ups inside the caller's transaction; returns them
-   * with their ids, increasing in the order given.
-   */
-  append(tx: Runner, records: NewUsageRecord[]): Promise<UsageRecord[]>;
-}
-
-/** The writer of {@link UsageWriter} for the tables `t`. */
-export function usageWriter(t: Tables): UsageWriter {
-  // One statement per batch whatever its size: a parameter per column (an array), not per value.
-  // The rows are inserted, and take their identity values, in the arrays' order; RETURNING hands
-  // them back in that order.
-  const insertUsage = `INSERT INTO ${t.usage_records} (${USAGE_COLUMNS.map(([c]) => c).join(", ")})
-    SELECT * FROM ${unnestOf(USAGE_COLUMNS)} RETURNING id`;
-  // Increments, never read-modify-write: concurrent batches on the same bucket add up.
-  const bumpRollups = `INSERT INTO ${t.usage_rollups} AS r (${ROLLUP_COLUMNS.map(([c]) => c).join(", ")})
-    SELECT * FROM ${unnestOf(ROLLUP_COLUMNS)}
-    ON CONFLICT (hour, route, model, key_id, user_id, credential_id) DO UPDATE SET
-    ${ROLLUP_SUMS.map((c) => `${c} = r.${c} + EXCLUDED.${c}`).join(", ")}`;
-  // Last in the transaction (after the key, owner and roll-up locks, which every writer takes
-  // in the same order before it): the one row every batch bumps is held the shortest time.
-  const countUsage = `INSERT INTO ${t.usage_totals} AS u (id, records) VALUES (1, $1)
-    ON CONFLICT (id) DO UPDATE SET records = u.records + EXCLUDED.records`;
-
-  return {
-    async append(tx, records) {
-      if (records.length === 0) return [];
-      const { rows } = await tx.run(
-        insertUsage,
-        columnArrays(records.map(usageParams), USAGE_COLUMNS.length),
-      );
-      if (rows.length !== records.length) {
-        throw new Error(`commitUsage: ${rows.length} of ${records.length} usage records inserted`);
-      }
-      const out: UsageRecord[] = new Array(records.length);
-      // Sum the batch per bucket first: one row per bucket (ON CONFLICT may touch a row once).
-      const buckets = new Map<string, UsageRollup>();
-      for (let i = 0; i < records.length; i++) {
-        const r = records[i]!;
-        out[i] = { ...r, id: (rows[i] as { id: number }).id };
-        const k = rollupKey(r);
-        let bucket = buckets.get(k);
-        if (!bucket) {
-          bucket = emptyRollup(r);
-          buckets.set(k, bucket);
-        }
-        addToRollup(bucket, r);
-      }
-      // Buckets in one order for every transaction, so two batches that bump the same rows lock
-      // them in the same order and never deadlock.
-      const sorted = [...buckets.entries()]
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([, bucket]) => rollupParams(bucket));
-      await tx.run(bumpRollups, columnArrays(sorted, ROLLUP_COLUMNS.length));
-      await tx.run(countUsage, [records.length]);
-      return out;
-    },
-  };
-}
+import type { PgContext } from "./context.js";
 
 /** The conditions of a WHERE clause with `$n` placeholders, added filter by filter. */
 class Where {
