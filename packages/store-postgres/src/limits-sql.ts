@@ -159,18 +159,28 @@ export const limitFunctions = (s: string): string => {
         LOOP
           PERFORM pg_advisory_xact_lock(hashtextextended(lock_key, 0));
         END LOOP;
-        DELETE FROM ${s}.limit_leases AS l WHERE l.pool = ANY(ask_pools) AND l.expires_at <= now_ms;
+        -- One scan of the pools reads their live leases and sees whether any expired; those are
+        -- deleted (before the first ask is judged, so also when the call is refused) only then.
         FOR a IN
-          SELECT u.i, u.pool, u.lim, coalesce(p.n, 0) AS held, p.earliest, coalesce(p.mine, false) AS mine
+          SELECT u.i, u.pool, u.lim, coalesce(p.n, 0) AS held, p.earliest, coalesce(p.mine, false) AS mine,
+            coalesce(bool_or(p.stale) OVER (), false) AS stale
           FROM unnest(ask_pools, ask_limits) WITH ORDINALITY AS u(pool, lim, i)
           LEFT JOIN (
-            SELECT l.pool, count(*) AS n, min(l.expires_at) AS earliest, bool_or(l.lease_id = lease) AS mine
+            SELECT l.pool,
+              count(*) FILTER (WHERE l.expires_at > now_ms) AS n,
+              min(l.expires_at) FILTER (WHERE l.expires_at > now_ms) AS earliest,
+              bool_or(l.lease_id = lease AND l.expires_at > now_ms) AS mine,
+              bool_or(l.expires_at <= now_ms) AS stale
             FROM ${s}.limit_leases AS l
-            WHERE l.pool = ANY(ask_pools) AND l.expires_at > now_ms
+            WHERE l.pool = ANY(ask_pools)
             GROUP BY l.pool
           ) AS p ON p.pool = u.pool
           ORDER BY u.i
         LOOP
+          IF a.i = 1 AND a.stale THEN
+            DELETE FROM ${s}.limit_leases AS l
+            WHERE l.pool = ANY(ask_pools) AND l.expires_at <= now_ms;
+          END IF;
           -- A pool named twice in one call: its lease counts once.
           added := a.pool = ANY(adding);
           n := a.held + CASE WHEN added AND NOT a.mine THEN 1 ELSE 0 END;
