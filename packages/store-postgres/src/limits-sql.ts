@@ -18,6 +18,12 @@
  * (which knows the arrays' lengths), so PL/pgSQL would plan it afresh on every call, which
  * cost two to four times the execution. The generic plan is the same index scan.
  *
+ * Each function commits asynchronously (`synchronous_commit` off for its transaction only): its
+ * advisory locks are released without waiting for the WAL flush, so a hot counter is not capped
+ * at one call per flush. What a crash of the database server can lose is the last fraction of a
+ * second of window hits and leases: a few requests not counted against a limit, never quota or
+ * usage (the ledger commits synchronously).
+ *
  * The window arithmetic on milliseconds (`windowSpan`, `bucketLeavesAt` of
  * `@tokenpool/core/store-kernel`) stays in TypeScript: the caller passes each hit's current and
  * oldest bucket and the time its current bucket leaves the window, and turns the bucket indices
@@ -52,6 +58,7 @@ export const limitFunctions = (s: string): string => {
         firsts BIGINT[] := '{}';
         adds BOOLEAN := EXISTS (SELECT FROM unnest(hit_costs) AS c WHERE c > 0);
       BEGIN
+        PERFORM set_config('synchronous_commit', 'off', true);
         -- A call that only reads (every cost 0) takes no lock: its judgement is one statement,
         -- one consistent snapshot.
         IF adds THEN
@@ -122,6 +129,7 @@ export const limitFunctions = (s: string): string => {
         counter TEXT, at_bucket BIGINT, delta BIGINT, leaves BIGINT
       ) RETURNS VOID LANGUAGE plpgsql AS $fn$
       BEGIN
+        PERFORM set_config('synchronous_commit', 'off', true);
         PERFORM pg_advisory_xact_lock(hashtextextended(${windows} || counter, 0));
         IF delta > 0 THEN
           INSERT INTO ${s}.limit_windows AS w (window_key, bucket, units, expires_at)
@@ -154,6 +162,7 @@ export const limitFunctions = (s: string): string => {
         mine BOOLEAN;
         n BIGINT;
       BEGIN
+        PERFORM set_config('synchronous_commit', 'off', true);
         FOR lock_key IN
           SELECT DISTINCT (${leases} || u.pool) COLLATE "C" FROM unnest(ask_pools) AS u(pool) ORDER BY 1
         LOOP
@@ -209,6 +218,7 @@ export const limitFunctions = (s: string): string => {
         lock_key TEXT;
         renewed INTEGER;
       BEGIN
+        PERFORM set_config('synchronous_commit', 'off', true);
         FOR lock_key IN
           SELECT DISTINCT (${leases} || u.pool) COLLATE "C" FROM unnest(renew_pools) AS u(pool) ORDER BY 1
         LOOP
