@@ -114,7 +114,12 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     ((err: unknown) =>
       console.warn(`[tokenpool] postgres store: ${(err as Error)?.message ?? err}`));
   // An idle client's error (the server restarted) must not crash the process.
-  const onPoolError = (err: Error) => onError(err);
+  // After close(), connections still closing (pg's pool.end() resolves before their sockets
+  // are gone) may report a server shutdown: that is no failure of a store that is closed.
+  let closing = false;
+  const onPoolError = (err: Error) => {
+    if (!closing) onError(err);
+  };
   if (owned) pool.on("error", onPoolError);
 
   const instanceId = randomUUID();
@@ -228,6 +233,7 @@ export function postgresStore(options: PostgresStoreOptions): PostgresStore {
     watch: feed.watch,
 
     close() {
+      closing = true;
       closed ??= (async () => {
         clearInterval(maintenance);
         await ready.catch(() => {});
