@@ -1,9 +1,9 @@
 /**
- * The races of admission control through a real gateway on each of the four stores (memory,
- * file, SQLite, Redis): 500 parallel requests on a key with an rpm limit of 60 are admitted
- * exactly 60 times, and 200 parallel requests on a key with `maxConcurrency` 5 never have more
- * than 5 in flight at the mock upstream (it records its peak) — with a queue, all of them are
- * served; without one, the rest get a 429.
+ * The races of admission control through a real gateway on each of the five stores (memory,
+ * file, SQLite, Redis, PostgreSQL): 500 parallel requests on a key with an rpm limit of 60 are
+ * admitted exactly 60 times, and 200 parallel requests on a key with `maxConcurrency` 5 never
+ * have more than 5 in flight at the mock upstream (it records its peak) — with a queue, all of
+ * them are served; without one, the rest get a 429.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -13,9 +13,11 @@ import { join } from "node:path";
 import { createGateway, type Gateway, memoryStore, type Store } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { fileStore } from "@tokenpool/store-file";
+import { postgresStore } from "@tokenpool/store-postgres";
 import { redisStore } from "@tokenpool/store-redis";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { type PostgresServer, startPostgresServer } from "@tokenpool/testing/postgres-server";
 import { type RedisServer, startRedisServer } from "@tokenpool/testing/redis-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -23,11 +25,13 @@ const UPSTREAM_KEY = "sk-upstream-limit-stores-0a1b2c3d";
 const messages = [{ role: "user", content: "hi" }];
 
 let redis: RedisServer;
+let postgres: PostgresServer;
 let upstream: MockUpstream;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
+  postgres = await startPostgresServer();
   // Streams of 10 chunks, 4 ms apart: long enough to overlap.
   upstream = await createMockUpstream({ apiKeys: [UPSTREAM_KEY], chunkDelayMs: 4 });
 });
@@ -35,6 +39,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await upstream?.close();
   await redis?.stop();
+  await postgres?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -49,6 +54,10 @@ const STORES: [string, () => Store][] = [
   ["file", () => fileStore({ dir: tempDir() })],
   ["sqlite", () => sqliteStore({ filename: join(tempDir(), "t.db") })],
   ["redis", () => redisStore({ redis: redis.url, prefix: `tp-ls-${process.pid}-${Date.now()}` })],
+  [
+    "postgres",
+    () => postgresStore({ connectionString: postgres.url, schema: `tp_ls_${process.pid}` }),
+  ],
 ];
 
 describe.each(STORES)("admission races on the %s store", (_name, open) => {

@@ -10,19 +10,23 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "@tokenpool/core";
+import { type PostgresServer, startPostgresServer } from "@tokenpool/testing/postgres-server";
 import { type RedisServer, startRedisServer } from "@tokenpool/testing/redis-server";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type RunningServer, startServer } from "../src/serve.js";
 
 let redis: RedisServer;
+let postgres: PostgresServer;
 const running: RunningServer[] = [];
 const dirs: string[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
+  postgres = await startPostgresServer();
 });
 afterAll(async () => {
   await redis.stop();
+  await postgres.stop();
 });
 afterEach(async () => {
   for (const s of running.splice(0)) await s.close();
@@ -40,7 +44,9 @@ async function fresh(kind: string): Promise<{ url: string; mgmt: string }> {
         ? `file:${join(dir, "data")}`
         : kind === "redis"
           ? `${redis.url}?prefix=root-${dirs.length}-${Date.now()}-`
-          : "memory";
+          : kind === "postgres"
+            ? `${postgres.url}?schema=tp_root_${dirs.length}_${Date.now()}`
+            : "memory";
   const config = join(dir, "config.yaml");
   writeFileSync(config, `secret: "new-api-root-secret-0123456789-abcdefghijkl"\n`);
   const printed: string[] = [];
@@ -99,7 +105,7 @@ const seed003 = (id: number, name: string) => ({
   selected_groups: [],
 });
 
-describe.each(["memory", "sqlite", "file", "redis"])(
+describe.each(["memory", "sqlite", "file", "redis", "postgres"])(
   "new-api's root user on a fresh %s store",
   (kind) => {
     it("takes the management key with new-api-user: 1 on /api/token/ and /api/user/", async () => {

@@ -1,5 +1,5 @@
 /**
- * Budgets that reset, through a real gateway on each of the four stores, with a controllable
+ * Budgets that reset, through a real gateway on each of the five stores, with a controllable
  * clock (`Date` faked with `vi.setSystemTime`; timers and I/O stay real): a daily and a monthly
  * refill cross 2027-01-31 → 2027-02-01 (a day and a calendar month at once) while a request
  * reserved in January is still streaming. At the boundary the balance becomes the refill amount
@@ -21,9 +21,11 @@ import {
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
 import { fileStore } from "@tokenpool/store-file";
+import { postgresStore } from "@tokenpool/store-postgres";
 import { redisStore } from "@tokenpool/store-redis";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import { createMockUpstream, type MockUpstream } from "@tokenpool/testing";
+import { type PostgresServer, startPostgresServer } from "@tokenpool/testing/postgres-server";
 import { type RedisServer, startRedisServer } from "@tokenpool/testing/redis-server";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 
@@ -36,6 +38,7 @@ const FEB_2 = Date.UTC(2027, 1, 2);
 const MAR_1 = Date.UTC(2027, 2, 1);
 
 let redis: RedisServer;
+let postgres: PostgresServer;
 /** `gpt-4o-mini` answers at once; `slow-model` streams 40 chunks 25 ms apart (about a second). */
 let fast: MockUpstream;
 let slow: MockUpstream;
@@ -43,6 +46,7 @@ const dirs: string[] = [];
 
 beforeAll(async () => {
   redis = await startRedisServer();
+  postgres = await startPostgresServer();
   fast = await createMockUpstream({ apiKeys: [UPSTREAM_KEY] });
   slow = await createMockUpstream({
     apiKeys: [UPSTREAM_KEY],
@@ -55,6 +59,7 @@ afterAll(async () => {
   await fast?.close();
   await slow?.close();
   await redis?.stop();
+  await postgres?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -75,6 +80,10 @@ const STORES: [string, () => Store][] = [
   [
     "redis",
     () => redisStore({ redis: redis.url, prefix: `tp-refill-${process.pid}-${Date.now()}` }),
+  ],
+  [
+    "postgres",
+    () => postgresStore({ connectionString: postgres.url, schema: `tp_refill_${process.pid}` }),
   ],
 ];
 
