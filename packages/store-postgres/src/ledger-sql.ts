@@ -300,7 +300,27 @@ BEGIN
     RETURN json_build_object('ok', true, 'userId', NULL, 'keyDebited', true,
       'keyPeriod', v_period, 'userPeriod', 0);
   END IF;
-  -- An owner, an unlimited key, too little left or no such key.
+  -- An owner, an unlimited key, too little left or no such key. A denial is decided on a plain
+  -- read first (the statement's snapshot is as good a moment as any to find the balance short),
+  -- so that requests refused in a burst do not queue on the key's row lock ahead of the
+  -- settlements that would give quota back.
+  SELECT k.user_id, k.remain_quota, k.unlimited_quota INTO v_key FROM ${s}.keys AS k WHERE k.id = p_key;
+  IF NOT FOUND THEN
+    RETURN json_build_object('ok', false, 'reason', 'key_not_found');
+  END IF;
+  IF v_key.unlimited_quota = 0 AND v_key.remain_quota < p_units THEN
+    RETURN json_build_object('ok', false, 'reason', 'key_quota', 'inFlight',
+      (SELECT COALESCE(SUM(r.units), 0) FROM ${s}.reservations AS r WHERE r.key_id = p_key));
+  END IF;
+  IF v_key.user_id IS NOT NULL THEN
+    SELECT u.quota INTO v_user FROM ${s}.users AS u WHERE u.id = v_key.user_id;
+    IF FOUND AND v_user.quota < p_units THEN
+      RETURN json_build_object('ok', false, 'reason', 'user_quota', 'inFlight',
+        (SELECT COALESCE(SUM(r.units), 0) FROM ${s}.reservations AS r
+         WHERE r.user_id = v_key.user_id));
+    END IF;
+  END IF;
+  -- It may pass: the same checks again, on the locked rows.
   SELECT k.user_id, k.remain_quota, k.unlimited_quota, COALESCE(k.quota_period, 0) AS quota_period
   INTO v_key FROM ${s}.keys AS k WHERE k.id = p_key FOR UPDATE;
   IF NOT FOUND THEN
