@@ -1,6 +1,6 @@
 /**
  * Issue 12, point 9: "quota exhausted" means exhausted. Three gateways share one store (one
- * Redis, or one SQLite file), each a real node:http server on port 0; a key holds a quota worth
+ * Redis, one SQLite file or one PostgreSQL database), each a real node:http server on port 0; a key holds a quota worth
  * 400 requests and 1,000 requests arrive at once, spread over the three, from the `openai`
  * client. A request refused only because other requests' reservations were still in flight
  * waits for them and is served, so at least 95 % of the quota is spent, and never a unit more.
@@ -20,6 +20,7 @@ import {
   type Store,
 } from "@tokenpool/core";
 import { toNodeHandler } from "@tokenpool/core/node";
+import { postgresStore } from "@tokenpool/store-postgres";
 import { redisStore } from "@tokenpool/store-redis";
 import { sqliteStore } from "@tokenpool/store-sqlite";
 import {
@@ -29,6 +30,7 @@ import {
   type MockUpstream,
   splitMockReply,
 } from "@tokenpool/testing";
+import { type PostgresServer, startPostgresServer } from "@tokenpool/testing/postgres-server";
 import { type RedisServer, startRedisServer } from "@tokenpool/testing/redis-server";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -55,15 +57,18 @@ const QUOTA = COST * 400;
 
 let upstream: MockUpstream;
 let redis: RedisServer;
+let postgres: PostgresServer;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   upstream = await createMockUpstream({ apiKeys: [UPSTREAM_KEY], maxRecordedRequests: 0 });
   redis = await startRedisServer();
+  postgres = await startPostgresServer();
 });
 afterAll(async () => {
   await upstream?.close();
   await redis?.stop();
+  await postgres?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -159,5 +164,10 @@ describe("a burst of 1,000 requests against a quota worth 400, over three gatewa
     dirs.push(dir);
     const file = join(dir, "tokenpool.db");
     await burst(() => sqliteStore({ filename: file }));
+  }, 120_000);
+
+  it("on one PostgreSQL database spends at least 95 % of the quota and never overdraws", async () => {
+    const schema = `tp_exhaust_${process.pid}`;
+    await burst(() => postgresStore({ connectionString: postgres.url, schema }));
   }, 120_000);
 });

@@ -145,11 +145,13 @@ DECLARE
   k_period bigint[] := '{}';
   k_delta bigint[] := '{}';
   k_used bigint[] := '{}';
+  k_held bigint[] := '{}';
   u_id bigint[] := '{}';
   u_quota bigint[] := '{}';
   u_period bigint[] := '{}';
   u_delta bigint[] := '{}';
   u_used bigint[] := '{}';
+  u_held bigint[] := '{}';
   u_touched boolean[] := '{}';
   v_charged bigint[] := '{}';
   ki integer;
@@ -173,6 +175,7 @@ BEGIN
   ) AS x;
   k_delta := array_fill(0::bigint, ARRAY[cardinality(k_id)]);
   k_used := k_delta;
+  k_held := k_delta;
   IF cardinality(array_remove(p_user, NULL)) > 0 THEN
     SELECT coalesce(array_agg(x.id), '{}'), coalesce(array_agg(x.quota), '{}'),
       coalesce(array_agg(x.quota_period), '{}')
@@ -183,11 +186,20 @@ BEGIN
     ) AS x;
     u_delta := array_fill(0::bigint, ARRAY[cardinality(u_id)]);
     u_used := u_delta;
+    u_held := u_delta;
     u_touched := array_fill(false, ARRAY[cardinality(u_id)]);
   END IF;
   FOR i IN 1 .. cardinality(p_key) LOOP
     ki := array_position(k_id, p_key[i]);
     ui := CASE WHEN p_user[i] IS NULL THEN NULL ELSE array_position(u_id, p_user[i]) END;
+    -- The row is gone: its units leave in_flight whatever the period.
+    IF ki IS NOT NULL THEN
+      k_held[ki] := k_held[ki] + p_units[i];
+    END IF;
+    IF ui IS NOT NULL THEN
+      u_held[ui] := u_held[ui] + p_units[i];
+      u_touched[ui] := true;
+    END IF;
     key_open := ki IS NOT NULL AND k_period[ki] = COALESCE(p_key_period[i], 0);
     user_open := ui IS NOT NULL AND u_period[ui] = COALESCE(p_user_period[i], 0);
     -- settleAmounts: the extra beyond the reservation is capped by what the debited key and the
@@ -221,12 +233,13 @@ BEGIN
   END LOOP;
   -- Increments on the locked rows.
   UPDATE ${s}.keys AS k SET remain_quota = k.remain_quota + v.delta,
-    used_quota = k.used_quota + v.used, accessed_time = p_now
-  FROM unnest(k_id, k_delta, k_used) AS v(id, delta, used)
+    used_quota = k.used_quota + v.used, in_flight = k.in_flight - v.held, accessed_time = p_now
+  FROM unnest(k_id, k_delta, k_used, k_held) AS v(id, delta, used, held)
   WHERE k.id = v.id;
   IF true = ANY (u_touched) THEN
-    UPDATE ${s}.users AS u SET quota = u.quota + v.delta, used_quota = u.used_quota + v.used
-    FROM unnest(u_id, u_delta, u_used, u_touched) AS v(id, delta, used, touched)
+    UPDATE ${s}.users AS u SET quota = u.quota + v.delta, used_quota = u.used_quota + v.used,
+      in_flight = u.in_flight - v.held
+    FROM unnest(u_id, u_delta, u_used, u_held, u_touched) AS v(id, delta, used, held, touched)
     WHERE u.id = v.id AND v.touched;
   END IF;
   RETURN v_charged;
@@ -289,7 +302,8 @@ DECLARE
 BEGIN
   -- The common case, a limited key without an owner: one guarded debit (re-checked on the
   -- newest row version under concurrent updates).
-  UPDATE ${s}.keys AS k SET remain_quota = k.remain_quota - p_units
+  UPDATE ${s}.keys AS k SET remain_quota = k.remain_quota - p_units,
+    in_flight = k.in_flight + p_units
   WHERE k.id = p_key AND k.user_id IS NULL AND k.unlimited_quota = 0 AND k.remain_quota >= p_units
   RETURNING COALESCE(k.quota_period, 0) INTO v_period;
   IF FOUND THEN
@@ -304,50 +318,48 @@ BEGIN
   -- read first (the statement's snapshot is as good a moment as any to find the balance short),
   -- so that requests refused in a burst do not queue on the key's row lock ahead of the
   -- settlements that would give quota back.
-  SELECT k.user_id, k.remain_quota, k.unlimited_quota INTO v_key FROM ${s}.keys AS k WHERE k.id = p_key;
+  SELECT k.user_id, k.remain_quota, k.unlimited_quota, k.in_flight INTO v_key
+  FROM ${s}.keys AS k WHERE k.id = p_key;
   IF NOT FOUND THEN
     RETURN json_build_object('ok', false, 'reason', 'key_not_found');
   END IF;
   IF v_key.unlimited_quota = 0 AND v_key.remain_quota < p_units THEN
-    RETURN json_build_object('ok', false, 'reason', 'key_quota', 'inFlight',
-      (SELECT COALESCE(SUM(r.units), 0) FROM ${s}.reservations AS r WHERE r.key_id = p_key));
+    RETURN json_build_object('ok', false, 'reason', 'key_quota', 'inFlight', v_key.in_flight);
   END IF;
   IF v_key.user_id IS NOT NULL THEN
-    SELECT u.quota INTO v_user FROM ${s}.users AS u WHERE u.id = v_key.user_id;
+    SELECT u.quota, u.in_flight INTO v_user FROM ${s}.users AS u WHERE u.id = v_key.user_id;
     IF FOUND AND v_user.quota < p_units THEN
-      RETURN json_build_object('ok', false, 'reason', 'user_quota', 'inFlight',
-        (SELECT COALESCE(SUM(r.units), 0) FROM ${s}.reservations AS r
-         WHERE r.user_id = v_key.user_id));
+      RETURN json_build_object('ok', false, 'reason', 'user_quota', 'inFlight', v_user.in_flight);
     END IF;
   END IF;
   -- It may pass: the same checks again, on the locked rows.
-  SELECT k.user_id, k.remain_quota, k.unlimited_quota, COALESCE(k.quota_period, 0) AS quota_period
+  SELECT k.user_id, k.remain_quota, k.unlimited_quota, k.in_flight,
+    COALESCE(k.quota_period, 0) AS quota_period
   INTO v_key FROM ${s}.keys AS k WHERE k.id = p_key FOR UPDATE;
   IF NOT FOUND THEN
     RETURN json_build_object('ok', false, 'reason', 'key_not_found');
   END IF;
   IF v_key.unlimited_quota = 0 AND v_key.remain_quota < p_units THEN
-    RETURN json_build_object('ok', false, 'reason', 'key_quota', 'inFlight',
-      (SELECT COALESCE(SUM(r.units), 0) FROM ${s}.reservations AS r WHERE r.key_id = p_key));
+    RETURN json_build_object('ok', false, 'reason', 'key_quota', 'inFlight', v_key.in_flight);
   END IF;
   IF v_key.user_id IS NOT NULL THEN
-    SELECT u.quota, COALESCE(u.quota_period, 0) AS quota_period
+    SELECT u.quota, u.in_flight, COALESCE(u.quota_period, 0) AS quota_period
     INTO v_user FROM ${s}.users AS u WHERE u.id = v_key.user_id FOR UPDATE;
     IF FOUND THEN
       IF v_user.quota < p_units THEN
-        RETURN json_build_object('ok', false, 'reason', 'user_quota', 'inFlight',
-          (SELECT COALESCE(SUM(r.units), 0) FROM ${s}.reservations AS r
-           WHERE r.user_id = v_key.user_id));
+        RETURN json_build_object('ok', false, 'reason', 'user_quota', 'inFlight', v_user.in_flight);
       END IF;
       v_user_id := v_key.user_id;
       v_user_period := v_user.quota_period;
     END IF;
   END IF;
-  IF v_key.unlimited_quota = 0 THEN
-    UPDATE ${s}.keys AS k SET remain_quota = k.remain_quota - p_units WHERE k.id = p_key;
-  END IF;
+  -- Every reservation row counts in its key's and owner's in_flight (the units a denial reports).
+  UPDATE ${s}.keys AS k SET in_flight = k.in_flight + p_units,
+    remain_quota = k.remain_quota - CASE WHEN v_key.unlimited_quota = 0 THEN p_units ELSE 0 END
+  WHERE k.id = p_key;
   IF v_user_id IS NOT NULL THEN
-    UPDATE ${s}.users AS u SET quota = u.quota - p_units WHERE u.id = v_user_id;
+    UPDATE ${s}.users AS u SET quota = u.quota - p_units, in_flight = u.in_flight + p_units
+    WHERE u.id = v_user_id;
   END IF;
   INSERT INTO ${s}.reservations (id, key_id, user_id, units, key_debited, expires_at, owner,
     request_id, route, model, timestamp, key_period, user_period)

@@ -56,7 +56,10 @@ export const migrations: readonly Migration[] = [
         -- quota_refill set to null).
         limits TEXT,
         quota_refill TEXT,
-        quota_period BIGINT
+        quota_period BIGINT,
+        -- Units held by the key's unsettled reservation rows, kept by the ledger's functions:
+        -- what a denial reports, without summing the rows.
+        in_flight BIGINT NOT NULL DEFAULT 0
       );
       CREATE INDEX keys_user_id ON ${s}.keys (user_id);
 
@@ -73,7 +76,9 @@ export const migrations: readonly Migration[] = [
         created_time BIGINT NOT NULL,
         limits TEXT,
         quota_refill TEXT,
-        quota_period BIGINT
+        quota_period BIGINT,
+        -- Units held by unsettled reservation rows of the user's keys (as keys.in_flight).
+        in_flight BIGINT NOT NULL DEFAULT 0
       );
       CREATE INDEX users_access_token_hash ON ${s}.users (access_token_hash);
 
