@@ -1,9 +1,10 @@
 /**
  * Issue 12, point 9: "quota exhausted" means exhausted. Three gateways share one store (one
- * Redis, one SQLite file or one PostgreSQL database), each a real node:http server on port 0; a key holds a quota worth
- * 400 requests and 1,000 requests arrive at once, spread over the three, from the `openai`
- * client. A request refused only because other requests' reservations were still in flight
- * waits for them and is served, so at least 95 % of the quota is spent, and never a unit more.
+ * Redis, one SQLite file or one PostgreSQL database), each a real node:http server on port 0; a
+ * key holds a quota worth 400 requests and 1,000 requests arrive at once, spread over the three,
+ * from the `openai` client. A request refused only because other requests' reservations were
+ * still in flight waits for them and is served, so at least 95 % of the quota is spent, and never
+ * a unit more.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
