@@ -128,11 +128,6 @@ function patchSql(
   return [`UPDATE ${table} SET ${sets.join(", ")} WHERE ${key} = $1 RETURNING *`, values];
 }
 
-/** The patch without `undefined` values, which mean "not given" rather than "set to undefined". */
-function given<T extends object>(patch: T): Partial<T> {
-  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 /** The columns an update may write: every column but those that never change. */
 const updatable = (columns: Columns, ...fixed: string[]): Columns =>
   columns.filter(([c]) => !fixed.includes(c));
@@ -276,7 +271,7 @@ export function keys(ctx: PgContext): KeyCollection {
     },
     async update(id, patch) {
       if (!isRowId(id)) return null;
-      const rest = changeable(given(patch), "id", "keyHash");
+      const rest = changeable(patch, "id", "keyHash");
       const params = keyParams(rest as Parameters<typeof keyParams>[0]);
       const [sql, values] = patchSql(t.keys, "id", columns, rest, params);
       return ctx.tx(async (tx) => {
@@ -367,7 +362,7 @@ export function users(ctx: PgContext): UserCollection {
     },
     async update(id, patch) {
       if (!isRowId(id)) return null;
-      const rest = changeable(given(patch), "id");
+      const rest = changeable(patch, "id");
       const params = userParams(rest as Parameters<typeof userParams>[0]);
       const [sql, values] = patchSql(t.users, "id", USER_COLUMNS, rest, params);
       return unique(
@@ -423,7 +418,7 @@ export function credentials(ctx: PgContext): CredentialCollection {
     },
     async update(id, patch) {
       // A `state` in the patch is one column: it replaces the stored state whole.
-      const rest = { ...changeable(given(patch), "id", "createdAt"), updatedAt: Date.now() };
+      const rest = { ...changeable(patch, "id", "createdAt"), updatedAt: Date.now() };
       const params = credentialParams(rest as Parameters<typeof credentialParams>[0]);
       const [sql, values] = patchSql(t.credentials, "id", columns, rest, params);
       return ctx.tx(async (tx) => {

@@ -2,18 +2,18 @@
  * The Redis store on a real Redis Cluster (three masters, started by `startRedisCluster()`): the
  * whole conformance suite through a cluster URL, plus what only a cluster can get wrong.
  */
-import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Store } from "@tokenpool/core";
 import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import { Cluster } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { parseClusterUrl } from "../src/connect.js";
 import { redisStore } from "../src/index.js";
-import { clearPrefix, scanKeys, startRedisCluster } from "./redis-server.js";
-
-const here = dirname(fileURLToPath(import.meta.url));
+import {
+  clearPrefix,
+  raceReserveInTwoProcesses,
+  scanKeys,
+  startRedisCluster,
+} from "./redis-server.js";
 
 // Top-level: the conformance suite creates a probe store while tests are collected.
 const cluster = await startRedisCluster();
@@ -147,49 +147,8 @@ describe("redisStore on a Redis Cluster", () => {
     const store = open(prefix);
     const user = await store.users.create(fixtures.user({ quota: 1_000 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 137 }));
-    // Each child opens its own Cluster client from the URL, says `ready`, and both start together.
-    let ready = 0;
-    let go!: () => void;
-    const allReady = new Promise<void>((r) => {
-      go = r;
-    });
-    const procs: ReturnType<typeof spawn>[] = [];
-    const child = () =>
-      new Promise<number>((resolve, reject) => {
-        const proc = spawn(
-          process.execPath,
-          [
-            "--conditions=source",
-            "--import",
-            "tsx",
-            join(here, "fixtures", "reserve-child.ts"),
-            cluster.url,
-            prefix,
-            String(key.id),
-            "150",
-          ],
-          { cwd: join(here, "..") },
-        );
-        procs.push(proc);
-        let out = "";
-        let err = "";
-        proc.stdout!.on("data", (d) => {
-          const wasReady = out.startsWith("ready\n");
-          out += d;
-          if (!wasReady && out.startsWith("ready\n") && ++ready === 2) go();
-        });
-        proc.stderr!.on("data", (d) => {
-          err += d;
-        });
-        proc.on("exit", (code) => {
-          if (code !== 0) return reject(new Error(`child exited with ${code}: ${err}`));
-          resolve(JSON.parse(out.slice(6).trim()).granted);
-        });
-      });
-    const results = [child(), child()];
-    await Promise.race([allReady, Promise.all(results)]);
-    for (const p of procs) p.stdin!.end("go\n");
-    const granted = await Promise.all(results);
+    // Each child opens its own Cluster client from the URL.
+    const granted = await raceReserveInTwoProcesses(cluster.url, prefix, key.id, 150);
     expect(granted[0]! + granted[1]!).toBe(137);
     expect((await store.keys.get(key.id))!.remainQuota).toBe(0);
     expect((await store.users.get(user.id))!.quota).toBe(1_000 - 137);

@@ -7,7 +7,7 @@ import { fixtures, runStoreConformance } from "@tokenpool/testing";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { redisStore } from "../src/index.js";
-import { clearPrefix, startRedisServer } from "./redis-server.js";
+import { clearPrefix, raceReserveInTwoProcesses, startRedisServer } from "./redis-server.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -137,51 +137,7 @@ describe("redisStore", () => {
     const store = open(prefix);
     const user = await store.users.create(fixtures.user({ quota: 1_000 }));
     const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 137 }));
-    // A barrier, not a clock: each child says `ready` once connected, and both are told to go
-    // together, however long a loaded machine takes to start them.
-    let ready = 0;
-    const procs: ReturnType<typeof spawn>[] = [];
-    let go!: () => void;
-    const allReady = new Promise<void>((r) => {
-      go = r;
-    });
-    const child = (count: number) =>
-      new Promise<number>((resolve, reject) => {
-        const proc = spawn(
-          process.execPath,
-          [
-            "--conditions=source",
-            "--import",
-            "tsx",
-            join(here, "fixtures", "reserve-child.ts"),
-            server.url,
-            prefix,
-            String(key.id),
-            String(count),
-          ],
-          { cwd: join(here, "..") },
-        );
-        procs.push(proc);
-        let out = "";
-        let err = "";
-        proc.stdout!.on("data", (d) => {
-          const wasReady = out.startsWith("ready\n");
-          out += d;
-          if (!wasReady && out.startsWith("ready\n") && ++ready === 2) go();
-        });
-        proc.stderr!.on("data", (d) => {
-          err += d;
-        });
-        proc.on("exit", (code) => {
-          if (code !== 0) return reject(new Error(`child exited with ${code}: ${err}`));
-          resolve(JSON.parse(out.slice(6).trim()).granted);
-        });
-      });
-    const results = [child(150), child(150)];
-    // A child that fails before it is ready rejects here instead of hanging the barrier.
-    await Promise.race([allReady, Promise.all(results)]);
-    for (const p of procs) p.stdin!.end("go\n");
-    const granted = await Promise.all(results);
+    const granted = await raceReserveInTwoProcesses(server.url, prefix, key.id, 150);
     expect(granted[0]! + granted[1]!).toBe(137);
     expect(granted[0]).toBeGreaterThan(0);
     expect(granted[1]).toBeGreaterThan(0);

@@ -33,11 +33,6 @@ export interface CollectionContext {
   shapes: QueryShapes;
 }
 
-/** The patch without `undefined` values, which mean "not given" rather than "set to undefined". */
-function given<T extends object>(patch: T): Partial<T> {
-  return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 /** Runs a write a UNIQUE index may refuse; a refusal becomes an error that says what was duplicated. */
 function unique<T>(write: () => T, message: string): T {
   try {
@@ -131,7 +126,7 @@ export function keys({ s, mutate, shapes }: CollectionContext): KeyCollection {
       return shapes.page("keys", where, "id DESC", q.offset ?? 0, q.limit ?? 20, keyFromRow);
     },
     async update(id, patch) {
-      const rest = changeable(given(patch), "id", "keyHash");
+      const rest = changeable(patch, "id", "keyHash");
       return updateRow(mutate, "keys", id, getKey, (current) => {
         s.updateKey.run({ ...keyParams({ ...current, ...rest }), id });
       });
@@ -199,7 +194,7 @@ export function users({ s, mutate, shapes }: CollectionContext): UserCollection 
       return shapes.page("users", where, "id", q.offset ?? 0, q.limit ?? 20, userFromRow);
     },
     async update(id, patch) {
-      const rest = changeable(given(patch), "id");
+      const rest = changeable(patch, "id");
       return updateRow(mutate, "users", id, getUser, (current) => {
         const next = { ...current, ...rest };
         unique(
@@ -239,7 +234,7 @@ export function credentials({ s, mutate }: CollectionContext): CredentialCollect
       return (s.credentials.all() as CredentialRow[]).map(credentialFromRow);
     },
     async update(id, patch) {
-      const rest = changeable(given(patch), "id", "createdAt");
+      const rest = changeable(patch, "id", "createdAt");
       return updateRow(mutate, "credentials", id, getCredential, (current) => {
         s.updateCredential.run(
           credentialParams({ ...current, ...rest, id, updatedAt: Date.now() }),
