@@ -617,7 +617,8 @@ export function fileStore(options: FileStoreOptions): Store {
   /**
    * Runs one kernel call once the store is open; resolves once what it changed is on disk.
    * Locks, windows and leases change no group, so they are not written: one process owns the
-   * directory, so they live and die with it.
+   * directory, so they live and die with it. Reads (`reservationUnits`, the collections' gets
+   * and lists) change none either, so they write nothing.
    */
   const call: KernelCall = async (run) => {
     await open();
@@ -637,7 +638,7 @@ export function fileStore(options: FileStoreOptions): Store {
 
   return {
     name: "file",
-    capabilities: { multiProcess: false, plaintextSecrets: true },
+    capabilities: { multiProcess: false, plaintextSecrets: true, quotaShares: true },
     ...members,
 
     async reserveQuota(keyId, units, meta) {

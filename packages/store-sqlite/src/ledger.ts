@@ -144,6 +144,8 @@ interface KeyBalance {
 
 /** The quota and usage steps of the Store contract, plus `flush` for the reservations still queued. */
 export type Ledger = StoreLedger & {
+  /** `Store.reservationUnits`: this store shares reservations (`quotaShares`). */
+  reservationUnits(id: string): Promise<number | null>;
   /** Answers the reservations asked for but not yet run (before the database closes). */
   flush(): void;
 };
@@ -259,9 +261,37 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
 
   /** Settles inside the caller's transaction. */
   const settleIn = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
+    // The row is gone when recoverReservations already charged it in full: nothing more.
+    if (s.deleteReservation.run(res.id).changes === 0) return { charged: 0 };
+    return chargeIn(res, res.units, actualUnits, nowSeconds);
+  };
+
+  /**
+   * Settles `share` units of a shared reservation (`UsageCommit.share`) inside the caller's
+   * transaction; the row keeps the rest.
+   */
+  const settlePartIn = (
+    res: Reservation,
+    share: number,
+    actualUnits: number,
+    nowSeconds: number,
+  ): Settlement => {
+    const left = s.reservationUnits.get(res.id) as number | undefined;
+    // Already recovered (charged in full, what was left of it): nothing more.
+    if (left === undefined) return { charged: 0 };
+    if (share >= left) return settleIn({ ...res, units: left }, actualUnits, nowSeconds);
+    s.shrinkReservation.run(share, res.id);
+    return chargeIn(res, share, actualUnits, nowSeconds);
+  };
+
+  /** Charges `units` of reservation `res` (its row removed or shrunk already) to `actualUnits`. */
+  const chargeIn = (
+    res: Reservation,
+    units: number,
+    actualUnits: number,
+    nowSeconds: number,
+  ): Settlement => {
     {
-      // The row is gone when recoverReservations already charged it in full: nothing more.
-      if (s.deleteReservation.run(res.id).changes === 0) return { charged: 0 };
       const key = s.keyBalance.get(res.keyId) as KeyBalance | undefined;
       const user =
         res.userId === null ? undefined : (s.userBalance.get(res.userId) as Balance | undefined);
@@ -269,7 +299,7 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
       const keyOpen = key !== undefined && key.quota_period === (res.keyPeriod ?? 0);
       const userOpen = user !== undefined && user.quota_period === (res.userPeriod ?? 0);
       const { charged, delta } = settleAmounts(
-        res.units,
+        units,
         actualUnits,
         keyOpen && res.keyDebited ? key.remain_quota : undefined,
         userOpen ? user.quota : undefined,
@@ -355,9 +385,11 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
       recordIn(
         commits.map((c) => ({
           ...c.record,
-          quota: c.reservation
-            ? settleIn(c.reservation, c.actualUnits, nowSeconds).charged
-            : c.actualUnits,
+          quota: !c.reservation
+            ? c.actualUnits
+            : c.share === undefined
+              ? settleIn(c.reservation, c.actualUnits, nowSeconds).charged
+              : settlePartIn(c.reservation, c.share, c.actualUnits, nowSeconds).charged,
         })),
       ),
     );
@@ -465,8 +497,16 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
     },
 
     async commitUsage(commits, nowSeconds) {
-      for (const c of commits) assertUnits(c.actualUnits, "actualUnits");
+      // Checked before the transaction: a bad commit rejects the whole batch.
+      for (const c of commits) {
+        assertUnits(c.actualUnits, "actualUnits");
+        if (c.share !== undefined) assertUnits(c.share, "share");
+      }
       return commits.length ? commit(commits, nowSeconds) : [];
+    },
+
+    async reservationUnits(id) {
+      return (s.reservationUnits.get(id) as number | undefined) ?? null;
     },
 
     flush() {

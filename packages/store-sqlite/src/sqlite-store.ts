@@ -161,7 +161,7 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
   return {
     name: "sqlite",
-    capabilities: { multiProcess: shared },
+    capabilities: { multiProcess: shared, quotaShares: true },
     ...storeCollections({ s, mutate, maintain, shapes }, collections),
     ...steps,
     ...limitSteps,

@@ -112,6 +112,8 @@ export function prepareStatements(db: Database.Database) {
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     deleteReservation: prepare("DELETE FROM reservations WHERE id = ?"),
+    reservationUnits: prepare("SELECT units FROM reservations WHERE id = ?").pluck(),
+    shrinkReservation: prepare("UPDATE reservations SET units = units - ? WHERE id = ?"),
     keyInFlight: prepare(
       "SELECT COALESCE(SUM(units), 0) FROM reservations WHERE key_id = ?",
     ).pluck(),

@@ -14,6 +14,7 @@ import { limitsGroup } from "./conformance/limits.js";
 import { locksGroup } from "./conformance/locks.js";
 import { multiProcessGroup } from "./conformance/multi-process.js";
 import { quotaGroup } from "./conformance/quota.js";
+import { quotaSharesGroup } from "./conformance/quota-shares.js";
 import { recoveryGroup } from "./conformance/recovery.js";
 import { refillGroup } from "./conformance/refill.js";
 import { settingsGroup } from "./conformance/settings.js";
@@ -38,7 +39,8 @@ export interface StoreConformanceOptions {
   reopen?: (store: Store) => Store | Promise<Store>;
   /**
    * Groups to skip (reported as skipped), for an adapter that does not offer an area of the
-   * contract yet. Groups of capabilities the adapter lacks (`multi-process`) skip by themselves.
+   * contract yet. Groups of capabilities the adapter lacks (`multi-process`, the shares of
+   * `commit-usage` without `quotaShares`) skip by themselves.
    * @default []
    */
   skip?: ConformanceGroupName[];
@@ -55,6 +57,7 @@ const groups: ConformanceGroup[] = [
   usageGroup,
   quotaGroup,
   commitUsageGroup,
+  quotaSharesGroup,
   recoveryGroup,
   refillGroup,
   limitsGroup,

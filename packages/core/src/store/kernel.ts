@@ -117,7 +117,10 @@ export type KernelSteps = Sync<
     | "renewLeases"
     | "releaseLeases"
   >
->;
+> & {
+  /** {@link Store.reservationUnits}: the kernel shares reservations (`quotaShares`). */
+  reservationUnits(id: string): number | null;
+};
 
 /**
  * The in-memory tables of a store and every operation of the Store contract on them, run
@@ -208,13 +211,40 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     touch("keys", "users");
     // Already recovered (charged in full then): nothing more to charge or give back.
     if (!reservations.delete(res.id)) return { charged: 0 };
+    return charge(res, res.units, actualUnits, nowSeconds);
+  };
+
+  /** Settles `share` units of a shared reservation (`UsageCommit.share`); the row keeps the rest. */
+  const settlePart = (
+    res: Reservation,
+    share: number,
+    actualUnits: number,
+    nowSeconds: number,
+  ): Settlement => {
+    const row = reservations.get(res.id);
+    // Already recovered (charged in full, what was left of it): nothing more.
+    if (!row) return { charged: 0 };
+    if (share >= row.units) return settle({ ...res, units: row.units }, actualUnits, nowSeconds);
+    assertUnits(actualUnits, "actualUnits");
+    touch("keys", "users");
+    row.units -= share;
+    return charge(res, share, actualUnits, nowSeconds);
+  };
+
+  /** Charges `units` of reservation `res` (its row removed or shrunk already) to `actualUnits`. */
+  const charge = (
+    res: Reservation,
+    units: number,
+    actualUnits: number,
+    nowSeconds: number,
+  ): Settlement => {
     const key = keys.get(res.keyId);
     const user = res.userId === null ? undefined : users.get(res.userId);
     // A balance refilled since the debit belongs to a later period: it is neither settled nor a cap.
     const keyOpen = key !== undefined && inPeriod(key, res.keyPeriod);
     const userOpen = user !== undefined && inPeriod(user, res.userPeriod);
     const { charged, delta } = settleAmounts(
-      res.units,
+      units,
       actualUnits,
       keyOpen && res.keyDebited ? key.remainQuota : undefined,
       userOpen ? user.quota : undefined,
@@ -619,13 +649,24 @@ export function tableKernel(options: TableKernelOptions = {}): TableKernel {
     },
 
     commitUsage(commits, nowSeconds) {
+      // Checked before anything is written: a bad commit rejects the whole batch.
+      for (const c of commits) {
+        assertUnits(c.actualUnits, "actualUnits");
+        if (c.share !== undefined) assertUnits(c.share, "share");
+      }
       // settle() marks keys and users changed; a commit without a reservation changes neither.
       return commits.map((c) => {
-        const quota = c.reservation
-          ? settle(c.reservation, c.actualUnits, nowSeconds).charged
-          : c.actualUnits;
+        const quota = !c.reservation
+          ? c.actualUnits
+          : c.share === undefined
+            ? settle(c.reservation, c.actualUnits, nowSeconds).charged
+            : settlePart(c.reservation, c.share, c.actualUnits, nowSeconds).charged;
         return append({ ...c.record, quota });
       });
+    },
+
+    reservationUnits(id) {
+      return reservations.get(id)?.units ?? null;
     },
 
     acquireLock(name, ttlMs) {

@@ -30,7 +30,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store {
   });
   return {
     name: "memory",
-    capabilities: { multiProcess: false },
+    capabilities: { multiProcess: false, quotaShares: true },
     ...liftKernel(kernel, async (run) => run()),
 
     watch(listener) {

@@ -285,7 +285,8 @@ export interface UsageRecord extends TokenUsage {
   /**
    * `true` on a record written by {@link Store.recoverReservations}: the request's process ended
    * before settling it, so it was billed its full reservation and its token counts, status and
-   * credential are unknown (zero / 0 / null). Absent on every other record.
+   * credential are unknown (zero / 0 / null). Absent on every other record, unless the record
+   * was committed with it ({@link Store.commitUsage} keeps it).
    */
   recovered?: boolean;
   /*
@@ -484,6 +485,17 @@ export interface UsageCommit {
   actualUnits: number;
   /** Its usage record; `quota` is replaced by the amount the settlement charged. */
   record: NewUsageRecord;
+  /**
+   * Settles only this many of the reservation's units: a reservation that several requests
+   * share (a quota block). They are settled to `actualUnits` exactly as a reservation of `share`
+   * units would be, and the row keeps the rest (still renewable, still recovered in full, what
+   * is left of it, if nobody settles it); a share at least as large as what is left settles the
+   * rest and removes the row. When the row is gone (recovered already) nothing is charged
+   * (`charged: 0`): the record is still appended, with `quota` 0, as for a whole settlement of
+   * a recovered row. A non-negative integer (anything else rejects the whole batch). Absent: the
+   * whole reservation. Only for stores that declare {@link StoreCapabilities.quotaShares}.
+   */
+  share?: number;
 }
 
 /** A change notification delivered by {@link Store.watch}. */
@@ -509,6 +521,12 @@ export interface StoreCapabilities {
    * @default false
    */
   plaintextSecrets?: boolean;
+  /**
+   * The adapter implements {@link UsageCommit.share} and {@link Store.reservationUnits}: one
+   * reservation may be settled in parts. A gateway shares reservations only on such stores.
+   * @default false
+   */
+  quotaShares?: boolean;
 }
 
 /**
@@ -799,9 +817,21 @@ export interface Store {
    *
    * A commit whose reservation row was already recovered is still appended (its real tokens and
    * status are worth keeping), with `quota` 0: the sum of the records' `quota` stays equal to the
-   * quota used.
+   * quota used. A record committed with `recovered: true` keeps it.
+   *
+   * A commit with {@link UsageCommit.share} (stores that declare
+   * {@link StoreCapabilities.quotaShares} only) settles that part of its reservation and leaves
+   * the rest on the row. `actualUnits` and `share` are checked before anything is written: one
+   * bad value rejects the whole batch, and nothing of it is applied.
    */
   commitUsage(commits: UsageCommit[], nowSeconds: number): Promise<UsageRecord[]>;
+
+  /**
+   * The units a live reservation row holds now (what is left of a shared one after the shares
+   * settled so far, see {@link UsageCommit.share}); null when the row is gone (settled or
+   * recovered). A plain read. Required when {@link StoreCapabilities.quotaShares} is true.
+   */
+  reservationUnits?(id: string): Promise<number | null>;
 
   /**
    * Tries to take the named lock for `ttlMs`. Returns an owner token, or null when another owner
