@@ -261,6 +261,10 @@ export function createGateway(options: CreateGatewayOptions): Gateway {
       ttlMs: opts.usage.reservationTtlMs,
       owner: randomUUID(),
       waitMs: opts.usage.reserveWaitMs,
+      journalDir:
+        opts.usage.quotaBlocks && store.capabilities.quotaShares
+          ? (store.capabilities.usageJournalDir ?? null)
+          : null,
     },
   );
   const upstream = new UpstreamClient(opts.upstream);
@@ -515,6 +519,7 @@ export function createGateway(options: CreateGatewayOptions): Gateway {
         await oauth.close();
         await pool.stop();
         await usageWriter.flush();
+        usageWriter.closeJournal();
         await leases.close();
         await claims.close();
         metrics.close();

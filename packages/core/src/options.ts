@@ -58,6 +58,15 @@ export interface GatewayOptions {
      * @default 5000
      */
     reserveWaitMs?: number;
+    /**
+     * Quota blocks: a request of a key far from the end of its quota takes its share of one
+     * reservation this instance holds for several requests of the key, instead of a store write
+     * of its own; each share is kept in a journal file on this machine until its record is
+     * written, so a killed process loses nothing (another gateway replays it). Used only with a
+     * store that offers both (`capabilities.quotaShares` and `capabilities.usageJournalDir`: the
+     * SQLite store); elsewhere, or with `false`, every request reserves alone. @default true
+     */
+    quotaBlocks?: boolean;
   };
   /** Quota estimation before a request is forwarded. */
   billing?: {
@@ -196,6 +205,7 @@ const schema = {
         maxBatch: positiveInt,
         reservationTtlMs: { type: "integer", minimum: 100 },
         reserveWaitMs: { type: "integer", minimum: 0 },
+        quotaBlocks: { type: "boolean" },
       },
     },
     billing: {
@@ -364,6 +374,7 @@ export interface ResolvedOptions {
     maxBatch: number;
     reservationTtlMs: number;
     reserveWaitMs: number;
+    quotaBlocks: boolean;
   };
   billing: { defaultCompletionTokens: number };
   upstream: { connectTimeoutMs: number; headersTimeoutMs: number; bodyTimeoutMs: number };
@@ -446,6 +457,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
       maxBatch: 64,
       reservationTtlMs: DEFAULT_RESERVATION_TTL_MS,
       reserveWaitMs: 5_000,
+      quotaBlocks: true,
       ...input.usage,
     },
     billing: { defaultCompletionTokens: 1024, ...input.billing },

@@ -7,7 +7,7 @@
  * is left. On SQLite, Redis and PostgreSQL, each gateway a real process on port 0.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -180,10 +180,18 @@ async function crashAndRecover(
   open: () => Store,
   args: string[],
   reservationsLeft: () => Promise<number>,
+  journalDir?: string,
 ): Promise<void> {
   const { key, id } = await provision(open());
-  const answered = await loadAndKill(await startGateway(args), key);
+  const killed = await startGateway(args);
+  const answered = await loadAndKill(killed, key);
   expect(answered.length).toBeGreaterThanOrEqual(KILL_AFTER);
+  // SQLite: the killed gateway shared quota blocks between its requests, kept in its journal.
+  const journal = (): string[] =>
+    journalDir && existsSync(journalDir)
+      ? readdirSync(journalDir).filter((f) => f.startsWith(`${killed.child.pid}.`))
+      : [];
+  if (journalDir) expect(journal().length).toBeGreaterThan(0);
 
   // The next start recovers the dead instance's reservations once they outlive their lifetime.
   const restarted = await startGateway(args);
@@ -202,6 +210,8 @@ async function crashAndRecover(
     const missing = answered.filter((rid) => !l.requestIds.has(rid));
     expect(missing).toEqual([]);
     expect(await reservationsLeft()).toBe(0);
+    // Its journal was replayed (every answered request got its record from it) and removed.
+    expect(journal()).toEqual([]);
   } finally {
     await restarted.stop("SIGTERM");
     await store.close();
@@ -216,6 +226,8 @@ interface CrashBackend {
   args: string[];
   /** Reservations still in the store, read behind its back. */
   reservationsLeft(): Promise<number>;
+  /** Where the store's gateways keep their usage journals (SQLite only). */
+  journalDir?: string;
 }
 
 const backends: [name: string, make: () => CrashBackend][] = [
@@ -228,6 +240,7 @@ const backends: [name: string, make: () => CrashBackend][] = [
       return {
         open: () => sqliteStore({ filename: file }),
         args: ["sqlite", file, "-"],
+        journalDir: `${file}.usage-journal`,
         async reservationsLeft() {
           const db = new Database(file, { readonly: true });
           try {
@@ -288,7 +301,12 @@ describe("SIGKILL of a gateway under load, then a restart", () => {
     "on %s: every reservation is recovered, Σ usage records = used quota",
     async (_, make) => {
       const backend = make();
-      await crashAndRecover(backend.open, backend.args, backend.reservationsLeft);
+      await crashAndRecover(
+        backend.open,
+        backend.args,
+        backend.reservationsLeft,
+        backend.journalDir,
+      );
     },
     120_000,
   );

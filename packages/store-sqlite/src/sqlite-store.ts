@@ -25,6 +25,15 @@ export interface SqliteStoreBaseOptions {
    * @default 5000
    */
   busyTimeoutMs?: number;
+  /**
+   * Offer gateways a usage journal directory beside the database file (`<file>.usage-journal/`),
+   * so that they can share one quota reservation between several requests of a key (quota
+   * blocks: one write transaction per block instead of one per request) without losing a
+   * request's record if the process is killed. `false`: every request reserves alone. Nothing
+   * for an in-memory database.
+   * @default true
+   */
+  usageJournal?: boolean;
 }
 
 /**
@@ -161,7 +170,13 @@ export function sqliteStore(options: SqliteStoreOptions): Store {
 
   return {
     name: "sqlite",
-    capabilities: { multiProcess: shared, quotaShares: true },
+    capabilities: {
+      multiProcess: shared,
+      quotaShares: true,
+      ...(shared && options.usageJournal !== false
+        ? { usageJournalDir: `${resolve(db.name)}.usage-journal` }
+        : {}),
+    },
     ...storeCollections({ s, mutate, maintain, shapes }, collections),
     ...steps,
     ...limitSteps,

@@ -7,6 +7,7 @@ import { GatewayError, isGatewayError } from "../errors.js";
 import type { Reply } from "../exchange.js";
 import { formatOf } from "../formats/registry.js";
 import type { Reservation } from "../store/types.js";
+import type { BlockShare } from "../usage/quota-blocks.js";
 import { admit, refillDue } from "./admission.js";
 import { errorReply, jsonAnswer, streamAnswer } from "./answer.js";
 import { localCount } from "./count.js";
@@ -53,11 +54,11 @@ export async function proxyRequest(deps: ProxyDeps, req: ProxyRequest): Promise<
     throw error;
   }
   ctx.admission = admission;
-  let reservation: Reservation;
+  let reservation: Reservation | BlockShare;
   try {
     const refilling = refillDue(deps, ctx);
     if (refilling) await refilling;
-    reservation = await reserve(deps, ctx);
+    reservation = await reserve(deps, ctx, refilling !== null);
   } catch (error) {
     admission?.finish(0);
     spanFailed(ctx, error);

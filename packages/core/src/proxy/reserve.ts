@@ -1,6 +1,7 @@
 import { promptTokenBound } from "../billing/tokens.js";
 import { GatewayError } from "../errors.js";
 import type { Reservation, ReservationMeta, ReserveResult } from "../store/types.js";
+import { BLOCK_BALANCE_SHARE, BLOCK_REQUESTS, type BlockShare } from "../usage/quota-blocks.js";
 import { sleep } from "./sleep.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
@@ -41,8 +42,27 @@ export class QuotaHolds {
  * (`INVALID_API_KEY` when the key is gone, `USER_QUOTA_EXHAUSTED` / `QUOTA_EXHAUSTED`, after a
  * `key.exhausted` event). See {@link reserveUnits} for how much and how.
  */
-export async function reserve(deps: ProxyDeps, ctx: RequestContext): Promise<Reservation> {
+export async function reserve(
+  deps: ProxyDeps,
+  ctx: RequestContext,
+  refilled = false,
+): Promise<Reservation | BlockShare> {
   const { req, requestId, started } = ctx;
+  const blocks = deps.usage.blocks;
+  if (blocks) {
+    if (refilled) blocks.retireKey(req.auth.key.id);
+    else {
+      const taking = blockShare(deps, ctx);
+      const share = taking instanceof Promise ? await taking : taking;
+      if (share) {
+        ctx.estimate = {
+          tokens: ctx.promptBound + deps.billing.completionAllowance(ctx.maxTokens),
+          units: share.units,
+        };
+        return share;
+      }
+    }
+  }
   const {
     result: reserved,
     units: estimate,
@@ -74,6 +94,39 @@ export async function reserve(deps: ProxyDeps, ctx: RequestContext): Promise<Res
     units: reserved.reservation.units,
   };
   return reserved.reservation;
+}
+
+/**
+ * The request's quota from a block this instance holds for the key (see `QuotaBlocks`): a
+ * share of the open block (no store call), or a new block when the key is far from the end of
+ * its quota (the same test that lets a request skip the tokenizer, {@link TOKENIZE_WITHIN}, and
+ * a block of at most 1/{@link BLOCK_BALANCE_SHARE} of the balance hint). Null: the request
+ * reserves alone ({@link reserveUnits}), as every request near the end of its quota does.
+ */
+function blockShare(
+  deps: ProxyDeps,
+  ctx: RequestContext,
+): BlockShare | Promise<BlockShare | null> | null {
+  const blocks = deps.usage.blocks;
+  if (!blocks) return null;
+  const { req, group, requestId, started } = ctx;
+  const { key, user } = req.auth;
+  const units = deps.billing.estimate(req.model, group, ctx.promptBound, ctx.maxTokens);
+  // A free request has nothing to share.
+  if (!(units > 0)) return null;
+  const request = { requestId, route: req.route, model: req.model, timestamp: started };
+  const share = blocks.take(key.id, units, request);
+  if (share) return share;
+  let hint = key.unlimitedQuota ? Number.POSITIVE_INFINITY : key.remainQuota;
+  if (user && user.quota < hint) hint = user.quota;
+  hint -= deps.holds.of(key.id);
+  if (units * TOKENIZE_WITHIN > hint) return null;
+  const blockUnits = Math.min(units * BLOCK_REQUESTS, Math.floor(hint / BLOCK_BALANCE_SHARE));
+  if (blockUnits < units * 4) return null;
+  const meta = deps.usage.reservationMeta(request);
+  return blocks.open(deps.store, key.id, units, blockUnits, meta, request, (r) =>
+    deps.usage.hold(r),
+  );
 }
 
 /**

@@ -6,6 +6,7 @@ import type {
   RequestErrorType,
   Reservation,
 } from "../store/types.js";
+import type { BlockShare } from "../usage/quota-blocks.js";
 import { redactSecrets } from "../util/secrets.js";
 import { endRequestSpan } from "./tracing.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
@@ -31,7 +32,11 @@ export type Settle = (
  * The settle stage of one request: a {@link Settle} bound to its reservation. The reservation's
  * hold is released at once; the store settles it when the usage writer's batch is written.
  */
-export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Reservation): Settle {
+export function settlement(
+  deps: ProxyDeps,
+  ctx: RequestContext,
+  reservation: Reservation | BlockShare,
+): Settle {
   const { billing, settings } = deps;
   const { req, group } = ctx;
   const { key } = req.auth;
@@ -41,7 +46,8 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
     finished = true;
     const bodies = settings.get("request-log") === true;
     if (bodies) logRequest(deps, ctx, { status, usage, credential, error, responseBody });
-    deps.holds.release(key.id, reservation.units);
+    const share = "block" in reservation ? reservation : null;
+    if (!share) deps.holds.release(key.id, reservation.units);
     const endedAt = Date.now();
     ctx.admission?.finish(usage.totalTokens, endedAt);
     const cost = status < 400 || usage.totalTokens > 0 ? billing.cost(req.model, group, usage) : 0;
@@ -50,7 +56,16 @@ export function settlement(deps: ProxyDeps, ctx: RequestContext, reservation: Re
     const record = requestRecord(ctx, status, credential, error, endedAt, usage, cost, errorType);
     if (bodies) record.bodies = recordBodies(req.rawBody, responseBody);
     deps.metrics?.settled(record, true);
-    deps.usage.push({ reservation, actualUnits: cost, record });
+    if (share) {
+      // The request's part of the block is settled with its record; the block keeps the rest.
+      deps.usage.blocks?.finish(share, cost, record);
+      deps.usage.push({
+        reservation: share.block.reservation,
+        share: share.units,
+        actualUnits: cost,
+        record,
+      });
+    } else deps.usage.push({ reservation: reservation as Reservation, actualUnits: cost, record });
   };
 }
 

@@ -527,6 +527,14 @@ export interface StoreCapabilities {
    * @default false
    */
   quotaShares?: boolean;
+  /**
+   * A directory on this machine, beside the store's data, where a gateway may keep its usage
+   * journal (one file per gateway instance, see `UsageJournal`) and where it finds the
+   * journals of gateway processes that died, to replay them. Set by adapters whose data lives
+   * on this machine and is shared only by processes on it (the SQLite store); a gateway uses
+   * quota blocks only when the adapter offers this and {@link quotaShares}. @default undefined
+   */
+  usageJournalDir?: string;
 }
 
 /**

@@ -220,6 +220,12 @@ export interface ClaimedJournal {
    * this process: no other process claims them while it lives, nor does this one again.
    */
   release(): void;
+  /**
+   * Gives the claim up without removing the files (the replay failed, e.g. the store was
+   * unreachable): this process may claim them again later; other processes still see them held
+   * (renamed for this process) while it lives.
+   */
+  abandon(): void;
 }
 
 /** A journal file found in the directory. */
@@ -360,6 +366,9 @@ function claimed(pid: number, instance: string, paths: string[], entries: unknow
         held.claimed.delete(path);
       }
       if (failure) throw failure;
+    },
+    abandon(): void {
+      for (const path of paths) held.claimed.delete(path);
     },
   } satisfies ClaimedJournal;
 }

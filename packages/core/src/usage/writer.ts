@@ -1,6 +1,9 @@
 import type { GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
 import type { Reservation, ReservationMeta, Store, UsageCommit } from "../store/types.js";
+import { claimDeadJournals, UsageJournal } from "./journal.js";
+import { type QuotaBlock, QuotaBlocks } from "./quota-blocks.js";
+import { replayJournal } from "./replay.js";
 
 /** Batches above this many queued commits are dropped (and reported) while the store keeps failing. */
 const MAX_QUEUED = 100_000;
@@ -18,6 +21,11 @@ export interface ReservationOptions {
    * `usage.reserveWaitMs`.
    */
   waitMs: number;
+  /**
+   * Where this instance keeps its usage journal and finds the journals of dead processes on
+   * this machine; null: no quota blocks (every request reserves alone), no replay.
+   */
+  journalDir?: string | null;
 }
 
 /**
@@ -47,6 +55,11 @@ export class UsageWriter {
   #renewTimer: NodeJS.Timeout | null = null;
   #recoverTimer: NodeJS.Timeout | null = null;
   #recovering: Promise<number> | null = null;
+  /** Opened at the first block. */
+  #journal: UsageJournal | null = null;
+  #blocks: QuotaBlocks | null = null;
+  /** Retired blocks whose settlement failed: tried again at the next flush. */
+  #unsettled: QuotaBlock[] = [];
 
   constructor(
     store: Store,
@@ -84,6 +97,28 @@ export class UsageWriter {
   /** How long a request refused for quota may wait for reservations in flight (ms). */
   get reserveWaitMs(): number {
     return this.#reservations.waitMs;
+  }
+
+  /**
+   * This instance's quota blocks ({@link QuotaBlocks}), retired at each flush and settled once
+   * the batch holding their requests' records is written; null when the store offers no
+   * journal (every request then reserves alone). The journal file is created at the first call.
+   */
+  get blocks(): QuotaBlocks | null {
+    if (this.#blocks) return this.#blocks;
+    const dir = this.#reservations.journalDir;
+    if (!dir) return null;
+    try {
+      this.#journal = UsageJournal.open(dir);
+    } catch (error) {
+      this.#logger.warn("the usage journal could not be opened; requests reserve alone", {
+        error: String(error),
+      });
+      this.#reservations.journalDir = null;
+      return null;
+    }
+    this.#blocks = new QuotaBlocks(this.#journal);
+    return this.#blocks;
   }
 
   /** Keeps a granted reservation alive (renewed) until its commit is written. */
@@ -134,6 +169,14 @@ export class UsageWriter {
     this.#recovering ??= (async () => {
       let total = 0;
       try {
+        total += await this.#replay();
+      } catch (error) {
+        // Recovery goes on: a block it reaches first is recovered in full (charged at its units).
+        this.#logger.warn("could not replay the usage journal of a stopped gateway", {
+          error: String(error),
+        });
+      }
+      try {
         for (;;) {
           const records = await this.#store.recoverReservations(Date.now(), RECOVER_BATCH);
           total += records.length;
@@ -156,9 +199,44 @@ export class UsageWriter {
     return this.#recovering;
   }
 
-  /** How many finished requests wait to be written. */
+  /**
+   * Replays the journals of gateway processes on this machine that died (see
+   * `replayJournal`): their finished requests get their records, their cut requests recovered
+   * ones, their blocks are settled. Returns how many records were written.
+   */
+  async #replay(): Promise<number> {
+    const dir = this.#reservations.journalDir;
+    if (!dir) return 0;
+    let total = 0;
+    for (const journal of claimDeadJournals(dir)) {
+      let done: Awaited<ReturnType<typeof replayJournal>>;
+      try {
+        done = await replayJournal(this.#store, journal.entries, Math.floor(Date.now() / 1000));
+      } catch (error) {
+        // Claimed again at the next recovery; what was written is not written twice.
+        journal.abandon();
+        throw error;
+      }
+      journal.release();
+      total += done.records.length;
+      for (const r of done.records) this.#events.emit("usage.recorded", r);
+      if (done.blocks > 0)
+        this.#logger.warn("replayed the usage journal of a gateway that stopped", {
+          pid: journal.pid,
+          blocks: done.blocks,
+          records: done.records.length,
+        });
+    }
+    return total;
+  }
+
+  /**
+   * How many finished requests wait to be written, plus one while quota blocks are open or not
+   * settled (a flush gives back what they hold beyond their requests' cost).
+   */
   get pending(): number {
-    return this.#queue.length;
+    const blocks = this.#blocks?.active || this.#unsettled.length > 0 ? 1 : 0;
+    return this.#queue.length + blocks;
   }
 
   /** Queues a finished request; it reaches the store within `flushIntervalMs`. */
@@ -180,16 +258,27 @@ export class UsageWriter {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    if (this.#queue.length === 0) return this.#inflight;
+    // Blocks whose requests have all finished: their commits are in this batch or an earlier one.
+    const blocks = this.#blocks?.active ? this.#blocks.retireAll() : [];
+    if (this.#unsettled.length > 0) {
+      blocks.push(...this.#unsettled);
+      this.#unsettled = [];
+    }
+    if (this.#queue.length === 0 && blocks.length === 0) return this.#inflight;
     const batch = this.#queue;
     this.#queue = [];
     // One write at a time, in order: a batch never overtakes an earlier one.
     this.#inflight = this.#inflight.then(async () => {
       try {
-        const records = await this.#store.commitUsage(batch, Math.floor(Date.now() / 1000));
-        for (const c of batch) if (c.reservation) this.#live.delete(c.reservation.id);
-        for (const r of records) this.#events.emit("usage.recorded", r);
+        if (batch.length > 0) {
+          const records = await this.#store.commitUsage(batch, Math.floor(Date.now() / 1000));
+          // A block's row lives on after its requests' shares: it is renewed until it settles.
+          for (const c of batch)
+            if (c.reservation && c.share === undefined) this.#live.delete(c.reservation.id);
+          for (const r of records) this.#events.emit("usage.recorded", r);
+        }
       } catch (error) {
+        this.#unsettled.push(...blocks);
         // commitUsage is atomic: nothing of the batch was applied, so it can be tried again.
         this.#logger.error("usage batch could not be written; will retry", {
           records: batch.length,
@@ -199,10 +288,47 @@ export class UsageWriter {
         if (this.#queue.length + batch.length <= MAX_QUEUED)
           this.#queue = batch.concat(this.#queue);
         // Dropped: no longer renewed, so the store recovers them (charged in full) later.
-        else for (const c of batch) if (c.reservation) this.#live.delete(c.reservation.id);
+        else
+          for (const c of batch)
+            if (c.reservation && c.share === undefined) this.#live.delete(c.reservation.id);
         this.#schedule();
+        return;
       }
+      if (blocks.length > 0) await this.#settleBlocks(blocks);
     });
     return this.#inflight;
+  }
+
+  /**
+   * Closes retired blocks whose requests are all written: what no request took is given back
+   * and the row goes. A failed one is tried again at the next flush.
+   */
+  async #settleBlocks(blocks: QuotaBlock[]): Promise<void> {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    for (const block of blocks) {
+      try {
+        if (block.left > 0)
+          await this.#store.settleQuota({ ...block.reservation, units: block.left }, 0, nowSeconds);
+        this.#live.delete(block.reservation.id);
+        this.#blocks?.settled(block);
+      } catch (error) {
+        this.#logger.error("a quota block could not be settled; will retry", {
+          error: String(error),
+        });
+        this.#unsettled.push(block);
+      }
+    }
+    if (this.#unsettled.length > 0) this.#schedule();
+  }
+
+  /**
+   * After the last flush (the gateway closes): removes the journal when everything it kept is
+   * in the store, else leaves it for a replay.
+   */
+  closeJournal(): void {
+    if (!this.#journal) return;
+    const clean = this.#queue.length === 0 && !this.#blocks?.active && this.#unsettled.length === 0;
+    this.#journal.close({ remove: clean });
+    this.#journal = null;
   }
 }
