@@ -6,12 +6,14 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import {
+  closeSync,
   existsSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -96,11 +98,35 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once("exit", () => resolve()));
 }
 
+/** Closes this process's file descriptors open on files under `dir` (Linux: /proc/self/fd). */
+function closeFdOf(dir: string): void {
+  for (const fd of readdirSync("/proc/self/fd")) {
+    let target = "";
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target.startsWith(`${dir}/`)) closeSync(Number(fd));
+  }
+}
+
+/** Appends and writes at once (what the end of the event-loop turn would do). */
+function put(journal: UsageJournal, entry: unknown, tag: string): void {
+  journal.append(entry, tag);
+  journal.flush();
+}
+
 /** Opens a journal in a child, appends `n` entries ({ i }, tagged by tens), then waits. */
 const WRITER = `
 const [dir, n, segmentBytes] = args;
 const journal = UsageJournal.open(dir, { segmentBytes: Number(segmentBytes) });
-for (let i = 0; i < Number(n); i++) journal.append({ i, pad: "x".repeat(40) }, "b" + Math.floor(i / 10));
+for (let i = 0; i < Number(n); i++) {
+  journal.append({ i, pad: "x".repeat(40) }, "b" + Math.floor(i / 10));
+  // Several segments need several writes: one per ten entries.
+  if (i % 10 === 9) journal.flush();
+}
+journal.flush();
 process.stdout.write("ready\\n");
 setInterval(() => {}, 1000);
 `;
@@ -132,12 +158,41 @@ describe("UsageJournal", () => {
   it("creates the directory 0o700 and segments 0o600, named <pid>.<instance>.<seq>.journal", () => {
     const dir = join(tempDir(), "a", "b");
     const journal = UsageJournal.open(dir);
-    journal.append({ a: 1 }, "t");
+    put(journal, { a: 1 }, "t");
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     const [name] = journalFiles(dir);
     expect(name).toMatch(new RegExp(`^${process.pid}\\.[0-9a-f]+\\.1\\.journal$`));
     expect(statSync(join(dir, name!)).mode & 0o777).toBe(0o600);
     expect(readFileSync(join(dir, name!), "utf8")).toBe('{"a":1}\n');
+    journal.close({ remove: true });
+  });
+
+  it("writes the lines of one event-loop turn together when the turn ends, and at close", async () => {
+    const dir = tempDir();
+    const journal = UsageJournal.open(dir);
+    const [name] = journalFiles(dir);
+    const text = () => readFileSync(join(dir, name!), "utf8");
+    journal.append({ a: 1 }, "t");
+    journal.append({ a: 2 }, "t");
+    expect(text()).toBe("");
+    await new Promise((r) => setImmediate(r));
+    expect(text()).toBe('{"a":1}\n{"a":2}\n');
+    journal.append({ a: 3 }, "u");
+    journal.close();
+    expect(text()).toBe('{"a":1}\n{"a":2}\n{"a":3}\n');
+    journal.close({ remove: true });
+  });
+
+  it("after a failed write, appends throw and the error is reported once", () => {
+    const dir = tempDir();
+    const errors: Error[] = [];
+    const journal = UsageJournal.open(dir, { onError: (e) => errors.push(e) });
+    journal.append({ a: 1 }, "t");
+    // Its descriptor closed behind its back: the write fails with EBADF.
+    closeFdOf(dir);
+    expect(() => journal.flush()).toThrow();
+    expect(errors).toHaveLength(1);
+    expect(() => journal.append({ a: 2 }, "t")).toThrow();
     journal.close({ remove: true });
   });
 
@@ -158,8 +213,7 @@ describe("UsageJournal", () => {
   it("rotates past segmentBytes and unlinks an old segment once all its tags are done", () => {
     const dir = tempDir();
     const journal = UsageJournal.open(dir, { segmentBytes: 500 });
-    for (let i = 0; i < 40; i++)
-      journal.append({ i, pad: "y".repeat(30) }, `b${Math.floor(i / 7)}`);
+    for (let i = 0; i < 40; i++) put(journal, { i, pad: "y".repeat(30) }, `b${Math.floor(i / 7)}`);
     const segments = () =>
       journalFiles(dir).sort((x, y) => Number(x.split(".")[2]) - Number(y.split(".")[2]));
     const names = segments();
@@ -196,9 +250,9 @@ describe("UsageJournal", () => {
   it("an old segment whose tags were done before the rotation is unlinked at the rotation", () => {
     const dir = tempDir();
     const journal = UsageJournal.open(dir, { segmentBytes: 10 });
-    journal.append({ a: "0123456789" }, "x");
+    put(journal, { a: "0123456789" }, "x");
     journal.done("x");
-    journal.append({ a: 1 }, "y");
+    put(journal, { a: 1 }, "y");
     expect(journalFiles(dir)).toEqual([expect.stringMatching(/\.2\.journal$/)]);
     journal.close({ remove: true });
   });

@@ -51,15 +51,18 @@ interface Segment {
 export interface UsageJournalOptions {
   /** A segment that has grown past this many bytes is followed by a new one (default 4 MiB). */
   segmentBytes?: number;
+  /** Told of a failed write (appends throw from then on). */
+  onError?: (error: Error) => void;
 }
 
 /**
  * A per-process, append-only journal file that lets an in-memory write-behind (the usage
  * writer's quota blocks) survive the death of its process: each event is appended as one JSON
- * line with one `writeSync` on an `O_APPEND` file descriptor, so as soon as
- * {@link UsageJournal.append} returns the line is in the kernel's page cache, and a later
- * process on the same machine gets it back with {@link claimDeadJournals} even if this one was
- * killed with SIGKILL (or crashed, or ran out of memory) right after.
+ * line, and the lines of one event-loop turn are written with one `writeSync` on an `O_APPEND`
+ * file descriptor at the end of that turn (or at {@link UsageJournal.flush}), so from then on
+ * they are in the kernel's page cache, and a later process on the same machine gets them back
+ * with {@link claimDeadJournals} even if this one was killed with SIGKILL (or crashed, or ran
+ * out of memory) right after. A kill within the turn that appended a line loses it.
  *
  * What it does not guarantee: nothing is fsynced, so a power loss or a kernel crash can lose
  * the last seconds of entries (or leave a torn line, which replay skips). Replay is at least
@@ -86,9 +89,21 @@ export class UsageJournal {
   #current: Segment;
   /** Segments that are no longer written to (every segment once closed), oldest first. */
   readonly #old: Segment[] = [];
+  /** Lines appended and not written yet, and their tags. */
+  #buffer: string[] = [];
+  #tags = new Set<string>();
+  /** The first failed write: appends throw it from then on. */
+  #failed: Error | null = null;
+  readonly #onError: ((error: Error) => void) | undefined;
 
-  private constructor(dir: string, instance: string, segmentBytes: number) {
+  private constructor(
+    dir: string,
+    instance: string,
+    segmentBytes: number,
+    onError: ((error: Error) => void) | undefined,
+  ) {
     this.dir = dir;
+    this.#onError = onError;
     this.#prefix = join(dir, `${process.pid}.${instance}.`);
     this.#segmentBytes = segmentBytes;
     const path = `${this.#prefix}1.journal`;
@@ -108,35 +123,68 @@ export class UsageJournal {
     const abs = resolve(dir);
     mkdirSync(abs, { recursive: true, mode: 0o700 });
     const instance = randomBytes(8).toString("hex");
-    const journal = new UsageJournal(abs, instance, segmentBytes);
+    const journal = new UsageJournal(abs, instance, segmentBytes, options.onError);
     held.instances.add(instance);
     return journal;
   }
 
   /**
-   * Appends one entry: `JSON.stringify(entry)` and a newline, written with one `writeSync` (no
-   * fsync, nothing asynchronous). `tag` is what the caller groups entries by (a quota block's
-   * id), see {@link UsageJournal.done}.
+   * Appends one entry: `JSON.stringify(entry)` and a newline. The lines appended during one
+   * turn of the event loop are written together, with one `writeSync` (no fsync), when the turn
+   * ends (`setImmediate`) or at {@link UsageJournal.flush}, whichever comes first: a request's
+   * line appended before it is forwarded is in the file before its upstream can answer (that
+   * takes a later turn), at one write per turn instead of one per request. `tag` is what the
+   * caller groups entries by (a quota block's id), see {@link UsageJournal.done}.
    *
-   * Throws instead of losing the entry silently: when the entry cannot be serialized, when the
-   * journal is closed, when the write fails (disk full, `EBADF`, ...) or is short, and when the
-   * next segment cannot be created. The caller then takes its slower durable path. After a
-   * short write the torn line ends its segment (replay skips it) and the next append starts a
-   * new segment.
+   * Throws when the entry cannot be serialized, when the journal is closed, and once a write
+   * has failed (disk full, `EBADF`, a short write, a segment that cannot be created): the
+   * caller then takes its slower durable path. A failed write is reported by `onError` (given
+   * to {@link UsageJournal.open}); the lines of that write are lost to a replay.
    */
   append(entry: unknown, tag: string): void {
     if (this.#fd < 0) throw new Error("the usage journal is closed");
-    if (this.#bytes >= this.#segmentBytes) this.#rotate();
+    if (this.#failed) throw this.#failed;
     const json = JSON.stringify(entry);
     if (json === undefined) throw new TypeError("a journal entry must be serializable to JSON");
-    const line = json + "\n";
-    const written = writeSync(this.#fd, line);
-    this.#bytes += written;
-    if (written !== Buffer.byteLength(line)) {
-      this.#bytes = Number.POSITIVE_INFINITY;
-      throw new Error(`short write to the usage journal (${written} bytes)`);
+    if (this.#buffer.length === 0) setImmediate(this.#flushSoon);
+    this.#buffer.push(json);
+    this.#tags.add(tag);
+  }
+
+  readonly #flushSoon = (): void => {
+    try {
+      this.flush();
+    } catch {
+      // Reported through onError; later appends throw.
     }
-    this.#current.pending.add(tag);
+  };
+
+  /**
+   * Writes the lines appended since the last write, now (one `writeSync`). The usage writer
+   * calls it before it writes a batch to the store, so the file never lags the store. Throws
+   * (and reports to `onError`) when the write fails.
+   */
+  flush(): void {
+    if (this.#buffer.length === 0 || this.#fd < 0) return;
+    const text = `${this.#buffer.join("\n")}\n`;
+    const tags = this.#tags;
+    this.#buffer = [];
+    this.#tags = new Set();
+    try {
+      if (this.#bytes >= this.#segmentBytes) this.#rotate();
+      for (const tag of tags) this.#current.pending.add(tag);
+      const length = Buffer.byteLength(text);
+      const written = writeSync(this.#fd, text);
+      this.#bytes += written;
+      if (written !== length) {
+        this.#bytes = Number.POSITIVE_INFINITY;
+        throw new Error(`short write to the usage journal (${written} of ${length} bytes)`);
+      }
+    } catch (error) {
+      this.#failed = error as Error;
+      this.#onError?.(error as Error);
+      throw error;
+    }
   }
 
   /**
@@ -161,11 +209,20 @@ export class UsageJournal {
    * process has exited. Calling it again is harmless (`remove` still applies).
    */
   close(options: { remove?: boolean } = {}): void {
+    try {
+      this.flush();
+    } catch {
+      // Reported; what could not be written is lost to a replay, as the caller was told.
+    }
     if (this.#fd >= 0) {
       const fd = this.#fd;
       this.#fd = -1;
       this.#old.push(this.#current);
-      closeSync(fd);
+      try {
+        closeSync(fd);
+      } catch {
+        // A descriptor that fails to close (EBADF after a failed write) holds nothing buffered.
+      }
     }
     for (let i = 0; i < this.#old.length; i++) {
       const segment = this.#old[i]!;

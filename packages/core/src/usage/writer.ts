@@ -109,7 +109,12 @@ export class UsageWriter {
     const dir = this.#reservations.journalDir;
     if (!dir) return null;
     try {
-      this.#journal = UsageJournal.open(dir);
+      this.#journal = UsageJournal.open(dir, {
+        onError: (error) =>
+          this.#logger.error("the usage journal could not be written; requests reserve alone", {
+            error: String(error),
+          }),
+      });
     } catch (error) {
       this.#logger.warn("the usage journal could not be opened; requests reserve alone", {
         error: String(error),
@@ -267,6 +272,13 @@ export class UsageWriter {
     if (this.#queue.length === 0 && blocks.length === 0) return this.#inflight;
     const batch = this.#queue;
     this.#queue = [];
+    // The journal first: the store must never hold a share whose line is not in the file yet
+    // (a replay skips what the store holds by counting the journal's lines in order).
+    try {
+      this.#journal?.flush();
+    } catch {
+      // Reported by the journal; the store write goes on.
+    }
     // One write at a time, in order: a batch never overtakes an earlier one.
     this.#inflight = this.#inflight.then(async () => {
       try {
