@@ -124,9 +124,7 @@ function blockShare(
   const blockUnits = Math.min(units * BLOCK_REQUESTS, Math.floor(hint / BLOCK_BALANCE_SHARE));
   if (blockUnits < units * 4) return null;
   const meta = deps.usage.reservationMeta(request);
-  return blocks.open(deps.store, key.id, units, blockUnits, meta, request, (r) =>
-    deps.usage.hold(r),
-  );
+  return blocks.open(deps.store, key.id, units, blockUnits, meta, request);
 }
 
 /**

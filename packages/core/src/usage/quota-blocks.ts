@@ -87,9 +87,12 @@ export class QuotaBlocks {
   /** Retired blocks not settled yet. */
   readonly #retired = new Set<QuotaBlock>();
   readonly #journal: UsageJournal;
+  /** Keeps a block's row alive (renewed) until it is settled. */
+  readonly #hold: (reservation: Reservation) => void;
 
-  constructor(journal: UsageJournal) {
+  constructor(journal: UsageJournal, hold: (reservation: Reservation) => void) {
     this.#journal = journal;
+    this.#hold = hold;
   }
 
   /**
@@ -135,43 +138,55 @@ export class QuotaBlocks {
     blockUnits: number,
     meta: ReservationMeta,
     request: ShareRequest,
-    hold: (reservation: Reservation) => void,
   ): Promise<BlockShare | null> {
-    let opening = this.#opening.get(keyId);
-    if (!opening) {
-      opening = (async () => {
-        try {
-          const r = await store.reserveQuota(keyId, blockUnits, meta);
-          if (!r.ok) return null;
-          hold(r.reservation);
-          const block: QuotaBlock = {
-            reservation: r.reservation,
-            left: r.reservation.units,
-            inflight: 0,
-            retired: false,
-          };
-          try {
-            this.#journal.append(
-              { t: "B", r: r.reservation } satisfies JournalEntry,
-              r.reservation.id,
-            );
-          } catch {
-            // Retired at once with nothing taken: the next flush gives all of it back.
-            this.#retired.add({ ...block, retired: true });
-            return null;
-          }
-          const previous = this.#open.get(keyId);
-          if (previous) this.#retire(previous);
-          this.#open.set(keyId, block);
-          return block;
-        } finally {
-          this.#opening.delete(keyId);
-        }
-      })();
-      this.#opening.set(keyId, opening);
+    // A block may run out before every request that waited for it got a share (more requests
+    // in flight than it holds): those wait for the next block, twice at most.
+    for (let round = 0; round < 3; round++) {
+      let opening = this.#opening.get(keyId);
+      if (!opening) {
+        opening = this.#reserve(store, keyId, blockUnits, meta);
+        this.#opening.set(keyId, opening);
+      }
+      const block = await opening;
+      if (!block) return null;
+      const share = this.take(keyId, units, request);
+      if (share) return share;
     }
-    const block = await opening;
-    return block ? this.take(keyId, units, request) : null;
+    return null;
+  }
+
+  /** Reserves a block and makes it the key's open one; null when refused or not journaled. */
+  async #reserve(
+    store: Pick<Store, "reserveQuota">,
+    keyId: number,
+    blockUnits: number,
+    meta: ReservationMeta,
+  ): Promise<QuotaBlock | null> {
+    try {
+      const r = await store.reserveQuota(keyId, blockUnits, meta);
+      if (!r.ok) return null;
+      this.#hold(r.reservation);
+      const block: QuotaBlock = {
+        reservation: r.reservation,
+        left: r.reservation.units,
+        inflight: 0,
+        retired: false,
+      };
+      try {
+        this.#journal.append({ t: "B", r: r.reservation } satisfies JournalEntry, r.reservation.id);
+      } catch {
+        // Retired at once with nothing taken: the next flush gives all of it back.
+        block.retired = true;
+        this.#retired.add(block);
+        return null;
+      }
+      const previous = this.#open.get(keyId);
+      if (previous) this.#retire(previous);
+      this.#open.set(keyId, block);
+      return block;
+    } finally {
+      this.#opening.delete(keyId);
+    }
   }
 
   /**

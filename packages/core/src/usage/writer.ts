@@ -122,7 +122,7 @@ export class UsageWriter {
       this.#reservations.journalDir = null;
       return null;
     }
-    this.#blocks = new QuotaBlocks(this.#journal);
+    this.#blocks = new QuotaBlocks(this.#journal, (r) => this.hold(r));
     return this.#blocks;
   }
 
