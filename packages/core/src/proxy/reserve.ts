@@ -117,6 +117,8 @@ function blockShare(
   const request = { requestId, route: req.route, model: req.model, timestamp: started };
   const share = blocks.take(key.id, units, request);
   if (share) return share;
+  // A key's first request since the last flush reserves alone (see QuotaBlocks.busy).
+  if (!blocks.busy(key.id)) return null;
   let hint = key.unlimitedQuota ? Number.POSITIVE_INFINITY : key.remainQuota;
   if (user && user.quota < hint) hint = user.quota;
   hint -= deps.holds.of(key.id);

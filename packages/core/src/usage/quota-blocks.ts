@@ -86,6 +86,8 @@ export class QuotaBlocks {
   readonly #opening = new Map<number, Promise<QuotaBlock | null>>();
   /** Retired blocks not settled yet. */
   readonly #retired = new Set<QuotaBlock>();
+  /** Keys that reserved alone since the last flush (see {@link QuotaBlocks.busy}). */
+  #seen = new Set<number>();
   readonly #journal: UsageJournal;
   /** Keeps a block's row alive (renewed) until it is settled. */
   readonly #hold: (reservation: Reservation) => void;
@@ -225,11 +227,26 @@ export class QuotaBlocks {
   }
 
   /**
+   * Whether a block would pay off for the key: true from its second request since the last
+   * flush. A block lives until the next flush (at most `usage.flushIntervalMs`), and costs a
+   * reservation and, for what its requests left, a settlement: for a key with one request in
+   * that time (a thousand keys each used now and then) it would cost a write more than the
+   * request's own reservation. So the first request of a key in a flush interval reserves alone
+   * and the next ones share a block.
+   */
+  busy(keyId: number): boolean {
+    if (this.#seen.has(keyId)) return true;
+    this.#seen.add(keyId);
+    return false;
+  }
+
+  /**
    * Retires every open block and hands over the retired blocks whose requests have all
    * finished: their commits are queued already, so once the batch being written now is in the
    * store, the blocks can be settled.
    */
   retireAll(): QuotaBlock[] {
+    this.#seen = new Set();
     for (const block of this.#open.values()) this.#retire(block);
     const done: QuotaBlock[] = [];
     for (const block of this.#retired) {

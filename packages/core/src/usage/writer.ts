@@ -264,7 +264,7 @@ export class UsageWriter {
       this.#timer = null;
     }
     // Blocks whose requests have all finished: their commits are in this batch or an earlier one.
-    const blocks = this.#blocks?.active ? this.#blocks.retireAll() : [];
+    const blocks = this.#blocks ? this.#blocks.retireAll() : [];
     if (this.#unsettled.length > 0) {
       blocks.push(...this.#unsettled);
       this.#unsettled = [];
