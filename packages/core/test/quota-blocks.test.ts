@@ -194,27 +194,8 @@ describe("quota blocks", () => {
 
 describe("replayJournal", () => {
   const route = "POST /v1/chat/completions";
-  const rec = (requestId: string, quota: number) => ({
-    timestamp: Date.now(),
-    requestId,
-    keyId: 0,
-    userId: null,
-    credentialId: null,
-    provider: "openai",
-    route,
-    model: "gpt-4o-mini",
-    stream: false,
-    status: 200,
-    success: true,
-    inputTokens: 10,
-    outputTokens: 20,
-    reasoningTokens: 0,
-    cachedTokens: 0,
-    totalTokens: 30,
-    quota,
-    durationMs: 5,
-    error: null,
-  });
+  const rec = (requestId: string, quota: number) =>
+    fixtures.usage({ requestId, quota, route, keyId: 0 });
 
   it("writes what the dead writer had not, once: finished requests, cut ones, the untaken rest", async () => {
     const store = memoryStore();
