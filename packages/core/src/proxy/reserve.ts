@@ -1,7 +1,12 @@
 import { promptTokenBound } from "../billing/tokens.js";
 import { GatewayError } from "../errors.js";
 import type { Reservation, ReservationMeta, ReserveResult } from "../store/types.js";
-import { BLOCK_BALANCE_SHARE, BLOCK_REQUESTS, type BlockShare } from "../usage/quota-blocks.js";
+import {
+  BLOCK_BALANCE_SHARE,
+  BLOCK_REQUESTS,
+  type BlockShare,
+  type QuotaBlocks,
+} from "../usage/quota-blocks.js";
 import { sleep } from "./sleep.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
@@ -48,11 +53,13 @@ export async function reserve(
   refilled = false,
 ): Promise<Reservation | BlockShare> {
   const { req, requestId, started } = ctx;
+  // The upper-bound estimate (the prompt bounded by its bytes), for a block's share or alone.
+  const bound = deps.billing.estimate(req.model, ctx.group, ctx.promptBound, ctx.maxTokens);
   const blocks = deps.usage.blocks;
   if (blocks) {
     if (refilled) blocks.retireKey(req.auth.key.id);
     else {
-      const taking = blockShare(deps, ctx);
+      const taking = blockShare(deps, ctx, blocks, bound);
       const share = taking instanceof Promise ? await taking : taking;
       if (share) {
         ctx.estimate = {
@@ -67,13 +74,17 @@ export async function reserve(
     result: reserved,
     units: estimate,
     promptTokens,
-  } = await reserveUnits(deps, ctx, () =>
-    deps.usage.reservationMeta({
-      requestId,
-      route: req.route,
-      model: req.model,
-      timestamp: started,
-    }),
+  } = await reserveUnits(
+    deps,
+    ctx,
+    () =>
+      deps.usage.reservationMeta({
+        requestId,
+        route: req.route,
+        model: req.model,
+        timestamp: started,
+      }),
+    bound,
   );
   if (!reserved.ok) {
     if (reserved.reason === "key_not_found")
@@ -106,12 +117,11 @@ export async function reserve(
 function blockShare(
   deps: ProxyDeps,
   ctx: RequestContext,
+  blocks: QuotaBlocks,
+  units: number,
 ): BlockShare | Promise<BlockShare | null> | null {
-  const blocks = deps.usage.blocks;
-  if (!blocks) return null;
-  const { req, group, requestId, started } = ctx;
+  const { req, requestId, started } = ctx;
   const { key, user } = req.auth;
-  const units = deps.billing.estimate(req.model, group, ctx.promptBound, ctx.maxTokens);
   // A free request has nothing to share.
   if (!(units > 0)) return null;
   const request = { requestId, route: req.route, model: req.model, timestamp: started };
@@ -163,6 +173,7 @@ async function reserveUnits(
   deps: ProxyDeps,
   ctx: RequestContext,
   meta: () => ReservationMeta,
+  bound: number,
 ): Promise<{ result: ReserveResult; units: number; promptTokens: number }> {
   const { store, billing, holds } = deps;
   const { req, group, local } = ctx;
@@ -184,7 +195,7 @@ async function reserveUnits(
     return r;
   };
 
-  let units = billing.estimate(req.model, group, promptTokens, maxTokens);
+  let units = bound;
   let counted = false;
   let hint = key.unlimitedQuota ? Number.POSITIVE_INFINITY : key.remainQuota;
   if (user && user.quota < hint) hint = user.quota;
