@@ -183,6 +183,35 @@ describe("UsageJournal", () => {
     journal.close({ remove: true });
   });
 
+  it("writes a lazy line with the next eager line's write, before a batch (flush), or 20 ms later", async () => {
+    const dir = tempDir();
+    const journal = UsageJournal.open(dir);
+    const [name] = journalFiles(dir);
+    const text = () => readFileSync(join(dir, name!), "utf8");
+    const turn = () => new Promise((r) => setImmediate(r));
+    // Alone, a lazy line does not make the turn's write: it waits (up to 20 ms) for one.
+    const t0 = performance.now();
+    journal.append({ d: 1 }, "t", true);
+    await turn();
+    // (Only meaningful when the turn took less than the 20 ms a lazy line may wait.)
+    if (performance.now() - t0 < 15) expect(text()).toBe("");
+    // An eager line's write takes it along, in order.
+    journal.append({ t: 2 }, "t");
+    await turn();
+    expect(text()).toBe('{"d":1}\n{"t":2}\n');
+    // flush() (the usage writer's, before each batch) writes it at once.
+    journal.append({ d: 3 }, "t", true);
+    journal.flush();
+    expect(text()).toBe('{"d":1}\n{"t":2}\n{"d":3}\n');
+    // With nothing else to carry it, it is written after 20 ms.
+    journal.append({ d: 4 }, "t", true);
+    const deadline = Date.now() + 2000;
+    while (!text().includes('{"d":4}') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(text()).toBe('{"d":1}\n{"t":2}\n{"d":3}\n{"d":4}\n');
+    journal.close({ remove: true });
+  });
+
   it("after a failed write, appends throw and the error is reported once", () => {
     const dir = tempDir();
     const errors: Error[] = [];

@@ -66,11 +66,12 @@ export type JournalEntry =
  * What a per-request reservation row guaranteed is kept by the journal, an append-only file of
  * this process (one `write` per entry, a few µs, against a store transaction of 45-60 µs per
  * request on SQLite): the block, each share taken (before the request is forwarded) and each
- * request finished (before its answer ends) are appended. If this process is killed, another
- * gateway on the machine replays its journal (`UsageWriter.recover`): every finished request
- * gets its own usage record with its real usage, every request cut by the kill its own
- * recovered record charged at its estimate, and what no request took goes back to the key;
- * exactly as if each request had held its own reservation row.
+ * request finished are appended (the last lazily: with the next write, at most 20 ms later). If
+ * this process is killed, another gateway on the machine replays its journal
+ * (`UsageWriter.recover`): every finished request whose line was written gets its own usage
+ * record with its real usage, every other request taken from a block (cut by the kill, or
+ * finished just before it) its own recovered record charged at its estimate, and what no
+ * request took goes back to the key; as if each request had held its own reservation row.
  *
  * What holds as before: the block is debited atomically before any of its units are handed
  * out, so neither the key nor its owner is ever overdrawn, across any number of instances; a
@@ -192,8 +193,10 @@ export class QuotaBlocks {
   }
 
   /**
-   * A request that held `share` finished: journals its commit (before its answer ends, so that
-   * a kill after the answer cannot lose its record). False when the journal could not be
+   * A request that held `share` finished: journals its commit, as a lazy line (written with
+   * the next share line or before the next batch, at most 20 ms later): a kill before that
+   * write still recovers the request, at its estimate, from its share line. False when the
+   * journal could not be
    * written; the commit is queued all the same (a kill would then recover the share at its
    * estimate, as a per-request reservation would be).
    */
@@ -213,6 +216,10 @@ export class QuotaBlocks {
           rec,
         } satisfies JournalEntry,
         id,
+        // Lazy: the share line is in the file already, so a kill before this one is written
+        // still recovers the request (at its estimate); the next share line or the batch
+        // carries it, saving a write per request when requests come one at a time.
+        true,
       );
       return true;
     } catch {
