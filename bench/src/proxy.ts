@@ -320,8 +320,11 @@ class Target implements Endpoint {
     const proc = fork(file, args, {
       cwd: ROOT,
       env: { ...process.env, ...env },
-      execArgv: [...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : [])],
-      stdio: ["ignore", "ignore", "pipe", "ipc"],
+      execArgv: [
+        ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : []),
+        ...(NODE_FLAGS && name !== "upstream" ? NODE_FLAGS : []),
+      ],
+      stdio: ["ignore", NODE_FLAGS ? "inherit" : "ignore", "pipe", "ipc"],
     });
     live.add(proc);
     proc.once("exit", () => live.delete(proc));
@@ -534,6 +537,9 @@ function load(target: Endpoint, cell: Cell, seconds: number): Promise<LoadResult
   });
 }
 
+/** `BENCH_NODE_FLAGS`: extra node flags for the targets (e.g. `--trace-gc`), their stdout shown. */
+const NODE_FLAGS = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean);
+
 function cpuMicros(before: NodeJS.CpuUsage, after: NodeJS.CpuUsage): number {
   return after.user - before.user + (after.system - before.system);
 }
@@ -626,6 +632,10 @@ async function measure(
   const [cpu1, up1] = await Promise.all([target.cpu(), upstream.cpu()]);
   const probed = withProbe ? await probe(target, cell) : undefined;
   const requests = result.requests.total;
+  if (process.env.BENCH_SPLIT)
+    log(
+      `split ${target.name} user ${((cpu1.user - cpu0.user) / requests).toFixed(1)} sys ${((cpu1.system - cpu0.system) / requests).toFixed(1)}`,
+    );
   const sorted = Float64Array.from(latencies).sort();
   return {
     cell: cellName(cell),
