@@ -27,6 +27,16 @@ import { bundle, log, PIN, pin, ROOT } from "./runner.js";
 
 const SECONDS = positiveNumber("BENCH_SECONDS", 5);
 const WARMUP_SECONDS = positiveNumber("BENCH_WARMUP_SECONDS", 1);
+/**
+ * `BENCH_PROCESS_WARMUP_SECONDS`: once, before the first measurement, each target serves this
+ * many seconds of load spread over the cells (not measured), so that every run measures warm
+ * processes, as a gateway that runs for days is. V8 compiles the hot code of tokenpool (a larger
+ * program than the floor) over its first ~10-15 s of load at c=1: measured per thread, its
+ * background compiler threads used 25-40 % of the main thread's CPU in the first seconds and
+ * ~5 % after, so with only the per-cell 1 s warm-up the first cell (c=1 json) paid that
+ * compilation in its CPU per request. 0 turns it off.
+ */
+const PROCESS_WARMUP_SECONDS = nonNegativeNumber("BENCH_PROCESS_WARMUP_SECONDS", 12);
 const CHUNK_DELAY_MS = Number(process.env.BENCH_CHUNK_DELAY_MS ?? 0);
 /**
  * `BENCH_RUNS=N`: the whole matrix N times over the same child processes (not restarted: see
@@ -215,6 +225,14 @@ function positiveNumber(name: string, fallback: number): number {
   return value;
 }
 
+function nonNegativeNumber(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be 0 or more`);
+  return value;
+}
+
 function positiveInteger(name: string, fallback: number): number {
   const value = positiveNumber(name, fallback);
   if (!Number.isInteger(value)) throw new Error(`${name} must be a positive integer`);
@@ -322,7 +340,7 @@ class Target implements Endpoint {
       env: { ...process.env, ...env },
       execArgv: [
         ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : []),
-        ...(NODE_FLAGS && name !== "upstream" ? NODE_FLAGS : []),
+        ...(NODE_FLAGS && name !== "direct" ? NODE_FLAGS : []),
       ],
       stdio: ["ignore", NODE_FLAGS ? "inherit" : "ignore", "pipe", "ipc"],
     });
@@ -619,6 +637,16 @@ async function probe(target: Endpoint, cell: Cell): Promise<ProbeResult> {
  * (and the upstream's) CPU read just before and just after; then, with `withProbe`, the latency
  * probe, outside that CPU window.
  */
+/**
+ * The once-per-process warm-up ({@link PROCESS_WARMUP_SECONDS}): load on `target` in every
+ * cell in turn, not measured.
+ */
+async function warmProcess(target: Endpoint): Promise<void> {
+  if (PROCESS_WARMUP_SECONDS <= 0) return;
+  log(`${target.name}: process warm-up ${PROCESS_WARMUP_SECONDS}s over ${CELLS.length} cells`);
+  for (const cell of CELLS) await load(target, cell, PROCESS_WARMUP_SECONDS / CELLS.length);
+}
+
 async function measure(
   target: Endpoint,
   upstream: Endpoint,
@@ -933,7 +961,8 @@ async function main(): Promise<number> {
   const loadRuns = abMode ? 2 * AB_SLICES : RUNS * (TARGET_FILTER?.size ?? TARGETS.length);
   // Per load run: warm-up, run, the probe (at most PROBE_MAX_MS) and some slack.
   const perRunSeconds = SECONDS + WARMUP_SECONDS + (abMode ? 0 : PROBE_MAX_MS / 1000 + 1) + 5;
-  const budgetMs = 90_000 + CELLS.length * loadRuns * perRunSeconds * 1000;
+  const budgetMs =
+    90_000 + (CELLS.length * loadRuns * perRunSeconds + 6 * PROCESS_WARMUP_SECONDS) * 1000;
   const watchdog = setTimeout(() => {
     log(`the bench did not finish within ${Math.round(budgetMs / 1000)} s; giving up`);
     stopAll().finally(() => process.exit(1));
@@ -1104,6 +1133,7 @@ async function main(): Promise<number> {
     );
   }
 
+  for (const target of targets) await warmProcess(target);
   const runs: Row[][] = [];
   for (let run = 1; run <= RUNS; run++) {
     if (RUNS > 1) log(`run ${run} of ${RUNS}`);
@@ -1194,6 +1224,7 @@ async function abRun(
   const out: string[][] = [];
   const results: unknown[] = [];
   let failed = false;
+  for (const t of [a, b]) await warmProcess(t);
   for (const cell of CELLS) {
     const sum = { a: { cpu: 0, n: 0 }, b: { cpu: 0, n: 0 } };
     const pairs: number[] = [];
