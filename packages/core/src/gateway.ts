@@ -21,7 +21,12 @@ import { consoleLogger, type Logger, type LogLevel, silentLogger, toLogger } fro
 import { requestLogCsv } from "./logs/export.js";
 import { GatewayMetrics } from "./metrics/metrics.js";
 import { UpstreamClient } from "./net/upstream.js";
-import { type GatewayOptions, resolveOptions } from "./options.js";
+import {
+  DEFAULT_MAX_BATCH,
+  type GatewayOptions,
+  JOURNALED_MAX_BATCH,
+  resolveOptions,
+} from "./options.js";
 import { LocalhostKey, QuotaHolds } from "./proxy/index.js";
 import { SettingsService } from "./settings/service.js";
 import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
@@ -251,20 +256,24 @@ export function createGateway(options: CreateGatewayOptions): Gateway {
   const pool = new CredentialPool(store, events, logger, { settings });
   // Before anything that starts a timer or a worker: a taken metric name throws here.
   const metrics = new GatewayMetrics({ events, pool, options: opts.metrics });
+  const journalDir =
+    opts.usage.quotaBlocks && store.capabilities.quotaShares
+      ? (store.capabilities.usageJournalDir ?? null)
+      : null;
   const usageWriter = new UsageWriter(
     store,
     events,
     logger,
     opts.usage.flushIntervalMs,
-    opts.usage.maxBatch,
+    // With a usage journal a batch's records are on disk before it is written, so a larger
+    // batch loses nothing to a kill, and each SQLite transaction's fixed part (the WAL header,
+    // the locks, the last leaf page of each usage index) is shared by more requests.
+    opts.usage.maxBatch ?? (journalDir ? JOURNALED_MAX_BATCH : DEFAULT_MAX_BATCH),
     {
       ttlMs: opts.usage.reservationTtlMs,
       owner: randomUUID(),
       waitMs: opts.usage.reserveWaitMs,
-      journalDir:
-        opts.usage.quotaBlocks && store.capabilities.quotaShares
-          ? (store.capabilities.usageJournalDir ?? null)
-          : null,
+      journalDir,
     },
   );
   const upstream = new UpstreamClient(opts.upstream);

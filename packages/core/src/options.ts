@@ -12,6 +12,12 @@ import {
   resolveMetricsOptions,
 } from "./metrics/metrics.js";
 import { DEFAULT_RESERVATION_TTL_MS, type Store } from "./store/types.js";
+
+/** `usage.maxBatch` by default. */
+export const DEFAULT_MAX_BATCH = 64;
+/** `usage.maxBatch` by default when the usage writer keeps a journal (SQLite, quota blocks). */
+export const JOURNALED_MAX_BATCH = 256;
+
 import type { WebhookOptions } from "./webhooks/types.js";
 
 /** Options of {@link createGateway}. */
@@ -42,7 +48,10 @@ export interface GatewayOptions {
   usage?: {
     /** Records are written to the store in batches at most this far apart. @default 200 */
     flushIntervalMs?: number;
-    /** A batch is written at once when it reaches this size (bounds how long one write blocks). @default 64 */
+    /**
+     * A batch is written at once when it reaches this size (bounds how long one write blocks).
+     * @default 256 with a usage journal (SQLite with quota blocks), else 64
+     */
     maxBatch?: number;
     /**
      * Lifetime of a quota reservation that is not renewed. The gateway renews its in-flight
@@ -371,7 +380,8 @@ export interface ResolvedOptions {
   trustedProxies: string[];
   usage: {
     flushIntervalMs: number;
-    maxBatch: number;
+    /** Undefined: {@link DEFAULT_MAX_BATCH}, or {@link JOURNALED_MAX_BATCH} with a usage journal. */
+    maxBatch: number | undefined;
     reservationTtlMs: number;
     reserveWaitMs: number;
     quotaBlocks: boolean;
@@ -454,7 +464,7 @@ export function resolveOptions(input: GatewayOptions): ResolvedOptions {
     trustedProxies: input.trustedProxies ?? [],
     usage: {
       flushIntervalMs: 200,
-      maxBatch: 64,
+      maxBatch: undefined,
       reservationTtlMs: DEFAULT_RESERVATION_TTL_MS,
       reserveWaitMs: 5_000,
       quotaBlocks: true,
