@@ -83,7 +83,8 @@ describe("quota blocks", () => {
     const dir = mkdtempSync(join(tmpdir(), "tp-blocks-"));
     dirs.push(dir);
     const { store, reserves } = journaled(dir);
-    // Batches by size only (64), not by time: the count below does not depend on the machine.
+    // Batches by size only (256 with a journal), not by time: the count below does not depend
+    // on the machine.
     const { client, keyId } = await serve(store, { flushIntervalMs: 60_000 });
     const ids: string[] = [];
     for (let i = 0; i < 100; i++) {
@@ -103,9 +104,9 @@ describe("quota blocks", () => {
         ids.push(r.id);
       }
     }
-    // One reservation per block of up to 32 requests, blocks retired at each flush (64
-    // requests), and the first request after a flush alone: 1 + 2 + 1 + 2, one or two more when
-    // a block's last units do not cover a request whose prompt is a little longer.
+    // One reservation per block of up to 32 requests (no flush within the 100: a batch is 256)
+    // and the first request alone: 1 + 4, one to three more when a block's last units do not
+    // cover a request whose prompt is a little longer.
     expect(reserves()).toBeLessThanOrEqual(8);
     expect(reserves()).toBeGreaterThan(0);
     // While blocks are open the journal holds their lines.
