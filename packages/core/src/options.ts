@@ -380,7 +380,7 @@ export interface ResolvedOptions {
   trustedProxies: string[];
   usage: {
     flushIntervalMs: number;
-    /** Undefined: {@link DEFAULT_MAX_BATCH}, or {@link JOURNALED_MAX_BATCH} with a usage journal. */
+    /** Undefined: 64, or 256 with a usage journal (SQLite with quota blocks). */
     maxBatch: number | undefined;
     reservationTtlMs: number;
     reserveWaitMs: number;
