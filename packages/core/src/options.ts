@@ -12,13 +12,12 @@ import {
   resolveMetricsOptions,
 } from "./metrics/metrics.js";
 import { DEFAULT_RESERVATION_TTL_MS, type Store } from "./store/types.js";
+import type { WebhookOptions } from "./webhooks/types.js";
 
 /** `usage.maxBatch` by default. */
 export const DEFAULT_MAX_BATCH = 64;
 /** `usage.maxBatch` by default when the usage writer keeps a journal (SQLite, quota blocks). */
 export const JOURNALED_MAX_BATCH = 256;
-
-import type { WebhookOptions } from "./webhooks/types.js";
 
 /** Options of {@link createGateway}. */
 export interface GatewayOptions {
