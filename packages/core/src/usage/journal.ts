@@ -196,10 +196,9 @@ export class UsageJournal {
    * (and reports to `onError`) when the write fails.
    */
   flush(): void {
-    if (this.#lazyTimer !== null) {
-      clearTimeout(this.#lazyTimer);
-      this.#lazyTimer = null;
-    }
+    // A pending lazy timer is left to run (a no-op when nothing waits): it fires sooner than
+    // 20 ms after any lazy line appended later, so it still bounds their wait, and requests
+    // one at a time do not each start and clear a timer.
     if (this.#buffer.length === 0 || this.#fd < 0) return;
     const text = `${this.#buffer.join("\n")}\n`;
     const tags = this.#tags;
@@ -244,6 +243,10 @@ export class UsageJournal {
    * process has exited. Calling it again is harmless (`remove` still applies).
    */
   close(options: { remove?: boolean } = {}): void {
+    if (this.#lazyTimer !== null) {
+      clearTimeout(this.#lazyTimer);
+      this.#lazyTimer = null;
+    }
     try {
       this.flush();
     } catch {

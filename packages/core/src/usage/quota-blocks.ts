@@ -196,9 +196,8 @@ export class QuotaBlocks {
    * A request that held `share` finished: journals its commit, as a lazy line (written with
    * the next share line or before the next batch, at most 20 ms later): a kill before that
    * write still recovers the request, at its estimate, from its share line. False when the
-   * journal could not be
-   * written; the commit is queued all the same (a kill would then recover the share at its
-   * estimate, as a per-request reservation would be).
+   * journal could not be written; the commit is queued all the same (a kill would then
+   * recover the share at its estimate, as a per-request reservation would be).
    */
   finish(share: BlockShare, actualUnits: number, record: NewUsageRecord): boolean {
     share.block.inflight--;
