@@ -198,6 +198,54 @@ export const quotaSharesGroup = defineGroup(
       },
     );
 
+    it.skipIf(skip)(
+      "settles a batch's commits one after the other: each sees what the earlier ones left",
+      async () => {
+        // The owner's quota is the tighter cap: 1_000 + 300 debited leaves 200.
+        const user = await store.users.create(fixtures.user({ quota: 1_500 }));
+        const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 5_000 }));
+        const block = reservationOf(await store.reserveQuota(key.id, 1_000));
+        const alone = reservationOf(await store.reserveQuota(key.id, 300));
+        const commit = (c: Omit<UsageCommit, "record">): UsageCommit => ({
+          ...c,
+          record: fixtures.usage({ keyId: key.id, userId: user.id }),
+        });
+        const out = await store.commitUsage(
+          [
+            // 300 cost 450: 150 more, within the owner's 200 left.
+            commit({ reservation: block, share: 300, actualUnits: 450 }),
+            // 300 cost 500: 200 more wanted, 50 left on the owner: capped at 350.
+            commit({ reservation: block, share: 300, actualUnits: 500 }),
+            // The whole reservation of 300 costs 100: 200 back to the key and the owner.
+            commit({ reservation: alone, actualUnits: 100 }),
+            // More than the 400 left: the rest, settled to 600 (200 more, the 200 just given back).
+            commit({ reservation: block, share: 500, actualUnits: 700 }),
+            // The row is gone (this batch removed it): nothing charged.
+            commit({ reservation: block, share: 10, actualUnits: 10 }),
+            // Already settled in this batch: nothing charged either.
+            commit({ reservation: alone, actualUnits: 50 }),
+          ],
+          77,
+        );
+        expect(out.map((r) => r.quota)).toEqual([450, 350, 100, 600, 0, 0]);
+        expect(await unitsOf(block.id)).toBeNull();
+        expect(await unitsOf(alone.id)).toBeNull();
+        const charged = 450 + 350 + 100 + 600;
+        expect(await ledger(key.id)).toMatchObject({
+          billed: charged,
+          used: charged,
+          remain: 5_000 - charged,
+        });
+        expect((await store.users.get(user.id))!).toMatchObject({
+          quota: 0,
+          usedQuota: charged,
+        });
+        expect((await store.keys.get(key.id))!.accessedTime).toBe(77);
+        // Nothing left in flight, nothing to recover.
+        expect(await store.recoverReservations(Date.now() + 365 * 86_400_000, 100)).toEqual([]);
+      },
+    );
+
     it.skipIf(skip)("a bad share rejects the whole batch and writes nothing", async () => {
       const user = await store.users.create(fixtures.user({ quota: 5_000 }));
       const key = await store.keys.create(fixtures.key({ userId: user.id, remainQuota: 10_000 }));
