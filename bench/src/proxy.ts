@@ -103,12 +103,21 @@ const RESULTS_FILE = fileURLToPath(new URL("../results/latest.json", import.meta
 const PROFILE_DIR = fileURLToPath(new URL("../results/profiles/", import.meta.url));
 const STARTED_AT = new Date().toISOString();
 
-type TargetName = "direct" | "floor" | "tokenpool" | "portkey" | "base" | "limits" | "metrics";
-const TARGETS: readonly TargetName[] = ["direct", "floor", "tokenpool", "portkey"];
+type TargetName =
+  | "direct"
+  | "floor"
+  | "minimal"
+  | "tokenpool"
+  | "portkey"
+  | "base"
+  | "limits"
+  | "metrics";
+const TARGETS: readonly TargetName[] = ["direct", "floor", "minimal", "tokenpool", "portkey"];
 
 /**
- * `BENCH_TARGETS=floor,tokenpool`: only these targets (all when unset). direct always runs: it is
- * the upstream of the others. The A/B modes start tokenpool whatever this says.
+ * `BENCH_TARGETS=floor,tokenpool`: only these targets (all but `minimal` when unset: it is a
+ * yardstick, measured when named). direct always runs: it is the upstream of the others. The A/B
+ * modes start tokenpool whatever this says.
  */
 const TARGET_FILTER: ReadonlySet<TargetName> | undefined = (() => {
   const raw = process.env.BENCH_TARGETS;
@@ -124,7 +133,7 @@ const TARGET_FILTER: ReadonlySet<TargetName> | undefined = (() => {
   }
   return new Set(["direct", ...names] as TargetName[]);
 })();
-const wanted = (name: TargetName) => !TARGET_FILTER || TARGET_FILTER.has(name);
+const wanted = (name: TargetName) => (TARGET_FILTER ? TARGET_FILTER.has(name) : name !== "minimal");
 
 /** One cell of the matrix. */
 interface Cell {
@@ -209,6 +218,10 @@ interface Ratio {
   portkeyCpuPerRequestVsFloor: number | null;
   /** Portkey's p50 ÷ tokenpool's. */
   portkeyP50VsTokenpool: number | null;
+  /** The minimal target's CPU per request ÷ the floor's (null unless it was measured). */
+  minimalCpuPerRequestVsFloor: number | null;
+  /** tokenpool's CPU per request ÷ the minimal target's. */
+  cpuPerRequestVsMinimal: number | null;
   rpsVsFloor: number | null;
   rpsVsDirect: number | null;
   p50VsFloor: number | null;
@@ -252,6 +265,7 @@ function cellName(cell: Cell): string {
 async function buildChildren(): Promise<{
   upstream: string;
   floor: string;
+  minimal: string;
   tokenpool: string;
   portkey: string;
 }> {
@@ -260,6 +274,7 @@ async function buildChildren(): Promise<{
   const entries = {
     upstream: "upstream.ts",
     floor: "floor.ts",
+    minimal: "minimal.ts",
     tokenpool: "tokenpool-target.ts",
     portkey: "portkey-target.ts",
   };
@@ -272,6 +287,7 @@ async function buildChildren(): Promise<{
   return {
     upstream: `${outdir}upstream.mjs`,
     floor: `${outdir}floor.mjs`,
+    minimal: `${outdir}minimal.mjs`,
     tokenpool: `${outdir}tokenpool.mjs`,
     portkey: `${outdir}portkey.mjs`,
   };
@@ -754,6 +770,7 @@ function ratios(rows: readonly Row[], runs: readonly (readonly Row[])[]): Ratio[
     const name = cellName(cell);
     const get = (target: TargetName) => find(rows, name, target);
     const [direct, floor, tp, pk] = [get("direct"), get("floor"), get("tokenpool"), get("portkey")];
+    const min = get("minimal");
     const cpu = ratio(tp?.cpuUsPerRequest, floor?.cpuUsPerRequest);
     return {
       cell: name,
@@ -767,6 +784,8 @@ function ratios(rows: readonly Row[], runs: readonly (readonly Row[])[]): Ratio[
       portkeyCpuPerRequestVsTokenpool: ratio(pk?.cpuUsPerRequest, tp?.cpuUsPerRequest),
       portkeyCpuPerRequestVsFloor: ratio(pk?.cpuUsPerRequest, floor?.cpuUsPerRequest),
       portkeyP50VsTokenpool: ratio(pk?.p50Ms, tp?.p50Ms),
+      minimalCpuPerRequestVsFloor: ratio(min?.cpuUsPerRequest, floor?.cpuUsPerRequest),
+      cpuPerRequestVsMinimal: ratio(tp?.cpuUsPerRequest, min?.cpuUsPerRequest),
       rpsVsFloor: ratio(tp?.rps, floor?.rps),
       rpsVsDirect: ratio(tp?.rps, direct?.rps),
       p50VsFloor: ratio(tp?.p50Ms, floor?.p50Ms),
@@ -939,6 +958,23 @@ function render(
     ),
     "",
   );
+  if (ratioRows.some((r) => r.minimalCpuPerRequestVsFloor !== null)) {
+    out.push(
+      "### The least work of a gateway: the minimal target",
+      "",
+      table(
+        ["cell", "CPU/req minimal÷floor", "CPU/req tp÷minimal", "CPU/req tp÷floor"],
+        ratioRows.map((r) => [
+          r.cell,
+          times(r.minimalCpuPerRequestVsFloor),
+          times(r.cpuPerRequestVsMinimal),
+          times(r.cpuPerRequestVsFloor),
+        ]),
+        1,
+      ),
+      "",
+    );
+  }
   return out.join("\n");
 }
 
@@ -993,10 +1029,13 @@ async function main(): Promise<number> {
   if (TARGET_FILTER) notes.push(`BENCH_TARGETS: ${[...TARGET_FILTER].join(", ")} only.`);
   const notStarted = (name: TargetName) =>
     Promise.reject(Object.assign(new Error(`${name} not in BENCH_TARGETS`), { filtered: true }));
-  const [floor, tokenpool] = await Promise.allSettled([
+  const [floor, minimal, tokenpool] = await Promise.allSettled([
     wanted("floor")
       ? Target.start("floor", built.floor, ["--upstream", upstreamUrl])
       : notStarted("floor"),
+    wanted("minimal") && !abMode
+      ? Target.start("minimal", built.minimal, ["--upstream", upstreamUrl])
+      : notStarted("minimal"),
     // The A/B modes measure tokenpool whatever BENCH_TARGETS says.
     !wanted("tokenpool") && !abMode
       ? notStarted("tokenpool")
@@ -1056,6 +1095,7 @@ async function main(): Promise<number> {
     }
     return reason;
   };
+  await admit("minimal", minimal);
   const skipReason = await admit("tokenpool", tokenpool);
 
   if (LIMITS_AB) {
