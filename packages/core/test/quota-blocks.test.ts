@@ -6,7 +6,7 @@
  * store given a journal directory, and the replay on a real store.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -190,6 +190,58 @@ describe("quota blocks", () => {
     expect(text).toContain('"t":"D"');
     expect(text).not.toContain(secretPrompt);
     expect(text).not.toContain("sk-up-blocks");
+  });
+});
+
+describe("the usage writer's full batch", () => {
+  it("is written after the answer of the request that filled it, not ahead of it", async () => {
+    const base = memoryStore();
+    const responses: ServerResponse[] = [];
+    /** Per batch written: whether the answer of the request that filled it had been written. */
+    const answeredFirst: boolean[] = [];
+    const store: Store = {
+      ...base,
+      commitUsage(...args) {
+        answeredFirst.push(responses.at(-1)!.writableEnded);
+        return base.commitUsage(...args);
+      },
+    };
+    mock = await createMockUpstream({ apiKeys: ["sk-up-blocks"] });
+    // Batches of one, by size only: each request fills a batch.
+    gateway = createGateway({
+      store,
+      secret: SECRET,
+      logger: false,
+      usage: { maxBatch: 1, flushIntervalMs: 60_000 },
+    });
+    await gateway.credentials.add({
+      provider: "openai",
+      kind: "api-key",
+      baseUrl: mock.url,
+      secret: { apiKey: "sk-up-blocks" },
+    });
+    const { key } = await gateway.keys.create({ name: "batch", remainQuota: INITIAL });
+    const handle = toNodeHandler(gateway);
+    server = createServer((req, res) => {
+      if (req.url?.startsWith("/v1/chat")) responses.push(res);
+      handle(req, res);
+    });
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", () => r()));
+    const { port } = server.address() as AddressInfo;
+    const client = new OpenAI({
+      apiKey: key,
+      baseURL: `http://127.0.0.1:${port}/v1`,
+      maxRetries: 0,
+    });
+    for (let i = 0; i < 3; i++) {
+      await client.chat.completions.create({
+        model: "gpt-4o-mini",
+        stream: i === 2,
+        messages: [{ role: "user", content: `hello ${i}` }],
+      });
+    }
+    await expect.poll(() => answeredFirst.length).toBe(3);
+    expect(answeredFirst).toEqual([true, true, true]);
   });
 });
 
