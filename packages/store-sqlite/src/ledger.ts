@@ -259,41 +259,14 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
     }
   };
 
-  /** Settles inside the caller's transaction. */
-  const settleIn = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement => {
-    // The row is gone when recoverReservations already charged it in full: nothing more.
-    if (s.deleteReservation.run(res.id).changes === 0) return { charged: 0 };
-    return chargeIn(res, res.units, actualUnits, nowSeconds);
-  };
-
-  /** Charges `units` of reservation `res` (its row removed or shrunk already) to `actualUnits`. */
-  const chargeIn = (
-    res: Reservation,
-    units: number,
-    actualUnits: number,
-    nowSeconds: number,
-  ): Settlement => {
-    {
-      const key = s.keyBalance.get(res.keyId) as KeyBalance | undefined;
-      const user =
-        res.userId === null ? undefined : (s.userBalance.get(res.userId) as Balance | undefined);
-      // A balance refilled since the debit belongs to a later period: neither settled nor a cap.
-      const keyOpen = key !== undefined && key.quota_period === (res.keyPeriod ?? 0);
-      const userOpen = user !== undefined && user.quota_period === (res.userPeriod ?? 0);
-      const { charged, delta } = settleAmounts(
-        units,
-        actualUnits,
-        keyOpen && res.keyDebited ? key.remain_quota : undefined,
-        userOpen ? user.quota : undefined,
-      );
-      if (keyOpen) s.settleKey.run(res.keyDebited ? delta : 0, charged, nowSeconds, res.keyId);
-      else if (key) s.touchKey.run(nowSeconds, res.keyId);
-      if (userOpen) s.settleUser.run(delta, charged, res.userId);
-      return { charged };
-    }
-  };
+  /** Settles one whole reservation, in its own transaction. */
   const settle = (res: Reservation, actualUnits: number, nowSeconds: number): Settlement =>
-    immediate(() => settleIn(res, actualUnits, nowSeconds));
+    immediate(() => {
+      const one = new BatchSettlement(s);
+      const charged = one.settle(res, undefined, actualUnits);
+      one.write(nowSeconds);
+      return { charged };
+    });
 
   /**
    * The (name, id) pairs this process wrote to the name tables (or found there): a record of a
@@ -380,8 +353,9 @@ export function ledger({ s, immediate, mutate, shapes }: LedgerContext): Ledger 
       const rows = (s.expiredReservations.all(nowMs, limit) as ReservationDbRow[]).map(
         reservationFromRow,
       );
-      const nowSeconds = Math.floor(nowMs / 1000);
-      for (const row of rows) settleIn(row, row.units, nowSeconds);
+      const settlements = new BatchSettlement(s);
+      for (const row of rows) settlements.settle(row, undefined, row.units);
+      settlements.write(Math.floor(nowMs / 1000));
       return recordIn(rows.map(recoveredRecord));
     });
 
@@ -510,13 +484,18 @@ interface BalanceState {
 }
 
 /**
- * The settlements of one `commitUsage` batch, inside its transaction: each row (a reservation,
- * a key, an owner) is read once, the settlements are applied to it in memory one after the
- * other in the batch's order, with the arithmetic of `settleIn` / `settlePartIn` / `chargeIn`,
- * and each row is written once at the end. The result is what settling the commits one by one
- * gives (nothing else writes these rows inside the transaction), with one read and one write
- * per row rather than two statements of each per request: a batch of 256 requests sharing a
- * few quota blocks of one key makes a dozen statements for its settlements, not a thousand.
+ * Settlements inside the caller's transaction (a `commitUsage` batch, a `settleQuota`, a
+ * recovery): each row (a reservation, a key, an owner) is read once, the settlements are
+ * applied to it in memory one after the other in order, and each row is written once at the
+ * end. The result is what settling them one by one gives (nothing else writes these rows inside
+ * the transaction), with one read and one write per row rather than two statements of each per
+ * settlement: a batch of 256 requests sharing a few quota blocks of one key makes a dozen
+ * statements for its settlements, not a thousand.
+ *
+ * A settlement charges the actual cost, the extra beyond what was reserved capped by what the
+ * debited key and the owner still have (`settleAmounts`); a balance whose refill period is no
+ * longer the reservation's was refilled since the debit and is neither settled nor a cap (a
+ * key's is only touched: `accessed_time`).
  */
 class BatchSettlement {
   readonly #s: Statements;
@@ -595,7 +574,7 @@ class BatchSettlement {
     return state;
   }
 
-  /** `chargeIn`'s arithmetic on the batch's view of the key and the owner. */
+  /** Charges `units` of `res` to `actualUnits` on the batch's view of the key and the owner. */
   #charge(res: Reservation, units: number, actualUnits: number): number {
     const s = this.#s;
     const key = this.#balance(this.#keys, res.keyId, s.keyBalance);
