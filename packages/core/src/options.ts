@@ -48,7 +48,8 @@ export interface GatewayOptions {
     /** Records are written to the store in batches at most this far apart. @default 200 */
     flushIntervalMs?: number;
     /**
-     * A batch is written at once when it reaches this size (bounds how long one write blocks).
+     * A batch is written as soon as it reaches this size (on the next turn of the event loop, after
+     * the answer of the request that filled it); bounds how long one write blocks.
      * @default 256 with a usage journal (SQLite with quota blocks), else 64
      */
     maxBatch?: number;
