@@ -884,7 +884,11 @@ function render(
   if (RUNS > 1) {
     out.push(
       `CPU/req tp÷floor per run: ${ratioRows
-        .map((r) => `${r.cell} ${r.cpuPerRequestVsFloorPerRun.map(times).join(" ")}`)
+        .map((r) => {
+          const perRun = r.cpuPerRequestVsFloorPerRun.filter((x): x is number => x !== null);
+          const paired = perRun.length > 0 ? ` (median ${times(median(perRun))})` : "";
+          return `${r.cell} ${r.cpuPerRequestVsFloorPerRun.map(times).join(" ")}${paired}`;
+        })
         .join(" · ")}`,
       "",
     );
