@@ -63,6 +63,15 @@ export class CredentialPool {
   #version = 0;
   #byId = new Map<string, Entry>();
   #nextOrd = 0;
+  /**
+   * Counts the entries read from the store one by one (added, refreshed, removed); a full load
+   * notes it when it starts reading (see {@link CredentialPool.load}).
+   */
+  #changes = 0;
+  /** Ids removed while a full load was under way, with the change count of the removal. */
+  readonly #removedDuringLoad = new Map<string, number>();
+  /** Full loads under way. */
+  #loading = 0;
   /** Rotation state and session bindings of {@link CredentialPool.pick}. */
   readonly #selector: CredentialSelector;
   #probe: RecoveryProbeHandle | null = null;
@@ -119,16 +128,34 @@ export class CredentialPool {
   async load(): Promise<void> {
     const seqs = new Map<string, number>();
     for (const e of this.#entries) seqs.set(e.c.id, e.localSeq);
-    const recs = await this.#store.credentials.list();
+    // The store answers as of when it was asked: what this pool read one by one after that
+    // (a credential added, changed or removed meanwhile, e.g. by `add()` right after the
+    // gateway was created) is newer than the list and is kept as it is.
+    const asked = this.#changes;
+    this.#loading++;
+    let recs: CredentialRecord[];
+    try {
+      recs = await this.#store.credentials.list();
+    } finally {
+      this.#loading--;
+    }
     const entries: Entry[] = [];
     const byId = new Map<string, Entry>();
     for (const rec of recs) {
+      if ((this.#removedDuringLoad.get(rec.id) ?? -1) > asked) continue;
       const e = this.#byId.get(rec.id);
-      if (e) this.#apply(e, rec, seqs.get(rec.id));
+      if (e && e.readAt <= asked) this.#apply(e, rec, seqs.get(rec.id));
       const entry = e ?? this.#newEntry(rec);
       entries.push(entry);
       byId.set(rec.id, entry);
     }
+    for (const e of this.#entries) {
+      if (e.readAt > asked && !byId.has(e.c.id)) {
+        entries.push(e);
+        byId.set(e.c.id, e);
+      }
+    }
+    if (this.#loading === 0) this.#removedDuringLoad.clear();
     entries.sort((a, b) => a.ord - b.ord);
     this.#entries = entries;
     this.#version++;
@@ -146,15 +173,20 @@ export class CredentialPool {
     const seq = this.#byId.get(id)?.localSeq;
     const rec = await this.#store.credentials.get(id);
     const e = this.#byId.get(id);
+    const change = ++this.#changes;
     if (!rec) {
+      if (this.#loading > 0) this.#removedDuringLoad.set(id, change);
       if (e) {
         this.#byId.delete(id);
         this.#entries = this.#entries.filter((x) => x !== e);
         this.#version++;
       }
-    } else if (e) this.#apply(e, rec, storeWins ? e.localSeq : seq, storeWins);
-    else {
+    } else if (e) {
+      this.#apply(e, rec, storeWins ? e.localSeq : seq, storeWins);
+      e.readAt = change;
+    } else {
       const entry = this.#newEntry(rec);
+      entry.readAt = change;
       this.#byId.set(id, entry);
       this.#entries = [...this.#entries, entry];
       this.#version++;
@@ -175,6 +207,7 @@ export class CredentialPool {
       dirty: false,
       dirtyEnabled: false,
       changeBy: null,
+      readAt: 0,
     };
   }
 

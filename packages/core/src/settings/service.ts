@@ -19,6 +19,12 @@ export class SettingsService {
   readonly #events: GatewayEmitter;
   readonly #defaults: Record<string, unknown>;
   #values = new Map<string, unknown>();
+  /** Counts the cache's changes made outside a full load. */
+  #changes = 0;
+  /** Settings changed while a full load was under way, with their change count. */
+  readonly #changedAt = new Map<string, number>();
+  /** Full loads under way. */
+  #loading = 0;
 
   constructor(store: Store, events: GatewayEmitter, defaults: Record<string, unknown>) {
     this.#store = store;
@@ -26,10 +32,34 @@ export class SettingsService {
     this.#defaults = { ...DEFAULT_SETTINGS, ...defaults };
   }
 
-  /** Loads every stored setting into the cache. */
+  /**
+   * Loads every stored setting into the cache. The store answers as of when it was asked: a
+   * setting written or re-read through this service meanwhile (e.g. `set()` right after the
+   * gateway was created) is newer than that answer and keeps its cached value.
+   */
   async load(): Promise<void> {
-    const all = await this.#store.settings.all();
-    this.#values = new Map(Object.entries(all));
+    const asked = this.#changes;
+    this.#loading++;
+    let all: Record<string, unknown>;
+    try {
+      all = await this.#store.settings.all();
+    } finally {
+      this.#loading--;
+    }
+    const values = new Map(Object.entries(all));
+    for (const [name, at] of this.#changedAt) {
+      if (at <= asked) continue;
+      if (this.#values.has(name)) values.set(name, this.#values.get(name));
+      else values.delete(name);
+    }
+    if (this.#loading === 0) this.#changedAt.clear();
+    this.#values = values;
+  }
+
+  /** Notes a change of the cache made outside a full load (see {@link SettingsService.load}). */
+  #changed(name: string): void {
+    const at = ++this.#changes;
+    if (this.#loading > 0) this.#changedAt.set(name, at);
   }
 
   /** Re-reads one setting after a change notification. */
@@ -37,6 +67,7 @@ export class SettingsService {
     const value = await this.#store.settings.get(name);
     if (value === undefined) this.#values.delete(name);
     else this.#values.set(name, value);
+    this.#changed(name);
     this.#events.emit("settings.changed", { name, value: value ?? this.#defaults[name] });
   }
 
@@ -79,12 +110,16 @@ export class SettingsService {
       }
     }
     await this.#store.settings.set(values);
-    for (const [k, v] of Object.entries(values)) this.#values.set(k, structuredClone(v));
+    for (const [k, v] of Object.entries(values)) {
+      this.#values.set(k, structuredClone(v));
+      this.#changed(k);
+    }
   }
 
   /** Removes a stored setting, so that its default applies again. */
   async reset(name: string): Promise<void> {
     await this.#store.settings.delete(name);
     this.#values.delete(name);
+    this.#changed(name);
   }
 }
