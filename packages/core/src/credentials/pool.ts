@@ -3,6 +3,7 @@ import type { CredentialChangeSource, GatewayEmitter } from "../events.js";
 import type { Logger } from "../logger.js";
 import type { CredentialLimits, CredentialPatch, CredentialRecord, Store } from "../store/types.js";
 import { emptyCredentialState } from "../store/util.js";
+import { FreshReads } from "../util/fresh-reads.js";
 import { mergeLimitFields } from "../util/limit-fields.js";
 import {
   AUTO_DISABLED_PREFIX,
@@ -63,15 +64,8 @@ export class CredentialPool {
   #version = 0;
   #byId = new Map<string, Entry>();
   #nextOrd = 0;
-  /**
-   * Counts the entries read from the store one by one (added, refreshed, removed); a full load
-   * notes it when it starts reading (see {@link CredentialPool.load}).
-   */
-  #changes = 0;
-  /** Ids removed while a full load was under way, with the change count of the removal. */
-  readonly #removedDuringLoad = new Map<string, number>();
-  /** Full loads under way. */
-  #loading = 0;
+  /** Credentials read one by one (added, refreshed, removed) while a full load was under way. */
+  readonly #fresh = new FreshReads();
   /** Rotation state and session bindings of {@link CredentialPool.pick}. */
   readonly #selector: CredentialSelector;
   #probe: RecoveryProbeHandle | null = null;
@@ -131,31 +125,25 @@ export class CredentialPool {
     // The store answers as of when it was asked: what this pool read one by one after that
     // (a credential added, changed or removed meanwhile, e.g. by `add()` right after the
     // gateway was created) is newer than the list and is kept as it is.
-    const asked = this.#changes;
-    this.#loading++;
-    let recs: CredentialRecord[];
-    try {
-      recs = await this.#store.credentials.list();
-    } finally {
-      this.#loading--;
-    }
+    const { value: recs, fresher } = await this.#fresh.full(() => this.#store.credentials.list());
     const entries: Entry[] = [];
     const byId = new Map<string, Entry>();
     for (const rec of recs) {
-      if ((this.#removedDuringLoad.get(rec.id) ?? -1) > asked) continue;
+      if (fresher.has(rec.id)) continue;
       const e = this.#byId.get(rec.id);
-      if (e && e.readAt <= asked) this.#apply(e, rec, seqs.get(rec.id));
+      if (e) this.#apply(e, rec, seqs.get(rec.id));
       const entry = e ?? this.#newEntry(rec);
       entries.push(entry);
       byId.set(rec.id, entry);
     }
-    for (const e of this.#entries) {
-      if (e.readAt > asked && !byId.has(e.c.id)) {
+    // What was added or refreshed meanwhile stays as this pool has it; what was removed, gone.
+    for (const id of fresher) {
+      const e = this.#byId.get(id);
+      if (e) {
         entries.push(e);
-        byId.set(e.c.id, e);
+        byId.set(id, e);
       }
     }
-    if (this.#loading === 0) this.#removedDuringLoad.clear();
     entries.sort((a, b) => a.ord - b.ord);
     this.#entries = entries;
     this.#version++;
@@ -173,20 +161,16 @@ export class CredentialPool {
     const seq = this.#byId.get(id)?.localSeq;
     const rec = await this.#store.credentials.get(id);
     const e = this.#byId.get(id);
-    const change = ++this.#changes;
+    this.#fresh.note(id);
     if (!rec) {
-      if (this.#loading > 0) this.#removedDuringLoad.set(id, change);
       if (e) {
         this.#byId.delete(id);
         this.#entries = this.#entries.filter((x) => x !== e);
         this.#version++;
       }
-    } else if (e) {
-      this.#apply(e, rec, storeWins ? e.localSeq : seq, storeWins);
-      e.readAt = change;
-    } else {
+    } else if (e) this.#apply(e, rec, storeWins ? e.localSeq : seq, storeWins);
+    else {
       const entry = this.#newEntry(rec);
-      entry.readAt = change;
       this.#byId.set(id, entry);
       this.#entries = [...this.#entries, entry];
       this.#version++;
@@ -207,7 +191,6 @@ export class CredentialPool {
       dirty: false,
       dirtyEnabled: false,
       changeBy: null,
-      readAt: 0,
     };
   }
 

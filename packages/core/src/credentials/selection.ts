@@ -28,11 +28,6 @@ export interface Entry extends StrategyCandidate {
   dirtyEnabled: boolean;
   /** Who made the `enabled` change that the next store refresh will show. */
   changeBy: CredentialChangeSource | null;
-  /**
-   * The pool's change count when this entry was last read from the store one by one (created or
-   * refreshed): a full load whose read began before that does not overwrite it.
-   */
-  readAt: number;
 }
 
 /** Bound of the per-model maps (cursors, weights): cleared past it, as model names come from clients. */

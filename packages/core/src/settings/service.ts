@@ -1,6 +1,7 @@
 import { GatewayError } from "../errors.js";
 import type { GatewayEmitter } from "../events.js";
 import type { Store } from "../store/types.js";
+import { FreshReads } from "../util/fresh-reads.js";
 import {
   acceptsSetting,
   DEFAULT_SETTINGS,
@@ -19,12 +20,8 @@ export class SettingsService {
   readonly #events: GatewayEmitter;
   readonly #defaults: Record<string, unknown>;
   #values = new Map<string, unknown>();
-  /** Counts the cache's changes made outside a full load. */
-  #changes = 0;
-  /** Settings changed while a full load was under way, with their change count. */
-  readonly #changedAt = new Map<string, number>();
-  /** Full loads under way. */
-  #loading = 0;
+  /** Settings read or written one by one while a full load was under way. */
+  readonly #fresh = new FreshReads();
 
   constructor(store: Store, events: GatewayEmitter, defaults: Record<string, unknown>) {
     this.#store = store;
@@ -38,28 +35,13 @@ export class SettingsService {
    * gateway was created) is newer than that answer and keeps its cached value.
    */
   async load(): Promise<void> {
-    const asked = this.#changes;
-    this.#loading++;
-    let all: Record<string, unknown>;
-    try {
-      all = await this.#store.settings.all();
-    } finally {
-      this.#loading--;
-    }
+    const { value: all, fresher } = await this.#fresh.full(() => this.#store.settings.all());
     const values = new Map(Object.entries(all));
-    for (const [name, at] of this.#changedAt) {
-      if (at <= asked) continue;
+    for (const name of fresher) {
       if (this.#values.has(name)) values.set(name, this.#values.get(name));
       else values.delete(name);
     }
-    if (this.#loading === 0) this.#changedAt.clear();
     this.#values = values;
-  }
-
-  /** Notes a change of the cache made outside a full load (see {@link SettingsService.load}). */
-  #changed(name: string): void {
-    const at = ++this.#changes;
-    if (this.#loading > 0) this.#changedAt.set(name, at);
   }
 
   /** Re-reads one setting after a change notification. */
@@ -67,7 +49,7 @@ export class SettingsService {
     const value = await this.#store.settings.get(name);
     if (value === undefined) this.#values.delete(name);
     else this.#values.set(name, value);
-    this.#changed(name);
+    this.#fresh.note(name);
     this.#events.emit("settings.changed", { name, value: value ?? this.#defaults[name] });
   }
 
@@ -112,7 +94,7 @@ export class SettingsService {
     await this.#store.settings.set(values);
     for (const [k, v] of Object.entries(values)) {
       this.#values.set(k, structuredClone(v));
-      this.#changed(k);
+      this.#fresh.note(k);
     }
   }
 
@@ -120,6 +102,6 @@ export class SettingsService {
   async reset(name: string): Promise<void> {
     await this.#store.settings.delete(name);
     this.#values.delete(name);
-    this.#changed(name);
+    this.#fresh.note(name);
   }
 }
