@@ -27,7 +27,7 @@ import {
   JOURNALED_MAX_BATCH,
   resolveOptions,
 } from "./options.js";
-import { LocalhostKey, QuotaHolds } from "./proxy/index.js";
+import { LocalhostKey, QuotaHolds, QuotaLine } from "./proxy/index.js";
 import { SettingsService } from "./settings/service.js";
 import { sealedStore, sealPlaintextSecrets } from "./store/sealed.js";
 import type {
@@ -368,6 +368,7 @@ export function createGateway(options: CreateGatewayOptions): Gateway {
     maxBodyBytes: opts.maxBodyBytes,
     clientIp,
     holds: new QuotaHolds(),
+    waiting: new QuotaLine(),
     leases,
     claims,
     localhostKey: new LocalhostKey(keys),

@@ -20,6 +20,7 @@ import type { ProxyDeps, ProxyRequest, RequestContext } from "./types.js";
 export { type AuthorizeDeps, authorizeClient, LocalhostKey } from "./authorize.js";
 export { PREVIEW_FALLBACKS } from "./forward.js";
 export { requireServed } from "./plan.js";
+export { QuotaLine } from "./quota-line.js";
 export { QuotaHolds, TOKENIZE_WITHIN } from "./reserve.js";
 export type { ProxyDeps, ProxyRequest } from "./types.js";
 

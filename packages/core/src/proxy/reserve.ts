@@ -7,7 +7,7 @@ import {
   type BlockShare,
   type QuotaBlocks,
 } from "../usage/quota-blocks.js";
-import { sleep } from "./sleep.js";
+import type { QuotaLine } from "./quota-line.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
@@ -15,6 +15,12 @@ import type { ProxyDeps, RequestContext } from "./types.js";
  * than 1/TOKENIZE_WITHIN of what the key (or its owner) has left.
  */
 export const TOKENIZE_WITHIN = 64;
+
+/**
+ * The longest pause (ms) of the first request in a key's waiting line between two asks of the
+ * store (see {@link QuotaLine}): the pauses double from 10 ms up to this.
+ */
+export const LINE_PAUSE_MAX_MS = 50;
 
 /**
  * The quota units held by this gateway's unsettled reservations, per key: the reserve stage
@@ -162,9 +168,11 @@ function blockShare(
  *    record and may be stale), then, as before, once more after queued settlements are written.
  * 4. A request still refused while reservations of the key (or its owner) are in flight, here or
  *    in another instance, is not refused yet: those settlements give back what their requests
- *    did not use, so "quota exhausted" would be premature. It waits for them (own queue
- *    flushed, backing off, at most `usage.reserveWaitMs`, not after the client left) and asks
- *    again, until granted, nothing is in flight any more, or the time is up.
+ *    did not use, so "quota exhausted" would be premature. It waits for them in the key's
+ *    line ({@link QuotaLine}: only the first in line asks the store while it waits, the next
+ *    asks as soon as that one is served or gives up), its own queue flushed, backing off, at
+ *    most `usage.reserveWaitMs` from its first refusal, not after the client left; it asks
+ *    again until granted, nothing is in flight any more, or the time is up.
  *
  * The reservation is a durable row of the store (written with the debit, same round-trip),
  * carrying `meta()`, and is held by the usage writer, which renews it until its commit is written.
@@ -217,22 +225,38 @@ async function reserveUnits(
     await deps.usage.flush();
     result = await attempt(units);
   }
+  if (
+    result.ok ||
+    result.reason === "key_not_found" ||
+    !((result.inFlight ?? 0) > 0) ||
+    deps.usage.reserveWaitMs <= 0
+  )
+    return { result, units, promptTokens };
+  // Reservations still in flight may give back enough: wait for them, in the key's line.
   const deadline = Date.now() + deps.usage.reserveWaitMs;
-  let pause = 10;
-  while (
-    !result.ok &&
-    result.reason !== "key_not_found" &&
-    (result.inFlight ?? 0) > 0 &&
-    Date.now() < deadline
-  ) {
-    if (deps.usage.pending > 0) await deps.usage.flush();
-    else {
-      // Jittered so that many waiting requests do not ask the store in lockstep.
-      const ms = Math.min(pause * (0.5 + Math.random()), deadline - Date.now());
-      if (!(await sleep(Math.max(1, ms), req.exchange.signal))) break;
-      pause = Math.min(pause * 2, 200);
-    }
+  const end = await deps.waiting.turn(key.id, deadline, req.exchange.signal);
+  if (!end) return { result, units, promptTokens };
+  try {
+    // This request's turn: the one before it was served or gave up, so ask at once.
     result = await attempt(units);
+    let pause = 10;
+    while (
+      !result.ok &&
+      result.reason !== "key_not_found" &&
+      (result.inFlight ?? 0) > 0 &&
+      Date.now() < deadline
+    ) {
+      if (deps.usage.pending > 0) await deps.usage.flush();
+      else {
+        // Jittered so that the lines of several instances do not ask the store in lockstep.
+        const ms = Math.min(pause * (0.5 + Math.random()), deadline - Date.now());
+        if (!(await deps.waiting.pause(key.id, Math.max(1, ms), req.exchange.signal))) break;
+        pause = Math.min(pause * 2, LINE_PAUSE_MAX_MS);
+      }
+      result = await attempt(units);
+    }
+  } finally {
+    end();
   }
   return { result, units, promptTokens };
 }

@@ -65,7 +65,12 @@ export function settlement(
         actualUnits: cost,
         record,
       });
-    } else deps.usage.push({ reservation: reservation as Reservation, actualUnits: cost, record });
+    } else {
+      deps.usage.push({ reservation: reservation as Reservation, actualUnits: cost, record });
+      // What the reservation did not use goes back with the next flush: a request of the key
+      // waiting for quota may flush now and be served.
+      deps.waiting.settled(key.id);
+    }
   };
 }
 

@@ -19,6 +19,7 @@ import type { Store } from "../store/types.js";
 import type { WireFormat } from "../translate/types.js";
 import type { UsageWriter } from "../usage/writer.js";
 import type { LocalCount } from "./count.js";
+import type { QuotaLine } from "./quota-line.js";
 import type { QuotaHolds } from "./reserve.js";
 
 /** What the proxy engine needs from the gateway. */
@@ -35,6 +36,8 @@ export interface ProxyDeps {
   logger: Logger;
   /** The quota this gateway's unsettled reservations hold, per key (one object per gateway). */
   holds: QuotaHolds;
+  /** The requests waiting for quota held by reservations in flight, per key (one object per gateway). */
+  waiting: QuotaLine;
   /** The concurrency leases this gateway holds: acquired, renewed while requests run, released (one object per gateway). */
   leases: LeaseKeeper;
   /** The window counters' claims ahead and queued corrections (one object per gateway). */
