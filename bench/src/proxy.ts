@@ -357,6 +357,7 @@ class Target implements Endpoint {
       execArgv: [
         ...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}${name}`] : []),
         ...(NODE_FLAGS && name !== "direct" ? NODE_FLAGS : []),
+        ...(BASE_NODE_FLAGS && name === "base" ? BASE_NODE_FLAGS : []),
       ],
       stdio: ["ignore", NODE_FLAGS ? "inherit" : "ignore", "pipe", "ipc"],
     });
@@ -573,6 +574,12 @@ function load(target: Endpoint, cell: Cell, seconds: number): Promise<LoadResult
 
 /** `BENCH_NODE_FLAGS`: extra node flags for the targets (e.g. `--trace-gc`), their stdout shown. */
 const NODE_FLAGS = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean);
+
+/**
+ * `BENCH_BASE_NODE_FLAGS`: node flags for the A side of an A/B run only, so that a flag can be
+ * measured against its absence (`BENCH_AB_BASE=.`: both sides this checkout).
+ */
+const BASE_NODE_FLAGS = process.env.BENCH_BASE_NODE_FLAGS?.split(/\s+/).filter(Boolean);
 
 function cpuMicros(before: NodeJS.CpuUsage, after: NodeJS.CpuUsage): number {
   return after.user - before.user + (after.system - before.system);
