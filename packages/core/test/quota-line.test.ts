@@ -222,4 +222,50 @@ describe("a burst against a quota that runs out, on one gateway", () => {
     // Each waiter asking the store on its own made ~15 calls per request; the line asks a few.
     expect(calls / REQUESTS, `${calls} store calls for ${REQUESTS} requests`).toBeLessThan(5);
   }, 120_000);
+
+  it("the requests of an owner's keys refused for the owner's quota wait in one line", async () => {
+    const KEYS = 30;
+    const PER_KEY = 10;
+    const messages = [{ role: "user" as const, content: "hi" }];
+    const probe = await gateway.keys.create({ name: "probe-2", remainQuota: 1_000_000 });
+    const probing = new OpenAI({ apiKey: probe.key, baseURL: url, maxRetries: 0 });
+    await probing.chat.completions.create({ model: "gpt-4o-mini", max_tokens: 200, messages });
+    await gateway.usage.flush();
+    const cost = 1_000_000 - (await gateway.store.keys.get(probe.record.id))!.remainQuota;
+
+    const { record: owner } = await gateway.users.create({
+      username: "line-owner",
+      quota: cost * 100,
+    });
+    const keys = await Promise.all(
+      Array.from({ length: KEYS }, (_, i) =>
+        gateway.keys.create({ name: `owned-${i}`, unlimitedQuota: true, userId: owner.id }),
+      ),
+    );
+    upstream.fail({ path: "/v1/chat/completions", delayMs: 30, times: KEYS * PER_KEY });
+    calls = 0;
+    const statuses = await Promise.all(
+      keys.flatMap(({ key }) => {
+        const openai = new OpenAI({ apiKey: key, baseURL: url, maxRetries: 0 });
+        return Array.from({ length: PER_KEY }, () =>
+          openai.chat.completions.create({ model: "gpt-4o-mini", max_tokens: 200, messages }).then(
+            () => 200,
+            (e: unknown) => (e instanceof OpenAI.APIError ? (e.status ?? 0) : -1),
+          ),
+        );
+      }),
+    );
+    const requests = KEYS * PER_KEY;
+    const ok = statuses.filter((s) => s === 200).length;
+    expect(ok + statuses.filter((s) => s === 429).length).toBe(requests);
+    await gateway.usage.flush();
+    const u = (await gateway.store.users.get(owner.id))!;
+    expect(u.usedQuota).toBe(ok * cost);
+    expect(u.quota).toBeGreaterThanOrEqual(0);
+    const billing = new Billing(new SettingsService(memoryStore(), new GatewayEmitter(), {}), 1024);
+    expect(u.quota, `${ok} served`).toBeLessThan(
+      billing.estimate("gpt-4o-mini", "default", 8, 200),
+    );
+    expect(calls / requests, `${calls} store calls for ${requests} requests`).toBeLessThan(4);
+  }, 120_000);
 });

@@ -1,10 +1,20 @@
 import type { ClientSignal } from "../exchange.js";
 
 /**
+ * The `QuotaLine` id of an owner's line: the requests of all their keys refused for the
+ * owner's quota wait in one line (key ids are positive, so an owner's is negative).
+ */
+export function userLine(userId: number): number {
+  return -userId;
+}
+
+/**
  * The requests of one key waiting for quota that other requests' reservations still hold, in
  * the order they came (one object per gateway; see `reserveUnits`). Only the first in a key's
  * line asks the store again while it waits; the others wait for their turn, which comes as
- * soon as the one before them is served or gives up, and then ask at once.
+ * soon as the one before them is served or gives up, and then ask at once. A line is named by
+ * a number: a key's id, or (`userLine`) an owner's, for requests refused for the owner's quota,
+ * whichever of their keys they came with.
  *
  * Why a line: when a key's quota runs out under a burst, hundreds of requests of this
  * instance may be waiting for the same few settlements. Each asking the store on its own

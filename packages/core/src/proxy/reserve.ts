@@ -7,7 +7,7 @@ import {
   type BlockShare,
   type QuotaBlocks,
 } from "../usage/quota-blocks.js";
-import type { QuotaLine } from "./quota-line.js";
+import { type QuotaLine, userLine } from "./quota-line.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
 /**
@@ -232,9 +232,11 @@ async function reserveUnits(
     deps.usage.reserveWaitMs <= 0
   )
     return { result, units, promptTokens };
-  // Reservations still in flight may give back enough: wait for them, in the key's line.
+  // Reservations still in flight may give back enough: wait for them, in the line of what ran
+  // out (the key, or its owner, whose keys then share one line).
+  const line = result.reason === "user_quota" && user ? userLine(user.id) : key.id;
   const deadline = Date.now() + deps.usage.reserveWaitMs;
-  const end = await deps.waiting.turn(key.id, deadline, req.exchange.signal);
+  const end = await deps.waiting.turn(line, deadline, req.exchange.signal);
   if (!end) return { result, units, promptTokens };
   try {
     // This request's turn: the one before it was served or gave up, so ask at once.
@@ -250,7 +252,7 @@ async function reserveUnits(
       else {
         // Jittered so that the lines of several instances do not ask the store in lockstep.
         const ms = Math.min(pause * (0.5 + Math.random()), deadline - Date.now());
-        if (!(await deps.waiting.pause(key.id, Math.max(1, ms), req.exchange.signal))) break;
+        if (!(await deps.waiting.pause(line, Math.max(1, ms), req.exchange.signal))) break;
         pause = Math.min(pause * 2, LINE_PAUSE_MAX_MS);
       }
       result = await attempt(units);

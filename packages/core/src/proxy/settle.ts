@@ -8,6 +8,7 @@ import type {
 } from "../store/types.js";
 import type { BlockShare } from "../usage/quota-blocks.js";
 import { redactSecrets } from "../util/secrets.js";
+import { userLine } from "./quota-line.js";
 import { endRequestSpan } from "./tracing.js";
 import type { ProxyDeps, RequestContext } from "./types.js";
 
@@ -70,6 +71,7 @@ export function settlement(
       // What the reservation did not use goes back with the next flush: a request of the key
       // waiting for quota may flush now and be served.
       deps.waiting.settled(key.id);
+      if (req.auth.user) deps.waiting.settled(userLine(req.auth.user.id));
     }
   };
 }
